@@ -1,0 +1,138 @@
+"""Configuration as frozen, keyword-only dataclasses with Kafka-like names.
+
+Topic configuration is given the way Kafka users write it, as a dict with
+dotted keys (``{"retention.ms": 3_600_000}``); :meth:`TopicConfig.from_dict`
+maps each key to a field, rejects unknown keys, and validates values. The
+defaults are documented next to each field and in the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rayka.errors import ConfigError
+
+__all__ = ["TopicConfig", "FLUSH_POLICIES", "default_data_dir", "DEFAULT_NAMESPACE"]
+
+MiB = 1024 * 1024
+DAY_MS = 24 * 3600 * 1000
+
+#: "batch": fsync every appended batch before acknowledging it;
+#: "interval": fsync at most every ``flush.ms`` (the default: an acknowledged
+#: batch is in the OS page cache and survives any process crash, and reaches
+#: the disk within ``flush.ms``); "never": leave it to the OS.
+FLUSH_POLICIES = ("batch", "interval", "never")
+
+#: Ray namespace of every named rayka actor.
+DEFAULT_NAMESPACE = "rayka"
+
+
+def default_data_dir() -> Path:
+    """``$RAYKA_DATA_DIR`` if set, else ``~/.rayka/data``."""
+    env = os.environ.get("RAYKA_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".rayka" / "data"
+
+
+# Kafka key -> field name.
+_TOPIC_KEYS = {
+    "segment.bytes": "segment_bytes",
+    "segment.ms": "segment_ms",
+    "retention.ms": "retention_ms",
+    "retention.bytes": "retention_bytes",
+    "max.message.bytes": "max_message_bytes",
+    "flush.policy": "flush_policy",
+    "flush.ms": "flush_ms",
+    "index.interval.bytes": "index_interval_bytes",
+    "message.timestamp.type": "message_timestamp_type",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicConfig:
+    """Per-topic log configuration (Kafka names in brackets).
+
+    - ``segment_bytes`` [segment.bytes], default 256 MiB: roll the active segment when
+      appending a batch would take it past this size.
+    - ``segment_ms`` [segment.ms], default 7 days: roll a segment older than this.
+    - ``retention_ms`` [retention.ms], default 7 days, -1 for no limit: delete whole
+      segments whose newest record is older than this.
+    - ``retention_bytes`` [retention.bytes], default -1 (no limit): delete the oldest whole
+      segments while the partition is larger than this.
+    - ``max_message_bytes`` [max.message.bytes], default 1 MiB: a record (key + value +
+      headers) over this rejects its whole batch.
+    - ``flush_policy`` [flush.policy], default "interval": see :data:`FLUSH_POLICIES`.
+    - ``flush_ms`` [flush.ms], default 1000: the fsync interval of the "interval" policy.
+    - ``index_interval_bytes`` [index.interval.bytes], default 4096: bytes of log between
+      two entries of the sparse offset and time indexes.
+    - ``message_timestamp_type`` [message.timestamp.type], "CreateTime" (default, the
+      producer's timestamp) or "LogAppendTime" (the partition's clock).
+    """
+
+    segment_bytes: int = 256 * MiB
+    segment_ms: int = 7 * DAY_MS
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int = -1
+    max_message_bytes: int = 1 * MiB
+    flush_policy: str = "interval"
+    flush_ms: int = 1000
+    index_interval_bytes: int = 4096
+    message_timestamp_type: str = "CreateTime"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(f"topic config {_kafka_name(f.name)} must be an integer, got {value!r}")
+        if self.segment_bytes < 1024:
+            raise ConfigError(f"segment.bytes must be >= 1024, got {self.segment_bytes}")
+        if self.segment_ms < 1:
+            raise ConfigError(f"segment.ms must be >= 1, got {self.segment_ms}")
+        if self.retention_ms < -1 or self.retention_ms == 0:
+            raise ConfigError(f"retention.ms must be positive or -1 (unlimited), got {self.retention_ms}")
+        if self.retention_bytes < -1 or self.retention_bytes == 0:
+            raise ConfigError(f"retention.bytes must be positive or -1 (unlimited), got {self.retention_bytes}")
+        if self.max_message_bytes < 1:
+            raise ConfigError(f"max.message.bytes must be >= 1, got {self.max_message_bytes}")
+        if self.flush_policy not in FLUSH_POLICIES:
+            raise ConfigError(f"flush.policy must be one of {FLUSH_POLICIES}, got {self.flush_policy!r}")
+        if self.flush_ms < 0:
+            raise ConfigError(f"flush.ms must be >= 0, got {self.flush_ms}")
+        if self.index_interval_bytes < 0:
+            raise ConfigError(f"index.interval.bytes must be >= 0, got {self.index_interval_bytes}")
+        if self.message_timestamp_type not in ("CreateTime", "LogAppendTime"):
+            raise ConfigError(
+                "message.timestamp.type must be 'CreateTime' or 'LogAppendTime', "
+                f"got {self.message_timestamp_type!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any] | None) -> "TopicConfig":
+        """Build from Kafka-style keys (``"retention.ms"``); field names are accepted too."""
+        kwargs: dict[str, Any] = {}
+        for key, value in (config or {}).items():
+            name = _TOPIC_KEYS.get(key, key if key in _TOPIC_KEYS.values() else None)
+            if name is None:
+                raise ConfigError(
+                    f"unknown topic config {key!r}; known keys: {', '.join(sorted(_TOPIC_KEYS))}"
+                )
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Kafka-style dict that :meth:`from_dict` reads back."""
+        return {_kafka_name(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes: Any) -> "TopicConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _kafka_name(field_name: str) -> str:
+    for key, name in _TOPIC_KEYS.items():
+        if name == field_name:
+            return key
+    return field_name
+
