@@ -1,0 +1,105 @@
+"""Sparse offset and time indexes of a segment.
+
+On disk each index is a flat array of little-endian int64 pairs (16 bytes an entry):
+
+- ``<base>.index``      (offset, position): a batch whose first offset is ``offset``
+  starts at byte ``position`` of the segment file.
+- ``<base>.timeindex``  (timestamp_ms, offset): every record of the segment before
+  ``offset`` has a timestamp below ``timestamp_ms`` (it is the running maximum,
+  exclusive), so a search for the first record at or after a time starts at the
+  last entry whose timestamp is below it.
+
+Entries are added at the same points, one per ``index.interval.bytes`` of log
+(and always for a segment's first batch), so a lookup costs a binary search and
+a scan of at most one interval. Both columns strictly increase (offsets) or never
+decrease (timestamps). An index is derived data: after an unclean shutdown the
+active segment's index is rebuilt from the log, and an index that fails its
+sanity check is rebuilt too. Not thread-safe: the owning segment serialises writers.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from bisect import bisect_left, bisect_right
+from pathlib import Path
+
+__all__ = ["PairIndex", "OffsetIndex", "TimeIndex", "MIN_TIMESTAMP"]
+
+MIN_TIMESTAMP = -(2**63)
+_ENTRY = 16
+
+
+class PairIndex:
+    """An append-only file of (a, b) int64 pairs, sorted by ``a``, mirrored in memory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.keys = array("q")
+        self.values = array("q")
+        self._written = 0  # entries already in the file
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def append(self, key: int, value: int) -> None:
+        if self.keys and key < self.keys[-1]:
+            raise AssertionError(f"index {self.path.name}: key {key} below last {self.keys[-1]}")
+        self.keys.append(key)
+        self.values.append(value)
+
+    def floor(self, key: int) -> tuple[int, int] | None:
+        """The last entry whose key is <= ``key``, or None."""
+        i = bisect_right(self.keys, key) - 1
+        return (self.keys[i], self.values[i]) if i >= 0 else None
+
+    def below(self, key: int) -> tuple[int, int] | None:
+        """The last entry whose key is < ``key``, or None."""
+        i = bisect_left(self.keys, key) - 1
+        return (self.keys[i], self.values[i]) if i >= 0 else None
+
+    def clear(self) -> None:
+        self.keys = array("q")
+        self.values = array("q")
+        self._written = 0
+        with open(self.path, "wb"):
+            pass
+
+    def flush(self, fsync: bool = False) -> None:
+        """Append the entries not yet in the file."""
+        if self._written == len(self.keys) and not fsync:
+            return
+        pairs = array("q")
+        for i in range(self._written, len(self.keys)):
+            pairs.append(self.keys[i])
+            pairs.append(self.values[i])
+        with open(self.path, "ab") as f:
+            f.write(pairs.tobytes())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        self._written = len(self.keys)
+
+    def load(self) -> bool:
+        """Read the file; False (and empty) if it is missing, torn or unsorted."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        if len(data) % _ENTRY:
+            return False
+        pairs = array("q")
+        pairs.frombytes(data)
+        keys, values = pairs[0::2], pairs[1::2]
+        if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
+            return False
+        self.keys, self.values, self._written = keys, values, len(keys)
+        return True
+
+
+class OffsetIndex(PairIndex):
+    """``<base>.index``: (first offset of a batch, byte position of the batch)."""
+
+
+class TimeIndex(PairIndex):
+    """``<base>.timeindex``: (max timestamp of the records before offset, offset)."""

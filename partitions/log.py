@@ -1,0 +1,422 @@
+"""PartitionLog: the append-only log of one partition, as a directory of segments.
+
+Layout of a partition directory::
+
+    00000000000000000000.arrows / .index / .timeindex    sealed segments
+    00000000000000052000.arrows / .index / .timeindex    the active segment (last)
+    producer_state.json                                  idempotence snapshot, written at roll
+    .clean_shutdown                                      present only after close()
+
+Invariants: offsets are dense from ``log_start_offset`` (the first segment's
+base) to ``log_end_offset - 1``; segments are contiguous; every acknowledged
+batch was written to the OS before ``append`` returned (and fsynced first under
+``flush.policy=batch``). Opening a log that was not closed cleanly validates the
+active segment batch by batch and truncates a torn or corrupt tail; sealed
+segments were fsynced when they rolled and are trusted unless their indexes
+are unreadable.
+
+Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
+``read`` takes it only to snapshot the segment list and the high watermark, then
+reads memory-mapped files without it, so a long read never blocks appends.
+``wait_for`` lets a long-poll sleep until an append passes an offset.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rayka.config import TopicConfig
+from rayka.errors import OffsetOutOfRangeError, RaykaError
+from rayka.partitions import codec
+from rayka.partitions.producer_state import BatchRecord, ProducerStateTable
+from rayka.partitions.records import log_schema, prepare_batch, stamp_offsets
+from rayka.partitions.segment import SEGMENT_SUFFIX, LogSegment
+
+__all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN = ".clean_shutdown"
+PRODUCER_SNAPSHOT = "producer_state.json"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+_RELEASE_AFTER_MS = 30_000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where a batch landed. ``duplicate`` marks an idempotent re-send answered from state."""
+
+    base_offset: int
+    count: int
+    log_append_time_ms: int
+    log_start_offset: int
+    duplicate: bool = False
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.count - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Whole stored messages from the requested offset on, zero-copy over the segment files.
+
+    ``buffers`` hold IPC record-batch messages back to back (decode with
+    :func:`rayka.partitions.codec.iter_messages`); the first batch may start
+    before ``offset`` and the last may run past ``max_records``: the reader
+    slices. ``records`` counts the records at or after ``offset``.
+    """
+
+    offset: int
+    buffers: tuple
+    schema: pa.Schema
+    records: int
+    next_offset: int
+    log_start_offset: int
+    high_watermark: int
+
+
+class PartitionLog:
+    """The log of one partition. Opening it recovers from whatever state the directory is in."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        config: TopicConfig | None = None,
+        value_schema: pa.Schema | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ):
+        self.directory = Path(directory)
+        self.config = config or TopicConfig()
+        self.schema = log_schema(value_schema)
+        self._schema_bytes = codec.schema_message(self.schema)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._appended = threading.Condition(self._lock)
+        self._closed = False
+        self._last_flush_ms = clock()
+        self._dirty = False
+        self.recovered_batches = 0
+        self.truncated_bytes = 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self._producers = ProducerStateTable()
+        self._open()
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        marker = self.directory / CLEAN_SHUTDOWN
+        clean = marker.exists()
+        bases = sorted(int(p.stem) for p in self.directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
+        headers_after: dict[int, list] = {}
+        for i, base in enumerate(bases):
+            active = i == len(bases) - 1
+            seg, report = LogSegment.load(
+                self.directory, base, self._schema_bytes, self.config.index_interval_bytes,
+                recover=active and not clean, active=active,
+            )
+            if self._segments and self._segments[-1].next_offset != base:
+                log.error(
+                    "partition %s: gap between offset %d and segment %d; deleting segments from %d",
+                    self.directory, self._segments[-1].next_offset, base, base,
+                )
+                seg.delete()
+                for later in bases[i + 1 :]:
+                    LogSegment(self.directory, later, self._schema_bytes, 0).delete()
+                break
+            self.truncated_bytes += report.truncated_bytes
+            self.recovered_batches += report.batches
+            headers_after[base] = report.headers
+            self._segments.append(seg)
+        if self._segments and self._segments[-1]._fd is None:
+            # The last segment was cut short above; it becomes the active one again.
+            last = self._segments[-1]
+            self._segments[-1], _ = LogSegment.load(
+                self.directory, last.base_offset, self._schema_bytes,
+                self.config.index_interval_bytes, recover=True, active=True,
+            )
+        if not self._segments:
+            self._segments.append(self._new_segment(0))
+        self._bases = [s.base_offset for s in self._segments]
+        self._load_producer_state(headers_after)
+        marker.unlink(missing_ok=True)
+        if self.truncated_bytes:
+            log.warning("partition %s: recovery truncated %d bytes", self.directory, self.truncated_bytes)
+
+    def _load_producer_state(self, headers_after: dict[int, list]) -> None:
+        table, upto = ProducerStateTable.read_snapshot(self.directory / PRODUCER_SNAPSHOT, 24 * 3600 * 1000)
+        for seg in self._segments:
+            if seg.next_offset <= upto:
+                continue
+            headers = headers_after.get(seg.base_offset)
+            if headers is None or (headers and headers[0].base_offset != seg.base_offset):
+                headers = seg.batch_headers(seg.size)
+            for header in headers:
+                if header.base_offset >= upto:
+                    table.update_from_header(header)
+        table.truncate(self.log_end_offset)
+        self._producers = table
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment.create(
+            self.directory, base_offset, self._schema_bytes, self.config.index_interval_bytes, self._clock()
+        )
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next record will get (Kafka's high watermark for a single replica)."""
+        return self._segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(self, batch: pa.RecordBatch | pa.Table, *, producer_id: str | None = None,
+               sequence: int = -1) -> AppendResult:
+        """Append a batch (columns value, and optional key, timestamp_ms, headers) as one unit.
+
+        Raises RecordTooLargeError or SchemaMismatchError with nothing written.
+        With ``producer_id``/``sequence``, a re-sent batch is answered from the
+        producer state instead of being written twice.
+        """
+        now = self._clock()
+        prepared = prepare_batch(
+            batch, self.schema, now_ms=now, max_message_bytes=self.config.max_message_bytes,
+            log_append_time=self.config.message_timestamp_type == "LogAppendTime",
+        )
+        with self._lock:
+            self._check_open()
+            if producer_id is not None and sequence >= 0:
+                earlier = self._producers.check(producer_id, sequence)
+                if earlier is not None:
+                    return AppendResult(earlier.base_offset, earlier.count, earlier.append_ms,
+                                        self.log_start_offset, duplicate=True)
+            base = self.log_end_offset
+            if prepared.num_rows == 0:
+                return AppendResult(base, 0, now, self.log_start_offset)
+            stamped = stamp_offsets(prepared, base)
+            encoded = codec.encode_batch(
+                stamped, schema_size=len(self._schema_bytes),
+                max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now,
+                producer_id=producer_id, sequence=sequence,
+            )
+            self._maybe_roll(encoded.size, now)
+            self._segments[-1].append(encoded)
+            if producer_id is not None and sequence >= 0:
+                self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
+            self._dirty = True
+            if self.config.flush_policy == "batch":
+                self._flush(now)
+            self._appended.notify_all()
+            return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
+
+    def _maybe_roll(self, incoming_bytes: int, now: int) -> None:
+        active = self._segments[-1]
+        if active.is_empty:
+            return
+        too_big = active.size + incoming_bytes > self.config.segment_bytes
+        too_old = active.first_append_ms is not None and now - active.first_append_ms >= self.config.segment_ms
+        if too_big or too_old:
+            self._roll(now)
+
+    def roll(self) -> None:
+        """Seal the active segment and start a new one (no-op if it is empty)."""
+        with self._lock:
+            self._check_open()
+            if not self._segments[-1].is_empty:
+                self._roll(self._clock())
+
+    def _roll(self, now: int) -> None:
+        active = self._segments[-1]
+        active.seal()
+        self._producers.expire(now)
+        self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
+        self._segments.append(self._new_segment(active.next_offset))
+        self._bases.append(active.next_offset)
+        self._last_flush_ms = now
+        self._dirty = False
+
+    def flush(self) -> None:
+        """fsync the active segment and its indexes now."""
+        with self._lock:
+            self._check_open()
+            self._flush(self._clock())
+
+    def _flush(self, now: int) -> None:
+        self._segments[-1].flush(fsync=True)
+        self._last_flush_ms = now
+        self._dirty = False
+
+    def tick(self) -> dict:
+        """Periodic upkeep: interval fsync, roll by age, retention, unmapping idle segments."""
+        with self._lock:
+            if self._closed:
+                return {}
+            now = self._clock()
+            if self._dirty and self.config.flush_policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms:
+                self._flush(now)
+            active = self._segments[-1]
+            if not active.is_empty and active.first_append_ms is not None and (
+                now - active.first_append_ms >= self.config.segment_ms
+            ):
+                self._roll(now)
+            deleted = self._apply_retention(now)
+            for seg in self._segments[:-2]:
+                if seg.last_read_ms is not None and now - seg.last_read_ms > _RELEASE_AFTER_MS:
+                    seg.release()
+                    seg.last_read_ms = None
+            return {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
+
+    def _apply_retention(self, now: int) -> int:
+        cfg = self.config
+        active = self._segments[-1]
+        if cfg.retention_ms > 0 and not active.is_empty and now - active.max_timestamp_ms > cfg.retention_ms:
+            self._roll(now)  # an expired active segment must roll before it can go
+        deleted = 0
+        while len(self._segments) > 1:
+            oldest = self._segments[0]
+            expired = cfg.retention_ms > 0 and now - oldest.max_timestamp_ms > cfg.retention_ms
+            oversize = cfg.retention_bytes > 0 and self.size_bytes - oldest.size >= cfg.retention_bytes
+            if not (expired or oversize):
+                break
+            self._segments.pop(0)
+            self._bases.pop(0)
+            oldest.delete()
+            deleted += 1
+        if deleted:
+            log.info("partition %s: retention deleted %d segment(s); log start is now %d",
+                     self.directory, deleted, self.log_start_offset)
+        return deleted
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_records: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
+        """Whole batches from ``offset`` on, bounded by ``max_records`` and ``max_bytes``.
+
+        ``offset == log_end_offset`` returns nothing (the caller may wait);
+        outside ``[log_start_offset, log_end_offset]`` raises OffsetOutOfRangeError.
+        """
+        with self._lock:
+            self._check_open()
+            segments = list(self._segments)
+            bases = list(self._bases)
+            limits = [s.size for s in segments]
+            start, end = self.log_start_offset, self.log_end_offset
+        self._check_range(offset, start, end)
+        buffers = []
+        records = 0
+        next_offset = offset
+        i = max(bisect.bisect_right(bases, offset) - 1, 0)
+        now = self._clock()
+        try:
+            while i < len(segments) and records < max_records and next_offset < end:
+                seg = segments[i]
+                seg.last_read_ms = now
+                got = seg.read(next_offset, max_records - records, max_bytes, limits[i])
+                if got.buffer is not None:
+                    buffers.append(got.buffer)
+                    records += got.records
+                    next_offset = got.next_offset
+                    max_bytes -= got.bytes
+                    if max_bytes <= 0:
+                        break
+                i += 1
+        except FileNotFoundError:
+            # Retention deleted a segment between the snapshot and the read.
+            self._check_range(offset, self.log_start_offset, self.log_end_offset)
+            raise
+        return ReadResult(offset, tuple(buffers), self.schema, records, next_offset, start, end)
+
+    @staticmethod
+    def _check_range(offset: int, start: int, end: int) -> None:
+        if offset < start or offset > end:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is out of range; valid offsets are {start}..{end} "
+                f"(log start {start}, log end {end}); seek to one of them or use auto_offset_reset",
+                log_start_offset=start, log_end_offset=end,
+            )
+
+    def wait_for(self, offset: int, timeout_s: float) -> bool:
+        """Block until the log end passes ``offset`` or ``timeout_s`` passes; True if it did."""
+        deadline = time.monotonic() + timeout_s
+        with self._appended:
+            while self.log_end_offset <= offset and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._appended.wait(remaining)
+            return self.log_end_offset > offset
+
+    def offset_for_time(self, timestamp_ms: int) -> int | None:
+        """The earliest offset whose timestamp is >= ``timestamp_ms``; None if there is none."""
+        with self._lock:
+            self._check_open()
+            segments = list(self._segments)
+            limits = [s.size for s in segments]
+        for seg, limit in zip(segments, limits):
+            hit = seg.offset_for_time(timestamp_ms, limit)
+            if hit is not None:
+                return hit
+        return None
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """fsync everything, snapshot producer state, and mark the shutdown clean."""
+        with self._lock:
+            if self._closed:
+                return
+            active = self._segments[-1]
+            active.seal()
+            self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
+            (self.directory / CLEAN_SHUTDOWN).touch()
+            self._closed = True
+            self._appended.notify_all()
+
+    def delete(self) -> None:
+        """Close and remove the partition's directory."""
+        with self._lock:
+            self._closed = True
+            for seg in self._segments:
+                seg.delete()
+            self._appended.notify_all()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RaykaError(f"partition log {self.directory} is closed")
+
+    def __enter__(self) -> "PartitionLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
