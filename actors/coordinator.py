@@ -1,0 +1,147 @@
+"""CoordinatorActor: the named, detached keeper of topic metadata and partition actors.
+
+It wraps :class:`rayka.coordinator.metadata.ClusterMetadata` (persisted in the
+data dir) and makes sure every partition of every topic has its actor: on start
+it finds the surviving partition actors by name and re-creates the missing ones,
+so a restarted coordinator, or a new embedded session on the same data dir,
+serves every topic and every message again. Producers and consumers ask it for
+partition actor handles once, then talk to the partitions directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rayka.actors import _ray
+from rayka.actors.partition import PartitionActor
+from rayka.coordinator.metadata import ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
+
+__all__ = ["CoordinatorActor", "start_coordinator"]
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+class CoordinatorActor:
+    """Topic metadata and the directory of partition actors for one rayka cluster."""
+
+    def __init__(self, cluster: str, namespace: str, data_dir: str):
+        self._cluster, self._namespace = cluster, namespace
+        self._data_dir = str(Path(data_dir).resolve())
+        Path(self._data_dir).mkdir(parents=True, exist_ok=True)
+        self._meta = ClusterMetadata(MetadataStore(Path(self._data_dir) / METADATA_FILE))
+        self._handles: dict[tuple[str, int], object] = {}
+        self._lock = threading.RLock()
+        self._node_id = ray.get_runtime_context().get_node_id()
+        for name in self._meta.topics():
+            self._ensure_partitions(self._meta.get(name))
+
+    # -- partition actors -------------------------------------------------------------------
+
+    def _ensure_partitions(self, meta) -> list:
+        handles = []
+        for p in range(meta.partitions):
+            key = (meta.topic_id, p)
+            handle = self._handles.get(key)
+            if handle is None:
+                name = _ray.partition_name(self._cluster, meta.topic_id, p)
+                node = meta.nodes[p] if p < len(meta.nodes) else None
+                options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=True)
+                if node is not None and node in _ray.alive_node_ids():
+                    options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+                handle = PartitionActor.options(**options).remote(
+                    str(partition_dir(self._data_dir, meta.name, p)), meta.config, meta.value_schema,
+                    meta.name, p,
+                )
+                self._handles[key] = handle
+            handles.append(handle)
+        return handles
+
+    def _place(self, count: int, start: int = 0) -> list:
+        nodes = _ray.alive_node_ids()
+        if len(nodes) <= 1:
+            return [self._node_id] * count
+        return [nodes[(start + i) % len(nodes)] for i in range(count)]
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        return {"cluster": self._cluster, "namespace": self._namespace, "data_dir": self._data_dir}
+
+    def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
+        with self._lock:
+            meta = self._meta.create_topic(
+                name, partitions, replication_factor, config, value_schema, nodes=self._place(partitions)
+                if isinstance(partitions, int) and 0 < partitions <= 10_000 else None,
+            )
+            handles = self._ensure_partitions(meta)
+        ray.get([h.ping.remote() for h in handles])
+        return meta
+
+    def list_topics(self) -> list[str]:
+        return self._meta.topics()
+
+    def topic(self, name: str):
+        """(TopicMetadata, [partition actor handles]) for clients to cache."""
+        with self._lock:
+            meta = self._meta.get(name)
+            return meta, self._ensure_partitions(meta)
+
+    def delete_topic(self, name: str) -> None:
+        with self._lock:
+            meta = self._meta.get(name)
+            handles = self._ensure_partitions(meta)
+            refs = [h.delete.remote() for h in handles]
+            try:
+                ray.get(refs)
+            except Exception:
+                log.warning("some partitions of %s could not delete their files", name, exc_info=True)
+            for p, h in enumerate(handles):
+                _ray.kill(h)
+                self._handles.pop((meta.topic_id, p), None)
+            self._meta.delete_topic(name)
+
+    def add_partitions(self, name: str, total: int):
+        with self._lock:
+            meta = self._meta.get(name)
+            meta = self._meta.add_partitions(
+                name, total, self._place(total - meta.partitions, meta.partitions)
+                if isinstance(total, int) and total > meta.partitions else None,
+            )
+            handles = self._ensure_partitions(meta)
+        ray.get([h.ping.remote() for h in handles])
+        return meta
+
+    def shutdown(self, delete_data: bool = False) -> None:
+        """Close (or delete) every partition and kill the partition actors."""
+        with self._lock:
+            for name in self._meta.topics():
+                meta = self._meta.get(name)
+                handles = self._ensure_partitions(meta)
+                try:
+                    ray.get([(h.delete if delete_data else h.close).remote() for h in handles])
+                except Exception:
+                    log.warning("closing %s failed", name, exc_info=True)
+                for h in handles:
+                    _ray.kill(h)
+            self._handles.clear()
+
+    def ping(self) -> bool:
+        return True
+
+
+def start_coordinator(cluster: str, namespace: str, data_dir: str):
+    """Get the cluster's coordinator, creating it (detached) if it does not exist yet."""
+    name = _ray.coordinator_name(cluster)
+    handle = _ray.get_actor(name, namespace)
+    if handle is None:
+        handle = CoordinatorActor.options(
+            name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+        ).remote(cluster, namespace, data_dir)
+    return handle

@@ -1,0 +1,182 @@
+"""Fetcher: keeps one long-poll fetch in flight per partition and buffers what comes back.
+
+A fetch returns whole stored messages (Arrow IPC, zero-copy out of the object
+store); the fetcher decodes them into record batches, slices off what lies
+before the requested offset, and queues them per partition. As soon as a fetch
+returns, the next one for that partition is sent, so the partition actor reads
+ahead while the user processes records. Buffers are bounded: a partition with
+``max_buffered_records`` waiting gets no new fetch until they are consumed.
+
+Not thread-safe (like Kafka's consumer): one thread drives a Consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import pyarrow as pa
+import ray
+
+from rayka.clients.connection import resolve
+from rayka.clients.types import TopicPartition
+from rayka.errors import OffsetOutOfRangeError
+from rayka.partitions import codec
+
+__all__ = ["Fetcher", "PartitionState"]
+
+
+class PartitionState:
+    """Fetch state of one assigned partition."""
+
+    __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
+                 "buffered_records", "paused", "high_watermark", "log_start_offset")
+
+    def __init__(self, tp: TopicPartition, handle):
+        self.tp = tp
+        self.handle = handle
+        self.position: int | None = None  # next offset to hand to the user
+        self.fetch_offset: int | None = None  # next offset to ask the partition for
+        self.inflight = None
+        self.inflight_offset = -1
+        self.buffered: deque[pa.RecordBatch] = deque()
+        self.buffered_records = 0
+        self.paused = False
+        self.high_watermark = -1
+        self.log_start_offset = -1
+
+    def seek(self, offset: int) -> None:
+        self.position = self.fetch_offset = offset
+        self.buffered.clear()
+        self.buffered_records = 0
+        self.inflight = None  # a fetch still travelling is now stale; its answer is dropped
+
+    def take(self, limit: int) -> list[pa.RecordBatch]:
+        """Up to ``limit`` buffered records, advancing the position."""
+        out = []
+        while self.buffered and limit > 0:
+            batch = self.buffered[0]
+            if batch.num_rows <= limit:
+                self.buffered.popleft()
+            else:
+                self.buffered[0] = batch.slice(limit)
+                batch = batch.slice(0, limit)
+            out.append(batch)
+            limit -= batch.num_rows
+            self.buffered_records -= batch.num_rows
+            self.position = batch.column(0)[-1].as_py() + 1
+        return out
+
+
+class Fetcher:
+    """Drives fetches for a set of partitions; hands out decoded record batches."""
+
+    def __init__(self, *, max_wait_ms: int, max_partition_records: int, max_partition_bytes: int,
+                 max_buffered_records: int, on_out_of_range):
+        self.max_wait_ms = max_wait_ms
+        self.max_partition_records = max_partition_records
+        self.max_partition_bytes = max_partition_bytes
+        self.max_buffered_records = max_buffered_records
+        self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
+        self.states: dict[TopicPartition, PartitionState] = {}
+        self._rr = 0
+
+    def fetchable(self) -> list[PartitionState]:
+        return [s for s in self.states.values() if not s.paused and s.position is not None]
+
+    def send(self) -> None:
+        """Start a fetch for every fetchable partition that has none in flight and room to buffer."""
+        for s in self.fetchable():
+            if s.inflight is None and s.buffered_records < self.max_buffered_records:
+                s.inflight_offset = s.fetch_offset
+                s.inflight = s.handle.fetch.remote(
+                    s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms
+                )
+
+    def buffered(self) -> int:
+        return sum(s.buffered_records for s in self.states.values() if not s.paused)
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for fetches; absorb those that returned. Returns records added."""
+        self.send()
+        pending = {s.inflight: s for s in self.states.values() if s.inflight is not None}
+        if not pending:
+            return 0
+        refs = list(pending)
+        ready, rest = ray.wait(refs, num_returns=1, timeout=max(timeout_s, 0))
+        if ready and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        added = 0
+        for ref in ready:
+            state = pending[ref]
+            if state.inflight is not ref:
+                continue
+            state.inflight = None
+            added += self._absorb(state, ref)
+        self.send()
+        return added
+
+    def _absorb(self, state: PartitionState, ref) -> int:
+        try:
+            result = resolve(ref)
+        except OffsetOutOfRangeError as exc:
+            self._on_out_of_range(state, exc)
+            return 0
+        if state.paused or state.fetch_offset != state.inflight_offset:
+            return 0
+        state.high_watermark = result.high_watermark
+        state.log_start_offset = result.log_start_offset
+        added = 0
+        start = result.offset
+        for buf in result.buffers:
+            for msg in codec.iter_messages(buf):
+                batch = codec.decode(msg, result.schema)
+                first = msg.header.base_offset
+                if msg.header.next_offset <= start:
+                    continue
+                if first < start:
+                    batch = batch.slice(start - first)
+                state.buffered.append(batch)
+                state.buffered_records += batch.num_rows
+                added += batch.num_rows
+        if result.records:
+            state.fetch_offset = result.next_offset
+        return added
+
+    def drain(self, max_records: int) -> list[tuple[PartitionState, list[pa.RecordBatch]]]:
+        """Take up to ``max_records`` buffered records, rotating fairly over partitions."""
+        states = [s for s in self.states.values() if s.buffered_records and not s.paused]
+        if not states:
+            return []
+        self._rr = (self._rr + 1) % len(states)
+        states = states[self._rr:] + states[: self._rr]
+        out = []
+        share = max(1, max_records // len(states))
+        for s in states:
+            if max_records <= 0:
+                break
+            batches = s.take(min(share, max_records) if len(states) > 1 else max_records)
+            max_records -= sum(b.num_rows for b in batches)
+            out.append((s, batches))
+        for s in states:  # hand out what the fair share left over
+            if max_records <= 0:
+                break
+            if s.buffered_records:
+                batches = s.take(max_records)
+                max_records -= sum(b.num_rows for b in batches)
+                out.append((s, batches))
+        return out
+
+    def deadline_wait(self, timeout_ms: float, want: int = 1) -> None:
+        """Wait until ``want`` records are buffered or ``timeout_ms`` passes."""
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        while self.buffered() < want:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.wait(0)
+                return
+            if not self.fetchable():
+                time.sleep(min(remaining, 0.05))  # nothing assigned: poll() just waits out its timeout
+                continue
+            self.wait(remaining)

@@ -1,0 +1,407 @@
+"""Producer: batches records per partition and ships each batch as one Arrow IPC buffer.
+
+``send()`` only appends to the open batch of the record's partition and returns
+a future; a sender thread hands a batch to its partition actor when it holds
+``batch_size`` bytes, when ``linger_ms`` has passed, or on ``flush()``. Each
+partition has at most one append in flight, so while one call travels, the
+next batch grows: under load a batch carries everything that arrived during a
+round trip, which is what hides the ~1 ms actor call.
+
+Idempotence (default on): the producer has a random id, and numbers its
+batches per partition; a batch whose call failed with the actor unavailable is
+re-sent with the same number until ``delivery_timeout_ms``, and the partition
+answers a re-sent batch with the offsets it got the first time. So a retry
+never writes a record twice, and per-partition order holds.
+
+Memory is bounded: records waiting or in flight take at most ``buffer_memory``
+bytes; ``send()`` blocks up to ``max_block_ms`` for room, then raises
+BufferFullError.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import pyarrow as pa
+
+from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture
+from rayka.clients.connection import Cluster, current, unwrap
+from rayka.clients.partitioner import StickyPartitioner, partition_for_key
+from rayka.clients.serde import check_bytes, headers_list, table_from
+from rayka.errors import (
+    BufferFullError,
+    ConfigError,
+    KafkaTimeoutError,
+    ProducerClosedError,
+    RecordTooLargeError,
+    RaykaError,
+    UnknownPartitionError,
+)
+
+__all__ = ["Producer"]
+
+log = logging.getLogger(__name__)
+
+_MAX_TABLE_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+class _Topic:
+    __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time")
+
+    def __init__(self, meta, handles):
+        self.name = meta.name
+        self.partitions = meta.partitions
+        self.handles = handles
+        self.max_message_bytes = meta.topic_config.max_message_bytes
+        self.value_schema = meta.value_schema
+        self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
+
+
+class Producer:
+    """Sends records to topics. Thread-safe; use as a context manager or call ``close()``.
+
+    - ``acks``: 0 (do not wait), 1 or "all" (wait for the partition to write the batch;
+      with one replica per partition they are the same).
+    - ``linger_ms`` (5), ``batch_size`` (16384 bytes): when a partition's batch is handed off.
+    - ``idempotent`` (True): retries never duplicate (see module docs).
+    - ``buffer_memory`` (32 MiB), ``max_block_ms`` (60 s): the memory bound.
+    - ``delivery_timeout_ms`` (120 s): how long a batch may be retried before its futures fail.
+    - ``key_serializer`` / ``value_serializer``: callables to bytes; without them keys and
+      values must be bytes (or, for a topic with a schema, values are dicts of columns).
+    """
+
+    def __init__(
+        self,
+        *,
+        acks: int | str = 1,
+        linger_ms: float = 5,
+        batch_size: int = 16384,
+        idempotent: bool = True,
+        key_serializer=None,
+        value_serializer=None,
+        buffer_memory: int = 32 * 1024 * 1024,
+        max_block_ms: int = 60_000,
+        delivery_timeout_ms: int = 120_000,
+        retry_backoff_ms: int = 100,
+        cluster: Cluster | None = None,
+    ):
+        if acks not in (0, 1, -1, "all", "1", "0"):
+            raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
+        for name, value in (("linger_ms", linger_ms), ("batch_size", batch_size),
+                            ("buffer_memory", buffer_memory), ("max_block_ms", max_block_ms)):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+        self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
+        self.linger_s = linger_ms / 1000.0
+        self.batch_size = batch_size
+        self.idempotent = idempotent
+        self.producer_id = uuid.uuid4().hex if idempotent else None
+        self.buffer_memory = buffer_memory
+        self.max_block_s = max_block_ms / 1000.0
+        self.delivery_timeout_s = delivery_timeout_ms / 1000.0
+        self.retry_backoff_s = retry_backoff_ms / 1000.0
+        self._key_ser = key_serializer
+        self._value_ser = value_serializer
+        self._cluster = cluster or current()
+        self._topics: dict[str, _Topic] = {}
+        self._cv = threading.Condition(threading.Lock())
+        self._open: dict[tuple[str, int], ProduceBatch] = {}
+        self._queued: dict[tuple[str, int], list[ProduceBatch]] = {}  # handed off, not yet sent
+        self._inflight: dict[tuple[str, int], ProduceBatch] = {}
+        self._sequences: dict[tuple[str, int], int] = {}
+        self._buffered = 0
+        self._flushing = 0
+        self._closing = False
+        self._closed = False
+        self._sticky = StickyPartitioner()
+        self._sender = threading.Thread(target=self._run, name="rayka-producer", daemon=True)
+        self._sender.start()
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _topic(self, name: str, refresh: bool = False) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None or refresh:
+            meta, handles = self._cluster.topic(name, refresh=refresh)
+            topic = self._topics[name] = _Topic(meta, handles)
+        return topic
+
+    def partitions_for(self, topic: str) -> list[int]:
+        return list(range(self._topic(topic, refresh=True).partitions))
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def send(self, topic: str, value=None, key=None, headers=None, timestamp_ms: int | None = None,
+             partition: int | None = None) -> FutureRecordMetadata:
+        """Queue one record; returns a future of its RecordMetadata."""
+        if self._closing:
+            raise ProducerClosedError("send() on a closed Producer; create a new one")
+        t = self._topics.get(topic) or self._topic(topic)
+        if self._key_ser is not None and key is not None:
+            key = self._key_ser(key)
+        if self._value_ser is not None and value is not None:
+            value = self._value_ser(value)
+        size = check_bytes(key, "key", "key_serializer") if key is not None else 0
+        if t.value_schema is None:
+            size += check_bytes(value, "value", "value_serializer") if value is not None else 0
+        elif not isinstance(value, dict):
+            raise TypeError(
+                f"topic {topic!r} has a value schema; send a dict of its columns "
+                f"({', '.join(t.value_schema.names)}), or set value_serializer to build one"
+            )
+        else:
+            size += 8 * len(value)
+        if headers is not None:
+            headers = headers_list(headers)
+            size += sum(len(k) + len(v or b"") for k, v in headers)
+        if size > t.max_message_bytes:
+            raise RecordTooLargeError(
+                f"record of {size} bytes is over topic {topic!r}'s max.message.bytes "
+                f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes"
+            )
+        if partition is None:
+            partition = (partition_for_key(key, t.partitions) if key is not None
+                         else self._sticky.partition(topic, t.partitions))
+        elif not isinstance(partition, int) or not 0 <= partition < t.partitions:
+            t = self._topic(topic, refresh=True)
+            if not isinstance(partition, int) or not 0 <= partition < t.partitions:
+                raise UnknownPartitionError(
+                    f"topic {topic!r} has partitions 0..{t.partitions - 1}; there is no partition {partition!r}"
+                )
+        ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
+        tp = (topic, partition)
+        with self._cv:
+            if self._buffered + size > self.buffer_memory:
+                self._wait_for_room(size)
+            batch = self._open.get(tp)
+            if batch is None:
+                batch = self._open[tp] = ProduceBatch(topic, partition, t.value_schema)
+                self._cv.notify()
+            index = batch.add(key, value, ts, headers, size + 16)
+            self._buffered += size + 16
+            if batch.nbytes >= self.batch_size:
+                self._cv.notify()
+        return FutureRecordMetadata(batch, index, -1 if t.log_append_time else ts)
+
+    def send_table(self, topic: str, data, partition: int | None = None) -> TableFuture:
+        """Send a pyarrow Table/RecordBatch or pandas DataFrame in bulk, Arrow end to end.
+
+        Columns: ``value`` (or the topic's schema columns), and optional ``key``,
+        ``timestamp_ms``, ``headers`` (map<string, binary>), ``partition``. Rows with a
+        key go to the key's partition; rows without one are split in contiguous chunks.
+        """
+        if self._closing:
+            raise ProducerClosedError("send_table() on a closed Producer; create a new one")
+        t = self._topic(topic)
+        table = table_from(data, t.value_schema)
+        chunks = list(_split_table(table, t, partition))
+        batches = [ProduceBatch(topic, p, t.value_schema, table=chunk) for p, chunk in chunks]
+        future = TableFuture(batches)
+        with self._cv:
+            for batch in batches:
+                size = batch.table.nbytes
+                if self._buffered + size > self.buffer_memory:
+                    self._wait_for_room(min(size, self.buffer_memory))
+                batch.nbytes = size
+                self._buffered += size
+                self._queued.setdefault((topic, batch.partition), []).append(batch)
+            self._cv.notify()
+        return future
+
+    def _wait_for_room(self, size: int) -> None:
+        deadline = time.monotonic() + self.max_block_s
+        self._flushing += 1  # hand everything off so memory frees up
+        try:
+            while self._buffered + size > self.buffer_memory and self._buffered > 0:
+                self._cv.notify()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BufferFullError(
+                        f"producer buffer ({self.buffer_memory} bytes) stayed full for "
+                        f"{self.max_block_s:.1f}s (max_block_ms); the partitions are not keeping up. "
+                        "Raise buffer_memory or max_block_ms, or send less"
+                    )
+                self._cv.wait(remaining)
+        finally:
+            self._flushing -= 1
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything queued so far and wait until it is acknowledged (or failed)."""
+        with self._cv:
+            pending = list(self._open.values()) + [b for q in self._queued.values() for b in q]
+            pending += list(self._inflight.values())
+            self._flushing += 1
+            self._cv.notify()
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for batch in pending:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not batch.event.wait(remaining):
+                    raise KafkaTimeoutError(f"flush did not finish within {timeout}s")
+        finally:
+            with self._cv:
+                self._flushing -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the sender. Further sends raise ProducerClosedError."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cv:
+                self._closing = True
+                self._cv.notify()
+            self._sender.join(timeout)
+            self._closed = True
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_sender", None) is not None and not getattr(self, "_closed", True):
+            with self._cv:
+                self._closing = True
+                self._cv.notify()
+
+    # -- the sender thread ------------------------------------------------------------------------
+
+    def _ready(self, now: float) -> tuple[list[ProduceBatch], float | None]:
+        """Batches to send now (one per idle partition), and how long until the next may be ready."""
+        out = []
+        wake = None
+        for tp in list(self._queued):
+            if tp not in self._inflight:
+                queue = self._queued[tp]
+                batch = queue.pop(0)
+                if not queue:
+                    del self._queued[tp]
+                out.append(batch)
+                self._inflight[tp] = batch
+        for tp, batch in list(self._open.items()):
+            if tp in self._inflight:
+                continue
+            due = batch.created + self.linger_s
+            if self._flushing or self._closing or batch.nbytes >= self.batch_size or due <= now:
+                del self._open[tp]
+                self._inflight[tp] = batch
+                out.append(batch)
+                topic = self._topics.get(batch.topic)
+                if topic is not None:
+                    self._sticky.on_batch_sent(batch.topic, batch.partition, topic.partitions)
+            else:
+                wake = due - now if wake is None else min(wake, due - now)
+        return out, wake
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    batches, wake = self._ready(time.monotonic())
+                    if batches:
+                        break
+                    if self._closing and not self._open and not self._queued and not self._inflight:
+                        return
+                    self._cv.wait(wake)
+            for batch in batches:
+                self._submit(batch)
+
+    def _submit(self, batch: ProduceBatch) -> None:
+        tp = (batch.topic, batch.partition)
+        try:
+            if batch.sequence < 0:
+                batch.sequence = self._sequences.get(tp, 0)
+                self._sequences[tp] = batch.sequence + 1
+                batch.deadline = time.monotonic() + self.delivery_timeout_s
+                batch.attempts = 0
+                payload = batch.build()
+                batch.table = payload  # keep the built payload for retries
+            batch.attempts += 1
+            handle = self._topic(batch.topic).handles[batch.partition]
+            ref = handle.append.remote(batch.table, self.producer_id, batch.sequence if self.idempotent else -1)
+        except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
+            self._done(batch, None, _as_rayka(exc))
+            return
+        if self.acks == 0:
+            ref.future().add_done_callback(lambda f: self._done(batch, f, None))
+            batch.complete(-1, -1)
+            return
+        ref.future().add_done_callback(lambda f: self._done(batch, f, None))
+
+    def _done(self, batch: ProduceBatch, fut, error: BaseException | None) -> None:
+        """Completion of one append (runs on a Ray callback thread or the sender)."""
+        result = None
+        if error is None and fut is not None:
+            try:
+                result = fut.result()
+            except BaseException as exc:  # noqa: BLE001
+                error = unwrap(exc)
+        retriable = error is not None and getattr(error, "retriable", False)
+        if retriable and time.monotonic() < batch.deadline:
+            log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
+            threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
+            return
+        with self._cv:
+            self._inflight.pop((batch.topic, batch.partition), None)
+            self._buffered -= batch.nbytes
+            self._cv.notify_all()
+        if not batch.event.is_set():
+            if error is not None:
+                batch.fail(error)
+            else:
+                batch.complete(result.base_offset, result.log_append_time_ms)
+
+    def _retry(self, batch: ProduceBatch) -> None:
+        self._submit(batch)
+
+
+def _as_rayka(exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, (RaykaError, TypeError, ValueError)) else unwrap(exc)
+
+
+def _split_table(table: pa.Table, topic: _Topic, partition: int | None):
+    """(partition, chunk) pairs: keyed rows by murmur2, the rest in contiguous chunks."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    n = topic.partitions
+    if partition is not None:
+        if not 0 <= partition < n:
+            raise UnknownPartitionError(f"topic {topic.name!r} has partitions 0..{n - 1}; no partition {partition}")
+        yield from _chunks(partition, table)
+        return
+    if "partition" in table.column_names:
+        parts = table.column("partition").to_numpy(zero_copy_only=False)
+        table = table.drop_columns(["partition"])
+    elif "key" in table.column_names and table.column("key").null_count < table.num_rows:
+        keys = table.column("key").to_pylist()
+        rr = iter(range(10**18))
+        parts = np.fromiter(
+            (partition_for_key(k, n) if k is not None else next(rr) % n for k in keys),
+            dtype=np.int64, count=len(keys),
+        )
+    else:
+        per = -(-table.num_rows // n) if table.num_rows else 0
+        for p in range(n):
+            if per and p * per < table.num_rows:
+                yield from _chunks(p, table.slice(p * per, per))
+        return
+    if len(parts) and (parts.min() < 0 or parts.max() >= n):
+        raise UnknownPartitionError(f"topic {topic.name!r} has partitions 0..{n - 1}; the table names others")
+    for p in np.unique(parts):
+        idx = np.nonzero(parts == p)[0]
+        yield from _chunks(int(p), pc.take(table, pa.array(idx)))
+
+
+def _chunks(partition: int, table: pa.Table):
+    if table.num_rows == 0:
+        return
+    rows = max(1, int(table.num_rows * _MAX_TABLE_CHUNK_BYTES / max(table.nbytes, 1)))
+    for start in range(0, table.num_rows, rows):
+        yield partition, table.slice(start, rows)

@@ -1,0 +1,68 @@
+"""Checks and conversions between user values and Arrow columns."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from rayka.errors import SchemaMismatchError
+
+__all__ = ["check_bytes", "headers_list", "table_from"]
+
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def check_bytes(value, what: str, serializer: str) -> int:
+    """len(value) if it is bytes-like, else a TypeError that says which serializer to set."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return len(value)
+    raise TypeError(
+        f"{what} must be bytes, got {type(value).__name__}; set {serializer}= on the Producer "
+        f"(e.g. {serializer}=str.encode, or json.dumps(...).encode) to send other types"
+    )
+
+
+def headers_list(headers) -> list[tuple[str, bytes]]:
+    """Headers as (str, bytes) pairs, from a dict or an iterable of pairs."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    out = []
+    for k, v in items:
+        if not isinstance(k, str):
+            raise TypeError(f"header keys must be str, got {type(k).__name__}")
+        if v is not None and not isinstance(v, _BYTES):
+            raise TypeError(f"header {k!r} must have a bytes value, got {type(v).__name__}")
+        out.append((k, bytes(v) if v is not None else None))
+    return out
+
+
+def table_from(data, value_schema: pa.Schema | None) -> pa.Table:
+    """A pyarrow Table from a Table, RecordBatch, pandas DataFrame or dict of columns."""
+    if isinstance(data, pa.RecordBatch):
+        table = pa.Table.from_batches([data])
+    elif isinstance(data, pa.Table):
+        table = data
+    elif isinstance(data, dict):
+        table = pa.table(data)
+    elif type(data).__module__.startswith("pandas"):
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    else:
+        raise TypeError(
+            f"send_table takes a pyarrow Table or RecordBatch, a pandas DataFrame or a dict of "
+            f"columns, not {type(data).__name__}"
+        )
+    if value_schema is None and "value" not in table.column_names:
+        raise SchemaMismatchError(
+            f"send_table needs a 'value' column; the table has {table.column_names}"
+        )
+    if value_schema is None:
+        col = table.column("value")
+        if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)
+                or pa.types.is_null(col.type)):
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                raise TypeError(
+                    "the 'value' column holds strings; values are bytes: encode it first "
+                    "(e.g. pyarrow.compute.cast(col, pa.binary()))"
+                )
+            raise TypeError(f"the 'value' column must be binary, got {col.type}")
+    return table

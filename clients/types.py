@@ -1,0 +1,82 @@
+"""The value types users see: TopicPartition, Record, RecordMetadata, OffsetAndTimestamp, descriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+__all__ = [
+    "TopicPartition",
+    "Record",
+    "RecordMetadata",
+    "OffsetAndTimestamp",
+    "PartitionDescription",
+    "TopicDescription",
+]
+
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic: ``TopicPartition("clicks", 0)``."""
+
+    topic: str
+    partition: int
+
+
+class Record(NamedTuple):
+    """One consumed record. ``headers`` is a dict (or None); key/value are bytes unless deserialized."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: Any
+    value: Any
+    headers: dict | None
+
+
+class RecordMetadata(NamedTuple):
+    """Where a produced record landed (``offset`` is -1 with ``acks=0``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """The answer of ``offsets_for_times`` for one partition."""
+
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class PartitionDescription:
+    """One partition of a described topic."""
+
+    partition: int
+    leader: str | None  # Ray node id of the partition actor
+    replicas: tuple
+    log_start_offset: int
+    log_end_offset: int
+    size_bytes: int = 0
+    segments: int = 0
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """What ``Admin.describe_topic`` returns."""
+
+    name: str
+    partitions: list[PartitionDescription]
+    replication_factor: int
+    config: dict = field(default_factory=dict)
+    value_schema: Any = None
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def messages(self) -> int:
+        return sum(p.log_end_offset - p.log_start_offset for p in self.partitions)

@@ -1,0 +1,233 @@
+"""Topic metadata: names, partition counts, configs, placement; kept durably in the data dir.
+
+The whole cluster's topic metadata is one small JSON document,
+``<data_dir>/__cluster_metadata.json``, rewritten atomically (temp file, fsync,
+rename, fsync of the directory) on every change, so a restarted coordinator or
+a new embedded session on the same data dir finds every topic again.
+
+Topic names follow Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, not
+``.`` or ``..``. A valid name can never form a path outside the data dir; the
+partition directory is still checked to resolve inside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from rayka.config import TopicConfig
+from rayka.errors import (
+    ConfigError,
+    InvalidTopicError,
+    TopicExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
+
+__all__ = [
+    "validate_topic_name",
+    "TopicMetadata",
+    "MetadataStore",
+    "ClusterMetadata",
+    "partition_dir",
+    "MAX_PARTITIONS",
+]
+
+_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+MAX_PARTITIONS = 10_000
+METADATA_FILE = "__cluster_metadata.json"
+
+
+def validate_topic_name(name: object) -> str:
+    """Return ``name`` if it is a legal topic name, else raise InvalidTopicError saying why."""
+    if not isinstance(name, str):
+        raise InvalidTopicError(f"topic name must be a str, got {type(name).__name__}")
+    if name in (".", ".."):
+        raise InvalidTopicError(f"topic name {name!r} is not allowed ('.' and '..' are reserved)")
+    if not name:
+        raise InvalidTopicError("topic name is empty; use 1-249 characters of [a-zA-Z0-9._-]")
+    if len(name) > 249:
+        raise InvalidTopicError(f"topic name is {len(name)} characters long; the limit is 249")
+    if not _TOPIC_RE.match(name):
+        bad = sorted({c for c in name if not re.match(r"[a-zA-Z0-9._-]", c)})
+        raise InvalidTopicError(
+            f"topic name {name!r} contains {''.join(bad)!r}; only [a-zA-Z0-9._-] are allowed"
+        )
+    return name
+
+
+def partition_dir(data_dir: str | Path, topic: str, partition: int) -> Path:
+    """``<data_dir>/topics/<topic>/<partition>``, checked to lie inside ``data_dir``."""
+    root = Path(data_dir).resolve()
+    path = (root / "topics" / validate_topic_name(topic) / str(int(partition))).resolve()
+    if root not in path.parents:
+        raise InvalidTopicError(f"topic {topic!r} would resolve outside the data dir {root}")
+    return path
+
+
+@dataclass
+class TopicMetadata:
+    """One topic: its partition count, config, value schema and where each partition lives."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: dict = field(default_factory=dict)
+    value_schema_b64: str | None = None
+    nodes: list = field(default_factory=list)  # Ray node id per partition (None: anywhere)
+    topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    @property
+    def topic_config(self) -> TopicConfig:
+        return TopicConfig.from_dict(self.config)
+
+    @property
+    def value_schema(self) -> pa.Schema | None:
+        if self.value_schema_b64 is None:
+            return None
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.value_schema_b64)))
+
+    def check_partition(self, partition: int) -> int:
+        if not isinstance(partition, int) or not 0 <= partition < self.partitions:
+            raise UnknownPartitionError(
+                f"topic {self.name!r} has partitions 0..{self.partitions - 1}; there is no "
+                f"partition {partition!r}"
+            )
+        return partition
+
+
+def encode_schema(schema: pa.Schema | None) -> str | None:
+    if schema is None:
+        return None
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+class MetadataStore:
+    """Atomic JSON persistence of the topic table (``None`` path: memory only)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path is not None else None
+
+    def load(self) -> dict[str, TopicMetadata]:
+        if self.path is None or not self.path.exists():
+            return {}
+        data = json.loads(self.path.read_text())
+        return {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
+
+    def save(self, topics: dict[str, TopicMetadata]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ClusterMetadata:
+    """The topic table with its rules; every change is persisted before it returns. Thread-safe."""
+
+    def __init__(self, store: MetadataStore):
+        self._store = store
+        self._lock = threading.RLock()
+        self._topics = store.load()
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return sorted(self._topics)
+
+    def get(self, name: str) -> TopicMetadata:
+        with self._lock:
+            try:
+                return self._topics[name]
+            except KeyError:
+                validate_topic_name(name)
+                raise UnknownTopicError(
+                    f"topic {name!r} does not exist; create it with Admin().create_topic({name!r}) "
+                    f"or `rayka topics create {name}`"
+                ) from None
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int = 1,
+                     config: dict | None = None, value_schema: pa.Schema | None = None,
+                     nodes: list | None = None) -> TopicMetadata:
+        """Validate and record a new topic. Raises before anything is stored if any input is bad."""
+        validate_topic_name(name)
+        _check_partitions(partitions)
+        if replication_factor != 1:
+            raise ConfigError(
+                f"replication_factor={replication_factor} is not supported yet: each partition has "
+                "one replica (its actor's files). Use replication_factor=1"
+            )
+        topic_config = TopicConfig.from_dict(config)
+        if value_schema is not None:
+            from rayka.partitions.records import log_schema
+
+            log_schema(value_schema)  # raises on a clash with reserved columns
+        with self._lock:
+            if name in self._topics:
+                raise TopicExistsError(f"topic {name!r} already exists")
+            meta = TopicMetadata(
+                name=name, partitions=partitions, replication_factor=replication_factor,
+                config=topic_config.to_dict(), value_schema_b64=encode_schema(value_schema),
+                nodes=list(nodes) if nodes is not None else [None] * partitions,
+            )
+            self._topics[name] = meta
+            self._save_or_undo(lambda: self._topics.pop(name))
+            return meta
+
+    def delete_topic(self, name: str) -> TopicMetadata:
+        with self._lock:
+            meta = self.get(name)
+            del self._topics[name]
+            self._save_or_undo(lambda: self._topics.__setitem__(name, meta))
+            return meta
+
+    def add_partitions(self, name: str, total: int, new_nodes: list | None = None) -> TopicMetadata:
+        """Grow a topic to ``total`` partitions (Kafka never shrinks one)."""
+        _check_partitions(total)
+        with self._lock:
+            meta = self.get(name)
+            if total <= meta.partitions:
+                raise ConfigError(
+                    f"topic {name!r} has {meta.partitions} partitions; add_partitions needs a larger "
+                    f"total, got {total} (partitions can only be added)"
+                )
+            old = (meta.partitions, list(meta.nodes))
+            added = total - meta.partitions
+            meta.nodes = list(meta.nodes) + (list(new_nodes) if new_nodes else [None] * added)
+            meta.partitions = total
+
+            def undo():
+                meta.partitions, meta.nodes = old
+
+            self._save_or_undo(undo)
+            return meta
+
+    def _save_or_undo(self, undo) -> None:
+        try:
+            self._store.save(self._topics)
+        except BaseException:
+            undo()
+            raise
+
+
+def _check_partitions(n: object) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PARTITIONS:
+        raise ConfigError(f"partitions must be an integer in 1..{MAX_PARTITIONS}, got {n!r}")
