@@ -19,7 +19,7 @@ import ray
 
 from rayka.config import TopicConfig
 from rayka.partitions import codec
-from rayka.partitions.log import PartitionLog
+from rayka.partitions.log import PartitionLog, ReadResult
 
 __all__ = ["PartitionActor", "TICK_INTERVAL_S"]
 
@@ -64,6 +64,9 @@ class PartitionActor:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records."""
         if max_wait_ms > 0 and offset >= self._log.log_end_offset:
             self._log.wait_for(offset, max_wait_ms / 1000.0)
+        if self._log.closed:
+            # Closing or deleted: answer empty rather than leave an error nobody reads.
+            return ReadResult(offset, (), self._log.schema, 0, offset, -1, -1)
         return self._log.read(offset, max_records=max_records, max_bytes=max_bytes)
 
     @ray.method(concurrency_group="control")
