@@ -11,6 +11,7 @@ its files when ``__init__`` runs again.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import pyarrow as pa
@@ -115,6 +116,10 @@ class PartitionActor:
         """Remove the partition's files (topic deletion)."""
         self._stop.set()
         self._log.delete()
+        try:  # the last partition of a topic on this node removes the topic's folder
+            os.rmdir(os.path.dirname(self._log.directory))
+        except OSError:
+            pass
 
     @ray.method(concurrency_group="control")
     def ping(self) -> bool:

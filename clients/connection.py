@@ -74,9 +74,9 @@ class Cluster:
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
-    def call(self, method: str, *args, **kwargs):
+    def call(self, method: str, *args, retry_s: float = 60.0, **kwargs):
         """Call a coordinator method and wait for it, retrying while the coordinator restarts."""
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + retry_s
         while True:
             try:
                 return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator")
@@ -106,7 +106,9 @@ class Cluster:
 
         global _current
         try:
-            self.call("shutdown", delete_data)
+            self.call("shutdown", delete_data, retry_s=2.0)
+        except CoordinatorUnavailableError:
+            log.warning("coordinator of %s is gone; nothing to close", self.cluster_name)
         finally:
             _ray.kill(self.coordinator)
             with _lock:

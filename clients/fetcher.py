@@ -12,6 +12,7 @@ Not thread-safe (like Kafka's consumer): one thread drives a Consumer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 
@@ -20,17 +21,21 @@ import ray
 
 from rayka.clients.connection import resolve
 from rayka.clients.types import TopicPartition
-from rayka.errors import OffsetOutOfRangeError
+from rayka.errors import OffsetOutOfRangeError, PartitionUnavailableError
 from rayka.partitions import codec
 
 __all__ = ["Fetcher", "PartitionState"]
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = 0.1
 
 
 class PartitionState:
     """Fetch state of one assigned partition."""
 
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
-                 "buffered_records", "paused", "high_watermark", "log_start_offset")
+                 "buffered_records", "paused", "high_watermark", "log_start_offset", "retry_at")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -44,6 +49,7 @@ class PartitionState:
         self.paused = False
         self.high_watermark = -1
         self.log_start_offset = -1
+        self.retry_at = 0.0
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
@@ -86,8 +92,9 @@ class Fetcher:
 
     def send(self) -> None:
         """Start a fetch for every fetchable partition that has none in flight and room to buffer."""
+        now = time.monotonic()
         for s in self.fetchable():
-            if s.inflight is None and s.buffered_records < self.max_buffered_records:
+            if s.inflight is None and s.buffered_records < self.max_buffered_records and s.retry_at <= now:
                 s.inflight_offset = s.fetch_offset
                 s.inflight = s.handle.fetch.remote(
                     s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms
@@ -101,6 +108,10 @@ class Fetcher:
         self.send()
         pending = {s.inflight: s for s in self.states.values() if s.inflight is not None}
         if not pending:
+            # Nothing to wait on (no assignment, or every partition backing off after a
+            # failure): let the caller's timeout pass in short steps.
+            if timeout_s > 0:
+                time.sleep(min(timeout_s, RETRY_BACKOFF_S / 2))
             return 0
         refs = list(pending)
         ready, rest = ray.wait(refs, num_returns=1, timeout=max(timeout_s, 0))
@@ -122,6 +133,12 @@ class Fetcher:
             result = resolve(ref)
         except OffsetOutOfRangeError as exc:
             self._on_out_of_range(state, exc)
+            return 0
+        except PartitionUnavailableError as exc:
+            # The actor died and Ray is restarting it: fetch again shortly, as Kafka
+            # consumers do when a leader goes away.
+            log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
+            state.retry_at = time.monotonic() + RETRY_BACKOFF_S
             return 0
         if state.paused or state.fetch_offset != state.inflight_offset:
             return 0
@@ -176,7 +193,4 @@ class Fetcher:
             if remaining <= 0:
                 self.wait(0)
                 return
-            if not self.fetchable():
-                time.sleep(min(remaining, 0.05))  # nothing assigned: poll() just waits out its timeout
-                continue
             self.wait(remaining)
