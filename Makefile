@@ -30,7 +30,7 @@ $(VENV)/.installed-bench: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
-	$(BIN)/rayka --num-cpus 2 demo
+	$(BIN)/rayka demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
