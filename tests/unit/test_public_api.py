@@ -1,0 +1,41 @@
+"""The public surface is exactly what DESIGN.md names (httpx-style __all__ test)."""
+
+import rayka
+from rayka import errors
+from rayka.config import TopicConfig
+from rayka.errors import ConfigError
+
+import pytest
+
+
+def test_public_names():
+    assert set(rayka.__all__) == {
+        "Admin", "Cluster", "Consumer", "OffsetAndTimestamp", "PartitionDescription", "Producer", "Record",
+        "RecordMetadata", "TopicConfig", "TopicDescription", "TopicPartition", "connect", "errors",
+        "__version__",
+    }
+    for name in rayka.__all__:
+        assert hasattr(rayka, name)
+
+
+def test_every_error_is_a_rayka_error_and_listed():
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.RaykaError)
+    assert errors.PartitionUnavailableError.retriable and not errors.RecordTooLargeError.retriable
+
+
+def test_offset_error_pickles_with_its_range():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(errors.OffsetOutOfRangeError("x", log_start_offset=3, log_end_offset=9)))
+    assert (e.log_start_offset, e.log_end_offset, str(e)) == (3, 9, "x")
+
+
+def test_topic_config_kafka_names_round_trip_and_validate():
+    cfg = TopicConfig.from_dict({"retention.ms": 5000, "segment.bytes": 4096, "flush.policy": "batch"})
+    assert cfg.retention_ms == 5000 and cfg.flush_policy == "batch"
+    assert TopicConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in ({"retention.ms": 0}, {"flush.policy": "sometimes"}, {"segment.bytes": "big"},
+                {"no.such.key": 1}, {"message.timestamp.type": "Now"}):
+        with pytest.raises(ConfigError):
+            TopicConfig.from_dict(bad)
