@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
 from rayka.errors import ConfigError, CoordinatorUnavailableError, PartitionUnavailableError, RaykaError
@@ -41,8 +41,15 @@ def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
             exc = cause
         elif cause is not None:
             return cause
+    kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
+    if isinstance(exc, ActorUnschedulableError):
+        err = kind(
+            f"the {what} actor cannot run: the Ray node that holds its files is gone. With one "
+            "replica per partition its records are unavailable until that node returns"
+        )
+        err.retriable = False  # waiting will not bring the node back
+        return err
     if isinstance(exc, RayActorError):
-        kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
         return kind(f"the {what} actor is unavailable (it died or is restarting): {exc.__class__.__name__}")
     return exc
 
@@ -51,7 +58,7 @@ def resolve(ref, what: str = "partition", timeout: float | None = None):
     """``ray.get`` that raises rayka errors instead of Ray's wrappers."""
     try:
         return ray.get(ref, timeout=timeout)
-    except (RayTaskError, RayActorError) as exc:
+    except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
         raise unwrap(exc, what) from None
 
 

@@ -1,0 +1,73 @@
+"""Child process of test_multinode.py: a 3-node local Ray cluster running rayka.
+
+Prints one JSON line with what it observed. Every loop is bounded in time.
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import rayka  # noqa: E402
+from rayka import TopicPartition  # noqa: E402
+
+
+def main(data_dir: str) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False)
+    report = {"nodes": len([n for n in ray.nodes() if n["Alive"]])}
+    rc = rayka.connect(data_dir=data_dir, cluster_name="multi")
+    admin = rayka.Admin(rc)
+    desc = admin.create_topic("spread", partitions=6)
+    leaders = [p.leader for p in desc.partitions]
+    report["distinct_leaders"] = len(set(leaders))
+    with rayka.Producer() as p:
+        for i in range(6000):
+            p.send("spread", value=b"%d" % i, partition=i % 6)
+    report["produced"] = 6000
+    c = rayka.Consumer("spread", auto_offset_reset="earliest")
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < 6000 and time.monotonic() < deadline:
+        got += c.poll(timeout_ms=500, max_records=5000)
+    report["consumed"] = len(got)
+    report["order_ok"] = all(
+        [int(r.value) for r in got if r.partition == part] == list(range(part, 6000, 6)) for part in range(6)
+    )
+    c.close()
+
+    worker_ids = {w.node_id: w for w in workers}
+    lost = next(p for p, leader in enumerate(leaders) if leader in worker_ids)
+    cluster.remove_node(worker_ids[leaders[lost]])
+    with rayka.Producer(delivery_timeout_ms=5000, retry_backoff_ms=100) as p:
+        try:
+            p.send("spread", value=b"x", partition=lost).result(timeout=60)
+            report["lost_partition_error"] = None
+        except rayka.errors.RaykaError as exc:
+            report["lost_partition_error"] = type(exc).__name__
+        survivors = [part for part, leader in enumerate(leaders) if leader != leaders[lost]]
+        ok = True
+        for part in survivors:
+            ok &= p.send("spread", value=b"after", partition=part).result(timeout=60).offset == 1000
+        report["survivors_ok"] = ok
+    c = rayka.Consumer(auto_offset_reset="earliest")
+    c.assign([TopicPartition("spread", part) for part in survivors])
+    tail = []
+    deadline = time.monotonic() + 60
+    while len(tail) < 1001 * len(survivors) and time.monotonic() < deadline:
+        tail += c.poll(timeout_ms=500, max_records=5000)
+    report["survivors_ok"] = report["survivors_ok"] and len(tail) == 1001 * len(survivors)
+    print(json.dumps(report), flush=True)
+    ray.shutdown()
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

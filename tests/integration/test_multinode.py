@@ -1,0 +1,33 @@
+"""rayka on a 3-node ray.cluster_utils.Cluster, including the loss of a node.
+
+A multi-node Cluster cannot share a process with the session's ``ray.init``, so
+the scenario runs in a child process (``_multinode_scenario.py``) and reports
+its findings as JSON on its last line of output.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("_multinode_scenario.py")
+
+
+@pytest.mark.slow
+def test_partitions_spread_over_nodes_and_a_lost_node_fails_only_its_partitions(tmp_path):
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "data")], env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["nodes"] == 3
+    assert report["distinct_leaders"] >= 2, "partitions should spread over the nodes"
+    assert report["consumed"] == report["produced"] == 6000
+    assert report["order_ok"]
+    # After the node holding partition `lost` is removed:
+    assert report["lost_partition_error"] == "PartitionUnavailableError"
+    assert report["survivors_ok"], "partitions on the remaining nodes must keep working"
