@@ -80,6 +80,17 @@ class PairIndex:
                 os.fsync(f.fileno())
         self._written = len(self.keys)
 
+    def fsync(self) -> None:
+        """fsync the index file (entries already written by flush())."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def load(self) -> bool:
         """Read the file; False (and empty) if it is missing, torn or unsorted."""
         try:

@@ -286,8 +286,14 @@ class PartitionLog:
             if self._closed:
                 return {}
             now = self._clock()
+            to_sync = None
             if self._dirty and self.config.flush_policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms:
-                self._flush(now)
+                # Write the index entries now, fsync after releasing the lock: an fsync can take
+                # long on a busy disk, and appends must not wait for it.
+                to_sync = self._segments[-1]
+                to_sync.flush(fsync=False)
+                self._last_flush_ms = now
+                self._dirty = False
             active = self._segments[-1]
             if not active.is_empty and active.first_append_ms is not None and (
                 now - active.first_append_ms >= self.config.segment_ms
@@ -298,7 +304,10 @@ class PartitionLog:
                 if seg.last_read_ms is not None and now - seg.last_read_ms > _RELEASE_AFTER_MS:
                     seg.release()
                     seg.last_read_ms = None
-            return {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
+            result = {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
+        if to_sync is not None:
+            to_sync.fsync()
+        return result
 
     def _apply_retention(self, now: int) -> int:
         cfg = self.config

@@ -236,6 +236,17 @@ class LogSegment:
         if fsync and self._fd is not None:
             os.fsync(self._fd)
 
+    def fsync(self) -> None:
+        """fsync data and indexes without writing anything (safe beside a concurrent append)."""
+        fd = self._fd
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            except OSError:  # sealed (and so fsynced) meanwhile
+                pass
+        self.offset_index.fsync()
+        self.time_index.fsync()
+
     def release(self) -> None:
         """Drop the memory map and the in-memory indexes of a sealed segment (reloaded on use)."""
         if self._fd is None:
