@@ -19,11 +19,17 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
+from rayka.coordinator.clock import SystemClock
+from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.metadata import ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
+from rayka.coordinator.offset_store import OffsetStore
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
 log = logging.getLogger(__name__)
+
+OFFSETS_FILE = "__consumer_offsets.jsonl"
+GROUP_TICK_S = 0.1
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
@@ -40,6 +46,29 @@ class CoordinatorActor:
         self._node_id = ray.get_runtime_context().get_node_id()
         for name in self._meta.topics():
             self._ensure_partitions(self._meta.get(name))
+        self._glock = threading.Lock()
+        self._groups = GroupCoordinator(OffsetStore(Path(self._data_dir) / OFFSETS_FILE), SystemClock(),
+                                        self._partition_counts)
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
+
+    def _partition_counts(self) -> dict[str, int]:
+        return {name: self._meta.get(name).partitions for name in self._meta.topics()}
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(GROUP_TICK_S):
+            try:
+                with self._glock:
+                    self._groups.tick()
+            except Exception:  # keep ticking; a broken group must not stop the others
+                log.exception("group tick failed")
+
+    def _topics_changed(self, deleted: str | None = None) -> None:
+        with self._glock:
+            if deleted is not None:
+                self._groups.topic_deleted(deleted)
+            else:
+                self._groups.topics_changed()
 
     # -- partition actors -------------------------------------------------------------------
 
@@ -81,6 +110,7 @@ class CoordinatorActor:
             )
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
+        self._topics_changed()
         return meta
 
     def list_topics(self) -> list[str]:
@@ -105,6 +135,7 @@ class CoordinatorActor:
                 _ray.kill(h)
                 self._handles.pop((meta.topic_id, p), None)
             self._meta.delete_topic(name)
+        self._topics_changed(deleted=name)
 
     def add_partitions(self, name: str, total: int):
         with self._lock:
@@ -115,7 +146,101 @@ class CoordinatorActor:
             )
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
+        self._topics_changed()
         return meta
+
+    # -- consumer groups ----------------------------------------------------------------------
+
+    def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
+                   owned, assignor) -> dict:
+        with self._glock:
+            return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
+                                     rebalance_timeout_ms, owned, assignor)
+
+    def heartbeat(self, group_id, member_id, generation) -> str:
+        with self._glock:
+            return self._groups.heartbeat(group_id, member_id, generation)
+
+    def leave_group(self, group_id, member_id) -> None:
+        with self._glock:
+            self._groups.leave(group_id, member_id)
+
+    def commit_offsets(self, group_id, member_id, generation, offsets) -> None:
+        with self._glock:
+            self._groups.commit(group_id, member_id, generation, offsets)
+
+    def fetch_offsets(self, group_id, tps) -> list:
+        with self._glock:
+            return self._groups.fetch(group_id, tps)
+
+    def list_groups(self) -> list[dict]:
+        with self._glock:
+            return self._groups.list()
+
+    def describe_group(self, group_id) -> dict:
+        """Members and, per partition the group reads or committed, its end offset and lag."""
+        with self._glock:
+            info = self._groups.describe(group_id)
+        owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
+        tps = sorted(set(owners) | set(info["committed"]))
+        ends = self._end_offsets(tps)
+        info["partitions"] = [
+            {"topic": t, "partition": p, "committed": info["committed"].get((t, p)), "end_offset": ends.get((t, p)),
+             "member": owners.get((t, p))}
+            for t, p in tps
+        ]
+        del info["committed"]
+        return info
+
+    def _end_offsets(self, tps) -> dict:
+        refs = {}
+        for t, p in tps:
+            try:
+                meta, handles = self.topic(t)
+            except Exception:  # the topic was deleted: no end offset
+                continue
+            if p < len(handles):
+                refs[(t, p)] = handles[p].offsets.remote()
+        values = ray.get(list(refs.values())) if refs else []
+        return {tp: end for tp, (_, end) in zip(refs, values)}
+
+    def delete_group(self, group_id) -> None:
+        with self._glock:
+            self._groups.delete(group_id)
+
+    def reset_offsets(self, group_id, to, topics=None) -> dict:
+        """Set an inactive group's offsets to "earliest", "latest", an offset, or {"timestamp_ms": t}."""
+        with self._glock:
+            known = {t for (t, _) in self._groups.store.offsets(group_id)}
+        topics = sorted(topics or known)
+        if not topics:
+            from rayka.errors import UnknownGroupError
+
+            raise UnknownGroupError(f"group {group_id!r} has no committed offsets; name the topics to reset")
+        targets = {}
+        for name in topics:
+            _, handles = self.topic(name)
+            bounds = ray.get([h.offsets.remote() for h in handles])
+            times = None
+            if isinstance(to, dict):
+                times = ray.get([h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
+            for p, (start, end) in enumerate(bounds):
+                if to == "earliest":
+                    targets[(name, p)] = start
+                elif to == "latest":
+                    targets[(name, p)] = end
+                elif isinstance(to, int):
+                    targets[(name, p)] = min(max(to, start), end)
+                elif times is not None:
+                    targets[(name, p)] = times[p][0] if times[p] is not None else end
+                else:
+                    from rayka.errors import ConfigError
+
+                    raise ConfigError(f"reset_offsets to= must be 'earliest', 'latest', an offset or "
+                                      f"{{'timestamp_ms': ...}}, got {to!r}")
+        with self._glock:
+            self._groups.reset(group_id, targets)
+        return targets
 
     def shutdown(self, delete_data: bool = False) -> None:
         """Close (or delete) every partition and kill the partition actors."""

@@ -6,7 +6,14 @@ import pyarrow as pa
 import ray
 
 from rayka.clients.connection import Cluster, current, resolve
-from rayka.clients.types import PartitionDescription, TopicDescription
+from rayka.clients.types import (
+    GroupDescription,
+    GroupPartitionDescription,
+    MemberDescription,
+    PartitionDescription,
+    TopicDescription,
+    TopicPartition,
+)
 from rayka.coordinator.metadata import validate_topic_name
 
 __all__ = ["Admin"]
@@ -61,3 +68,28 @@ class Admin:
         """partition -> (log_start_offset, log_end_offset)."""
         _, handles = self._cluster.topic(name)
         return dict(enumerate(ray.get([h.offsets.remote() for h in handles])))
+
+    # -- consumer groups ---------------------------------------------------------------------------
+
+    def list_groups(self) -> list[dict]:
+        """``[{"group_id", "state", "members"}]`` for every group with members or commits."""
+        return self._cluster.call("list_groups")
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """State, members with their partitions, and per partition committed, end offset and lag."""
+        info = self._cluster.call("describe_group", group_id)
+        members = [MemberDescription(m["member_id"], m["instance_id"], m["topics"],
+                                     [TopicPartition(*tp) for tp in m["assignment"]]) for m in info["members"]]
+        parts = [GroupPartitionDescription(p["topic"], p["partition"], p["committed"], p["end_offset"], p["member"])
+                 for p in info["partitions"]]
+        return GroupDescription(info["group_id"], info["state"], info["protocol"], info["generation"], members, parts)
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group and its committed offsets; it must have no active members."""
+        self._cluster.call("delete_group", group_id)
+
+    def reset_offsets(self, group_id: str, to, topics: list[str] | None = None) -> dict[TopicPartition, int]:
+        """Move an inactive group's committed offsets to ``"earliest"``, ``"latest"``, an offset
+        (clamped to each partition's range) or ``{"timestamp_ms": t}``; returns the new offsets."""
+        new = self._cluster.call("reset_offsets", group_id, to, topics)
+        return {TopicPartition(t, p): off for (t, p), off in new.items()}

@@ -94,10 +94,13 @@ class Consumer:
 
     # -- assignment ---------------------------------------------------------------------------------
 
-    def subscribe(self, topics: list[str] | None = None, pattern: str | None = None) -> None:
-        """Read these topics: all their partitions, or (with a group) the group's share of them."""
+    def subscribe(self, topics: list[str] | None = None, pattern: str | None = None, listener=None) -> None:
+        """Read these topics (or those matching ``pattern``): all their partitions, or with a
+        group, the group's share of them; ``listener`` hears about rebalances."""
         self._check_open()
         if self._group is not None:
+            if listener is not None:
+                self._group.listener = listener
             self._group.subscribe(topics, pattern)
             return
         if pattern is not None:
@@ -259,7 +262,9 @@ class Consumer:
     def _gather(self, timeout_ms: float, max_records: int):
         self._check_open()
         if self._group is not None:
-            self._group.on_poll()
+            started = time.monotonic()
+            self._group.on_poll(timeout_ms)
+            timeout_ms = max(0.0, timeout_ms - (time.monotonic() - started) * 1000)
         self._resolve_positions()
         if self._fetcher.buffered() == 0:
             self._fetcher.deadline_wait(timeout_ms)

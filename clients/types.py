@@ -12,6 +12,9 @@ __all__ = [
     "OffsetAndTimestamp",
     "PartitionDescription",
     "TopicDescription",
+    "MemberDescription",
+    "GroupPartitionDescription",
+    "GroupDescription",
 ]
 
 
@@ -80,3 +83,46 @@ class TopicDescription:
     @property
     def messages(self) -> int:
         return sum(p.log_end_offset - p.log_start_offset for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class MemberDescription:
+    """One member of a described group."""
+
+    member_id: str
+    instance_id: str | None
+    topics: list
+    assignment: list  # of TopicPartition
+
+
+@dataclass(frozen=True)
+class GroupPartitionDescription:
+    """A partition a group reads or committed: committed offset, end offset and lag."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int | None
+    member: str | None
+
+    @property
+    def lag(self) -> int | None:
+        if self.end_offset is None:
+            return None
+        return self.end_offset - (self.committed or 0)
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    """What ``Admin.describe_group`` returns."""
+
+    group_id: str
+    state: str
+    protocol: str | None
+    generation: int
+    members: list
+    partitions: list
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag or 0 for p in self.partitions)

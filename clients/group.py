@@ -1,0 +1,299 @@
+"""GroupMembership: a Consumer's side of the consumer-group protocol.
+
+Protocol (server-side assignment, every call short and non-blocking on the coordinator):
+
+1. ``join_group`` until it answers with an assignment (it answers "pending"
+   while the coordinator waits for the other members of the new generation);
+2. ``heartbeat`` from a background thread every ``heartbeat_interval_ms``; an
+   answer of "rebalance" makes the next ``poll()`` join again;
+3. ``commit_offsets`` with the generation, refused for a stale one (a zombie);
+4. ``leave_group`` on close.
+
+Liveness and progress are separate, as in Kafka: heartbeats come from a thread,
+so slow processing never evicts a live member; if ``poll()`` is not called for
+``max_poll_interval_ms``, the heartbeat thread leaves the group with a warning,
+and the next ``poll()`` joins again. With the cooperative-sticky assignor a
+rebalance revokes only the partitions that move; with the eager ones (range,
+roundrobin) everything is revoked before joining.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from rayka.clients.connection import resolve
+from rayka.clients.types import TopicPartition
+from rayka.errors import (
+    ConfigError,
+    CoordinatorUnavailableError,
+    IllegalGenerationError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+    UnknownMemberError,
+)
+
+__all__ = ["GroupMembership", "ConsumerRebalanceListener"]
+
+log = logging.getLogger(__name__)
+
+ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
+_JOIN_POLL_S = 0.05
+_PATTERN_REFRESH_S = 2.0
+
+
+class ConsumerRebalanceListener:
+    """Override to hear about rebalances (called from ``poll()``, in the consumer's thread)."""
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
+class GroupMembership:
+    """Membership of one Consumer in one group; owned and driven by that Consumer."""
+
+    def __init__(self, consumer, group_id: str, *, session_timeout_ms: int = 10_000,
+                 heartbeat_interval_ms: int | None = None, max_poll_interval_ms: int = 300_000,
+                 partition_assignment_strategy: str = "cooperative-sticky",
+                 group_instance_id: str | None = None, listener: ConsumerRebalanceListener | None = None):
+        if not isinstance(group_id, str) or not group_id:
+            raise ConfigError(f"group_id must be a non-empty str, got {group_id!r}")
+        if partition_assignment_strategy not in ASSIGNORS:
+            raise ConfigError(f"partition_assignment_strategy must be one of {ASSIGNORS}, "
+                              f"got {partition_assignment_strategy!r}")
+        if session_timeout_ms < 100:
+            raise ConfigError(f"session_timeout_ms must be >= 100, got {session_timeout_ms}")
+        self.consumer = consumer
+        self.group_id = group_id
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_s = (heartbeat_interval_ms or min(3000, session_timeout_ms // 3)) / 1000.0
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.assignor = partition_assignment_strategy
+        self.group_instance_id = group_instance_id
+        self.listener = listener or ConsumerRebalanceListener()
+        self.member_id: str | None = None
+        self.generation = -1
+        self.topics: list[str] = []
+        self.pattern: re.Pattern | None = None
+        self.subscribed = False
+        self._owned: set[TopicPartition] = set()
+        self._rejoin = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last_poll = time.monotonic()
+        self._last_commit = time.monotonic()
+        self._last_pattern_check = 0.0
+        self._left_for_poll_timeout = False
+        self._joining = False
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def _cluster(self):
+        return self.consumer._cluster
+
+    # -- subscription ---------------------------------------------------------------------------
+
+    def subscribe(self, topics: list[str] | None, pattern: str | None) -> None:
+        if pattern is not None:
+            self.pattern = re.compile(pattern)
+            self.topics = self._matching_topics()
+        else:
+            self.pattern = None
+            self.topics = sorted(set(topics or []))
+            for t in self.topics:
+                self._cluster.topic(t, refresh=True)  # UnknownTopicError now, not at poll
+        self.subscribed = True
+        self._rejoin.set()
+
+    def unsubscribe(self) -> None:
+        self._leave()
+        self.subscribed = False
+        self.topics = []
+        self._owned = set()
+
+    def _matching_topics(self) -> list[str]:
+        return sorted(t for t in self._cluster.call("list_topics") if self.pattern.fullmatch(t))
+
+    # -- poll hooks -------------------------------------------------------------------------------
+
+    def on_poll(self, timeout_ms: float) -> None:
+        """Called at the start of every poll: mark progress, and (re)join within the poll's time."""
+        self._last_poll = time.monotonic()
+        if not self.subscribed:
+            return
+        if self.pattern is not None and self._last_poll - self._last_pattern_check > _PATTERN_REFRESH_S:
+            self._last_pattern_check = self._last_poll
+            topics = self._matching_topics()
+            if topics != self.topics:
+                log.info("group %s: pattern now matches %s", self.group_id, topics)
+                self.topics = topics
+                self._rejoin.set()
+        if self._left_for_poll_timeout:
+            self._left_for_poll_timeout = False
+            log.warning("group %s: poll() called again after max_poll_interval_ms; rejoining", self.group_id)
+            self._rejoin.set()
+        if self._rejoin.is_set() or self._joining:
+            self._join(deadline=time.monotonic() + timeout_ms / 1000.0)
+
+    def after_poll(self) -> None:
+        if self.consumer.enable_auto_commit and self.member_id is not None:
+            now = time.monotonic()
+            if (now - self._last_commit) * 1000 >= self.consumer.auto_commit_interval_ms:
+                self._last_commit = now
+                self.commit(None, sync=False)
+
+    # -- join ---------------------------------------------------------------------------------------
+
+    def _join(self, deadline: float) -> None:
+        """Join the group; returns at ``deadline`` if the rebalance is still gathering members
+        (the next poll carries on), so a poll never blocks past its timeout."""
+        if not self._joining:
+            self._joining = True
+            self._rejoin.clear()
+            if self.assignor != "cooperative-sticky" and self._owned:
+                self._revoke(set(self._owned))  # eager protocols give everything up first
+        while True:
+            result = self._cluster.call(
+                "join_group", self.group_id, self.member_id, self.group_instance_id, list(self.topics),
+                self.session_timeout_ms, self.max_poll_interval_ms, sorted(self._owned), self.assignor,
+            )
+            with self._lock:
+                self.member_id = result["member_id"]
+            self._ensure_heartbeat()
+            if result["status"] == "ok":
+                break
+            if time.monotonic() + _JOIN_POLL_S > deadline:
+                return
+            time.sleep(_JOIN_POLL_S)  # the coordinator is gathering the other members
+        self._joining = False
+        new = {TopicPartition(t, p) for t, p in result["assignment"]}
+        with self._lock:
+            self.generation = result["generation"]
+        revoked = self._owned - new
+        if revoked:
+            self._revoke(revoked)
+        added = new - self._owned
+        self._owned = new
+        self.consumer._set_assignment(sorted(new))
+        log.info("group %s: member %s generation %d owns %d partition(s)", self.group_id, self.member_id,
+                 self.generation, len(new))
+        if added:
+            self.listener.on_partitions_assigned(added)
+        if result.get("rebalance"):
+            self._rejoin.set()  # cooperative hand-over: join again now with what we still own
+        self._ensure_heartbeat()
+
+    def _revoke(self, revoked: set[TopicPartition]) -> None:
+        if self.consumer.enable_auto_commit and self.member_id is not None:
+            try:
+                self.commit({tp: p for tp, p in self._positions().items() if tp in revoked}, sync=True)
+            except (IllegalGenerationError, UnknownMemberError, RebalanceInProgressError) as exc:
+                log.info("group %s: commit before revoke refused (%s)", self.group_id, exc)
+        self.listener.on_partitions_revoked(revoked)
+        self._owned -= revoked
+        self.consumer._set_assignment(sorted(self._owned))
+
+    # -- heartbeats -------------------------------------------------------------------------------
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or not self._heartbeat.is_alive():
+            self._stop.clear()
+            self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="rayka-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval_s):
+            if self.member_id is None:
+                continue
+            idle_ms = (time.monotonic() - self._last_poll) * 1000
+            if idle_ms > self.max_poll_interval_ms:
+                log.warning(
+                    "group %s: no poll() for %.0f ms (max_poll_interval_ms=%d); leaving the group so "
+                    "its partitions move on. The next poll() rejoins. Process faster, poll more often, "
+                    "or raise max_poll_interval_ms", self.group_id, idle_ms, self.max_poll_interval_ms)
+                self._leave()
+                self._left_for_poll_timeout = True
+                continue
+            with self._lock:
+                member, generation = self.member_id, self.generation
+            try:
+                answer = self._cluster.call("heartbeat", self.group_id, member, generation, retry_s=2.0)
+            except (UnknownMemberError, IllegalGenerationError) as exc:
+                log.warning("group %s: %s; rejoining on the next poll()", self.group_id, exc)
+                with self._lock:
+                    if isinstance(exc, UnknownMemberError) and not self.group_instance_id:
+                        self.member_id = None
+                self._rejoin.set()
+                continue
+            except CoordinatorUnavailableError:
+                continue
+            if answer == "rebalance":
+                self._rejoin.set()
+
+    def _leave(self) -> None:
+        with self._lock:
+            member, self.member_id = self.member_id, None
+            self.generation = -1
+        if member is not None:
+            try:
+                self._cluster.call("leave_group", self.group_id, member, retry_s=2.0)
+            except (UnknownMemberError, CoordinatorUnavailableError):
+                pass
+
+    # -- offsets -----------------------------------------------------------------------------------
+
+    def _positions(self) -> dict[TopicPartition, int]:
+        return {tp: s.position for tp, s in self.consumer._fetcher.states.items() if s.position is not None}
+
+    def commit(self, offsets: dict | None, sync: bool, callback=None):
+        """Commit ``offsets`` (default: current positions); sync raises the coordinator's refusal."""
+        offsets = self._positions() if offsets is None else {TopicPartition(*tp): int(o) for tp, o in offsets.items()}
+        if not offsets:
+            return None
+        with self._lock:
+            member, generation = self.member_id, self.generation
+        payload = [(tp.topic, tp.partition, off) for tp, off in offsets.items()]
+        ref = self._cluster.coordinator.commit_offsets.remote(self.group_id, member, generation, payload)
+        if sync:
+            resolve(ref, "coordinator", timeout=30)
+            return None
+
+        def done(fut):
+            error = None
+            try:
+                fut.result()
+            except BaseException as exc:  # noqa: BLE001 - reported to the callback or the log
+                from rayka.clients.connection import unwrap
+
+                error = unwrap(exc, "coordinator")
+                log.warning("group %s: async commit failed: %s", self.group_id, error)
+            if callback is not None:
+                callback(offsets, error)
+
+        ref.future().add_done_callback(done)
+        return ref
+
+    def committed_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        rows = self._cluster.call("fetch_offsets", self.group_id, [(tp.topic, tp.partition) for tp in tps])
+        return {TopicPartition(t, p): off for (t, p), off in zip([(tp.topic, tp.partition) for tp in tps], rows)}
+
+    # -- closing ------------------------------------------------------------------------------------
+
+    def close(self, autocommit: bool) -> None:
+        if autocommit and self.member_id is not None:
+            try:
+                self.commit(None, sync=True)
+            except Exception as exc:  # noqa: BLE001 - closing goes on
+                log.warning("group %s: final commit failed: %s", self.group_id, exc)
+        self._stop.set()
+        if self.group_instance_id is None:
+            self._leave()
+        # A static member does not leave: if it comes back within session_timeout_ms it gets its
+        # partitions again with no rebalance (Kafka's static membership).
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)

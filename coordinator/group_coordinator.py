@@ -1,0 +1,133 @@
+"""GroupCoordinator: every consumer group of a cluster, with their committed offsets.
+
+Plain logic over :class:`Group` (membership) and :class:`OffsetStore` (durable
+commits); the coordinator actor calls it under a lock and adds what needs Ray
+(end offsets for lag, time look-ups for resets). Group generations are stored
+with the offsets, so a restarted coordinator never reuses a generation number
+and a zombie from before the restart stays fenced.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rayka.coordinator.groups import Group, GroupState
+from rayka.coordinator.offset_store import OffsetStore
+from rayka.errors import ConfigError, GroupNotEmptyError, UnknownGroupError
+
+__all__ = ["GroupCoordinator"]
+
+
+class GroupCoordinator:
+    """All groups: join/heartbeat/leave/commit/fetch, listing, deletion and resets."""
+
+    def __init__(self, store: OffsetStore, clock: Callable[[], int], partitions: Callable[[], dict[str, int]]):
+        self.store = store
+        self.clock = clock
+        self._partitions = partitions  # topic -> partition count, now
+        self.groups: dict[str, Group] = {}
+
+    def _group(self, group_id: str, create: bool = True) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            if not create:
+                raise UnknownGroupError(f"group {group_id!r} does not exist")
+            if not isinstance(group_id, str) or not group_id:
+                raise ConfigError(f"group_id must be a non-empty str, got {group_id!r}")
+            group = self.groups[group_id] = Group(group_id, self.clock, generation=self.store.generation(group_id))
+            group.partitions = self._partitions()
+        return group
+
+    def _persist_generation(self, group: Group) -> None:
+        self.store.set_generation(group.group_id, group.generation)
+
+    def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
+             session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:
+        group = self._group(group_id)
+        group.partitions = self._partitions()
+        unknown = [t for t in topics if t not in group.partitions]
+        if unknown:
+            from rayka.errors import UnknownTopicError
+
+            raise UnknownTopicError(f"group {group_id}: topics {unknown} do not exist")
+        answer = group.join(member_id, instance_id=instance_id, topics=topics,
+                            session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,
+                            owned=owned, assignor=assignor)
+        self._persist_generation(group)
+        return answer
+
+    def heartbeat(self, group_id: str, member_id: str, generation: int) -> str:
+        return self._group(group_id).heartbeat(member_id, generation)
+
+    def leave(self, group_id: str, member_id: str) -> None:
+        group = self._group(group_id)
+        group.leave(member_id)
+        self._persist_generation(group)
+
+    def commit(self, group_id: str, member_id: str | None, generation: int, offsets: list) -> None:
+        """Validate (zombie fencing) and durably store ``[(topic, partition, offset), ...]``."""
+        group = self._group(group_id)
+        group.validate_commit(member_id, generation, [(t, p) for t, p, _ in offsets])
+        for t, p, o in offsets:
+            if not isinstance(o, int) or o < 0:
+                raise ConfigError(f"offset for {t}-{p} must be a non-negative int, got {o!r}")
+        self.store.commit(group_id, {(t, p): o for t, p, o in offsets}, now_ms=self.clock())
+
+    def fetch(self, group_id: str, tps: list) -> list:
+        """Committed offsets for ``[(topic, partition)]`` (None where there is none)."""
+        out = []
+        for t, p in tps:
+            c = self.store.get(group_id, t, p)
+            out.append(None if c is None else c.offset)
+        return out
+
+    def tick(self) -> None:
+        for group in list(self.groups.values()):
+            group.tick()
+            self._persist_generation(group)
+
+    def topics_changed(self) -> None:
+        parts = self._partitions()
+        for group in self.groups.values():
+            group.on_metadata_change(parts)
+
+    def topic_deleted(self, topic: str) -> None:
+        self.store.delete_topic(topic)
+        self.topics_changed()
+
+    def list(self) -> list[dict]:
+        ids = sorted(set(self.groups) | set(self.store.groups()))
+        out = []
+        for gid in ids:
+            group = self.groups.get(gid)
+            out.append({"group_id": gid, "state": group.state.value if group else GroupState.EMPTY.value,
+                        "members": len(group.members) if group else 0})
+        return out
+
+    def describe(self, group_id: str) -> dict:
+        if group_id not in self.groups and group_id not in self.store.groups():
+            raise UnknownGroupError(f"group {group_id!r} does not exist (no members, no commits)")
+        info = self._group(group_id).describe()
+        info["committed"] = {tp: c.offset for tp, c in self.store.offsets(group_id).items()}
+        return info
+
+    def _require_inactive(self, group_id: str, what: str) -> None:
+        group = self.groups.get(group_id)
+        if group is not None and group.members:
+            raise GroupNotEmptyError(
+                f"group {group_id!r} has {len(group.members)} active member(s); stop its consumers "
+                f"before you {what}")
+
+    def delete(self, group_id: str) -> None:
+        if group_id not in self.groups and group_id not in self.store.groups():
+            raise UnknownGroupError(f"group {group_id!r} does not exist")
+        self._require_inactive(group_id, "delete it")
+        self.store.delete_group(group_id)
+        group = self.groups.pop(group_id, None)
+        if group is not None:
+            group.delete()
+
+    def reset(self, group_id: str, offsets: dict) -> None:
+        """Overwrite committed offsets of an inactive group: ``{(topic, partition): offset}``."""
+        self._require_inactive(group_id, "reset its offsets")
+        self.store.commit(group_id, offsets, now_ms=self.clock())

@@ -1,0 +1,312 @@
+"""Consumer groups: membership, generations and rebalancing, as plain logic (no Ray, no I/O).
+
+The protocol is Kafka's with the assignment computed by the coordinator
+(server-side), and every call short and non-blocking, so a client drives it by
+polling:
+
+1. ``join`` -> "pending" while the coordinator gathers the members of the next
+   generation, then "ok" with the member's partitions and the generation;
+2. ``heartbeat`` every few seconds -> "ok", or "rebalance" (join again);
+3. ``validate_commit`` fences zombies: a member of a stale generation, or one
+   evicted after its session timeout, cannot commit;
+4. ``leave`` removes a member at once; ``tick`` evicts members whose heartbeats
+   stopped and ends rebalances that waited too long.
+
+A rebalance completes when every member has joined, or when the rebalance
+timeout (the members' ``max_poll_interval_ms``) passes, dropping the ones that
+did not. Static members (``group_instance_id``) that come back within their
+session timeout take their old place with no rebalance. With the
+cooperative-sticky assignor, partitions that move are first revoked (withheld
+for one generation), then handed over in an immediate follow-up rebalance.
+
+Invariant (asserted after every assignment): no partition has two owners in one
+generation. Not thread-safe: the coordinator actor holds a lock around each call.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from rayka.coordinator.assignment import Subscription, get_assignor
+from rayka.errors import IllegalGenerationError, UnknownMemberError
+
+__all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
+
+log = logging.getLogger(__name__)
+
+
+class GroupState(enum.Enum):
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+_S = GroupState
+TRANSITIONS = {
+    _S.EMPTY: {_S.PREPARING_REBALANCE, _S.DEAD},
+    _S.PREPARING_REBALANCE: {_S.COMPLETING_REBALANCE, _S.EMPTY, _S.DEAD},
+    _S.COMPLETING_REBALANCE: {_S.STABLE, _S.PREPARING_REBALANCE, _S.EMPTY, _S.DEAD},
+    _S.STABLE: {_S.PREPARING_REBALANCE, _S.EMPTY, _S.DEAD},
+    _S.DEAD: set(),
+}
+
+
+def is_transition_valid(source: GroupState, target: GroupState) -> bool:
+    return target in TRANSITIONS[source]
+
+
+@dataclass
+class Member:
+    member_id: str
+    instance_id: str | None
+    topics: frozenset
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    last_heartbeat_ms: int
+    owned: tuple = ()
+    assignment: list = field(default_factory=list)
+    assigned_generation: int = -1  # generation of ``assignment``
+    delivered_generation: int = -1  # last generation whose assignment the member was told
+
+
+class Group:
+    """One consumer group's membership and generations."""
+
+    def __init__(self, group_id: str, clock, *, generation: int = 0):
+        self.group_id = group_id
+        self.clock = clock
+        self.state = GroupState.EMPTY
+        self.generation = generation
+        self.protocol: str | None = None
+        self.members: dict[str, Member] = {}
+        self.leader: str | None = None
+        self._joined: set[str] = set()
+        self._rebalance_deadline_ms = 0
+        self.partitions: dict[str, int] = {}
+        self.rebalances = 0
+
+    # -- state machine --------------------------------------------------------------------------
+
+    def _transition(self, target: GroupState) -> None:
+        if self.state is target:
+            return
+        if not is_transition_valid(self.state, target):
+            raise AssertionError(f"group {self.group_id}: illegal transition {self.state} -> {target}")
+        self.state = target
+
+    def _prepare_rebalance(self, reason: str) -> None:
+        if self.state is GroupState.DEAD:
+            return
+        if not self.members:
+            self._transition(GroupState.EMPTY)
+            return
+        if self.state is not GroupState.PREPARING_REBALANCE:
+            log.info("group %s: rebalance (%s)", self.group_id, reason)
+            self._transition(GroupState.PREPARING_REBALANCE)
+            self._joined = set()
+            timeout = max(m.rebalance_timeout_ms for m in self.members.values())
+            self._rebalance_deadline_ms = self.clock() + timeout
+
+    def _maybe_complete(self) -> None:
+        if self.state is GroupState.PREPARING_REBALANCE and self.members and set(self.members) <= self._joined:
+            self._complete()
+
+    def _complete(self) -> None:
+        self._transition(GroupState.COMPLETING_REBALANCE)
+        assignor = get_assignor(self.protocol or "range")
+        subs = {m.member_id: Subscription(m.member_id, m.topics, tuple(m.owned), m.instance_id)
+                for m in self.members.values()}
+        parts = {t: n for t, n in self.partitions.items() if any(t in m.topics for m in self.members.values())}
+        result = assignor.assign(subs, parts)
+        self.generation += 1
+        self.rebalances += 1
+        for mid, member in self.members.items():
+            member.assignment = list(result.owners.get(mid, []))
+            member.assigned_generation = self.generation
+        self._check_unique()
+        self.leader = min(self.members)
+        self._joined = set()
+        self._transition(GroupState.STABLE)
+        log.info("group %s: generation %d with %d member(s)", self.group_id, self.generation, len(self.members))
+        if result.needs_follow_up:
+            # Cooperative: the old owners revoke what moves, then rejoin to hand it over.
+            self._prepare_rebalance(f"{len(result.withheld)} partition(s) to hand over")
+
+    def _check_unique(self) -> None:
+        owners: dict = {}
+        for mid, member in self.members.items():
+            for tp in member.assignment:
+                assert tp not in owners, f"{tp} owned by {owners[tp]} and {mid} in one generation"
+                owners[tp] = mid
+
+    # -- protocol ---------------------------------------------------------------------------------
+
+    def join(self, member_id: str | None, *, instance_id: str | None, topics, session_timeout_ms: int,
+             rebalance_timeout_ms: int, owned=(), assignor: str = "range") -> dict:
+        """Join (or keep polling a join); see the module docs for the answers."""
+        if self.state is GroupState.DEAD:
+            self.state = GroupState.EMPTY  # a deleted group's id can be used again
+        get_assignor(assignor)
+        now = self.clock()
+        topics = frozenset(topics)
+        owned = tuple(tuple(tp) for tp in owned)
+        if member_id is None or member_id not in self.members:
+            static = self._static(instance_id)
+            if static is not None:
+                return self._static_rejoin(static, topics, owned, now)
+            if member_id is not None:
+                raise UnknownMemberError(
+                    f"member {member_id} is not in group {self.group_id} (evicted after its session "
+                    "timeout?); join again without a member id")
+            member_id = f"{instance_id or 'consumer'}-{uuid.uuid4().hex[:12]}"
+            self.members[member_id] = Member(member_id, instance_id, topics, session_timeout_ms,
+                                             rebalance_timeout_ms, now, owned)
+            self.protocol = self.protocol if self.protocol and len(self.members) > 1 else assignor
+            self._prepare_rebalance(f"member {member_id} joined")
+        member = self.members[member_id]
+        member.last_heartbeat_ms = now
+        member.session_timeout_ms, member.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
+        if member.topics != topics:
+            member.topics = topics
+            self._prepare_rebalance(f"member {member_id} changed its subscription")
+        if self.state is GroupState.STABLE or member.assigned_generation > member.delivered_generation:
+            # Stable, or a generation completed that this member has not been told about yet
+            # (even if a cooperative follow-up has already started): hand it its partitions.
+            return self._answer(member_id)
+        member.owned = owned
+        self._joined.add(member_id)
+        self._maybe_complete()
+        if self.state is GroupState.STABLE:
+            return self._answer(member_id)
+        return {"status": "pending", "member_id": member_id, "generation": self.generation, "assignment": []}
+
+    def _static(self, instance_id: str | None) -> Member | None:
+        if instance_id is None:
+            return None
+        return next((m for m in self.members.values() if m.instance_id == instance_id), None)
+
+    def _static_rejoin(self, old: Member, topics, owned, now: int) -> dict:
+        """A static member back (e.g. its process restarted): same place, new member id; the
+        old id is fenced. No rebalance if its subscription is unchanged and the group is stable."""
+        del self.members[old.member_id]
+        new_id = f"{old.instance_id}-{uuid.uuid4().hex[:12]}"
+        self._joined.discard(old.member_id)
+        old.member_id, old.last_heartbeat_ms = new_id, now
+        self.members[new_id] = old
+        if self.leader == old.member_id:
+            self.leader = new_id
+        if old.topics != topics:
+            old.topics = topics
+            self._prepare_rebalance(f"static member {old.instance_id} changed its subscription")
+        if self.state is GroupState.STABLE:
+            old.delivered_generation = -1
+            return self._answer(new_id)
+        old.owned = owned
+        self._joined.add(new_id)
+        self._maybe_complete()
+        if self.state is GroupState.STABLE:
+            return self._answer(new_id)
+        return {"status": "pending", "member_id": new_id, "generation": self.generation, "assignment": []}
+
+    def _answer(self, member_id: str) -> dict:
+        """The member's current partitions; ``rebalance`` asks it to join again right away."""
+        member = self.members[member_id]
+        member.delivered_generation = member.assigned_generation
+        return {"status": "ok", "member_id": member_id, "generation": member.assigned_generation,
+                "assignment": list(member.assignment),
+                "rebalance": self.state is GroupState.PREPARING_REBALANCE}
+
+    def heartbeat(self, member_id: str, generation: int) -> str:
+        """"ok" or "rebalance"; raises for an unknown member or a stale generation."""
+        member = self._member(member_id)
+        member.last_heartbeat_ms = self.clock()
+        if self.state is GroupState.PREPARING_REBALANCE or member.assigned_generation > member.delivered_generation:
+            return "rebalance"  # join again: to take part, or to collect a finished assignment
+        if generation != self.generation:
+            raise IllegalGenerationError(
+                f"member {member_id} is at generation {generation}, group {self.group_id} at "
+                f"{self.generation}; rejoin")
+        return "ok"
+
+    def leave(self, member_id: str) -> None:
+        self._member(member_id)
+        del self.members[member_id]
+        self._joined.discard(member_id)
+        self._prepare_rebalance(f"member {member_id} left")
+        self._maybe_complete()
+
+    def validate_commit(self, member_id: str | None, generation: int, partitions) -> None:
+        """Raise unless this member may commit these partitions now (zombie fencing)."""
+        if member_id is None or generation < 0:
+            if self.members:
+                raise UnknownMemberError(
+                    f"group {self.group_id} has active members; a commit from outside the group is "
+                    "refused. Commit from a member, or stop the members first")
+            return
+        member = self._member(member_id)
+        if generation != self.generation:
+            raise IllegalGenerationError(
+                f"commit from member {member_id} of generation {generation} refused: group "
+                f"{self.group_id} is at generation {self.generation} (this member was fenced as a "
+                "zombie). Rejoin and commit again")
+        owned = set(member.assignment)
+        foreign = [tuple(tp) for tp in partitions if tuple(tp) not in owned]
+        if foreign:
+            raise IllegalGenerationError(
+                f"member {member_id} does not own {foreign} in generation {generation}; its commit is refused")
+
+    def tick(self) -> list[str]:
+        """Evict silent members and end overdue rebalances; returns evicted member ids."""
+        now = self.clock()
+        evicted = [m.member_id for m in self.members.values()
+                   if now - m.last_heartbeat_ms > m.session_timeout_ms]
+        for mid in evicted:
+            log.info("group %s: member %s missed its session timeout; evicted", self.group_id, mid)
+            del self.members[mid]
+            self._joined.discard(mid)
+        if evicted:
+            self._prepare_rebalance(f"{len(evicted)} member(s) evicted")
+        if self.state is GroupState.PREPARING_REBALANCE and now > self._rebalance_deadline_ms:
+            late = [mid for mid in self.members if mid not in self._joined]
+            for mid in late:
+                log.info("group %s: member %s did not rejoin in time; removed", self.group_id, mid)
+                del self.members[mid]
+            evicted += late
+            if not self.members:
+                self._transition(GroupState.EMPTY)
+        self._maybe_complete()
+        if not self.members and self.state is not GroupState.DEAD:
+            self._transition(GroupState.EMPTY)
+        return evicted
+
+    def on_metadata_change(self, partitions: dict[str, int]) -> None:
+        """New partition counts; rebalance if a subscribed topic changed."""
+        subscribed = {t for m in self.members.values() for t in m.topics}
+        changed = {t for t in subscribed if self.partitions.get(t) != partitions.get(t)}
+        self.partitions = dict(partitions)
+        if changed and self.members:
+            self._prepare_rebalance(f"partitions of {sorted(changed)} changed")
+
+    def delete(self) -> None:
+        self._transition(GroupState.DEAD)
+
+    def _member(self, member_id: str) -> Member:
+        try:
+            return self.members[member_id]
+        except KeyError:
+            raise UnknownMemberError(
+                f"member {member_id} is not in group {self.group_id} (evicted after its session timeout, "
+                "or it left); join again") from None
+
+    def describe(self) -> dict:
+        return {
+            "group_id": self.group_id, "state": self.state.value, "protocol": self.protocol,
+            "generation": self.generation, "leader": self.leader,
+            "members": [{"member_id": m.member_id, "instance_id": m.instance_id, "topics": sorted(m.topics),
+                         "assignment": list(m.assignment)} for m in self.members.values()],
+        }

@@ -1,0 +1,162 @@
+"""Committed offsets of consumer groups, kept durably as a compacted log of JSON lines.
+
+File ``<data_dir>/__consumer_offsets.jsonl``, one record per line, later lines win
+(like Kafka's compacted ``__consumer_offsets`` topic)::
+
+    {"g": "billing", "t": "clicks", "p": 3, "o": 1200, "m": "", "ts": 1732480000000}
+    {"g": "billing", "gen": 7}                       the group's last generation
+    {"g": "billing", "deleted": true}                tombstone: the group was deleted
+
+Every ``commit`` call appends its lines with one write and fsyncs before it
+returns, so an acknowledged commit survives any crash. Opening replays the
+file; a torn last line (a crash mid-write) is dropped and truncated away. When
+the file holds more than ``compact_ratio`` times as many lines as live keys, it
+is rewritten (temp file, fsync, atomic rename) with only the latest of each.
+``path=None`` keeps everything in memory. Not thread-safe: callers lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["OffsetStore", "CommittedOffset"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    offset: int
+    metadata: str
+    commit_ms: int
+
+
+class OffsetStore:
+    """group -> (topic, partition) -> CommittedOffset, plus each group's last generation."""
+
+    def __init__(self, path: str | Path | None, *, compact_ratio: int = 4, compact_min_lines: int = 10_000):
+        self.path = Path(path) if path is not None else None
+        self.compact_ratio = compact_ratio
+        self.compact_min_lines = compact_min_lines
+        self._offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
+        self._generations: dict[str, int] = {}
+        self._lines = 0
+        if self.path is not None:
+            self._replay()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def groups(self) -> list[str]:
+        return sorted(set(self._offsets) | set(self._generations))
+
+    def offsets(self, group: str) -> dict[tuple[str, int], CommittedOffset]:
+        return dict(self._offsets.get(group, {}))
+
+    def get(self, group: str, topic: str, partition: int) -> CommittedOffset | None:
+        return self._offsets.get(group, {}).get((topic, partition))
+
+    def generation(self, group: str) -> int:
+        return self._generations.get(group, 0)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def commit(self, group: str, offsets: dict[tuple[str, int], int], *, now_ms: int, metadata: str = "") -> None:
+        """Durably record ``offsets`` for ``group`` (one write, one fsync)."""
+        rows = [{"g": group, "t": t, "p": p, "o": int(o), "m": metadata, "ts": now_ms}
+                for (t, p), o in offsets.items()]
+        self._append(rows)
+        bucket = self._offsets.setdefault(group, {})
+        for (t, p), o in offsets.items():
+            bucket[(t, p)] = CommittedOffset(int(o), metadata, now_ms)
+
+    def set_generation(self, group: str, generation: int) -> None:
+        if self._generations.get(group) == generation:
+            return
+        self._append([{"g": group, "gen": generation}])
+        self._generations[group] = generation
+
+    def delete_group(self, group: str) -> None:
+        self._append([{"g": group, "deleted": True}])
+        self._offsets.pop(group, None)
+        self._generations.pop(group, None)
+
+    def delete_topic(self, topic: str) -> None:
+        """Forget offsets of a deleted topic (its partitions will start over if it returns)."""
+        for group, bucket in self._offsets.items():
+            gone = [k for k in bucket if k[0] == topic]
+            if gone:
+                self._append([{"g": group, "t": t, "p": p, "o": -1, "m": "", "ts": 0} for t, p in gone])
+                for k in gone:
+                    del bucket[k]
+
+    def _append(self, rows: list[dict]) -> None:
+        if self.path is None:
+            return
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._lines += len(rows)
+        live = sum(len(b) for b in self._offsets.values()) + len(self._generations) + 1
+        if self._lines > max(self.compact_min_lines, self.compact_ratio * live):
+            self.compact()
+
+    def _replay(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        good = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # torn last line
+            try:
+                row = json.loads(line)
+            except ValueError:
+                break
+            self._apply(row)
+            good += len(line)
+            self._lines += 1
+        if good < len(data):
+            log.warning("offset store %s: dropping %d torn bytes at the end", self.path, len(data) - good)
+            os.truncate(self.path, good)
+
+    def _apply(self, row: dict) -> None:
+        group = row["g"]
+        if row.get("deleted"):
+            self._offsets.pop(group, None)
+            self._generations.pop(group, None)
+        elif "gen" in row:
+            self._generations[group] = int(row["gen"])
+        elif row["o"] < 0:
+            self._offsets.get(group, {}).pop((row["t"], row["p"]), None)
+        else:
+            self._offsets.setdefault(group, {})[(row["t"], row["p"])] = CommittedOffset(
+                int(row["o"]), row.get("m", ""), int(row.get("ts", 0)))
+
+    def compact(self) -> None:
+        """Rewrite the file with only the live entries (atomic)."""
+        if self.path is None:
+            return
+        rows = [{"g": g, "gen": gen} for g, gen in sorted(self._generations.items())]
+        for g, bucket in sorted(self._offsets.items()):
+            rows += [{"g": g, "t": t, "p": p, "o": c.offset, "m": c.metadata, "ts": c.commit_ms}
+                     for (t, p), c in sorted(bucket.items())]
+        tmp = self.path.with_suffix(".compacting")
+        with open(tmp, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._lines = len(rows)
