@@ -17,8 +17,10 @@ from rayka import errors
 from rayka.clients.admin import Admin
 from rayka.clients.connection import Cluster, connect
 from rayka.clients.consumer import Consumer
+from rayka.clients.group import ConsumerRebalanceListener
 from rayka.clients.producer import Producer
 from rayka.clients.types import (
+    GroupDescription,
     OffsetAndTimestamp,
     PartitionDescription,
     Record,
@@ -34,6 +36,8 @@ __all__ = [
     "Admin",
     "Cluster",
     "Consumer",
+    "ConsumerRebalanceListener",
+    "GroupDescription",
     "OffsetAndTimestamp",
     "PartitionDescription",
     "Producer",
