@@ -65,3 +65,31 @@ def test_cli_against_an_address_shares_the_cluster(ray_session, tmp_path):
         assert rayka.Admin(cluster).list_topics() == []
     finally:
         cluster.shutdown(delete_data=True)
+
+
+def test_cli_groups_list_describe_reset_delete(ray_session, tmp_path):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, RAYKA_CLUSTER=name, RAYKA_DATA_DIR=str(tmp_path / "data"))
+    env.pop("RAY_ADDRESS", None)
+    base = ["--address", ray_session]
+    cluster = rayka.connect(cluster_name=name, data_dir=tmp_path / "data")
+    try:
+        rayka.Admin(cluster).create_topic("gt", partitions=2)
+        with rayka.Producer(cluster=cluster) as p:
+            for i in range(10):
+                p.send("gt", value=b"%d" % i, partition=i % 2)
+        out = run(base + ["consume", "gt", "--group", "cg", "--from-beginning", "--max", "10", "--timeout-ms", "20000"], env)
+        assert out.returncode == 0 and len(out.stdout.splitlines()) == 10, out.stderr.decode()
+        listing = run(base + ["groups", "list"], env).stdout.decode()
+        assert listing.split()[0] == "cg"
+        desc = run(base + ["groups", "describe", "cg"], env).stdout.decode()
+        assert "total lag 0" in desc and "committed" in desc
+        out = run(base + ["groups", "reset-offsets", "cg", "--to", "earliest"], env)
+        assert out.returncode == 0, out.stderr.decode()
+        assert "total lag 10" in run(base + ["groups", "describe", "cg"], env).stdout.decode()
+        assert run(base + ["groups", "delete", "cg"], env).returncode == 0
+        assert run(base + ["groups", "list"], env).stdout.decode().strip() == ""
+        out = run(base + ["groups", "describe", "cg"], env)
+        assert out.returncode == 1 and b"does not exist" in out.stderr
+    finally:
+        cluster.shutdown(delete_data=True)

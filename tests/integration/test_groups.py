@@ -218,3 +218,46 @@ def test_admin_reset_and_delete_group(cluster, admin):
     assert [g["group_id"] for g in admin.list_groups()] == ["gops"]
     admin.delete_group("gops")
     assert admin.list_groups() == []
+
+
+def test_consumers_run_inside_ray_tasks_and_actors(cluster, admin):
+    # Defined here so Ray ships them by value (workers cannot import this test module).
+    def read(consumer, want):
+        import time as _time
+
+        seen, deadline = [], _time.monotonic() + 60
+        while len(seen) < want and _time.monotonic() < deadline:
+            seen += consumer.poll(timeout_ms=200)
+        return seen
+
+    @ray.remote(num_cpus=0)
+    def consume_in_task(cluster_name, topic, group, want):
+        rayka.connect(cluster_name=cluster_name)
+        c = rayka.Consumer(topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+        seen = read(c, want)
+        c.commit()
+        c.close()
+        return sorted(int(r.value) for r in seen)
+
+    @ray.remote(num_cpus=0)
+    class ConsumerActor:
+        def __init__(self, cluster_name, topic, group):
+            rayka.connect(cluster_name=cluster_name)
+            self.c = rayka.Consumer(topic, group_id=group, auto_offset_reset="earliest")
+
+        def take(self, want):
+            return len(read(self.c, want))
+
+        def close(self):
+            self.c.close()
+
+    admin.create_topic("remote", partitions=2)
+    produce("remote", 500, key=False)
+    values = ray.get(consume_in_task.remote(cluster.cluster_name, "remote", "gt", 500), timeout=120)
+    assert values == list(range(500))
+    assert admin.describe_group("gt").total_lag == 0
+    actor = ConsumerActor.remote(cluster.cluster_name, "remote", "gact")
+    assert ray.get(actor.take.remote(500), timeout=120) == 500
+    ray.get(actor.close.remote())
+    assert admin.describe_group("gact").total_lag == 0
+    ray.kill(actor)
