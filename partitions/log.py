@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayka.config import TopicConfig
-from rayka.errors import OffsetOutOfRangeError, RaykaError
+from rayka.errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
 from rayka.partitions import codec
 from rayka.partitions.producer_state import BatchRecord, ProducerStateTable
 from rayka.partitions.records import log_schema, prepare_batch, stamp_offsets
@@ -133,25 +133,14 @@ class PartitionLog:
                 recover=active and not clean, active=active,
             )
             if self._segments and self._segments[-1].next_offset != base:
-                log.error(
-                    "partition %s: gap between offset %d and segment %d; deleting segments from %d",
-                    self.directory, self._segments[-1].next_offset, base, base,
-                )
-                seg.delete()
-                for later in bases[i + 1 :]:
-                    LogSegment(self.directory, later, self._schema_bytes, 0).delete()
-                break
+                # A damaged sealed segment ends early. The segments after it hold acknowledged
+                # records, so they stay; reads of the hole raise CorruptRecordError.
+                log.error("partition %s: offsets %d..%d are unreadable (damaged segment %d)",
+                          self.directory, self._segments[-1].next_offset, base - 1, self._segments[-1].base_offset)
             self.truncated_bytes += report.truncated_bytes
             self.recovered_batches += report.batches
             headers_after[base] = report.headers
             self._segments.append(seg)
-        if self._segments and self._segments[-1]._fd is None:
-            # The last segment was cut short above; it becomes the active one again.
-            last = self._segments[-1]
-            self._segments[-1], _ = LogSegment.load(
-                self.directory, last.base_offset, self._schema_bytes,
-                self.config.index_interval_bytes, recover=True, active=True,
-            )
         if not self._segments:
             self._segments.append(self._new_segment(0))
         self._bases = [s.base_offset for s in self._segments]
@@ -353,6 +342,12 @@ class PartitionLog:
         try:
             while i < len(segments) and records < max_records and next_offset < end:
                 seg = segments[i]
+                if next_offset < seg.base_offset:  # a hole left by a damaged segment
+                    if records:
+                        break
+                    raise CorruptRecordError(
+                        f"offsets {next_offset}..{seg.base_offset - 1} of {self.directory} are unreadable "
+                        f"(a damaged segment); seek to {seg.base_offset} to read on")
                 seg.last_read_ms = now
                 got = seg.read(next_offset, max_records - records, max_bytes, limits[i])
                 if got.buffer is not None:

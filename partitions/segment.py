@@ -111,14 +111,17 @@ class LogSegment:
         seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
         report = None
         if not recover:
-            report = seg._load_fast()
+            report = seg._load_fast(verify=active)
         if report is None:
-            report = seg.recover()
+            # Only the active segment can have a torn tail to cut; a sealed one was fsynced when it
+            # rolled, so damage there is kept in place (reads of it fail their checksum) rather
+            # than cutting away the acknowledged batches behind it.
+            report = seg.recover(truncate=active)
         if active:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         return seg, report
 
-    def _load_fast(self) -> RecoveryReport | None:
+    def _load_fast(self, verify: bool = True) -> RecoveryReport | None:
         """Trust the indexes; scan only the tail after the last entry. None if anything is off."""
         if not (self.offset_index.load() and self.time_index.load()):
             return None
@@ -136,7 +139,8 @@ class LogSegment:
             expected = self.offset_index.keys[-1] if len(self.offset_index) else self.base_offset
             max_ts = self.time_index.keys[-1] if len(self.time_index) else MIN_TIMESTAMP
             for msg in codec.iter_messages(view, start, file_size):
-                msg.verify()
+                if verify:
+                    msg.verify()
                 if msg.header.base_offset != expected:
                     return None
                 expected = msg.header.next_offset
@@ -149,16 +153,18 @@ class LogSegment:
         self.next_offset = expected
         self.max_timestamp_ms = max_ts
         self._since_index = file_size - start
-        self._verified_end = file_size
+        self._verified_end = file_size if verify else start
         self.first_append_ms = self._first_append_ms()
         report.batches = len(report.headers)
         return report
 
-    def recover(self) -> RecoveryReport:
+    def recover(self, truncate: bool = True) -> RecoveryReport:
         """Scan every batch; keep the whole valid ones, truncate at the first that is not.
 
         Rebuilds both indexes. A file too short to hold the schema is rewritten
         empty; a file whose schema differs is refused (it is not this log's).
+        With ``truncate=False`` (sealed segments) nothing is cut: checksums are left
+        to the reads, and the segment ends at the last batch whose framing parses.
         """
         report = RecoveryReport()
         file_size = self.path.stat().st_size
@@ -183,13 +189,18 @@ class LogSegment:
         while position < file_size:
             try:
                 msg = codec.read_message_at(view, position)
-                msg.verify()
+                if truncate:
+                    msg.verify()
                 if msg.header.base_offset != self.next_offset:
                     raise CorruptRecordError(
                         f"batch at byte {position} starts at offset {msg.header.base_offset}, "
                         f"expected {self.next_offset}"
                     )
             except CorruptRecordError as exc:
+                if not truncate:
+                    log.error("sealed segment %s: %s; the %d bytes from there are unreadable",
+                              self.path.name, exc, file_size - position)
+                    break
                 report.truncated_bytes += file_size - position
                 log.warning("segment %s: %s; truncating %d bytes", self.path.name, exc, file_size - position)
                 os.truncate(self.path, position)
@@ -200,7 +211,7 @@ class LogSegment:
             position += msg.size
         self.offset_index.flush(fsync=True)
         self.time_index.flush(fsync=True)
-        self._verified_end = self.size
+        self._verified_end = self.size if truncate else len(self._schema_bytes)
         self.first_append_ms = report.headers[0].append_ms if report.headers else None
         self.last_append_ms = report.headers[-1].append_ms if report.headers else None
         report.batches = len(report.headers)

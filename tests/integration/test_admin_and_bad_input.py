@@ -19,7 +19,7 @@ from rayka.errors import (
     UnknownTopicError,
 )
 
-from conftest import consume_all, wait_for
+from helpers import consume_all, wait_for
 
 
 def _tree(root: Path) -> set:

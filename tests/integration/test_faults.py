@@ -14,7 +14,7 @@ import ray
 import rayka
 from rayka import TopicPartition
 
-from conftest import consume_all, wait_for
+from helpers import consume_all, wait_for
 
 
 def _values(records):

@@ -12,7 +12,7 @@ import pytest
 
 import rayka
 
-from conftest import wait_for
+from helpers import wait_for
 
 WORKER = Path(__file__).with_name("_group_worker.py")
 TOTAL = 60_000

@@ -10,7 +10,7 @@ import rayka
 from rayka import TopicPartition
 from rayka.errors import GroupNotEmptyError, IllegalGenerationError, NoOffsetForPartitionError, UnknownMemberError
 
-from conftest import wait_for
+from helpers import wait_for
 
 
 def produce(topic, n, key=True):
