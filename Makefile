@@ -36,7 +36,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.compare
 
 clean:
 	rm -rf $(VENV) build *.egg-info
