@@ -15,6 +15,7 @@ returns a batch in the stored layout, ready for the partition to stamp offsets.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -83,12 +84,13 @@ def prepare_batch(
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else _empty(schema)
     n = batch.num_rows
     names = set(batch.schema.names)
-    columns: list[pa.Array] = [pa.nulls(n, pa.int64()).fill_null(0)]
-    ts = _column(batch, "timestamp_ms", pa.int64(), n, names)
-    if log_append_time:
-        ts = pa.nulls(n, pa.int64()).fill_null(now_ms)
-    elif ts.null_count:
-        ts = ts.fill_null(now_ms)
+    columns: list[pa.Array] = [_zeros(n)]
+    if log_append_time or "timestamp_ms" not in names:
+        ts = pa.array(np.full(n, now_ms, dtype=np.int64))
+    else:
+        ts = _cast(batch.column("timestamp_ms"), pa.int64(), "timestamp_ms")
+        if ts.null_count:
+            ts = ts.fill_null(now_ms)
     columns.append(ts)
     columns.append(_column(batch, "key", pa.binary(), n, names))
     columns.append(_column(batch, "headers", HEADERS_TYPE, n, names))
@@ -114,10 +116,12 @@ def prepare_batch(
 
 def stamp_offsets(batch: pa.RecordBatch, base_offset: int) -> pa.RecordBatch:
     """The batch with ``offset`` = base_offset, base_offset + 1, ... (other columns shared)."""
-    import numpy as np
-
     offsets = pa.array(np.arange(base_offset, base_offset + batch.num_rows, dtype=np.int64))
     return batch.set_column(0, batch.schema.field(0), offsets)
+
+
+def _zeros(n: int) -> pa.Array:
+    return pa.array(np.zeros(n, dtype=np.int64))
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -146,6 +150,10 @@ def _cast(array: pa.Array, typ: pa.DataType, name: str) -> pa.Array:
 def _check_sizes(batch: pa.RecordBatch, value_names: list[str], max_message_bytes: int) -> None:
     if batch.num_rows == 0:
         return
+    # Fast path: if the whole batch's key, header and value bytes fit, every record does.
+    payload = batch.column(2).nbytes + batch.column(3).nbytes + sum(batch.column(v).nbytes for v in value_names)
+    if payload <= max_message_bytes:
+        return
     sizes = _var_length(batch.column(2))
     for name in value_names:
         col = batch.column(name)
@@ -163,8 +171,6 @@ def _check_sizes(batch: pa.RecordBatch, value_names: list[str], max_message_byte
         if len(flat_k):
             per_entry = pc.add(_var_length(flat_k), _var_length(flat_v))
             # Attribute header bytes to rows through the list offsets.
-            import numpy as np
-
             offsets = headers.offsets.to_numpy()
             cums = np.concatenate([[0], np.cumsum(per_entry.to_numpy(zero_copy_only=False))])
             per_row = cums[offsets[1:]] - cums[offsets[:-1]]

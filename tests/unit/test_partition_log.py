@@ -216,3 +216,22 @@ def test_wait_for_wakes_on_append_and_times_out(tmp_path, clock):
     log.append(batch([b"a"]))
     t.join(5)
     assert woke == [True]
+
+
+def test_tail_cache_serves_followers_the_same_bytes_as_the_file(tmp_path, clock):
+    from rayka.partitions import segment as seg_mod
+
+    log = PartitionLog(tmp_path, clock=clock)
+    for i in range(seg_mod.TAIL_CACHE_BATCHES + 40):
+        log.append(batch(vals(i * 3, i * 3 + 3)))
+    active = log._segments[-1]
+    assert len(active._tail) == seg_mod.TAIL_CACHE_BATCHES  # bounded
+    total = log.log_end_offset
+    for offset in (total - 1, total - 10, total - 3 * seg_mod.TAIL_CACHE_BATCHES + 1, 5):
+        cached = log.read(offset, max_records=50)
+        active._tail.clear()  # the same read, now from the memory-mapped file
+        from_file = log.read(offset, max_records=50)
+        assert decode(cached, offset, 50) == decode(from_file, offset, 50)
+        for i in range(3):  # refill the cache for the next round
+            log.append(batch([b"more"]))
+        total = log.log_end_offset
