@@ -174,16 +174,21 @@ class Group:
         if member.topics != topics:
             member.topics = topics
             self._prepare_rebalance(f"member {member_id} changed its subscription")
+        return self._take_part(member, owned)
+
+    def _take_part(self, member: Member, owned) -> dict:
+        """Answer a join: the member's partitions if there is a generation it has not been told
+        about (or the group is stable), else count it in the rebalance and maybe complete it."""
         if self.state is GroupState.STABLE or member.assigned_generation > member.delivered_generation:
-            # Stable, or a generation completed that this member has not been told about yet
-            # (even if a cooperative follow-up has already started): hand it its partitions.
-            return self._answer(member_id)
+            # Even if a cooperative follow-up has already started: first hand over this generation.
+            return self._answer(member.member_id)
         member.owned = owned
-        self._joined.add(member_id)
+        self._joined.add(member.member_id)
         self._maybe_complete()
         if self.state is GroupState.STABLE:
-            return self._answer(member_id)
-        return {"status": "pending", "member_id": member_id, "generation": self.generation, "assignment": []}
+            return self._answer(member.member_id)
+        return {"status": "pending", "member_id": member.member_id, "generation": self.generation,
+                "assignment": []}
 
     def _static(self, instance_id: str | None) -> Member | None:
         if instance_id is None:
@@ -193,25 +198,17 @@ class Group:
     def _static_rejoin(self, old: Member, topics, owned, now: int) -> dict:
         """A static member back (e.g. its process restarted): same place, new member id; the
         old id is fenced. No rebalance if its subscription is unchanged and the group is stable."""
-        del self.members[old.member_id]
-        new_id = f"{old.instance_id}-{uuid.uuid4().hex[:12]}"
-        self._joined.discard(old.member_id)
+        old_id, new_id = old.member_id, f"{old.instance_id}-{uuid.uuid4().hex[:12]}"
+        del self.members[old_id]
+        self._joined.discard(old_id)
         old.member_id, old.last_heartbeat_ms = new_id, now
         self.members[new_id] = old
-        if self.leader == old.member_id:
+        if self.leader == old_id:
             self.leader = new_id
         if old.topics != topics:
             old.topics = topics
             self._prepare_rebalance(f"static member {old.instance_id} changed its subscription")
-        if self.state is GroupState.STABLE:
-            old.delivered_generation = -1
-            return self._answer(new_id)
-        old.owned = owned
-        self._joined.add(new_id)
-        self._maybe_complete()
-        if self.state is GroupState.STABLE:
-            return self._answer(new_id)
-        return {"status": "pending", "member_id": new_id, "generation": self.generation, "assignment": []}
+        return self._take_part(old, owned)
 
     def _answer(self, member_id: str) -> dict:
         """The member's current partitions; ``rebalance`` asks it to join again right away."""

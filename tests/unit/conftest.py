@@ -2,6 +2,8 @@
 
 import pytest
 
+from rayka.coordinator.clock import ManualClock
+
 
 @pytest.fixture(autouse=True)
 def _no_ray(monkeypatch):
@@ -16,20 +18,7 @@ def _no_ray(monkeypatch):
     monkeypatch.setattr(ray, "init", refuse)
 
 
-class ManualMs:
-    """A millisecond clock for PartitionLog that moves only when told."""
-
-    def __init__(self, now_ms: int = 1_700_000_000_000):
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-    def advance(self, ms: int) -> int:
-        self.now_ms += ms
-        return self.now_ms
-
-
 @pytest.fixture
 def clock():
-    return ManualMs()
+    """A millisecond clock for PartitionLog that moves only when told (``clock.advance(ms)``)."""
+    return ManualClock(1_700_000_000_000)
