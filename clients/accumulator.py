@@ -69,9 +69,6 @@ class ProduceBatch:
         self.value_schema = value_schema
         self.callbacks: list | None = None
 
-    def __len__(self) -> int:
-        return self.table.num_rows if self.table is not None else len(self.values)
-
     def add(self, key, value, timestamp_ms: int, headers, size: int) -> int:
         self.keys.append(key)
         self.values.append(value)
@@ -86,6 +83,8 @@ class ProduceBatch:
 
     def build(self) -> pa.Buffer:
         """The records as an Arrow IPC stream buffer, ready for PartitionActor.append."""
+        if isinstance(self.table, (pa.Buffer, bytes)):
+            return self.table  # built already (send_table builds in the caller's thread)
         if self.table is not None:
             return to_ipc(self.table)
         n = len(self.values)
@@ -175,9 +174,9 @@ class FutureRecordMetadata:
 class TableFuture:
     """The future of ``send_table``: ``result()`` lists (partition, base_offset, count) per chunk."""
 
-    def __init__(self, batches: list[ProduceBatch]):
+    def __init__(self, batches: list[ProduceBatch], counts: list[int]):
         self._batches = batches
-        self._counts = [len(b) for b in batches]
+        self._counts = counts
 
     def result(self, timeout: float | None = None) -> list[tuple[int, int, int]]:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -27,7 +27,7 @@ import uuid
 
 import pyarrow as pa
 
-from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture
+from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
 from rayka.clients.connection import Cluster, current, unwrap
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.serde import check_bytes, headers_list, table_from
@@ -198,18 +198,27 @@ class Producer:
         t = self._topic(topic)
         table = table_from(data, t.value_schema)
         chunks = list(_split_table(table, t, partition))
-        batches = [ProduceBatch(topic, p, t.value_schema, table=chunk) for p, chunk in chunks]
-        future = TableFuture(batches)
-        with self._cv:
-            for batch in batches:
-                size = batch.table.nbytes
+        batches = []
+        for part, chunk in chunks:
+            size = chunk.nbytes
+            with self._cv:
                 if self._buffered + size > self.buffer_memory:
                     self._wait_for_room(min(size, self.buffer_memory))
-                batch.nbytes = size
-                self._buffered += size
-                self._queued.setdefault((topic, batch.partition), []).append(batch)
-            self._cv.notify()
-        return future
+                self._buffered += size  # reserved before the copy below, so memory stays bounded
+            try:
+                # Serialised here, in the caller's thread: the sender ships chunk k+1 the moment
+                # chunk k is acknowledged, and this copy overlaps the partition's work on chunk k.
+                batch = ProduceBatch(topic, part, t.value_schema, table=to_ipc(chunk))
+            except BaseException:
+                with self._cv:
+                    self._buffered -= size
+                raise
+            batch.nbytes = size
+            with self._cv:
+                self._queued.setdefault((topic, part), []).append(batch)
+                self._cv.notify()
+            batches.append(batch)
+        return TableFuture(batches, [chunk.num_rows for _, chunk in chunks])
 
     def _wait_for_room(self, size: int) -> None:
         deadline = time.monotonic() + self.max_block_s
