@@ -20,6 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
 from rayka.coordinator.clock import SystemClock
+from rayka.actors.group_api import GroupApi
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.metadata import ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
 from rayka.coordinator.offset_store import OffsetStore
@@ -29,11 +30,10 @@ __all__ = ["CoordinatorActor", "start_coordinator"]
 log = logging.getLogger(__name__)
 
 OFFSETS_FILE = "__consumer_offsets.jsonl"
-GROUP_TICK_S = 0.1
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
-class CoordinatorActor:
+class CoordinatorActor(GroupApi):
     """Topic metadata and the directory of partition actors for one rayka cluster."""
 
     def __init__(self, cluster: str, namespace: str, data_dir: str):
@@ -55,25 +55,9 @@ class CoordinatorActor:
     def _partition_counts(self) -> dict[str, int]:
         return {name: self._meta.get(name).partitions for name in self._meta.topics()}
 
-    def _tick_loop(self) -> None:
-        while not self._stop.wait(GROUP_TICK_S):
-            try:
-                with self._glock:
-                    self._groups.tick()
-            except Exception:  # keep ticking; a broken group must not stop the others
-                log.exception("group tick failed")
-
-    def _topics_changed(self, deleted: str | None = None) -> None:
-        with self._glock:
-            if deleted is not None:
-                self._groups.topic_deleted(deleted)
-            else:
-                self._groups.topics_changed()
-
-    # -- partition actors -------------------------------------------------------------------
-
     def _ensure_partitions(self, meta) -> list:
         handles = []
+        alive = None
         for p in range(meta.partitions):
             key = (meta.topic_id, p)
             handle = self._handles.get(key)
@@ -81,7 +65,9 @@ class CoordinatorActor:
                 name = _ray.partition_name(self._cluster, meta.topic_id, p)
                 node = meta.nodes[p] if p < len(meta.nodes) else None
                 options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=True)
-                if node is not None and node in _ray.alive_node_ids():
+                if alive is None:
+                    alive = set(_ray.alive_node_ids())
+                if node is not None and node in alive:
                     options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
                 handle = PartitionActor.options(**options).remote(
                     str(partition_dir(self._data_dir, meta.name, p)), meta.config, meta.value_schema,
@@ -148,99 +134,6 @@ class CoordinatorActor:
         ray.get([h.ping.remote() for h in handles])
         self._topics_changed()
         return meta
-
-    # -- consumer groups ----------------------------------------------------------------------
-
-    def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
-                   owned, assignor) -> dict:
-        with self._glock:
-            return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
-                                     rebalance_timeout_ms, owned, assignor)
-
-    def heartbeat(self, group_id, member_id, generation) -> str:
-        with self._glock:
-            return self._groups.heartbeat(group_id, member_id, generation)
-
-    def leave_group(self, group_id, member_id) -> None:
-        with self._glock:
-            self._groups.leave(group_id, member_id)
-
-    def commit_offsets(self, group_id, member_id, generation, offsets) -> None:
-        with self._glock:
-            self._groups.commit(group_id, member_id, generation, offsets)
-
-    def fetch_offsets(self, group_id, tps) -> list:
-        with self._glock:
-            return self._groups.fetch(group_id, tps)
-
-    def list_groups(self) -> list[dict]:
-        with self._glock:
-            return self._groups.list()
-
-    def describe_group(self, group_id) -> dict:
-        """Members and, per partition the group reads or committed, its end offset and lag."""
-        with self._glock:
-            info = self._groups.describe(group_id)
-        owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
-        tps = sorted(set(owners) | set(info["committed"]))
-        ends = self._end_offsets(tps)
-        info["partitions"] = [
-            {"topic": t, "partition": p, "committed": info["committed"].get((t, p)), "end_offset": ends.get((t, p)),
-             "member": owners.get((t, p))}
-            for t, p in tps
-        ]
-        del info["committed"]
-        return info
-
-    def _end_offsets(self, tps) -> dict:
-        refs = {}
-        for t, p in tps:
-            try:
-                meta, handles = self.topic(t)
-            except Exception:  # the topic was deleted: no end offset
-                continue
-            if p < len(handles):
-                refs[(t, p)] = handles[p].offsets.remote()
-        values = ray.get(list(refs.values())) if refs else []
-        return {tp: end for tp, (_, end) in zip(refs, values)}
-
-    def delete_group(self, group_id) -> None:
-        with self._glock:
-            self._groups.delete(group_id)
-
-    def reset_offsets(self, group_id, to, topics=None) -> dict:
-        """Set an inactive group's offsets to "earliest", "latest", an offset, or {"timestamp_ms": t}."""
-        with self._glock:
-            known = {t for (t, _) in self._groups.store.offsets(group_id)}
-        topics = sorted(topics or known)
-        if not topics:
-            from rayka.errors import UnknownGroupError
-
-            raise UnknownGroupError(f"group {group_id!r} has no committed offsets; name the topics to reset")
-        targets = {}
-        for name in topics:
-            _, handles = self.topic(name)
-            bounds = ray.get([h.offsets.remote() for h in handles])
-            times = None
-            if isinstance(to, dict):
-                times = ray.get([h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
-            for p, (start, end) in enumerate(bounds):
-                if to == "earliest":
-                    targets[(name, p)] = start
-                elif to == "latest":
-                    targets[(name, p)] = end
-                elif isinstance(to, int):
-                    targets[(name, p)] = min(max(to, start), end)
-                elif times is not None:
-                    targets[(name, p)] = times[p][0] if times[p] is not None else end
-                else:
-                    from rayka.errors import ConfigError
-
-                    raise ConfigError(f"reset_offsets to= must be 'earliest', 'latest', an offset or "
-                                      f"{{'timestamp_ms': ...}}, got {to!r}")
-        with self._glock:
-            self._groups.reset(group_id, targets)
-        return targets
 
     def shutdown(self, delete_data: bool = False) -> None:
         """Close (or delete) every partition and kill the partition actors."""

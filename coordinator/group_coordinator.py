@@ -15,7 +15,40 @@ from rayka.coordinator.groups import Group, GroupState
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.errors import ConfigError, GroupNotEmptyError, UnknownGroupError
 
-__all__ = ["GroupCoordinator"]
+__all__ = ["GroupCoordinator", "reset_targets", "lag_rows"]
+
+
+def reset_targets(to, topic: str, bounds: list[tuple[int, int]], times: list | None = None) -> dict:
+    """New offsets of one topic's partitions for ``reset_offsets``.
+
+    ``bounds`` is (log_start, log_end) per partition; ``to`` is "earliest", "latest",
+    an offset (clamped into each partition's range, as Kafka's tool does) or
+    ``{"timestamp_ms": t}`` with ``times`` the (offset, timestamp) found per partition
+    (None: nothing that late, so the end).
+    """
+    out = {}
+    for p, (start, end) in enumerate(bounds):
+        if to == "earliest":
+            out[(topic, p)] = start
+        elif to == "latest":
+            out[(topic, p)] = end
+        elif isinstance(to, int) and not isinstance(to, bool):
+            out[(topic, p)] = min(max(to, start), end)
+        elif isinstance(to, dict) and "timestamp_ms" in to and times is not None:
+            out[(topic, p)] = times[p][0] if times[p] is not None else end
+        else:
+            raise ConfigError(f"reset_offsets to= must be 'earliest', 'latest', an offset or "
+                              f"{{'timestamp_ms': ...}}, got {to!r}")
+    return out
+
+
+def lag_rows(info: dict, ends: dict) -> list[dict]:
+    """Per partition a group reads or committed: committed offset, end offset and owner."""
+    owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
+    committed = info["committed"]
+    return [{"topic": t, "partition": p, "committed": committed.get((t, p)), "end_offset": ends.get((t, p)),
+             "member": owners.get((t, p))}
+            for t, p in sorted(set(owners) | set(committed))]
 
 
 class GroupCoordinator:

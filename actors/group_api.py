@@ -1,0 +1,110 @@
+"""The consumer-group half of the coordinator actor: forwards to GroupCoordinator under a lock.
+
+A mixin of :class:`rayka.actors.coordinator.CoordinatorActor`, kept apart so each file
+stays one concern. Group logic lives in :mod:`rayka.coordinator`; here are only the
+lock, the tick thread and the calls to partition actors that lag and resets need.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ray
+
+from rayka.coordinator.group_coordinator import lag_rows, reset_targets
+from rayka.errors import UnknownGroupError, UnknownTopicError
+
+__all__ = ["GroupApi", "GROUP_TICK_S"]
+
+log = logging.getLogger(__name__)
+
+GROUP_TICK_S = 0.1
+
+
+class GroupApi:
+    """Group methods of the coordinator actor (needs ``_groups``, ``_glock``, ``_stop``, ``topic``)."""
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(GROUP_TICK_S):
+            try:
+                with self._glock:
+                    self._groups.tick()
+            except Exception:  # keep ticking; a broken group must not stop the others
+                log.exception("group tick failed")
+
+    def _topics_changed(self, deleted: str | None = None) -> None:
+        with self._glock:
+            if deleted is not None:
+                self._groups.topic_deleted(deleted)
+            else:
+                self._groups.topics_changed()
+
+    def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
+                   owned, assignor) -> dict:
+        with self._glock:
+            return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
+                                     rebalance_timeout_ms, owned, assignor)
+
+    def heartbeat(self, group_id, member_id, generation) -> str:
+        with self._glock:
+            return self._groups.heartbeat(group_id, member_id, generation)
+
+    def leave_group(self, group_id, member_id) -> None:
+        with self._glock:
+            self._groups.leave(group_id, member_id)
+
+    def commit_offsets(self, group_id, member_id, generation, offsets) -> None:
+        with self._glock:
+            self._groups.commit(group_id, member_id, generation, offsets)
+
+    def fetch_offsets(self, group_id, tps) -> list:
+        with self._glock:
+            return self._groups.fetch(group_id, tps)
+
+    def list_groups(self) -> list[dict]:
+        with self._glock:
+            return self._groups.list()
+
+    def describe_group(self, group_id) -> dict:
+        """Members and, per partition the group reads or committed, its end offset and lag."""
+        with self._glock:
+            info = self._groups.describe(group_id)
+        owned = {tuple(tp) for m in info["members"] for tp in m["assignment"]}
+        info["partitions"] = lag_rows(info, self._end_offsets(owned | set(info["committed"])))
+        del info["committed"]
+        return info
+
+    def _end_offsets(self, tps) -> dict:
+        refs = {}
+        for t, p in tps:
+            try:
+                _, handles = self.topic(t)
+            except UnknownTopicError:  # deleted since: no end offset
+                continue
+            if p < len(handles):
+                refs[(t, p)] = handles[p].offsets.remote()
+        values = ray.get(list(refs.values())) if refs else []
+        return {tp: end for tp, (_, end) in zip(refs, values)}
+
+    def delete_group(self, group_id) -> None:
+        with self._glock:
+            self._groups.delete(group_id)
+
+    def reset_offsets(self, group_id, to, topics=None) -> dict:
+        """Set an inactive group's offsets to "earliest", "latest", an offset, or {"timestamp_ms": t}."""
+        with self._glock:
+            topics = sorted(topics or {t for (t, _) in self._groups.store.offsets(group_id)})
+        if not topics:
+            raise UnknownGroupError(f"group {group_id!r} has no committed offsets; name the topics to reset")
+        targets = {}
+        for name in topics:
+            _, handles = self.topic(name)
+            bounds = ray.get([h.offsets.remote() for h in handles])
+            times = None
+            if isinstance(to, dict) and "timestamp_ms" in to:
+                times = ray.get([h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
+            targets.update(reset_targets(to, name, bounds, times))
+        with self._glock:
+            self._groups.reset(group_id, targets)
+        return targets
+
