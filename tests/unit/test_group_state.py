@@ -204,3 +204,26 @@ def test_reset_and_delete_need_an_inactive_group(tmp_path):
     assert gc.fetch("g", [("t", 0)]) == [3]
     gc.delete("g")
     assert gc.list() == []
+
+
+def test_reset_targets_for_every_kind_of_target():
+    from rayka.coordinator.group_coordinator import reset_targets
+    from rayka.errors import ConfigError
+
+    bounds = [(0, 10), (5, 20)]
+    assert reset_targets("earliest", "t", bounds) == {("t", 0): 0, ("t", 1): 5}
+    assert reset_targets("latest", "t", bounds) == {("t", 0): 10, ("t", 1): 20}
+    assert reset_targets(7, "t", bounds) == {("t", 0): 7, ("t", 1): 7}
+    assert reset_targets(99, "t", bounds) == {("t", 0): 10, ("t", 1): 20}  # clamped into range
+    assert reset_targets({"timestamp_ms": 5}, "t", bounds, [(3, 6), None]) == {("t", 0): 3, ("t", 1): 20}
+    with pytest.raises(ConfigError, match="earliest"):
+        reset_targets("yesterday", "t", bounds)
+
+
+def test_lag_rows_join_owners_and_commits():
+    from rayka.coordinator.group_coordinator import lag_rows
+
+    info = {"members": [{"member_id": "m1", "assignment": [("t", 0)]}], "committed": {("t", 0): 4, ("t", 1): 2}}
+    rows = lag_rows(info, {("t", 0): 10, ("t", 1): 2})
+    assert rows == [{"topic": "t", "partition": 0, "committed": 4, "end_offset": 10, "member": "m1"},
+                    {"topic": "t", "partition": 1, "committed": 2, "end_offset": 2, "member": None}]
