@@ -189,7 +189,8 @@ def run(quick: bool) -> list[Row]:
     rows: list[Row] = []
     step = lambda r: (rows.append(r), print(f"  {r.system:15} {r.workload:40} {r.msgs_per_s:>12,.0f} msg/s", flush=True))  # noqa: E731
     try:
-        step(peers.ceiling(n_table, tmpdir=tmp))
+        # Same batch size per call as rayka's send_table chunks (16 MiB), so the ratio is like for like.
+        step(peers.ceiling(n_table, rows=128 * 1024, tmpdir=tmp))
         step(rayka_send(admin, n_send, 1, 1))
         step(rayka_send(admin, n_send, 4, 1))
         step(rayka_send(admin, n_send, 1, "all"))
@@ -203,7 +204,7 @@ def run(quick: bool) -> list[Row]:
         for rate in (1_000, 10_000, 50_000):
             step(rayka_latency(admin, cluster, rate, lat_s))
         kib = 1024
-        step(peers.ceiling(n_table // 5, value_bytes=kib, rows=2_000, tmpdir=tmp))
+        step(peers.ceiling(n_table // 5, value_bytes=kib, rows=16 * 1024, tmpdir=tmp))
         step(rayka_send(admin, n_send // 5, 1, 1, value_bytes=kib))
         row, topic = rayka_send_table(admin, n_table // 5, 1, value_bytes=kib)
         step(row)

@@ -185,7 +185,7 @@ class Group:
         member.owned = owned
         self._joined.add(member.member_id)
         self._maybe_complete()
-        if self.state is GroupState.STABLE:
+        if self.state is GroupState.STABLE or member.assigned_generation > member.delivered_generation:
             return self._answer(member.member_id)
         return {"status": "pending", "member_id": member.member_id, "generation": self.generation,
                 "assignment": []}
@@ -246,7 +246,11 @@ class Group:
                     "refused. Commit from a member, or stop the members first")
             return
         member = self._member(member_id)
-        if generation != self.generation:
+        # A member that has not collected its newest assignment yet may still commit with the
+        # generation it knows, for partitions it keeps in the new one: nobody else owns them.
+        catching_up = (member.assigned_generation > member.delivered_generation
+                       and generation == member.delivered_generation)
+        if generation != self.generation and not catching_up:
             raise IllegalGenerationError(
                 f"commit from member {member_id} of generation {generation} refused: group "
                 f"{self.group_id} is at generation {self.generation} (this member was fenced as a "

@@ -227,3 +227,25 @@ def test_lag_rows_join_owners_and_commits():
     rows = lag_rows(info, {("t", 0): 10, ("t", 1): 2})
     assert rows == [{"topic": "t", "partition": 0, "committed": 4, "end_offset": 10, "member": "m1"},
                     {"topic": "t", "partition": 1, "committed": 2, "end_offset": 2, "member": None}]
+
+
+def test_member_catching_up_on_a_new_generation_may_commit_what_it_keeps():
+    group, _ = make(parts=4)
+    coop = "cooperative-sticky"
+    a = join(group, assignor=coop)["member_id"]
+    assert len(group.members[a].assignment) == 4
+    b = join(group, assignor=coop)["member_id"]
+    first = join(group, a, owned=group.members[a].assignment, assignor=coop)  # completes gen 2
+    kept = first["assignment"]
+    assert len(kept) == 2 and first["rebalance"]  # 2 withheld for b, follow-up pending
+    join(group, b, owned=(), assignor=coop)  # b collects gen 2 (nothing yet)
+    join(group, a, owned=tuple(kept), assignor=coop)  # a joins the follow-up ...
+    done = join(group, b, owned=(), assignor=coop)  # ... and b's join completes gen 3
+    assert done["status"] == "ok" and len(done["assignment"]) == 2 and group.generation == first["generation"] + 1
+    # a has not collected gen 3 yet: it may still commit, with gen 2, what it keeps ...
+    group.validate_commit(a, first["generation"], kept)
+    # ... but never what now belongs to b, and never with an older generation.
+    with pytest.raises(IllegalGenerationError):
+        group.validate_commit(a, first["generation"], done["assignment"])
+    with pytest.raises(IllegalGenerationError):
+        group.validate_commit(a, first["generation"] - 1, kept)
