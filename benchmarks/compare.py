@@ -114,9 +114,14 @@ class PacedProducer:
         pad = b"x" * (value_bytes - 8)
         sent = 0
         with rayka.Producer(linger_ms=linger_ms, acks=1) as p:
-            # Warm-up records (timestamp 0, ignored by the consumer): connections and caches.
+            # Warm-up (timestamp 0, ignored by the consumer): connections, caches, and one second
+            # at the target rate so the fresh partition process is past its first slow calls.
             for _ in range(50):
                 p.send(topic, value=bytes(8) + pad).result()
+            for burst in paced(rate, 1.0):
+                for _ in range(burst):
+                    p.send(topic, value=bytes(8) + pad)
+            p.flush()
             for burst in paced(rate, seconds):
                 for _ in range(burst):
                     p.send(topic, value=time.time_ns().to_bytes(8, "little") + pad)
