@@ -192,7 +192,13 @@ def run(quick: bool) -> list[Row]:
                             num_cpus=2)
     admin = rayka.Admin(cluster)
     rows: list[Row] = []
-    step = lambda r: (rows.append(r), print(f"  {r.system:15} {r.workload:40} {r.msgs_per_s:>12,.0f} msg/s", flush=True))  # noqa: E731
+    def step(row: Row) -> None:
+        rows.append(row)
+        print(f"  {row.system:15} {row.workload:40} {row.msgs_per_s:>12,.0f} msg/s", flush=True)
+        # Write back the dirty pages this row left, so the next row does not pay for them
+        # (the kernel throttles writers once too much is dirty; rows ran in different states).
+        os.sync()
+
     try:
         # Same batch size per call as rayka's send_table chunks (16 MiB), so the ratio is like for like.
         step(peers.ceiling(n_table, rows=128 * 1024, tmpdir=tmp))
