@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rayka.errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "Subscription",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from rayka.coordinator.groups import Group, GroupState
-from rayka.coordinator.offset_store import OffsetStore
-from rayka.errors import ConfigError, GroupNotEmptyError, UnknownGroupError
+from .groups import Group, GroupState
+from .offset_store import OffsetStore
+from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError
 
 __all__ = ["GroupCoordinator", "reset_targets", "lag_rows"]
 
@@ -80,7 +80,7 @@ class GroupCoordinator:
         group.partitions = self._partitions()
         unknown = [t for t in topics if t not in group.partitions]
         if unknown:
-            from rayka.errors import UnknownTopicError
+            from ..errors import UnknownTopicError
 
             raise UnknownTopicError(f"group {group_id}: topics {unknown} do not exist")
         answer = group.join(member_id, instance_id=instance_id, topics=topics,

@@ -30,8 +30,8 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from rayka.coordinator.assignment import Subscription, get_assignor
-from rayka.errors import IllegalGenerationError, UnknownMemberError
+from .assignment import Subscription, get_assignor
+from ..errors import IllegalGenerationError, UnknownMemberError
 
 __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rayka.config import TopicConfig
-from rayka.errors import (
+from ..config import TopicConfig
+from ..errors import (
     ConfigError,
     InvalidTopicError,
     TopicExistsError,
@@ -177,7 +177,7 @@ class ClusterMetadata:
             )
         topic_config = TopicConfig.from_dict(config)
         if value_schema is not None:
-            from rayka.partitions.records import log_schema
+            from ..partitions.records import log_schema
 
             log_schema(value_schema)  # raises on a clash with reserved columns
         with self._lock:

@@ -27,7 +27,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from rayka.errors import CorruptRecordError
+from ..errors import CorruptRecordError
 
 __all__ = [
     "HEADER_KEY",

@@ -35,12 +35,12 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rayka.config import TopicConfig
-from rayka.errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
-from rayka.partitions import codec
-from rayka.partitions.producer_state import BatchRecord, ProducerStateTable
-from rayka.partitions.records import log_schema, prepare_batch, stamp_offsets
-from rayka.partitions.segment import SEGMENT_SUFFIX, LogSegment
+from ..config import TopicConfig
+from ..errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
+from . import codec
+from .producer_state import BatchRecord, ProducerStateTable
+from .records import log_schema, prepare_batch, stamp_offsets
+from .segment import SEGMENT_SUFFIX, LogSegment
 
 __all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
 

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from rayka.errors import DuplicateSequenceError, OutOfOrderSequenceError
+from ..errors import DuplicateSequenceError, OutOfOrderSequenceError
 
 __all__ = ["ProducerStateTable", "BatchRecord", "KEEP_BATCHES"]
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rayka.errors import RecordTooLargeError, SchemaMismatchError
+from ..errors import RecordTooLargeError, SchemaMismatchError
 
 __all__ = [
     "HEADERS_TYPE",

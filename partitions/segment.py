@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from rayka.errors import CorruptRecordError
-from rayka.partitions import codec
-from rayka.partitions.index import MIN_TIMESTAMP, OffsetIndex, TimeIndex
+from ..errors import CorruptRecordError
+from . import codec
+from .index import MIN_TIMESTAMP, OffsetIndex, TimeIndex
 
 __all__ = ["LogSegment", "SegmentRead", "RecoveryReport", "SEGMENT_SUFFIX", "segment_name"]
 

@@ -39,3 +39,23 @@ def test_topic_config_kafka_names_round_trip_and_validate():
                 {"no.such.key": 1}, {"message.timestamp.type": "Now"}):
         with pytest.raises(ConfigError):
             TopicConfig.from_dict(bad)
+
+
+def test_pure_logic_does_not_import_ray():
+    """partitions/ and coordinator/ stay Ray-free. Importing them through ``rayka`` would run
+    rayka/__init__ (whose clients need Ray), so a child process stubs the parent package."""
+    import pathlib
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('rayka'); pkg.__path__ = [{str(pathlib.Path(rayka.__file__).parent)!r}]\n"
+        "sys.modules['rayka'] = pkg\n"
+        "import rayka.partitions.log, rayka.partitions.segment\n"
+        "import rayka.coordinator.group_coordinator, rayka.coordinator.metadata\n"
+        "assert 'rayka.partitions.log' in sys.modules\n"
+        "print([m for m in sys.modules if m == 'ray' or m.startswith('ray.')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
