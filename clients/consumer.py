@@ -80,6 +80,7 @@ class Consumer:
             max_partition_bytes=max_partition_fetch_bytes,
             max_buffered_records=max(2 * max_partition_fetch_records, 2 * max_poll_records),
             on_out_of_range=self._out_of_range,
+            refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True)[1][tp.partition],
         )
         self._value_columns: dict[str, list[str] | None] = {}
         self._group = None

@@ -78,12 +78,13 @@ class Fetcher:
     """Drives fetches for a set of partitions; hands out decoded record batches."""
 
     def __init__(self, *, max_wait_ms: int, max_partition_records: int, max_partition_bytes: int,
-                 max_buffered_records: int, on_out_of_range):
+                 max_buffered_records: int, on_out_of_range, refresh_handle=None):
         self.max_wait_ms = max_wait_ms
         self.max_partition_records = max_partition_records
         self.max_partition_bytes = max_partition_bytes
         self.max_buffered_records = max_buffered_records
         self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
+        self._refresh_handle = refresh_handle  # callback(tp) -> a fresh partition actor handle
         self.states: dict[TopicPartition, PartitionState] = {}
         self._rr = 0
 
@@ -139,6 +140,11 @@ class Fetcher:
             # consumers do when a leader goes away.
             log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
             state.retry_at = time.monotonic() + RETRY_BACKOFF_S
+            if self._refresh_handle is not None:
+                try:  # the actor may have been re-created under its name: ask for it again
+                    state.handle = self._refresh_handle(state.tp)
+                except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
+                    pass
             return 0
         if state.paused or state.fetch_offset != state.inflight_offset:
             return 0

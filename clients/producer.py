@@ -332,7 +332,10 @@ class Producer:
                 payload = batch.build()
                 batch.table = payload  # keep the built payload for retries
             batch.attempts += 1
-            handle = self._topic(batch.topic).handles[batch.partition]
+            # Every third retry asks the coordinator again: a partition actor re-created under
+            # its name (after its node or the cluster came back) has a new handle.
+            refresh = batch.attempts > 1 and batch.attempts % 3 == 0
+            handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
             ref = handle.append.remote(batch.table, self.producer_id, batch.sequence if self.idempotent else -1)
         except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
             self._done(batch, None, _as_rayka(exc))
