@@ -28,6 +28,7 @@ import uuid
 import pyarrow as pa
 
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
+from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current, unwrap
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.serde import check_bytes, headers_list, table_from
@@ -45,7 +46,6 @@ __all__ = ["Producer"]
 
 log = logging.getLogger(__name__)
 
-_MAX_TABLE_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 class _Topic:
@@ -197,7 +197,7 @@ class Producer:
             raise ProducerClosedError("send_table() on a closed Producer; create a new one")
         t = self._topic(topic)
         table = table_from(data, t.value_schema)
-        chunks = list(_split_table(table, t, partition))
+        chunks = list(split_table(table, t.name, t.partitions, partition))
         batches = []
         for part, chunk in chunks:
             size = chunk.nbytes
@@ -375,45 +375,3 @@ class Producer:
 
 def _as_rayka(exc: BaseException) -> BaseException:
     return exc if isinstance(exc, (RaykaError, TypeError, ValueError)) else unwrap(exc)
-
-
-def _split_table(table: pa.Table, topic: _Topic, partition: int | None):
-    """(partition, chunk) pairs: keyed rows by murmur2, the rest in contiguous chunks."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    n = topic.partitions
-    if partition is not None:
-        if not 0 <= partition < n:
-            raise UnknownPartitionError(f"topic {topic.name!r} has partitions 0..{n - 1}; no partition {partition}")
-        yield from _chunks(partition, table)
-        return
-    if "partition" in table.column_names:
-        parts = table.column("partition").to_numpy(zero_copy_only=False)
-        table = table.drop_columns(["partition"])
-    elif "key" in table.column_names and table.column("key").null_count < table.num_rows:
-        keys = table.column("key").to_pylist()
-        rr = iter(range(10**18))
-        parts = np.fromiter(
-            (partition_for_key(k, n) if k is not None else next(rr) % n for k in keys),
-            dtype=np.int64, count=len(keys),
-        )
-    else:
-        per = -(-table.num_rows // n) if table.num_rows else 0
-        for p in range(n):
-            if per and p * per < table.num_rows:
-                yield from _chunks(p, table.slice(p * per, per))
-        return
-    if len(parts) and (parts.min() < 0 or parts.max() >= n):
-        raise UnknownPartitionError(f"topic {topic.name!r} has partitions 0..{n - 1}; the table names others")
-    for p in np.unique(parts):
-        idx = np.nonzero(parts == p)[0]
-        yield from _chunks(int(p), pc.take(table, pa.array(idx)))
-
-
-def _chunks(partition: int, table: pa.Table):
-    if table.num_rows == 0:
-        return
-    rows = max(1, int(table.num_rows * _MAX_TABLE_CHUNK_BYTES / max(table.nbytes, 1)))
-    for start in range(0, table.num_rows, rows):
-        yield partition, table.slice(start, rows)

@@ -40,6 +40,7 @@ from ..errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
 from . import codec
 from .producer_state import BatchRecord, ProducerStateTable
 from .records import log_schema, prepare_batch, stamp_offsets
+from .retention import active_expired, deletable_prefix, roll_due
 from .segment import SEGMENT_SUFFIX, LogSegment
 
 __all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
@@ -239,7 +240,7 @@ class PartitionLog:
         if active.is_empty:
             return
         too_big = active.size + incoming_bytes > self.config.segment_bytes
-        too_old = active.first_append_ms is not None and now - active.first_append_ms >= self.config.segment_ms
+        too_old = roll_due(active.is_empty, active.first_append_ms, now, self.config)
         if too_big or too_old:
             self._roll(now)
 
@@ -286,9 +287,7 @@ class PartitionLog:
                 self._last_flush_ms = now
                 self._dirty = False
             active = self._segments[-1]
-            if not active.is_empty and active.first_append_ms is not None and (
-                now - active.first_append_ms >= self.config.segment_ms
-            ):
+            if roll_due(active.is_empty, active.first_append_ms, now, self.config):
                 self._roll(now)
             deleted = self._apply_retention(now)
             for seg in self._segments[:-1]:
@@ -301,21 +300,15 @@ class PartitionLog:
         return result
 
     def _apply_retention(self, now: int) -> int:
-        cfg = self.config
         active = self._segments[-1]
-        if cfg.retention_ms > 0 and not active.is_empty and now - active.max_timestamp_ms > cfg.retention_ms:
+        if active_expired(active.is_empty, active.max_timestamp_ms, now, self.config):
             self._roll(now)  # an expired active segment must roll before it can go
-        deleted = 0
-        while len(self._segments) > 1:
-            oldest = self._segments[0]
-            expired = cfg.retention_ms > 0 and now - oldest.max_timestamp_ms > cfg.retention_ms
-            oversize = cfg.retention_bytes > 0 and self.size_bytes - oldest.size >= cfg.retention_bytes
-            if not (expired or oversize):
-                break
-            self._segments.pop(0)
-            self._bases.pop(0)
-            oldest.delete()
-            deleted += 1
+        deleted = deletable_prefix([s.size for s in self._segments],
+                                   [s.max_timestamp_ms for s in self._segments], now, self.config)
+        for seg in self._segments[:deleted]:
+            seg.delete()
+        del self._segments[:deleted]
+        del self._bases[:deleted]
         if deleted:
             log.info("partition %s: retention deleted %d segment(s); log start is now %d",
                      self.directory, deleted, self.log_start_offset)

@@ -21,11 +21,9 @@ the log hands them.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,15 +33,11 @@ import pyarrow as pa
 from ..errors import CorruptRecordError
 from . import codec
 from .index import MIN_TIMESTAMP, OffsetIndex, TimeIndex
+from .tail_cache import TailCache
 
 __all__ = ["LogSegment", "SegmentRead", "RecoveryReport", "SEGMENT_SUFFIX", "segment_name"]
 
 log = logging.getLogger(__name__)
-
-#: The newest appended messages of the active segment are also kept in memory, up to this many
-#: bytes, so consumers that follow the tail are served without re-mapping a growing file.
-TAIL_CACHE_BYTES = 4 * 1024 * 1024
-TAIL_CACHE_BATCHES = 256
 
 SEGMENT_SUFFIX = ".arrows"
 INDEX_SUFFIX = ".index"
@@ -97,8 +91,7 @@ class LogSegment:
         self._map_lock = threading.Lock()
         self._index_loaded = True
         self.last_read_ms: int | None = None
-        self._tail: deque = deque()  # (base_offset, next_offset, position, head, body), contiguous to the end
-        self._tail_bytes = 0
+        self._tail = TailCache()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -238,8 +231,7 @@ class LogSegment:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._tail = deque()
-        self._tail_bytes = 0
+        self._tail.clear()
 
     def close(self) -> None:
         self.seal()
@@ -305,42 +297,8 @@ class LogSegment:
             self.first_append_ms = header.append_ms
         self._index(header, position, encoded.size)
         self._verified_end = self.size
-        self._cache_tail(header, position, encoded)
+        self._tail.add(header.base_offset, header.next_offset, position, encoded.head, encoded.body)
         return position
-
-    def _cache_tail(self, header, position: int, encoded: codec.EncodedBatch) -> None:
-        if encoded.size > TAIL_CACHE_BYTES:
-            self._tail = deque()  # the cache must reach the end of the file, so start over
-            self._tail_bytes = 0
-            return
-        self._tail.append((header.base_offset, header.next_offset, position, encoded.head, encoded.body))
-        self._tail_bytes += encoded.size
-        while self._tail_bytes > TAIL_CACHE_BYTES or len(self._tail) > TAIL_CACHE_BATCHES:
-            _, _, _, head, body = self._tail.popleft()
-            self._tail_bytes -= len(head) + body.size
-
-    def _read_tail(self, offset: int, max_records: int, max_bytes: int, limit: int) -> "SegmentRead | None":
-        """Serve a read from the in-memory tail, or None if the offset is older than it."""
-        tail = list(self._tail)  # one C-level copy under the GIL: a consistent snapshot
-        if not tail or offset < tail[0][0]:
-            return None
-        first = len(tail) - 1
-        while first > 0 and tail[first][0] > offset:  # followers read near the end: search backwards
-            first -= 1
-        parts, records, total, next_offset = [], 0, 0, offset
-        for base, nxt, pos, head, body in itertools.islice(tail, first, None):
-            size = len(head) + body.size
-            if nxt <= offset:
-                continue
-            if pos + size > limit or (parts and (records >= max_records or total + size > max_bytes)):
-                break
-            parts += (head, body)
-            total += size
-            records += nxt - max(offset, base)
-            next_offset = nxt
-        if not parts:
-            return SegmentRead(None, 0, offset)
-        return SegmentRead(pa.py_buffer(b"".join(parts)), records, next_offset, total)
 
     def _index(self, header: codec.BatchHeader, position: int, size: int) -> None:
         if self.is_empty or self._since_index >= self._interval:
@@ -377,9 +335,9 @@ class LogSegment:
         """
         if offset >= self.next_offset or limit <= len(self._schema_bytes):
             return SegmentRead(None, 0, offset)
-        cached = self._read_tail(offset, max_records, max_bytes, limit)
+        cached = self._tail.read(offset, max_records, max_bytes, limit)
         if cached is not None:
-            return cached
+            return SegmentRead(cached.buffer, cached.records, cached.next_offset, cached.bytes)
         view = self._view(limit)
         start = end = None
         records = 0

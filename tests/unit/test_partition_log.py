@@ -219,7 +219,7 @@ def test_wait_for_wakes_on_append_and_times_out(tmp_path, clock):
 
 
 def test_tail_cache_serves_followers_the_same_bytes_as_the_file(tmp_path, clock):
-    from rayka.partitions import segment as seg_mod
+    from rayka.partitions import tail_cache as seg_mod
 
     log = PartitionLog(tmp_path, clock=clock)
     for i in range(seg_mod.TAIL_CACHE_BATCHES + 40):

@@ -83,3 +83,17 @@ def test_unlimited_retention_keeps_everything(tmp_path, clock):
     clock.advance(10 * DAY)
     log.tick()
     assert log.log_start_offset == 0 and read_all(log)[0] == list(range(20))
+
+
+def test_deletable_prefix_rules():
+    from rayka.partitions.retention import active_expired, deletable_prefix, roll_due
+
+    cfg = TopicConfig(retention_ms=1000, retention_bytes=-1)
+    now = 10_000
+    # Sealed segments' newest records at 8000 (expired), 9500 (kept); the active one never counts.
+    assert deletable_prefix([100, 100, 100], [8000, 9500, 1], now, cfg) == 1
+    by_size = TopicConfig(retention_ms=-1, retention_bytes=250)
+    assert deletable_prefix([100, 100, 100, 100], [0, 0, 0, 0], now, by_size) == 1  # 300 left >= 250
+    assert deletable_prefix([100, 100], [0, 0], now, by_size) == 0
+    assert active_expired(False, 8000, now, cfg) and not active_expired(True, 8000, now, cfg)
+    assert roll_due(False, 0, now, TopicConfig(segment_ms=10_000)) and not roll_due(True, 0, now, cfg)
