@@ -29,6 +29,12 @@ def _connect(ctx: click.Context):
     return obj["cluster"]
 
 
+def _admin(ctx: click.Context):
+    import rayka
+
+    return rayka.Admin(_connect(ctx))
+
+
 def _parse_config(pairs: tuple[str, ...]) -> dict:
     config = {}
     for pair in pairs:
@@ -76,11 +82,9 @@ def topics():
 @click.pass_context
 def topics_create(ctx, name, partitions, replication_factor, config):
     """Create topic NAME."""
-    import rayka
-
-    _connect(ctx)
-    desc = rayka.Admin().create_topic(name, partitions=partitions, replication_factor=replication_factor,
-                                      config=_parse_config(config))
+    admin = _admin(ctx)
+    desc = admin.create_topic(name, partitions=partitions, replication_factor=replication_factor,
+                              config=_parse_config(config))
     click.echo(f"created topic {desc.name} with {desc.num_partitions} partition(s)")
 
 
@@ -88,10 +92,8 @@ def topics_create(ctx, name, partitions, replication_factor, config):
 @click.pass_context
 def topics_list(ctx):
     """List topic names."""
-    import rayka
-
-    _connect(ctx)
-    for name in rayka.Admin().list_topics():
+    admin = _admin(ctx)
+    for name in admin.list_topics():
         click.echo(name)
 
 
@@ -100,10 +102,8 @@ def topics_list(ctx):
 @click.pass_context
 def topics_describe(ctx, name):
     """Partitions of topic NAME with their offsets, sizes and leader nodes."""
-    import rayka
-
-    _connect(ctx)
-    desc = rayka.Admin().describe_topic(name)
+    admin = _admin(ctx)
+    desc = admin.describe_topic(name)
     click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
                f"messages {desc.messages}")
     rows = [("partition", "start", "end", "messages", "bytes", "segments", "leader")]
@@ -119,10 +119,8 @@ def topics_describe(ctx, name):
 @click.pass_context
 def topics_delete(ctx, name):
     """Delete topic NAME and its data."""
-    import rayka
-
-    _connect(ctx)
-    rayka.Admin().delete_topic(name)
+    admin = _admin(ctx)
+    admin.delete_topic(name)
     click.echo(f"deleted topic {name}")
 
 
@@ -223,10 +221,8 @@ def groups():
 @click.pass_context
 def groups_list(ctx):
     """List group ids with their state."""
-    import rayka
-
-    _connect(ctx)
-    for g in rayka.Admin().list_groups():
+    admin = _admin(ctx)
+    for g in admin.list_groups():
         click.echo(f"{g['group_id']}\t{g['state']}\t{g['members']} member(s)")
 
 
@@ -235,10 +231,8 @@ def groups_list(ctx):
 @click.pass_context
 def groups_describe(ctx, group_id):
     """Members, assignment, committed offsets and lag of GROUP_ID."""
-    import rayka
-
-    _connect(ctx)
-    d = rayka.Admin().describe_group(group_id)
+    admin = _admin(ctx)
+    d = admin.describe_group(group_id)
     click.echo(f"group {d.group_id}  state {d.state}  generation {d.generation}  protocol {d.protocol}  "
                f"members {len(d.members)}")
     rows = [("topic", "partition", "committed", "end", "lag", "member")]
@@ -256,15 +250,13 @@ def groups_describe(ctx, group_id):
 @click.pass_context
 def groups_reset(ctx, group_id, topics, to):
     """Move GROUP_ID's committed offsets (the group must have no active members)."""
-    import rayka
-
-    _connect(ctx)
+    admin = _admin(ctx)
     target: object = to
     if to.startswith("ts:"):
         target = {"timestamp_ms": int(to[3:])}
     elif to not in ("earliest", "latest"):
         target = int(to)
-    new = rayka.Admin().reset_offsets(group_id, to=target, topics=list(topics) or None)
+    new = admin.reset_offsets(group_id, to=target, topics=list(topics) or None)
     for tp, off in sorted(new.items()):
         click.echo(f"{tp.topic}\t{tp.partition}\t{off}")
 
@@ -274,10 +266,8 @@ def groups_reset(ctx, group_id, topics, to):
 @click.pass_context
 def groups_delete(ctx, group_id):
     """Delete GROUP_ID and its committed offsets (it must have no active members)."""
-    import rayka
-
-    _connect(ctx)
-    rayka.Admin().delete_group(group_id)
+    admin = _admin(ctx)
+    admin.delete_group(group_id)
     click.echo(f"deleted group {group_id}")
 
 
