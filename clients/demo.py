@@ -9,7 +9,7 @@ import pyarrow as pa
 __all__ = ["run_demo"]
 
 
-def run_demo(cluster, *, messages: int = 200_000, partitions: int = 4, topic: str = "demo",
+def run_demo(cluster, *, messages: int = 1_000_000, partitions: int = 4, topic: str = "demo",
              group_id: str = "demo-group", echo=print) -> dict:
     """Run the demo against ``cluster``; returns the numbers it printed."""
     import rayka

@@ -198,7 +198,7 @@ def consume(ctx, topic, from_beginning, max_records, group_id, timeout_ms, print
 
 
 @cli.command()
-@click.option("--messages", default=200_000, show_default=True, type=int)
+@click.option("--messages", default=1_000_000, show_default=True, type=int)
 @click.option("--partitions", default=4, show_default=True, type=int)
 @click.pass_context
 def demo(ctx, messages, partitions):
