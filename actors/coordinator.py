@@ -11,6 +11,7 @@ partition actor handles once, then talk to the partitions directly.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -136,7 +137,9 @@ class CoordinatorActor(GroupApi):
         return meta
 
     def shutdown(self, delete_data: bool = False) -> None:
-        """Close (or delete) every partition and kill the partition actors."""
+        """Close every partition and kill the partition actors; with ``delete_data`` also
+        remove every file of this cluster (partitions, topic metadata, committed offsets)."""
+        self._stop.set()
         with self._lock:
             for name in self._meta.topics():
                 meta = self._meta.get(name)
@@ -148,6 +151,11 @@ class CoordinatorActor(GroupApi):
                 for h in handles:
                     _ray.kill(h)
             self._handles.clear()
+            if delete_data:
+                root = Path(self._data_dir)
+                for name in (METADATA_FILE, OFFSETS_FILE):
+                    (root / name).unlink(missing_ok=True)
+                shutil.rmtree(root / "topics", ignore_errors=True)
 
     def ping(self) -> bool:
         return True
