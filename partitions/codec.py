@@ -7,24 +7,32 @@ can be appended to; ``pyarrow.ipc.open_stream`` reads it to the end either way).
 Every record-batch message carries one custom-metadata entry, key
 ``rayka.batch``, whose value is an ASCII header::
 
-    rayka:v1;crc=1f2e3d4c;base=1200;count=500;maxts=1732480000000;append=1732480000123;pid=-;seq=-1
+    rayka:v2;crc=1f2e3d4c;base=1200;count=500;maxts=1732480000000;append=1732480000123;pid=-;seq=-1
 
-``crc`` is the CRC-32 (zlib) of the header text with its eight crc digits
-replaced by ``--------``, followed by the message body (every buffer of the
-batch). It is written in one pass: the message is serialised with the
-placeholder, the CRC computed over the header and the body, and the eight
-digits patched into the metadata bytes in place (the header string has a
-fixed width, so no offset in the flatbuffer moves). A reader recomputes the
+``crc`` (format v2, what this version writes) is the CRC-32 (zlib) of the message's whole
+metadata (the ``metadata length`` bytes after the 8-byte IPC prefix: the
+flatbuffer with its array lengths, null counts and buffer offsets, the header
+text among them) with the eight crc digits replaced by ``--------``, followed by
+the message body (every buffer of the batch). So every byte of a message is
+covered: the prefix by the framing checks, the rest by the CRC. It is written in
+one pass: the message is serialised with the placeholder, the CRC computed, and
+the eight digits patched into the serialised bytes in place (the header string
+has a fixed width, so no offset in the flatbuffer moves). A reader recomputes the
 same CRC; a torn or corrupt batch fails it and is never served.
+
+v1 batches (older files; ``rayka:v1;crc=...``) covered the header text and the
+body only, not the rest of the flatbuffer; they are still read and checked that way.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from ..errors import CorruptRecordError
@@ -36,13 +44,17 @@ __all__ = [
     "Message",
     "schema_message",
     "encode_batch",
+    "encode_slice",
+    "message_size_at",
     "read_message_at",
     "iter_messages",
     "decode",
 ]
 
 HEADER_KEY = "rayka.batch"
-_PREFIX = b"rayka:v1;crc="
+_PREFIXES = {1: b"rayka:v1;crc=", 2: b"rayka:v2;crc="}
+_VERSION_MARK = b"rayka:v"
+FORMAT_VERSION = 2  # what encode_batch writes
 _PLACEHOLDER = b"--------"
 _CONTINUATION = b"\xff\xff\xff\xff"
 
@@ -58,6 +70,7 @@ class BatchHeader:
     append_ms: int
     producer_id: str | None
     sequence: int
+    version: int = FORMAT_VERSION
 
     @property
     def last_offset(self) -> int:
@@ -69,7 +82,7 @@ class BatchHeader:
 
     def text(self, crc_digits: bytes) -> bytes:
         return b"%s%s;base=%d;count=%d;maxts=%d;append=%d;pid=%s;seq=%d" % (
-            _PREFIX,
+            _PREFIXES[self.version],
             crc_digits,
             self.base_offset,
             self.count,
@@ -82,11 +95,15 @@ class BatchHeader:
 
 @dataclass(frozen=True, slots=True)
 class EncodedBatch:
-    """A record-batch message ready to be written: ``head`` (prefix and metadata) then ``body``."""
+    """A record-batch message ready to be written: ``head`` (prefix and metadata) then ``body``.
+
+    ``message`` is the same bytes in one buffer (``head`` is a copy of its first bytes).
+    """
 
     head: bytes
     body: pa.Buffer
     header: BatchHeader
+    message: pa.Buffer
 
     @property
     def size(self) -> int:
@@ -101,10 +118,11 @@ class Message:
     size: int
     header: BatchHeader
     message: ipc.Message
+    metadata: bytes  # the raw metadata bytes, as stored
 
     def verify(self) -> None:
-        """Raise CorruptRecordError unless the CRC matches the header and body."""
-        if _crc(self.header, self.message.body) != self.header.crc:
+        """Raise CorruptRecordError unless the CRC matches the stored bytes."""
+        if _crc(self.header, self.metadata, self.message.body) != self.header.crc:
             raise CorruptRecordError(
                 f"batch at byte {self.position} (offsets {self.header.base_offset}.."
                 f"{self.header.last_offset}) failed its checksum"
@@ -144,18 +162,38 @@ def encode_batch(
     sink = pa.BufferOutputStream()
     writer = ipc.new_stream(sink, batch.schema)
     writer.write_batch(batch, custom_metadata={HEADER_KEY: placeholder_text})
-    data = sink.getvalue().slice(schema_size)
-    meta_len = int.from_bytes(data.slice(4, 4).to_pybytes(), "little")
-    head = bytearray(data.slice(0, 8 + meta_len).to_pybytes())
-    body = data.slice(8 + meta_len)
+    data = sink.getvalue()  # a fresh, mutable buffer: the crc digits are patched into it in place
+    if not data.is_mutable:  # not so with pyarrow 26; copy once rather than fail
+        data = pa.py_buffer(bytearray(data.to_pybytes()))
+    meta_len = int.from_bytes(data.slice(schema_size + 4, 4).to_pybytes(), "little")
+    head_len = 8 + meta_len
+    head = data.slice(schema_size, head_len).to_pybytes()
     at = head.find(placeholder_text)
     if at < 0 or head.find(placeholder_text, at + 1) >= 0:
         raise AssertionError("batch header not found exactly once in the message metadata")
-    crc = zlib.crc32(body, zlib.crc32(placeholder_text))
-    digits = b"%08x" % crc
-    start = at + len(_PREFIX)
-    head[start : start + 8] = digits
-    return EncodedBatch(bytes(head), body, _replace_crc(header, crc))
+    body = data.slice(schema_size + head_len)
+    crc = zlib.crc32(body, zlib.crc32(memoryview(head)[8:]))  # v2: all metadata, placeholder in place
+    start = schema_size + at + len(_PREFIXES[FORMAT_VERSION])
+    memoryview(data).cast("B")[start : start + 8] = b"%08x" % crc
+    message = data.slice(schema_size)
+    return EncodedBatch(message.slice(0, head_len).to_pybytes(), body, _replace_crc(header, crc), message)
+
+
+def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, start: int, rows: int) -> EncodedBatch:
+    """A new message holding rows ``start .. start + rows - 1`` of a stored one, with its own
+    header and CRC (base and count of the slice; no producer id, so it never feeds
+    idempotence state). Costs one copy of those rows."""
+    part = _trim_nested(decode(message, schema).slice(start, rows))
+    max_ts = pc.max(part.column(1)).as_py()
+    return encode_batch(part, schema_size=schema_size, max_timestamp_ms=max_ts, append_ms=message.header.append_ms)
+
+
+def _trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with its nested columns copied down to their rows. The IPC writer trims sliced
+    flat columns itself but not every nested one: a slice of 10 rows of the usual all-null
+    ``headers`` map, cut from a 50,000-row batch, was written with the parent's 400 KB of offsets."""
+    columns = [pa.concat_arrays([c]) if pa.types.is_nested(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 def _replace_crc(header: BatchHeader, crc: int) -> BatchHeader:
@@ -167,41 +205,51 @@ def _replace_crc(header: BatchHeader, crc: int) -> BatchHeader:
         header.append_ms,
         header.producer_id,
         header.sequence,
+        header.version,
     )
 
 
-def _crc(header: BatchHeader, body: pa.Buffer) -> int:
-    return zlib.crc32(body, zlib.crc32(header.text(_PLACEHOLDER)))
+def _crc(header: BatchHeader, metadata: bytes, body: pa.Buffer) -> int:
+    if header.version == 1:
+        return zlib.crc32(body, zlib.crc32(header.text(_PLACEHOLDER)))
+    start = metadata.find(_PREFIXES[2]) + len(_PREFIXES[2])
+    covered = b"".join((metadata[:start], _PLACEHOLDER, metadata[start + 8 :]))
+    return zlib.crc32(body, zlib.crc32(covered))
+
+
+_HEADER_RE = re.compile(
+    rb"rayka:v(\d);crc=([0-9a-f]{8});base=(-?\d+);count=(\d+);maxts=(-?\d+);append=(-?\d+);"
+    rb"pid=([^;]*);seq=(-?\d+)"
+)
 
 
 def _parse_header(metadata: bytes, position: int) -> BatchHeader:
-    at = metadata.find(_PREFIX)
+    at = metadata.find(_VERSION_MARK)
     if at < 4:
         raise CorruptRecordError(f"batch at byte {position} has no rayka.batch header")
-    length = int.from_bytes(metadata[at - 4 : at], "little")
-    text = metadata[at : at + length]
+    length = int.from_bytes(metadata[at - 4 : at], "little")  # the flatbuffer string's length
+    m = _HEADER_RE.fullmatch(metadata, at, at + length)
+    if m is None or int(m[1]) not in _PREFIXES:
+        raise CorruptRecordError(
+            f"batch at byte {position} has a malformed header: {metadata[at : at + min(length, 160)]!r}")
     try:
-        fields = dict(part.split(b"=", 1) for part in text[len(b"rayka:v1;") :].split(b";"))
-        pid = fields[b"pid"].decode()
-        return BatchHeader(
-            crc=int(fields[b"crc"], 16),
-            base_offset=int(fields[b"base"]),
-            count=int(fields[b"count"]),
-            max_timestamp_ms=int(fields[b"maxts"]),
-            append_ms=int(fields[b"append"]),
-            producer_id=None if pid == "-" else pid,
-            sequence=int(fields[b"seq"]),
-        )
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        pid = m[7].decode()
+    except UnicodeDecodeError as exc:
         raise CorruptRecordError(f"batch at byte {position} has a malformed header: {exc}") from None
+    return BatchHeader(
+        crc=int(m[2], 16),
+        base_offset=int(m[3]),
+        count=int(m[4]),
+        max_timestamp_ms=int(m[5]),
+        append_ms=int(m[6]),
+        producer_id=None if pid == "-" else pid,
+        sequence=int(m[8]),
+        version=int(m[1]),
+    )
 
 
-def read_message_at(buf: pa.Buffer, position: int) -> Message:
-    """Parse the record-batch message starting at ``position`` of ``buf``.
-
-    Raises CorruptRecordError if the bytes there are not one whole message with
-    a header (a torn tail looks like this); the CRC is checked by ``verify()``.
-    """
+def _frame_at(buf: pa.Buffer, position: int) -> tuple[ipc.Message, int]:
+    """The IPC message at ``position`` and its metadata length, from the framing alone."""
     if buf.size - position < 8 or buf.slice(position, 4).to_pybytes() != _CONTINUATION:
         raise CorruptRecordError(f"no message starts at byte {position}")
     meta_len = int.from_bytes(buf.slice(position + 4, 4).to_pybytes(), "little")
@@ -211,10 +259,29 @@ def read_message_at(buf: pa.Buffer, position: int) -> Message:
         message = ipc.read_message(buf.slice(position))
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorruptRecordError(f"message at byte {position} is torn or corrupt: {exc}") from None
+    return message, meta_len
+
+
+def message_size_at(buf: pa.Buffer, position: int) -> int:
+    """Bytes of the message at ``position`` as its framing says (length prefix, metadata,
+    body length), without reading its rayka header: how to step over a batch whose
+    header or CRC is damaged. CorruptRecordError if the framing itself is broken."""
+    message, meta_len = _frame_at(buf, position)
+    return 8 + meta_len + message.body.size
+
+
+def read_message_at(buf: pa.Buffer, position: int) -> Message:
+    """Parse the record-batch message starting at ``position`` of ``buf``.
+
+    Raises CorruptRecordError if the bytes there are not one whole message with
+    a header (a torn tail looks like this); the CRC is checked by ``verify()``.
+    """
+    message, meta_len = _frame_at(buf, position)
     if message.type != "record batch":
         raise CorruptRecordError(f"message at byte {position} is a {message.type}, not a record batch")
-    header = _parse_header(message.metadata.to_pybytes(), position)
-    return Message(position, 8 + meta_len + message.body.size, header, message)
+    metadata = buf.slice(position + 8, meta_len).to_pybytes()
+    header = _parse_header(metadata, position)
+    return Message(position, 8 + meta_len + message.body.size, header, message, metadata)
 
 
 def iter_messages(buf: pa.Buffer, position: int = 0, end: int | None = None) -> Iterator[Message]:

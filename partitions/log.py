@@ -6,14 +6,18 @@ Layout of a partition directory::
     00000000000000052000.arrows / .index / .timeindex    the active segment (last)
     producer_state.json                                  idempotence snapshot, written at roll
     .clean_shutdown                                      present only after close()
+    .lock                                                flock'ed by the open log (dir_lock.py)
 
 Invariants: offsets are dense from ``log_start_offset`` (the first segment's
 base) to ``log_end_offset - 1``; segments are contiguous; every acknowledged
 batch was written to the OS before ``append`` returned (and fsynced first under
 ``flush.policy=batch``). Opening a log that was not closed cleanly validates the
-active segment batch by batch and truncates a torn or corrupt tail; sealed
-segments were fsynced when they rolled and are trusted unless their indexes
-are unreadable.
+active segment batch by batch and truncates a torn tail; sealed segments were
+fsynced when they rolled, so only their indexes are checked at open. Either way
+no batch is served before its CRC passed, and damaged batches with valid ones
+after them stay in place as holes whose offsets are never reused (segment.py).
+One PartitionLog at a time owns the directory: a second one, in any process,
+raises LogDirLockedError.
 
 Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
 ``read`` takes it only to snapshot the segment list and the high watermark, then
@@ -38,6 +42,7 @@ import pyarrow.compute as pc
 from ..config import TopicConfig
 from ..errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
 from . import codec
+from .dir_lock import DirLock
 from .producer_state import BatchRecord, ProducerStateTable
 from .records import log_schema, prepare_batch, stamp_offsets
 from .retention import active_expired, deletable_prefix, roll_due
@@ -76,12 +81,15 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    """Whole stored messages from the requested offset on, zero-copy over the segment files.
+    """Stored messages holding offsets ``offset .. next_offset - 1``.
 
     ``buffers`` hold IPC record-batch messages back to back (decode with
-    :func:`rayka.partitions.codec.iter_messages`); the first batch may start
-    before ``offset`` and the last may run past ``max_records``: the reader
-    slices. ``records`` counts the records at or after ``offset``.
+    :func:`rayka.partitions.codec.iter_messages`): whole stored messages,
+    zero-copy over the segment files, and, where a stored batch reaches past the
+    request (it starts before ``offset``, or would overshoot ``max_records`` or
+    ``max_bytes``), a compacted slice of it with its own header and CRC.
+    ``records`` (``next_offset - offset``) is at most ``max_records``; readers may
+    still skip records before ``offset`` (older rayka versions shipped them).
     """
 
     offset: int
@@ -116,11 +124,18 @@ class PartitionLog:
         self._dirty = False
         self.recovered_batches = 0
         self.truncated_bytes = 0
+        self.damaged_offsets: list[tuple[int, int]] = []  # (first, last) of holes recovery kept
         self.directory.mkdir(parents=True, exist_ok=True)
         self._segments: list[LogSegment] = []
         self._bases: list[int] = []
         self._producers = ProducerStateTable()
-        self._open()
+        self._dir_lock = DirLock(self.directory)
+        self._dir_lock.acquire()
+        try:
+            self._open()
+        except BaseException:
+            self._dir_lock.release()
+            raise
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -142,6 +157,7 @@ class PartitionLog:
                           self.directory, self._segments[-1].next_offset, base - 1, self._segments[-1].base_offset)
             self.truncated_bytes += report.truncated_bytes
             self.recovered_batches += report.batches
+            self.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in report.holes]
             headers_after[base] = report.headers
             self._segments.append(seg)
         if not self._segments:
@@ -317,16 +333,21 @@ class PartitionLog:
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, offset: int, max_records: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
-        """Whole batches from ``offset`` on, bounded by ``max_records`` and ``max_bytes``.
+        """Records from ``offset`` on: at most ``max_records``, and at most ``max_bytes`` of
+        messages unless the first record alone is larger (it then comes alone, so a reader
+        always makes progress).
 
         ``offset == log_end_offset`` returns nothing (the caller may wait);
         outside ``[log_start_offset, log_end_offset]`` raises OffsetOutOfRangeError.
+        Damaged offsets raise CorruptRecordError naming them and where to seek to, unless
+        records before them were read: the read then stops just before them.
         """
         with self._lock:
             self._check_open()
             segments = list(self._segments)
             bases = list(self._bases)
             limits = [s.size for s in segments]
+            ends = [s.next_offset for s in segments]
             start, end = self.log_start_offset, self.log_end_offset
         self._check_range(offset, start, end)
         buffers = []
@@ -344,14 +365,19 @@ class PartitionLog:
                         f"offsets {next_offset}..{seg.base_offset - 1} of {self.directory} are unreadable "
                         f"(a damaged segment); seek to {seg.base_offset} to read on")
                 seg.last_read_ms = now
-                got = seg.read(next_offset, max_records - records, max_bytes, limits[i])
-                if got.buffer is not None:
-                    buffers.append(got.buffer)
-                    records += got.records
-                    next_offset = got.next_offset
-                    max_bytes -= got.bytes
-                    if max_bytes <= 0:
+                try:
+                    got = seg.read(next_offset, max_records - records, max_bytes, limits[i],
+                                   must_progress=not records)
+                except CorruptRecordError:
+                    if records:  # serve what came before the damage; the next read reports it
                         break
+                    raise
+                buffers += got.buffers
+                records += got.records
+                next_offset = got.next_offset
+                max_bytes -= got.bytes
+                if max_bytes <= 0 or next_offset < ends[i]:  # a limit (or damage) stopped it here
+                    break
                 i += 1
         except FileNotFoundError:
             # Retention deleted a segment between the snapshot and the read.
@@ -403,6 +429,7 @@ class PartitionLog:
             self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
             (self.directory / CLEAN_SHUTDOWN).touch()
             self._closed = True
+            self._dir_lock.release()
             self._appended.notify_all()
 
     def delete(self) -> None:
@@ -413,6 +440,7 @@ class PartitionLog:
                 seg.delete()
             self._appended.notify_all()
         shutil.rmtree(self.directory, ignore_errors=True)
+        self._dir_lock.release()  # only now: a new owner must not see the files being removed
 
     def _check_open(self) -> None:
         if self._closed:

@@ -60,24 +60,36 @@ class TailCache:
             self._bytes -= len(old_head) + old_body.size
 
     def read(self, offset: int, max_records: int, max_bytes: int, limit: int) -> TailRead | None:
-        """Messages from ``offset`` on (below byte ``limit``), or None if it is older than the cache."""
+        """Whole messages from ``offset`` on (below byte ``limit``), or None to read the file instead.
+
+        The cache answers only with whole messages that fit ``max_records`` and
+        ``max_bytes``; None when the answer needs anything else (``offset`` older than
+        the cache or inside a batch, or an edge batch to slice), so a read returns the
+        same records whether the cache or the file serves it.
+        """
         tail = list(self._entries)
         if not tail or offset < tail[0][0]:
             return None
         first = len(tail) - 1
         while first > 0 and tail[first][0] > offset:  # followers read near the end: search backwards
             first -= 1
+        if tail[first][0] != offset:
+            return None
         parts, records, total, next_offset = [], 0, 0, offset
         for base, nxt, pos, head, body in itertools.islice(tail, first, None):
             size = len(head) + body.size
-            if nxt <= offset:
-                continue
-            if pos + size > limit or (parts and (records >= max_records or total + size > max_bytes)):
+            if pos + size > limit:
                 break
-            parts += (head, body)
-            total += size
-            records += nxt - max(offset, base)
-            next_offset = nxt
+            fits_bytes = total + size <= max_bytes
+            if records + nxt - base <= max_records and fits_bytes:
+                parts += (head, body)
+                total += size
+                records += nxt - base
+                next_offset = nxt
+                continue
+            if not parts or (records < max_records and fits_bytes):
+                return None  # the first batch, or one that would fill max_records, must be sliced
+            break
         if not parts:
             return TailRead(None, 0, offset)
         return TailRead(pa.py_buffer(b"".join(parts)), records, next_offset, total)

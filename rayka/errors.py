@@ -16,6 +16,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
+    ├── LogDirLockedError            another partition log already owns the partition directory
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -28,6 +29,8 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   ├── IllegalGenerationError   a stale generation (a zombie) tried to commit or heartbeat
     │   ├── UnknownMemberError
     │   ├── RebalanceInProgressError
+    │   ├── CommitFailedError        a commit refused because the member lost its partitions
+    │   ├── InconsistentGroupProtocolError  a member's assignor differs from the group's
     │   ├── GroupNotEmptyError
     │   └── UnknownGroupError
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
@@ -46,6 +49,7 @@ __all__ = [
     "SchemaMismatchError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
+    "LogDirLockedError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -58,6 +62,8 @@ __all__ = [
     "IllegalGenerationError",
     "UnknownMemberError",
     "RebalanceInProgressError",
+    "CommitFailedError",
+    "InconsistentGroupProtocolError",
     "GroupNotEmptyError",
     "UnknownGroupError",
     "NoOffsetForPartitionError",
@@ -124,6 +130,11 @@ class CorruptRecordError(RaykaError):
     """A stored batch failed its checksum; it is never served."""
 
 
+class LogDirLockedError(RaykaError):
+    """A partition directory is already open by another partition log (another process, or
+    another PartitionLog in this one); two clusters must not share a data directory."""
+
+
 class DuplicateSequenceError(RaykaError):
     """An idempotent producer re-sent a batch that is already in the log."""
 
@@ -178,6 +189,20 @@ class RebalanceInProgressError(GroupError):
     """The group is rebalancing; rejoin and retry."""
 
     retriable = True
+
+
+class CommitFailedError(IllegalGenerationError, UnknownMemberError):
+    """A commit the group refused because this member no longer owns the partitions (Kafka's
+    CommitFailedException): the group rebalanced without it, or it was removed (session or
+    max_poll_interval_ms timeout). Another member re-reads from the last committed offset.
+
+    It subclasses both errors the coordinator refuses with, so code that caught those keeps working.
+    """
+
+
+class InconsistentGroupProtocolError(GroupError):
+    """A member asked for a partition assignment strategy the group's members do not use
+    (Kafka's INCONSISTENT_GROUP_PROTOCOL); the join is refused and nothing changes."""
 
 
 class GroupNotEmptyError(GroupError):

@@ -74,3 +74,78 @@ def test_time_index_below_and_bad_files(tmp_path):
     (tmp_path / "torn.timeindex").write_bytes(b"\x00" * 17)
     assert not TimeIndex(tmp_path / "torn.timeindex").load()
     assert not TimeIndex(tmp_path / "missing.timeindex").load()
+
+
+def test_a_changed_array_length_in_the_flatbuffer_fails_the_checksum():
+    """v2 CRCs cover the whole metadata, not only the header text: a flipped record-batch
+    length or buffer offset would otherwise decode into wrong records with a valid CRC."""
+    import struct
+
+    sm, enc, _ = encoded([b"hello world"] * 5)
+    head = bytearray(enc.head)
+    at = head.find(struct.pack("<q", 5))  # the batch's (or a column's) length: 5 rows
+    assert at > 8
+    head[at] = 4
+    buf = pa.py_buffer(sm + bytes(head) + enc.body.to_pybytes())
+    msg = codec.read_message_at(buf, len(sm))  # still parses: only the CRC can tell
+    with pytest.raises(CorruptRecordError, match="checksum"):
+        msg.verify()
+
+
+def test_v1_batches_written_by_older_versions_still_verify():
+    """Before the v2 format the CRC covered the header text and the body only."""
+    import zlib
+
+    sm, enc, schema = encoded([b"old", b"data"], base=7)
+    head = enc.head.replace(b"rayka:v2;crc=", b"rayka:v1;crc=")
+    at = head.find(b"rayka:v1;crc=") + len(b"rayka:v1;crc=")
+    head = head[:at] + b"--------" + head[at + 8:]
+    text_end = head.find(b";seq=-1") + len(b";seq=-1")
+    crc = zlib.crc32(enc.body, zlib.crc32(head[head.find(b"rayka:v1"):text_end]))
+    head = head[:at] + b"%08x" % crc + head[at + 8:]
+    msg = codec.read_message_at(pa.py_buffer(sm + head + enc.body.to_pybytes()), len(sm))
+    assert msg.header.version == 1
+    msg.verify()
+    assert codec.decode(msg, schema).column("value").to_pylist() == [b"old", b"data"]
+    flipped = bytearray(sm + head + enc.body.to_pybytes())
+    flipped[-10] ^= 0xFF
+    with pytest.raises(CorruptRecordError):
+        codec.read_message_at(pa.py_buffer(bytes(flipped)), len(sm)).verify()
+
+
+def test_a_slice_is_a_new_message_with_its_own_header_and_checksum():
+    sm, enc, schema = encoded([b"r%d" % i for i in range(10)], base=100, pid="p", seq=4)
+    msg = codec.read_message_at(pa.py_buffer(sm + enc.head + enc.body.to_pybytes()), len(sm))
+    part = codec.encode_slice(msg, schema, schema_size=len(sm), start=3, rows=4)
+    again = codec.read_message_at(part.message, 0)
+    again.verify()
+    h = again.header
+    assert (h.base_offset, h.count, h.producer_id, h.sequence, h.append_ms) == (103, 4, None, -1, 6)
+    assert codec.decode(again, schema).column("value").to_pylist() == [b"r3", b"r4", b"r5", b"r6"]
+    assert part.message.size == part.size == len(part.head) + part.body.size
+
+
+def test_a_batch_header_corrupted_past_parsing_still_has_a_size_from_its_framing():
+    sm, enc, _ = encoded([b"x" * 50])
+    data = bytearray(sm + enc.head + enc.body.to_pybytes())
+    at = data.find(b"count=") + len("count=")
+    data[at] = ord("z")  # the header no longer parses
+    buf = pa.py_buffer(bytes(data))
+    with pytest.raises(CorruptRecordError, match="malformed"):
+        codec.read_message_at(buf, len(sm))
+    assert codec.message_size_at(buf, len(sm)) == enc.size
+    with pytest.raises(CorruptRecordError):
+        codec.message_size_at(pa.py_buffer(bytes(data[: len(sm) + 20])), len(sm))
+
+
+def test_verified_ranges_merge_and_answer_containment():
+    from rayka.partitions.integrity import VerifiedRanges
+
+    r = VerifiedRanges()
+    for start, end in [(100, 200), (300, 400), (200, 250), (500, 600), (240, 310)]:
+        r.add(start, end)
+    assert r.ranges() == [(100, 400), (500, 600)]
+    assert r.covers(100, 400) and r.covers(150, 160) and r.covers(500, 600)
+    assert not r.covers(90, 110) and not r.covers(390, 410) and not r.covers(450, 460)
+    r.add(0, 1000)
+    assert r.ranges() == [(0, 1000)] and len(r) == 1

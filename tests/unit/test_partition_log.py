@@ -18,7 +18,7 @@ from rayka.errors import (
 from rayka.partitions import codec
 from rayka.partitions.log import PartitionLog
 
-from storage_helpers import batch, decode, read_all
+from storage_helpers import batch, crash, decode, read_all
 
 
 def vals(a, b):
@@ -47,14 +47,15 @@ def test_read_from_any_offset_with_max_records(tmp_path, clock, offset, max_reco
     assert offsets == expected and values == [b"v%d" % o for o in expected]
 
 
-def test_read_is_bounded_by_max_bytes_but_returns_at_least_one_batch(tmp_path, clock):
+def test_read_is_bounded_by_max_bytes_but_returns_at_least_one_record(tmp_path, clock):
     log = PartitionLog(tmp_path, clock=clock)
     for i in range(20):
         log.append(batch([b"x" * 1000] * 10))
-    small = log.read(0, max_bytes=1)
-    assert decode(small)[0] == list(range(10))
+    small = log.read(0, max_bytes=1)  # one record over max_bytes still comes, alone
+    assert decode(small)[0] == [0] and small.records == 1 and small.next_offset == 1
     some = log.read(0, max_bytes=35_000)
     assert 10 < len(decode(some)[0]) < 200
+    assert sum(b.size for b in some.buffers) <= 35_000
 
 
 def test_reading_the_log_end_returns_nothing_and_beyond_raises_with_the_range(tmp_path, clock):
@@ -73,7 +74,7 @@ def test_a_segment_file_is_a_plain_arrow_ipc_stream(tmp_path, clock):
     seg = sorted(tmp_path.glob("*.arrows"))[0]
     reader = ipc.open_stream(pa.memory_map(str(seg)))
     first = reader.read_next_batch_with_custom_metadata()
-    assert first.custom_metadata[codec.HEADER_KEY.encode()].startswith(b"rayka:v1;crc=")
+    assert first.custom_metadata[codec.HEADER_KEY.encode()].startswith(b"rayka:v2;crc=")
     table = ipc.open_stream(pa.memory_map(str(seg))).read_all()
     assert table.column("value").to_pylist() == [b"a", b"b", b"c"]
     assert table.column("offset").to_pylist() == [0, 1, 2]
@@ -169,6 +170,8 @@ def test_producer_state_survives_reopen_and_roll(tmp_path, clock, clean):
     assert log.segment_count > 1
     if clean:
         log.close()
+    else:
+        crash(log)
     reopened = PartitionLog(tmp_path, config=TopicConfig(segment_bytes=2048), clock=clock)
     dup = reopened.append(batch([b"x" * 100]), producer_id="p", sequence=29)
     assert dup.duplicate and dup.base_offset == 29

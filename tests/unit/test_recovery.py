@@ -9,7 +9,7 @@ from rayka.config import TopicConfig
 from rayka.errors import CorruptRecordError
 from rayka.partitions.log import PartitionLog
 
-from storage_helpers import batch, decode, read_all
+from storage_helpers import batch, crash, decode, flip_byte, read_all, read_around_damage, spans
 
 
 def fill(path, clock, n_batches=10, per=3, **cfg):
@@ -36,13 +36,14 @@ def test_clean_close_and_reopen_keeps_everything(tmp_path, clock):
 
 
 def test_reopen_without_close_keeps_every_batch(tmp_path, clock):
-    fill(tmp_path, clock)  # dropped, never closed: like a killed process
+    crash(fill(tmp_path, clock)[0])  # never closed: like a killed process
     again = PartitionLog(tmp_path, clock=clock)
     assert read_all(again)[0] == list(range(30)) and again.truncated_bytes == 0
 
 
 def test_torn_tail_at_every_position_of_the_last_batch_keeps_the_whole_ones(tmp_path, clock):
-    _, ends = fill(tmp_path / "src", clock)
+    log, ends = fill(tmp_path / "src", clock)
+    crash(log)
     data = _active(tmp_path / "src").read_bytes()
     last_start, last_end = ends[-2], ends[-1]
     for cut in range(last_start + 1, last_end, max(1, (last_end - last_start) // 23)):
@@ -57,21 +58,161 @@ def test_torn_tail_at_every_position_of_the_last_batch_keeps_the_whole_ones(tmp_
         assert read_all(log)[1][-1] == b"after"
 
 
-def test_garbage_at_a_random_position_truncates_at_that_batch(tmp_path, clock):
+ORIGINAL = {o: b"b%d-%d" % (o // 3, o % 3) for o in range(36)}  # what fill() writes, 12 batches
+
+
+def test_garbage_at_a_random_position_of_a_middle_batch_is_never_served(tmp_path, clock):
+    """Kafka's testRecoveryWithCorruptMessage: garbage somewhere in a batch, crash, reopen. No
+    altered record is ever served. Damage that leaves the framing whole becomes a hole and every
+    other batch stays; damage that breaks it (the next batch cannot be found) cuts the log there."""
     rng = random.Random(7)
-    _, ends = fill(tmp_path, clock, n_batches=12)
+    outcomes = set()
+    for trial in range(24):
+        d = tmp_path / f"t{trial}"
+        log, _ = fill(d, clock, n_batches=12)
+        crash(log)
+        seg = _active(d)
+        victim = rng.randrange(3, 11)
+        pos, size, first, nxt = spans(seg)[victim]
+        at = rng.randrange(pos, pos + size - 6)
+        with open(seg, "r+b") as f:
+            f.seek(at)
+            f.write(bytes(rng.randrange(256) for _ in range(6)))
+        again = PartitionLog(d, clock=clock)
+        got, holes = read_around_damage(again)
+        assert all(ORIGINAL[o] == v for o, v in got.items()), (trial, at)
+        assert set(range(first)) <= set(got)
+        if again.truncated_bytes:
+            outcomes.add("truncated")
+            assert again.log_end_offset == first and seg.stat().st_size == pos and holes == []
+        else:
+            outcomes.add("hole")
+            assert holes == again.damaged_offsets == [(first, nxt - 1)], (trial, at)
+            assert set(got) == set(range(36)) - set(range(first, nxt)) and again.log_end_offset == 36
+        assert again.append(batch([b"after"])).base_offset == again.log_end_offset - 1
+        again.close()
+    assert outcomes == {"hole", "truncated"}  # both kinds of damage were exercised
+
+
+def test_a_corrupt_batch_early_in_the_active_segment_keeps_every_later_batch(tmp_path, clock):
+    log = PartitionLog(tmp_path, clock=clock)
+    for i in range(20):
+        log.append(batch([b"r%d" % (i * 10 + j) for j in range(10)]))
+    crash(log)
     seg = _active(tmp_path)
-    starts = [ends[0] - (ends[1] - ends[0])] + ends[:-1]  # approximate start of batch 0 is unused
-    victim = rng.randrange(3, 11)
-    pos = rng.randrange(ends[victim - 1] + 8, ends[victim] - 8)
+    pos, size, _, _ = spans(seg)[0]
+    flip_byte(seg, pos + size - 20)  # inside batch 0's body
+    for reopen in ("unclean", "clean", "unclean again"):
+        again = PartitionLog(tmp_path, clock=clock)
+        assert again.truncated_bytes == 0 and again.log_end_offset == 200 + (reopen != "unclean")
+        with pytest.raises(CorruptRecordError, match=r"offsets 0\.\.9 .*checksum.*seek to 10"):
+            again.read(0)
+        with pytest.raises(CorruptRecordError, match=r"offsets 0\.\.9"):
+            again.read(7)
+        assert read_all(again, 10)[1][:190] == [b"r%d" % o for o in range(10, 200)]
+        if reopen == "unclean":
+            assert again.damaged_offsets == [(0, 9)]
+            assert again.append(batch([b"new"])).base_offset == 200  # offsets are never reused
+        if reopen == "clean":
+            again.close()
+        else:
+            crash(again)
+
+
+def test_a_read_stops_before_a_hole_and_the_next_read_names_it(tmp_path, clock):
+    log = PartitionLog(tmp_path, clock=clock)
+    for i in range(10):
+        log.append(batch([b"x%d" % i] * 3))
+    log.close()
+    seg = _active(tmp_path)
+    pos, size, _, _ = spans(seg)[4]
+    flip_byte(seg, pos + size - 9)
+    again = PartitionLog(tmp_path, clock=clock)
+    before = again.read(0)
+    assert decode(before)[0] == list(range(12)) and before.next_offset == 12
+    with pytest.raises(CorruptRecordError, match=r"offsets 12\.\.14 .*seek to 15"):
+        again.read(12)
+    assert decode(again.read(15))[0] == list(range(15, 30))
+
+
+def test_framing_damage_in_a_middle_batch_truncates_there(tmp_path, clock):
+    log, _ = fill(tmp_path, clock)
+    crash(log)
+    seg = _active(tmp_path)
+    pos = spans(seg)[5][0]
     with open(seg, "r+b") as f:
         f.seek(pos)
-        f.write(bytes(rng.randrange(256) for _ in range(6)))
-    log = PartitionLog(tmp_path, clock=clock)
-    assert log.log_end_offset == victim * 3, (victim, pos)
-    assert seg.stat().st_size == ends[victim - 1]
-    assert read_all(log)[0] == list(range(victim * 3))
-    del starts
+        f.write(b"\0\0\0\0")  # the IPC continuation marker: nothing says where batch 6 starts
+    again = PartitionLog(tmp_path, clock=clock)
+    assert again.log_end_offset == 15 and seg.stat().st_size == pos
+    assert read_all(again)[0] == list(range(15)) and again.damaged_offsets == []
+
+
+def test_a_corrupt_last_batch_is_a_torn_tail_and_is_cut(tmp_path, clock):
+    log, ends = fill(tmp_path, clock)
+    crash(log)
+    flip_byte(_active(tmp_path), ends[-1] - 9)
+    again = PartitionLog(tmp_path, clock=clock)
+    assert again.log_end_offset == 27 and again.truncated_bytes == ends[-1] - ends[-2]
+    assert read_all(again)[0] == list(range(27))
+
+
+@pytest.mark.parametrize("shutdown", ["clean", "unclean"])
+def test_a_flipped_byte_in_the_first_batch_of_a_sealed_segment_is_never_served(tmp_path, clock, shutdown):
+    cfg = TopicConfig(segment_bytes=8192, index_interval_bytes=512)
+    log = PartitionLog(tmp_path, config=cfg, clock=clock)
+    for i in range(60):
+        log.append(batch([b"s%d" % i + b"z" * 200]))
+    assert log.segment_count > 2
+    if shutdown == "clean":
+        log.close()
+    else:
+        crash(log)
+    sealed = sorted(tmp_path.glob("*.arrows"))[1]
+    base = int(sealed.stem)
+    pos, size, _, _ = spans(sealed)[0]
+    flip_byte(sealed, pos + size - 30)
+    again = PartitionLog(tmp_path, config=cfg, clock=clock)
+    with pytest.raises(CorruptRecordError, match=rf"offsets {base}\.\.{base} .*seek to {base + 1}"):
+        again.read(base)
+    assert decode(again.read(base - 3))[1] == [b"s%d" % o + b"z" * 200 for o in range(base - 3, base)]
+    assert read_all(again, base + 1)[1] == [b"s%d" % o + b"z" * 200 for o in range(base + 1, 60)]
+
+
+def test_a_flipped_byte_in_the_first_batch_of_a_cleanly_closed_active_segment_is_never_served(tmp_path, clock):
+    cfg = TopicConfig(index_interval_bytes=512)
+    log = PartitionLog(tmp_path, config=cfg, clock=clock)
+    for i in range(30):
+        log.append(batch([b"a%d" % i] * 2))
+    log.close()
+    seg = _active(tmp_path)
+    assert len(spans(seg)) == 30 and (tmp_path / ".clean_shutdown").exists()
+    pos, size, _, _ = spans(seg)[0]
+    flip_byte(seg, pos + size - 12)
+    again = PartitionLog(tmp_path, config=cfg, clock=clock)
+    with pytest.raises(CorruptRecordError, match=r"offsets 0\.\.1 .*seek to 2"):
+        again.read(0, max_records=1)
+    assert read_all(again, 2)[0] == list(range(2, 60))
+
+
+def test_checksums_are_checked_once_per_batch_not_once_per_read(tmp_path, clock, monkeypatch):
+    from rayka.partitions import codec
+
+    log = PartitionLog(tmp_path, config=TopicConfig(index_interval_bytes=512), clock=clock)
+    for i in range(50):
+        log.append(batch([b"c%d" % i] * 4))
+    log.close()
+    again = PartitionLog(tmp_path, config=TopicConfig(index_interval_bytes=512), clock=clock)
+    checked = []
+    real = codec.Message.verify
+    monkeypatch.setattr(codec.Message, "verify", lambda m: (checked.append(m.position), real(m))[1])
+    read_all(again)
+    first_pass = len(checked)
+    # Each batch once at most; the few after the last index entry were checked at open already.
+    assert len(set(checked)) == first_pass <= 50
+    read_all(again)
+    read_all(again, 101)
+    assert len(checked) == first_pass
 
 
 def test_corrupt_byte_in_a_sealed_segment_is_never_served(tmp_path, clock):
@@ -128,3 +269,17 @@ def test_a_torn_sealed_segment_keeps_the_later_segments_and_its_hole_raises(tmp_
     assert decode(again.read(0, max_records=1000))[0] == list(range(hole))  # stops at the hole
     assert read_all(again, hole + 1)[0] == list(range(hole + 1, 40))  # after it: everything
     assert again.append(batch([b"new"])).base_offset == 40
+
+
+def test_offset_for_time_steps_over_a_hole(tmp_path, clock):
+    log = PartitionLog(tmp_path, clock=clock)
+    for i in range(10):
+        log.append(batch([b"t%d" % i] * 3, start_ts=1000 + 3 * i))
+    log.close()
+    seg = _active(tmp_path)
+    pos, size, _, _ = spans(seg)[4]  # offsets and timestamps 12..14
+    flip_byte(seg, pos + size - 9)
+    again = PartitionLog(tmp_path, clock=clock)
+    assert again.offset_for_time(1011) == 11
+    assert again.offset_for_time(1013) == 15  # its timestamps are unknown: the next readable one
+    assert again.offset_for_time(1020) == 20
