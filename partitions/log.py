@@ -11,11 +11,10 @@ Layout of a partition directory::
 Invariants: offsets are dense from ``log_start_offset`` (the first segment's
 base) to ``log_end_offset - 1``; segments are contiguous; every acknowledged
 batch was written to the OS before ``append`` returned (and fsynced first under
-``flush.policy=batch``). Opening a log that was not closed cleanly validates the
-active segment batch by batch and truncates a torn tail; sealed segments were
-fsynced when they rolled, so only their indexes are checked at open. Either way
-no batch is served before its CRC passed, and damaged batches with valid ones
-after them stay in place as holes whose offsets are never reused (segment.py).
+``flush.policy=batch``). Opening recovers whatever state the directory is in
+(log_loader.py: what is checked at open, and how producer state is rebuilt).
+No batch is served before its CRC passed, and damaged batches with valid ones
+after them stay in place as holes whose offsets are never reused (scan.py).
 One PartitionLog at a time owns the directory: a second one, in any process,
 raises LogDirLockedError.
 
@@ -43,17 +42,16 @@ from ..config import TopicConfig
 from ..errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
 from . import codec
 from .dir_lock import DirLock
-from .producer_state import BatchRecord, ProducerStateTable
+from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, load_log
+from .producer_state import BatchRecord
 from .records import log_schema, prepare_batch, stamp_offsets
 from .retention import active_expired, deletable_prefix, roll_due
-from .segment import SEGMENT_SUFFIX, LogSegment
+from .segment import LogSegment
 
 __all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
 
 log = logging.getLogger(__name__)
 
-CLEAN_SHUTDOWN = ".clean_shutdown"
-PRODUCER_SNAPSHOT = "producer_state.json"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # A sealed segment nobody read for this long is unmapped, so the mapped (resident) pages of a
 # partition stay around the segments being read now, not the whole log.
@@ -122,65 +120,20 @@ class PartitionLog:
         self._closed = False
         self._last_flush_ms = clock()
         self._dirty = False
-        self.recovered_batches = 0
-        self.truncated_bytes = 0
-        self.damaged_offsets: list[tuple[int, int]] = []  # (first, last) of holes recovery kept
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._segments: list[LogSegment] = []
-        self._bases: list[int] = []
-        self._producers = ProducerStateTable()
         self._dir_lock = DirLock(self.directory)
         self._dir_lock.acquire()
         try:
-            self._open()
+            loaded = load_log(self.directory, self._schema_bytes, self.config, clock())
         except BaseException:
             self._dir_lock.release()
             raise
-
-    # -- opening ------------------------------------------------------------------------------
-
-    def _open(self) -> None:
-        marker = self.directory / CLEAN_SHUTDOWN
-        clean = marker.exists()
-        bases = sorted(int(p.stem) for p in self.directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
-        headers_after: dict[int, list] = {}
-        for i, base in enumerate(bases):
-            active = i == len(bases) - 1
-            seg, report = LogSegment.load(
-                self.directory, base, self._schema_bytes, self.config.index_interval_bytes,
-                recover=active and not clean, active=active,
-            )
-            if self._segments and self._segments[-1].next_offset != base:
-                # A damaged sealed segment ends early. The segments after it hold acknowledged
-                # records, so they stay; reads of the hole raise CorruptRecordError.
-                log.error("partition %s: offsets %d..%d are unreadable (damaged segment %d)",
-                          self.directory, self._segments[-1].next_offset, base - 1, self._segments[-1].base_offset)
-            self.truncated_bytes += report.truncated_bytes
-            self.recovered_batches += report.batches
-            self.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in report.holes]
-            headers_after[base] = report.headers
-            self._segments.append(seg)
-        if not self._segments:
-            self._segments.append(self._new_segment(0))
-        self._bases = [s.base_offset for s in self._segments]
-        self._load_producer_state(headers_after)
-        marker.unlink(missing_ok=True)
-        if self.truncated_bytes:
-            log.warning("partition %s: recovery truncated %d bytes", self.directory, self.truncated_bytes)
-
-    def _load_producer_state(self, headers_after: dict[int, list]) -> None:
-        table, upto = ProducerStateTable.read_snapshot(self.directory / PRODUCER_SNAPSHOT, 24 * 3600 * 1000)
-        for seg in self._segments:
-            if seg.next_offset <= upto:
-                continue
-            headers = headers_after.get(seg.base_offset)
-            if headers is None or (headers and headers[0].base_offset != seg.base_offset):
-                headers = seg.batch_headers(seg.size)
-            for header in headers:
-                if header.base_offset >= upto:
-                    table.update_from_header(header)
-        table.truncate(self.log_end_offset)
-        self._producers = table
+        self._segments: list[LogSegment] = loaded.segments
+        self._bases: list[int] = [s.base_offset for s in self._segments]
+        self._producers = loaded.producers
+        self.recovered_batches = loaded.recovered_batches
+        self.truncated_bytes = loaded.truncated_bytes
+        self.damaged_offsets: list[tuple[int, int]] = loaded.damaged_offsets  # (first, last) of each hole
 
     def _new_segment(self, base_offset: int) -> LogSegment:
         return LogSegment.create(

@@ -82,7 +82,7 @@ def test_whole_batches_within_the_limits_are_served_zero_copy_from_the_file(tmp_
     r = log.read(0, max_records=95)  # nine whole batches, then five records of the tenth
     assert r.records == 95 and len(r.buffers) == 2
     whole, piece = r.buffers
-    mapped = seg._view(seg.size)
+    mapped = seg.view(seg.size)
 
     def in_map(buf):
         return mapped.address <= buf.address and buf.address + buf.size <= mapped.address + mapped.size

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from rayka.config import TopicConfig
-from rayka.errors import CorruptRecordError
+from rayka.errors import CorruptRecordError, OutOfOrderSequenceError
 from rayka.partitions.log import PartitionLog
 
 from storage_helpers import batch, crash, decode, flip_byte, read_all, read_around_damage, spans
@@ -283,3 +283,42 @@ def test_offset_for_time_steps_over_a_hole(tmp_path, clock):
     assert again.offset_for_time(1011) == 11
     assert again.offset_for_time(1013) == 15  # its timestamps are unknown: the next readable one
     assert again.offset_for_time(1020) == 20
+
+
+@pytest.mark.parametrize("snapshot", ["stale", "missing"])
+def test_a_corrupt_producer_header_past_the_snapshot_is_not_trusted(tmp_path, clock, snapshot):
+    """Producer state is rebuilt at open from the headers of batches past the snapshot. A header
+    whose seq= was altered on disk (a sealed segment, not scanned at a clean open) must fail its CRC
+    and count for nothing: the batch is a hole, and a producer re-sending the altered number is not
+    answered with the damaged batch's offsets."""
+    log = PartitionLog(tmp_path, clock=clock)
+    for seq in range(3):
+        log.append(batch([b"p%d" % seq]), producer_id="p", sequence=seq)
+    log.roll()
+    stale = (tmp_path / "producer_state.json").read_bytes()  # complete below offset 3
+    for seq in range(3, 6):
+        log.append(batch([b"p%d" % seq]), producer_id="p", sequence=seq)
+    log.append(batch([b"plain"]))  # so the damaged batch has a valid one after it
+    log.roll()
+    log.close()
+    if snapshot == "stale":  # a snapshot rename lost in a crash: the loader scans from offset 3
+        (tmp_path / "producer_state.json").write_bytes(stale)
+    else:
+        (tmp_path / "producer_state.json").unlink()
+    sealed = sorted(tmp_path.glob("*.arrows"))[1]
+    pos, size, base, _ = spans(sealed)[2]
+    assert base == 5
+    data = bytearray(sealed.read_bytes())
+    at = data.index(b";seq=5", pos, pos + size)
+    data[at + 5] = ord("6")  # the header still parses, with seq=6
+    sealed.write_bytes(bytes(data))
+
+    again = PartitionLog(tmp_path, clock=clock)
+    assert again.log_end_offset == 7 and again.damaged_offsets == [(5, 5)]
+    with pytest.raises(CorruptRecordError, match=r"offsets 5\.\.5 .*seek to 6"):
+        again.read(5)
+    assert decode(again.read(6))[1] == [b"plain"]
+    with pytest.raises(OutOfOrderSequenceError):  # not a "duplicate" of the damaged batch 5
+        again.append(batch([b"p6"]), producer_id="p", sequence=6)
+    assert again.append(batch([b"p4"]), producer_id="p", sequence=4).duplicate
+    assert again.append(batch([b"p5"]), producer_id="p", sequence=5).base_offset == 7

@@ -1,0 +1,111 @@
+"""Opening a partition directory: load its segments, recover what needs it, rebuild producer state.
+
+Files read (the layout is in log.py)::
+
+    <base>.arrows / .index / .timeindex   every segment, in offset order
+    producer_state.json                   idempotence snapshot, complete below its upto_offset
+    .clean_shutdown                       present only after a clean close; removed here
+
+What is checked, by shutdown kind:
+
+- unclean (no marker): the active segment is recovered, every batch CRC-checked,
+  a torn tail truncated (recovery.py);
+- clean: the active segment's batches after its last index entry are CRC-checked;
+- sealed segments, either way: only their indexes and the batches after the last
+  entry are read, not checked (they were fsynced when they rolled); their batches
+  are checked on first read.
+
+Producer state is the snapshot plus the ``pid``/``seq`` of every batch from the
+snapshot's ``upto_offset`` on, and every header used is CRC-checked: either
+loading the segment checked it (``RecoveryReport.checked_from``), or it is
+checked here (``LogSegment.checked_headers``, from the index entry before
+``upto_offset``). A batch that fails is a hole: its ids count for nothing, and its
+offsets are reported in ``damaged_offsets``. Cost: none in the common cases (a
+clean close snapshots the whole log; after a crash the snapshot reaches the active
+segment, which recovery checked); only a missing or stale snapshot makes the
+loader check the sealed batches past it, once each.
+
+A segment that ends before the next one begins (a damaged sealed segment) leaves
+a gap that is logged; the later segments stay. A directory with no segment gets
+an empty one at offset 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import TopicConfig
+from .producer_state import ProducerStateTable
+from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport
+
+__all__ = ["LoadedLog", "load_log", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT", "PRODUCER_EXPIRY_MS"]
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN = ".clean_shutdown"
+PRODUCER_SNAPSHOT = "producer_state.json"
+PRODUCER_EXPIRY_MS = 24 * 3600 * 1000
+
+
+@dataclass
+class LoadedLog:
+    """The segments of an opened directory (at least one; the last is active) and what was found."""
+
+    segments: list[LogSegment]
+    producers: ProducerStateTable
+    recovered_batches: int = 0
+    truncated_bytes: int = 0
+    damaged_offsets: list[tuple[int, int]] = field(default_factory=list)  # (first, last) of each hole
+
+
+def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
+    """Open every segment of ``directory`` and rebuild producer state; remove the clean marker."""
+    marker = directory / CLEAN_SHUTDOWN
+    clean = marker.exists()
+    bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
+    loaded = LoadedLog([], ProducerStateTable(PRODUCER_EXPIRY_MS))
+    reports: dict[int, RecoveryReport] = {}
+    for i, base in enumerate(bases):
+        active = i == len(bases) - 1
+        seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
+                                      recover=active and not clean, active=active)
+        if loaded.segments and loaded.segments[-1].next_offset != base:
+            # A damaged sealed segment ends early. The segments after it hold acknowledged
+            # records, so they stay; reads of the hole raise CorruptRecordError.
+            prev = loaded.segments[-1]
+            log.error("partition %s: offsets %d..%d are unreadable (damaged segment %d)",
+                      directory, prev.next_offset, base - 1, prev.base_offset)
+        loaded.truncated_bytes += report.truncated_bytes
+        loaded.recovered_batches += report.batches
+        loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in report.holes]
+        reports[base] = report
+        loaded.segments.append(seg)
+    if not loaded.segments:
+        loaded.segments.append(LogSegment.create(directory, 0, schema_bytes, config.index_interval_bytes, now_ms))
+    _load_producer_state(directory, loaded, reports)
+    marker.unlink(missing_ok=True)
+    if loaded.truncated_bytes:
+        log.warning("partition %s: recovery truncated %d bytes", directory, loaded.truncated_bytes)
+    return loaded
+
+
+def _load_producer_state(directory: Path, loaded: LoadedLog, reports: dict[int, RecoveryReport]) -> None:
+    """The snapshot, then the CRC-checked headers of every batch from its ``upto_offset`` on."""
+    table, upto = ProducerStateTable.read_snapshot(directory / PRODUCER_SNAPSHOT, PRODUCER_EXPIRY_MS)
+    for seg in loaded.segments:
+        if seg.next_offset <= upto:
+            continue
+        start = max(upto, seg.base_offset)
+        report = reports.get(seg.base_offset)
+        if report is not None and report.checked_from is not None and report.checked_from <= start:
+            headers = report.headers  # checked while loading
+        else:
+            headers, holes = seg.checked_headers(start)
+            loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in holes]
+        for header in headers:
+            if header.base_offset >= upto:
+                table.update_from_header(header)
+    table.truncate(loaded.segments[-1].next_offset)
+    loaded.producers = table

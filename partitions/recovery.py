@@ -1,0 +1,203 @@
+"""Opening a segment file: trust its indexes, or rescan it batch by batch; and CRC-checked headers.
+
+At open a segment is in one of two states, and the caller (LogSegment.load) says which:
+
+- *Fast load* (:func:`load_fast`): a sealed segment, or the active one after a clean
+  shutdown. The ``.index``/``.timeindex`` files are trusted if they load and agree
+  with each other; only the batches after the last index entry are read (to find
+  the segment's end), and their CRCs are checked only for the active segment.
+  Batches before that entry are checked on their first read (scan.py).
+- *Recovery* (:func:`recover`): the active segment after an unclean shutdown, or any
+  segment whose fast load found something off. Every batch is read and CRC-checked
+  from the schema message on; both indexes are rebuilt from the batches kept;
+  holes (scan.py) stay in place; a torn tail is truncated from the active segment,
+  while a sealed one just ends before it.
+
+On disk: the file must start with this log's schema message, byte for byte. A
+file too short to hold it is rewritten as just the schema (it held no batch); a
+file starting with another schema is refused (it is not this log's).
+
+:class:`RecoveryReport` says what was found. ``headers[i]`` for batches at or
+after ``checked_from`` passed their CRC during the load; ``checked_from`` is None
+when none was checked. :func:`checked_headers` gives the CRC-checked headers of a
+loaded segment from any offset on (to rebuild producer state without trusting a
+header whose batch was never checked).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import CorruptRecordError
+from . import codec
+from .index import MIN_TIMESTAMP
+from .integrity import Hole
+
+if TYPE_CHECKING:
+    from .segment import LogSegment
+
+__all__ = ["RecoveryReport", "load_fast", "recover", "checked_headers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecoveryReport:
+    """What loading one segment found."""
+
+    batches: int = 0
+    truncated_bytes: int = 0
+    headers: list = field(default_factory=list)  # BatchHeader of every batch read, in order
+    holes: list = field(default_factory=list)  # Hole of every damaged run kept in place
+    checked_from: int | None = None  # headers of batches from this offset on passed their CRC
+
+
+def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
+    """Trust the indexes; scan only the tail after the last entry. None if anything is off.
+
+    Batches before the last index entry are not read here: their CRCs are checked
+    on their first read. ``verify`` checks the tail's CRCs (the active segment).
+    """
+    if not (seg.offset_index.load() and seg.time_index.load()):
+        return None
+    if len(seg.offset_index) != len(seg.time_index):
+        return None
+    file_size = seg.path.stat().st_size
+    start = seg.offset_index.values[-1] if len(seg.offset_index) else seg.schema_size
+    if start > file_size:
+        return None
+    report = RecoveryReport()
+    try:
+        view = seg.view(file_size)
+        if view.slice(0, seg.schema_size).to_pybytes() != seg.schema_bytes:
+            return None
+        expected = seg.offset_index.keys[-1] if len(seg.offset_index) else seg.base_offset
+        if verify:
+            report.checked_from = expected
+        max_ts = seg.time_index.keys[-1] if len(seg.time_index) else MIN_TIMESTAMP
+        for msg in codec.iter_messages(view, start, file_size):
+            if verify:
+                msg.verify()
+                seg.scanner.verified.add(msg.position, msg.position + msg.size)
+            if msg.header.base_offset != expected:
+                return None
+            expected = msg.header.next_offset
+            max_ts = max(max_ts, msg.header.max_timestamp_ms)
+            report.headers.append(msg.header)
+            seg.last_append_ms = msg.header.append_ms
+    except CorruptRecordError:
+        seg.scanner.verified.clear()
+        return None
+    seg.size = file_size
+    seg.next_offset = expected
+    seg.max_timestamp_ms = max_ts
+    seg.bytes_since_index = file_size - start
+    seg.first_append_ms = _first_append_ms(seg)
+    report.batches = len(report.headers)
+    return report
+
+
+def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
+    """Scan and CRC-check every batch; rebuild both indexes; keep holes, cut a torn tail.
+
+    A file too short to hold the schema is rewritten empty; a file whose schema
+    differs is refused (it is not this log's). With ``truncate=False`` (sealed
+    segments) nothing is cut: the segment ends before its damaged tail.
+    """
+    report = RecoveryReport(checked_from=seg.base_offset)
+    file_size = _ensure_schema(seg, report)
+    view = seg.view(file_size)
+    seg.reset()
+    position = seg.schema_size
+    while position < file_size:
+        try:
+            step = seg.scanner.batch_at(view, position, seg.next_offset, file_size)
+        except CorruptRecordError as exc:  # a valid batch out of sequence: nothing to trust after it
+            step = Hole(position, file_size - position, seg.next_offset, None)
+            log.warning("segment %s: %s", seg.path.name, exc)
+        if isinstance(step, Hole) and not step.bounded:
+            _cut_tail(seg, position, file_size, truncate, report)
+            break
+        if isinstance(step, Hole):
+            seg.index_hole(step)
+            report.holes.append(step)
+        else:
+            seg.index_batch(step.header, position, step.size)
+            report.headers.append(step.header)
+        position += step.size
+    seg.offset_index.flush(fsync=True)
+    seg.time_index.flush(fsync=True)
+    seg.first_append_ms = report.headers[0].append_ms if report.headers else None
+    seg.last_append_ms = report.headers[-1].append_ms if report.headers else None
+    report.batches = len(report.headers)
+    return report
+
+
+def checked_headers(seg: "LogSegment", from_offset: int) -> tuple[list, list]:
+    """(headers, holes): the header of every readable batch holding offsets from ``from_offset``
+    on, each CRC-checked (now, or earlier since the file was opened), and the holes stepped
+    over. Starts at the index entry before ``from_offset``, so batches before it cost at most
+    one index interval; stops, logging why, where a damaged index breaks the sequence."""
+    limit = seg.size
+    view = seg.view(limit)
+    headers, holes = [], []
+    position, expected = seg.index_floor(from_offset)
+    while position < limit:
+        try:
+            step = seg.scanner.batch_at(view, position, expected, limit)
+        except CorruptRecordError as exc:
+            log.error("segment %s: %s; producer state is rebuilt without the batches after it",
+                      seg.path.name, exc)
+            break
+        if isinstance(step, Hole):
+            step = seg.scanner.bounded(step, limit, seg.next_offset)
+            holes.append(step)
+            expected = step.next_offset
+        else:
+            headers.append(step.header)
+            expected = step.header.next_offset
+        position += step.size
+    return headers, holes
+
+
+def _ensure_schema(seg: "LogSegment", report: RecoveryReport) -> int:
+    """The file's size after making sure it starts with this log's schema message."""
+    file_size = seg.path.stat().st_size
+    if file_size < seg.schema_size:
+        log.warning("segment %s torn before its schema ended; rewriting it empty", seg.path)
+        with open(seg.path, "wb") as f:
+            f.write(seg.schema_bytes)
+        seg.drop_map()
+        report.truncated_bytes = file_size
+        return seg.schema_size
+    if seg.view(file_size).slice(0, seg.schema_size).to_pybytes() != seg.schema_bytes:
+        raise CorruptRecordError(
+            f"segment {seg.path} does not start with this topic's schema; move it aside "
+            "if it is not part of the log"
+        )
+    return file_size
+
+
+def _cut_tail(seg: "LogSegment", position: int, file_size: int, truncate: bool, report: RecoveryReport) -> None:
+    if not truncate:
+        log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
+                  seg.path.name, file_size - position, position, seg.next_offset)
+        return
+    log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
+                seg.path.name, position, seg.next_offset, file_size - position)
+    report.truncated_bytes += file_size - position
+    os.truncate(seg.path, position)
+    seg.drop_map()
+
+
+def _first_append_ms(seg: "LogSegment") -> int | None:
+    if seg.is_empty:
+        return None
+    try:
+        return codec.read_message_at(seg.view(seg.size), seg.schema_size).header.append_ms
+    except CorruptRecordError:  # a damaged first batch (a hole): its time is unknown
+        return seg.last_append_ms
+
