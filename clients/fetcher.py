@@ -1,8 +1,10 @@
 """Fetcher: keeps one long-poll fetch in flight per partition and buffers what comes back.
 
-A fetch returns whole stored messages (Arrow IPC, zero-copy out of the object
-store); the fetcher decodes them into record batches, slices off what lies
-before the requested offset, and queues them per partition. As soon as a fetch
+A fetch returns stored messages (Arrow IPC: inline bytes when small, else
+buffers zero-copy out of the object store; see ``PartitionActor.fetch``); the
+partition's schema comes once, with the first fetch. The fetcher decodes them
+into record batches, slices off what lies before the requested offset, and
+queues them per partition. As soon as a fetch
 returns, the next one for that partition is sent, so the partition actor reads
 ahead while the user processes records. Buffers are bounded: a partition with
 ``max_buffered_records`` waiting gets no new fetch until they are consumed.
@@ -17,6 +19,7 @@ import time
 from collections import deque
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import ray
 
 from rayka.clients.connection import resolve
@@ -35,7 +38,7 @@ class PartitionState:
     """Fetch state of one assigned partition."""
 
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
-                 "buffered_records", "paused", "high_watermark", "log_start_offset", "retry_at")
+                 "buffered_records", "paused", "high_watermark", "log_start_offset", "retry_at", "schema")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -50,6 +53,7 @@ class PartitionState:
         self.high_watermark = -1
         self.log_start_offset = -1
         self.retry_at = 0.0
+        self.schema: pa.Schema | None = None  # the partition's log schema, asked for on the first fetch
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
@@ -98,7 +102,8 @@ class Fetcher:
             if s.inflight is None and s.buffered_records < self.max_buffered_records and s.retry_at <= now:
                 s.inflight_offset = s.fetch_offset
                 s.inflight = s.handle.fetch.remote(
-                    s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms
+                    s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
+                    s.schema is None,
                 )
 
     def buffered(self) -> int:
@@ -143,18 +148,22 @@ class Fetcher:
             if self._refresh_handle is not None:
                 try:  # the actor may have been re-created under its name: ask for it again
                     state.handle = self._refresh_handle(state.tp)
+                    state.schema = None  # a re-created topic may have another schema
                 except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
                     pass
             return 0
+        start, payload, records, next_offset, log_start_offset, high_watermark, schema = result
+        if schema is not None:
+            state.schema = ipc.read_schema(pa.py_buffer(schema))
         if state.paused or state.fetch_offset != state.inflight_offset:
             return 0
-        state.high_watermark = result.high_watermark
-        state.log_start_offset = result.log_start_offset
+        state.high_watermark = high_watermark
+        state.log_start_offset = log_start_offset
         added = 0
-        start = result.offset
-        for buf in result.buffers:
+        buffers = (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload
+        for buf in buffers:
             for msg in codec.iter_messages(buf):
-                batch = codec.decode(msg, result.schema)
+                batch = codec.decode(msg, state.schema)
                 first = msg.header.base_offset
                 if msg.header.next_offset <= start:
                     continue
@@ -163,8 +172,8 @@ class Fetcher:
                 state.buffered.append(batch)
                 state.buffered_records += batch.num_rows
                 added += batch.num_rows
-        if result.records:
-            state.fetch_offset = result.next_offset
+        if records:
+            state.fetch_offset = next_offset
         return added
 
     def drain(self, max_records: int) -> list[tuple[PartitionState, list[pa.RecordBatch]]]:

@@ -31,7 +31,8 @@ from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableF
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current, unwrap
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
-from rayka.clients.serde import check_bytes, headers_list, table_from
+from rayka.partitions.records import log_schema, prepare_batch
+from rayka.clients.serde import check_bytes, check_row, headers_list, table_from
 from rayka.errors import (
     BufferFullError,
     ConfigError,
@@ -112,6 +113,7 @@ class Producer:
         self._queued: dict[tuple[str, int], list[ProduceBatch]] = {}  # handed off, not yet sent
         self._inflight: dict[tuple[str, int], ProduceBatch] = {}
         self._sequences: dict[tuple[str, int], int] = {}
+        self._epochs: dict[tuple[str, int], int] = {}  # bumped when a partition's sequence restarts
         self._buffered = 0
         self._flushing = 0
         self._closing = False
@@ -145,15 +147,14 @@ class Producer:
         if self._value_ser is not None and value is not None:
             value = self._value_ser(value)
         size = check_bytes(key, "key", "key_serializer") if key is not None else 0
+        if key is not None and type(key) is not bytes:
+            key = bytes(key)  # bytearray/memoryview: hashable for the partitioner, one Arrow type
         if t.value_schema is None:
             size += check_bytes(value, "value", "value_serializer") if value is not None else 0
-        elif not isinstance(value, dict):
-            raise TypeError(
-                f"topic {topic!r} has a value schema; send a dict of its columns "
-                f"({', '.join(t.value_schema.names)}), or set value_serializer to build one"
-            )
+            if value is not None and type(value) is not bytes:
+                value = bytes(value)
         else:
-            size += 8 * len(value)
+            size += check_row(value, t.value_schema, topic)
         if headers is not None:
             headers = headers_list(headers)
             size += sum(len(k) + len(v or b"") for k, v in headers)
@@ -198,6 +199,11 @@ class Producer:
         t = self._topic(topic)
         table = table_from(data, t.value_schema)
         chunks = list(split_table(table, t.name, t.partitions, partition))
+        # The partition checks again, but a rejected chunk would leave the others written:
+        # check them all first, so a bad table is refused whole, with nothing sent.
+        stored = log_schema(t.value_schema)
+        for _, chunk in chunks:
+            prepare_batch(chunk, stored, now_ms=0, max_message_bytes=t.max_message_bytes)
         batches = []
         for part, chunk in chunks:
             size = chunk.nbytes
@@ -321,22 +327,30 @@ class Producer:
             for batch in batches:
                 self._submit(batch)
 
+    def _producer_id(self, tp: tuple[str, int]) -> str | None:
+        epoch = self._epochs.get(tp, 0)
+        if self.producer_id is None or not epoch:
+            return self.producer_id
+        return f"{self.producer_id}.{epoch}"
+
     def _submit(self, batch: ProduceBatch) -> None:
         tp = (batch.topic, batch.partition)
         try:
             if batch.sequence < 0:
+                # Built before it takes a number: a batch that cannot be built must not leave
+                # a gap in the sequence (the partition would refuse every later batch).
+                payload = batch.build()
+                batch.table = payload  # keep the built payload for retries
                 batch.sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = batch.sequence + 1
                 batch.deadline = time.monotonic() + self.delivery_timeout_s
                 batch.attempts = 0
-                payload = batch.build()
-                batch.table = payload  # keep the built payload for retries
             batch.attempts += 1
             # Every third retry asks the coordinator again: a partition actor re-created under
             # its name (after its node or the cluster came back) has a new handle.
             refresh = batch.attempts > 1 and batch.attempts % 3 == 0
             handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
-            ref = handle.append.remote(batch.table, self.producer_id, batch.sequence if self.idempotent else -1)
+            ref = handle.append.remote(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
         except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
             self._done(batch, None, _as_rayka(exc))
             return
@@ -360,7 +374,10 @@ class Producer:
             threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
             return
         with self._cv:
-            self._inflight.pop((batch.topic, batch.partition), None)
+            tp = (batch.topic, batch.partition)
+            if error is not None and batch.sequence >= 0:
+                self._forget_sequence(tp, batch, error)
+            self._inflight.pop(tp, None)
             self._buffered -= batch.nbytes
             self._cv.notify_all()
         if not batch.event.is_set():
@@ -371,6 +388,18 @@ class Producer:
 
     def _retry(self, batch: ProduceBatch) -> None:
         self._submit(batch)
+
+    def _forget_sequence(self, tp: tuple[str, int], batch: ProduceBatch, error: BaseException) -> None:
+        """After a numbered batch failed for good (caller holds the lock), restart the sequence.
+
+        Whether the partition wrote it is not always known (a refused batch was not written; a
+        call that timed out may have been), so the next batch to this partition starts a new
+        sequence under a new producer id, as Kafka bumps the producer epoch. Reusing the number
+        could make the partition take the next batch for a duplicate of this one and drop it;
+        keeping it could leave a gap that the partition refuses forever.
+        """
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._sequences[tp] = 0
 
 
 def _as_rayka(exc: BaseException) -> BaseException:

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from rayka.errors import SchemaMismatchError
 
-__all__ = ["check_bytes", "headers_list", "table_from"]
+__all__ = ["check_bytes", "check_row", "headers_list", "table_from"]
 
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -21,6 +21,40 @@ def check_bytes(value, what: str, serializer: str) -> int:
         f"{what} must be bytes, got {type(value).__name__}; set {serializer}= on the Producer "
         f"(e.g. {serializer}=str.encode, or json.dumps(...).encode) to send other types"
     )
+
+
+def check_row(value, schema: pa.Schema, topic: str) -> int:
+    """Check a typed value (a dict of the topic's value columns) and return its rough size.
+
+    Checked in ``send()``, so a value that does not fit raises there, naming the column,
+    instead of failing the whole batch it would have joined.
+    """
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"topic {topic!r} has a value schema; send a dict of its columns "
+            f"({', '.join(schema.names)}), or set value_serializer to build one"
+        )
+    unknown = value.keys() - set(schema.names)
+    if unknown:
+        raise SchemaMismatchError(
+            f"value has columns {sorted(unknown)} that topic {topic!r} does not have; "
+            f"its value columns are {schema.names}"
+        )
+    size = 0
+    for field in schema:
+        item = value.get(field.name)
+        if item is None:
+            if not field.nullable:
+                raise SchemaMismatchError(f"value lacks the non-nullable column {field.name!r} of topic {topic!r}")
+            continue
+        try:
+            pa.scalar(item, type=field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
+            raise SchemaMismatchError(
+                f"column {field.name!r} of topic {topic!r} is {field.type}; {item!r} does not fit: {exc}"
+            ) from None
+        size += len(item) if isinstance(item, (bytes, str)) else 8
+    return size
 
 
 def headers_list(headers) -> list[tuple[str, bytes]]:

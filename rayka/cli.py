@@ -19,6 +19,10 @@ from rayka.errors import RaykaError
 __all__ = ["main"]
 
 
+class ProduceFailed(click.ClickException):
+    """Some records of ``rayka produce`` were not acknowledged (exit code 1)."""
+
+
 def _connect(ctx: click.Context):
     import rayka
 
@@ -139,6 +143,13 @@ def produce(ctx, topic, key_sep, partition, linger_ms):
 
     _connect(ctx)
     count = 0
+    failed: list[BaseException] = []  # appended from the producer's callback thread
+
+    def check(future) -> None:
+        error = future.exception()
+        if error is not None:
+            failed.append(error)
+
     with rayka.Producer(linger_ms=linger_ms) as producer:
         for line in sys.stdin.buffer:
             line = line.rstrip(b"\r\n")
@@ -148,8 +159,10 @@ def produce(ctx, topic, key_sep, partition, linger_ms):
                 if sep not in line:
                     raise click.UsageError(f"line {count + 1} has no key separator {key_sep!r}")
                 key, line = line.split(sep, 1)
-            producer.send(topic, value=line, key=key, partition=partition)
+            producer.send(topic, value=line, key=key, partition=partition).add_done_callback(check)
             count += 1
+    if failed:
+        raise ProduceFailed(f"{len(failed)} of {count} record(s) to {topic} were not written: {failed[0]}")
     click.echo(f"produced {count} record(s) to {topic}", err=True)
 
 
@@ -206,7 +219,9 @@ def demo(ctx, messages, partitions):
     from rayka.clients.demo import run_demo
 
     cluster = _connect(ctx)
-    run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo)
+    result = run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo)
+    if not result["ok"]:
+        sys.exit(1)
 
 
 # -- groups --------------------------------------------------------------------------------------
