@@ -2,7 +2,8 @@
 
 Rows: rayka per-record ``send()`` (1 and 4 partitions, acks=1 and "all"), bulk
 ``send_table``, consuming by iteration and by ``poll_batch``, end-to-end latency
-at fixed rates; the bare-actor ceiling; ray.util.queue single and batched; Redis
+at fixed rates; the bare-actor ceiling and the latency floor (three bare actors in
+rayka's shape); ray.util.queue single and batched; Redis
 Streams (pipelined XADD, XREADGROUP+XACK, end-to-end latency). 100-byte values,
 plus a 1 KiB variant. Prints one table, writes ``benchmarks/results/latest.md``
 and ``latest.png``. Bounded: every loop has a count and a deadline.
@@ -29,6 +30,7 @@ import ray  # noqa: E402
 import rayka  # noqa: E402
 from benchmarks import peers  # noqa: E402
 from benchmarks.common import Row, RssSampler, format_table, machine, markdown_table, paced, percentiles  # noqa: E402
+from benchmarks.floor import latency_floor  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -214,6 +216,7 @@ def run(quick: bool) -> list[Row]:
         admin.delete_topic(topic)
         for rate in (1_000, 10_000, 50_000):
             step(rayka_latency(admin, cluster, rate, lat_s))
+        step(latency_floor(10_000, lat_s))
         kib = 1024
         step(peers.ceiling(n_table // 5, value_bytes=kib, rows=16 * 1024, tmpdir=tmp))
         step(rayka_send(admin, n_send // 5, 1, 1, value_bytes=kib))
