@@ -4,10 +4,10 @@ import uuid
 from pathlib import Path
 
 import nbformat
-import ray
 import pytest
 from nbclient import NotebookClient
 
+import rayka
 from rayka.actors import _ray
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
@@ -25,4 +25,5 @@ def test_notebook_runs_top_to_bottom(path, ray_session, tmp_path, monkeypatch):
     assert not errors
     coordinator = _ray.get_actor(_ray.coordinator_name(name), "rayka")
     assert coordinator is not None, "the notebook should have used the test session's Ray"
-    ray.kill(coordinator)
+    # Tear the notebook's rayka cluster down whole: coordinator and partition actors.
+    rayka.connect(cluster_name=name).shutdown(delete_data=True)

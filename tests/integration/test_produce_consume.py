@@ -119,16 +119,23 @@ def test_pause_stops_records_of_a_partition_until_resume(cluster, admin):
     assert {r.partition for r in got} == {1} and len(got) == 100
 
 
-def test_long_poll_returns_new_records_as_soon_as_they_are_appended(cluster, admin):
+def test_long_poll_neither_blocks_appends_nor_runs_out_its_wait(cluster, admin):
+    """Fetches parked at the log end (30 s max wait) must let appends through at once and wake
+    on them: a design where a waiting fetch held the partition would take 30 s here."""
     admin.create_topic("live", partitions=1)
-    c = rayka.Consumer("live", auto_offset_reset="latest", fetch_max_wait_ms=5000)
-    assert c.poll(timeout_ms=200) == []
-    with rayka.Producer(linger_ms=0) as p:
-        p.send("live", value=b"hello").result(timeout=10)
+    consumers = [rayka.Consumer("live", auto_offset_reset="latest", fetch_max_wait_ms=30_000) for _ in range(3)]
+    for c in consumers:
+        assert c.poll(timeout_ms=200) == []  # each leaves a fetch waiting in the partition
     t0 = time.monotonic()
-    got = consume_all(c, 1, timeout_s=10)
-    assert [r.value for r in got] == [b"hello"]
-    assert time.monotonic() - t0 < 4, "a waiting fetch must wake on append, not run out its 5 s"
+    with rayka.Producer(linger_ms=0) as p:
+        for i in range(5):
+            p.send("live", value=b"hello-%d" % i).result(timeout=10)
+    assert time.monotonic() - t0 < 10, "appends waited for the parked fetches"
+    for c in consumers:
+        got = consume_all(c, 5, timeout_s=10)
+        assert [r.value for r in got] == [b"hello-%d" % i for i in range(5)]
+        c.close()
+    assert time.monotonic() - t0 < 20, "a waiting fetch must wake on append, not run out its 30 s"
 
 
 def test_topic_with_value_schema_stores_typed_columns(cluster, admin):
