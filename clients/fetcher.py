@@ -7,7 +7,8 @@ into record batches, slices off what lies before the requested offset, and
 queues them per partition. As soon as a fetch
 returns, the next one for that partition is sent, so the partition actor reads
 ahead while the user processes records. Buffers are bounded: a partition with
-``max_buffered_records`` waiting gets no new fetch until they are consumed.
+``max_buffered_records`` records, or one fetch's worth of bytes
+(``max_partition_bytes``), waiting gets no new fetch until they are consumed.
 
 Not thread-safe (like Kafka's consumer): one thread drives a Consumer.
 """
@@ -38,7 +39,8 @@ class PartitionState:
     """Fetch state of one assigned partition."""
 
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
-                 "buffered_records", "paused", "high_watermark", "log_start_offset", "retry_at", "schema")
+                 "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
+                 "retry_at", "schema")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -49,6 +51,7 @@ class PartitionState:
         self.inflight_offset = -1
         self.buffered: deque[pa.RecordBatch] = deque()
         self.buffered_records = 0
+        self.buffered_bytes = 0  # estimated from the batches' sizes; bounds memory with the count
         self.paused = False
         self.high_watermark = -1
         self.log_start_offset = -1
@@ -58,7 +61,7 @@ class PartitionState:
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
         self.buffered.clear()
-        self.buffered_records = 0
+        self.buffered_records = self.buffered_bytes = 0
         self.inflight = None  # a fetch still travelling is now stale; its answer is dropped
 
     def take(self, limit: int) -> list[pa.RecordBatch]:
@@ -73,8 +76,12 @@ class PartitionState:
                 batch = batch.slice(0, limit)
             out.append(batch)
             limit -= batch.num_rows
+            # Bytes leave in proportion to records: exact enough for a bound, no per-slice sizing.
+            self.buffered_bytes -= self.buffered_bytes * batch.num_rows // self.buffered_records
             self.buffered_records -= batch.num_rows
             self.position = batch.column(0)[-1].as_py() + 1
+        if not self.buffered_records:
+            self.buffered_bytes = 0
         return out
 
 
@@ -99,7 +106,8 @@ class Fetcher:
         """Start a fetch for every fetchable partition that has none in flight and room to buffer."""
         now = time.monotonic()
         for s in self.fetchable():
-            if s.inflight is None and s.buffered_records < self.max_buffered_records and s.retry_at <= now:
+            room = s.buffered_records < self.max_buffered_records and s.buffered_bytes < self.max_partition_bytes
+            if s.inflight is None and room and s.retry_at <= now:
                 s.inflight_offset = s.fetch_offset
                 s.inflight = s.handle.fetch.remote(
                     s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
@@ -171,6 +179,7 @@ class Fetcher:
                     batch = batch.slice(start - first)
                 state.buffered.append(batch)
                 state.buffered_records += batch.num_rows
+                state.buffered_bytes += batch.nbytes
                 added += batch.num_rows
         if records:
             state.fetch_offset = next_offset
