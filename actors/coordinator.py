@@ -5,7 +5,9 @@ data dir) and makes sure every partition of every topic has its actor: on start
 it finds the surviving partition actors by name and re-creates the missing ones,
 so a restarted coordinator, or a new embedded session on the same data dir,
 serves every topic and every message again. Producers and consumers ask it for
-partition actor handles once, then talk to the partitions directly.
+partition actor handles once, then talk to the partitions directly. A coordinator
+that Ray restarted also takes back the consumer groups' members (see
+rayka.coordinator.group_snapshot), so group members ride through the restart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import uuid
+import warnings
 from pathlib import Path
 
 import ray
@@ -48,8 +52,14 @@ class CoordinatorActor(GroupApi):
         for name in self._meta.topics():
             self._ensure_partitions(self._meta.get(name))
         self._glock = threading.Lock()
+        self._instance_id = uuid.uuid4().hex
+        # Only a restart keeps the members: after a new session they are gone with the old one.
+        restarted = _was_restarted()
         self._groups = GroupCoordinator(OffsetStore(Path(self._data_dir) / OFFSETS_FILE), SystemClock(),
-                                        self._partition_counts)
+                                        self._partition_counts, restore_members=restarted)
+        if restarted:
+            log.warning("coordinator of %s restarted; %d consumer group(s) restored", cluster,
+                        len(self._groups.groups))
         self._stop = threading.Event()
         threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
 
@@ -159,6 +169,17 @@ class CoordinatorActor(GroupApi):
 
     def ping(self) -> bool:
         return True
+
+    def instance_id(self) -> str:
+        """A new id per actor incarnation: tells a restarted coordinator from the one before."""
+        return self._instance_id
+
+
+def _was_restarted() -> bool:
+    """Whether Ray restarted this actor (as opposed to creating it for a new session)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Ray's own property uses a deprecated one
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 def start_coordinator(cluster: str, namespace: str, data_dir: str):

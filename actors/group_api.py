@@ -66,15 +66,16 @@ class GroupApi:
             return self._groups.list()
 
     def describe_group(self, group_id) -> dict:
-        """Members and, per partition the group reads or committed, its end offset and lag."""
+        """Members and, per partition the group reads or committed, its log start/end offsets and lag."""
         with self._glock:
             info = self._groups.describe(group_id)
         owned = {tuple(tp) for m in info["members"] for tp in m["assignment"]}
-        info["partitions"] = lag_rows(info, self._end_offsets(owned | set(info["committed"])))
+        info["partitions"] = lag_rows(info, self._bounds(owned | set(info["committed"])))
         del info["committed"]
         return info
 
-    def _end_offsets(self, tps) -> dict:
+    def _bounds(self, tps) -> dict:
+        """(topic, partition) -> (log_start, log_end), leaving out partitions that are gone."""
         refs = {}
         for t, p in tps:
             try:
@@ -84,7 +85,7 @@ class GroupApi:
             if p < len(handles):
                 refs[(t, p)] = handles[p].offsets.remote()
         values = ray.get(list(refs.values())) if refs else []
-        return {tp: end for tp, (_, end) in zip(refs, values)}
+        return {tp: (start, end) for tp, (start, end) in zip(refs, values)}
 
     def delete_group(self, group_id) -> None:
         with self._glock:

@@ -80,7 +80,8 @@ class Admin:
         info = self._cluster.call("describe_group", group_id)
         members = [MemberDescription(m["member_id"], m["instance_id"], m["topics"],
                                      [TopicPartition(*tp) for tp in m["assignment"]]) for m in info["members"]]
-        parts = [GroupPartitionDescription(p["topic"], p["partition"], p["committed"], p["end_offset"], p["member"])
+        parts = [GroupPartitionDescription(p["topic"], p["partition"], p["committed"], p["end_offset"], p["member"],
+                                           p.get("log_start_offset"))
                  for p in info["partitions"]]
         return GroupDescription(info["group_id"], info["state"], info["protocol"], info["generation"], members, parts)
 

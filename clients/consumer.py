@@ -42,6 +42,9 @@ class Consumer:
     - ``max_partition_fetch_records`` (100_000), ``max_partition_fetch_bytes`` (32 MiB): one fetch.
     - ``consumer_timeout_ms`` (None = forever): iteration stops after this long without records.
     - ``key_deserializer`` / ``value_deserializer``: callables applied to each record's bytes.
+    - with a ``group_id``: ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
+      ``partition_assignment_strategy``, ``group_instance_id``, ``listener`` and
+      ``default_api_timeout_ms`` (60 s: how long a synchronous commit waits out a coordinator restart).
     """
 
     def __init__(
@@ -273,7 +276,7 @@ class Consumer:
             self._fetcher.wait(0)
         out = self._fetcher.drain(max_records)
         if self._group is not None:
-            self._group.after_poll()
+            out = self._group.after_poll(out)  # never a record of a partition the member lost meanwhile
         return out
 
     def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> list[Record]:
@@ -345,10 +348,15 @@ class Consumer:
     # -- offsets (groups) ---------------------------------------------------------------------------
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Commit the current positions (or the given offsets) for the group, synchronously."""
+        """Commit the positions of the partitions this member owns (or the given offsets) for the
+        group, synchronously. Waits out a coordinator restart (up to ``default_api_timeout_ms``,
+        60 s); raises CommitFailedError if the member lost the partitions (the group rebalanced
+        without it): records read since the last commit will be read again by their new owner."""
         self._require_group("commit").commit(offsets, sync=True)
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None, callback=None):
+        """Commit without waiting; ``callback(offsets, error_or_None)`` runs when it is done
+        (on a Ray thread). Returns the Ray ObjectRef of the commit, or None if nothing to commit."""
         return self._require_group("commit_async").commit(offsets, sync=False, callback=callback)
 
     def committed(self, tp: TopicPartition) -> int | None:

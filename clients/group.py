@@ -15,6 +15,20 @@ so slow processing never evicts a live member; if ``poll()`` is not called for
 and the next ``poll()`` joins again. With the cooperative-sticky assignor a
 rebalance revokes only the partitions that move; with the eager ones (range,
 roundrobin) everything is revoked before joining.
+
+Losing partitions: a member that left for ``max_poll_interval_ms``, or that the
+group no longer knows (evicted after its session timeout), has lost its
+partitions: another member may be reading them already. The heartbeat thread
+only marks it; the next ``poll()``, in the consumer's thread, calls
+``on_partitions_lost``, drops those partitions from the fetcher (no record of
+them is returned any more, not even ones already fetched), and joins again as a
+member owning nothing. The group instance id, not the member id, is what
+identifies a static member, so it too joins with a fresh member id.
+
+Commits carry the generation the member knows and only the positions of
+partitions it owns; a refusal (the member lost the partitions) is a
+CommitFailedError, and the next ``poll()`` rejoins. A synchronous commit rides
+through a coordinator restart (the restarted coordinator keeps the members).
 """
 
 from __future__ import annotations
@@ -24,13 +38,12 @@ import re
 import threading
 import time
 
-from rayka.clients.connection import resolve
+from rayka.clients.group_commit import OffsetCommits
 from rayka.clients.types import TopicPartition
 from rayka.errors import (
     ConfigError,
     CoordinatorUnavailableError,
     IllegalGenerationError,
-    KafkaTimeoutError,
     RebalanceInProgressError,
     UnknownMemberError,
 )
@@ -53,14 +66,21 @@ class ConsumerRebalanceListener:
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass
 
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        """The partitions were lost without a chance to commit: this member left the group
+        (``max_poll_interval_ms``) or was removed from it, and another member may own them
+        already. By default calls ``on_partitions_revoked``, as Kafka's listener does."""
+        self.on_partitions_revoked(lost)
 
-class GroupMembership:
+
+class GroupMembership(OffsetCommits):
     """Membership of one Consumer in one group; owned and driven by that Consumer."""
 
     def __init__(self, consumer, group_id: str, *, session_timeout_ms: int = 10_000,
                  heartbeat_interval_ms: int | None = None, max_poll_interval_ms: int = 300_000,
                  partition_assignment_strategy: str = "cooperative-sticky",
-                 group_instance_id: str | None = None, listener: ConsumerRebalanceListener | None = None):
+                 group_instance_id: str | None = None, listener: ConsumerRebalanceListener | None = None,
+                 default_api_timeout_ms: int = 60_000):
         if not isinstance(group_id, str) or not group_id:
             raise ConfigError(f"group_id must be a non-empty str, got {group_id!r}")
         if partition_assignment_strategy not in ASSIGNORS:
@@ -73,6 +93,7 @@ class GroupMembership:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_s = (heartbeat_interval_ms or min(3000, session_timeout_ms // 3)) / 1000.0
         self.max_poll_interval_ms = max_poll_interval_ms
+        self.default_api_timeout_ms = default_api_timeout_ms  # bound of a synchronous commit
         self.assignor = partition_assignment_strategy
         self.group_instance_id = group_instance_id
         self.listener = listener or ConsumerRebalanceListener()
@@ -88,7 +109,7 @@ class GroupMembership:
         self._last_poll = time.monotonic()
         self._last_commit = time.monotonic()
         self._last_pattern_check = 0.0
-        self._left_for_poll_timeout = False
+        self._lost_reason: str | None = None  # set (under _lock) when the membership is gone
         self._joining = False
         self._heartbeat: threading.Thread | None = None
 
@@ -111,6 +132,8 @@ class GroupMembership:
         self._rejoin.set()
 
     def unsubscribe(self) -> None:
+        if self._owned:
+            self._revoke(set(self._owned))
         self._leave()
         self.subscribed = False
         self.topics = []
@@ -122,10 +145,15 @@ class GroupMembership:
     # -- poll hooks -------------------------------------------------------------------------------
 
     def on_poll(self, timeout_ms: float) -> None:
-        """Called at the start of every poll: mark progress, and (re)join within the poll's time."""
-        self._last_poll = time.monotonic()
+        """Called at the start of every poll: mark progress, hand in lost partitions, and
+        (re)join within the poll's time."""
+        with self._lock:  # one lock with the heartbeat thread's max_poll_interval_ms check
+            self._last_poll = time.monotonic()
+            lost, self._lost_reason = self._lost_reason, None
         if not self.subscribed:
             return
+        if lost is not None:
+            self._lose(lost)
         if self.pattern is not None and self._last_poll - self._last_pattern_check > _PATTERN_REFRESH_S:
             self._last_pattern_check = self._last_poll
             topics = self._matching_topics()
@@ -133,19 +161,24 @@ class GroupMembership:
                 log.info("group %s: pattern now matches %s", self.group_id, topics)
                 self.topics = topics
                 self._rejoin.set()
-        if self._left_for_poll_timeout:
-            self._left_for_poll_timeout = False
-            log.warning("group %s: poll() called again after max_poll_interval_ms; rejoining", self.group_id)
-            self._rejoin.set()
         if self._rejoin.is_set() or self._joining:
             self._join(deadline=time.monotonic() + timeout_ms / 1000.0)
 
-    def after_poll(self) -> None:
+    def after_poll(self, drained: list) -> list:
+        """Called with what a poll drained: keeps only records of partitions this member
+        still owns (none if it lost its membership during the poll), then auto-commits."""
+        with self._lock:
+            lost = self._lost_reason is not None
+        if lost:
+            return []  # another member may own these partitions now; the next poll hands them in
+        if self.subscribed:
+            drained = [(state, batches) for state, batches in drained if state.tp in self._owned]
         if self.consumer.enable_auto_commit and self.member_id is not None:
             now = time.monotonic()
             if (now - self._last_commit) * 1000 >= self.consumer.auto_commit_interval_ms:
                 self._last_commit = now
                 self.commit(None, sync=False)
+        return drained
 
     # -- join ---------------------------------------------------------------------------------------
 
@@ -158,10 +191,19 @@ class GroupMembership:
             if self.assignor != "cooperative-sticky" and self._owned:
                 self._revoke(set(self._owned))  # eager protocols give everything up first
         while True:
-            result = self._cluster.call(
-                "join_group", self.group_id, self.member_id, self.group_instance_id, list(self.topics),
-                self.session_timeout_ms, self.max_poll_interval_ms, sorted(self._owned), self.assignor,
-            )
+            try:
+                result = self._cluster.call(
+                    "join_group", self.group_id, self.member_id, self.group_instance_id, list(self.topics),
+                    self.session_timeout_ms, self.max_poll_interval_ms, sorted(self._owned), self.assignor,
+                )
+            except UnknownMemberError as exc:
+                # The group no longer knows this member id (it was evicted, or the rebalance
+                # went on without it): what it owned is lost. Join again without a member id;
+                # a static member is found again by its group instance id.
+                with self._lock:
+                    self.member_id, self.generation = None, -1
+                self._lose(str(exc))
+                continue
             with self._lock:
                 self.member_id = result["member_id"]
             self._ensure_heartbeat()
@@ -198,6 +240,18 @@ class GroupMembership:
         self._owned -= revoked
         self.consumer._set_assignment(sorted(self._owned))
 
+    def _lose(self, reason: str) -> None:
+        """Give up every partition without committing (another member may own them already),
+        tell the listener, and rejoin owning nothing. In the consumer's thread."""
+        lost, self._owned = set(self._owned), set()
+        self._rejoin.set()
+        try:
+            if lost:
+                log.warning("group %s: lost %d partition(s) (%s); rejoining", self.group_id, len(lost), reason)
+                self.listener.on_partitions_lost(lost)
+        finally:
+            self.consumer._set_assignment([])
+
     # -- heartbeats -------------------------------------------------------------------------------
 
     def _ensure_heartbeat(self) -> None:
@@ -208,26 +262,32 @@ class GroupMembership:
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_interval_s):
-            if self.member_id is None:
+            with self._lock:
+                member, generation = self.member_id, self.generation
+                idle_ms = (time.monotonic() - self._last_poll) * 1000
+                leaving = member is not None and idle_ms > self.max_poll_interval_ms
+                if leaving:  # decided under the lock poll() takes, so no poll can be half-way
+                    self._drop_membership_locked(f"no poll() for {idle_ms:.0f} ms")
+            if member is None:
                 continue
-            idle_ms = (time.monotonic() - self._last_poll) * 1000
-            if idle_ms > self.max_poll_interval_ms:
+            if leaving:
                 log.warning(
                     "group %s: no poll() for %.0f ms (max_poll_interval_ms=%d); leaving the group so "
                     "its partitions move on. The next poll() rejoins. Process faster, poll more often, "
                     "or raise max_poll_interval_ms", self.group_id, idle_ms, self.max_poll_interval_ms)
-                self._leave()
-                self._left_for_poll_timeout = True
+                self._send_leave(member)
                 continue
-            with self._lock:
-                member, generation = self.member_id, self.generation
             try:
                 answer = self._cluster.call("heartbeat", self.group_id, member, generation, retry_s=2.0)
-            except (UnknownMemberError, IllegalGenerationError) as exc:
+            except UnknownMemberError as exc:
                 log.warning("group %s: %s; rejoining on the next poll()", self.group_id, exc)
                 with self._lock:
-                    if isinstance(exc, UnknownMemberError) and not self.group_instance_id:
-                        self.member_id = None
+                    if self.member_id == member:  # not replaced by a join meanwhile
+                        self._drop_membership_locked(str(exc))
+                continue
+            except IllegalGenerationError as exc:
+                # Still a member, of a newer generation: joining again brings its assignment.
+                log.info("group %s: %s; rejoining on the next poll()", self.group_id, exc)
                 self._rejoin.set()
                 continue
             except CoordinatorUnavailableError:
@@ -235,52 +295,23 @@ class GroupMembership:
             if answer == "rebalance":
                 self._rejoin.set()
 
+    def _drop_membership_locked(self, reason: str) -> None:
+        """Forget the member id and generation; the next poll hands in the partitions (lost)."""
+        self.member_id, self.generation = None, -1
+        self._lost_reason = reason
+
     def _leave(self) -> None:
         with self._lock:
             member, self.member_id = self.member_id, None
             self.generation = -1
+        self._send_leave(member)
+
+    def _send_leave(self, member: str | None) -> None:
         if member is not None:
             try:
                 self._cluster.call("leave_group", self.group_id, member, retry_s=2.0)
             except (UnknownMemberError, CoordinatorUnavailableError):
                 pass
-
-    # -- offsets -----------------------------------------------------------------------------------
-
-    def _positions(self) -> dict[TopicPartition, int]:
-        return {tp: s.position for tp, s in self.consumer._fetcher.states.items() if s.position is not None}
-
-    def commit(self, offsets: dict | None, sync: bool, callback=None):
-        """Commit ``offsets`` (default: current positions); sync raises the coordinator's refusal."""
-        offsets = self._positions() if offsets is None else {TopicPartition(*tp): int(o) for tp, o in offsets.items()}
-        if not offsets:
-            return None
-        with self._lock:
-            member, generation = self.member_id, self.generation
-        payload = [(tp.topic, tp.partition, off) for tp, off in offsets.items()]
-        ref = self._cluster.coordinator.commit_offsets.remote(self.group_id, member, generation, payload)
-        if sync:
-            resolve(ref, "coordinator", timeout=30)
-            return None
-
-        def done(fut):
-            error = None
-            try:
-                fut.result()
-            except BaseException as exc:  # noqa: BLE001 - reported to the callback or the log
-                from rayka.clients.connection import unwrap
-
-                error = unwrap(exc, "coordinator")
-                log.warning("group %s: async commit failed: %s", self.group_id, error)
-            if callback is not None:
-                callback(offsets, error)
-
-        ref.future().add_done_callback(done)
-        return ref
-
-    def committed_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
-        rows = self._cluster.call("fetch_offsets", self.group_id, [(tp.topic, tp.partition) for tp in tps])
-        return {TopicPartition(t, p): off for (t, p), off in zip([(tp.topic, tp.partition) for tp in tps], rows)}
 
     # -- closing ------------------------------------------------------------------------------------
 

@@ -97,19 +97,25 @@ class MemberDescription:
 
 @dataclass(frozen=True)
 class GroupPartitionDescription:
-    """A partition a group reads or committed: committed offset, end offset and lag."""
+    """A partition a group reads or committed: committed offset, log start/end offsets and lag."""
 
     topic: str
     partition: int
     committed: int | None
     end_offset: int | None
     member: str | None
+    log_start_offset: int | None = None
 
     @property
     def lag(self) -> int | None:
+        """Records the group has still to read: from its committed offset or, with none, from
+        the log start (records before it are gone: nobody can read them). None if unknown."""
         if self.end_offset is None:
             return None
-        return self.end_offset - (self.committed or 0)
+        base = self.committed if self.committed is not None else self.log_start_offset
+        if base is None:
+            return None
+        return max(0, self.end_offset - base)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ __all__ = [
     "RoundRobinAssignor",
     "CooperativeStickyAssignor",
     "get_assignor",
+    "settle_claims",
     "ASSIGNORS",
 ]
 
@@ -30,12 +31,19 @@ TP = tuple  # (topic, partition)
 
 @dataclass(frozen=True)
 class Subscription:
-    """What a member asks for: its topics, what it owns now, and its static identity."""
+    """What a member asks for: its topics, what it claims to own now, and its static identity.
+
+    ``generation`` is the generation in which the member was given ``owned`` (-1: unknown).
+    When two members claim one partition, the claim of the newer generation wins (Kafka's
+    cooperative-sticky rule): the other is a stale claim, e.g. of a member that left the
+    group and came back still believing it owns what has moved on since.
+    """
 
     member_id: str
     topics: frozenset
     owned: tuple = ()
     instance_id: str | None = None
+    generation: int = -1
 
     @property
     def sort_key(self) -> tuple:
@@ -121,6 +129,10 @@ class CooperativeStickyAssignor:
     least-loaded subscribed members. A partition that changes hands while its old owner
     still holds it is *withheld* this generation: the old owner revokes it, and the
     follow-up rebalance hands it over. Members that keep their partitions never stop.
+
+    Conflicting claims: the claim of the newest generation owns the partition. Claims of
+    one partition tied at the newest generation cannot be settled: every claimant may still
+    hold it, so it is withheld from all until they have revoked it (follow-up rebalance).
     """
 
     name = "cooperative-sticky"
@@ -132,19 +144,17 @@ class CooperativeStickyAssignor:
             return Assignment(result)
         wanted = {t for s in members.values() for t in s.topics}
         universe = [(t, p) for t in sorted(partitions) if t in wanted for p in range(partitions[t])]
-        valid = set(universe)
-        ordered = sorted(_ordered(members), key=lambda s: -len([tp for tp in s.owned if tuple(tp) in valid]))
+        current_owner, contested = settle_claims(members, set(universe))
+        held = {mid: 0 for mid in members}
+        for mid in current_owner.values():
+            held[mid] += 1
+        ordered = sorted(_ordered(members), key=lambda s: -held[s.member_id])
         n, m = len(universe), len(ordered)
         quota = {s.member_id: n // m + (1 if i < n % m else 0) for i, s in enumerate(ordered)}
-        taken: set = set()
-        current_owner: dict = {}
-        for s in ordered:
-            for tp in sorted(tuple(x) for x in s.owned):
-                if tp in valid and tp not in current_owner:
-                    current_owner[tp] = s.member_id
+        taken: set = set(contested)
         for s in ordered:
             keep = [tp for tp in sorted(tuple(x) for x in s.owned)
-                    if tp in valid and tp[0] in s.topics and current_owner.get(tp) == s.member_id]
+                    if tp[0] in s.topics and current_owner.get(tp) == s.member_id]
             for tp in keep[: quota[s.member_id]]:
                 result[s.member_id].append(tp)
                 taken.add(tp)
@@ -158,14 +168,33 @@ class CooperativeStickyAssignor:
             target = min(under, key=lambda s: (len(result[s.member_id]), s.sort_key))
             result[target.member_id].append(tp)
             taken.add(tp)
-        withheld = set()
+        withheld = {tp for tp in contested if tp[0] in wanted}
         for mid, tps in result.items():
             for tp in list(tps):
                 owner = current_owner.get(tp)
-                if owner is not None and owner != mid and owner in members:
+                if owner is not None and owner != mid:
                     tps.remove(tp)
                     withheld.add(tp)
         return Assignment(_check(result, members), withheld)
+
+
+def settle_claims(members: dict[str, Subscription], valid: set) -> tuple[dict, set]:
+    """Who owns each claimed partition now: the claimant of the newest generation (never the
+    first in some sort order). Returns (partition -> owner, partitions tied at the newest)."""
+    claims: dict = {}
+    for s in members.values():
+        for tp in {tuple(x) for x in s.owned}:
+            if tp in valid:
+                claims.setdefault(tp, []).append(s)
+    owner, contested = {}, set()
+    for tp, claimants in claims.items():
+        newest = max(s.generation for s in claimants)
+        top = [s.member_id for s in claimants if s.generation == newest]
+        if len(top) == 1:
+            owner[tp] = top[0]
+        else:
+            contested.add(tp)
+    return owner, contested
 
 
 ASSIGNORS = {a.name: a for a in (RangeAssignor(), RoundRobinAssignor(), CooperativeStickyAssignor())}

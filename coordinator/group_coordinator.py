@@ -4,13 +4,18 @@ Plain logic over :class:`Group` (membership) and :class:`OffsetStore` (durable
 commits); the coordinator actor calls it under a lock and adds what needs Ray
 (end offsets for lag, time look-ups for resets). Group generations are stored
 with the offsets, so a restarted coordinator never reuses a generation number
-and a zombie from before the restart stays fenced.
+and a zombie from before the restart stays fenced. So are the groups' members
+(``group_snapshot``): a coordinator that Ray restarted (``restore_members``)
+takes them back, and they go on heartbeating and committing with no rebalance,
+as after a Kafka coordinator fail-over. A coordinator of a new session does
+not: the members of a previous session are gone with it.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from .group_snapshot import restore, snapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError
@@ -42,23 +47,37 @@ def reset_targets(to, topic: str, bounds: list[tuple[int, int]], times: list | N
     return out
 
 
-def lag_rows(info: dict, ends: dict) -> list[dict]:
-    """Per partition a group reads or committed: committed offset, end offset and owner."""
+def lag_rows(info: dict, bounds: dict) -> list[dict]:
+    """Per partition a group reads or committed: committed offset, log start and end offsets
+    (``bounds``: (topic, partition) -> (log_start, log_end); missing for a deleted topic) and owner."""
     owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
     committed = info["committed"]
-    return [{"topic": t, "partition": p, "committed": committed.get((t, p)), "end_offset": ends.get((t, p)),
-             "member": owners.get((t, p))}
-            for t, p in sorted(set(owners) | set(committed))]
+    rows = []
+    for t, p in sorted(set(owners) | set(committed)):
+        start, end = bounds.get((t, p), (None, None))
+        rows.append({"topic": t, "partition": p, "committed": committed.get((t, p)), "log_start_offset": start,
+                     "end_offset": end, "member": owners.get((t, p))})
+    return rows
 
 
 class GroupCoordinator:
     """All groups: join/heartbeat/leave/commit/fetch, listing, deletion and resets."""
 
-    def __init__(self, store: OffsetStore, clock: Callable[[], int], partitions: Callable[[], dict[str, int]]):
+    def __init__(self, store: OffsetStore, clock: Callable[[], int], partitions: Callable[[], dict[str, int]],
+                 *, restore_members: bool = False):
         self.store = store
         self.clock = clock
         self._partitions = partitions  # topic -> partition count, now
         self.groups: dict[str, Group] = {}
+        for group_id in self.store.groups():
+            snap = self.store.group_state(group_id)
+            if snap and snap.get("members"):
+                group = self._group(group_id)
+                if restore_members:
+                    restore(group, snap)
+                # Else the members are of a session that is gone: record that the group is empty,
+                # so that a later restart of this coordinator does not bring them back.
+                self._persist(group)
 
     def _group(self, group_id: str, create: bool = True) -> Group:
         group = self.groups.get(group_id)
@@ -71,8 +90,10 @@ class GroupCoordinator:
             group.partitions = self._partitions()
         return group
 
-    def _persist_generation(self, group: Group) -> None:
+    def _persist(self, group: Group) -> None:
+        """Store the group's generation and members (each write only if it changed)."""
         self.store.set_generation(group.group_id, group.generation)
+        self.store.set_group_state(group.group_id, snapshot(group))
 
     def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
              session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:
@@ -86,7 +107,7 @@ class GroupCoordinator:
         answer = group.join(member_id, instance_id=instance_id, topics=topics,
                             session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,
                             owned=owned, assignor=assignor)
-        self._persist_generation(group)
+        self._persist(group)
         return answer
 
     def heartbeat(self, group_id: str, member_id: str, generation: int) -> str:
@@ -95,7 +116,7 @@ class GroupCoordinator:
     def leave(self, group_id: str, member_id: str) -> None:
         group = self._group(group_id)
         group.leave(member_id)
-        self._persist_generation(group)
+        self._persist(group)
 
     def commit(self, group_id: str, member_id: str | None, generation: int, offsets: list) -> None:
         """Validate (zombie fencing) and durably store ``[(topic, partition, offset), ...]``."""
@@ -117,12 +138,13 @@ class GroupCoordinator:
     def tick(self) -> None:
         for group in list(self.groups.values()):
             group.tick()
-            self._persist_generation(group)
+            self._persist(group)
 
     def topics_changed(self) -> None:
         parts = self._partitions()
         for group in self.groups.values():
             group.on_metadata_change(parts)
+            self._persist(group)
 
     def topic_deleted(self, topic: str) -> None:
         self.store.delete_topic(topic)

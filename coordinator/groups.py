@@ -8,7 +8,10 @@ polling:
    generation, then "ok" with the member's partitions and the generation;
 2. ``heartbeat`` every few seconds -> "ok", or "rebalance" (join again);
 3. ``validate_commit`` fences zombies: a member of a stale generation, or one
-   evicted after its session timeout, cannot commit;
+   evicted after its session timeout, cannot commit. Commits never wait for a
+   rebalance: a member that has not yet collected the newest generation may
+   commit, with the generation it knows, the partitions it was given in it that
+   nobody else owns in the newest one;
 4. ``leave`` removes a member at once; ``tick`` evicts members whose heartbeats
    stopped and ends rebalances that waited too long.
 
@@ -17,7 +20,14 @@ timeout (the members' ``max_poll_interval_ms``) passes, dropping the ones that
 did not. Static members (``group_instance_id``) that come back within their
 session timeout take their old place with no rebalance. With the
 cooperative-sticky assignor, partitions that move are first revoked (withheld
-for one generation), then handed over in an immediate follow-up rebalance.
+for one generation), then handed over in an immediate follow-up rebalance. A
+member's claim to own a partition counts only if no other member owns it in the
+group's current assignment (a member that left and came back claims nothing).
+
+All members use one assignor: a join asking for another one is refused with
+InconsistentGroupProtocolError while the group has other members (Kafka's
+INCONSISTENT_GROUP_PROTOCOL). ``group_snapshot`` saves and restores a group's
+members so that a restarted coordinator keeps them.
 
 Invariant (asserted after every assignment): no partition has two owners in one
 generation. Not thread-safe: the coordinator actor holds a lock around each call.
@@ -30,8 +40,8 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from .assignment import Subscription, get_assignor
-from ..errors import IllegalGenerationError, UnknownMemberError
+from .assignment import Subscription, get_assignor, settle_claims
+from ..errors import IllegalGenerationError, InconsistentGroupProtocolError, UnknownMemberError
 
 __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
 
@@ -68,10 +78,12 @@ class Member:
     session_timeout_ms: int
     rebalance_timeout_ms: int
     last_heartbeat_ms: int
-    owned: tuple = ()
+    owned: tuple = ()  # what the member said it owns when it last joined
     assignment: list = field(default_factory=list)
     assigned_generation: int = -1  # generation of ``assignment``
     delivered_generation: int = -1  # last generation whose assignment the member was told
+    delivered_assignment: list = field(default_factory=list)  # ... and that assignment
+    revoking: list = field(default_factory=list)  # held legitimately, to hand over; nobody has them yet
 
 
 class Group:
@@ -119,15 +131,26 @@ class Group:
     def _complete(self) -> None:
         self._transition(GroupState.COMPLETING_REBALANCE)
         assignor = get_assignor(self.protocol or "range")
-        subs = {m.member_id: Subscription(m.member_id, m.topics, tuple(m.owned), m.instance_id)
+        # The group's current assignment is the truth about who owns what: a claim to a
+        # partition another member owns in it is stale (say, of a member that left after
+        # max_poll_interval_ms and came back) and must not win over the real owner.
+        owner_now = {tuple(tp): mid for mid, m in self.members.items() for tp in m.assignment}
+        subs = {m.member_id: Subscription(m.member_id, m.topics,
+                                          tuple(tp for tp in m.owned if owner_now.get(tuple(tp), m.member_id)
+                                                == m.member_id),
+                                          m.instance_id, m.assigned_generation)
                 for m in self.members.values()}
         parts = {t: n for t, n in self.partitions.items() if any(t in m.topics for m in self.members.values())}
         result = assignor.assign(subs, parts)
+        # Who really holds each claimed partition (one member at most): what it must hand over
+        # it may still commit until someone else is given it.
+        held, _ = settle_claims(subs, {tuple(tp) for s in subs.values() for tp in s.owned})
         self.generation += 1
         self.rebalances += 1
         for mid, member in self.members.items():
             member.assignment = list(result.owners.get(mid, []))
             member.assigned_generation = self.generation
+            member.revoking = sorted(tp for tp, owner in held.items() if owner == mid and tp not in member.assignment)
         self._check_unique()
         self.leader = min(self.members)
         self._joined = set()
@@ -155,18 +178,19 @@ class Group:
         now = self.clock()
         topics = frozenset(topics)
         owned = tuple(tuple(tp) for tp in owned)
-        if member_id is None or member_id not in self.members:
-            static = self._static(instance_id)
-            if static is not None:
-                return self._static_rejoin(static, topics, owned, now)
-            if member_id is not None:
-                raise UnknownMemberError(
-                    f"member {member_id} is not in group {self.group_id} (evicted after its session "
-                    "timeout?); join again without a member id")
+        known = member_id is not None and member_id in self.members
+        static = None if known else self._static(instance_id)
+        if member_id is not None and not known and static is None:
+            raise UnknownMemberError(
+                f"member {member_id} is not in group {self.group_id} (evicted after its session "
+                "timeout?); join again without a member id")
+        self._check_protocol(member_id if known else static.member_id if static else None, assignor)
+        if static is not None:
+            return self._static_rejoin(static, topics, owned, now)
+        if not known:
             member_id = f"{instance_id or 'consumer'}-{uuid.uuid4().hex[:12]}"
             self.members[member_id] = Member(member_id, instance_id, topics, session_timeout_ms,
                                              rebalance_timeout_ms, now, owned)
-            self.protocol = self.protocol if self.protocol and len(self.members) > 1 else assignor
             self._prepare_rebalance(f"member {member_id} joined")
         member = self.members[member_id]
         member.last_heartbeat_ms = now
@@ -175,6 +199,17 @@ class Group:
             member.topics = topics
             self._prepare_rebalance(f"member {member_id} changed its subscription")
         return self._take_part(member, owned)
+
+    def _check_protocol(self, member_id: str | None, assignor: str) -> None:
+        """Refuse an assignor the other members do not use; the first member picks the group's."""
+        others = [m for mid, m in self.members.items() if mid != member_id]
+        if others and self.protocol is not None and assignor != self.protocol:
+            raise InconsistentGroupProtocolError(
+                f"group {self.group_id} uses partition_assignment_strategy {self.protocol!r} "
+                f"({len(others)} member(s)); this member asked for {assignor!r}. All members of a "
+                f"group must use one strategy: set partition_assignment_strategy={self.protocol!r}, "
+                "or use another group_id (to switch, stop every member first)")
+        self.protocol = assignor if not others or self.protocol is None else self.protocol
 
     def _take_part(self, member: Member, owned) -> dict:
         """Answer a join: the member's partitions if there is a generation it has not been told
@@ -214,6 +249,7 @@ class Group:
         """The member's current partitions; ``rebalance`` asks it to join again right away."""
         member = self.members[member_id]
         member.delivered_generation = member.assigned_generation
+        member.delivered_assignment = list(member.assignment)
         return {"status": "ok", "member_id": member_id, "generation": member.assigned_generation,
                 "assignment": list(member.assignment),
                 "rebalance": self.state is GroupState.PREPARING_REBALANCE}
@@ -238,7 +274,18 @@ class Group:
         self._maybe_complete()
 
     def validate_commit(self, member_id: str | None, generation: int, partitions) -> None:
-        """Raise unless this member may commit these partitions now (zombie fencing)."""
+        """Raise unless this member may commit these partitions now (zombie fencing).
+
+        Commits never wait for a rebalance. A member may commit, with the generation it knows:
+
+        - up to date: the partitions of its assignment, and those it held and is handing over
+          (cooperative revocation) until another member is given them;
+        - one generation behind (it has not collected the newest assignment yet; a rebalance
+          completes only after every member collected the one before, so never further): the
+          partitions it was given in the generation it knows that no other member owns now.
+
+        No partition is ever committable by two members at once.
+        """
         if member_id is None or generation < 0:
             if self.members:
                 raise UnknownMemberError(
@@ -246,8 +293,6 @@ class Group:
                     "refused. Commit from a member, or stop the members first")
             return
         member = self._member(member_id)
-        # A member that has not collected its newest assignment yet may still commit with the
-        # generation it knows, for partitions it keeps in the new one: nobody else owns them.
         catching_up = (member.assigned_generation > member.delivered_generation
                        and generation == member.delivered_generation)
         if generation != self.generation and not catching_up:
@@ -255,8 +300,12 @@ class Group:
                 f"commit from member {member_id} of generation {generation} refused: group "
                 f"{self.group_id} is at generation {self.generation} (this member was fenced as a "
                 "zombie). Rejoin and commit again")
-        owned = set(member.assignment)
-        foreign = [tuple(tp) for tp in partitions if tuple(tp) not in owned]
+        others = {tuple(tp) for mid, m in self.members.items() if mid != member_id for tp in m.assignment}
+        if catching_up:
+            allowed = {tuple(tp) for tp in member.delivered_assignment} - others
+        else:
+            allowed = {tuple(tp) for tp in member.assignment} | ({tuple(tp) for tp in member.revoking} - others)
+        foreign = sorted({tuple(tp) for tp in partitions} - allowed)
         if foreign:
             raise IllegalGenerationError(
                 f"member {member_id} does not own {foreign} in generation {generation}; its commit is refused")

@@ -5,13 +5,18 @@ File ``<data_dir>/__consumer_offsets.jsonl``, one record per line, later lines w
 
     {"g": "billing", "t": "clicks", "p": 3, "o": 1200, "m": "", "ts": 1732480000000}
     {"g": "billing", "gen": 7}                       the group's last generation
+    {"g": "billing", "state": {...}}                 the group's members (see group_snapshot)
     {"g": "billing", "deleted": true}                tombstone: the group was deleted
 
 Every ``commit`` call appends its lines with one write and fsyncs before it
-returns, so an acknowledged commit survives any crash. Opening replays the
-file; a torn last line (a crash mid-write) is dropped and truncated away. When
-the file holds more than ``compact_ratio`` times as many lines as live keys, it
-is rewritten (temp file, fsync, atomic rename) with only the latest of each.
+returns, so an acknowledged commit survives any crash; the directory is fsynced
+too when the file is created, and after compaction renames a new file into
+place, so the file itself survives a crash. Each line is an independent record.
+Opening replays the file: a torn last line (no newline: a crash mid-write) is
+dropped and truncated away; a corrupt line with valid lines after it is skipped
+with a warning, and the later lines still count. When the file holds more than
+``compact_ratio`` times as many lines as live keys, it is rewritten (temp file,
+fsync, atomic rename, directory fsync) with only the latest of each.
 ``path=None`` keeps everything in memory. Not thread-safe: callers lock.
 """
 
@@ -44,6 +49,7 @@ class OffsetStore:
         self.compact_min_lines = compact_min_lines
         self._offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         self._generations: dict[str, int] = {}
+        self._states: dict[str, dict] = {}
         self._lines = 0
         if self.path is not None:
             self._replay()
@@ -51,7 +57,7 @@ class OffsetStore:
     # -- reading -------------------------------------------------------------------------------
 
     def groups(self) -> list[str]:
-        return sorted(set(self._offsets) | set(self._generations))
+        return sorted(set(self._offsets) | set(self._generations) | set(self._states))
 
     def offsets(self, group: str) -> dict[tuple[str, int], CommittedOffset]:
         return dict(self._offsets.get(group, {}))
@@ -61,6 +67,10 @@ class OffsetStore:
 
     def generation(self, group: str) -> int:
         return self._generations.get(group, 0)
+
+    def group_state(self, group: str) -> dict | None:
+        """The group's last membership snapshot (see ``group_snapshot``), or None."""
+        return self._states.get(group)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -79,10 +89,18 @@ class OffsetStore:
         self._append([{"g": group, "gen": generation}])
         self._generations[group] = generation
 
+    def set_group_state(self, group: str, state: dict) -> None:
+        """Durably record the group's membership snapshot (nothing is written if it is unchanged)."""
+        if self._states.get(group) == state:
+            return
+        self._append([{"g": group, "state": state}])
+        self._states[group] = state
+
     def delete_group(self, group: str) -> None:
         self._append([{"g": group, "deleted": True}])
         self._offsets.pop(group, None)
         self._generations.pop(group, None)
+        self._states.pop(group, None)
 
     def delete_topic(self, topic: str) -> None:
         """Forget offsets of a deleted topic (its partitions will start over if it returns)."""
@@ -98,6 +116,7 @@ class OffsetStore:
             return
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(data)
@@ -106,8 +125,10 @@ class OffsetStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:
+            _fsync_dir(self.path.parent)  # else a crash may lose the new file's directory entry
         self._lines += len(rows)
-        live = sum(len(b) for b in self._offsets.values()) + len(self._generations) + 1
+        live = sum(len(b) for b in self._offsets.values()) + len(self._generations) + len(self._states) + 1
         if self._lines > max(self.compact_min_lines, self.compact_ratio * live):
             self.compact()
 
@@ -116,28 +137,38 @@ class OffsetStore:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        good = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # torn last line
-            try:
-                row = json.loads(line)
-            except ValueError:
-                break
-            self._apply(row)
-            good += len(line)
-            self._lines += 1
-        if good < len(data):
-            log.warning("offset store %s: dropping %d torn bytes at the end", self.path, len(data) - good)
+        complete, newline, torn = data.rpartition(b"\n")
+        if not newline:  # no newline at all: the whole file is one torn line
+            complete, torn = b"", data
+        if complete or newline:
+            for number, line in enumerate(complete.split(b"\n"), 1):
+                self._lines += 1
+                try:
+                    self._apply(json.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    # Each line stands alone and later lines win, so one bad line in the middle
+                    # costs only its own record; truncating there would drop every later commit.
+                    log.warning("offset store %s: skipping corrupt line %d (%s): %r", self.path, number,
+                                exc.__class__.__name__, line[:80])
+        if torn:
+            good = len(data) - len(torn)
+            log.warning("offset store %s: dropping %d torn bytes at the end", self.path, len(torn))
             os.truncate(self.path, good)
 
     def _apply(self, row: dict) -> None:
         group = row["g"]
+        if not isinstance(group, str):
+            raise TypeError(f"group id {group!r} is not a str")
         if row.get("deleted"):
             self._offsets.pop(group, None)
             self._generations.pop(group, None)
+            self._states.pop(group, None)
         elif "gen" in row:
             self._generations[group] = int(row["gen"])
+        elif "state" in row:
+            if not isinstance(row["state"], dict):
+                raise TypeError("group state is not an object")
+            self._states[group] = row["state"]
         elif row["o"] < 0:
             self._offsets.get(group, {}).pop((row["t"], row["p"]), None)
         else:
@@ -149,6 +180,7 @@ class OffsetStore:
         if self.path is None:
             return
         rows = [{"g": g, "gen": gen} for g, gen in sorted(self._generations.items())]
+        rows += [{"g": g, "state": st} for g, st in sorted(self._states.items())]
         for g, bucket in sorted(self._offsets.items()):
             rows += [{"g": g, "t": t, "p": p, "o": c.offset, "m": c.metadata, "ts": c.commit_ms}
                      for (t, p), c in sorted(bucket.items())]
@@ -159,4 +191,14 @@ class OffsetStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)  # make the rename itself durable
         self._lines = len(rows)
+
+
+def _fsync_dir(path: Path) -> None:
+    """fsync a directory, so that a file created or renamed in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,5 +1,7 @@
-"""Consumer groups on Ray: sharing, commits, fencing, liveness vs progress, rebalances, admin."""
+"""Consumer groups on Ray: sharing, commits, fencing, liveness vs progress, rebalances, admin,
+coordinator restarts, and each assignor."""
 
+import logging
 import time
 import uuid
 
@@ -8,7 +10,12 @@ import ray
 
 import rayka
 from rayka import TopicPartition
-from rayka.errors import GroupNotEmptyError, IllegalGenerationError, NoOffsetForPartitionError, UnknownMemberError
+from rayka.errors import (
+    CommitFailedError,
+    GroupNotEmptyError,
+    InconsistentGroupProtocolError,
+    NoOffsetForPartitionError,
+)
 
 from helpers import wait_for
 
@@ -41,6 +48,18 @@ def drain(consumers, want, timeout_s=60, commit=False):
     return seen
 
 
+def restart_coordinator(cluster):
+    """Kill the coordinator (Ray restarts it) and return at once, with a function that waits
+    until the new incarnation answers: ray.kill does not wait, so a call right after it may
+    still reach the old one."""
+    before = cluster.call("instance_id")
+    ray.kill(cluster.coordinator, no_restart=False)
+
+    def wait():
+        wait_for(lambda: cluster.call("instance_id") != before, timeout_s=60, what="the coordinator to restart")
+    return wait
+
+
 def test_members_share_partitions_without_overlap_and_lag_ends_at_zero(cluster, admin):
     admin.create_topic("shared", partitions=6)
     produce("shared", 3000)
@@ -70,8 +89,8 @@ def test_committed_offsets_survive_coordinator_restart_and_new_session(cluster, 
     committed = {tp: c.committed(tp) for tp in c.assignment()}
     assert sum(committed.values()) == 1000
     c.close()
-    ray.kill(cluster.coordinator, no_restart=False)
-    assert wait_for(lambda: admin.describe_group("keep").total_lag == 0, what="coordinator restart")
+    restart_coordinator(cluster)()
+    assert admin.describe_group("keep").total_lag == 0  # answered by the restarted coordinator
     for h in cluster.topic("durable", refresh=True)[1]:
         ray.kill(h, no_restart=True)
     ray.kill(cluster.coordinator, no_restart=True)
@@ -95,32 +114,73 @@ def test_zombie_paused_past_its_session_cannot_commit(cluster, admin):
     wait_for(lambda: admin.describe_group("gz").members == [], what="eviction after the session timeout")
     live = rayka.Consumer("zombie", group_id="gz", auto_offset_reset="earliest", enable_auto_commit=False)
     drain([live], 200)
-    with pytest.raises((UnknownMemberError, IllegalGenerationError)):
+    with pytest.raises(CommitFailedError, match="no longer owns"):
         z.commit()
     live.commit()
     assert admin.describe_group("gz").total_lag == 0
     live.close()
 
 
-def test_slow_processing_leaves_after_max_poll_interval_and_rejoins(cluster, admin):
+def test_slow_processing_leaves_after_max_poll_interval_and_rejoins(cluster, admin, caplog):
     admin.create_topic("slow", partitions=4)
+    opts = dict(group_id="gs", auto_offset_reset="earliest", heartbeat_interval_ms=200)
+    slow = rayka.Consumer("slow", max_poll_interval_ms=1500, session_timeout_ms=10_000, **opts)
+    other = rayka.Consumer("slow", **opts)
+    poll_until([slow, other], lambda: len(slow.assignment()) == 2 and len(other.assignment()) == 2, "two members")
     produce("slow", 400)
-    slow = rayka.Consumer("slow", group_id="gs", auto_offset_reset="earliest", max_poll_interval_ms=1500,
-                          session_timeout_ms=10_000)
-    other = rayka.Consumer("slow", group_id="gs", auto_offset_reset="earliest")
-    drain([slow, other], 400)
-    assert slow.assignment()
+    assert len(drain([slow, other], 400, commit=True)) == 400
+    assert admin.describe_group("gs").total_lag == 0
     # `slow` stops polling (long processing) but its heartbeats go on: it is not evicted for
     # liveness, it leaves for lack of progress, and `other` takes over everything.
-    poll_until([other], lambda: len(other.assignment()) == 4, "the other member to take every partition")
-    members = admin.describe_group("gs").members
-    assert len(members) == 1
+    with caplog.at_level(logging.WARNING, logger="rayka.clients.group"):
+        poll_until([other], lambda: len(other.assignment()) == 4, "the other member to take every partition")
+        assert "max_poll_interval_ms" in caplog.text
+    assert len(admin.describe_group("gs").members) == 1
+    ends = admin.list_offsets("slow")
     produce("slow", 100)
-    poll_until([slow, other], lambda: len(slow.assignment()) > 0 and len(other.assignment()) < 4,
-               "the slow member to rejoin")
+    expected = {(p, o) for p, (_, end) in ends.items() for o in range(end, admin.list_offsets("slow")[p][1])}
+
+    def owned_by_other_now():
+        desc = admin.describe_group("gs")
+        return {tp.partition for m in desc.members if m.member_id == other._group.member_id for tp in m.assignment}
+
+    # Right after the leave: nothing of the partitions it no longer owns, not even fetched ones.
+    assert slow.poll(timeout_ms=300) == [] and slow.assignment() == set()
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < len(expected) and time.monotonic() < deadline:
+        for c in (slow, other):
+            got = c.poll(timeout_ms=100)
+            assert {TopicPartition("slow", r.partition) for r in got} <= c.assignment()
+            if c is slow:  # never a record of a partition the other member owns in this generation
+                assert not {r.partition for r in got} & owned_by_other_now()
+            seen += got
+    assert sorted((r.partition, r.offset) for r in seen) == sorted(expected)  # each exactly once
+    poll_until([slow, other], lambda: len(slow.assignment()) == 2 and len(other.assignment()) == 2,
+               "the slow member to be back with its share")
     assert len(admin.describe_group("gs").members) == 2
     slow.close()
     other.close()
+
+
+def test_a_commit_overlapping_a_cooperative_rebalance_goes_through(cluster, admin):
+    admin.create_topic("overlap", partitions=6)
+    opts = dict(group_id="go", auto_offset_reset="earliest", enable_auto_commit=False, heartbeat_interval_ms=100)
+    a, b = rayka.Consumer("overlap", **opts), rayka.Consumer("overlap", **opts)
+    poll_until([a, b], lambda: len(a.assignment()) == 3 and len(b.assignment()) == 3, "two members")
+    produce("overlap", 600)
+    assert len(drain([a, b], 600)) == 600  # a and b have positions everywhere, nothing committed yet
+    c = rayka.Consumer("overlap", **opts)
+    c.poll(timeout_ms=50)  # c's join starts a rebalance: one partition of a and one of b move to c
+    wait_for(lambda: a._group._rejoin.is_set() and b._group._rejoin.is_set(), what="a and b told to rejoin")
+    a.poll(timeout_ms=50)  # a joins: pending, the coordinator waits for b
+    b.poll(timeout_ms=50)  # b's join completes the next generation, which a has not collected
+    assert admin.describe_group("go").generation > a._group.generation
+    mine = {tp: a.position(tp) for tp in a.assignment()}
+    a.commit()  # a still holds and reads all three: commits never wait for a rebalance
+    assert {tp: a.committed(tp) for tp in mine} == mine
+    for x in (a, b, c):
+        x.close()
 
 
 def test_commit_during_a_rebalance_returns_promptly(cluster, admin):
@@ -199,6 +259,102 @@ def test_static_member_restarting_in_time_gets_its_partitions_without_rebalance(
     assert admin.describe_group("gst").generation == gen
     back.close()
     b.close()
+
+
+def test_static_and_dynamic_members_ride_through_a_coordinator_restart(cluster, admin):
+    admin.create_topic("ride", partitions=4)
+    opts = dict(group_id="gr", auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=3000)
+    static = rayka.Consumer("ride", group_instance_id="pod-s", **opts)
+    dynamic = rayka.Consumer("ride", **opts)
+    both = [static, dynamic]
+    poll_until(both, lambda: len(static.assignment()) == 2 and len(dynamic.assignment()) == 2, "two members")
+    produce("ride", 400)
+    assert len(drain(both, 400)) == 400
+    members = {m.member_id for m in admin.describe_group("gr").members}
+    restarted = restart_coordinator(cluster)
+    for c in both:  # a sync commit while the coordinator restarts waits for it, then lands
+        c.commit()
+    restarted()
+    assert admin.describe_group("gr").total_lag == 0
+    produce("ride", 400)
+    seen = drain(both, 400, commit=True)  # any error out of poll() or commit() fails the test
+    assert len(seen) == 400 and len({(r.partition, r.offset) for r in seen}) == 400
+    desc = admin.describe_group("gr")
+    assert desc.total_lag == 0 and desc.state == "Stable"
+    assert {m.member_id for m in desc.members} == members  # the same members: no rebalance needed
+    for c in both:
+        c.close()
+
+
+def test_a_static_member_evicted_while_paused_rejoins_and_consumes(cluster, admin):
+    admin.create_topic("pause", partitions=2)
+    s = rayka.Consumer("pause", group_id="gp", group_instance_id="pod-p", auto_offset_reset="earliest",
+                       enable_auto_commit=False, session_timeout_ms=1000, heartbeat_interval_ms=100)
+    poll_until([s], lambda: len(s.assignment()) == 2, "first assignment")
+    s._group._stop.set()  # the process is paused (GC, SIGSTOP): no heartbeats, no polls
+    s._group._heartbeat.join()
+    wait_for(lambda: admin.describe_group("gp").members == [], what="eviction after the session timeout")
+    s._group._stop.clear()  # ... and resumes
+    s._group._ensure_heartbeat()
+    poll_until([s], lambda: [m.member_id for m in admin.describe_group("gp").members] == [s._group.member_id],
+               "the static member to be back, with a new member id")
+    produce("pause", 100, key=False)
+    assert sorted(int(r.value) for r in drain([s], 100)) == list(range(100))
+    s.commit()
+    assert admin.describe_group("gp").total_lag == 0
+    s.close()
+
+
+def test_commit_async_reports_to_its_callback(cluster, admin):
+    admin.create_topic("async", partitions=2)
+    admin.create_topic("elsewhere", partitions=1)
+    produce("async", 200)
+    c = rayka.Consumer("async", group_id="gas", auto_offset_reset="earliest", enable_auto_commit=False)
+    drain([c], 200)
+    done = []
+    c.commit_async(callback=lambda offsets, error: done.append((offsets, error)))
+    offsets, error = wait_for(lambda: done and done[0], what="the commit callback")
+    assert error is None and sum(offsets.values()) == 200
+    assert {tp: c.committed(tp) for tp in offsets} == offsets
+    c.commit_async({TopicPartition("elsewhere", 0): 1}, callback=lambda o, e: done.append((o, e)))
+    _, error = wait_for(lambda: len(done) == 2 and done[1], what="the refused commit's callback")
+    assert isinstance(error, CommitFailedError)  # not this member's partition
+    c.close()
+
+
+def test_range_revokes_everything_first_and_gives_contiguous_ranges(cluster, admin):
+    admin.create_topic("ranged", partitions=4)
+    revoked = []
+
+    class Listener(rayka.ConsumerRebalanceListener):
+        def on_partitions_revoked(self, tps):
+            revoked.append(len(tps))
+
+    opts = dict(group_id="grg", auto_offset_reset="earliest", partition_assignment_strategy="range")
+    a = rayka.Consumer(**opts)
+    a.subscribe(["ranged"], listener=Listener())
+    poll_until([a], lambda: len(a.assignment()) == 4, "first assignment")
+    b = rayka.Consumer("ranged", **opts)
+    poll_until([a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, "eager rebalance")
+    assert revoked == [4]  # eager: everything was given back before joining
+    assert sorted([sorted(tp.partition for tp in x.assignment()) for x in (a, b)]) == [[0, 1], [2, 3]]
+    a.close()
+    b.close()
+
+
+def test_roundrobin_deals_in_turn_and_a_member_with_another_assignor_is_refused(cluster, admin):
+    admin.create_topic("rr", partitions=4)
+    opts = dict(group_id="grr", auto_offset_reset="earliest", partition_assignment_strategy="roundrobin")
+    a, b = rayka.Consumer("rr", **opts), rayka.Consumer("rr", **opts)
+    poll_until([a, b], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2, "two members")
+    assert sorted([sorted(tp.partition for tp in x.assignment()) for x in (a, b)]) == [[0, 2], [1, 3]]
+    odd = rayka.Consumer("rr", group_id="grr", partition_assignment_strategy="range")
+    with pytest.raises(InconsistentGroupProtocolError, match="'roundrobin'.*'range'"):
+        odd.poll(timeout_ms=500)
+    desc = admin.describe_group("grr")
+    assert desc.protocol == "roundrobin" and len(desc.members) == 2 and desc.state == "Stable"
+    for c in (odd, a, b):
+        c.close()
 
 
 def test_admin_reset_and_delete_group(cluster, admin):

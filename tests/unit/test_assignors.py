@@ -1,7 +1,5 @@
 """Assignors without Ray: balanced, deterministic, and cooperative moves the minimum."""
 
-import itertools
-
 import pytest
 
 from rayka.coordinator.assignment import Subscription, get_assignor
@@ -87,3 +85,23 @@ def test_static_members_order_by_instance_id():
 def test_unknown_assignor_is_a_config_error():
     with pytest.raises(ConfigError, match="cooperative-sticky"):
         get_assignor("sticky-ish")
+
+
+def test_cooperative_conflicting_claims_go_to_the_newest_generation_not_the_first_in_order():
+    # m0 sorts first and claims more, but its claim is of an older generation (a member that
+    # left and came back still believing it owns what moved on since): m1, the owner, keeps them.
+    members = {"m0": Subscription("m0", frozenset({"t"}), (("t", 0), ("t", 1), ("t", 2)), None, generation=3),
+               "m1": Subscription("m1", frozenset({"t"}), (("t", 0), ("t", 1)), None, generation=5)}
+    result = get_assignor("cooperative-sticky").assign(members, {"t": 4})
+    assert result.owners["m1"] == [("t", 0), ("t", 1)]
+    assert not {("t", 0), ("t", 1)} & set(result.owners["m0"])
+    assert not result.withheld  # the stale claimant holds nothing that must be revoked first
+
+
+def test_cooperative_claims_tied_at_one_generation_are_withheld_from_everyone():
+    members = {"m0": Subscription("m0", frozenset({"t"}), (("t", 0),), None, generation=4),
+               "m1": Subscription("m1", frozenset({"t"}), (("t", 0), ("t", 1)), None, generation=4)}
+    result = get_assignor("cooperative-sticky").assign(members, {"t": 2})
+    assert ("t", 0) in result.withheld and result.needs_follow_up
+    assert all(("t", 0) not in tps for tps in result.owners.values())
+    assert result.owners["m1"] == [("t", 1)]

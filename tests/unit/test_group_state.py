@@ -4,11 +4,16 @@ import pytest
 
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
-from rayka.coordinator.groups import Group, GroupState, is_transition_valid
+from rayka.coordinator.groups import is_transition_valid
 from rayka.coordinator.offset_store import OffsetStore
-from rayka.errors import GroupNotEmptyError, IllegalGenerationError, UnknownMemberError
+from rayka.errors import (
+    GroupNotEmptyError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    UnknownMemberError,
+)
 
-S = GroupState
+from group_helpers import COOP, S, join, make, owners, settle
 
 
 def test_transition_table():
@@ -19,35 +24,6 @@ def test_transition_table():
     assert not is_transition_valid(S.EMPTY, S.STABLE)
     assert not is_transition_valid(S.STABLE, S.COMPLETING_REBALANCE)
     assert not any(is_transition_valid(S.DEAD, t) for t in S)
-
-
-def make(assignor="range", parts=6):
-    clock = ManualClock()
-    group = Group("g", clock)
-    group.partitions = {"t": parts}
-    return group, clock
-
-
-def join(group, member=None, instance=None, owned=(), assignor="range", session=1000, topics=("t",)):
-    return group.join(member, instance_id=instance, topics=topics, session_timeout_ms=session,
-                      rebalance_timeout_ms=5000, owned=owned, assignor=assignor)
-
-
-def settle(group, answers, assignor="range"):
-    """Let every member join until all have answers of the same generation (bounded)."""
-    for _ in range(10):
-        done = True
-        for mid in list(group.members):
-            a = join(group, mid, owned=tuple(answers[mid]["assignment"]) if mid in answers else (), assignor=assignor)
-            answers[mid] = a
-            done &= a["status"] == "ok" and not a.get("rebalance")
-        if done and group.state is S.STABLE:
-            return answers
-    raise AssertionError("group did not settle")
-
-
-def owners(group):
-    return {tp: mid for mid, m in group.members.items() for tp in m.assignment}
 
 
 def test_first_member_gets_everything_then_a_second_join_rebalances():
@@ -223,29 +199,94 @@ def test_reset_targets_for_every_kind_of_target():
 def test_lag_rows_join_owners_and_commits():
     from rayka.coordinator.group_coordinator import lag_rows
 
-    info = {"members": [{"member_id": "m1", "assignment": [("t", 0)]}], "committed": {("t", 0): 4, ("t", 1): 2}}
-    rows = lag_rows(info, {("t", 0): 10, ("t", 1): 2})
-    assert rows == [{"topic": "t", "partition": 0, "committed": 4, "end_offset": 10, "member": "m1"},
-                    {"topic": "t", "partition": 1, "committed": 2, "end_offset": 2, "member": None}]
+    info = {"members": [{"member_id": "m1", "assignment": [("t", 0), ("t", 2)]}],
+            "committed": {("t", 0): 4, ("t", 1): 2}}
+    rows = lag_rows(info, {("t", 0): (0, 10), ("t", 1): (0, 2), ("t", 2): (30, 50)})
+    assert rows == [
+        {"topic": "t", "partition": 0, "committed": 4, "log_start_offset": 0, "end_offset": 10, "member": "m1"},
+        {"topic": "t", "partition": 1, "committed": 2, "log_start_offset": 0, "end_offset": 2, "member": None},
+        {"topic": "t", "partition": 2, "committed": None, "log_start_offset": 30, "end_offset": 50, "member": "m1"}]
 
 
-def test_member_catching_up_on_a_new_generation_may_commit_what_it_keeps():
-    group, _ = make(parts=4)
-    coop = "cooperative-sticky"
-    a = join(group, assignor=coop)["member_id"]
-    assert len(group.members[a].assignment) == 4
-    b = join(group, assignor=coop)["member_id"]
-    first = join(group, a, owned=group.members[a].assignment, assignor=coop)  # completes gen 2
-    kept = first["assignment"]
-    assert len(kept) == 2 and first["rebalance"]  # 2 withheld for b, follow-up pending
-    join(group, b, owned=(), assignor=coop)  # b collects gen 2 (nothing yet)
-    join(group, a, owned=tuple(kept), assignor=coop)  # a joins the follow-up ...
-    done = join(group, b, owned=(), assignor=coop)  # ... and b's join completes gen 3
-    assert done["status"] == "ok" and len(done["assignment"]) == 2 and group.generation == first["generation"] + 1
-    # a has not collected gen 3 yet: it may still commit, with gen 2, what it keeps ...
-    group.validate_commit(a, first["generation"], kept)
-    # ... but never what now belongs to b, and never with an older generation.
-    with pytest.raises(IllegalGenerationError):
-        group.validate_commit(a, first["generation"], done["assignment"])
-    with pytest.raises(IllegalGenerationError):
-        group.validate_commit(a, first["generation"] - 1, kept)
+def test_lag_without_a_commit_counts_from_the_log_start_not_from_zero():
+    from rayka.clients.types import GroupDescription, GroupPartitionDescription as P
+
+    assert P("t", 0, None, 50, "m1", log_start_offset=30).lag == 20  # records before 30 are gone
+    assert P("t", 0, 0, 50, "m1", log_start_offset=30).lag == 50  # a committed 0 is an offset, not "none"
+    assert P("t", 0, 45, 50, None, log_start_offset=30).lag == 5
+    assert P("t", 0, None, None, None).lag is None  # partition gone: unknown
+    desc = GroupDescription("g", "Stable", "range", 1, [], [P("t", 0, None, 50, "m", 30), P("t", 1, 7, 9, "m", 0)])
+    assert desc.total_lag == 22
+
+
+def test_a_join_with_another_assignor_is_refused_naming_both():
+    group, _ = make()
+    a = join(group, assignor="range")
+    with pytest.raises(InconsistentGroupProtocolError, match="'range'.*'roundrobin'"):
+        join(group, assignor="roundrobin")
+    assert list(group.members) == [a["member_id"]] and group.state is S.STABLE  # nothing changed
+    with pytest.raises(InconsistentGroupProtocolError):  # a static member too
+        join(group, instance="pod-x", assignor=COOP)
+    again = join(group, a["member_id"], assignor="roundrobin")  # the only member may switch
+    assert again["status"] == "ok" and group.protocol == "roundrobin"
+    group.leave(a["member_id"])
+    assert join(group, assignor=COOP)["status"] == "ok" and group.protocol == COOP  # empty: anything goes
+
+
+def _collect(gc, last, instance):
+    """Join again with what ``last`` assigned; a pending answer keeps the last assignment."""
+    answer = gc.join("g", last["member_id"], instance, ["t"], 1000, 5000, last["assignment"], COOP)
+    return answer if answer["status"] == "ok" else {**last, "rebalance": True}
+
+
+def test_a_restarted_coordinator_keeps_the_members_and_their_generation(tmp_path):
+    clock = ManualClock()
+    path = tmp_path / "o.jsonl"
+    gc = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4})
+    a = gc.join("g", None, "pod-a", ["t"], 1000, 5000, (), COOP)
+    b = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)
+    for _ in range(10):  # settle a and b (a pending answer keeps the last assignment)
+        a = _collect(gc, a, "pod-a")
+        b = _collect(gc, b, None)
+        if gc.groups["g"].state is S.STABLE and not a.get("rebalance") and not b.get("rebalance"):
+            break
+    assert len(a["assignment"]) == len(b["assignment"]) == 2
+    gen = gc.groups["g"].generation
+    clock.advance(800)
+    again = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
+    group = again.groups["g"]
+    assert group.state is S.STABLE and group.generation == gen and group.protocol == COOP
+    for m in (a, b):  # same ids, same generation: heartbeats and commits go on, no rebalance
+        assert again.heartbeat("g", m["member_id"], gen) == "ok"
+        again.commit("g", m["member_id"], gen, [(t, p, 1) for t, p in m["assignment"]])
+    clock.advance(800)  # the session restarted with the restore: nobody is evicted yet ...
+    again.tick()
+    assert len(group.members) == 2
+    clock.advance(1500)  # ... but members that died with the old coordinator are, a session later
+    again.tick()
+    assert not group.members
+
+
+def test_a_new_session_does_not_bring_back_members_of_the_last_one(tmp_path):
+    clock = ManualClock()
+    path = tmp_path / "o.jsonl"
+    a = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}).join("g", None, None, ["t"], 1000, 5000, (), COOP)
+    fresh = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4})  # a new session: nobody ...
+    with pytest.raises(UnknownMemberError):
+        fresh.heartbeat("g", a["member_id"], a["generation"])
+    restarted = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
+    with pytest.raises(UnknownMemberError):  # ... not even after that session's coordinator restarts
+        restarted.heartbeat("g", a["member_id"], a["generation"])
+    assert restarted.groups["g"].generation == a["generation"] and not restarted.groups["g"].members
+
+
+def test_a_group_restored_mid_rebalance_rebalances_again(tmp_path):
+    clock = ManualClock()
+    path = tmp_path / "o.jsonl"
+    gc = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4})
+    a = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)
+    b = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)  # pending: the group is rebalancing
+    again = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
+    group = again.groups["g"]
+    assert group.state is S.PREPARING_REBALANCE and set(group.members) == {a["member_id"], b["member_id"]}
+    assert again.heartbeat("g", a["member_id"], a["generation"]) == "rebalance"
