@@ -39,7 +39,9 @@ class Consumer:
     - ``auto_offset_reset``: where to start without a committed offset or seek.
     - ``fetch_max_wait_ms`` (500): how long a partition holds a fetch open waiting for data.
     - ``max_poll_records`` (500): default ``max_records`` of ``poll``.
-    - ``max_partition_fetch_records`` (100_000), ``max_partition_fetch_bytes`` (32 MiB): one fetch.
+    - ``max_partition_fetch_records`` (500_000), ``max_partition_fetch_bytes`` (32 MiB): one fetch.
+      The record bound sits above what one 16 MiB ``send_table`` chunk holds of small values, so
+      bulk-written batches travel whole and zero-copy; the byte bound is what limits memory.
     - ``consumer_timeout_ms`` (None = forever): iteration stops after this long without records.
     - ``key_deserializer`` / ``value_deserializer``: callables applied to each record's bytes.
     - with a ``group_id``: ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
@@ -58,7 +60,7 @@ class Consumer:
         value_deserializer=None,
         fetch_max_wait_ms: int = 500,
         max_poll_records: int = 500,
-        max_partition_fetch_records: int = 100_000,
+        max_partition_fetch_records: int = 500_000,
         max_partition_fetch_bytes: int = 32 * 1024 * 1024,
         consumer_timeout_ms: float | None = None,
         cluster: Cluster | None = None,
