@@ -29,7 +29,8 @@ import ray  # noqa: E402
 
 import rayka  # noqa: E402
 from benchmarks import peers  # noqa: E402
-from benchmarks.common import Row, RssSampler, format_table, machine, markdown_table, paced, percentiles  # noqa: E402
+from benchmarks.common import (Row, RssSampler, format_table, machine, markdown_table, paced,  # noqa: E402
+                               percentiles, settle)
 from benchmarks.floor import latency_floor  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -197,10 +198,12 @@ def run(quick: bool) -> list[Row]:
     def step(row: Row) -> None:
         rows.append(row)
         print(f"  {row.system:15} {row.workload:40} {row.msgs_per_s:>12,.0f} msg/s", flush=True)
-        # Write back the dirty pages this row left, so the next row does not pay for them
-        # (the kernel throttles writers once too much is dirty; rows ran in different states).
-        os.sync()
+        # Write back the dirty pages this row left and warm memory up, so the next row does not
+        # pay for them (the kernel throttles writers once too much is dirty, and cold memory is
+        # slow here: rows ran in different states). See common.settle.
+        settle()
 
+    settle(3.0)  # the first row must not be the one that warms the machine up
     try:
         # Same batch size per call as rayka's send_table chunks (16 MiB), so the ratio is like for like.
         step(peers.ceiling(n_table, rows=128 * 1024, tmpdir=tmp))

@@ -14,6 +14,7 @@ import time
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+import ray
 
 from rayka.clients.types import RecordMetadata
 from rayka.errors import KafkaTimeoutError
@@ -83,7 +84,7 @@ class ProduceBatch:
 
     def build(self) -> pa.Buffer:
         """The records as an Arrow IPC stream buffer, ready for PartitionActor.append."""
-        if isinstance(self.table, (pa.Buffer, bytes)):
+        if isinstance(self.table, (pa.Buffer, bytes, ray.ObjectRef)):
             return self.table  # built already (send_table builds in the caller's thread)
         if self.table is not None:
             return to_ipc(self.table)

@@ -26,6 +26,7 @@ import time
 import uuid
 
 import pyarrow as pa
+import ray
 
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
 from rayka.clients.bulk import split_table
@@ -214,7 +215,12 @@ class Producer:
             try:
                 # Serialised here, in the caller's thread: the sender ships chunk k+1 the moment
                 # chunk k is acknowledged, and this copy overlaps the partition's work on chunk k.
-                batch = ProduceBatch(topic, part, t.value_schema, table=to_ipc(chunk))
+                payload = to_ipc(chunk)
+                if not isinstance(payload, bytes):
+                    # Into the object store here too: this copy then also overlaps the append in
+                    # flight, instead of happening in the sender when the call is made.
+                    payload = ray.put(payload)
+                batch = ProduceBatch(topic, part, t.value_schema, table=payload)
             except BaseException:
                 with self._cv:
                     self._buffered -= size

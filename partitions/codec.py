@@ -44,6 +44,7 @@ __all__ = [
     "Message",
     "schema_message",
     "encode_batch",
+    "EncodeBuffer",
     "encode_slice",
     "message_size_at",
     "read_message_at",
@@ -98,12 +99,15 @@ class EncodedBatch:
     """A record-batch message ready to be written: ``head`` (prefix and metadata) then ``body``.
 
     ``message`` is the same bytes in one buffer (``head`` is a copy of its first bytes).
+    ``transient``: the bytes live in a reused :class:`EncodeBuffer`; keep no reference
+    to them past writing them out.
     """
 
     head: bytes
     body: pa.Buffer
     header: BatchHeader
     message: pa.Buffer
+    transient: bool = False
 
     @property
     def size(self) -> int:
@@ -146,8 +150,13 @@ def encode_batch(
     append_ms: int,
     producer_id: str | None = None,
     sequence: int = -1,
+    scratch: "EncodeBuffer | None" = None,
 ) -> EncodedBatch:
-    """Serialise ``batch`` (offsets already stamped) with its checksummed header."""
+    """Serialise ``batch`` (offsets already stamped) with its checksummed header.
+
+    With ``scratch``, the message is written into that reused buffer: the result is
+    valid only until the next encode into it (write it out first).
+    """
     offsets = batch.column(0)
     header = BatchHeader(
         crc=0,
@@ -159,12 +168,15 @@ def encode_batch(
         sequence=sequence,
     )
     placeholder_text = header.text(_PLACEHOLDER)
-    sink = pa.BufferOutputStream()
-    writer = ipc.new_stream(sink, batch.schema)
-    writer.write_batch(batch, custom_metadata={HEADER_KEY: placeholder_text})
-    data = sink.getvalue()  # a fresh, mutable buffer: the crc digits are patched into it in place
-    if not data.is_mutable:  # not so with pyarrow 26; copy once rather than fail
-        data = pa.py_buffer(bytearray(data.to_pybytes()))
+    metadata = {HEADER_KEY: placeholder_text}
+    # Sized first (a mock stream counts bytes without copying them), then written once into
+    # a buffer of exactly that size: a growing stream would re-allocate and copy as it grows.
+    mock = pa.MockOutputStream()
+    ipc.new_stream(mock, batch.schema).write_batch(batch, custom_metadata=metadata)
+    size = mock.size()
+    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
+    ipc.new_stream(pa.FixedSizeBufferWriter(target), batch.schema).write_batch(batch, custom_metadata=metadata)
+    data = target.slice(0, size) if target.size > size else target
     meta_len = int.from_bytes(data.slice(schema_size + 4, 4).to_pybytes(), "little")
     head_len = 8 + meta_len
     head = data.slice(schema_size, head_len).to_pybytes()
@@ -174,9 +186,33 @@ def encode_batch(
     body = data.slice(schema_size + head_len)
     crc = zlib.crc32(body, zlib.crc32(memoryview(head)[8:]))  # v2: all metadata, placeholder in place
     start = schema_size + at + len(_PREFIXES[FORMAT_VERSION])
-    memoryview(data).cast("B")[start : start + 8] = b"%08x" % crc
+    memoryview(target).cast("B")[start : start + 8] = b"%08x" % crc  # slices are read-only: patch the whole
     message = data.slice(schema_size)
-    return EncodedBatch(message.slice(0, head_len).to_pybytes(), body, _replace_crc(header, crc), message)
+    return EncodedBatch(message.slice(0, head_len).to_pybytes(), body, _replace_crc(header, crc), message,
+                        transient=scratch is not None and size <= scratch.max_bytes)
+
+
+class EncodeBuffer:
+    """A reusable, growing buffer to encode large batches into (not thread-safe).
+
+    A fresh allocation of a 16 MiB batch costs more than the copy itself on machines
+    where first-touched memory is slow (page faults on every 4 KiB); a buffer that is
+    reused stays mapped. Sizes over ``max_bytes`` get a one-off buffer instead, so
+    the memory kept is bounded.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._buffer: pa.Buffer | None = None
+
+    def take(self, size: int) -> pa.Buffer:
+        """A mutable buffer of at least ``size`` bytes (its contents are garbage)."""
+        if size > self.max_bytes:
+            return pa.allocate_buffer(size)
+        if self._buffer is None or self._buffer.size < size:
+            grown = 2 * self._buffer.size if self._buffer is not None else 0
+            self._buffer = pa.allocate_buffer(min(self.max_bytes, max(size, grown)))
+        return self._buffer
 
 
 def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, start: int, rows: int) -> EncodedBatch:

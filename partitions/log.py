@@ -47,6 +47,7 @@ from .producer_state import BatchRecord
 from .records import log_schema, prepare_batch, stamp_offsets
 from .retention import active_expired, deletable_prefix, roll_due
 from .segment import LogSegment
+from .tail_cache import TAIL_CACHE_BYTES
 
 __all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
 
@@ -117,6 +118,8 @@ class PartitionLog:
         self._clock = clock
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
+        self._encode_buffer = codec.EncodeBuffer()  # used under the lock, by one append at a time
+        self._unsynced: list[LogSegment] = []  # sealed by a roll, fsynced by the next tick
         self._closed = False
         self._last_flush_ms = clock()
         self._dirty = False
@@ -193,6 +196,9 @@ class PartitionLog:
                 stamped, schema_size=len(self._schema_bytes),
                 max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now,
                 producer_id=producer_id, sequence=sequence,
+                # Bulk batches are written out at once and never cached: encode them into a
+                # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
+                scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None,
             )
             self._maybe_roll(encoded.size, now)
             self._segments[-1].append(encoded)
@@ -222,7 +228,12 @@ class PartitionLog:
 
     def _roll(self, now: int) -> None:
         active = self._segments[-1]
-        active.seal()
+        # Under the interval policy the sealed segment is fsynced by the next tick, outside the
+        # lock: up to flush.ms of writes to push to disk must not stall the appends waiting.
+        # "batch" fsynced every batch already; "never" leaves writing back to the OS.
+        active.seal(fsync=self.config.flush_policy == "batch")
+        if self.config.flush_policy == "interval":
+            self._unsynced.append(active)
         self._producers.expire(now)
         self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
         self._segments.append(self._new_segment(active.next_offset))
@@ -264,6 +275,9 @@ class PartitionLog:
                     seg.release()
                     seg.last_read_ms = None
             result = {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
+            sealed, self._unsynced = self._unsynced, []
+        for seg in sealed:
+            seg.fsync()
         if to_sync is not None:
             to_sync.fsync()
         return result
@@ -379,6 +393,9 @@ class PartitionLog:
                 return
             active = self._segments[-1]
             active.seal()
+            for seg in self._unsynced:
+                seg.fsync()
+            self._unsynced = []
             self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
             (self.directory / CLEAN_SHUTDOWN).touch()
             self._closed = True

@@ -12,8 +12,9 @@ What is checked, by shutdown kind:
   a torn tail truncated (recovery.py);
 - clean: the active segment's batches after its last index entry are CRC-checked;
 - sealed segments, either way: only their indexes and the batches after the last
-  entry are read, not checked (they were fsynced when they rolled); their batches
-  are checked on first read.
+  entry are read, not checked (they were fsynced when they rolled, or, under the
+  interval policy, by the tick after, within ``flush.ms``); their batches are
+  checked on first read, and a sealed segment that lost its end leaves a gap.
 
 Producer state is the snapshot plus the ``pid``/``seq`` of every batch from the
 snapshot's ``upto_offset`` on, and every header used is CRC-checked: either

@@ -120,9 +120,10 @@ class LogSegment:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         return seg, report
 
-    def seal(self) -> None:
-        """Make the segment durable and read-only: fsync data and indexes, close the file."""
-        self.flush(fsync=True)
+    def seal(self, fsync: bool = True) -> None:
+        """Make the segment read-only: write its indexes, fsync (unless the caller does it
+        later with :meth:`fsync`), close the file."""
+        self.flush(fsync=fsync)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -147,13 +148,16 @@ class LogSegment:
             os.fsync(self._fd)
 
     def fsync(self) -> None:
-        """fsync data and indexes without writing anything (safe beside a concurrent append)."""
-        fd = self._fd
-        if fd is not None:
-            try:
-                os.fsync(fd)
-            except OSError:  # sealed (and so fsynced) meanwhile
-                pass
+        """fsync data and indexes without writing anything (safe beside a concurrent append, and
+        after the segment was sealed or deleted)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)  # fsync of any descriptor flushes the file
+        except FileNotFoundError:  # deleted by retention meanwhile: nothing to make durable
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self.offset_index.fsync()
         self.time_index.fsync()
 
@@ -204,7 +208,10 @@ class LogSegment:
             self.first_append_ms = header.append_ms
         self.index_batch(header, position, encoded.size)
         self.scanner.verified.add(position, self.size)  # its CRC was computed from these very bytes
-        self._tail.add(header.base_offset, header.next_offset, position, encoded.head, encoded.body)
+        if encoded.transient:
+            self._tail.clear()  # its bytes are about to be reused; the cache must stay contiguous
+        else:
+            self._tail.add(header.base_offset, header.next_offset, position, encoded.head, encoded.body)
         return position
 
     def index_batch(self, header: codec.BatchHeader, position: int, size: int) -> None:

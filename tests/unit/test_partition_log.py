@@ -238,3 +238,41 @@ def test_tail_cache_serves_followers_the_same_bytes_as_the_file(tmp_path, clock)
         for i in range(3):  # refill the cache for the next round
             log.append(batch([b"more"]))
         total = log.log_end_offset
+
+
+def _fsynced_paths(monkeypatch):
+    """Record the file behind every os.fsync call (by its descriptor's /proc link)."""
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+def test_interval_policy_fsyncs_a_rolled_segment_on_the_next_tick_not_in_the_append(tmp_path, clock, monkeypatch):
+    log = PartitionLog(tmp_path, config=TopicConfig(segment_bytes=4096, flush_policy="interval"), clock=clock)
+    first = log._segments[0].path.name
+    synced = _fsynced_paths(monkeypatch)
+    while log.segment_count == 1:
+        log.append(batch(vals(0, 10)))
+    assert first not in synced, "the roll fsynced the old segment on the append path"
+    log.tick()
+    assert first in synced, "the tick after a roll must fsync the sealed segment"
+    log.close()
+
+
+def test_batch_policy_fsyncs_before_acknowledging_and_never_policy_leaves_it_to_the_os(tmp_path, clock, monkeypatch):
+    synced = _fsynced_paths(monkeypatch)
+    strict = PartitionLog(tmp_path / "b", config=TopicConfig(flush_policy="batch"), clock=clock)
+    strict.append(batch(vals(0, 3)))
+    assert strict._segments[-1].path.name in synced
+    synced.clear()
+    lax = PartitionLog(tmp_path / "n", config=TopicConfig(segment_bytes=4096, flush_policy="never"), clock=clock)
+    while lax.segment_count == 1:
+        lax.append(batch(vals(0, 10)))
+    lax.tick()
+    assert not [name for name in synced if name.endswith(".arrows")]
