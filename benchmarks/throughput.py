@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks import compare
-from benchmarks.common import format_table, machine, markdown_table
+from benchmarks.common import format_table, machine, markdown_table, settle
 
 import ray  # noqa: E402
 import rayka  # noqa: E402
@@ -40,15 +40,21 @@ def main(argv=None) -> int:
     cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"tp-{uuid.uuid4().hex[:6]}", num_cpus=2)
     admin = rayka.Admin(cluster)
     rows = []
-    try:
-        rows.append(compare.rayka_send(admin, int(1_000_000 * scale), 1, 1))
-        rows.append(compare.rayka_send(admin, int(1_000_000 * scale), 4, 1))
-        row, topic = compare.rayka_send_table(admin, int(2_000_000 * scale), 1)
+
+    def step(row) -> None:
         rows.append(row)
-        rows.append(compare.rayka_send_table(admin, int(2_000_000 * scale), 4)[0])
-        rows.append(compare.rayka_poll_batch(topic, int(2_000_000 * scale)))
-        rows.append(compare.rayka_iterate(topic, int(1_000_000 * scale)))
-        rows.append(compare.rayka_latency(admin, cluster, 5_000, 2.0 if args.quick else 5.0))
+        settle()  # same state before every row (see common.settle)
+
+    settle(3.0)
+    try:
+        step(compare.rayka_send(admin, int(1_000_000 * scale), 1, 1))
+        step(compare.rayka_send(admin, int(1_000_000 * scale), 4, 1))
+        row, topic = compare.rayka_send_table(admin, int(2_000_000 * scale), 1)
+        step(row)
+        step(compare.rayka_send_table(admin, int(2_000_000 * scale), 4)[0])
+        step(compare.rayka_poll_batch(topic, int(2_000_000 * scale)))
+        step(compare.rayka_iterate(topic, int(1_000_000 * scale)))
+        step(compare.rayka_latency(admin, cluster, 5_000, 2.0 if args.quick else 5.0))
     finally:
         cluster.shutdown(delete_data=True)
     for r in rows:
