@@ -119,6 +119,7 @@ class PartitionActor:
             "node_id": ray.get_runtime_context().get_node_id(),
             "recovered_batches": self._log.recovered_batches,
             "truncated_bytes": self._log.truncated_bytes,
+            "damaged_offsets": list(self._log.damaged_offsets),  # (first, last) of each hole kept in place
         }
 
     @ray.method(concurrency_group="control")

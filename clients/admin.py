@@ -48,6 +48,7 @@ class Admin:
                 partition=p, leader=s["node_id"], replicas=(s["node_id"],),
                 log_start_offset=s["log_start_offset"], log_end_offset=s["log_end_offset"],
                 size_bytes=s["size_bytes"], segments=s["segments"],
+                damaged_offsets=tuple(tuple(r) for r in s.get("damaged_offsets", ())),
             )
             for p, s in enumerate(stats)
         ]

@@ -64,6 +64,7 @@ class PartitionDescription:
     log_end_offset: int
     size_bytes: int = 0
     segments: int = 0
+    damaged_offsets: tuple = ()  # (first, last) of each damaged run kept in place; reads of it raise
 
 
 @dataclass(frozen=True)

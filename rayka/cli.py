@@ -115,6 +115,9 @@ def topics_describe(ctx, name):
         rows.append((p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
                      p.size_bytes, p.segments, (p.leader or "-")[:12]))
     _table(rows)
+    for p in desc.partitions:
+        for first, last in p.damaged_offsets:
+            click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
     click.echo("config: " + ", ".join(f"{k}={v}" for k, v in sorted(desc.config.items())))
 
 

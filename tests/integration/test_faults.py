@@ -9,10 +9,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import ray
 
 import rayka
 from rayka import TopicPartition
+from rayka.errors import CorruptRecordError
 
 from helpers import consume_all, wait_for
 
@@ -112,6 +114,40 @@ def test_torn_segment_tail_is_truncated_to_whole_batches_on_restart(cluster, adm
         assert [r.value[:2] for r in records] == [b"%02d" % i for i in range(19)]
         with rayka.Producer(cluster=again) as p:
             assert p.send("torn", value=b"next", partition=0).result(timeout=10).offset == 19
+    finally:
+        again.shutdown(delete_data=True)
+
+
+def test_damaged_batch_mid_segment_becomes_a_hole_with_a_clear_error(cluster, admin):
+    """A corrupt batch with whole ones after it: recovery keeps the later batches, the
+    consumer gets CorruptRecordError naming the hole and where to seek, and no offset of the
+    hole is ever given to a new record."""
+    admin.create_topic("scarred", partitions=1)
+    with rayka.Producer(linger_ms=0) as p:
+        for i in range(20):  # one batch per record
+            p.send("scarred", value=b"%02d" % i + b"-" * 100).result(timeout=10)
+    _crash(cluster)
+    segment = sorted(Path(cluster.data_dir, "topics", "scarred", "0").glob("*.arrows"))[-1]
+    data = bytearray(segment.read_bytes())
+    at = data.index(b"07" + b"-" * 100) + 50
+    data[at] ^= 0xFF  # one flipped byte in the body of the batch holding offset 7
+    segment.write_bytes(bytes(data))
+    again = rayka.connect(data_dir=cluster.data_dir, cluster_name=f"t-{uuid.uuid4().hex[:10]}")
+    try:
+        part = rayka.Admin(again).describe_topic("scarred").partitions[0]
+        assert part.log_end_offset == 20 and part.damaged_offsets == ((7, 7),)
+        c = rayka.Consumer(cluster=again, auto_offset_reset="earliest")
+        tp = TopicPartition("scarred", 0)
+        c.assign([tp])
+        assert [r.value[:2] for r in consume_all(c, 7)] == [b"%02d" % i for i in range(7)]
+        with pytest.raises(CorruptRecordError, match=r"7\.\.7.*seek to 8"):
+            for _ in range(20):
+                c.poll(timeout_ms=500)
+        c.seek(tp, 8)
+        assert [r.value[:2] for r in consume_all(c, 12)] == [b"%02d" % i for i in range(8, 20)]
+        with rayka.Producer(cluster=again) as p:
+            assert p.send("scarred", value=b"next", partition=0).result(timeout=10).offset == 20
+        c.close()
     finally:
         again.shutdown(delete_data=True)
 
