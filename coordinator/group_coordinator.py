@@ -18,7 +18,7 @@ from typing import Callable
 from .group_snapshot import restore, snapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
-from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError
+from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
 
 __all__ = ["GroupCoordinator", "reset_targets", "lag_rows"]
 
@@ -98,11 +98,11 @@ class GroupCoordinator:
     def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
              session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:
         group = self._group(group_id)
-        group.partitions = self._partitions()
+        # Through on_metadata_change, not a plain assignment: a join can land between a topic
+        # gaining partitions and topics_changed(), which would then find nothing new.
+        group.on_metadata_change(self._partitions())
         unknown = [t for t in topics if t not in group.partitions]
         if unknown:
-            from ..errors import UnknownTopicError
-
             raise UnknownTopicError(f"group {group_id}: topics {unknown} do not exist")
         answer = group.join(member_id, instance_id=instance_id, topics=topics,
                             session_timeout_ms=session_timeout_ms, rebalance_timeout_ms=rebalance_timeout_ms,

@@ -290,3 +290,22 @@ def test_a_group_restored_mid_rebalance_rebalances_again(tmp_path):
     group = again.groups["g"]
     assert group.state is S.PREPARING_REBALANCE and set(group.members) == {a["member_id"], b["member_id"]}
     assert again.heartbeat("g", a["member_id"], a["generation"]) == "rebalance"
+
+
+def test_a_join_that_sees_new_partitions_first_still_rebalances_the_group():
+    """add_partitions, then a member's join lands before the coordinator hears of the change:
+    the join must not absorb the new count silently (topics_changed would then see nothing)."""
+    clock = ManualClock()
+    parts = {"t": 4}
+    gc = GroupCoordinator(OffsetStore(None), clock, lambda: dict(parts))
+    a = gc.join("g", None, "pod-a", ["t"], 1000, 5000, (), COOP)
+    b = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)
+    for _ in range(10):
+        a, b = _collect(gc, a, "pod-a"), _collect(gc, b, None)
+        if gc.groups["g"].state is S.STABLE and not a.get("rebalance") and not b.get("rebalance"):
+            break
+    assert gc.groups["g"].state is S.STABLE
+    parts["t"] = 8
+    gc.join("g", a["member_id"], "pod-a", ["t"], 1000, 5000, a["assignment"], COOP)
+    gc.topics_changed()
+    assert gc.groups["g"].state is S.PREPARING_REBALANCE
