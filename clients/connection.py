@@ -81,16 +81,23 @@ class Cluster:
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
-    def call(self, method: str, *args, retry_s: float = 60.0, **kwargs):
-        """Call a coordinator method and wait for it, retrying while the coordinator restarts."""
+    def call(self, method: str, *args, retry_s: float = 60.0, bounded: bool = False, **kwargs):
+        """Call a coordinator method and wait for it, retrying while the coordinator restarts.
+
+        Retries stop ``retry_s`` from now (CoordinatorUnavailableError); with ``bounded``, each
+        attempt also waits for its answer only until then (ray's GetTimeoutError after).
+        """
         deadline = time.monotonic() + retry_s
         while True:
+            timeout = max(0.0, deadline - time.monotonic()) if bounded else None
             try:
-                return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator")
+                return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator",
+                               timeout=timeout)
             except CoordinatorUnavailableError:
-                if time.monotonic() > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise
-                time.sleep(0.2)
+                time.sleep(min(0.2, remaining))  # it is restarting (Ray restarts it): try again
 
     def topic(self, name: str, *, refresh: bool = False):
         """(TopicMetadata, [partition actor handles]), cached until ``refresh``."""

@@ -12,11 +12,10 @@ bounded by ``default_api_timeout_ms``.
 from __future__ import annotations
 
 import logging
-import time
 
 from ray.exceptions import GetTimeoutError
 
-from rayka.clients.connection import resolve, unwrap
+from rayka.clients.connection import unwrap
 from rayka.clients.types import TopicPartition
 from rayka.errors import (
     CommitFailedError,
@@ -29,8 +28,6 @@ from rayka.errors import (
 __all__ = ["OffsetCommits"]
 
 log = logging.getLogger(__name__)
-
-_COMMIT_RETRY_S = 0.2
 
 
 class OffsetCommits:
@@ -81,24 +78,19 @@ class OffsetCommits:
         return ref
 
     def _commit_sync(self, member: str | None, generation: int, payload: list) -> None:
-        deadline = time.monotonic() + self.default_api_timeout_ms / 1000.0
-        while True:
-            ref = self._cluster.coordinator.commit_offsets.remote(self.group_id, member, generation, payload)
-            try:
-                resolve(ref, "coordinator", timeout=max(0.0, deadline - time.monotonic()))
-                return
-            except CoordinatorUnavailableError:
-                if time.monotonic() + _COMMIT_RETRY_S > deadline:
-                    raise KafkaTimeoutError(
-                        f"group {self.group_id}: the coordinator did not come back within "
-                        f"default_api_timeout_ms={self.default_api_timeout_ms}; commit again later") from None
-                time.sleep(_COMMIT_RETRY_S)  # it is restarting (Ray restarts it); try again
-            except GetTimeoutError:
-                raise KafkaTimeoutError(
-                    f"group {self.group_id}: commit got no answer within default_api_timeout_ms="
-                    f"{self.default_api_timeout_ms}") from None
-            except (UnknownMemberError, IllegalGenerationError) as exc:
-                raise self._commit_failed(exc, member) from None
+        try:
+            self._cluster.call("commit_offsets", self.group_id, member, generation, payload,
+                               retry_s=self.default_api_timeout_ms / 1000.0, bounded=True)
+        except CoordinatorUnavailableError:
+            raise KafkaTimeoutError(
+                f"group {self.group_id}: the coordinator did not come back within "
+                f"default_api_timeout_ms={self.default_api_timeout_ms}; commit again later") from None
+        except GetTimeoutError:
+            raise KafkaTimeoutError(
+                f"group {self.group_id}: commit got no answer within default_api_timeout_ms="
+                f"{self.default_api_timeout_ms}") from None
+        except (UnknownMemberError, IllegalGenerationError) as exc:
+            raise self._commit_failed(exc, member) from None
 
     def _commit_failed(self, exc: BaseException, member: str | None) -> BaseException:
         """A refused commit means this member lost the partitions: CommitFailedError, and rejoin."""
@@ -115,5 +107,5 @@ class OffsetCommits:
 
     def committed_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         rows = self._cluster.call("fetch_offsets", self.group_id, [(tp.topic, tp.partition) for tp in tps])
-        return {TopicPartition(t, p): off for (t, p), off in zip([(tp.topic, tp.partition) for tp in tps], rows)}
+        return dict(zip(tps, rows))
 
