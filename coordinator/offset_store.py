@@ -76,40 +76,33 @@ class OffsetStore:
 
     def commit(self, group: str, offsets: dict[tuple[str, int], int], *, now_ms: int, metadata: str = "") -> None:
         """Durably record ``offsets`` for ``group`` (one write, one fsync)."""
-        rows = [{"g": group, "t": t, "p": p, "o": int(o), "m": metadata, "ts": now_ms}
-                for (t, p), o in offsets.items()]
-        self._append(rows)
-        bucket = self._offsets.setdefault(group, {})
-        for (t, p), o in offsets.items():
-            bucket[(t, p)] = CommittedOffset(int(o), metadata, now_ms)
+        self._write([{"g": group, "t": t, "p": p, "o": int(o), "m": metadata, "ts": now_ms}
+                     for (t, p), o in offsets.items()])
 
     def set_generation(self, group: str, generation: int) -> None:
-        if self._generations.get(group) == generation:
-            return
-        self._append([{"g": group, "gen": generation}])
-        self._generations[group] = generation
+        if self._generations.get(group) != generation:
+            self._write([{"g": group, "gen": generation}])
 
     def set_group_state(self, group: str, state: dict) -> None:
         """Durably record the group's membership snapshot (nothing is written if it is unchanged)."""
-        if self._states.get(group) == state:
-            return
-        self._append([{"g": group, "state": state}])
-        self._states[group] = state
+        if self._states.get(group) != state:
+            self._write([{"g": group, "state": state}])
 
     def delete_group(self, group: str) -> None:
-        self._append([{"g": group, "deleted": True}])
-        self._offsets.pop(group, None)
-        self._generations.pop(group, None)
-        self._states.pop(group, None)
+        self._write([{"g": group, "deleted": True}])
 
     def delete_topic(self, topic: str) -> None:
         """Forget offsets of a deleted topic (its partitions will start over if it returns)."""
-        for group, bucket in self._offsets.items():
-            gone = [k for k in bucket if k[0] == topic]
-            if gone:
-                self._append([{"g": group, "t": t, "p": p, "o": -1, "m": "", "ts": 0} for t, p in gone])
-                for k in gone:
-                    del bucket[k]
+        rows = [{"g": group, "t": t, "p": p, "o": -1, "m": "", "ts": 0}
+                for group, bucket in self._offsets.items() for t, p in bucket if t == topic]
+        if rows:
+            self._write(rows)  # every group's tombstones in one write and one fsync
+
+    def _write(self, rows: list[dict]) -> None:
+        """Append ``rows`` durably, then apply them to memory exactly as a replay would."""
+        self._append(rows)
+        for row in rows:
+            self._apply(row)
 
     def _append(self, rows: list[dict]) -> None:
         if self.path is None:
