@@ -11,7 +11,7 @@ import logging
 
 import ray
 
-from rayka.coordinator.group_coordinator import lag_rows, reset_targets
+from rayka.coordinator.group_coordinator import lag_partitions, lag_rows, reset_targets
 from rayka.errors import UnknownGroupError, UnknownTopicError
 
 __all__ = ["GroupApi", "GROUP_TICK_S"]
@@ -69,8 +69,8 @@ class GroupApi:
         """Members and, per partition the group reads or committed, its log start/end offsets and lag."""
         with self._glock:
             info = self._groups.describe(group_id)
-        owned = {tuple(tp) for m in info["members"] for tp in m["assignment"]}
-        info["partitions"] = lag_rows(info, self._bounds(owned | set(info["committed"])))
+        _, partitions = lag_partitions(info)
+        info["partitions"] = lag_rows(info, self._bounds(partitions))
         del info["committed"]
         return info
 

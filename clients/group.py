@@ -137,7 +137,6 @@ class GroupMembership(OffsetCommits):
         self._leave()
         self.subscribed = False
         self.topics = []
-        self._owned = set()
 
     def _matching_topics(self) -> list[str]:
         return sorted(t for t in self._cluster.call("list_topics") if self.pattern.fullmatch(t))
@@ -228,7 +227,6 @@ class GroupMembership(OffsetCommits):
             self.listener.on_partitions_assigned(added)
         if result.get("rebalance"):
             self._rejoin.set()  # cooperative hand-over: join again now with what we still own
-        self._ensure_heartbeat()
 
     def _revoke(self, revoked: set[TopicPartition]) -> None:
         if self.consumer.enable_auto_commit and self.member_id is not None:

@@ -20,7 +20,7 @@ from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
 
-__all__ = ["GroupCoordinator", "reset_targets", "lag_rows"]
+__all__ = ["GroupCoordinator", "reset_targets", "lag_partitions", "lag_rows"]
 
 
 def reset_targets(to, topic: str, bounds: list[tuple[int, int]], times: list | None = None) -> dict:
@@ -47,13 +47,20 @@ def reset_targets(to, topic: str, bounds: list[tuple[int, int]], times: list | N
     return out
 
 
+def lag_partitions(info: dict) -> tuple[dict, set]:
+    """(owner of each assigned partition, every partition a group reads or committed) of a
+    ``describe()`` answer: the rows ``lag_rows`` gives, and whose bounds it needs."""
+    owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
+    return owners, set(owners) | set(info["committed"])
+
+
 def lag_rows(info: dict, bounds: dict) -> list[dict]:
     """Per partition a group reads or committed: committed offset, log start and end offsets
     (``bounds``: (topic, partition) -> (log_start, log_end); missing for a deleted topic) and owner."""
-    owners = {tuple(tp): m["member_id"] for m in info["members"] for tp in m["assignment"]}
+    owners, partitions = lag_partitions(info)
     committed = info["committed"]
     rows = []
-    for t, p in sorted(set(owners) | set(committed)):
+    for t, p in sorted(partitions):
         start, end = bounds.get((t, p), (None, None))
         rows.append({"topic": t, "partition": p, "committed": committed.get((t, p)), "log_start_offset": start,
                      "end_offset": end, "member": owners.get((t, p))})
@@ -137,8 +144,11 @@ class GroupCoordinator:
 
     def tick(self) -> None:
         for group in list(self.groups.values()):
-            group.tick()
-            self._persist(group)
+            # Runs 10 times a second: snapshot a group only when the tick changed it (members
+            # removed, or a rebalance completed or emptied it), not to find it unchanged.
+            before = (group.state, group.generation)
+            if group.tick() or (group.state, group.generation) != before:
+                self._persist(group)
 
     def topics_changed(self) -> None:
         parts = self._partitions()
@@ -159,9 +169,12 @@ class GroupCoordinator:
                         "members": len(group.members) if group else 0})
         return out
 
-    def describe(self, group_id: str) -> dict:
+    def _require_known(self, group_id: str) -> None:
         if group_id not in self.groups and group_id not in self.store.groups():
             raise UnknownGroupError(f"group {group_id!r} does not exist (no members, no commits)")
+
+    def describe(self, group_id: str) -> dict:
+        self._require_known(group_id)
         info = self._group(group_id).describe()
         info["committed"] = {tp: c.offset for tp, c in self.store.offsets(group_id).items()}
         return info
@@ -174,8 +187,7 @@ class GroupCoordinator:
                 f"before you {what}")
 
     def delete(self, group_id: str) -> None:
-        if group_id not in self.groups and group_id not in self.store.groups():
-            raise UnknownGroupError(f"group {group_id!r} does not exist")
+        self._require_known(group_id)
         self._require_inactive(group_id, "delete it")
         self.store.delete_group(group_id)
         group = self.groups.pop(group_id, None)

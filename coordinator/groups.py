@@ -327,8 +327,6 @@ class Group:
                 log.info("group %s: member %s did not rejoin in time; removed", self.group_id, mid)
                 del self.members[mid]
             evicted += late
-            if not self.members:
-                self._transition(GroupState.EMPTY)
         self._maybe_complete()
         if not self.members and self.state is not GroupState.DEAD:
             self._transition(GroupState.EMPTY)
