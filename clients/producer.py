@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 
-import pyarrow as pa
 import ray
 
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
@@ -382,7 +381,7 @@ class Producer:
         with self._cv:
             tp = (batch.topic, batch.partition)
             if error is not None and batch.sequence >= 0:
-                self._forget_sequence(tp, batch, error)
+                self._restart_sequence(tp)
             self._inflight.pop(tp, None)
             self._buffered -= batch.nbytes
             self._cv.notify_all()
@@ -395,7 +394,7 @@ class Producer:
     def _retry(self, batch: ProduceBatch) -> None:
         self._submit(batch)
 
-    def _forget_sequence(self, tp: tuple[str, int], batch: ProduceBatch, error: BaseException) -> None:
+    def _restart_sequence(self, tp: tuple[str, int]) -> None:
         """After a numbered batch failed for good (caller holds the lock), restart the sequence.
 
         Whether the partition wrote it is not always known (a refused batch was not written; a

@@ -113,8 +113,9 @@ class LogSegment:
             report = recovery.load_fast(seg, verify=active)
         if report is None:
             # Only the active segment can have a torn tail to cut; a sealed one was fsynced when it
-            # rolled, so damage at its end is kept in place (the log reports the gap) rather than
-            # cutting away the acknowledged batches behind it.
+            # rolled (or, under the interval policy, by the tick after), so damage at its end is
+            # kept in place (the log reports the gap) rather than cutting away the acknowledged
+            # batches behind it.
             report = recovery.recover(seg, truncate=active)
         if active:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
