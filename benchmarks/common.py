@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import ray
 
 __all__ = ["Row", "RssSampler", "percentiles", "paced", "format_table", "markdown_table", "machine"]
 
@@ -186,3 +187,28 @@ def settle(warm_gib: float = 1.5) -> None:
     os.sync()
     warm = np.ones(int(warm_gib * 2**30), dtype=np.uint8)
     del warm
+
+
+def gather_latencies(receive, sender, seconds: float) -> tuple[list[float], int | None, float]:
+    """Collect end-to-end latencies until every record the ``sender`` task sent has arrived.
+
+    ``receive()`` waits briefly for records and returns their send times (ns since the
+    epoch; 0 marks a warm-up record, not counted); ``sender`` is the ObjectRef of the
+    task sending them, which returns how many it sent. Bounded by ``seconds * 3 + 30``.
+    Returns (latencies in ms, records sent or None if the sender never finished, seconds).
+    """
+    lat: list[float] = []
+    sent = None
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + seconds * 3 + 30
+    while time.monotonic() < deadline:
+        stamps = receive()
+        if len(stamps):
+            now = time.time_ns()
+            stamps = stamps[stamps > 0]
+            lat.extend(((now - stamps) / 1e6).tolist())
+        if sent is None and ray.wait([sender], timeout=0)[0]:
+            sent = ray.get(sender)
+        if sent is not None and len(lat) >= sent:
+            break
+    return lat, sent, time.perf_counter() - t0

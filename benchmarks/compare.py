@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,8 +28,8 @@ import ray  # noqa: E402
 
 import rayka  # noqa: E402
 from benchmarks import peers  # noqa: E402
-from benchmarks.common import (Row, RssSampler, format_table, machine, markdown_table, paced,  # noqa: E402
-                               percentiles, settle)
+from benchmarks.common import (Row, RssSampler, format_table, gather_latencies, machine,  # noqa: E402
+                               markdown_table, paced, percentiles, settle)
 from benchmarks.floor import latency_floor  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -111,7 +110,6 @@ class PacedProducer:
 
     def run(self, cluster_name: str, namespace: str, topic: str, rate: int, seconds: float,
             value_bytes: int, linger_ms: float) -> int:
-        from benchmarks.common import paced
 
         rayka.connect(cluster_name=cluster_name, namespace=namespace)
         pad = b"x" * (value_bytes - 8)
@@ -140,23 +138,13 @@ def rayka_latency(admin, cluster, rate: int, seconds: float, value_bytes: int = 
     c.poll(timeout_ms=100)  # positions resolved, first fetch in flight
     producer = PacedProducer.remote()
     ref = producer.run.remote(cluster.cluster_name, cluster.namespace, topic, rate, seconds, value_bytes, linger_ms)
-    lat: list[float] = []
-    sent = None
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + seconds * 3 + 30
-    while time.monotonic() < deadline:
+
+    def receive():
         batch = c.poll_batch(timeout_ms=100)
-        if batch.num_rows:
-            now = time.time_ns()
-            firsts = pa.compute.binary_slice(batch.column("value"), 0, 8)
-            sent_ns = np.frombuffer(b"".join(firsts.to_pylist()), dtype="<i8")
-            sent_ns = sent_ns[sent_ns > 0]  # drop the warm-up records
-            lat.extend(((now - sent_ns) / 1e6).tolist())
-        if sent is None and ray.wait([ref], timeout=0)[0]:
-            sent = ray.get(ref)
-        if sent is not None and len(lat) >= sent:
-            break
-    dt = time.perf_counter() - t0
+        firsts = pa.compute.binary_slice(batch.column("value"), 0, 8)
+        return np.frombuffer(b"".join(firsts.to_pylist()), dtype="<i8")
+
+    lat, sent, dt = gather_latencies(receive, ref, seconds)
     c.close()
     ray.kill(producer)
     admin.delete_topic(topic)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import ray
 
-from benchmarks.common import Row, paced, percentiles
+from benchmarks.common import Row, gather_latencies, paced, percentiles
 
 __all__ = ["latency_floor"]
 
@@ -83,23 +83,17 @@ def latency_floor(rate: int, seconds: float) -> Row:
     broker, sender = _Broker.remote(), _Sender.remote()
     ray.get(broker.fetch.remote(0, 0.0))
     ref = sender.run.remote(broker, rate, seconds)
-    index, sent, lat = 0, None, []
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + seconds * 3 + 30
-    while time.monotonic() < deadline:
+    index = 0
+
+    def receive():
+        nonlocal index
         chunks = ray.get(broker.fetch.remote(index, 0.2))
-        now = time.time_ns()
         index += len(chunks)
-        for chunk in chunks:
-            # The first 8 bytes of every 100-byte record: a strided view, no copy.
-            stamps = np.ndarray((len(chunk) // _RECORD,), dtype="<i8", buffer=chunk, strides=(_RECORD,))
-            stamps = stamps[stamps > 0]
-            lat.extend(((now - stamps) / 1e6).tolist())
-        if sent is None and ray.wait([ref], timeout=0)[0]:
-            sent = ray.get(ref)
-        if sent is not None and len(lat) >= sent:
-            break
-    dt = time.perf_counter() - t0
+        # The first 8 bytes of every 100-byte record: strided views, no copy.
+        return np.concatenate([np.ndarray((len(c) // _RECORD,), dtype="<i8", buffer=c, strides=(_RECORD,))
+                               for c in chunks] or [np.empty(0, "<i8")])
+
+    lat, sent, dt = gather_latencies(receive, ref, seconds)
     ray.kill(broker)
     ray.kill(sender)
     p50, p99, p999 = percentiles(lat)
