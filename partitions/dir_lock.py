@@ -61,8 +61,11 @@ class DirLock:
                 "(RAYKA_DATA_DIR)"
             ) from None
         self._close = weakref.finalize(self, os.close, fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, b"%d\n" % os.getpid())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, b"%d\n" % os.getpid())
+        except OSError:
+            pass  # the pid is only for error messages: a full disk must not stop the log opening
 
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases the flock)."""

@@ -66,18 +66,36 @@ class PairIndex:
             pass
 
     def flush(self, fsync: bool = False) -> None:
-        """Append the entries not yet in the file."""
+        """Append the entries not yet in the file.
+
+        All or nothing: on an OSError (a full disk) the file is cut back to its whole entries
+        (``_written``) and the entries stay pending; a cut that failed too is redone first.
+        """
         if self._written == len(self.keys) and not fsync:
             return
         pairs = array("q")
         for i in range(self._written, len(self.keys)):
             pairs.append(self.keys[i])
             pairs.append(self.values[i])
-        with open(self.path, "ab") as f:
-            f.write(pairs.tobytes())
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        good = self._written * _ENTRY
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size != good:
+                os.ftruncate(fd, good)
+            view = memoryview(pairs.tobytes())
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+                if fsync:
+                    os.fsync(fd)
+            except OSError:
+                try:
+                    os.ftruncate(fd, good)
+                except OSError:
+                    pass  # the fstat above repairs it next time
+                raise
+        finally:
+            os.close(fd)
         self._written = len(self.keys)
 
     def fsync(self) -> None:

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import TopicConfig
-from ..errors import CorruptRecordError, OffsetOutOfRangeError, RaykaError
+from ..errors import CorruptRecordError, LogWriteError, OffsetOutOfRangeError, RaykaError
 from . import codec
 from .dir_lock import DirLock
 from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, load_log
@@ -175,6 +175,11 @@ class PartitionLog:
         Raises RecordTooLargeError or SchemaMismatchError with nothing written.
         With ``producer_id``/``sequence``, a re-sent batch is answered from the
         producer state instead of being written twice.
+
+        A write that fails (a full disk, an I/O error, here or in the roll before it) raises
+        LogWriteError (DiskFullError for ENOSPC/EDQUOT) with nothing of the batch kept: the
+        segment is cut back to its last whole batch and no offset, producer sequence or
+        cache moves, so a retry (same sequence) lands at the same offsets, once.
         """
         now = self._clock()
         prepared = prepare_batch(
@@ -200,13 +205,26 @@ class PartitionLog:
                 # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
                 scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None,
             )
-            self._maybe_roll(encoded.size, now)
-            self._segments[-1].append(encoded)
+            sync = self.config.flush_policy == "batch"
+            try:
+                self._maybe_roll(encoded.size, now)
+                self._segments[-1].append(encoded, fsync=sync)
+            except OSError as exc:
+                raise LogWriteError.from_os_error(
+                    exc, self.directory, f"appending offsets {base}..{base + prepared.num_rows - 1} "
+                    f"({encoded.size} bytes) to partition log {self.directory}") from exc
             if producer_id is not None and sequence >= 0:
                 self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
             self._dirty = True
-            if self.config.flush_policy == "batch":
-                self._flush(now)
+            if sync:
+                try:
+                    self._segments[-1].flush_indexes(fsync=True)
+                    self._last_flush_ms, self._dirty = now, False
+                except OSError:
+                    # The batch itself is fsynced: acknowledge it. Its index entries stay pending
+                    # for the next flush (indexes are derived; recovery rebuilds them).
+                    log.warning("partition %s: writing index entries failed; retried at the next flush",
+                                self.directory, exc_info=True)
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
 
@@ -224,22 +242,40 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             if not self._segments[-1].is_empty:
-                self._roll(self._clock())
+                try:
+                    self._roll(self._clock())
+                except OSError as exc:
+                    raise LogWriteError.from_os_error(exc, self.directory,
+                                                      f"rolling partition log {self.directory}") from exc
 
     def _roll(self, now: int) -> None:
+        """Seal the active segment and start the next one. All or nothing: an OSError (the new
+        file cannot be created or written, the old one's indexes cannot be written) leaves the
+        active segment active and no new file behind."""
         active = self._segments[-1]
         # Under the interval policy the sealed segment is fsynced by the next tick, outside the
         # lock: up to flush.ms of writes to push to disk must not stall the appends waiting.
         # "batch" fsynced every batch already; "never" leaves writing back to the OS.
-        active.seal(fsync=self.config.flush_policy == "batch")
+        active.flush(fsync=self.config.flush_policy == "batch")
+        new = self._new_segment(active.next_offset)
+        active.seal(fsync=False)  # nothing left to write: only closes the file
         if self.config.flush_policy == "interval":
             self._unsynced.append(active)
         self._producers.expire(now)
-        self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
-        self._segments.append(self._new_segment(active.next_offset))
+        self._write_producer_snapshot(active.next_offset)
+        self._segments.append(new)
         self._bases.append(active.next_offset)
         self._last_flush_ms = now
         self._dirty = False
+
+    def _write_producer_snapshot(self, upto_offset: int) -> None:
+        try:
+            self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, upto_offset)
+        except OSError:
+            # Not fatal: the previous snapshot stays valid below its own offset, and opening the
+            # log rebuilds the state from the batch headers after it.
+            log.warning("partition %s: writing the producer-state snapshot failed", self.directory,
+                        exc_info=True)
 
     def flush(self) -> None:
         """fsync the active segment and its indexes now."""
@@ -263,12 +299,16 @@ class PartitionLog:
                 # Write the index entries now, fsync after releasing the lock: an fsync can take
                 # long on a busy disk, and appends must not wait for it.
                 to_sync = self._segments[-1]
-                to_sync.flush(fsync=False)
-                self._last_flush_ms = now
-                self._dirty = False
+                try:
+                    to_sync.flush(fsync=False)
+                    self._last_flush_ms = now
+                    self._dirty = False
+                except OSError:
+                    log.warning("partition %s: writing index entries failed; retried at the next tick",
+                                self.directory, exc_info=True)
             active = self._segments[-1]
             if roll_due(active.is_empty, active.first_append_ms, now, self.config):
-                self._roll(now)
+                self._try_roll(now)
             deleted = self._apply_retention(now)
             for seg in self._segments[:-1]:
                 if seg.last_read_ms is not None and now - seg.last_read_ms > _RELEASE_AFTER_MS:
@@ -282,10 +322,19 @@ class PartitionLog:
             to_sync.fsync()
         return result
 
+    def _try_roll(self, now: int) -> None:
+        """A roll the tick wants; one that fails (a full disk) is retried by a later tick, and
+        retention (which frees space) still runs."""
+        try:
+            self._roll(now)
+        except OSError:
+            log.warning("partition %s: rolling the active segment failed; retried later", self.directory,
+                        exc_info=True)
+
     def _apply_retention(self, now: int) -> int:
         active = self._segments[-1]
         if active_expired(active.is_empty, active.max_timestamp_ms, now, self.config):
-            self._roll(now)  # an expired active segment must roll before it can go
+            self._try_roll(now)  # an expired active segment must roll before it can go
         deleted = deletable_prefix([s.size for s in self._segments],
                                    [s.max_timestamp_ms for s in self._segments], now, self.config)
         for seg in self._segments[:deleted]:
@@ -392,12 +441,18 @@ class PartitionLog:
             if self._closed:
                 return
             active = self._segments[-1]
-            active.seal()
-            for seg in self._unsynced:
-                seg.fsync()
-            self._unsynced = []
-            self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
-            (self.directory / CLEAN_SHUTDOWN).touch()
+            try:
+                active.seal()
+                for seg in self._unsynced:
+                    seg.fsync()
+                self._unsynced = []
+                self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
+                (self.directory / CLEAN_SHUTDOWN).touch()
+            except OSError:
+                # No clean-shutdown marker: the next open recovers the active segment in full.
+                log.error("partition %s: closing cleanly failed; the next open recovers it", self.directory,
+                          exc_info=True)
+                active.close_file()
             self._closed = True
             self._dir_lock.release()
             self._appended.notify_all()

@@ -118,11 +118,15 @@ class ProducerStateTable:
             },
         }
         tmp = Path(str(path) + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temp file
+            raise
 
     @classmethod
     def read_snapshot(cls, path: Path, expiry_ms: int) -> tuple["ProducerStateTable", int]:

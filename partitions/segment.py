@@ -35,6 +35,7 @@ the log hands them.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -89,17 +90,27 @@ class LogSegment:
         self._index_loaded = True
         self.last_read_ms: int | None = None
         self._tail = TailCache()
+        self._torn = False  # a failed write left bytes past ``size`` that could not be cut yet
 
     # -- life cycle -------------------------------------------------------------------------
 
     @classmethod
     def create(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int,
                now_ms: int) -> "LogSegment":
+        """A new, empty segment file (and empty indexes). Raises OSError with nothing left behind."""
         seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
-        seg._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        _write_all(seg._fd, [schema_bytes])
-        seg.offset_index.clear()
-        seg.time_index.clear()
+        # O_APPEND: every write lands at the end of the file whatever happened to an earlier one.
+        fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            _write_all(fd, [schema_bytes])
+            seg.offset_index.clear()
+            seg.time_index.clear()
+        except BaseException:
+            os.close(fd)
+            for path in (seg.path, seg.offset_index.path, seg.time_index.path):
+                path.unlink(missing_ok=True)
+            raise
+        seg._fd = fd
         seg.first_append_ms = now_ms
         return seg
 
@@ -123,8 +134,15 @@ class LogSegment:
 
     def seal(self, fsync: bool = True) -> None:
         """Make the segment read-only: write its indexes, fsync (unless the caller does it
-        later with :meth:`fsync`), close the file."""
+        later with :meth:`fsync`), close the file. Raises OSError with the file still open
+        (and the segment active) if a write fails."""
+        if self._fd is not None:
+            self._repair()
         self.flush(fsync=fsync)
+        self.close_file()
+
+    def close_file(self) -> None:
+        """Close the file descriptor (without writing anything): no more appends."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -143,10 +161,15 @@ class LogSegment:
         self.scanner.clear()
 
     def flush(self, fsync: bool) -> None:
-        self.offset_index.flush(fsync=fsync)
-        self.time_index.flush(fsync=fsync)
+        """Write pending index entries (and fsync data and indexes, with ``fsync``). An OSError
+        leaves the index files as they were; the entries stay pending for the next flush."""
+        self.flush_indexes(fsync=fsync)
         if fsync and self._fd is not None:
             os.fsync(self._fd)
+
+    def flush_indexes(self, fsync: bool) -> None:
+        self.offset_index.flush(fsync=fsync)
+        self.time_index.flush(fsync=fsync)
 
     def fsync(self) -> None:
         """fsync data and indexes without writing anything (safe beside a concurrent append, and
@@ -196,15 +219,39 @@ class LogSegment:
     def is_empty(self) -> bool:
         return self.next_offset == self.base_offset
 
-    def append(self, encoded: codec.EncodedBatch) -> int:
-        """Write one encoded batch; return its byte position."""
+    def append(self, encoded: codec.EncodedBatch, *, fsync: bool = False) -> int:
+        """Write one encoded batch (and fsync it, with ``fsync``); return its byte position.
+
+        All or nothing: if a write or the fsync fails (any OSError: ENOSPC, EIO, EDQUOT...),
+        the bytes already written are cut off again and the OSError propagates with nothing
+        about the segment changed (size, next offset, indexes, tail cache, verified ranges).
+        If even the cut fails, the next append (or seal) retries it before writing anything.
+        """
         if self._fd is None:
             raise AssertionError(f"segment {self.path.name} is sealed")
         header = encoded.header
         if header.base_offset != self.next_offset:
             raise AssertionError(f"append at {header.base_offset}, segment expects {self.next_offset}")
+        self._repair()
         position = self.size
-        _write_all(self._fd, [encoded.head, encoded.body])
+        try:
+            _write_all(self._fd, [encoded.head, encoded.body])
+            # With O_APPEND the descriptor's offset is the file's end after the write: the batch
+            # must have landed exactly at ``position``, or it is not where reads will look for it.
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)
+            if end != position + encoded.size:
+                raise OSError(errno.EIO, f"segment {self.path.name} ends at byte {end} after a write of "
+                              f"{encoded.size} bytes at {position}; the write is undone")
+            if fsync:
+                os.fsync(self._fd)
+        except OSError:
+            self._torn = True
+            self.drop_map()
+            try:
+                self._repair()
+            except OSError:
+                pass  # retried by the next append; reads never look past ``size``
+            raise
         if self.first_append_ms is None:
             self.first_append_ms = header.append_ms
         self.index_batch(header, position, encoded.size)
@@ -214,6 +261,12 @@ class LogSegment:
         else:
             self._tail.add(header.base_offset, header.next_offset, position, encoded.head, encoded.body)
         return position
+
+    def _repair(self) -> None:
+        """Cut bytes a failed write left past ``size`` (no-op unless a write failed)."""
+        if self._torn:
+            os.ftruncate(self._fd, self.size)
+            self._torn = False
 
     def index_batch(self, header: codec.BatchHeader, position: int, size: int) -> None:
         """Account for the batch stored at ``position``: indexes, size, next offset, times."""

@@ -17,6 +17,8 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
+    ├── LogWriteError                a write to a partition log or coordinator file failed (retriable)
+    │   └── DiskFullError            ... because the file system is full (ENOSPC, EDQUOT)
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -38,6 +40,9 @@ roll) carry ``retriable = True``, as kafka-python's do.
 
 from __future__ import annotations
 
+import errno as _errno
+import os as _os
+
 __all__ = [
     "RaykaError",
     "ConfigError",
@@ -50,6 +55,8 @@ __all__ = [
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
+    "LogWriteError",
+    "DiskFullError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -133,6 +140,68 @@ class CorruptRecordError(RaykaError):
 class LogDirLockedError(RaykaError):
     """A partition directory is already open by another partition log (another process, or
     another PartitionLog in this one); two clusters must not share a data directory."""
+
+
+class LogWriteError(RaykaError):
+    """Writing a partition log (or a coordinator file) failed with an OS error (EIO, ENOSPC, ...).
+
+    Nothing of the failed write was kept: the file was cut back to its last whole record and
+    the log's state is as before the call, so everything acknowledged earlier stays readable
+    and a retry (the producer retries on its own until ``delivery_timeout_ms``) writes no
+    duplicate. ``path`` is the directory or file, ``errno`` the OS error number and
+    ``free_bytes`` the space left on its file system (os.statvfs; -1 if unknown).
+    """
+
+    retriable = True
+
+    def __init__(self, message: str, *, path: str = "", errno: int | None = None, free_bytes: int = -1):
+        super().__init__(message)
+        self.path, self.errno, self.free_bytes = path, errno, free_bytes
+
+    def __reduce__(self):
+        return (_rebuild_write_error, (type(self), self.args[0], self.path, self.errno, self.free_bytes))
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path, what: str) -> "LogWriteError":
+        """The rayka error for ``exc``, raised while doing ``what`` in ``path``: a DiskFullError
+        for ENOSPC/EDQUOT, else a LogWriteError; the message names the free space left."""
+        path = str(path)
+        free = _free_bytes(path)
+        space = f"{free} bytes free" if free >= 0 else "free space unknown"
+        if exc.errno in _DISK_FULL:
+            return DiskFullError(
+                f"{what} failed: the file system of {path} is full ({exc.strerror}; {space}). Nothing "
+                "of it was kept; free space (delete topics or data, lower retention) and retry",
+                path=path, errno=exc.errno, free_bytes=free)
+        return LogWriteError(
+            f"{what} failed: {exc.__class__.__name__}: {exc} ({path}; {space}). Nothing of it was "
+            "kept; check the disk and retry", path=path, errno=exc.errno, free_bytes=free)
+
+
+class DiskFullError(LogWriteError):
+    """The file system holding a partition log or coordinator file is full (ENOSPC or EDQUOT)."""
+
+
+_DISK_FULL = frozenset(e for e in (getattr(_errno, "ENOSPC", None), getattr(_errno, "EDQUOT", None)) if e)
+
+
+def _free_bytes(path: str) -> int:
+    """Bytes available to unprivileged writers on ``path``'s file system (or its nearest existing
+    parent's); -1 if unknown."""
+    while path:
+        try:
+            st = _os.statvfs(path)
+            return st.f_bavail * st.f_frsize
+        except OSError:
+            parent = _os.path.dirname(path)
+            if parent == path:
+                return -1
+            path = parent
+    return -1
+
+
+def _rebuild_write_error(cls, message, path, errno, free):
+    return cls(message, path=path, errno=errno, free_bytes=free)
 
 
 class DuplicateSequenceError(RaykaError):
