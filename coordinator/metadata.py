@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ from ..config import TopicConfig
 from ..errors import (
     ConfigError,
     InvalidTopicError,
+    LogWriteError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
@@ -41,6 +43,8 @@ __all__ = [
     "partition_dir",
     "MAX_PARTITIONS",
 ]
+
+log = logging.getLogger(__name__)
 
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 MAX_PARTITIONS = 10_000
@@ -125,20 +129,38 @@ class MetadataStore:
         return {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
 
     def save(self, topics: dict[str, TopicMetadata]) -> None:
+        """Replace the file with ``topics``. A write that fails (a full disk) raises LogWriteError
+        (DiskFullError) with the old file in place and no temp file left behind."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}},
+                          indent=1).encode()
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise LogWriteError.from_os_error(exc, self.path.parent,
+                                              f"writing topic metadata {self.path}") from exc
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            # The new file is in place (memory and file agree); only the rename's durability
+            # across a power loss is in doubt.
+            log.warning("topic metadata %s: fsync of its directory failed", self.path, exc_info=True)
 
 
 class ClusterMetadata:

@@ -28,6 +28,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LogWriteError
+
 __all__ = ["OffsetStore", "CommittedOffset"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class OffsetStore:
         self._generations: dict[str, int] = {}
         self._states: dict[str, dict] = {}
         self._lines = 0
+        self._size = 0  # bytes of whole lines in the file: where the next append must start
         if self.path is not None:
             self._replay()
 
@@ -105,31 +108,55 @@ class OffsetStore:
             self._apply(row)
 
     def _append(self, rows: list[dict]) -> None:
+        """Append ``rows`` as whole lines and fsync. All or nothing: a write or fsync that fails
+        (a full disk) cuts the file back to its last whole line and raises LogWriteError
+        (DiskFullError); if the cut fails too, the next append makes it first."""
         if self.path is None:
             return
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._error(exc, len(rows)) from exc
+        try:
+            if os.fstat(fd).st_size != self._size:
+                os.ftruncate(fd, self._size)  # bytes an earlier failed write left behind
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+            if created:
+                _fsync_dir(self.path.parent)  # else a crash may lose the new file's directory entry
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass  # redone by the fstat check of the next append
+            raise self._error(exc, len(rows)) from exc
         finally:
             os.close(fd)
-        if created:
-            _fsync_dir(self.path.parent)  # else a crash may lose the new file's directory entry
+        self._size += len(data)
         self._lines += len(rows)
         live = sum(len(b) for b in self._offsets.values()) + len(self._generations) + len(self._states) + 1
         if self._lines > max(self.compact_min_lines, self.compact_ratio * live):
-            self.compact()
+            try:
+                self.compact()
+            except OSError:
+                # The rows are durable in the uncompacted file; compaction is retried later.
+                log.warning("offset store %s: compaction failed; retried later", self.path, exc_info=True)
+
+    def _error(self, exc: OSError, rows: int) -> LogWriteError:
+        return LogWriteError.from_os_error(
+            exc, self.path.parent, f"writing {rows} record(s) to the committed-offsets log {self.path}")
 
     def _replay(self) -> None:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return
+        self._size = len(data)
         complete, newline, torn = data.rpartition(b"\n")
         if not newline:  # no newline at all: the whole file is one torn line
             complete, torn = b"", data
@@ -146,7 +173,11 @@ class OffsetStore:
         if torn:
             good = len(data) - len(torn)
             log.warning("offset store %s: dropping %d torn bytes at the end", self.path, len(torn))
-            os.truncate(self.path, good)
+            self._size = good
+            try:
+                os.truncate(self.path, good)
+            except OSError:
+                pass  # the next append cuts it (it checks the size first)
 
     def _apply(self, row: dict) -> None:
         group = row["g"]
@@ -178,14 +209,22 @@ class OffsetStore:
             rows += [{"g": g, "t": t, "p": p, "o": c.offset, "m": c.metadata, "ts": c.commit_ms}
                      for (t, p), c in sorted(bucket.items())]
         tmp = self.path.with_suffix(".compacting")
-        with open(tmp, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # the old file is untouched
+            raise
+        self._size, self._lines = len(data), len(rows)
         _fsync_dir(self.path.parent)  # make the rename itself durable
-        self._lines = len(rows)
 
 
 def _fsync_dir(path: Path) -> None:
