@@ -27,6 +27,7 @@ reads memory-mapped files without it, so a long read never blocks appends.
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
 import shutil
 import threading
@@ -128,6 +129,13 @@ class PartitionLog:
         self._dir_lock.acquire()
         try:
             loaded = load_log(self.directory, self._schema_bytes, self.config, clock())
+        except OSError as exc:
+            self._dir_lock.release()
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Opening writes too (a new segment, rebuilt indexes): say so as for an append.
+            raise LogWriteError.from_os_error(exc, self.directory,
+                                              f"opening partition log {self.directory}") from exc
         except BaseException:
             self._dir_lock.release()
             raise
@@ -216,15 +224,9 @@ class PartitionLog:
             if producer_id is not None and sequence >= 0:
                 self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
             self._dirty = True
-            if sync:
-                try:
-                    self._segments[-1].flush_indexes(fsync=True)
-                    self._last_flush_ms, self._dirty = now, False
-                except OSError:
-                    # The batch itself is fsynced: acknowledge it. Its index entries stay pending
-                    # for the next flush (indexes are derived; recovery rebuilds them).
-                    log.warning("partition %s: writing index entries failed; retried at the next flush",
-                                self.directory, exc_info=True)
+            # The batch itself is fsynced: acknowledge it even if its index entries must wait.
+            if sync and self._segments[-1].flush_indexes_if_possible():
+                self._last_flush_ms, self._dirty = now, False
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
 

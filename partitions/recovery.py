@@ -128,8 +128,7 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
             seg.index_batch(step.header, position, step.size)
             report.headers.append(step.header)
         position += step.size
-    seg.offset_index.flush(fsync=True)
-    seg.time_index.flush(fsync=True)
+    seg.flush_indexes_if_possible()  # on a full disk, later (the log must open to serve reads)
     seg.first_append_ms = report.headers[0].append_ms if report.headers else None
     seg.last_append_ms = report.headers[-1].append_ms if report.headers else None
     report.batches = len(report.headers)

@@ -36,6 +36,7 @@ the log hands them.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 from pathlib import Path
@@ -53,6 +54,8 @@ from .segment_read import SegmentRead
 from .tail_cache import TailCache
 
 __all__ = ["LogSegment", "SegmentRead", "RecoveryReport", "SEGMENT_SUFFIX", "segment_name"]
+
+log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".arrows"
 INDEX_SUFFIX = ".index"
@@ -170,6 +173,17 @@ class LogSegment:
     def flush_indexes(self, fsync: bool) -> None:
         self.offset_index.flush(fsync=fsync)
         self.time_index.flush(fsync=fsync)
+
+    def flush_indexes_if_possible(self) -> bool:
+        """Write and fsync the pending index entries; on an OSError (a full disk) log it and
+        leave them pending for the next flush, seal or close (index files are derived data:
+        a missing entry costs a longer scan, and recovery rebuilds them). True if written."""
+        try:
+            self.flush_indexes(fsync=True)
+            return True
+        except OSError as exc:
+            log.warning("segment %s: writing its indexes failed (%s); retried later", self.path, exc)
+            return False
 
     def fsync(self) -> None:
         """fsync data and indexes without writing anything (safe beside a concurrent append, and

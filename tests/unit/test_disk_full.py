@@ -254,3 +254,42 @@ def test_a_producer_snapshot_that_cannot_be_written_leaves_no_temp_file(tmp_path
     history.check(reopened)
     assert reopened.append(batch([b"x"]), producer_id="p", sequence=10).duplicate  # rebuilt from headers
     reopened.close()
+
+
+@pytest.mark.parametrize("clean", [False, True])
+def test_a_log_reopens_on_a_full_disk_serves_everything_and_refuses_writes_clearly(
+        tmp_path, clock, monkeypatch, clean):
+    config = TopicConfig(segment_bytes=8 * 1024, index_interval_bytes=512)
+    disk = FullDisk(monkeypatch, tmp_path)
+    log = PartitionLog(tmp_path, config=config, clock=clock)
+    history = History()
+    for i in range(60):
+        values = [f"ok-{i}-".encode() + bytes(300)]
+        history.ack(log.append(batch(values), producer_id="p", sequence=i), values)
+    log.close() if clean else crash(log)
+    disk.free = 0  # a restart on a disk that is still full
+    again = PartitionLog(tmp_path, config=config, clock=clock)
+    history.check(again)
+    values = [b"while-full"]
+    with pytest.raises(DiskFullError):
+        again.append(batch(values), producer_id="p", sequence=60)
+    history.check(again)
+    disk.restore()
+    history.ack(again.append(batch(values), producer_id="p", sequence=60), values)
+    history.check(again)
+    _reopen_and_check(tmp_path, config, clock, again, history)
+
+
+def test_creating_a_log_on_a_full_disk_raises_disk_full_and_leaves_it_openable(tmp_path, clock, monkeypatch):
+    disk = FullDisk(monkeypatch, tmp_path)
+    disk.free = 0
+    with pytest.raises(DiskFullError) as info:
+        PartitionLog(tmp_path / "p", clock=clock)
+    assert "opening partition log" in str(info.value) and str(tmp_path / "p") in str(info.value)
+    assert not list((tmp_path / "p").glob("*.arrows"))
+    disk.restore()
+    log = PartitionLog(tmp_path / "p", clock=clock)  # the directory lock was released
+    history = History()
+    history.ack(log.append(batch([b"a"])), [b"a"])
+    history.check(log)
+    log.close()
