@@ -4,7 +4,7 @@ A producer fills the file system through a real partition actor and gets DiskFul
 the error of its futures, after the producer's own retries), the coordinator refuses a topic
 and a commit with DiskFullError, space is freed (a ballast file is deleted), sends and commits
 succeed again, and everything acknowledged reads back at its acknowledged offset, before and
-after the partition actor is killed and restarts. Jepsen-style: unique values, offsets recorded
+after the partition actor is killed and restarts (once while the disk is still full). Jepsen-style: unique values, offsets recorded
 at each acknowledgement, nothing from a failed send visible, offsets dense.
 """
 
@@ -144,6 +144,10 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
     assert not list((tmpfs / "data").glob("*.tmp"))
     with pytest.raises(DiskFullError):
         committer.commit({tp: 7})
+    # A partition actor that restarts on the full disk opens and serves everything acknowledged.
+    _, handles = full_cluster.topic("full")
+    ray.kill(handles[0], no_restart=False)
+    _check("full", acked, failed, len(acked))
 
     # Sends made while full are retried by the producer (same sequence) and land, once, when
     # space returns.
