@@ -444,10 +444,10 @@ class PartitionLog:
                 return
             active = self._segments[-1]
             try:
-                active.seal()
                 for seg in self._unsynced:
                     seg.fsync()
                 self._unsynced = []
+                active.seal()
                 self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
                 (self.directory / CLEAN_SHUTDOWN).touch()
             except OSError:

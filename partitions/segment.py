@@ -133,6 +133,9 @@ class LogSegment:
             report = recovery.recover(seg, truncate=active)
         if active:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+            # Appends land at the end of the file, so it must end where the log does: bytes past
+            # ``size`` (never served) are cut before the first append writes anything.
+            seg._torn = os.fstat(seg._fd).st_size != seg.size
         return seg, report
 
     def seal(self, fsync: bool = True) -> None:

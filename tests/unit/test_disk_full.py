@@ -293,3 +293,42 @@ def test_creating_a_log_on_a_full_disk_raises_disk_full_and_leaves_it_openable(t
     history.ack(log.append(batch([b"a"])), [b"a"])
     history.check(log)
     log.close()
+
+
+def test_write_errors_say_what_failed_and_cross_process_boundaries_whole():
+    import pickle
+
+    full = LogWriteError.from_os_error(OSError(errno.ENOSPC, "No space left on device"), "/nowhere/t/0",
+                                       "appending offsets 5..9 to partition log /nowhere/t/0")
+    assert type(full) is DiskFullError and full.retriable and full.errno == errno.ENOSPC
+    assert full.free_bytes >= 0  # measured on the nearest existing parent ("/")
+    assert "/nowhere/t/0 is full" in str(full) and "bytes free" in str(full)
+    quota = LogWriteError.from_os_error(OSError(errno.EDQUOT, "Disk quota exceeded"), "/x", "writing")
+    assert type(quota) is DiskFullError
+    eio = LogWriteError.from_os_error(OSError(errno.EIO, "Input/output error"), "/x", "writing")
+    assert type(eio) is LogWriteError and eio.retriable
+    for err in (full, eio):
+        back = pickle.loads(pickle.dumps(err))
+        assert (type(back), str(back), back.path, back.errno, back.free_bytes) == (
+            type(err), str(err), err.path, err.errno, err.free_bytes)
+
+
+def test_an_append_that_lands_anywhere_but_the_log_end_is_undone(tmp_path, clock):
+    config = TopicConfig()
+    log = PartitionLog(tmp_path, config=config, clock=clock)
+    history = History()
+    for i in range(5):
+        values = [f"ok-{i}".encode()]
+        history.ack(log.append(batch(values)), values)
+    with open(next(tmp_path.glob("*.arrows")), "ab") as f:
+        f.write(b"\xff" * 10)  # the file no longer ends where the log does
+    values = [b"misplaced"]
+    with pytest.raises(LogWriteError) as info:
+        log.append(batch(values))  # it would land 10 bytes late, where no read would find it
+    assert info.value.errno == errno.EIO and "ends at byte" in str(info.value)
+    history.failed.update(values)
+    history.check(log)
+    values = [b"after"]
+    history.ack(log.append(batch(values)), values)
+    history.check(log)
+    _reopen_and_check(tmp_path, config, clock, log, history)
