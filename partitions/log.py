@@ -16,7 +16,11 @@ batch was written to the OS before ``append`` returned (and fsynced first under
 No batch is served before its CRC passed, and damaged batches with valid ones
 after them stay in place as holes whose offsets are never reused (scan.py).
 One PartitionLog at a time owns the directory: a second one, in any process,
-raises LogDirLockedError.
+raises LogDirLockedError. A write that fails (a full disk: ENOSPC; EIO...) keeps
+nothing and raises LogWriteError/DiskFullError (segment.py: appends are all or
+nothing; a roll creates the new segment before it seals the old one); the
+upkeep in ``tick`` (index writes, rolls) logs such failures and tries again, and
+retention, which frees space, still runs.
 
 Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
 ``read`` takes it only to snapshot the segment list and the high watermark, then
@@ -280,10 +284,14 @@ class PartitionLog:
                         exc_info=True)
 
     def flush(self) -> None:
-        """fsync the active segment and its indexes now."""
+        """fsync the active segment and its indexes now (LogWriteError if that fails)."""
         with self._lock:
             self._check_open()
-            self._flush(self._clock())
+            try:
+                self._flush(self._clock())
+            except OSError as exc:
+                raise LogWriteError.from_os_error(exc, self.directory,
+                                                  f"flushing partition log {self.directory}") from exc
 
     def _flush(self, now: int) -> None:
         self._segments[-1].flush(fsync=True)

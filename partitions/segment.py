@@ -11,7 +11,10 @@ Invariants: the batches of a segment hold dense offsets from ``base_offset`` to
 Only the active (last) segment of a log has an open file descriptor and grows; a
 sealed segment is never written again, only deleted whole by retention. An index
 entry is added for the first batch, then one per ``index_interval_bytes``, and
-always for the batch after a hole.
+always for the batch after a hole. The file ends at ``size`` before every append
+(it is opened O_APPEND, and checked after each write): a write that fails
+midway is cut off again before anything about the segment changes, so a full
+disk never leaves partial bytes where the next batch would be written.
 
 Integrity: no batch is served unless its CRC passed since this object opened the
 file. Appended batches pass by construction, recovery checks every batch it
