@@ -343,3 +343,28 @@ def test_an_append_that_lands_anywhere_but_the_log_end_is_undone(tmp_path, clock
     history.ack(log.append(batch(values)), values)
     history.check(log)
     _reopen_and_check(tmp_path, config, clock, log, history)
+
+
+def test_retention_frees_space_on_a_full_disk_even_when_the_roll_it_wants_fails(tmp_path, clock, monkeypatch):
+    config = TopicConfig(segment_bytes=4096, retention_ms=60_000)
+    disk = FullDisk(monkeypatch, tmp_path)
+    log = PartitionLog(tmp_path, config=config, clock=clock)
+    acked = {}
+    for i in range(40):
+        values = [f"old-{i}-".encode() + bytes(400)]
+        acked[log.append(batch(values)).base_offset] = values[0]
+    sealed = log.segment_count - 1
+    assert sealed >= 3
+    clock.advance(120_000)  # every record is past retention, the active segment's too
+    disk.free = 0
+    log.tick()  # rolling the expired active segment fails; the sealed ones go all the same
+    assert disk.failures >= 1 and log.segment_count == 1
+    assert not list(tmp_path.glob("*.tmp"))
+    start = log.log_start_offset
+    offsets, values = read_all(log)
+    assert offsets == list(range(start, len(acked))) and values == [acked[o] for o in offsets]
+    disk.restore()
+    log.tick()  # now the roll works, and the expired segment goes too
+    assert log.log_start_offset == log.log_end_offset == len(acked)
+    assert log.append(batch([b"new"])).base_offset == len(acked)
+    log.close()
