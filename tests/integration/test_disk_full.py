@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -21,7 +22,6 @@ import rayka
 from rayka import TopicPartition
 from rayka.errors import DiskFullError
 
-from helpers import wait_for
 
 TMPFS_MIB = 16
 VALUE_BYTES = 1024
@@ -84,15 +84,17 @@ def _value(n):
     return b"%08d-" % n + bytes(VALUE_BYTES)
 
 
-def _read_all(topic, end):
+def _read_all(topic, end, timeout_s=60.0):
+    """{offset: value} of offsets 0..end-1 of partition 0, read by a fresh consumer (a partition
+    actor restarting meanwhile is retried inside poll)."""
     c = rayka.Consumer()
     tp = TopicPartition(topic, 0)
     c.assign([tp])
     c.seek(tp, 0)
     out = {}
-    deadline = 60
-    wait_for(lambda: out.update({r.offset: r.value for r in c.poll(timeout_ms=500, max_records=10_000)})
-             or len(out) >= end, timeout_s=deadline, what=f"{end} records of {topic}")
+    deadline = time.monotonic() + timeout_s
+    while len(out) < end and time.monotonic() < deadline:
+        out.update({r.offset: r.value for r in c.poll(timeout_ms=500, max_records=10_000)})
     c.close()
     return out
 
