@@ -4,8 +4,9 @@ A producer fills the file system through a real partition actor and gets DiskFul
 the error of its futures, after the producer's own retries), the coordinator refuses a topic
 and a commit with DiskFullError, space is freed (a ballast file is deleted), sends and commits
 succeed again, and everything acknowledged reads back at its acknowledged offset, before and
-after the partition actor is killed and restarts (once while the disk is still full). Jepsen-style: unique values, offsets recorded
-at each acknowledgement, nothing from a failed send visible, offsets dense.
+after the partition actor is killed and restarts (once while the disk is still full).
+Jepsen-style: unique values, offsets recorded at each acknowledgement, nothing from a failed
+send visible, offsets dense.
 """
 
 import logging
