@@ -147,13 +147,9 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
     assert not list((tmpfs / "data").glob("*.tmp"))
     with pytest.raises(DiskFullError):
         committer.commit({tp: 7})
-    # A partition actor that restarts on the full disk opens and serves everything acknowledged.
-    _, handles = full_cluster.topic("full")
-    ray.kill(handles[0], no_restart=False)
-    _check("full", acked, failed, len(acked))
 
     # Sends made while full are retried by the producer (same sequence) and land, once, when
-    # space returns.
+    # space returns, in the same actor: where its failed writes stopped is where they go.
     retries = _Retries()
     logging.getLogger("rayka.clients.producer").addHandler(retries)
     logging.getLogger("rayka.clients.producer").setLevel(logging.INFO)
@@ -180,8 +176,14 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
     committer.commit({tp: 7})
     assert committer.committed(tp) == 7
 
+    # A partition actor that restarts on a full disk opens and serves everything acknowledged;
+    # one that restarts with space again takes writes.
     _, handles = full_cluster.topic("full")
-    ray.kill(handles[0], no_restart=False)  # restarts and recovers from its files
+    _fill(ballast, leave_bytes=0)
+    ray.kill(handles[0], no_restart=False)
+    _check("full", acked, failed, end)
+    ballast.unlink()
+    ray.kill(handles[0], no_restart=False)
     _check("full", acked, failed, end)
     with rayka.Producer() as p:
         assert p.send("full", value=b"after-restart").result(timeout=60).offset == end
