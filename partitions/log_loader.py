@@ -39,7 +39,8 @@ from pathlib import Path
 
 from ..config import TopicConfig
 from .producer_state import ProducerStateTable
-from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport
+from ..errors import LogOpenError
+from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
 __all__ = ["LoadedLog", "load_log", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT", "PRODUCER_EXPIRY_MS"]
 
@@ -62,7 +63,29 @@ class LoadedLog:
 
 
 def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
-    """Open every segment of ``directory`` and rebuild producer state; remove the clean marker."""
+    """Open every segment of ``directory`` and rebuild producer state; remove the clean marker.
+
+    Raises LogOpenError (naming the directory, the file, the cause and what to do) when the
+    files cannot be opened; nothing is changed on disk then beyond repairs already made.
+    """
+    try:
+        return _load(directory, schema_bytes, config, now_ms)
+    except LogOpenError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the files hold, the caller gets one clear error
+        raise _open_error(directory, None, exc) from exc
+
+
+def _open_error(directory: Path, segment: str | None, exc: BaseException) -> LogOpenError:
+    cause = f"{type(exc).__name__}: {exc}"
+    where = f" (segment {segment})" if segment else ""
+    return LogOpenError(
+        f"partition log {directory} cannot be opened{where}: {cause}. Move the damaged file aside "
+        "(or restore it from a backup), then reopen the partition; a partition actor retries by "
+        "itself every few seconds", directory=str(directory), cause=cause)
+
+
+def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
     marker = directory / CLEAN_SHUTDOWN
     clean = marker.exists()
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
@@ -70,8 +93,11 @@ def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: 
     reports: dict[int, RecoveryReport] = {}
     for i, base in enumerate(bases):
         active = i == len(bases) - 1
-        seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
-                                      recover=active and not clean, active=active)
+        try:
+            seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
+                                          recover=active and not clean, active=active)
+        except Exception as exc:  # noqa: BLE001 - named with its segment, see load_log
+            raise _open_error(directory, segment_name(base) + SEGMENT_SUFFIX, exc) from exc
         if loaded.segments and loaded.segments[-1].next_offset != base:
             # A damaged sealed segment ends early. The segments after it hold acknowledged
             # records, so they stay; reads of the hole raise CorruptRecordError.
@@ -81,6 +107,8 @@ def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: 
         loaded.truncated_bytes += report.truncated_bytes
         loaded.recovered_batches += report.batches
         loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in report.holes]
+        if loaded.segments and loaded.segments[-1].next_offset < base:
+            loaded.damaged_offsets.append((loaded.segments[-1].next_offset, base - 1))
         reports[base] = report
         loaded.segments.append(seg)
     if not loaded.segments:
@@ -104,7 +132,8 @@ def _load_producer_state(directory: Path, loaded: LoadedLog, reports: dict[int, 
             headers = report.headers  # checked while loading
         else:
             headers, holes = seg.checked_headers(start)
-            loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in holes]
+            loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in holes
+                                       if h.next_offset > h.first_offset]
         for header in headers:
             if header.base_offset >= upto:
                 table.update_from_header(header)

@@ -17,6 +17,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
+    ├── LogOpenError                 a partition's files cannot be opened; names the directory, cause, remedy
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -50,6 +51,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
+    "LogOpenError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -133,6 +135,25 @@ class CorruptRecordError(RaykaError):
 class LogDirLockedError(RaykaError):
     """A partition directory is already open by another partition log (another process, or
     another PartitionLog in this one); two clusters must not share a data directory."""
+
+
+class LogOpenError(RaykaError):
+    """A partition log cannot be opened from its files (a segment of another log, an unreadable
+    file or directory, damage recovery cannot step over). The partition answers every call with
+    this error, naming the directory, the cause and what to do, until its files are fixed; it
+    tries to open again at most every few seconds, so fixing them is enough."""
+
+    def __init__(self, message: str, *, directory: str = "", cause: str = ""):
+        super().__init__(message)
+        self.directory = directory
+        self.cause = cause
+
+    def __reduce__(self):
+        return (_rebuild_log_open_error, (self.args[0], self.directory, self.cause))
+
+
+def _rebuild_log_open_error(message, directory, cause):
+    return LogOpenError(message, directory=directory, cause=cause)
 
 
 class DuplicateSequenceError(RaykaError):
