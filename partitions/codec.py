@@ -47,7 +47,6 @@ __all__ = [
     "EncodeBuffer",
     "encode_slice",
     "message_size_at",
-    "header_at",
     "read_message_at",
     "iter_messages",
     "decode",
@@ -305,18 +304,6 @@ def message_size_at(buf: pa.Buffer, position: int) -> int:
     header or CRC is damaged. CorruptRecordError if the framing itself is broken."""
     message, meta_len = _frame_at(buf, position)
     return 8 + meta_len + message.body.size
-
-
-def header_at(buf: pa.Buffer, position: int, limit: int) -> BatchHeader:
-    """The ``rayka.batch`` header of the message starting at ``position``, read from its
-    metadata alone (no flatbuffer parse, no body, no CRC): a cheap check that a batch starts
-    there, for validating index entries. CorruptRecordError if none does."""
-    if limit - position < 8 or buf.slice(position, 4).to_pybytes() != _CONTINUATION:
-        raise CorruptRecordError(f"no message starts at byte {position}")
-    meta_len = int.from_bytes(buf.slice(position + 4, 4).to_pybytes(), "little")
-    if meta_len <= 0 or position + 8 + meta_len > limit:
-        raise CorruptRecordError(f"message at byte {position} has its metadata past the end")
-    return _parse_header(buf.slice(position + 8, meta_len).to_pybytes(), position)
 
 
 def read_message_at(buf: pa.Buffer, position: int) -> Message:

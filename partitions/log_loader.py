@@ -9,12 +9,19 @@ Files read (the layout is in log.py)::
 What is checked, by shutdown kind:
 
 - unclean (no marker): the active segment is recovered, every batch CRC-checked,
-  a torn tail truncated (recovery.py);
+  damage kept as holes, a torn tail (a write cut short) truncated (recovery.py);
 - clean: the active segment's batches after its last index entry are CRC-checked;
 - sealed segments, either way: only their indexes and the batches after the last
   entry are read, not checked (they were fsynced when they rolled, or, under the
   interval policy, by the tick after, within ``flush.ms``); their batches are
-  checked on first read, and a sealed segment that lost its end leaves a gap.
+  checked on first read, and a sealed segment that lost its end leaves a gap
+  (listed in ``damaged_offsets``);
+- every segment, either way: its indexes are checked against the file and rebuilt
+  when they fail (index_check.py), its schema message repaired if damaged.
+
+Files that cannot be opened at all (a segment of another log, an unreadable
+file) raise LogOpenError naming the directory, the segment, the cause and what
+to do; the partition actor then stays up answering every call with it.
 
 Producer state is the snapshot plus the ``pid``/``seq`` of every batch from the
 snapshot's ``upto_offset`` on, and every header used is CRC-checked: either

@@ -3,19 +3,25 @@
 At open a segment is in one of two states, and the caller (LogSegment.load) says which:
 
 - *Fast load* (:func:`load_fast`): a sealed segment, or the active one after a clean
-  shutdown. The ``.index``/``.timeindex`` files are trusted if they load and agree
-  with each other; only the batches after the last index entry are read (to find
-  the segment's end), and their CRCs are checked only for the active segment.
+  shutdown. The ``.index``/``.timeindex`` files are trusted if they pass
+  index_check.py (in order, in bounds, every entry at the start of the batch it
+  names); only the batches after the last index entry are read (to find the
+  segment's end), and their CRCs are checked only for the active segment.
   Batches before that entry are checked on their first read (scan.py).
 - *Recovery* (:func:`recover`): the active segment after an unclean shutdown, or any
   segment whose fast load found something off. Every batch is read and CRC-checked
   from the schema message on; both indexes are rebuilt from the batches kept;
-  holes (scan.py) stay in place; a torn tail is truncated from the active segment,
-  while a sealed one just ends before it.
+  holes (scan.py) stay in place. At the end of the active segment, what has no
+  valid batch after it is either a torn tail (a write cut short: truncated) or
+  whole damaged batches (kept as a hole, their offsets reserved): :func:`_end_active`.
+  A sealed segment just ends before such damage (the next segment's base offset
+  says where the gap ends).
 
 On disk: the file must start with this log's schema message, byte for byte. A
 file too short to hold it is rewritten as just the schema (it held no batch); a
-file starting with another schema is refused (it is not this log's).
+damaged schema message followed by this log's batches is rewritten in place from
+the topic's schema; a file starting with another schema is refused (it is not
+this log's), which makes the log fail to open with LogOpenError (log_loader.py).
 
 :class:`RecoveryReport` says what was found. ``headers[i]`` for batches at or
 after ``checked_from`` passed their CRC during the load; ``checked_from`` is None
