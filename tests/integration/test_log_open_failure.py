@@ -11,7 +11,7 @@ import ray
 
 import rayka
 from rayka import TopicPartition
-from rayka.actors.partition import REOPEN_INTERVAL_S
+from rayka.partitions.log_opener import REOPEN_INTERVAL_S
 from rayka.errors import LogOpenError, PartitionUnavailableError
 
 from helpers import consume_all, wait_for
