@@ -45,7 +45,7 @@ import pyarrow.ipc as ipc
 from ..errors import CorruptRecordError
 from . import codec, recovery, segment_read
 from .index import MIN_TIMESTAMP, OffsetIndex, TimeIndex
-from .index_check import index_digest
+from .index_check import index_digest, index_problem
 from .integrity import Hole
 from .recovery import RecoveryReport
 from .scan import SegmentScanner
@@ -183,11 +183,13 @@ class LogSegment:
         """Reload the indexes dropped by :meth:`release` (they must be the entries checked
         when the segment was opened: a sealed segment's index does not change)."""
         if not self._index_loaded:
-            if not (self.offset_index.load() and self.time_index.load()) or (
-                    index_digest(self.offset_index, self.time_index) != self.index_digest):
+            loaded = self.offset_index.load() and self.time_index.load()
+            if not loaded or (index_digest(self.offset_index, self.time_index) != self.index_digest
+                              and index_problem(self, self.view(self.size), self.size) is not None):
                 raise CorruptRecordError(
                     f"the index files of sealed segment {self.path} changed on disk since the partition "
                     "opened; restart the partition (its indexes are then checked and rebuilt)")
+            self.index_digest = index_digest(self.offset_index, self.time_index)
             self._index_loaded = True
 
     def reset(self) -> None:
