@@ -141,6 +141,10 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
             seg.index_hole(step)
             if step.next_offset > step.first_offset:
                 report.holes.append(step)
+            if step.size == 0:
+                log.error("segment %s: offsets %d..%d are missing before byte %d (no batch holds them); "
+                          "reads of them raise CorruptRecordError", seg.path, step.first_offset,
+                          step.next_offset - 1, position)
         else:
             seg.index_batch(step.header, position, step.size)
             report.headers.append(step.header)

@@ -23,10 +23,11 @@ Damage policy, the same for the active and sealed segments:
   decided by recovery.py: a write cut short at the end of the active segment (a
   torn tail, truncated), or complete damaged batches (kept as a hole). A read
   bounds it by the next index entry or the segment's end (:meth:`SegmentScanner.bounded`).
-- A whole, valid batch whose first offset is not ``expected`` means a damaged
-  index pointed somewhere wrong: CorruptRecordError, nothing after it is trusted.
-  In a scan of the file in order (:meth:`SegmentScanner.recovery_step`) there is
-  no index: a batch past ``expected`` leaves a gap, one before it is damage.
+- A whole, valid batch past ``expected`` leaves a *gap*: a hole of no bytes, its
+  offsets held by no batch (indexes are checked at open, so it is not an index
+  pointing somewhere wrong). One before ``expected`` repeats offsets: at a position
+  an index gave, CorruptRecordError (nothing after it is trusted); in a scan of
+  the file in order (:meth:`SegmentScanner.recovery_step`), damage.
 
 Why holes rather than Kafka's truncate-at-first-corruption: truncating would drop
 the acknowledged batches behind the damage and hand their offsets to new records,
@@ -87,6 +88,8 @@ class SegmentScanner:
                 self.verified.add(position, end)
         except CorruptRecordError:
             return self._find_hole(view, position, expected, limit)
+        if msg.header.base_offset > expected:
+            return self._gap(position, expected, msg.header.base_offset)
         if msg.header.base_offset != expected:
             raise CorruptRecordError(
                 f"segment {self.path.name}: batch at byte {position} starts at offset "
@@ -96,18 +99,17 @@ class SegmentScanner:
 
     def recovery_step(self, view: pa.Buffer, position: int, expected: int, limit: int) -> codec.Message | Hole:
         """For a scan of the file in order (recovery): like :meth:`batch_at`, but a valid batch
-        out of sequence is no index error here. One past ``expected`` leaves a gap (a hole of
-        no bytes: the offsets before it are missing); one before it repeats offsets already
-        found and counts as damage."""
+        before ``expected`` (it repeats offsets already found) is damage, not an index error."""
         try:
             return self.batch_at(view, position, expected, limit)
         except CorruptRecordError:
-            msg = codec.read_message_at(view, position)  # whole and CRC-checked: only its offset is off
-        if msg.header.base_offset > expected:
-            log.error("segment %s: offsets %d..%d are missing before byte %d; reads of them raise "
-                      "CorruptRecordError", self.path, expected, msg.header.base_offset - 1, position)
-            return Hole(position, 0, expected, msg.header.base_offset)
-        return self._find_hole(view, position, expected, limit)
+            return self._find_hole(view, position, expected, limit)
+
+    def _gap(self, position: int, expected: int, base_offset: int) -> Hole:
+        """Offsets ``expected .. base_offset - 1`` held by no batch: the valid batch at ``position``
+        starts past them. A hole of no bytes (never cached: the next lookup expects ``base_offset``;
+        recovery logs it)."""
+        return Hole(position, 0, expected, base_offset)
 
     def _find_hole(self, view: pa.Buffer, position: int, expected: int, limit: int) -> Hole:
         """The damage at ``position``: up to the next valid batch, found by scanning forward
@@ -163,6 +165,10 @@ class SegmentScanner:
         return Hole(hole.position, limit - hole.position, hole.first_offset, next_offset)
 
     def hole_error(self, hole: Hole) -> CorruptRecordError:
+        if hole.size == 0:
+            return CorruptRecordError(
+                f"offsets {hole.first_offset}..{hole.next_offset - 1} of {self.path} are missing (no stored "
+                f"batch holds them, at byte {hole.position}); seek to {hole.next_offset} to read on")
         return CorruptRecordError(
             f"offsets {hole.first_offset}..{hole.next_offset - 1} of {self.path} failed their checksum "
             f"(bytes {hole.position}..{hole.position + hole.size - 1} are damaged on disk; they are "

@@ -5,6 +5,8 @@ import random
 
 import pytest
 
+from rayka.errors import CorruptRecordError
+
 from rayka.partitions.log import PartitionLog
 
 from storage_helpers import batch, crash, decode, read_around_damage, spans
@@ -174,3 +176,23 @@ def test_the_leftover_of_a_failed_write_before_the_retried_batch_loses_nothing(t
     got, holes = read_around_damage(log)
     assert got == {o: b"v%03d" % o for o in range(N)} and holes == log.damaged_offsets == []
     assert log.truncated_bytes == 0 and log.append(batch([b"after"])).base_offset == N
+
+
+@pytest.mark.parametrize("shutdown", ["unclean", "clean"])
+def test_a_batch_missing_between_two_valid_ones_is_a_gap_its_offsets_never_reused(tmp_path, clock, crashed_log,
+                                                                                   shutdown):
+    """Batch 10's bytes gone, batch 11 right after batch 9 (no writer does this, but a copy or
+    a file system can): offset 10 is reported missing, everything else reads, nothing is reused."""
+    _, _, batches = crashed_log
+    pos, size, _, _ = batches[10]
+    log = reopen_damaged(tmp_path, clock, crashed_log, "gap", lambda d: d.__delitem__(slice(pos, pos + size)))
+    if shutdown == "clean":
+        log.close()
+        log = PartitionLog(tmp_path / "gap", clock=clock)
+    got, holes = read_around_damage(log)
+    assert got == {o: b"v%03d" % o for o in range(N) if o != 10} and holes == [(10, 10)]
+    if shutdown == "unclean":  # found by recovery (after a clean close, by the first read of it)
+        assert log.damaged_offsets == [(10, 10)]
+    assert log.truncated_bytes == 0 and log.append(batch([b"after"])).base_offset == N
+    with pytest.raises(CorruptRecordError, match=r"offsets 10\.\.10 .*missing.*seek to 11"):
+        log.read(10)
