@@ -2,9 +2,11 @@
 damage with whole batches after it is a hole, whatever it did to the length words."""
 
 import random
+import shutil
 
 import pytest
 
+from rayka.config import TopicConfig
 from rayka.errors import CorruptRecordError
 
 from rayka.partitions.log import PartitionLog
@@ -196,3 +198,28 @@ def test_a_batch_missing_between_two_valid_ones_is_a_gap_its_offsets_never_reuse
     assert log.truncated_bytes == 0 and log.append(batch([b"after"])).base_offset == N
     with pytest.raises(CorruptRecordError, match=r"offsets 10\.\.10 .*missing.*seek to 11"):
         log.read(10)
+
+
+def test_framing_damage_in_a_sealed_segment_is_a_hole_found_by_reads(tmp_path, clock):
+    """The same policy for sealed segments (not rescanned at open): a read that meets the damage
+    scans forward for the next valid batch, wherever the index entries are."""
+    src = tmp_path / "src"
+    cfg = TopicConfig(segment_bytes=8192, index_interval_bytes=700)
+    log = PartitionLog(src, config=cfg, clock=clock)
+    for i in range(60):
+        log.append(batch([b"s%03d" % i + b"." * 150]))
+    assert log.segment_count >= 3
+    log.close()
+    sealed = sorted(src.glob("*.arrows"))[1]
+    for i, (pos, _, first, nxt) in enumerate(spans(sealed)[:-1]):
+        d = tmp_path / f"s{i}"
+        shutil.copytree(src, d)
+        with open(d / sealed.name, "r+b") as f:
+            f.seek(pos + 4)
+            f.write(b"\xff\xff\xff\x7f")  # a length word far past the end
+        again = PartitionLog(d, config=cfg, clock=clock)
+        got, holes = read_around_damage(again)
+        assert holes == [(first, nxt - 1)], i
+        assert got == {o: b"s%03d" % o + b"." * 150 for o in range(60) if not first <= o < nxt}, i
+        assert again.truncated_bytes == 0 and again.log_end_offset == 60
+        again.close()
