@@ -204,7 +204,7 @@ def test_framing_damage_in_a_sealed_segment_is_a_hole_found_by_reads(tmp_path, c
     """The same policy for sealed segments (not rescanned at open): a read that meets the damage
     scans forward for the next valid batch, wherever the index entries are."""
     src = tmp_path / "src"
-    cfg = TopicConfig(segment_bytes=8192, index_interval_bytes=700)
+    cfg = TopicConfig(segment_bytes=16384, index_interval_bytes=2000)  # an entry every few batches
     log = PartitionLog(src, config=cfg, clock=clock)
     for i in range(60):
         log.append(batch([b"s%03d" % i + b"." * 150]))
