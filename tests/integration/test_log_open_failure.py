@@ -84,3 +84,17 @@ def _describe_or_none(admin):
         return admin.describe_topic("broken")
     except LogOpenError:
         return None
+
+
+def test_a_topic_whose_partition_cannot_open_can_still_be_deleted(cluster, admin):
+    admin.create_topic("doomed", partitions=1)
+    with rayka.Producer(linger_ms=0) as p:
+        p.send("doomed", value=b"x", partition=0).result(timeout=30)
+    _, handles = cluster.topic("doomed")
+    partition_dir = Path(cluster.data_dir, "topics", "doomed", "0")
+    segment = sorted(partition_dir.glob("*.arrows"))[-1]
+    segment.write_bytes(os.urandom(segment.stat().st_size))
+    ray.kill(handles[0], no_restart=False)
+    _first_log_open_error(lambda: admin.describe_topic("doomed"), timeout_s=60)
+    admin.delete_topic("doomed")
+    assert "doomed" not in admin.list_topics() and not partition_dir.exists()
