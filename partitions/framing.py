@@ -75,7 +75,7 @@ def declared_size(view: pa.Buffer, position: int, limit: int) -> int | None:
     if limit - position < 8:
         return None
     meta_len = int.from_bytes(view.slice(position + 4, 4).to_pybytes(), "little", signed=True)
-    if meta_len < 8 or meta_len % 8 or position + 8 + meta_len > limit:
+    if meta_len < 8 or meta_len % 8 or meta_len > _BACK or position + 8 + meta_len > limit:
         return None
     meta = view.slice(position + 8, meta_len).to_pybytes()
     body_len = _message_field(meta, 3, 8)  # Message.bodyLength
