@@ -7,8 +7,9 @@ returns the open log, or raises the error that keeps it from opening (a
 LogOpenError naming the directory, the cause and what to do; a LogDirLockedError
 if another process owns the directory). The failure is logged once (again only if
 it changes), and opening is tried again on a call at most every
-``retry_interval_s``, so fixing the files brings the partition back without a
-restart. After :meth:`stop` (the partition is closing) nothing is reopened.
+``retry_interval_s`` (``LOCKED_RETRY_S`` for a directory locked by another
+process, which may be exiting), so fixing the files brings the partition back
+without a restart. After :meth:`stop` (the partition is closing) nothing is reopened.
 
 Thread-safe: calls from any thread; one of them at a time tries to open.
 """
@@ -20,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from ..errors import LogOpenError, RaykaError
+from ..errors import LogDirLockedError, LogOpenError, RaykaError
 from .log import PartitionLog
 
 __all__ = ["LogOpener", "REOPEN_INTERVAL_S"]
@@ -28,6 +29,7 @@ __all__ = ["LogOpener", "REOPEN_INTERVAL_S"]
 log = logging.getLogger(__name__)
 
 REOPEN_INTERVAL_S = 5.0
+LOCKED_RETRY_S = 0.2  # a directory another process holds is tried again this soon
 
 
 class LogOpener:
@@ -77,6 +79,8 @@ class LogOpener:
             if self.error is None or str(self.error) != str(error):
                 log.error("%s: %s", self._name, error)  # once, not once per call
             self.error = error
+            if isinstance(error, LogDirLockedError):  # cheap to retry (nothing is read before the lock),
+                self._next_try = self._clock() + LOCKED_RETRY_S  # and the owner may be exiting now
             return
         if self.error is not None:
             log.warning("%s: partition log %s opened after earlier failures", self._name, self._directory)

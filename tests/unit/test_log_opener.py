@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from rayka.errors import LogOpenError
+from rayka.errors import LogDirLockedError, LogOpenError
 from rayka.partitions.log import PartitionLog
 from rayka.partitions.log_opener import LogOpener
 
@@ -82,3 +82,15 @@ def test_an_unreadable_segment_is_a_log_open_error_naming_it(tmp_path, clock):
     with pytest.raises(LogOpenError, match=r"00000000000000000000\.arrows.*is a directory") as info:
         PartitionLog(tmp_path, clock=clock)
     assert info.value.directory == str(tmp_path)
+
+
+def test_a_directory_locked_by_another_log_is_tried_again_soon(tmp_path, clock):
+    owner = PartitionLog(tmp_path, clock=clock)
+    ticks = Clock()
+    opener = LogOpener(lambda: PartitionLog(tmp_path, clock=clock), directory=str(tmp_path), clock=ticks)
+    with pytest.raises(LogDirLockedError):
+        opener.ready()
+    owner.close()
+    ticks.now += 0.25  # not the full interval: the owner may just have been exiting
+    assert opener.ready().log_end_offset == 0
+    opener.log.close()
