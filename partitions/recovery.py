@@ -235,7 +235,7 @@ def _ensure_schema(seg: "LogSegment", report: RecoveryReport) -> int:
     if not _holds_this_logs_batches(seg, view, file_size):
         raise CorruptRecordError(
             f"segment {seg.path} does not start with this topic's schema and holds no batch of this "
-            "log after it; move it aside if it is not part of the log"
+            "log after it (a file of another log, or too damaged to tell)"
         )
     # Batches of this log (CRC-checked, at this segment's offsets, decoded by the topic's schema)
     # follow a damaged schema message: its bytes are the topic's, so write them back in place.
