@@ -5,13 +5,17 @@ at a time in ``append`` (the log serialises them anyway), fetches wait in
 ``fetch`` threads on the log's condition variable, and look-ups run in
 ``control``. The actor owns the log's tick loop (interval fsync, roll by age,
 retention). It restarts after a crash (``max_restarts=-1``) and recovers from
-its files when ``__init__`` runs again.
+its files when ``__init__`` runs again. A log that cannot open does not crash
+``__init__`` (Ray would restart it into the same failure forever): the actor
+comes up failed and answers every call with the LogOpenError that says why,
+trying to open again now and then (log_opener.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 
 import pyarrow as pa
@@ -21,6 +25,7 @@ import ray
 from rayka.config import TopicConfig
 from rayka.partitions import codec
 from rayka.partitions.log import PartitionLog
+from rayka.partitions.log_opener import LogOpener
 
 __all__ = ["PartitionActor", "TICK_INTERVAL_S"]
 
@@ -45,26 +50,34 @@ class PartitionActor:
 
     def __init__(self, directory: str, config: dict, value_schema: pa.Schema | None, topic: str,
                  partition: int):
-        self._topic, self._partition = topic, partition
-        self._log = PartitionLog(directory, config=TopicConfig.from_dict(config), value_schema=value_schema)
-        self._schema_bytes = self._log.schema.serialize().to_pybytes()
+        self._topic, self._partition, self._directory = topic, partition, directory
+        self._opener = LogOpener(
+            lambda: PartitionLog(directory, config=TopicConfig.from_dict(config), value_schema=value_schema),
+            directory=directory, name=f"{topic}-{partition}")
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="rayka-tick", daemon=True)
         self._ticker.start()
 
+    def _ready(self) -> PartitionLog:
+        """The open log, or raise the LogOpenError that keeps it from opening (log_opener.py)."""
+        return self._opener.ready()
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK_INTERVAL_S):
+            if self._opener.log is None:
+                continue
             try:
-                self._log.tick()
+                self._opener.log.tick()
             except Exception:  # keep ticking; the next append or fetch reports real trouble
                 log.exception("tick of %s-%d failed", self._topic, self._partition)
 
     @ray.method(concurrency_group="append")
     def append(self, data, producer_id: str | None = None, sequence: int = -1):
         """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer); returns AppendResult."""
+        plog = self._ready()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        return self._log.append(data, producer_id=producer_id, sequence=sequence)
+        return plog.append(data, producer_id=producer_id, sequence=sequence)
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
@@ -76,13 +89,14 @@ class PartitionActor:
         ``bytes`` when small, else a tuple of zero-copy Arrow buffers; ``schema`` is the
         log's serialised Arrow schema when ``with_schema`` (a consumer asks once), else None.
         """
-        if max_wait_ms > 0 and offset >= self._log.log_end_offset:
-            self._log.wait_for(offset, max_wait_ms / 1000.0)
-        schema = self._schema_bytes if with_schema else None
-        if self._log.closed:
+        plog = self._ready()
+        if max_wait_ms > 0 and offset >= plog.log_end_offset:
+            plog.wait_for(offset, max_wait_ms / 1000.0)
+        schema = plog.schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
+        if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
             return (offset, b"", 0, offset, -1, -1, schema)
-        result = self._log.read(offset, max_records=max_records, max_bytes=max_bytes)
+        result = plog.read(offset, max_records=max_records, max_bytes=max_bytes)
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:
@@ -93,15 +107,17 @@ class PartitionActor:
     @ray.method(concurrency_group="control")
     def offsets(self) -> tuple[int, int]:
         """(log_start_offset, log_end_offset)."""
-        return self._log.log_start_offset, self._log.log_end_offset
+        plog = self._ready()
+        return plog.log_start_offset, plog.log_end_offset
 
     @ray.method(concurrency_group="control")
     def offset_for_time(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp_ms) of the earliest record at or after ``timestamp_ms``, or None."""
-        offset = self._log.offset_for_time(timestamp_ms)
+        plog = self._ready()
+        offset = plog.offset_for_time(timestamp_ms)
         if offset is None:
             return None
-        result = self._log.read(offset, max_records=1)
+        result = plog.read(offset, max_records=1)
         for buf in result.buffers:
             for msg in codec.iter_messages(buf):
                 if msg.header.base_offset <= offset < msg.header.next_offset:
@@ -111,37 +127,45 @@ class PartitionActor:
 
     @ray.method(concurrency_group="control")
     def stats(self) -> dict:
+        plog = self._ready()
         return {
-            "log_start_offset": self._log.log_start_offset,
-            "log_end_offset": self._log.log_end_offset,
-            "size_bytes": self._log.size_bytes,
-            "segments": self._log.segment_count,
+            "log_start_offset": plog.log_start_offset,
+            "log_end_offset": plog.log_end_offset,
+            "size_bytes": plog.size_bytes,
+            "segments": plog.segment_count,
             "node_id": ray.get_runtime_context().get_node_id(),
-            "recovered_batches": self._log.recovered_batches,
-            "truncated_bytes": self._log.truncated_bytes,
-            "damaged_offsets": list(self._log.damaged_offsets),  # (first, last) of each hole kept in place
+            "recovered_batches": plog.recovered_batches,
+            "truncated_bytes": plog.truncated_bytes,
+            "damaged_offsets": list(plog.damaged_offsets),  # (first, last) of each hole kept in place
         }
 
     @ray.method(concurrency_group="control")
     def roll(self) -> None:
-        self._log.roll()
+        self._ready().roll()
 
     @ray.method(concurrency_group="control")
     def close(self) -> None:
         """Flush and close the log cleanly (the actor should be killed afterwards)."""
         self._stop.set()
-        self._log.close()
+        self._opener.stop()
+        if self._opener.log is not None:
+            self._opener.log.close()
 
     @ray.method(concurrency_group="control")
     def delete(self) -> None:
         """Remove the partition's files (topic deletion)."""
         self._stop.set()
-        self._log.delete()
+        self._opener.stop()
+        if self._opener.log is not None:
+            self._opener.log.delete()
+        else:  # a log that never opened: its files go all the same (topic deletion must work)
+            shutil.rmtree(self._directory, ignore_errors=True)
         try:  # the last partition of a topic on this node removes the topic's folder
-            os.rmdir(os.path.dirname(self._log.directory))
+            os.rmdir(os.path.dirname(self._directory))
         except OSError:
             pass
 
     @ray.method(concurrency_group="control")
     def ping(self) -> bool:
+        """Liveness only: True even while the log cannot open (calls that need it raise)."""
         return True

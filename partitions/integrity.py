@@ -9,11 +9,13 @@ holds whatever happened to the file while rayka was not running.
   their first read. Ranges are sorted, disjoint and merged when they touch, so a
   consumer reading a segment front to back, and the appends of the active segment,
   keep it at one range; a lookup is one binary search.
-- :class:`Hole` is a run of one or more batches whose framing (length prefix,
-  metadata, body length) is intact but whose header or CRC is not, followed by a
-  whole, valid batch: its bytes stay in the file, its offsets are
-  ``first_offset .. next_offset - 1`` (the valid batch after it says where it ends),
-  and reads of it raise CorruptRecordError.
+- :class:`Hole` is a run of damaged bytes kept in place (scan.py has the policy):
+  one or more batches whose framing, header or CRC fails, or the leftover of a
+  failed write, followed by a whole, valid batch (or, at the end of the active
+  segment, whole damaged batches: recovery.py). Its offsets are
+  ``first_offset .. next_offset - 1`` (the valid batch after it says where it ends;
+  none for a leftover), and reads of them raise CorruptRecordError. A hole of no
+  bytes is a gap: offsets missing between two valid batches.
 
 Thread-safe: the appender and any number of readers add and look up ranges
 concurrently (a lock keeps the two parallel lists consistent; it is uncontended

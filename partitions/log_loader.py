@@ -9,12 +9,19 @@ Files read (the layout is in log.py)::
 What is checked, by shutdown kind:
 
 - unclean (no marker): the active segment is recovered, every batch CRC-checked,
-  a torn tail truncated (recovery.py);
+  damage kept as holes, a torn tail (a write cut short) truncated (recovery.py);
 - clean: the active segment's batches after its last index entry are CRC-checked;
 - sealed segments, either way: only their indexes and the batches after the last
   entry are read, not checked (they were fsynced when they rolled, or, under the
   interval policy, by the tick after, within ``flush.ms``); their batches are
-  checked on first read, and a sealed segment that lost its end leaves a gap.
+  checked on first read, and a sealed segment that lost its end leaves a gap
+  (listed in ``damaged_offsets``);
+- every segment, either way: its indexes are checked against the file and rebuilt
+  when they fail (index_check.py), its schema message repaired if damaged.
+
+Files that cannot be opened at all (a segment of another log, an unreadable
+file) raise LogOpenError naming the directory, the segment, the cause and what
+to do; the partition actor then stays up answering every call with it.
 
 Producer state is the snapshot plus the ``pid``/``seq`` of every batch from the
 snapshot's ``upto_offset`` on, and every header used is CRC-checked: either
@@ -33,13 +40,16 @@ an empty one at offset 0.
 
 from __future__ import annotations
 
+import errno
+
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TopicConfig
 from .producer_state import ProducerStateTable
-from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport
+from ..errors import LogOpenError
+from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
 __all__ = ["LoadedLog", "load_log", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT", "PRODUCER_EXPIRY_MS"]
 
@@ -61,8 +71,37 @@ class LoadedLog:
     damaged_offsets: list[tuple[int, int]] = field(default_factory=list)  # (first, last) of each hole
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
-    """Open every segment of ``directory`` and rebuild producer state; remove the clean marker."""
+    """Open every segment of ``directory`` and rebuild producer state; remove the clean marker.
+
+    Raises LogOpenError (naming the directory, the file, the cause and what to do) when the
+    files cannot be opened; nothing is changed on disk then beyond repairs already made.
+    """
+    try:
+        return _load(directory, schema_bytes, config, now_ms)
+    except LogOpenError:
+        raise
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:  # not damage: PartitionLog reports it as DiskFullError
+            raise
+        raise _open_error(directory, None, exc) from exc
+    except Exception as exc:  # noqa: BLE001 - whatever the files hold, the caller gets one clear error
+        raise _open_error(directory, None, exc) from exc
+
+
+def _open_error(directory: Path, segment: str | None, exc: BaseException) -> LogOpenError:
+    cause = f"{type(exc).__name__}: {exc}"
+    where = f" (segment {segment})" if segment else ""
+    return LogOpenError(
+        f"partition log {directory} cannot be opened{where}: {cause}. Move the damaged file aside "
+        "(or restore it from a backup), then reopen the partition; a partition actor retries by "
+        "itself every few seconds", directory=str(directory), cause=cause)
+
+
+def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
     marker = directory / CLEAN_SHUTDOWN
     clean = marker.exists()
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
@@ -70,8 +109,11 @@ def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: 
     reports: dict[int, RecoveryReport] = {}
     for i, base in enumerate(bases):
         active = i == len(bases) - 1
-        seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
-                                      recover=active and not clean, active=active)
+        try:
+            seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
+                                          recover=active and not clean, active=active)
+        except Exception as exc:  # noqa: BLE001 - named with its segment, see load_log
+            raise _open_error(directory, segment_name(base) + SEGMENT_SUFFIX, exc) from exc
         if loaded.segments and loaded.segments[-1].next_offset != base:
             # A damaged sealed segment ends early. The segments after it hold acknowledged
             # records, so they stay; reads of the hole raise CorruptRecordError.
@@ -81,6 +123,8 @@ def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: 
         loaded.truncated_bytes += report.truncated_bytes
         loaded.recovered_batches += report.batches
         loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in report.holes]
+        if loaded.segments and loaded.segments[-1].next_offset < base:
+            loaded.damaged_offsets.append((loaded.segments[-1].next_offset, base - 1))
         reports[base] = report
         loaded.segments.append(seg)
     if not loaded.segments:
@@ -104,7 +148,8 @@ def _load_producer_state(directory: Path, loaded: LoadedLog, reports: dict[int, 
             headers = report.headers  # checked while loading
         else:
             headers, holes = seg.checked_headers(start)
-            loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in holes]
+            loaded.damaged_offsets += [(h.first_offset, h.next_offset - 1) for h in holes
+                                       if h.next_offset > h.first_offset]
         for header in headers:
             if header.base_offset >= upto:
                 table.update_from_header(header)

@@ -3,19 +3,25 @@
 At open a segment is in one of two states, and the caller (LogSegment.load) says which:
 
 - *Fast load* (:func:`load_fast`): a sealed segment, or the active one after a clean
-  shutdown. The ``.index``/``.timeindex`` files are trusted if they load and agree
-  with each other; only the batches after the last index entry are read (to find
-  the segment's end), and their CRCs are checked only for the active segment.
+  shutdown. The ``.index``/``.timeindex`` files are trusted if they pass
+  index_check.py (in order, in bounds, every entry at the start of the batch it
+  names); only the batches after the last index entry are read (to find the
+  segment's end), and their CRCs are checked only for the active segment.
   Batches before that entry are checked on their first read (scan.py).
 - *Recovery* (:func:`recover`): the active segment after an unclean shutdown, or any
   segment whose fast load found something off. Every batch is read and CRC-checked
   from the schema message on; both indexes are rebuilt from the batches kept;
-  holes (scan.py) stay in place; a torn tail is truncated from the active segment,
-  while a sealed one just ends before it.
+  holes (scan.py) stay in place. At the end of the active segment, what has no
+  valid batch after it is either a torn tail (a write cut short: truncated) or
+  whole damaged batches (kept as a hole, their offsets reserved): :func:`_end_active`.
+  A sealed segment just ends before such damage (the next segment's base offset
+  says where the gap ends).
 
 On disk: the file must start with this log's schema message, byte for byte. A
 file too short to hold it is rewritten as just the schema (it held no batch); a
-file starting with another schema is refused (it is not this log's).
+damaged schema message followed by this log's batches is rewritten in place from
+the topic's schema; a file starting with another schema is refused (it is not
+this log's), which makes the log fail to open with LogOpenError (log_loader.py).
 
 :class:`RecoveryReport` says what was found. ``headers[i]`` for batches at or
 after ``checked_from`` passed their CRC during the load; ``checked_from`` is None
@@ -32,8 +38,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptRecordError
-from . import codec
+from . import codec, framing
 from .index import MIN_TIMESTAMP
+from .index_check import index_digest, index_problem
 from .integrity import Hole
 
 if TYPE_CHECKING:
@@ -53,6 +60,7 @@ class RecoveryReport:
     headers: list = field(default_factory=list)  # BatchHeader of every batch read, in order
     holes: list = field(default_factory=list)  # Hole of every damaged run kept in place
     checked_from: int | None = None  # headers of batches from this offset on passed their CRC
+    repaired_schema: bool = False  # the schema message was damaged and rewritten
 
 
 def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
@@ -66,13 +74,18 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     if len(seg.offset_index) != len(seg.time_index):
         return None
     file_size = seg.path.stat().st_size
-    start = seg.offset_index.values[-1] if len(seg.offset_index) else seg.schema_size
-    if start > file_size:
+    if file_size < seg.schema_size:
         return None
+    start = seg.offset_index.values[-1] if len(seg.offset_index) else seg.schema_size
     report = RecoveryReport()
     try:
         view = seg.view(file_size)
         if view.slice(0, seg.schema_size).to_pybytes() != seg.schema_bytes:
+            return None
+        problem = index_problem(seg, view, file_size)
+        if problem is not None:
+            log.warning("segment %s: its indexes cannot be trusted (%s); rebuilding them from the "
+                        "segment", seg.path, problem)
             return None
         expected = seg.offset_index.keys[-1] if len(seg.offset_index) else seg.base_offset
         if verify:
@@ -96,6 +109,7 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     seg.max_timestamp_ms = max_ts
     seg.bytes_since_index = file_size - start
     seg.first_append_ms = _first_append_ms(seg)
+    seg.index_digest = index_digest(seg.offset_index, seg.time_index)
     report.batches = len(report.headers)
     return report
 
@@ -103,9 +117,11 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
 def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     """Scan and CRC-check every batch; rebuild both indexes; keep holes, cut a torn tail.
 
-    A file too short to hold the schema is rewritten empty; a file whose schema
-    differs is refused (it is not this log's). With ``truncate=False`` (sealed
-    segments) nothing is cut: the segment ends before its damaged tail.
+    A file too short to hold the schema is rewritten empty; a damaged schema message
+    is rewritten from the topic's schema when the file holds this log's batches; a
+    file of another schema is refused. With ``truncate=False`` (sealed segments)
+    nothing is cut and no offset is guessed: the segment ends before damage that has
+    no valid batch after it (the next segment's base says where the gap ends).
     """
     report = RecoveryReport(checked_from=seg.base_offset)
     file_size = _ensure_schema(seg, report)
@@ -113,26 +129,66 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     seg.reset()
     position = seg.schema_size
     while position < file_size:
-        try:
-            step = seg.scanner.batch_at(view, position, seg.next_offset, file_size)
-        except CorruptRecordError as exc:  # a valid batch out of sequence: nothing to trust after it
-            step = Hole(position, file_size - position, seg.next_offset, None)
-            log.warning("segment %s: %s", seg.path.name, exc)
+        step = seg.scanner.recovery_step(view, position, seg.next_offset, file_size)
         if isinstance(step, Hole) and not step.bounded:
-            _cut_tail(seg, position, file_size, truncate, report)
+            if truncate:
+                _end_active(seg, view, position, file_size, report)
+            else:
+                log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
+                          seg.path.name, file_size - position, position, seg.next_offset)
             break
         if isinstance(step, Hole):
             seg.index_hole(step)
-            report.holes.append(step)
+            if step.next_offset > step.first_offset:
+                report.holes.append(step)
+            if step.size == 0:
+                log.error("segment %s: offsets %d..%d are missing before byte %d (no batch holds them); "
+                          "reads of them raise CorruptRecordError", seg.path, step.first_offset,
+                          step.next_offset - 1, position)
         else:
             seg.index_batch(step.header, position, step.size)
             report.headers.append(step.header)
         position += step.size
     seg.flush_indexes_if_possible()  # on a full disk, later (the log must open to serve reads)
+    seg.index_digest = index_digest(seg.offset_index, seg.time_index)
     seg.first_append_ms = report.headers[0].append_ms if report.headers else None
     seg.last_append_ms = report.headers[-1].append_ms if report.headers else None
     report.batches = len(report.headers)
     return report
+
+
+def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport) -> None:
+    """The end of the active segment from ``position`` on, where no valid batch follows.
+
+    A torn tail is only a write cut short: bytes from which no whole message can be
+    framed, or a message whose declared end lies past the end of the file. It is
+    truncated (such a batch was never acknowledged: the append had not returned).
+    Whole messages before it, their framing intact and the file long enough for them,
+    that fail their CRC were written completely and damaged since: they are kept as a
+    hole, whose offsets are bounded from above (framing.row_count_bound) so that none
+    of them is ever given to a new record.
+    """
+    end, next_offset = position, seg.next_offset
+    while end < file_size:
+        size = framing.declared_size(view, end, file_size)
+        if size is None or end + size > file_size:
+            break
+        next_offset += framing.row_count_bound(view, end, size)
+        end += size
+    if end > position:
+        hole = Hole(position, end - position, seg.next_offset, next_offset)
+        seg.index_hole(hole)
+        seg.scanner.holes[position] = hole
+        report.holes.append(hole)
+        log.error("segment %s: the whole batches at bytes %d..%d (offsets %d..%d at most) failed their "
+                  "checksum; kept in place, their offsets are never reused", seg.path.name, position,
+                  end - 1, hole.first_offset, hole.next_offset - 1)
+    if end < file_size:
+        log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
+                    seg.path.name, end, seg.next_offset, file_size - end)
+        report.truncated_bytes += file_size - end
+        os.truncate(seg.path, end)
+        seg.drop_map()
 
 
 def checked_headers(seg: "LogSegment", from_offset: int) -> tuple[list, list]:
@@ -172,24 +228,44 @@ def _ensure_schema(seg: "LogSegment", report: RecoveryReport) -> int:
         seg.drop_map()
         report.truncated_bytes = file_size
         return seg.schema_size
-    if seg.view(file_size).slice(0, seg.schema_size).to_pybytes() != seg.schema_bytes:
+    view = seg.view(file_size)
+    if view.slice(0, seg.schema_size).to_pybytes() == seg.schema_bytes:
+        return file_size
+    if not _holds_this_logs_batches(seg, view, file_size):
         raise CorruptRecordError(
-            f"segment {seg.path} does not start with this topic's schema; move it aside "
-            "if it is not part of the log"
+            f"segment {seg.path} does not start with this topic's schema and holds no batch of this "
+            "log after it (a file of another log, or too damaged to tell)"
         )
+    # Batches of this log (CRC-checked, at this segment's offsets, decoded by the topic's schema)
+    # follow a damaged schema message: its bytes are the topic's, so write them back in place.
+    log.warning("segment %s: its schema message is damaged; rewriting it from the topic's schema", seg.path)
+    fd = os.open(seg.path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, seg.schema_bytes, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seg.drop_map()
+    report.repaired_schema = True
     return file_size
 
 
-def _cut_tail(seg: "LogSegment", position: int, file_size: int, truncate: bool, report: RecoveryReport) -> None:
-    if not truncate:
-        log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
-                  seg.path.name, file_size - position, position, seg.next_offset)
-        return
-    log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
-                seg.path.name, position, seg.next_offset, file_size - position)
-    report.truncated_bytes += file_size - position
-    os.truncate(seg.path, position)
-    seg.drop_map()
+def _holds_this_logs_batches(seg: "LogSegment", view, file_size: int) -> bool:
+    """Whether the first valid batch after the schema's place is this segment's: it starts at
+    the segment's base offset (or a possible one after damage) and decodes with the topic's schema."""
+    if file_size == seg.schema_size:
+        return True  # a lone schema message: nothing is lost by rewriting it
+    scanner = seg.scanner
+    msg = scanner.valid_at(view, seg.schema_size, seg.base_offset, seg.base_offset, file_size)
+    if msg is None:
+        msg = scanner.next_valid(view, seg.schema_size, seg.base_offset, file_size)
+    if msg is None:
+        return False
+    try:
+        codec.decode(msg, seg.schema)
+    except CorruptRecordError:
+        return False
+    return True
 
 
 def _first_append_ms(seg: "LogSegment") -> int | None:

@@ -9,18 +9,25 @@ whose CRC passed (now, or earlier since the file was opened: the scanner keeps
 
 Damage policy, the same for the active and sealed segments:
 
-- A *hole*: one or more batches whose framing (IPC length prefix, metadata, body
-  length) is intact but whose header or CRC fails, followed by a whole, valid
-  batch. It stays in the file; its offsets (up to the valid batch's base offset)
-  are never reused; reads of it raise CorruptRecordError naming them and the
-  offset to seek to (:meth:`SegmentScanner.hole_error`).
-- A *torn tail* (an unbounded hole): damage with no valid batch after it (a batch
-  cut short by a crash, garbage at the end, or framing broken so that the next
-  batch cannot be found). Recovery truncates it from the active segment
-  (recovery.py); a read bounds it by the next index entry or the segment's end
-  (:meth:`SegmentScanner.bounded`).
-- A whole, valid batch whose first offset is not ``expected`` means a damaged
-  index pointed somewhere wrong: CorruptRecordError, nothing after it is trusted.
+- A *hole*: bytes that do not hold the valid batch expected there (a header or
+  CRC that fails, a damaged length word, a failed write's leftovers), followed by
+  a whole, valid batch. The next valid batch is found by scanning forward for
+  candidate batch starts (framing.py), never by trusting the damaged bytes' own
+  length, and must start at an offset the damaged bytes could have held (at
+  least the expected offset, at most one more per 16 bytes). The hole stays in
+  the file; its offsets (up to the valid batch's base offset) are never reused;
+  reads of it raise CorruptRecordError naming them and the offset to seek to
+  (:meth:`SegmentScanner.hole_error`). A hole of no offsets (leftover bytes
+  followed by the expected batch) is skipped silently.
+- An *unbounded* hole: damage with no valid batch anywhere after it. What it is
+  decided by recovery.py: a write cut short at the end of the active segment (a
+  torn tail, truncated), or complete damaged batches (kept as a hole). A read
+  bounds it by the next index entry or the segment's end (:meth:`SegmentScanner.bounded`).
+- A whole, valid batch past ``expected`` leaves a *gap*: a hole of no bytes, its
+  offsets held by no batch (indexes are checked at open, so it is not an index
+  pointing somewhere wrong). One before ``expected`` repeats offsets: at a position
+  an index gave, CorruptRecordError (nothing after it is trusted); in a scan of
+  the file in order (:meth:`SegmentScanner.recovery_step`), damage.
 
 Why holes rather than Kafka's truncate-at-first-corruption: truncating would drop
 the acknowledged batches behind the damage and hand their offsets to new records,
@@ -41,7 +48,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import CorruptRecordError
-from . import codec
+from . import codec, framing
 from .index import OffsetIndex
 from .integrity import Hole, VerifiedRanges
 
@@ -81,6 +88,8 @@ class SegmentScanner:
                 self.verified.add(position, end)
         except CorruptRecordError:
             return self._find_hole(view, position, expected, limit)
+        if msg.header.base_offset > expected:
+            return self._gap(position, expected, msg.header.base_offset)
         if msg.header.base_offset != expected:
             raise CorruptRecordError(
                 f"segment {self.path.name}: batch at byte {position} starts at offset "
@@ -88,34 +97,54 @@ class SegmentScanner:
                 "the segment's .index and .timeindex files and reopen to rebuild them")
         return msg
 
-    def _find_hole(self, view: pa.Buffer, position: int, expected: int, limit: int) -> Hole:
-        """Step over damaged batches by their framing until a valid batch; bounded holes are kept."""
-        end = position
-        while end < limit:
-            try:
-                size = codec.message_size_at(view, end)
-            except CorruptRecordError:
-                break  # the framing is broken too: the next batch cannot be found from here
-            if end + size > limit:
-                break
-            end += size
-            nxt = self._valid_at(view, end, expected, limit)
-            if nxt is not None:
-                hole = Hole(position, end - position, expected, nxt.header.base_offset)
-                self.holes[position] = hole
-                log.error("segment %s: offsets %d..%d (bytes %d..%d) failed their checksum; kept in "
-                          "place, reads of them raise CorruptRecordError", self.path, hole.first_offset,
-                          hole.next_offset - 1, position, end - 1)
-                return hole
-        return Hole(position, end - position, expected, None)
+    def recovery_step(self, view: pa.Buffer, position: int, expected: int, limit: int) -> codec.Message | Hole:
+        """For a scan of the file in order (recovery): like :meth:`batch_at`, but a valid batch
+        before ``expected`` (it repeats offsets already found) is damage, not an index error."""
+        try:
+            return self.batch_at(view, position, expected, limit)
+        except CorruptRecordError:
+            return self._find_hole(view, position, expected, limit)
 
-    def _valid_at(self, view: pa.Buffer, position: int, after: int, limit: int) -> codec.Message | None:
-        """The batch at ``position`` if it is whole, passes its CRC and starts past offset ``after``."""
-        if position >= limit:
-            return None
+    def _gap(self, position: int, expected: int, base_offset: int) -> Hole:
+        """Offsets ``expected .. base_offset - 1`` held by no batch: the valid batch at ``position``
+        starts past them. A hole of no bytes (never cached: the next lookup expects ``base_offset``;
+        recovery logs it)."""
+        return Hole(position, 0, expected, base_offset)
+
+    def _find_hole(self, view: pa.Buffer, position: int, expected: int, limit: int) -> Hole:
+        """The damage at ``position``: up to the next valid batch, found by scanning forward
+        (framing.candidate_starts), whatever the damaged bytes say about their own length."""
+        nxt = self.next_valid(view, position, expected, limit)
+        if nxt is None:
+            return Hole(position, limit - position, expected, None)
+        hole = Hole(position, nxt.position - position, expected, nxt.header.base_offset)
+        self.holes[position] = hole
+        if hole.next_offset > hole.first_offset:
+            log.error("segment %s: offsets %d..%d (bytes %d..%d) failed their checksum; kept in "
+                      "place, reads of them raise CorruptRecordError", self.path, hole.first_offset,
+                      hole.next_offset - 1, position, nxt.position - 1)
+        else:
+            log.warning("segment %s: bytes %d..%d hold no whole batch (a failed write?); skipped",
+                        self.path, position, nxt.position - 1)
+        return hole
+
+    def next_valid(self, view: pa.Buffer, position: int, expected: int, limit: int) -> codec.Message | None:
+        """The first whole batch starting after byte ``position`` (and ending by ``limit``) that
+        passes its CRC and whose first offset is possible there: at least ``expected``, and at
+        most one offset more per MIN_RECORD_BYTES of damaged bytes before it."""
+        for start in framing.candidate_starts(view, position, limit):
+            most = expected + (start - position) // framing.MIN_RECORD_BYTES
+            msg = self.valid_at(view, start, expected, most, limit)
+            if msg is not None:
+                return msg
+        return None
+
+    def valid_at(self, view: pa.Buffer, position: int, first: int, last: int, limit: int) -> codec.Message | None:
+        """The batch at ``position`` if it is whole, passes its CRC and starts at an offset in
+        ``first..last``."""
         try:
             msg = codec.read_message_at(view, position)
-            if position + msg.size > limit or msg.header.base_offset <= after:
+            if position + msg.size > limit or not first <= msg.header.base_offset <= last:
                 return None
             msg.verify()
         except CorruptRecordError:
@@ -136,6 +165,10 @@ class SegmentScanner:
         return Hole(hole.position, limit - hole.position, hole.first_offset, next_offset)
 
     def hole_error(self, hole: Hole) -> CorruptRecordError:
+        if hole.size == 0:
+            return CorruptRecordError(
+                f"offsets {hole.first_offset}..{hole.next_offset - 1} of {self.path} are missing (no stored "
+                f"batch holds them, at byte {hole.position}); seek to {hole.next_offset} to read on")
         return CorruptRecordError(
             f"offsets {hole.first_offset}..{hole.next_offset - 1} of {self.path} failed their checksum "
             f"(bytes {hole.position}..{hole.position + hole.size - 1} are damaged on disk; they are "

@@ -50,6 +50,7 @@ import pyarrow.ipc as ipc
 from ..errors import CorruptRecordError
 from . import codec, recovery, segment_read
 from .index import MIN_TIMESTAMP, OffsetIndex, TimeIndex
+from .index_check import index_digest, index_problem
 from .integrity import Hole
 from .recovery import RecoveryReport
 from .scan import SegmentScanner
@@ -94,6 +95,7 @@ class LogSegment:
         self._map: pa.Buffer | None = None
         self._map_lock = threading.Lock()
         self._index_loaded = True
+        self.index_digest: int | None = None  # of the entries checked at open or held at release()
         self.last_read_ms: int | None = None
         self._tail = TailCache()
         self._torn = False  # a failed write left bytes past ``size`` that could not be cut yet
@@ -212,6 +214,8 @@ class LogSegment:
         """
         if self._fd is None:
             self.drop_map()
+            if self._index_loaded:
+                self.index_digest = index_digest(self.offset_index, self.time_index)
             self.offset_index.keys, self.offset_index.values = type(self.offset_index.keys)("q"), type(
                 self.offset_index.values)("q")
             self.time_index.keys, self.time_index.values = type(self.time_index.keys)("q"), type(
@@ -219,10 +223,16 @@ class LogSegment:
             self._index_loaded = False
 
     def ensure_index(self) -> None:
-        """Reload the indexes dropped by :meth:`release`."""
+        """Reload the indexes dropped by :meth:`release` (they must be the entries checked
+        when the segment was opened: a sealed segment's index does not change)."""
         if not self._index_loaded:
-            if not (self.offset_index.load() and self.time_index.load()):
-                raise CorruptRecordError(f"index of sealed segment {self.path.name} is unreadable")
+            loaded = self.offset_index.load() and self.time_index.load()
+            if not loaded or (index_digest(self.offset_index, self.time_index) != self.index_digest
+                              and index_problem(self, self.view(self.size), self.size) is not None):
+                raise CorruptRecordError(
+                    f"the index files of sealed segment {self.path} changed on disk since the partition "
+                    "opened; restart the partition (its indexes are then checked and rebuilt)")
+            self.index_digest = index_digest(self.offset_index, self.time_index)
             self._index_loaded = True
 
     def reset(self) -> None:
@@ -301,12 +311,12 @@ class LogSegment:
         self.last_append_ms = header.append_ms
 
     def index_hole(self, hole: Hole) -> None:
-        """Account for a bounded hole kept in place (recovery.py)."""
-        if self.is_empty or self.bytes_since_index >= self._interval:
-            self.offset_index.append(hole.first_offset, hole.position)
-            self.time_index.append(self.max_timestamp_ms, hole.first_offset)
-        # The batch after a hole always gets an index entry, so a lookup past the hole never
-        # has to step over it.
+        """Account for a bounded hole kept in place (recovery.py).
+
+        A hole gets no index entry (entries point only at valid batches, so they can be
+        checked at open: index_check.py); a lookup of its offsets scans from the entry
+        before it and finds it. The batch after a hole always gets an entry, so a lookup
+        past the hole never has to step over it."""
         self.bytes_since_index = self._interval
         self.size = hole.position + hole.size
         self.next_offset = hole.next_offset

@@ -22,6 +22,7 @@ may run beside an append.
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -118,15 +119,17 @@ def _compact(seg: "LogSegment", msg: codec.Message, skip: int, rows: int, room: 
 def offset_for_time(seg: "LogSegment", timestamp_ms: int, limit: int) -> int | None:
     """The first readable offset whose timestamp is >= ``timestamp_ms``, or None if none here.
 
-    Starts at the time index's entry (one interval of batches to scan at most);
+    Starts at the time index's entry before the one found (two intervals of batches to scan at most);
     holes are stepped over, their timestamps being unknown.
     """
     if seg.max_timestamp_ms < timestamp_ms or seg.is_empty:
         return None
     seg.ensure_index()
-    entry = seg.time_index.below(timestamp_ms)
+    # Start one entry before the last one older than the time: an entry whose time was lowered
+    # on disk (within what index_check.py can see) then cannot make the scan start past the answer.
+    i = bisect_left(seg.time_index.keys, timestamp_ms) - 2
     view = seg.view(limit)
-    position, expected = seg.index_floor(entry[1] if entry else seg.base_offset)
+    position, expected = seg.index_floor(seg.time_index.values[i] if i >= 0 else seg.base_offset)
     while position < limit:
         step = seg.scanner.batch_at(view, position, expected, limit)
         if isinstance(step, Hole):

@@ -19,6 +19,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── LogDirLockedError            another partition log already owns the partition directory
     ├── LogWriteError                a write to a partition log or coordinator file failed (retriable)
     │   └── DiskFullError            ... because the file system is full (ENOSPC, EDQUOT)
+    ├── LogOpenError                 a partition's files cannot be opened; names the directory, cause, remedy
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -57,6 +58,7 @@ __all__ = [
     "LogDirLockedError",
     "LogWriteError",
     "DiskFullError",
+    "LogOpenError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -202,6 +204,25 @@ def _free_bytes(path: str) -> int:
 
 def _rebuild_write_error(cls, message, path, errno, free):
     return cls(message, path=path, errno=errno, free_bytes=free)
+
+
+class LogOpenError(RaykaError):
+    """A partition log cannot be opened from its files (a segment of another log, an unreadable
+    file or directory, damage recovery cannot step over). The partition answers every call with
+    this error, naming the directory, the cause and what to do, until its files are fixed; it
+    tries to open again at most every few seconds, so fixing them is enough."""
+
+    def __init__(self, message: str, *, directory: str = "", cause: str = ""):
+        super().__init__(message)
+        self.directory = directory
+        self.cause = cause
+
+    def __reduce__(self):
+        return (_rebuild_log_open_error, (self.args[0], self.directory, self.cause))
+
+
+def _rebuild_log_open_error(message, directory, cause):
+    return LogOpenError(message, directory=directory, cause=cause)
 
 
 class DuplicateSequenceError(RaykaError):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rayka.errors import CorruptRecordError, LogDirLockedError
+from rayka.errors import LogDirLockedError, LogOpenError
 from rayka.partitions.log import PartitionLog
 
 from storage_helpers import batch, crash, read_all
@@ -42,7 +42,7 @@ def test_an_abandoned_log_frees_the_directory_when_collected(tmp_path, clock):
 
 def test_a_failed_open_releases_the_lock(tmp_path, clock):
     (tmp_path / "00000000000000000000.arrows").write_bytes(b"not this topic's schema" * 200)
-    with pytest.raises(CorruptRecordError, match="schema"):
+    with pytest.raises(LogOpenError, match="schema"):
         PartitionLog(tmp_path, clock=clock)
     (tmp_path / "00000000000000000000.arrows").unlink()
     assert PartitionLog(tmp_path, clock=clock).log_end_offset == 0

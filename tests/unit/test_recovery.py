@@ -63,10 +63,10 @@ ORIGINAL = {o: b"b%d-%d" % (o // 3, o % 3) for o in range(36)}  # what fill() wr
 
 def test_garbage_at_a_random_position_of_a_middle_batch_is_never_served(tmp_path, clock):
     """Kafka's testRecoveryWithCorruptMessage: garbage somewhere in a batch, crash, reopen. No
-    altered record is ever served. Damage that leaves the framing whole becomes a hole and every
-    other batch stays; damage that breaks it (the next batch cannot be found) cuts the log there."""
+    altered record is ever served, and since whole batches follow it, whatever the garbage hit
+    (framing, metadata, header or body) the damaged batch becomes a hole and every other batch
+    stays: nothing is truncated and no offset is reused."""
     rng = random.Random(7)
-    outcomes = set()
     for trial in range(24):
         d = tmp_path / f"t{trial}"
         log, _ = fill(d, clock, n_batches=12)
@@ -81,17 +81,11 @@ def test_garbage_at_a_random_position_of_a_middle_batch_is_never_served(tmp_path
         again = PartitionLog(d, clock=clock)
         got, holes = read_around_damage(again)
         assert all(ORIGINAL[o] == v for o, v in got.items()), (trial, at)
-        assert set(range(first)) <= set(got)
-        if again.truncated_bytes:
-            outcomes.add("truncated")
-            assert again.log_end_offset == first and seg.stat().st_size == pos and holes == []
-        else:
-            outcomes.add("hole")
-            assert holes == again.damaged_offsets == [(first, nxt - 1)], (trial, at)
-            assert set(got) == set(range(36)) - set(range(first, nxt)) and again.log_end_offset == 36
-        assert again.append(batch([b"after"])).base_offset == again.log_end_offset - 1
+        assert again.truncated_bytes == 0, (trial, at)
+        assert holes == again.damaged_offsets == [(first, nxt - 1)], (trial, at)
+        assert set(got) == set(range(36)) - set(range(first, nxt)) and again.log_end_offset == 36
+        assert again.append(batch([b"after"])).base_offset == 36
         again.close()
-    assert outcomes == {"hole", "truncated"}  # both kinds of damage were exercised
 
 
 def test_a_corrupt_batch_early_in_the_active_segment_keeps_every_later_batch(tmp_path, clock):
@@ -135,26 +129,38 @@ def test_a_read_stops_before_a_hole_and_the_next_read_names_it(tmp_path, clock):
     assert decode(again.read(15))[0] == list(range(15, 30))
 
 
-def test_framing_damage_in_a_middle_batch_truncates_there(tmp_path, clock):
+def test_framing_damage_in_a_middle_batch_keeps_every_batch_after_it(tmp_path, clock):
     log, _ = fill(tmp_path, clock)
     crash(log)
     seg = _active(tmp_path)
     pos = spans(seg)[5][0]
     with open(seg, "r+b") as f:
         f.seek(pos)
-        f.write(b"\0\0\0\0")  # the IPC continuation marker: nothing says where batch 6 starts
+        f.write(b"\0\0\0\0")  # the IPC continuation marker: batch 5's framing no longer says where 6 starts
     again = PartitionLog(tmp_path, clock=clock)
-    assert again.log_end_offset == 15 and seg.stat().st_size == pos
-    assert read_all(again)[0] == list(range(15)) and again.damaged_offsets == []
+    assert again.log_end_offset == 30 and again.truncated_bytes == 0 and again.damaged_offsets == [(15, 17)]
+    got, holes = read_around_damage(again)
+    assert got == {o: v for o, v in ORIGINAL.items() if o < 30 and not 15 <= o <= 17} and holes == [(15, 17)]
+    assert again.append(batch([b"after"])).base_offset == 30
 
 
-def test_a_corrupt_last_batch_is_a_torn_tail_and_is_cut(tmp_path, clock):
+def test_a_bit_flip_in_the_complete_last_batch_is_kept_as_a_hole(tmp_path, clock):
+    """The file ends exactly where the last batch's framing says it does: the write completed,
+    so the batch may have been acknowledged. Its offsets are never given to a new record."""
     log, ends = fill(tmp_path, clock)
     crash(log)
     flip_byte(_active(tmp_path), ends[-1] - 9)
-    again = PartitionLog(tmp_path, clock=clock)
-    assert again.log_end_offset == 27 and again.truncated_bytes == ends[-1] - ends[-2]
-    assert read_all(again)[0] == list(range(27))
+    for reopen in ("unclean", "unclean again"):
+        again = PartitionLog(tmp_path, clock=clock)
+        assert again.truncated_bytes == 0 and again.damaged_offsets == [(27, 29)]
+        assert again.log_end_offset == 30 + (reopen != "unclean")
+        assert decode(again.read(0))[0] == list(range(27))  # stops before the hole
+        with pytest.raises(CorruptRecordError, match=r"offsets 27\.\.29 .*seek to 30"):
+            again.read(27)
+        if reopen == "unclean":
+            assert again.append(batch([b"new"])).base_offset == 30
+        assert decode(again.read(30))[1] == [b"new"]
+        crash(again)
 
 
 @pytest.mark.parametrize("shutdown", ["clean", "unclean"])
