@@ -14,6 +14,8 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── UnknownPartitionError
     ├── RecordTooLargeError          a record over max.message.bytes; its batch is rejected whole
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
+    ├── InvalidRecordError           a send()/send_table() argument of the wrong type or out of
+    │                                range (a TypeError and a ValueError); refused alone, in the call
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
@@ -34,6 +36,9 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   ├── GroupNotEmptyError
     │   └── UnknownGroupError
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
+
+    RaykaWarning (UserWarning)
+    └── OldTimestampWarning          a record older than its topic's retention.ms (it will be deleted)
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = [
     "UnknownPartitionError",
     "RecordTooLargeError",
     "SchemaMismatchError",
+    "InvalidRecordError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
@@ -67,6 +73,8 @@ __all__ = [
     "GroupNotEmptyError",
     "UnknownGroupError",
     "NoOffsetForPartitionError",
+    "RaykaWarning",
+    "OldTimestampWarning",
 ]
 
 
@@ -108,6 +116,16 @@ class RecordTooLargeError(RaykaError):
 
 class SchemaMismatchError(RaykaError, TypeError):
     """A value does not fit the topic's Arrow schema; nothing of its batch was appended."""
+
+
+class InvalidRecordError(RaykaError, TypeError, ValueError):
+    """An argument of ``send()`` or a column of ``send_table()`` has the wrong type or is out of
+    range (a str timestamp, a negative one, a bool partition, headers that are not pairs).
+
+    Raised by the call itself, naming the argument; nothing was queued, so the other records of
+    the batch it would have joined are not affected. It is both a TypeError and a ValueError,
+    so code that caught either keeps working.
+    """
 
 
 class OffsetOutOfRangeError(RaykaError):
@@ -218,3 +236,12 @@ class UnknownGroupError(GroupError, KeyError):
 
 class NoOffsetForPartitionError(RaykaError):
     """``auto_offset_reset="none"`` and the group has no committed offset for a partition."""
+
+
+class RaykaWarning(UserWarning):
+    """Base of the warnings rayka gives (``warnings.simplefilter("ignore", RaykaWarning)``)."""
+
+
+class OldTimestampWarning(RaykaWarning):
+    """A produced record is older than its topic's ``retention.ms``: it is written, but the
+    next retention pass deletes it (with its segment). Given once per producer and topic."""
