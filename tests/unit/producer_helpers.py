@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -46,10 +47,13 @@ class FakePartition:
         self.gate = threading.Event()  # cleared: appends wait (to hold batches in flight)
         self.gate.set()
         self.fail_next: list[BaseException] = []  # errors the next appends raise, in turn
+        self.delay_s = 0.0  # added to every append, as an actor call's round trip
         self.append = _Method(self._append, self.pool)
 
     def _append(self, data, producer_id=None, sequence=-1):
         self.gate.wait(30)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         self.calls += 1
         if self.fail_next:
             raise self.fail_next.pop(0)
