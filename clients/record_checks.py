@@ -41,6 +41,8 @@ def check_topic(topic) -> str:
 
 def check_timestamp(timestamp_ms) -> int:
     """An int of milliseconds since the epoch, 0 <= t <= 2**63 - 1; bool is refused."""
+    if type(timestamp_ms) is int and 0 <= timestamp_ms <= INT64_MAX:
+        return timestamp_ms  # the common case, without the slower ABC check below
     if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, numbers.Integral):
         raise InvalidRecordError(
             f"timestamp_ms must be an int of milliseconds since the epoch (or None for now), got "
@@ -56,6 +58,8 @@ def check_timestamp(timestamp_ms) -> int:
 
 def check_partition_type(partition) -> int:
     """``partition`` must be an int (not a bool: ``True`` is not partition 1)."""
+    if type(partition) is int:
+        return partition
     if isinstance(partition, bool) or not isinstance(partition, numbers.Integral):
         raise InvalidRecordError(
             f"partition must be an int (or None to let the partitioner choose), got "
@@ -74,7 +78,7 @@ def check_partition_range(partition: int, topic: str, partitions: int) -> None:
 def check_headers(headers) -> tuple[list[tuple[str, bytes | None]], int]:
     """Headers as (str, bytes | None) pairs from a dict or a list/tuple of pairs, and their size."""
     if isinstance(headers, dict):
-        items = list(headers.items())
+        items = headers.items()
     elif isinstance(headers, (list, tuple)):
         items = headers
     else:
@@ -85,19 +89,25 @@ def check_headers(headers) -> tuple[list[tuple[str, bytes | None]], int]:
     out = []
     size = 0
     for item in items:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise InvalidRecordError(f"headers must be (str, bytes) pairs; {item!r:.60} is not a pair")
+        if type(item) is not tuple or len(item) != 2:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise InvalidRecordError(f"headers must be (str, bytes) pairs; {item!r:.60} is not a pair")
         k, v = item
-        if not isinstance(k, str):
+        if type(k) is not str and not isinstance(k, str):
             raise InvalidRecordError(f"header names must be str, got {type(k).__name__} {k!r:.60}")
-        if v is not None and not isinstance(v, _BYTES):
-            raise InvalidRecordError(
-                f"header {k!r} must have a bytes value (or None), got {type(v).__name__}; "
-                "encode it (e.g. str.encode)"
-            )
-        v = bytes(v) if v is not None and type(v) is not bytes else v
+        if type(v) is not bytes:
+            if v is None:
+                out.append((k, None))
+                size += len(k)
+                continue
+            if not isinstance(v, _BYTES):
+                raise InvalidRecordError(
+                    f"header {k!r} must have a bytes value (or None), got {type(v).__name__}; "
+                    "encode it (e.g. str.encode)"
+                )
+            v = bytes(v)
         out.append((k, v))
-        size += len(k) + (len(v) if v is not None else 0)
+        size += len(k) + len(v)
     return out, size
 
 
