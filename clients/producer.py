@@ -173,8 +173,9 @@ class Producer(Sender):
             warnings.warn(
                 f"a record sent to topic {t.name!r} has timestamp_ms={timestamp_ms}, "
                 f"{(now_ms - timestamp_ms) / 3_600_000:.1f} h ago, older than the topic's retention.ms "
-                f"({t.retention_ms} ms): it is written, but the next retention pass deletes it with its "
-                "segment. Send current timestamps, or raise the topic's retention.ms (-1 keeps records "
+                f"({t.retention_ms} ms): it is written, but retention deletes it with its segment as soon "
+                "as the segment holds nothing newer (at the next pass, if the records beside it are as "
+                "old). Send current timestamps, or raise the topic's retention.ms (-1 keeps records "
                 "forever). Warned once per producer and topic",
                 OldTimestampWarning,
                 stacklevel=3,

@@ -38,7 +38,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
 
     RaykaWarning (UserWarning)
-    └── OldTimestampWarning          a record older than its topic's retention.ms (it will be deleted)
+    └── OldTimestampWarning          a record older than its topic's retention.ms (retention deletes it)
 """
 
 from __future__ import annotations
@@ -243,5 +243,6 @@ class RaykaWarning(UserWarning):
 
 
 class OldTimestampWarning(RaykaWarning):
-    """A produced record is older than its topic's ``retention.ms``: it is written, but the
-    next retention pass deletes it (with its segment). Given once per producer and topic."""
+    """A produced record is older than its topic's ``retention.ms``: it is written, but retention
+    deletes it with its segment as soon as the segment holds nothing newer (at the next pass,
+    if the records beside it are as old). Given once per producer and topic."""
