@@ -27,7 +27,7 @@ from rayka.clients.types import RecordMetadata
 from rayka.errors import KafkaTimeoutError
 from rayka.partitions.records import HEADERS_TYPE
 
-__all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc"]
+__all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc", "in_callback"]
 
 
 log = logging.getLogger(__name__)
@@ -160,11 +160,22 @@ class ProduceBatch:
             raise self.error
 
 
+_callbacks_running = threading.local()
+
+
+def in_callback() -> bool:
+    """Whether this thread is running a producer callback (flush() here would wait for itself)."""
+    return getattr(_callbacks_running, "depth", 0) > 0
+
+
 def _call(fn) -> None:
+    _callbacks_running.depth = getattr(_callbacks_running, "depth", 0) + 1
     try:
         fn()
     except Exception:  # noqa: BLE001 - one failing callback must not stop the others (kafka-python logs too)
         log.exception("a producer callback raised; the other callbacks still run")
+    finally:
+        _callbacks_running.depth -= 1
 
 
 class FutureRecordMetadata:

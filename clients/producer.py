@@ -31,7 +31,7 @@ import warnings
 import pyarrow.compute as pc
 import ray
 
-from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
+from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
 from rayka.clients.options import PRODUCER_EQUIVALENTS, refuse_unknown
@@ -51,6 +51,7 @@ from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
     ConfigError,
+    InvalidCallError,
     KafkaTimeoutError,
     OldTimestampWarning,
     ProducerClosedError,
@@ -314,7 +315,8 @@ class Producer(Sender):
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued so far and wait until it is acknowledged (or failed) and every
-        callback of those records has run."""
+        callback of those records has run. Not from inside a callback (InvalidCallError)."""
+        _refuse_in_callback("flush")
         with self._cv:
             pending = list(self._open.values()) + [b for q in self._queued.values() for b in q]
             pending += list(self._inflight.values()) + list(self._completing)
@@ -334,6 +336,7 @@ class Producer(Sender):
         """Flush, then stop the sender. Further sends raise ProducerClosedError."""
         if self._closed:
             return
+        _refuse_in_callback("close")
         try:
             self.flush(timeout)
         finally:
@@ -354,6 +357,14 @@ class Producer(Sender):
             with self._cv:
                 self._closing = True
                 self._cv.notify()
+
+
+def _refuse_in_callback(call: str) -> None:
+    if in_callback():
+        raise InvalidCallError(
+            f"Producer.{call}() inside a producer callback would wait for that callback to return; "
+            f"call {call}() from your own thread once the callback is done"
+        )
 
 
 _OPTIONS = ("acks", "linger_ms", "batch_size", "idempotent", "key_serializer", "value_serializer",

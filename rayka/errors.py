@@ -23,6 +23,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
     ├── ProducerClosedError
+    ├── InvalidCallError             a call that cannot work where it was made (flush() in a callback)
     ├── ConsumerClosedError
     ├── PartitionUnavailableError    the partition actor died and is restarting (retriable)
     ├── CoordinatorUnavailableError  the coordinator actor could not be reached (retriable)
@@ -60,6 +61,7 @@ __all__ = [
     "OutOfOrderSequenceError",
     "BufferFullError",
     "ProducerClosedError",
+    "InvalidCallError",
     "ConsumerClosedError",
     "PartitionUnavailableError",
     "CoordinatorUnavailableError",
@@ -167,6 +169,12 @@ class BufferFullError(RaykaError):
 
 class ProducerClosedError(RaykaError):
     """send() on a closed Producer."""
+
+
+class InvalidCallError(RaykaError, RuntimeError):
+    """A call that cannot work where it was made: ``flush()`` or ``close()`` of a Producer
+    inside one of its callbacks would wait for that callback to return (Kafka's Java client
+    refuses it too). Nothing was changed; flush after the callback, from your own thread."""
 
 
 class ConsumerClosedError(RaykaError):

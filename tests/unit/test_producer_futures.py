@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import rayka
-from rayka.errors import KafkaTimeoutError, PartitionUnavailableError, RecordTooLargeError
+from rayka.errors import InvalidCallError, KafkaTimeoutError, PartitionUnavailableError, RecordTooLargeError
 
 from producer_helpers import FakeCluster
 
@@ -152,3 +152,39 @@ def test_callbacks_may_send_from_inside_a_callback(fake):
     assert follow[0].get(timeout=1).offset == 1
     producer.close()
     assert [r["value"] for r in log.records()] == [b"first", b"second"]
+
+
+def test_flush_waits_for_a_callback_still_running_on_an_acknowledged_record(fake):
+    """The record is acknowledged (its future done) while its callback still runs: a flush
+    started now must wait for the callback, though the batch is no longer in flight."""
+    fake.create_topic("t", partitions=1)
+    producer = rayka.Producer(cluster=fake, linger_ms=1)
+    started, release = threading.Event(), threading.Event()
+    fut = producer.send("t", value=b"a")
+    fut.add_callback(lambda md: (started.set(), release.wait(30)))
+    assert started.wait(10) and fut.done()
+    flusher = threading.Thread(target=producer.flush, kwargs={"timeout": 30})
+    flusher.start()
+    flusher.join(0.3)
+    assert flusher.is_alive()  # still waiting for the callback
+    release.set()
+    flusher.join(10)
+    assert not flusher.is_alive()
+    producer.close()
+
+
+def test_flush_inside_a_callback_is_refused_not_a_deadlock(fake):
+    fake.create_topic("t", partitions=1)
+    producer = rayka.Producer(cluster=fake, linger_ms=1)
+    errors = []
+
+    def flush_inside(md):
+        try:
+            producer.flush(timeout=5)
+        except InvalidCallError as exc:
+            errors.append(exc)
+
+    producer.send("t", value=b"a").add_callback(flush_inside)
+    producer.flush(timeout=10)
+    assert len(errors) == 1 and "inside a producer callback" in str(errors[0])
+    producer.close()
