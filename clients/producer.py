@@ -195,7 +195,9 @@ class Producer(Sender):
         """
         if self._closing:
             raise ProducerClosedError("send() on a closed Producer; create a new one")
-        t = self._topics.get(topic) or self._topic(check_topic(topic))
+        t = self._topics.get(topic) if type(topic) is str else None
+        if t is None:
+            t = self._topic(check_topic(topic))
         if self._key_ser is not None and key is not None:
             key = self._key_ser(key)
         if self._value_ser is not None and value is not None:

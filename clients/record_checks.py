@@ -115,6 +115,12 @@ def check_table_columns(table: pa.Table, topic: str, partitions: int) -> pa.Tabl
     """Check send_table's reserved columns before anything is sent; returns the table with
     ``headers`` cast to map<string, binary> when it was given in another castable type."""
     names = table.column_names
+    if "key" in names:
+        typ = table.column("key").type
+        if not (pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_null(typ)):
+            hint = (" encode it first (e.g. pyarrow.compute.cast(col, pa.binary()))"
+                    if pa.types.is_string(typ) or pa.types.is_large_string(typ) else "")
+            raise InvalidRecordError(f"column 'key' must be binary, got {typ};{hint} nothing was sent")
     if "timestamp_ms" in names:
         col = table.column("timestamp_ms")
         if not (pa.types.is_integer(col.type) or pa.types.is_null(col.type)):

@@ -30,7 +30,7 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     instead of failing the whole batch it would have joined.
     """
     if not isinstance(value, dict):
-        raise TypeError(
+        raise InvalidRecordError(
             f"topic {topic!r} has a value schema; send a dict of its columns "
             f"({', '.join(schema.names)}), or set value_serializer to build one"
         )

@@ -69,8 +69,9 @@ def test_bad_input_errors_are_type_and_value_errors_and_a_wrong_topic_is_named(f
         producer.send("t", value=b"v", timestamp_ms="x")
     with pytest.raises(ValueError):
         producer.send("t", value=b"v", timestamp_ms=-5)
-    with pytest.raises(InvalidRecordError, match="topic"):
-        producer.send(b"t", value=b"v")
+    for topic in (b"t", ["t"], None, ""):
+        with pytest.raises(InvalidRecordError, match="topic"):
+            producer.send(topic, value=b"v")
     with pytest.raises(InvalidRecordError, match="topic"):
         producer.send_table(None, pa.table({"value": [b"v"]}))
     producer.close()
@@ -102,6 +103,8 @@ BAD_TABLES = [
     ({"partition": pa.array([0, 1, 9], pa.int32())}, UnknownPartitionError, "partition"),
     ({"headers": pa.array([{"a": b"x"}] * 3)}, InvalidRecordError, "headers"),
     ({"headers": pa.array(["a", "b", "c"])}, InvalidRecordError, "headers"),
+    ({"key": pa.array([1, 2, 3])}, InvalidRecordError, "key"),
+    ({"key": pa.array(["a", "b", "c"])}, InvalidRecordError, "encode"),
 ]
 
 
