@@ -112,8 +112,9 @@ def check_headers(headers) -> tuple[list[tuple[str, bytes | None]], int]:
 
 
 def check_table_columns(table: pa.Table, topic: str, partitions: int) -> pa.Table:
-    """Check send_table's reserved columns before anything is sent; returns the table with
-    ``headers`` cast to map<string, binary> when it was given in another castable type."""
+    """Check send_table's reserved columns before anything is sent; returns the table with a
+    datetime ``timestamp_ms`` as int milliseconds and ``headers`` cast to map<string, binary>
+    when it was given in another castable type."""
     names = table.column_names
     if "key" in names:
         typ = table.column("key").type
@@ -123,10 +124,14 @@ def check_table_columns(table: pa.Table, topic: str, partitions: int) -> pa.Tabl
             raise InvalidRecordError(f"column 'key' must be binary, got {typ};{hint} nothing was sent")
     if "timestamp_ms" in names:
         col = table.column("timestamp_ms")
+        if pa.types.is_timestamp(col.type):
+            # A datetime column (pandas' datetime64): milliseconds since the epoch, sub-ms cut off.
+            col = pc.cast(col, pa.timestamp("ms", col.type.tz), safe=False).cast(pa.int64())
+            table = table.set_column(names.index("timestamp_ms"), "timestamp_ms", col)
         if not (pa.types.is_integer(col.type) or pa.types.is_null(col.type)):
             raise InvalidRecordError(
-                f"column 'timestamp_ms' must hold ints (milliseconds since the epoch), got {col.type}; "
-                "for a timestamp column use pyarrow.compute.cast(col.cast(pa.timestamp('ms')), pa.int64())"
+                f"column 'timestamp_ms' must hold ints (milliseconds since the epoch) or datetimes, "
+                f"got {col.type}; nothing was sent"
             )
         if not pa.types.is_null(col.type) and col.null_count < len(col):
             low, high = pc.min(col).as_py(), pc.max(col).as_py()

@@ -6,6 +6,7 @@ Runs the real Producer against partition logs without Ray (producer_helpers.Fake
 import time
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -121,6 +122,16 @@ def test_a_bad_send_table_column_is_refused_before_anything_is_sent(fake, column
     producer.send_table("t", pa.table({"value": [b"a", b"b", b"c"]})).result(timeout=10)
     producer.close()
     assert sum(h.log.log_end_offset for h in logs) == 3
+
+
+def test_send_table_takes_a_datetime_timestamp_column_as_milliseconds(fake):
+    (log,) = fake.create_topic("t", partitions=1)
+    now = pd.Timestamp.now(tz="UTC").floor("ms")
+    df = pd.DataFrame({"value": [b"a", b"b"], "timestamp_ms": [now, now + pd.Timedelta(microseconds=1500)]})
+    with rayka.Producer(cluster=fake) as producer:
+        producer.send_table("t", df).result(timeout=10)
+    ms = int(now.value // 1_000_000)
+    assert [r["timestamp_ms"] for r in log.records()] == [ms, ms + 1]
 
 
 def test_send_table_partition_argument_and_castable_headers(fake):
