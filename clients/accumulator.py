@@ -5,10 +5,17 @@ sender hands it off (it is full, its linger passed, or a flush asked); it then
 becomes one Arrow record batch and one actor call. Every record's future points
 at its batch and its index in it, so completing a batch completes all of its
 records at once: no per-record Python future, no per-record actor call.
+
+Callbacks (``add_callback``, ``add_errback``, ``add_done_callback``) run when the
+batch completes, on the thread that completed it; a callback added after that
+runs at once in the caller's thread. ``settled`` is set only after every callback
+of the batch returned, and ``Producer.flush()`` waits on it: when flush returns,
+every callback of the flushed records has run.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -20,8 +27,10 @@ from rayka.clients.types import RecordMetadata
 from rayka.errors import KafkaTimeoutError
 from rayka.partitions.records import HEADERS_TYPE
 
-__all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc"]
+__all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc", "in_callback"]
 
+
+log = logging.getLogger(__name__)
 
 _SMALL_PAYLOAD = 64 * 1024
 
@@ -45,7 +54,7 @@ class ProduceBatch:
     __slots__ = (
         "topic", "partition", "keys", "values", "timestamps", "headers", "nbytes", "created",
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
-        "event", "has_keys", "has_headers", "value_schema", "callbacks",
+        "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
@@ -64,7 +73,10 @@ class ProduceBatch:
         self.base_offset = -1
         self.log_append_time = -1
         self.error: BaseException | None = None
-        self.event = threading.Event()
+        self.event = threading.Event()  # acknowledged or failed: result() may return
+        self.settled = threading.Event()  # ... and every callback has run: flush() may return
+        self.lock = threading.Lock()  # orders callbacks added against completion
+        self.count = 0  # records in the batch
         self.has_keys = False
         self.has_headers = False
         self.value_schema = value_schema
@@ -80,7 +92,8 @@ class ProduceBatch:
         if headers is not None:
             self.has_headers = True
         self.nbytes += size
-        return len(self.values) - 1
+        self.count += 1
+        return self.count - 1
 
     def build(self) -> pa.Buffer:
         """The records as an Arrow IPC stream buffer, ready for PartitionActor.append."""
@@ -119,9 +132,24 @@ class ProduceBatch:
         # Drop the payload: completed batches may live on in users' futures.
         self.keys = self.values = self.headers = []
         self.table = None
-        self.event.set()
-        for fn in self.callbacks or ():
-            fn()
+        with self.lock:
+            callbacks, self.callbacks = self.callbacks, None
+            self.event.set()
+        try:
+            for fn in callbacks or ():
+                _call(fn)
+        finally:
+            self.settled.set()
+
+    def on_done(self, fn) -> None:
+        """Call ``fn()`` once the batch is acknowledged or failed: later, or now if it is."""
+        with self.lock:
+            if not self.event.is_set():
+                if self.callbacks is None:
+                    self.callbacks = []
+                self.callbacks.append(fn)
+                return
+        _call(fn)
 
     def wait(self, timeout: float | None) -> None:
         if not self.event.wait(timeout):
@@ -132,8 +160,32 @@ class ProduceBatch:
             raise self.error
 
 
+_callbacks_running = threading.local()
+
+
+def in_callback() -> bool:
+    """Whether this thread is running a producer callback (flush() here would wait for itself)."""
+    return getattr(_callbacks_running, "depth", 0) > 0
+
+
+def _call(fn) -> None:
+    _callbacks_running.depth = getattr(_callbacks_running, "depth", 0) + 1
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - one failing callback must not stop the others (kafka-python logs too)
+        log.exception("a producer callback raised; the other callbacks still run")
+    finally:
+        _callbacks_running.depth -= 1
+
+
 class FutureRecordMetadata:
-    """The future of one ``send()``: ``result()`` gives its RecordMetadata or raises its error."""
+    """The future of one ``send()``: ``result()``/``get()`` give its RecordMetadata or raise its error.
+
+    kafka-python's habits work: ``add_callback(fn, *args)`` calls ``fn(*args, metadata)`` when
+    the record is written, ``add_errback(fn, *args)`` calls ``fn(*args, exception)`` when it
+    failed (both return the future, to chain); ``get(timeout)`` raises KafkaTimeoutError
+    when it is not done in time. ``add_done_callback(fn)`` is concurrent.futures' ``fn(future)``.
+    """
 
     __slots__ = ("_batch", "_index", "_timestamp")
 
@@ -141,16 +193,53 @@ class FutureRecordMetadata:
         self._batch, self._index, self._timestamp = batch, index, timestamp_ms
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
+        self._batch.wait(timeout)
+        return self._metadata()
+
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        """kafka-python's name for :meth:`result`."""
+        return self.result(timeout)
+
+    def _metadata(self) -> RecordMetadata:
         batch = self._batch
-        batch.wait(timeout)
         offset = batch.base_offset + self._index if batch.base_offset >= 0 else -1
         ts = batch.log_append_time if self._timestamp < 0 else self._timestamp
         return RecordMetadata(batch.topic, batch.partition, offset, ts)
 
-    get = result
-
     def done(self) -> bool:
         return self._batch.event.is_set()
+
+    @property
+    def is_done(self) -> bool:
+        return self._batch.event.is_set()
+
+    def succeeded(self) -> bool:
+        return self._batch.event.is_set() and self._batch.error is None
+
+    def failed(self) -> bool:
+        return self._batch.event.is_set() and self._batch.error is not None
+
+    def add_callback(self, fn, *args, **kwargs) -> "FutureRecordMetadata":
+        """Call ``fn(*args, metadata, **kwargs)`` when the record is written (at once if it is)."""
+        batch = self._batch
+
+        def run():
+            if batch.error is None:
+                fn(*args, self._metadata(), **kwargs)
+
+        batch.on_done(run)
+        return self
+
+    def add_errback(self, fn, *args, **kwargs) -> "FutureRecordMetadata":
+        """Call ``fn(*args, exception, **kwargs)`` when the record failed (at once if it has)."""
+        batch = self._batch
+
+        def run():
+            if batch.error is not None:
+                fn(*args, batch.error, **kwargs)
+
+        batch.on_done(run)
+        return self
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
@@ -163,21 +252,56 @@ class FutureRecordMetadata:
 
     def add_done_callback(self, fn) -> None:
         """Call ``fn(future)`` when the record is acknowledged or failed (maybe at once)."""
-        batch = self._batch
-        if batch.event.is_set():
-            fn(self)
-            return
-        if batch.callbacks is None:
-            batch.callbacks = []
-        batch.callbacks.append(lambda: fn(self))
+        self._batch.on_done(lambda: fn(self))
 
 
 class TableFuture:
-    """The future of ``send_table``: ``result()`` lists (partition, base_offset, count) per chunk."""
+    """The future of ``send_table``: ``result()``/``get()`` list (partition, base_offset, count) per
+    chunk. ``add_callback(fn)`` gets that list once every chunk is written, ``add_errback(fn)``
+    the first chunk's error once every chunk is done and one failed."""
 
     def __init__(self, batches: list[ProduceBatch], counts: list[int]):
         self._batches = batches
         self._counts = counts
+
+    def get(self, timeout: float | None = None) -> list[tuple[int, int, int]]:
+        return self.result(timeout)
+
+    def _when_all_done(self, fn) -> None:
+        left = [len(self._batches)]
+        lock = threading.Lock()
+
+        def one_done():
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                fn()
+
+        if not self._batches:
+            _call(fn)
+        for batch in self._batches:
+            batch.on_done(one_done)
+
+    def _error(self) -> BaseException | None:
+        return next((b.error for b in self._batches if b.error is not None), None)
+
+    def add_callback(self, fn, *args, **kwargs) -> "TableFuture":
+        def run():
+            if self._error() is None:
+                fn(*args, [(b.partition, b.base_offset, c) for b, c in zip(self._batches, self._counts)], **kwargs)
+
+        self._when_all_done(run)
+        return self
+
+    def add_errback(self, fn, *args, **kwargs) -> "TableFuture":
+        def run():
+            error = self._error()
+            if error is not None:
+                fn(*args, error, **kwargs)
+
+        self._when_all_done(run)
+        return self
 
     def result(self, timeout: float | None = None) -> list[tuple[int, int, int]]:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -9,6 +9,7 @@ where a Java Kafka client would send it.
 
 from __future__ import annotations
 
+import random
 from functools import lru_cache
 
 __all__ = ["murmur2", "partition_for_key", "StickyPartitioner"]
@@ -50,21 +51,31 @@ def partition_for_key(key: bytes, num_partitions: int) -> int:
 
 
 class StickyPartitioner:
-    """Keyless records stick to one partition until its batch is handed off, then move on.
+    """Keyless records stick to one partition until ``batch_size`` bytes went to it, then move on.
 
-    Sticking fills one batch at a time instead of spreading every linger window
-    thinly over all partitions (Kafka's KIP-480); moving round-robin spreads load.
+    Kafka's KIP-794 ("strictly uniform sticky"): sticking fills one batch at a time instead
+    of spreading every linger window thinly over all partitions (KIP-480), and switching
+    after a fixed number of *bytes*, not when a batch happens to be handed off, makes
+    every partition get the same share. (Switching on hand-off sent almost everything to
+    one partition: while its append was in flight its batch kept growing and was never
+    handed off, so the partitioner never moved.) The first partition of a topic is random,
+    so producers that start together do not all begin on partition 0; then round-robin.
+
+    Not thread-safe on its own: the producer calls it under its lock.
     """
 
-    def __init__(self) -> None:
-        self._current: dict[str, int] = {}
+    def __init__(self, batch_size: int, rng: random.Random | None = None) -> None:
+        self.batch_size = batch_size
+        self._rng = rng or random.Random()
+        self._current: dict[str, list[int]] = {}  # topic -> [partition, bytes produced to it]
 
-    def partition(self, topic: str, num_partitions: int) -> int:
-        p = self._current.get(topic)
-        if p is None or p >= num_partitions:
-            p = self._current[topic] = 0
-        return p
-
-    def on_batch_sent(self, topic: str, partition: int, num_partitions: int) -> None:
-        if self._current.get(topic) == partition and num_partitions > 1:
-            self._current[topic] = (partition + 1) % num_partitions
+    def partition(self, topic: str, num_partitions: int, size: int) -> int:
+        """The partition for a keyless record of ``size`` bytes, counting it against that partition."""
+        state = self._current.get(topic)
+        if state is None or state[0] >= num_partitions:
+            state = self._current[topic] = [self._rng.randrange(num_partitions), 0]
+        elif state[1] >= self.batch_size:
+            state[0] = (state[0] + 1) % num_partitions
+            state[1] = 0
+        state[1] += size
+        return state[0]

@@ -16,41 +16,54 @@ never writes a record twice, and per-partition order holds.
 Memory is bounded: records waiting or in flight take at most ``buffer_memory``
 bytes; ``send()`` blocks up to ``max_block_ms`` for room, then raises
 BufferFullError.
+
+Bad input is refused by the call that was wrong (record_checks): a record joins a
+batch shared with others, and nothing that would fail the batch may get in.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
+import warnings
 
+import pyarrow.compute as pc
 import ray
 
-from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, to_ipc
+from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
-from rayka.clients.connection import Cluster, current, unwrap
+from rayka.clients.connection import Cluster, current
+from rayka.clients.options import PRODUCER_EQUIVALENTS, refuse_unknown
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
+from rayka.clients.producer_metrics import ProducerMetrics
+from rayka.clients.record_checks import (
+    check_headers,
+    check_partition_range,
+    check_partition_type,
+    check_table_columns,
+    check_timestamp,
+    check_topic,
+)
 from rayka.partitions.records import log_schema, prepare_batch
-from rayka.clients.serde import check_bytes, check_row, headers_list, table_from
+from rayka.clients.sender import Sender
+from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
     ConfigError,
+    InvalidCallError,
     KafkaTimeoutError,
+    OldTimestampWarning,
     ProducerClosedError,
     RecordTooLargeError,
-    RaykaError,
-    UnknownPartitionError,
 )
 
 __all__ = ["Producer"]
 
-log = logging.getLogger(__name__)
-
-
 
 class _Topic:
-    __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time")
+    __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time",
+                 "retention_ms")
 
     def __init__(self, meta, handles):
         self.name = meta.name
@@ -59,9 +72,10 @@ class _Topic:
         self.max_message_bytes = meta.topic_config.max_message_bytes
         self.value_schema = meta.value_schema
         self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
+        self.retention_ms = meta.topic_config.retention_ms
 
 
-class Producer:
+class Producer(Sender):
     """Sends records to topics. Thread-safe; use as a context manager or call ``close()``.
 
     - ``acks``: 0 (do not wait), 1 or "all" (wait for the partition to write the batch;
@@ -72,6 +86,9 @@ class Producer:
     - ``delivery_timeout_ms`` (120 s): how long a batch may be retried before its futures fail.
     - ``key_serializer`` / ``value_serializer``: callables to bytes; without them keys and
       values must be bytes (or, for a topic with a schema, values are dicts of columns).
+
+    Any other keyword (a Kafka setting such as ``bootstrap_servers``) raises ConfigError
+    naming what rayka does instead. ``metrics()`` gives the producer's counters.
     """
 
     def __init__(
@@ -88,12 +105,15 @@ class Producer:
         delivery_timeout_ms: int = 120_000,
         retry_backoff_ms: int = 100,
         cluster: Cluster | None = None,
+        **unknown,
     ):
+        refuse_unknown("Producer", unknown, _OPTIONS, PRODUCER_EQUIVALENTS)
         if acks not in (0, 1, -1, "all", "1", "0"):
             raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
         for name, value in (("linger_ms", linger_ms), ("batch_size", batch_size),
-                            ("buffer_memory", buffer_memory), ("max_block_ms", max_block_ms)):
-            if not isinstance(value, (int, float)) or value < 0:
+                            ("buffer_memory", buffer_memory), ("max_block_ms", max_block_ms),
+                            ("delivery_timeout_ms", delivery_timeout_ms), ("retry_backoff_ms", retry_backoff_ms)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
         self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
         self.linger_s = linger_ms / 1000.0
@@ -112,13 +132,16 @@ class Producer:
         self._open: dict[tuple[str, int], ProduceBatch] = {}
         self._queued: dict[tuple[str, int], list[ProduceBatch]] = {}  # handed off, not yet sent
         self._inflight: dict[tuple[str, int], ProduceBatch] = {}
+        self._completing: set[ProduceBatch] = set()  # acknowledged, callbacks still running
         self._sequences: dict[tuple[str, int], int] = {}
         self._epochs: dict[tuple[str, int], int] = {}  # bumped when a partition's sequence restarts
         self._buffered = 0
         self._flushing = 0
         self._closing = False
         self._closed = False
-        self._sticky = StickyPartitioner()
+        self._sticky = StickyPartitioner(batch_size)
+        self._metrics = ProducerMetrics()
+        self._warned_old: set[str] = set()  # topics warned about a record older than retention.ms
         self._sender = threading.Thread(target=self._run, name="rayka-producer", daemon=True)
         self._sender.start()
 
@@ -134,14 +157,47 @@ class Producer:
     def partitions_for(self, topic: str) -> list[int]:
         return list(range(self._topic(topic, refresh=True).partitions))
 
+    def metrics(self) -> dict:
+        """Counters since the producer started: ``records_sent``, ``bytes_sent``, ``batches_sent``,
+        ``retries``, ``errors`` (records that failed for good), the gauges ``buffered_bytes`` and
+        ``batches_in_flight``, and the same counters per topic under ``topics``."""
+        with self._cv:
+            return self._metrics.snapshot(buffered_bytes=self._buffered, batches_in_flight=len(self._inflight))
+
+    def _check_age(self, t: _Topic, timestamp_ms: int) -> None:
+        """Warn (once per topic) when a record is older than the topic's retention.ms."""
+        if t.retention_ms <= 0 or t.log_append_time or t.name in self._warned_old:
+            return
+        now_ms = time.time_ns() // 1_000_000
+        if timestamp_ms < now_ms - t.retention_ms:
+            self._warned_old.add(t.name)
+            warnings.warn(
+                f"a record sent to topic {t.name!r} has timestamp_ms={timestamp_ms}, "
+                f"{(now_ms - timestamp_ms) / 3_600_000:.1f} h ago, older than the topic's retention.ms "
+                f"({t.retention_ms} ms): it is written, but retention deletes it with its segment as soon "
+                "as the segment holds nothing newer (at the next pass, if the records beside it are as "
+                "old). Send current timestamps, or raise the topic's retention.ms (-1 keeps records "
+                "forever). Warned once per producer and topic",
+                OldTimestampWarning,
+                stacklevel=3,
+            )
+
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, topic: str, value=None, key=None, headers=None, timestamp_ms: int | None = None,
              partition: int | None = None) -> FutureRecordMetadata:
-        """Queue one record; returns a future of its RecordMetadata."""
+        """Queue one record; returns a future of its RecordMetadata.
+
+        ``headers``: a dict ``{str: bytes}`` or a list of ``(str, bytes)`` pairs; ``timestamp_ms``:
+        an int, 0 <= t < 2**63 (default now); ``partition``: an int (default: the key's partition,
+        or the sticky partitioner's for keyless records). An argument that does not fit raises
+        InvalidRecordError here and nothing is queued.
+        """
         if self._closing:
             raise ProducerClosedError("send() on a closed Producer; create a new one")
-        t = self._topics.get(topic) or self._topic(topic)
+        t = self._topics.get(topic) if type(topic) is str else None
+        if t is None:
+            t = self._topic(check_topic(topic))
         if self._key_ser is not None and key is not None:
             key = self._key_ser(key)
         if self._value_ser is not None and value is not None:
@@ -156,27 +212,31 @@ class Producer:
         else:
             size += check_row(value, t.value_schema, topic)
         if headers is not None:
-            headers = headers_list(headers)
-            size += sum(len(k) + len(v or b"") for k, v in headers)
+            headers, header_bytes = check_headers(headers)
+            size += header_bytes
         if size > t.max_message_bytes:
             raise RecordTooLargeError(
                 f"record of {size} bytes is over topic {topic!r}'s max.message.bytes "
                 f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes"
             )
-        if partition is None:
-            partition = (partition_for_key(key, t.partitions) if key is not None
-                         else self._sticky.partition(topic, t.partitions))
-        elif not isinstance(partition, int) or not 0 <= partition < t.partitions:
-            t = self._topic(topic, refresh=True)
-            if not isinstance(partition, int) or not 0 <= partition < t.partitions:
-                raise UnknownPartitionError(
-                    f"topic {topic!r} has partitions 0..{t.partitions - 1}; there is no partition {partition!r}"
-                )
-        ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
-        tp = (topic, partition)
+        if partition is not None:
+            partition = check_partition_type(partition)
+            if not 0 <= partition < t.partitions:
+                t = self._topic(topic, refresh=True)  # partitions may have been added since
+                check_partition_range(partition, topic, t.partitions)
+        elif key is not None:
+            partition = partition_for_key(key, t.partitions)
+        if timestamp_ms is None:
+            ts = time.time_ns() // 1_000_000
+        else:
+            ts = check_timestamp(timestamp_ms)
+            self._check_age(t, ts)
         with self._cv:
             if self._buffered + size > self.buffer_memory:
                 self._wait_for_room(size)
+            if partition is None:
+                partition = self._sticky.partition(topic, t.partitions, size + 16)
+            tp = (topic, partition)
             batch = self._open.get(tp)
             if batch is None:
                 batch = self._open[tp] = ProduceBatch(topic, partition, t.value_schema)
@@ -196,8 +256,14 @@ class Producer:
         """
         if self._closing:
             raise ProducerClosedError("send_table() on a closed Producer; create a new one")
-        t = self._topic(topic)
-        table = table_from(data, t.value_schema)
+        t = self._topic(check_topic(topic))
+        if partition is not None:
+            check_partition_range(check_partition_type(partition), topic, t.partitions)
+        table = check_table_columns(table_from(data, t.value_schema, topic), topic, t.partitions)
+        if "timestamp_ms" in table.column_names and table.num_rows:
+            oldest = pc.min(table.column("timestamp_ms")).as_py()
+            if oldest is not None:
+                self._check_age(t, oldest)
         chunks = list(split_table(table, t.name, t.partitions, partition))
         # The partition checks again, but a rejected chunk would leave the others written:
         # check them all first, so a bad table is refused whole, with nothing sent.
@@ -225,6 +291,7 @@ class Producer:
                     self._buffered -= size
                 raise
             batch.nbytes = size
+            batch.count = chunk.num_rows
             with self._cv:
                 self._queued.setdefault((topic, part), []).append(batch)
                 self._cv.notify()
@@ -249,17 +316,19 @@ class Producer:
             self._flushing -= 1
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send everything queued so far and wait until it is acknowledged (or failed)."""
+        """Send everything queued so far and wait until it is acknowledged (or failed) and every
+        callback of those records has run. Not from inside a callback (InvalidCallError)."""
+        _refuse_in_callback("flush")
         with self._cv:
             pending = list(self._open.values()) + [b for q in self._queued.values() for b in q]
-            pending += list(self._inflight.values())
+            pending += list(self._inflight.values()) + list(self._completing)
             self._flushing += 1
             self._cv.notify()
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             for batch in pending:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not batch.event.wait(remaining):
+                if not batch.settled.wait(remaining):
                     raise KafkaTimeoutError(f"flush did not finish within {timeout}s")
         finally:
             with self._cv:
@@ -269,6 +338,7 @@ class Producer:
         """Flush, then stop the sender. Further sends raise ProducerClosedError."""
         if self._closed:
             return
+        _refuse_in_callback("close")
         try:
             self.flush(timeout)
         finally:
@@ -290,122 +360,14 @@ class Producer:
                 self._closing = True
                 self._cv.notify()
 
-    # -- the sender thread ------------------------------------------------------------------------
 
-    def _ready(self, now: float) -> tuple[list[ProduceBatch], float | None]:
-        """Batches to send now (one per idle partition), and how long until the next may be ready."""
-        out = []
-        wake = None
-        for tp in list(self._queued):
-            if tp not in self._inflight:
-                queue = self._queued[tp]
-                batch = queue.pop(0)
-                if not queue:
-                    del self._queued[tp]
-                out.append(batch)
-                self._inflight[tp] = batch
-        for tp, batch in list(self._open.items()):
-            if tp in self._inflight:
-                continue
-            due = batch.created + self.linger_s
-            if self._flushing or self._closing or batch.nbytes >= self.batch_size or due <= now:
-                del self._open[tp]
-                self._inflight[tp] = batch
-                out.append(batch)
-                topic = self._topics.get(batch.topic)
-                if topic is not None:
-                    self._sticky.on_batch_sent(batch.topic, batch.partition, topic.partitions)
-            else:
-                wake = due - now if wake is None else min(wake, due - now)
-        return out, wake
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while True:
-                    batches, wake = self._ready(time.monotonic())
-                    if batches:
-                        break
-                    if self._closing and not self._open and not self._queued and not self._inflight:
-                        return
-                    self._cv.wait(wake)
-            for batch in batches:
-                self._submit(batch)
-
-    def _producer_id(self, tp: tuple[str, int]) -> str | None:
-        epoch = self._epochs.get(tp, 0)
-        if self.producer_id is None or not epoch:
-            return self.producer_id
-        return f"{self.producer_id}.{epoch}"
-
-    def _submit(self, batch: ProduceBatch) -> None:
-        tp = (batch.topic, batch.partition)
-        try:
-            if batch.sequence < 0:
-                # Built before it takes a number: a batch that cannot be built must not leave
-                # a gap in the sequence (the partition would refuse every later batch).
-                payload = batch.build()
-                batch.table = payload  # keep the built payload for retries
-                batch.sequence = self._sequences.get(tp, 0)
-                self._sequences[tp] = batch.sequence + 1
-                batch.deadline = time.monotonic() + self.delivery_timeout_s
-                batch.attempts = 0
-            batch.attempts += 1
-            # Every third retry asks the coordinator again: a partition actor re-created under
-            # its name (after its node or the cluster came back) has a new handle.
-            refresh = batch.attempts > 1 and batch.attempts % 3 == 0
-            handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
-            ref = handle.append.remote(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
-        except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
-            self._done(batch, None, _as_rayka(exc))
-            return
-        if self.acks == 0:
-            ref.future().add_done_callback(lambda f: self._done(batch, f, None))
-            batch.complete(-1, -1)
-            return
-        ref.future().add_done_callback(lambda f: self._done(batch, f, None))
-
-    def _done(self, batch: ProduceBatch, fut, error: BaseException | None) -> None:
-        """Completion of one append (runs on a Ray callback thread or the sender)."""
-        result = None
-        if error is None and fut is not None:
-            try:
-                result = fut.result()
-            except BaseException as exc:  # noqa: BLE001
-                error = unwrap(exc)
-        retriable = error is not None and getattr(error, "retriable", False)
-        if retriable and time.monotonic() < batch.deadline:
-            log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
-            threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
-            return
-        with self._cv:
-            tp = (batch.topic, batch.partition)
-            if error is not None and batch.sequence >= 0:
-                self._restart_sequence(tp)
-            self._inflight.pop(tp, None)
-            self._buffered -= batch.nbytes
-            self._cv.notify_all()
-        if not batch.event.is_set():
-            if error is not None:
-                batch.fail(error)
-            else:
-                batch.complete(result.base_offset, result.log_append_time_ms)
-
-    def _retry(self, batch: ProduceBatch) -> None:
-        self._submit(batch)
-
-    def _restart_sequence(self, tp: tuple[str, int]) -> None:
-        """After a numbered batch failed for good (caller holds the lock), restart the sequence.
-
-        Whether the partition wrote it is not always known (a refused batch was not written; a
-        call that timed out may have been), so the next batch to this partition starts a new
-        sequence under a new producer id, as Kafka bumps the producer epoch. Reusing the number
-        could make the partition take the next batch for a duplicate of this one and drop it;
-        keeping it could leave a gap that the partition refuses forever.
-        """
-        self._epochs[tp] = self._epochs.get(tp, 0) + 1
-        self._sequences[tp] = 0
+def _refuse_in_callback(call: str) -> None:
+    if in_callback():
+        raise InvalidCallError(
+            f"Producer.{call}() inside a producer callback would wait for that callback to return; "
+            f"call {call}() from your own thread once the callback is done"
+        )
 
 
-def _as_rayka(exc: BaseException) -> BaseException:
-    return exc if isinstance(exc, (RaykaError, TypeError, ValueError)) else unwrap(exc)
+_OPTIONS = ("acks", "linger_ms", "batch_size", "idempotent", "key_serializer", "value_serializer",
+            "buffer_memory", "max_block_ms", "delivery_timeout_ms", "retry_backoff_ms", "cluster")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from rayka.errors import SchemaMismatchError
+from rayka.errors import InvalidRecordError, SchemaMismatchError
 
-__all__ = ["check_bytes", "check_row", "headers_list", "table_from"]
+__all__ = ["check_bytes", "check_row", "table_from"]
 
 _BYTES = (bytes, bytearray, memoryview)
 
 
 def check_bytes(value, what: str, serializer: str) -> int:
-    """len(value) if it is bytes-like, else a TypeError that says which serializer to set."""
+    """len(value) if it is bytes-like, else an InvalidRecordError (a TypeError) naming the serializer to set."""
     if isinstance(value, bytes):
         return len(value)
     if isinstance(value, (bytearray, memoryview)):
         return len(value)
-    raise TypeError(
+    raise InvalidRecordError(
         f"{what} must be bytes, got {type(value).__name__}; set {serializer}= on the Producer "
         f"(e.g. {serializer}=str.encode, or json.dumps(...).encode) to send other types"
     )
@@ -30,7 +30,7 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     instead of failing the whole batch it would have joined.
     """
     if not isinstance(value, dict):
-        raise TypeError(
+        raise InvalidRecordError(
             f"topic {topic!r} has a value schema; send a dict of its columns "
             f"({', '.join(schema.names)}), or set value_serializer to build one"
         )
@@ -57,21 +57,9 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     return size
 
 
-def headers_list(headers) -> list[tuple[str, bytes]]:
-    """Headers as (str, bytes) pairs, from a dict or an iterable of pairs."""
-    items = headers.items() if isinstance(headers, dict) else headers
-    out = []
-    for k, v in items:
-        if not isinstance(k, str):
-            raise TypeError(f"header keys must be str, got {type(k).__name__}")
-        if v is not None and not isinstance(v, _BYTES):
-            raise TypeError(f"header {k!r} must have a bytes value, got {type(v).__name__}")
-        out.append((k, bytes(v) if v is not None else None))
-    return out
-
-
-def table_from(data, value_schema: pa.Schema | None) -> pa.Table:
+def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Table:
     """A pyarrow Table from a Table, RecordBatch, pandas DataFrame or dict of columns."""
+    source = "table.schema"
     if isinstance(data, pa.RecordBatch):
         table = pa.Table.from_batches([data])
     elif isinstance(data, pa.Table):
@@ -80,23 +68,30 @@ def table_from(data, value_schema: pa.Schema | None) -> pa.Table:
         table = pa.table(data)
     elif type(data).__module__.startswith("pandas"):
         table = pa.Table.from_pandas(data, preserve_index=False)
+        source = "pa.Schema.from_pandas(df, preserve_index=False)"
     else:
         raise TypeError(
             f"send_table takes a pyarrow Table or RecordBatch, a pandas DataFrame or a dict of "
             f"columns, not {type(data).__name__}"
         )
     if value_schema is None and "value" not in table.column_names:
+        others = [c for c in table.column_names if c not in ("key", "timestamp_ms", "headers", "partition")]
+        if others != table.column_names:  # the reserved columns are not part of a value schema
+            source = (f"pa.Schema.from_pandas(df[{others}], preserve_index=False)" if source != "table.schema"
+                      else f"table.select({others}).schema")
         raise SchemaMismatchError(
-            f"send_table needs a 'value' column; the table has {table.column_names}"
+            f"topic {topic!r} has no value schema, so send_table needs a binary 'value' column; the "
+            f"table has {table.column_names}. To store its columns {others} as they are, send to a "
+            f"typed topic: admin.create_topic(name, partitions=..., schema={source})"
         )
     if value_schema is None:
         col = table.column("value")
         if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)
                 or pa.types.is_null(col.type)):
             if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                raise TypeError(
+                raise InvalidRecordError(
                     "the 'value' column holds strings; values are bytes: encode it first "
                     "(e.g. pyarrow.compute.cast(col, pa.binary()))"
                 )
-            raise TypeError(f"the 'value' column must be binary, got {col.type}")
+            raise InvalidRecordError(f"the 'value' column must be binary, got {col.type}")
     return table

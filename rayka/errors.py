@@ -14,6 +14,8 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── UnknownPartitionError
     ├── RecordTooLargeError          a record over max.message.bytes; its batch is rejected whole
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
+    ├── InvalidRecordError           a send()/send_table() argument of the wrong type or out of
+    │                                range (a TypeError and a ValueError); refused alone, in the call
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
@@ -24,6 +26,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
     ├── ProducerClosedError
+    ├── InvalidCallError             a call that cannot work where it was made (flush() in a callback)
     ├── ConsumerClosedError
     ├── PartitionUnavailableError    the partition actor died and is restarting (retriable)
     ├── CoordinatorUnavailableError  the coordinator actor could not be reached (retriable)
@@ -37,6 +40,9 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   ├── GroupNotEmptyError
     │   └── UnknownGroupError
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
+
+    RaykaWarning (UserWarning)
+    └── OldTimestampWarning          a record older than its topic's retention.ms (retention deletes it)
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ __all__ = [
     "UnknownPartitionError",
     "RecordTooLargeError",
     "SchemaMismatchError",
+    "InvalidRecordError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
@@ -63,6 +70,7 @@ __all__ = [
     "OutOfOrderSequenceError",
     "BufferFullError",
     "ProducerClosedError",
+    "InvalidCallError",
     "ConsumerClosedError",
     "PartitionUnavailableError",
     "CoordinatorUnavailableError",
@@ -76,6 +84,8 @@ __all__ = [
     "GroupNotEmptyError",
     "UnknownGroupError",
     "NoOffsetForPartitionError",
+    "RaykaWarning",
+    "OldTimestampWarning",
 ]
 
 
@@ -117,6 +127,16 @@ class RecordTooLargeError(RaykaError):
 
 class SchemaMismatchError(RaykaError, TypeError):
     """A value does not fit the topic's Arrow schema; nothing of its batch was appended."""
+
+
+class InvalidRecordError(RaykaError, TypeError, ValueError):
+    """An argument of ``send()`` or a column of ``send_table()`` has the wrong type or is out of
+    range (a str timestamp, a negative one, a bool partition, headers that are not pairs).
+
+    Raised by the call itself, naming the argument; nothing was queued, so the other records of
+    the batch it would have joined are not affected. It is both a TypeError and a ValueError,
+    so code that caught either keeps working.
+    """
 
 
 class OffsetOutOfRangeError(RaykaError):
@@ -241,6 +261,12 @@ class ProducerClosedError(RaykaError):
     """send() on a closed Producer."""
 
 
+class InvalidCallError(RaykaError, RuntimeError):
+    """A call that cannot work where it was made: ``flush()`` or ``close()`` of a Producer
+    inside one of its callbacks would wait for that callback to return (Kafka's Java client
+    refuses it too). Nothing was changed; flush after the callback, from your own thread."""
+
+
 class ConsumerClosedError(RaykaError):
     """A call on a closed Consumer."""
 
@@ -308,3 +334,13 @@ class UnknownGroupError(GroupError, KeyError):
 
 class NoOffsetForPartitionError(RaykaError):
     """``auto_offset_reset="none"`` and the group has no committed offset for a partition."""
+
+
+class RaykaWarning(UserWarning):
+    """Base of the warnings rayka gives (``warnings.simplefilter("ignore", RaykaWarning)``)."""
+
+
+class OldTimestampWarning(RaykaWarning):
+    """A produced record is older than its topic's ``retention.ms``: it is written, but retention
+    deletes it with its segment as soon as the segment holds nothing newer (at the next pass,
+    if the records beside it are as old). Given once per producer and topic."""

@@ -1,5 +1,6 @@
 """Key partitioning matches Kafka's murmur2 and is stable; keyless records stick per batch."""
 
+import random
 import subprocess
 import sys
 
@@ -33,12 +34,19 @@ def test_partition_is_the_same_in_another_process():
     assert other.strip() == str([partition_for_key(b"user-%d" % i, 12) for i in range(50)])
 
 
-def test_sticky_partitioner_moves_on_after_each_sent_batch():
-    s = StickyPartitioner()
-    first = s.partition("t", 3)
-    assert s.partition("t", 3) == first
-    s.on_batch_sent("t", first, 3)
-    second = s.partition("t", 3)
-    assert second != first
-    s.on_batch_sent("t", second, 3)
-    assert len({first, second, s.partition("t", 3)}) == 3
+def test_sticky_partitioner_switches_after_batch_size_bytes_round_robin():
+    """KIP-794: a partition gets ``batch_size`` bytes of keyless records, then the next one does."""
+    s = StickyPartitioner(batch_size=1000, rng=random.Random(7))
+    picks = [s.partition("t", 4, 100) for _ in range(80)]
+    runs = [picks[i:i + 10] for i in range(0, 80, 10)]
+    assert all(len(set(run)) == 1 for run in runs)  # ten 100-byte records, then switch
+    assert [run[0] for run in runs[:4]] == [(runs[0][0] + i) % 4 for i in range(4)]
+    assert [picks.count(p) for p in range(4)] == [20, 20, 20, 20]
+
+
+def test_sticky_partitioner_is_per_topic_and_follows_a_partition_count_change():
+    s = StickyPartitioner(batch_size=10, rng=random.Random(1))
+    a, b = s.partition("a", 3, 10), s.partition("b", 5, 10)
+    assert 0 <= a < 3 and 0 <= b < 5
+    assert s.partition("a", 3, 10) == (a + 1) % 3
+    assert all(0 <= s.partition("b", 2, 10) < 2 for _ in range(10))  # fewer partitions: stays in range

@@ -20,7 +20,10 @@ def test_public_names():
 
 def test_every_error_is_a_rayka_error_and_listed():
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), errors.RaykaError)
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.RaykaWarning if name.endswith("Warning") else errors.RaykaError)
+    # Bad arguments stay catchable the way code caught them before they had a rayka error.
+    assert issubclass(errors.InvalidRecordError, TypeError) and issubclass(errors.InvalidRecordError, ValueError)
     assert errors.PartitionUnavailableError.retriable and not errors.RecordTooLargeError.retriable
 
 

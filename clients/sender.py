@@ -1,0 +1,153 @@
+"""The sender thread of a Producer: hands batches to partition actors, retries, completes futures.
+
+Mixed into :class:`rayka.clients.producer.Producer`, whose state it shares under the
+producer's lock (``_cv``): ``_open`` (a growing batch per partition), ``_queued``
+(send_table chunks handed off), ``_inflight`` (one append per partition),
+``_completing`` (acknowledged, callbacks still running). One thread runs ``_run``;
+completions arrive on Ray's callback threads (``_done``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from rayka.clients.accumulator import ProduceBatch
+from rayka.clients.connection import unwrap
+from rayka.errors import RaykaError
+
+__all__ = ["Sender"]
+
+log = logging.getLogger(__name__)
+
+
+class Sender:
+    """The sender half of Producer (a mixin: it has no state of its own)."""
+
+    def _ready(self, now: float) -> tuple[list[ProduceBatch], float | None]:
+        """Batches to send now (one per idle partition), and how long until the next may be ready."""
+        out = []
+        wake = None
+        for tp in list(self._queued):
+            if tp not in self._inflight:
+                queue = self._queued[tp]
+                batch = queue.pop(0)
+                if not queue:
+                    del self._queued[tp]
+                out.append(batch)
+                self._inflight[tp] = batch
+        for tp, batch in list(self._open.items()):
+            if tp in self._inflight:
+                continue
+            due = batch.created + self.linger_s
+            if self._flushing or self._closing or batch.nbytes >= self.batch_size or due <= now:
+                del self._open[tp]
+                self._inflight[tp] = batch
+                out.append(batch)
+            else:
+                wake = due - now if wake is None else min(wake, due - now)
+        return out, wake
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    batches, wake = self._ready(time.monotonic())
+                    if batches:
+                        break
+                    if self._closing and not self._open and not self._queued and not self._inflight:
+                        return
+                    self._cv.wait(wake)
+            for batch in batches:
+                self._submit(batch)
+
+    def _producer_id(self, tp: tuple[str, int]) -> str | None:
+        epoch = self._epochs.get(tp, 0)
+        if self.producer_id is None or not epoch:
+            return self.producer_id
+        return f"{self.producer_id}.{epoch}"
+
+    def _submit(self, batch: ProduceBatch) -> None:
+        tp = (batch.topic, batch.partition)
+        try:
+            if batch.sequence < 0:
+                # Built before it takes a number: a batch that cannot be built must not leave
+                # a gap in the sequence (the partition would refuse every later batch).
+                payload = batch.build()
+                batch.table = payload  # keep the built payload for retries
+                batch.sequence = self._sequences.get(tp, 0)
+                self._sequences[tp] = batch.sequence + 1
+                batch.deadline = time.monotonic() + self.delivery_timeout_s
+                batch.attempts = 0
+            batch.attempts += 1
+            # Every third retry asks the coordinator again: a partition actor re-created under
+            # its name (after its node or the cluster came back) has a new handle.
+            refresh = batch.attempts > 1 and batch.attempts % 3 == 0
+            handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
+            ref = handle.append.remote(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
+        except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
+            self._done(batch, None, _as_rayka(exc))
+            return
+        if self.acks == 0:
+            ref.future().add_done_callback(lambda f: self._done(batch, f, None))
+            batch.complete(-1, -1)
+            return
+        ref.future().add_done_callback(lambda f: self._done(batch, f, None))
+
+    def _done(self, batch: ProduceBatch, fut, error: BaseException | None) -> None:
+        """Completion of one append (runs on a Ray callback thread or the sender)."""
+        result = None
+        if error is None and fut is not None:
+            try:
+                result = fut.result()
+            except BaseException as exc:  # noqa: BLE001
+                error = unwrap(exc)
+        retriable = error is not None and getattr(error, "retriable", False)
+        if retriable and time.monotonic() < batch.deadline:
+            log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
+            with self._cv:
+                self._metrics.retried(batch.topic)
+            threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
+            return
+        with self._cv:
+            tp = (batch.topic, batch.partition)
+            if error is not None and batch.sequence >= 0:
+                self._restart_sequence(tp)
+            self._inflight.pop(tp, None)
+            self._buffered -= batch.nbytes
+            if error is None:
+                self._metrics.sent(batch.topic, batch.count, batch.nbytes)
+            else:
+                self._metrics.failed(batch.topic, batch.count)
+            # Out of _inflight but its callbacks have yet to run: a flush from now on waits for it.
+            self._completing.add(batch)
+            self._cv.notify_all()
+        try:
+            if not batch.event.is_set():
+                if error is not None:
+                    batch.fail(error)
+                else:
+                    batch.complete(result.base_offset, result.log_append_time_ms)
+        finally:
+            with self._cv:
+                self._completing.discard(batch)
+
+    def _retry(self, batch: ProduceBatch) -> None:
+        self._submit(batch)
+
+    def _restart_sequence(self, tp: tuple[str, int]) -> None:
+        """After a numbered batch failed for good (caller holds the lock), restart the sequence.
+
+        Whether the partition wrote it is not always known (a refused batch was not written; a
+        call that timed out may have been), so the next batch to this partition starts a new
+        sequence under a new producer id, as Kafka bumps the producer epoch. Reusing the number
+        could make the partition take the next batch for a duplicate of this one and drop it;
+        keeping it could leave a gap that the partition refuses forever.
+        """
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._sequences[tp] = 0
+
+
+def _as_rayka(exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, (RaykaError, TypeError, ValueError)) else unwrap(exc)
