@@ -1,6 +1,7 @@
 """The partition budget refuses what the nodes cannot hold; topic config changes reach running
 partitions (and survive their restart); the CLI commands for both."""
 
+import os
 import time
 
 import pytest
@@ -102,15 +103,20 @@ def test_alter_topic_config_rolls_by_the_new_segment_bytes_and_survives_a_restar
     assert admin.describe_topic("seg").partitions[0].segments >= 3
     # Ray restarts a partition actor with its first arguments; the change must outlive that.
     _, handles = cluster.topic("seg", refresh=True)
+
+    def pid():
+        return ray.get(handles[0].__ray_call__.remote(lambda self: os.getpid()), timeout=5)
+
+    old_pid = pid()
     ray.kill(handles[0], no_restart=False)
 
-    def applied():
+    def restarted():  # ray.kill returns before the process is gone: wait for the new one
         try:
-            return ray.get(handles[0].config.remote(), timeout=5)
+            return pid() != old_pid and ray.get(handles[0].config.remote(), timeout=5)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return None
 
-    version, config = wait_for(applied, 60, 0.2, "the partition actor to restart")
+    version, config = wait_for(restarted, 60, 0.2, "the partition actor to restart")
     assert version == 1 and config["segment.bytes"] == 4096
 
 
