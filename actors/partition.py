@@ -9,10 +9,9 @@ its files when ``__init__`` runs again.
 
 Memory: every partition is a process of its own (benchmarks/partition_cost.py), so
 the actor keeps what it holds small. It imports only the storage engine (``rayka``
-loads its clients lazily), uses the system allocator for Arrow (memory freed is given
-back to the OS by ``malloc_trim``; mimalloc kept it), and after
-:data:`IDLE_RELEASE_S` without appends or fetches it drops its maps, caches and
-buffers, collects garbage and trims the heap.
+loads its clients lazily), and after :data:`IDLE_RELEASE_S` without appends or
+fetches it drops its maps, caches and buffers, collects garbage, asks Arrow's pool to
+release what it does not use and trims the C heap.
 
 Config changes (``Admin.alter_topic_config``) arrive through ``update_config`` with
 the topic's config version; the newest is also written to the partition directory
@@ -73,8 +72,6 @@ class PartitionActor:
 
     def __init__(self, directory: str, config: dict, value_schema: pa.Schema | None, topic: str,
                  partition: int, config_version: int = 0):
-        # This process serves one partition: Arrow memory freed goes back to the OS on trim.
-        pa.set_memory_pool(pa.system_memory_pool())
         self._trim = _malloc_trim()
         self._topic, self._partition = topic, partition
         stored = read_config(directory)

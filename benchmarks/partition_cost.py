@@ -9,13 +9,16 @@ This prints one row per configuration, measured with psutil on the actor's proce
   node's memory budget should count per partition).
 
 Rows: a bare Ray actor (the floor of any actor process); a bare actor that imports
-pyarrow (the floor of anything that reads Arrow); a bare actor that imports the whole
-``rayka`` package as it did before lazy imports (clients, tqdm, ...); a bare actor that
-imports only the partition actor's module (what a partition actor loads now); and a
-rayka partition actor idle after creation, after ``--records`` records of traffic
+pyarrow (the floor of anything that reads Arrow); a bare actor that imports the
+partition actor's module and rayka's clients (what a partition actor loaded before
+``rayka`` imported its clients lazily); a bare actor that imports only the partition
+actor's module (what a partition actor loads now); and a rayka partition actor idle
+after creation, after ``--records`` records of traffic
 (produced, then read back), and after it has been idle for ``--idle-s`` seconds
 (idle partitions release memory: unmapped segments, dropped caches, gc, malloc_trim).
-The cold creation time is that of ``create_topic`` of a one-partition topic (actor
+Run it with ``ARROW_DEFAULT_MEMORY_POOL=system`` to see what the system allocator gives
+back when idle (mimalloc, Arrow's default, keeps freed memory for reuse). The cold
+creation time is that of ``create_topic`` of a one-partition topic (actor
 process start included), first call and median of the next ones.
 """
 
@@ -84,8 +87,8 @@ def bare_rows(rows: list, samples: int) -> None:
     configs = [
         ("bare Ray actor", ()),
         ("bare actor + import pyarrow", ("pyarrow",)),
-        ("bare actor + import rayka (eager, all clients)", ("rayka",)),
-        ("bare actor + import rayka.actors.partition", ("rayka.actors.partition",)),
+        ("bare actor + partition module + clients (before: eager)", ("rayka.actors.partition", "rayka")),
+        ("bare actor + import rayka.actors.partition (now)", ("rayka.actors.partition",)),
     ]
     for label, modules in configs:
         got = []
@@ -108,10 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-s", type=float, default=8.0)
     args = parser.parse_args(argv)
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="rayka", logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, namespace="rayka", logging_level="ERROR",
+             runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k == "ARROW_DEFAULT_MEMORY_POOL"}})
     import rayka
-    from rayka.actors import partition as _partition
-    IDLE_RELEASE_S = getattr(_partition, "IDLE_RELEASE_S", 0)
+    from rayka.actors.partition import IDLE_RELEASE_S
 
     rows: list[tuple] = []
     bare_rows(rows, args.partitions)
@@ -126,6 +129,8 @@ def main(argv=None) -> int:
         admin.create_topic(f"cost{i}", partitions=1)
         create_s.append(time.perf_counter() - t0)
     pids = partition_pids(cluster, [f"cost{i}" for i in range(args.partitions)])
+    pool = ray.get(cluster.topic("cost0")[1][0].__ray_call__.remote(
+        lambda self: __import__("pyarrow").default_memory_pool().backend_name))
 
     def partition_row(label):
         got = [memory(pid) for pid in pids]
@@ -157,6 +162,8 @@ def main(argv=None) -> int:
               f"{'' if mods is None else int(mods):>8}")
     print(f"cold create_topic (1 partition, actor start included): first {create_s[0] * 1000:.0f} ms, "
           f"median of the rest {statistics.median(create_s[1:] or create_s) * 1000:.0f} ms")
+    print(f"Arrow memory pool in the partition actors: {pool} (ARROW_DEFAULT_MEMORY_POOL=system in the Ray "
+          "processes' environment lets idle partitions give back freed Arrow memory too)")
     node_mem = psutil.virtual_memory().total
     pss = rows[-1][3]
     print(f"node memory {node_mem / 2**30:.1f} GiB -> about {int(node_mem / MiB / pss):,} idle partitions at "
