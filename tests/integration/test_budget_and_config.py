@@ -12,7 +12,7 @@ import rayka
 from rayka.cli import cli
 from rayka.errors import ConfigError, PartitionBudgetError
 
-from helpers import wait_for
+from helpers import consume_all, wait_for
 
 
 def _partition_actors(cluster) -> set[str]:
@@ -147,3 +147,27 @@ def test_cli_alter_config_and_config(cluster, admin):
     assert set(rows) == set(admin.describe_topic_config("clitopic"))
     out = runner.invoke(cli, base + ["topics", "alter-config", "clitopic", "-c", "bogus.key=1"])
     assert out.exit_code != 0 and "known keys" in str(out.exception)
+
+
+def test_an_idle_partition_actor_releases_its_memory_and_serves_on(cluster, admin):
+    from rayka.actors.partition import IDLE_RELEASE_S
+
+    admin.create_topic("idle", partitions=1)
+    with rayka.Producer() as p:
+        for i in range(50):
+            p.send("idle", value=b"r%d" % i)
+    consumer = rayka.Consumer("idle", auto_offset_reset="earliest")
+    try:
+        assert [r.value for r in consume_all(consumer, 50)] == [b"r%d" % i for i in range(50)]
+        _, handles = cluster.topic("idle")
+
+        def released():  # the read mapped the active segment; idle, the actor drops the map
+            return ray.get(handles[0].__ray_call__.remote(
+                lambda self: self._released and self._log._segments[-1]._map is None))
+
+        wait_for(released, IDLE_RELEASE_S + 20, 0.2, "the idle partition to release its memory")
+        with rayka.Producer() as p:
+            p.send("idle", value=b"later").result(timeout=30)
+        assert [r.value for r in consume_all(consumer, 1)] == [b"later"]
+    finally:
+        consumer.close()
