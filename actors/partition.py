@@ -74,7 +74,8 @@ class PartitionActor:
                  partition: int, config_version: int = 0):
         self._trim = _malloc_trim()
         self._topic, self._partition = topic, partition
-        stored = read_config(directory)
+        self._owner = ray.get_runtime_context().get_actor_name()  # names the topic's id
+        stored = read_config(directory, self._owner)
         if stored is not None and stored[0] > config_version:
             config_version, config = stored  # changed since Ray first created this actor
         self._config_version = config_version
@@ -182,7 +183,7 @@ class PartitionActor:
         new = TopicConfig.from_dict(config)
         with self._config_lock:
             if version > self._config_version:
-                write_config(self._log.directory, version, new.to_dict())
+                write_config(self._log.directory, version, new.to_dict(), self._owner)
                 # Readers of log.config see the old or the new object, never a mix.
                 self._log.config = new
                 self._config_version = version

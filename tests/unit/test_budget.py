@@ -127,9 +127,14 @@ def test_cluster_settings_persist_beside_the_topics(tmp_path):
     assert ClusterMetadata(MetadataStore(path)).settings() == {}
 
 
-def test_partition_config_file_round_trip_and_damage(tmp_path):
-    assert read_config(tmp_path) is None
-    write_config(tmp_path, 3, {"retention.ms": 5})
-    assert read_config(tmp_path) == (3, {"retention.ms": 5})
+def test_partition_config_file_round_trip_owner_and_damage(tmp_path):
+    owner = "rayka:c:p:topicid1:0"
+    assert read_config(tmp_path, owner) is None
+    write_config(tmp_path, 3, {"retention.ms": 5}, owner)
+    assert read_config(tmp_path, owner) == (3, {"retention.ms": 5})
+    # left behind by a deleted topic of the same name (another topic id): not applied
+    assert read_config(tmp_path, "rayka:c:p:topicid2:0") is None
     (tmp_path / "topic_config.json").write_text('{"version": 3, "conf')
-    assert read_config(tmp_path) is None  # a torn file loses only the change; the coordinator re-sends it
+    assert read_config(tmp_path, owner) is None  # a torn file loses only the change; the coordinator re-sends it
+    (tmp_path / "topic_config.json").write_text('[1, 2]')
+    assert read_config(tmp_path, owner) is None
