@@ -26,8 +26,9 @@ from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
 from rayka.coordinator.clock import SystemClock
 from rayka.actors.group_api import GroupApi
+from rayka.actors.topic_config_api import TopicConfigApi
 from rayka.coordinator.group_coordinator import GroupCoordinator
-from rayka.coordinator.metadata import ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
+from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
 from rayka.coordinator.offset_store import OffsetStore
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
@@ -38,7 +39,7 @@ OFFSETS_FILE = "__consumer_offsets.jsonl"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
-class CoordinatorActor(GroupApi):
+class CoordinatorActor(GroupApi, TopicConfigApi):
     """Topic metadata and the directory of partition actors for one rayka cluster."""
 
     def __init__(self, cluster: str, namespace: str, data_dir: str):
@@ -62,6 +63,7 @@ class CoordinatorActor(GroupApi):
                         len(self._groups.groups))
         self._stop = threading.Event()
         threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
+        self._start_config_sync()
 
     def _partition_counts(self) -> dict[str, int]:
         return {name: self._meta.get(name).partitions for name in self._meta.topics()}
@@ -82,7 +84,7 @@ class CoordinatorActor(GroupApi):
                     options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
                 handle = PartitionActor.options(**options).remote(
                     str(partition_dir(self._data_dir, meta.name, p)), meta.config, meta.value_schema,
-                    meta.name, p,
+                    meta.name, p, meta.config_version,
                 )
                 self._handles[key] = handle
             handles.append(handle)
@@ -101,6 +103,8 @@ class CoordinatorActor(GroupApi):
 
     def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
         with self._lock:
+            if _valid_count(partitions) and name not in self._meta.topics():
+                self._check_budget(partitions, f"create_topic({name!r}, partitions={partitions})")
             meta = self._meta.create_topic(
                 name, partitions, replication_factor, config, value_schema, nodes=self._place(partitions)
                 if isinstance(partitions, int) and 0 < partitions <= 10_000 else None,
@@ -137,6 +141,8 @@ class CoordinatorActor(GroupApi):
     def add_partitions(self, name: str, total: int):
         with self._lock:
             meta = self._meta.get(name)
+            if _valid_count(total) and total > meta.partitions:
+                self._check_budget(total - meta.partitions, f"add_partitions({name!r}, total={total})")
             meta = self._meta.add_partitions(
                 name, total, self._place(total - meta.partitions, meta.partitions)
                 if isinstance(total, int) and total > meta.partitions else None,
@@ -173,6 +179,10 @@ class CoordinatorActor(GroupApi):
     def instance_id(self) -> str:
         """A new id per actor incarnation: tells a restarted coordinator from the one before."""
         return self._instance_id
+
+
+def _valid_count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_PARTITIONS
 
 
 def _was_restarted() -> bool:

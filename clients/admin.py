@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import ray
 
@@ -17,6 +19,8 @@ from rayka.clients.types import (
 from rayka.coordinator.metadata import validate_topic_name
 
 __all__ = ["Admin"]
+
+log = logging.getLogger(__name__)
 
 
 class Admin:
@@ -69,6 +73,46 @@ class Admin:
         """partition -> (log_start_offset, log_end_offset)."""
         _, handles = self._cluster.topic(name)
         return dict(enumerate(ray.get([h.offsets.remote() for h in handles])))
+
+    # -- topic config and the partition budget ---------------------------------------------------
+
+    def alter_topic_config(self, name: str, config: dict) -> dict:
+        """Change some of a topic's config keys, as Kafka's incremental alter-configs does:
+        ``{"retention.ms": 3_600_000}``; a value of None resets a key to its default.
+
+        Validated like ``create_topic``'s config (an unknown key or a bad value raises
+        ConfigError with nothing changed), stored in the cluster metadata, and applied to
+        the running partitions without a restart: segment.bytes and max.message.bytes at the
+        next append, retention.* and segment.ms at the next retention pass (within 0.1 s),
+        flush.* at once, index.interval.bytes for new segments. A partition that cannot be
+        reached now gets the change when it is back (a warning names it). Producers created
+        before the change keep checking the old max.message.bytes on their side; the
+        partition enforces the new one. Returns the topic's whole config.
+        """
+        validate_topic_name(name)
+        result = self._cluster.call("alter_topic_config", name, config)
+        self._cluster.forget(name)
+        if result["pending"]:
+            log.warning("topic %s: partition(s) %s were unreachable; they apply the new config when they are back",
+                        name, result["pending"])
+        return result["config"]
+
+    def describe_topic_config(self, name: str) -> dict:
+        """The topic's whole config, Kafka-style keys (``{"retention.ms": ..., ...}``)."""
+        validate_topic_name(name)
+        return self._cluster.call("describe_topic_config", name)["config"]
+
+    def set_partition_budget(self, config: dict) -> dict:
+        """Change the cluster's partition budget, kept in the data dir: ``{"max.partitions": N}``
+        (replaces the limit computed from memory; -1 turns the check off),
+        ``"partition.memory.fraction"`` or ``"partition.memory.bytes"`` (see
+        :class:`rayka.config.PartitionBudget`); None resets a key. Returns :meth:`partition_budget`."""
+        return self._cluster.call("set_partition_budget", config)
+
+    def partition_budget(self) -> dict:
+        """The partition budget in force: its keys, ``node_memory_bytes`` (each alive node's Ray
+        memory), ``limit`` (None: no limit) and ``partitions`` (how many exist)."""
+        return self._cluster.call("partition_budget")
 
     # -- consumer groups ---------------------------------------------------------------------------
 

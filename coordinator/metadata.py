@@ -90,6 +90,7 @@ class TopicMetadata:
     nodes: list = field(default_factory=list)  # Ray node id per partition (None: anywhere)
     topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    config_version: int = 0  # bumped by every alter_config; partitions apply the newest they see
 
     @property
     def topic_config(self) -> TopicConfig:
@@ -123,18 +124,26 @@ class MetadataStore:
         self.path = Path(path) if path is not None else None
 
     def load(self) -> dict[str, TopicMetadata]:
-        if self.path is None or not self.path.exists():
-            return {}
-        data = json.loads(self.path.read_text())
-        return {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
+        return self.load_all()[0]
 
-    def save(self, topics: dict[str, TopicMetadata]) -> None:
-        """Replace the file with ``topics``. A write that fails (a full disk) raises LogWriteError
-        (DiskFullError) with the old file in place and no temp file left behind."""
+    def load_all(self) -> tuple[dict[str, TopicMetadata], dict]:
+        """(topics, cluster settings such as the partition budget)."""
+        if self.path is None or not self.path.exists():
+            return {}, {}
+        data = json.loads(self.path.read_text())
+        topics = {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
+        return topics, dict(data.get("settings", {}))
+
+    def save(self, topics: dict[str, TopicMetadata], settings: dict | None = None) -> None:
+        """Replace the file with ``topics`` (and cluster ``settings``). A write that fails (a full
+        disk) raises LogWriteError (DiskFullError) with the old file in place and no temp file
+        left behind."""
         if self.path is None:
             return
-        data = json.dumps({"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}},
-                          indent=1).encode()
+        document = {"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}}
+        if settings:
+            document["settings"] = settings
+        data = json.dumps(document, indent=1).encode()
         tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +178,7 @@ class ClusterMetadata:
     def __init__(self, store: MetadataStore):
         self._store = store
         self._lock = threading.RLock()
-        self._topics = store.load()
+        self._topics, self._settings = store.load_all()
 
     def topics(self) -> list[str]:
         with self._lock:
@@ -242,9 +251,51 @@ class ClusterMetadata:
             self._save_or_undo(undo)
             return meta
 
+    def alter_config(self, name: str, changes: dict) -> TopicMetadata:
+        """Change some config keys of a topic (a None value resets a key to its default),
+        validated like create_topic's; bumps ``config_version``. Nothing changes on bad input."""
+        if not isinstance(changes, dict) or not changes:
+            raise ConfigError(f"alter_config needs a non-empty dict of topic config keys, got {changes!r}")
+        with self._lock:
+            meta = self.get(name)
+            merged = dict(meta.config)
+            defaults = TopicConfig().to_dict()
+            for key, value in changes.items():
+                canonical = _canonical_key(key)
+                merged[canonical] = defaults[canonical] if value is None else value
+            new_config = TopicConfig.from_dict(merged).to_dict()
+            old = (meta.config, meta.config_version)
+            meta.config, meta.config_version = new_config, meta.config_version + 1
+
+            def undo():
+                meta.config, meta.config_version = old
+
+            self._save_or_undo(undo)
+            return meta
+
+    def settings(self) -> dict:
+        """Cluster settings kept with the topics (e.g. ``{"partition_budget": {...}}``)."""
+        with self._lock:
+            return json.loads(json.dumps(self._settings))
+
+    def set_setting(self, key: str, value) -> None:
+        """Store one cluster setting durably (None removes it)."""
+        with self._lock:
+            old = dict(self._settings)
+            if value is None:
+                self._settings.pop(key, None)
+            else:
+                self._settings[key] = value
+
+            def undo():
+                self._settings.clear()
+                self._settings.update(old)
+
+            self._save_or_undo(undo)
+
     def _save_or_undo(self, undo) -> None:
         try:
-            self._store.save(self._topics)
+            self._store.save(self._topics, self._settings)
         except BaseException:
             undo()
             raise
@@ -253,3 +304,14 @@ class ClusterMetadata:
 def _check_partitions(n: object) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PARTITIONS:
         raise ConfigError(f"partitions must be an integer in 1..{MAX_PARTITIONS}, got {n!r}")
+
+
+def _canonical_key(key: object) -> str:
+    """The Kafka-style name of a topic config key (field names are accepted too)."""
+    kafka = TopicConfig().to_dict()
+    if key in kafka:
+        return key
+    for kafka_key in kafka:
+        if kafka_key.replace(".", "_") == key:
+            return kafka_key
+    raise ConfigError(f"unknown topic config {key!r}; known keys: {', '.join(sorted(kafka))}")

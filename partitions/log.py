@@ -443,6 +443,22 @@ class PartitionLog:
                 return hit
         return None
 
+    # -- memory -------------------------------------------------------------------------------
+
+    def release_memory(self) -> None:
+        """Drop what an idle partition holds in memory: the memory maps and indexes of sealed
+        segments, the active segment's map and tail cache, and the reused encode buffer.
+        All come back on use (the first read maps the file again)."""
+        with self._lock:
+            if self._closed:
+                return
+            for seg in self._segments[:-1]:
+                seg.release()
+                seg.last_read_ms = None
+            self._segments[-1].drop_map()
+            self._segments[-1].drop_tail_cache()
+            self._encode_buffer = codec.EncodeBuffer()
+
     # -- closing ------------------------------------------------------------------------------
 
     def close(self) -> None:

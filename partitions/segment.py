@@ -332,6 +332,10 @@ class LogSegment:
                 mm.close()
             return self._map
 
+    def drop_tail_cache(self) -> None:
+        """Forget the cached newest messages (an idle partition gives the memory back)."""
+        self._tail.clear()
+
     def drop_map(self) -> None:
         with self._map_lock:
             self._map = None

@@ -14,21 +14,42 @@ directly and move whole Arrow record batches.
 """
 
 from rayka import errors
-from rayka.clients.admin import Admin
-from rayka.clients.connection import Cluster, connect
-from rayka.clients.consumer import Consumer
-from rayka.clients.group import ConsumerRebalanceListener
-from rayka.clients.producer import Producer
-from rayka.clients.types import (
-    GroupDescription,
-    OffsetAndTimestamp,
-    PartitionDescription,
-    Record,
-    RecordMetadata,
-    TopicDescription,
-    TopicPartition,
-)
 from rayka.config import TopicConfig
+
+# The clients load on first use (PEP 562), so a process that only needs part of rayka, above
+# all each partition actor (one process per partition), does not import the producer,
+# consumer, group and tqdm code: see benchmarks/partition_cost.py.
+_LAZY = {
+    "Admin": "rayka.clients.admin",
+    "Cluster": "rayka.clients.connection",
+    "connect": "rayka.clients.connection",
+    "Consumer": "rayka.clients.consumer",
+    "ConsumerRebalanceListener": "rayka.clients.group",
+    "Producer": "rayka.clients.producer",
+    "GroupDescription": "rayka.clients.types",
+    "OffsetAndTimestamp": "rayka.clients.types",
+    "PartitionDescription": "rayka.clients.types",
+    "Record": "rayka.clients.types",
+    "RecordMetadata": "rayka.clients.types",
+    "TopicDescription": "rayka.clients.types",
+    "TopicPartition": "rayka.clients.types",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rayka' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

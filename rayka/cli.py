@@ -131,6 +131,33 @@ def topics_delete(ctx, name):
     click.echo(f"deleted topic {name}")
 
 
+@topics.command("alter-config")
+@click.argument("name")
+@click.option("-c", "--config", "config", multiple=True, required=True,
+              help="Topic config KEY=VALUE to change (repeatable); KEY= resets it to its default.")
+@click.pass_context
+def topics_alter_config(ctx, name, config):
+    """Change config keys of topic NAME; running partitions apply them without a restart."""
+    changes = {}
+    for pair in config:
+        key, sep, value = pair.partition("=")
+        if sep and value == "":
+            changes[key] = None  # KEY= : back to the default
+        else:
+            changes.update(_parse_config((pair,)))
+    new = _admin(ctx).alter_topic_config(name, changes)
+    click.echo(f"altered topic {name}: " + ", ".join(f"{k}={new[k]}" for k in sorted(changes) if k in new))
+
+
+@topics.command("config")
+@click.argument("name")
+@click.pass_context
+def topics_config(ctx, name):
+    """Show the config of topic NAME (KEY VALUE per line)."""
+    config = _admin(ctx).describe_topic_config(name)
+    _table([("key", "value")] + sorted(config.items()))
+
+
 # -- produce / consume ---------------------------------------------------------------------------
 
 

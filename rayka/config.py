@@ -16,7 +16,7 @@ from typing import Any
 
 from rayka.errors import ConfigError
 
-__all__ = ["TopicConfig", "FLUSH_POLICIES", "default_data_dir", "DEFAULT_NAMESPACE"]
+__all__ = ["TopicConfig", "PartitionBudget", "FLUSH_POLICIES", "default_data_dir", "DEFAULT_NAMESPACE"]
 
 MiB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -136,3 +136,79 @@ def _kafka_name(field_name: str) -> str:
             return key
     return field_name
 
+
+
+# Kafka-style key -> PartitionBudget field, and the environment variable that sets it.
+_BUDGET_KEYS = {
+    "partition.memory.bytes": ("partition_memory_bytes", "RAYKA_PARTITION_MEMORY_BYTES"),
+    "partition.memory.fraction": ("memory_fraction", "RAYKA_PARTITION_MEMORY_FRACTION"),
+    "max.partitions": ("max_partitions", "RAYKA_MAX_PARTITIONS"),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartitionBudget:
+    """How many partitions a rayka cluster may have: each is an actor process that costs memory.
+
+    - ``partition_memory_bytes`` [partition.memory.bytes], default 128 MiB: what one partition
+      is counted at. Measured (``python -m benchmarks.partition_cost``): about 75 MiB PSS for
+      an idle partition actor, 150-190 MiB right after heavy traffic, back to about 120 MiB
+      once it has been idle; Ray's bare actor process alone is about 70 MiB.
+    - ``memory_fraction`` [partition.memory.fraction], default 0.8: the share of each alive
+      Ray node's ``memory`` resource that partitions may take (the rest is left to
+      producers, consumers and other work on the node).
+    - ``max_partitions`` [max.partitions], default None: the limit is computed from the nodes'
+      memory; an integer replaces the computed limit (higher or lower), -1 turns the check off.
+
+    Set per cluster with ``Admin().set_partition_budget({...})`` (kept in the data dir), or
+    by the environment of the Ray processes (``RAYKA_PARTITION_MEMORY_BYTES``,
+    ``RAYKA_PARTITION_MEMORY_FRACTION``, ``RAYKA_MAX_PARTITIONS``).
+    """
+
+    partition_memory_bytes: int = 128 * MiB
+    memory_fraction: float = 0.8
+    max_partitions: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.partition_memory_bytes, int) or isinstance(self.partition_memory_bytes, bool) \
+                or self.partition_memory_bytes < 1:
+            raise ConfigError(f"partition.memory.bytes must be a positive integer, got {self.partition_memory_bytes!r}")
+        if not isinstance(self.memory_fraction, (int, float)) or isinstance(self.memory_fraction, bool) \
+                or not 0 < self.memory_fraction <= 1:
+            raise ConfigError(f"partition.memory.fraction must be in (0, 1], got {self.memory_fraction!r}")
+        if self.max_partitions is not None and (
+                not isinstance(self.max_partitions, int) or isinstance(self.max_partitions, bool)
+                or self.max_partitions < -1):
+            raise ConfigError(
+                f"max.partitions must be None (computed from memory), -1 (no limit) or a count >= 0, "
+                f"got {self.max_partitions!r}")
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any] | None, base: "PartitionBudget | None" = None) -> "PartitionBudget":
+        """``base`` (default: the defaults) with the Kafka-style keys of ``config`` changed."""
+        changes: dict[str, Any] = {}
+        fields = {name: key for key, (name, _) in _BUDGET_KEYS.items()}
+        for key, value in (config or {}).items():
+            name = _BUDGET_KEYS[key][0] if key in _BUDGET_KEYS else key if key in fields else None
+            if name is None:
+                raise ConfigError(f"unknown partition budget key {key!r}; known keys: {', '.join(sorted(_BUDGET_KEYS))}")
+            changes[name] = value
+        return dataclasses.replace(base or cls(), **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "PartitionBudget":
+        """The defaults, changed by whichever ``RAYKA_...`` variables are set."""
+        environ = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for key, (name, var) in _BUDGET_KEYS.items():
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                changes[name] = float(raw) if name == "memory_fraction" else int(raw)
+            except ValueError:
+                raise ConfigError(f"${var} ({key}) must be a number, got {raw!r}") from None
+        return cls(**changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, name) for key, (name, _) in _BUDGET_KEYS.items()}

@@ -9,6 +9,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     RaykaError
     ├── ConfigError                  bad configuration value or unknown key
     ├── InvalidTopicError            topic name breaks Kafka's naming rule
+    ├── PartitionBudgetError         a create_topic/add_partitions past the nodes' memory budget
     ├── TopicExistsError
     ├── UnknownTopicError
     ├── UnknownPartitionError
@@ -54,6 +55,7 @@ __all__ = [
     "RaykaError",
     "ConfigError",
     "InvalidTopicError",
+    "PartitionBudgetError",
     "TopicExistsError",
     "UnknownTopicError",
     "UnknownPartitionError",
@@ -101,6 +103,32 @@ class ConfigError(RaykaError, ValueError):
 
 class InvalidTopicError(RaykaError, ValueError):
     """A topic name breaks Kafka's rule: 1-249 of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``."""
+
+
+class PartitionBudgetError(RaykaError):
+    """A ``create_topic``/``add_partitions`` would need more partition actors than the alive
+    Ray nodes' memory holds (each partition is an actor process); nothing was created.
+
+    Carries the figures it was decided on: ``per_partition_bytes``, ``existing``,
+    ``requested`` and ``limit``.
+    """
+
+    def __init__(self, message: str, *, per_partition_bytes: int = 0, existing: int = 0, requested: int = 0,
+                 limit: int = 0):
+        super().__init__(message)
+        self.per_partition_bytes = per_partition_bytes
+        self.existing = existing
+        self.requested = requested
+        self.limit = limit
+
+    def __reduce__(self):
+        return (_rebuild_budget_error, (self.args[0], self.per_partition_bytes, self.existing, self.requested,
+                                        self.limit))
+
+
+def _rebuild_budget_error(message, per_partition_bytes, existing, requested, limit):
+    return PartitionBudgetError(message, per_partition_bytes=per_partition_bytes, existing=existing,
+                                requested=requested, limit=limit)
 
 
 class TopicExistsError(RaykaError):

@@ -64,7 +64,7 @@ def test_a_failed_save_is_undone(tmp_path, monkeypatch):
     store = MetadataStore(tmp_path / "meta.json")
     meta = ClusterMetadata(store)
 
-    def boom(topics):
+    def boom(*args):
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "save", boom)
