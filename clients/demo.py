@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -10,14 +11,32 @@ __all__ = ["run_demo"]
 
 
 def run_demo(cluster, *, messages: int = 1_000_000, partitions: int = 4, topic: str = "demo",
-             group_id: str = "demo-group", echo=print) -> dict:
-    """Run the demo against ``cluster``; returns the numbers it printed."""
+             group_id: str = "demo-group", echo=print, reset: bool = False) -> dict:
+    """Run the demo against ``cluster``; returns the numbers it printed.
+
+    An existing ``topic`` is replaced only with ``reset`` (TopicExistsError otherwise, with
+    nothing changed): it may be the user's own topic of that name.
+    """
     import rayka
+    from rayka.errors import TopicExistsError, UnknownGroupError
 
     admin = rayka.Admin(cluster)
-    echo(f"rayka demo: data dir {cluster.data_dir}, Ray cluster '{cluster.cluster_name}'")
+    where = Path(cluster.data_dir) / "topics" / topic
+    if reset:
+        try:
+            admin.delete_group(group_id)  # first: a group still in use refuses, with nothing deleted
+        except UnknownGroupError:
+            pass
     if topic in admin.list_topics():
+        if not reset:
+            held = admin.describe_topic(topic).messages
+            raise TopicExistsError(
+                f"topic {topic!r} already exists ({held:,} records in {where}); `rayka demo --reset` "
+                f"replaces it, `rayka topics delete {topic}` removes it"
+            )
         admin.delete_topic(topic)
+        echo(f"deleted the previous topic '{topic}' (--reset)")
+    echo(f"rayka demo: data dir {cluster.data_dir}, Ray cluster '{cluster.cluster_name}'")
     admin.create_topic(topic, partitions=partitions)
     echo(f"created topic '{topic}' with {partitions} partitions")
 
@@ -62,6 +81,9 @@ def run_demo(cluster, *, messages: int = 1_000_000, partitions: int = 4, topic: 
              f"{p.size_bytes / 1e6:.1f} MB in {p.segments} segment(s)")
     ok = seen == messages and desc.total_lag == 0
     echo("demo " + ("OK: every record produced was consumed once" if ok else "INCOMPLETE"))
+    size_mb = sum(p.size_bytes for p in tdesc.partitions) / 1e6
+    echo(f"its data ({size_mb:.1f} MB) is in {where}; remove it with `rayka topics delete {topic}` "
+         f"and `rayka groups delete {group_id}` (a new `rayka demo` needs --reset to replace it)")
     return {"send_msgs_per_s": half / send_s, "send_table_msgs_per_s": (messages - half) / table_s,
             "consume_msgs_per_s": seen / consume_s, "consumed": seen, "lag": desc.total_lag, "ok": ok}
 

@@ -14,6 +14,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── UnknownPartitionError
     ├── RecordTooLargeError          a record over max.message.bytes; its batch is rejected whole
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
+    ├── InputFormatError             a line or file for `rayka produce` is not in its stated format
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
@@ -47,6 +48,7 @@ __all__ = [
     "UnknownPartitionError",
     "RecordTooLargeError",
     "SchemaMismatchError",
+    "InputFormatError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
@@ -108,6 +110,11 @@ class RecordTooLargeError(RaykaError):
 
 class SchemaMismatchError(RaykaError, TypeError):
     """A value does not fit the topic's Arrow schema; nothing of its batch was appended."""
+
+
+class InputFormatError(RaykaError, ValueError):
+    """A line or file given to ``rayka produce`` is not valid in its format (JSON lines, CSV,
+    Parquet) or names fields the topic does not have; the message names the line or file."""
 
 
 class OffsetOutOfRangeError(RaykaError):

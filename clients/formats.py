@@ -1,0 +1,436 @@
+"""Record formats of the CLI: JSON lines, CSV and Parquet in; JSON, raw lines and a table out.
+
+Input, for a topic whose value schema is ``schema`` (None: values are bytes):
+
+- **JSON lines**, one object per line (blank lines are skipped). Fields ``key``,
+  ``headers`` (an object of strings), ``timestamp_ms``; then, untyped, ``value``
+  (a JSON string is sent as its UTF-8 bytes, any other JSON value as its compact
+  JSON text), or, typed, the topic's value columns by name (at the top level, or
+  nested in a ``value`` object as ``consume --format json`` prints them; strings are
+  cast to a column's type, e.g. ISO times to timestamps). Fields listed in a
+  ``"base64"`` array (``"key"``, ``"value"``, ``"value.COL"``, ``"headers.NAME"``) hold
+  base64 text. ``topic``, ``partition`` and ``offset`` are ignored, so what
+  ``consume --format json`` prints can be produced again as it is.
+- **CSV** with a header row: ``key``, ``timestamp_ms`` and ``value`` or the value
+  columns; an empty cell is null.
+- **Parquet**: the same columns as CSV, plus ``headers`` (map<string, binary>).
+
+Any other field or column is refused with InputFormatError naming it and the line or
+file, before anything is sent. Files become Arrow tables in chunks of ``chunk_rows``
+(for ``send_table``); stdin lines become :class:`Row` s one by one (for ``send``).
+
+Output: :func:`record_json` (one JSON object per record: ``topic``, ``partition``,
+``offset``, ``timestamp_ms``, ``key``, ``headers``, ``value``; bytes as UTF-8 text
+where valid, else base64 with the field named in ``"base64"``), :func:`raw_line` and
+:class:`TableWriter`. No Ray here: everything is tested in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import decimal
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, NamedTuple
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from rayka.clients.serde import check_row
+from rayka.errors import InputFormatError, RecordTooLargeError, SchemaMismatchError
+from rayka.partitions.records import HEADERS_TYPE, log_schema, prepare_batch
+
+__all__ = [
+    "Row", "FileSource", "format_of", "parse_json_line", "parse_csv_row", "rows_to_table",
+    "record_json", "raw_line", "TableWriter", "jsonable", "topic_description_json",
+    "group_description_json",
+]
+
+_IGNORED = ("topic", "partition", "offset")
+_SUFFIXES = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
+             ".pq": "parquet"}
+
+
+class Row(NamedTuple):
+    """One record to send: key bytes, value (bytes, or a dict of columns), headers pairs, time."""
+
+    key: bytes | None
+    value: Any
+    headers: list | None
+    timestamp_ms: int | None
+
+
+def format_of(path: str) -> str:
+    """``json``, ``csv`` or ``parquet`` from a file name's suffix; InputFormatError if unknown."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in _SUFFIXES:
+        raise InputFormatError(
+            f"cannot tell the format of {path!r} from its suffix (known: {', '.join(sorted(_SUFFIXES))}); "
+            "say it with --format json|csv|parquet"
+        )
+    return _SUFFIXES[suffix]
+
+
+def _allowed(schema: pa.Schema | None, headers: bool) -> list[str]:
+    names = ["key", "timestamp_ms"] + (["headers"] if headers else [])
+    return names + (["value"] if schema is None else list(schema.names))
+
+
+# -- JSON lines and CSV rows ------------------------------------------------------------------------
+
+
+def _text_to_bytes(value, path: str, b64: set, where: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputFormatError(f"{where}: {path!r} must be a string or null, got {type(value).__name__}")
+    if path in b64:
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            raise InputFormatError(f"{where}: {path!r} is listed in \"base64\" but is not base64") from None
+    return value.encode()
+
+
+def _coerce(value, field: pa.Field, b64: set, where: str):
+    """A JSON or CSV value as a Python value of the column's type (strings are cast)."""
+    path = f"value.{field.name}"
+    if value is None:
+        return None
+    if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+        return _text_to_bytes(value, path, b64, where)
+    if isinstance(value, str) and not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+        try:
+            return pa.array([value], pa.string()).cast(field.type)[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputFormatError(f"{where}: column {field.name!r} is {field.type}; {value!r} does not fit: {exc}") from None
+    return value
+
+
+def _timestamp(value, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputFormatError(f"{where}: timestamp_ms must be an integer (ms since the epoch), got {value!r}")
+    return value
+
+
+def _value(obj: dict, schema: pa.Schema | None, b64: set, where: str, topic: str):
+    if schema is None:
+        value = obj.pop("value", None)
+        if value is None or isinstance(value, str):
+            return _text_to_bytes(value, "value", b64, where)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    nested = obj.get("value")
+    if isinstance(nested, dict) and "value" not in schema.names:
+        del obj["value"]
+        cols = nested
+    else:
+        cols, obj = dict(obj), obj
+        obj.clear()
+    unknown = [k for k in cols if k not in schema.names]
+    if unknown:
+        raise InputFormatError(f"{where}: fields {unknown} are not columns of topic {topic!r}; "
+                               f"its fields are {_allowed(schema, True)}")
+    value = {name: _coerce(v, schema.field(name), b64, where) for name, v in cols.items()}
+    try:
+        check_row(value, schema, topic)
+    except (SchemaMismatchError, TypeError) as exc:
+        raise InputFormatError(f"{where}: {exc}") from None
+    return value
+
+
+def parse_json_line(line: str | bytes, schema: pa.Schema | None, where: str = "line",
+                    topic: str = "the topic") -> Row | None:
+    """One JSON line as a Row (None for a blank line); InputFormatError names ``where``."""
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"{where}: not valid JSON ({exc}); each line must be one JSON object "
+                               "(--format raw sends lines as they are)") from None
+    if not isinstance(obj, dict):
+        raise InputFormatError(f"{where}: expected a JSON object, got {type(obj).__name__} "
+                               "(--format raw sends lines as they are)")
+    b64 = obj.pop("base64", None) or []
+    if not isinstance(b64, list) or not all(isinstance(p, str) for p in b64):
+        raise InputFormatError(f"{where}: \"base64\" must be a list of field names")
+    b64 = set(b64)
+    for name in _IGNORED:
+        obj.pop(name, None)
+    key = _text_to_bytes(obj.pop("key", None), "key", b64, where)
+    ts = _timestamp(obj.pop("timestamp_ms", None), where)
+    headers = obj.pop("headers", None)
+    if headers is not None:
+        if not isinstance(headers, dict):
+            raise InputFormatError(f"{where}: headers must be an object of strings, got {type(headers).__name__}")
+        headers = [(str(k), _text_to_bytes(v, f"headers.{k}", b64, where)) for k, v in headers.items()]
+    value = _value(obj, schema, b64, where, topic)
+    if obj:
+        raise InputFormatError(f"{where}: unknown fields {sorted(obj)}; the fields are "
+                               f"{_allowed(schema, True)} (see rayka produce --help)")
+    return Row(key, value, headers, ts)
+
+
+def parse_csv_row(row: dict, schema: pa.Schema | None, where: str = "row", topic: str = "the topic") -> Row:
+    """One ``csv.DictReader`` row (strings; empty is null) as a Row."""
+    cells = {k: (v if v != "" else None) for k, v in row.items()}
+    if None in cells:
+        raise InputFormatError(f"{where}: more cells than the header row has columns")
+    bad = [k for k in cells if k not in _allowed(schema, False)]
+    if bad:
+        raise InputFormatError(f"{where}: columns {bad} are not fields of topic {topic!r}; "
+                               f"CSV columns are {_allowed(schema, False)}")
+    key = _text_to_bytes(cells.pop("key", None), "key", set(), where)
+    ts = _timestamp(cells.pop("timestamp_ms", None), where)
+    return Row(key, _value(cells, schema, set(), where, topic), None, ts)
+
+
+def rows_to_table(rows: list[Row], schema: pa.Schema | None) -> pa.Table:
+    """Rows as one Arrow table for ``send_table`` (key/headers/timestamp_ms only if any is set)."""
+    cols: dict[str, pa.Array] = {}
+    for i, (name, typ) in enumerate((("key", pa.binary()), ("value", None), ("headers", HEADERS_TYPE),
+                                     ("timestamp_ms", pa.int64()))):
+        if name == "value":
+            if schema is None:
+                cols["value"] = pa.array([r.value for r in rows], pa.binary())
+            else:
+                for field in schema:
+                    cols[field.name] = pa.array([r.value.get(field.name) for r in rows], field.type)
+        elif any(r[i] is not None for r in rows):
+            cols[name] = pa.array([r[i] for r in rows], typ)
+    return pa.table(cols)
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileSource:
+    """A file read as Arrow tables of at most ``chunk_rows`` rows, checked against the topic.
+
+    ``total`` is the file's size in bytes (rows for Parquet, see ``unit``); iterating yields
+    ``(table, progress)`` with ``progress`` in that unit.
+    """
+
+    path: str
+    schema: pa.Schema | None
+    fmt: str | None = None
+    topic: str = "the topic"
+    chunk_rows: int = 65_536
+    max_message_bytes: int = 1 << 62
+
+    def __post_init__(self):
+        self.fmt = self.fmt or format_of(self.path)
+        if self.fmt not in ("json", "csv", "parquet"):
+            raise InputFormatError(f"files are json, csv or parquet, not {self.fmt!r}")
+        self.rows = 0
+        self.unit = "rows" if self.fmt == "parquet" else "B"
+        self.total = pq.ParquetFile(self.path).metadata.num_rows if self.fmt == "parquet" else os.path.getsize(self.path)
+
+    def __iter__(self) -> Iterator[tuple[pa.Table, int]]:
+        return getattr(self, f"_{self.fmt}")()
+
+    def _json(self):
+        with open(self.path, "rb") as f:
+            rows, done = [], 0
+            for lineno, line in enumerate(f, 1):
+                done += len(line)
+                row = parse_json_line(line, self.schema, f"{self.path} line {lineno}", self.topic)
+                if row is not None:
+                    rows.append(row)
+                if len(rows) >= self.chunk_rows:
+                    yield self._checked(rows_to_table(rows, self.schema)), done
+                    rows, done = [], 0
+            if rows or done:
+                yield self._checked(rows_to_table(rows, self.schema)), done
+
+    def _checked(self, table: pa.Table) -> pa.Table:
+        """The table if the topic takes it whole (types, nullability, record sizes), else
+        InputFormatError naming the file: checked here, so a bad file sends nothing."""
+        try:
+            prepare_batch(table, log_schema(self.schema), now_ms=0, max_message_bytes=self.max_message_bytes)
+        except (SchemaMismatchError, RecordTooLargeError) as exc:
+            raise InputFormatError(f"{self.path}: {exc}") from None
+        self.rows += table.num_rows
+        return table
+
+    def _columns(self, names: Iterable[str], headers: bool) -> None:
+        bad = [n for n in names if n not in _allowed(self.schema, headers)]
+        if bad:
+            hint = " (CSV has no headers column: use JSON lines or Parquet)" if "headers" in bad else ""
+            raise InputFormatError(f"{self.path}: columns {bad} are not fields of topic {self.topic!r}; "
+                                   f"the columns are {_allowed(self.schema, headers)}{hint}")
+
+    def _csv(self):
+        with open(self.path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        self._columns(header, headers=False)
+        types = {"key": pa.binary(), "value": pa.binary(), "timestamp_ms": pa.int64()}
+        for field in self.schema or []:
+            types[field.name] = field.type
+        convert = pacsv.ConvertOptions(column_types={n: t for n, t in types.items() if n in header},
+                                       strings_can_be_null=True)
+        with open(self.path, "rb") as f:
+            try:
+                reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=4 << 20, use_threads=False),
+                                        convert_options=convert)
+                done = 0
+                for batch in reader:
+                    # Read without threads, so the file position is where the parser got to.
+                    yield self._checked(pa.Table.from_batches([batch])), f.tell() - done
+                    done = f.tell()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InputFormatError(f"{self.path}: {exc}") from None
+
+    def _parquet(self):
+        pf = pq.ParquetFile(self.path)
+        self._columns(pf.schema_arrow.names, headers=True)
+        for batch in pf.iter_batches(batch_size=self.chunk_rows):
+            table = pa.Table.from_batches([batch])
+            for name in ["key"] + (["value"] if self.schema is None else []):
+                if name in table.column_names:
+                    col = table.column(name)
+                    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                        table = table.set_column(table.column_names.index(name), name, col.cast(pa.binary()))
+            yield self._checked(table), batch.num_rows
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+
+def _bytes_text(value: bytes, path: str, b64: list) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        b64.append(path)
+        return base64.b64encode(value).decode()
+
+
+def jsonable(value, path: str = "value", b64: list | None = None):
+    """A Python value from Arrow as a JSON-able one: bytes as text (or base64, noting ``path``
+    in ``b64``), times ISO 8601, decimals as strings, NaN/inf as null, maps as objects."""
+    b64 = [] if b64 is None else b64
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes_text(bytes(value), path, b64)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, dt.timedelta)):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, f"{path}.{k}", b64) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in value):
+            return {k: jsonable(v, f"{path}.{k}", b64) for k, v in value}  # an Arrow map
+        return [jsonable(v, path, b64) for v in value]
+    return value
+
+
+def record_json(rec) -> str:
+    """A consumed Record as one line of JSON (see the module docstring)."""
+    b64: list = []
+    out = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset, "timestamp_ms": rec.timestamp_ms,
+           "key": None if rec.key is None else jsonable(rec.key, "key", b64),
+           "headers": None if rec.headers is None else {k: jsonable(v, f"headers.{k}", b64)
+                                                        for k, v in rec.headers.items()},
+           "value": jsonable(rec.value, "value", b64)}
+    if b64:
+        out["base64"] = b64
+    return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def raw_line(rec, *, print_key: bool = False, print_offset: bool = False, sep: bytes = b"\t") -> bytes:
+    """A Record as one raw line: [partition:offset SEP][key SEP]value; typed values as JSON."""
+    parts = []
+    if print_offset:
+        parts.append(b"%d:%d" % (rec.partition, rec.offset))
+    if print_key:
+        parts.append(rec.key or b"")
+    value = rec.value
+    if isinstance(value, (bytes, bytearray)):
+        parts.append(bytes(value))
+    elif value is None:
+        parts.append(b"")
+    else:
+        parts.append(json.dumps(jsonable(value), ensure_ascii=False, default=str).encode())
+    return sep.join(parts) + b"\n"
+
+
+class TableWriter:
+    """Records as aligned text columns: the header and widths come from the first rows written
+    (cells longer than ``max_width`` are cut with ``…``), so the table streams."""
+
+    def __init__(self, schema: pa.Schema | None, max_width: int = 40):
+        self.columns = ["partition", "offset", "timestamp", "key"] + (["value"] if schema is None else schema.names)
+        self.max_width = max_width
+        self.widths: list[int] | None = None
+
+    def _cells(self, rec) -> list[str]:
+        ts = dt.datetime.fromtimestamp(rec.timestamp_ms / 1000, dt.timezone.utc)
+        cells = [str(rec.partition), str(rec.offset), ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], _cell(rec.key)]
+        if isinstance(rec.value, dict):
+            cells += [_cell(rec.value.get(c)) for c in self.columns[4:]]
+        else:
+            cells.append(_cell(rec.value))
+        return cells
+
+    def lines(self, records: list) -> str:
+        """The text of these records (after the header, the first time)."""
+        rows = [self._cells(r) for r in records]
+        if self.widths is None:
+            self.widths = [min(self.max_width, max([len(c)] + [len(r[i]) for r in rows]))
+                           for i, c in enumerate(self.columns)]
+            rows.insert(0, list(self.columns))
+        out = []
+        for row in rows:
+            cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(row, self.widths)]
+            out.append("  ".join(c.ljust(w) for c, w in zip(cells, self.widths)).rstrip() + "\n")
+        return "".join(out)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    value = jsonable(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+# -- descriptions (--json of the listing commands) ---------------------------------------------------
+
+
+def topic_description_json(desc) -> dict:
+    """A TopicDescription as JSON-able data."""
+    schema = desc.value_schema
+    return {
+        "name": desc.name, "replication_factor": desc.replication_factor, "messages": desc.messages,
+        "config": dict(desc.config),
+        "value_schema": None if schema is None else [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
+                                                     for f in schema],
+        "partitions": [{"partition": p.partition, "leader": p.leader, "log_start_offset": p.log_start_offset,
+                        "log_end_offset": p.log_end_offset, "messages": p.log_end_offset - p.log_start_offset,
+                        "size_bytes": p.size_bytes, "segments": p.segments,
+                        "damaged_offsets": [list(r) for r in p.damaged_offsets]} for p in desc.partitions],
+    }
+
+
+def group_description_json(desc) -> dict:
+    """A GroupDescription as JSON-able data."""
+    return {
+        "group_id": desc.group_id, "state": desc.state, "protocol": desc.protocol, "generation": desc.generation,
+        "members": [{"member_id": m.member_id, "instance_id": m.instance_id, "topics": list(m.topics),
+                     "assignment": [[tp.topic, tp.partition] for tp in m.assignment]} for m in desc.members],
+        "partitions": [{"topic": p.topic, "partition": p.partition, "committed": p.committed,
+                        "end_offset": p.end_offset, "log_start_offset": p.log_start_offset, "lag": p.lag,
+                        "member": p.member} for p in desc.partitions],
+        "total_lag": desc.total_lag,
+    }
