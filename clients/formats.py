@@ -388,7 +388,8 @@ class TableWriter:
         """The text of these records (after the header, the first time)."""
         rows = [self._cells(r) for r in records]
         if self.widths is None:
-            self.widths = [min(self.max_width, max([len(c)] + [len(r[i]) for r in rows]))
+            # partition, offset and time are never cut; keys and values are, at max_width.
+            self.widths = [max(len(c), min(self.max_width if i >= 3 else 1 << 30, max([0] + [len(r[i]) for r in rows])))
                            for i, c in enumerate(self.columns)]
             rows.insert(0, list(self.columns))
         out = []
