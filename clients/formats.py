@@ -46,7 +46,7 @@ from rayka.errors import InputFormatError, RecordTooLargeError, SchemaMismatchEr
 from rayka.partitions.records import HEADERS_TYPE, log_schema, prepare_batch
 
 __all__ = [
-    "Row", "FileSource", "format_of", "parse_json_line", "parse_csv_row", "rows_to_table",
+    "Row", "FileSource", "format_of", "parse_schema", "parse_json_line", "parse_csv_row", "rows_to_table",
     "record_json", "raw_line", "TableWriter", "jsonable", "topic_description_json",
     "group_description_json",
 ]
@@ -74,6 +74,23 @@ def format_of(path: str) -> str:
             "say it with --format json|csv|parquet"
         )
     return _SUFFIXES[suffix]
+
+
+def parse_schema(text: str) -> pa.Schema:
+    """``"sym:string,px:double,at:timestamp[ms]"`` as an Arrow schema (pyarrow's type names)."""
+    fields = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, alias = part.partition(":")
+        if not sep or not name.strip():
+            raise InputFormatError(f"schema field {part!r} is not NAME:TYPE (e.g. px:double)")
+        try:
+            fields.append(pa.field(name.strip(), pa.type_for_alias(alias.strip())))
+        except ValueError:
+            raise InputFormatError(f"schema field {part!r}: unknown type {alias.strip()!r}; use pyarrow's "
+                                   "names: string, binary, bool, int32, int64, double, timestamp[ms], date32 ...") from None
+    if not fields:
+        raise InputFormatError("the schema names no fields; give NAME:TYPE[,NAME:TYPE...]")
+    return pa.schema(fields)
 
 
 def _allowed(schema: pa.Schema | None, headers: bool) -> list[str]:
@@ -368,7 +385,8 @@ def raw_line(rec, *, print_key: bool = False, print_offset: bool = False, sep: b
 
 class TableWriter:
     """Records as aligned text columns: the header and widths come from the first rows written
-    (cells longer than ``max_width`` are cut with ``…``), so the table streams."""
+    (key and value cells wider than that, or than ``max_width``, are cut with ``…``), so the
+    table streams."""
 
     def __init__(self, schema: pa.Schema | None, max_width: int = 40):
         self.columns = ["partition", "offset", "timestamp", "key"] + (["value"] if schema is None else schema.names)
@@ -388,8 +406,10 @@ class TableWriter:
         """The text of these records (after the header, the first time)."""
         rows = [self._cells(r) for r in records]
         if self.widths is None:
-            # partition, offset and time are never cut; keys and values are, at max_width.
-            self.widths = [max(len(c), min(self.max_width if i >= 3 else 1 << 30, max([0] + [len(r[i]) for r in rows])))
+            # partition, offset and time are never cut; keys and values get at least 12 characters
+            # (so short first values do not cut later ones) and are cut at max_width.
+            self.widths = [max(len(c), max(len(r[i]) for r in rows)) if i < 3 else
+                           max(len(c), min(self.max_width, max([12] + [len(r[i]) for r in rows])))
                            for i, c in enumerate(self.columns)]
             rows.insert(0, list(self.columns))
         out = []

@@ -98,12 +98,15 @@ def topics():
 @click.option("-p", "--partitions", default=1, show_default=True, type=int)
 @click.option("--replication-factor", default=1, show_default=True, type=int)
 @click.option("-c", "--config", "config", multiple=True, help="Topic config KEY=VALUE (e.g. retention.ms=3600000).")
+@click.option("--schema", default=None,
+              help="Typed values: NAME:TYPE,... in pyarrow's type names (e.g. sym:string,px:double).")
 @click.pass_context
-def topics_create(ctx, name, partitions, replication_factor, config):
+def topics_create(ctx, name, partitions, replication_factor, config, schema):
     """Create topic NAME."""
+    schema = _formats().parse_schema(schema) if schema is not None else None
     admin = _admin(ctx)
     desc = admin.create_topic(name, partitions=partitions, replication_factor=replication_factor,
-                              config=_parse_config(config))
+                              config=_parse_config(config), schema=schema)
     click.echo(f"created topic {desc.name} with {desc.num_partitions} partition(s)")
 
 

@@ -169,7 +169,11 @@ def test_table_writer_streams_with_the_widths_of_its_first_rows():
     assert first[0].split() == ["partition", "offset", "timestamp", "key", "sym", "px"]
     assert first[1].split() == ["1", "0", "2023-11-14", "22:13:20.123", "k", "ABC", "1.5"]
     later = writer.lines([_rec({"sym": "A-VERY-LONG-SYMBOL", "px": None}, offset=1)]).splitlines()
-    assert len(later) == 1 and later[0].split()[-2:] == ["A-…", "-"]  # cut to the width of the first rows
+    assert len(later) == 1 and later[0].split()[-2:] == ["A-VERY-…", "-"]  # cut at max_width
+    wide = formats.TableWriter(None, max_width=40)
+    wide.lines([_rec(b"ab")])
+    assert wide.lines([_rec(b"abcdefghijkl")]).split()[-1] == "abcdefghijkl"  # 12 wide, though the first was 2
+    assert wide.lines([_rec(b"abcdefghijklm")]).split()[-1] == "abcdefghijk…"
 
 
 def test_descriptions_as_json_carry_every_field():
@@ -290,3 +294,11 @@ def test_progress_only_when_asked_or_on_a_terminal():
 
     assert console.want_progress(None, Tty()) and not console.want_progress(None, io.StringIO())
     assert console.want_progress(True, io.StringIO()) and not console.want_progress(False, Tty())
+
+
+def test_parse_schema_takes_pyarrow_type_names():
+    assert formats.parse_schema("sym:string, px:double,at:timestamp[ms]") == pa.schema(
+        [("sym", pa.string()), ("px", pa.float64()), ("at", pa.timestamp("ms"))])
+    for bad, match in (("sym", "NAME:TYPE"), ("x:money", "unknown type 'money'"), ("", "no fields")):
+        with pytest.raises(InputFormatError, match=match):
+            formats.parse_schema(bad)
