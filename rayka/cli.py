@@ -185,7 +185,8 @@ in bulk with send_table; lines from stdin are sent as they come.
 @click.option("--key-sep", default=None, help="raw: split each line at the first SEP into key and value.")
 @click.option("--partition", type=int, default=None, help="Send every record to this partition.")
 @click.option("--linger-ms", type=float, default=5, show_default=True)
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: if it is a terminal).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: for --file, if stderr is a terminal; for stdin, off).")
 @click.pass_context
 def produce(ctx, topic, path, fmt, key_sep, partition, linger_ms, progress):
     import rayka
@@ -210,7 +211,7 @@ def produce(ctx, topic, path, fmt, key_sep, partition, linger_ms, progress):
             with open(path, "rb") if path is not None else contextlib.nullcontext(sys.stdin.buffer) as stream:
                 count = console.produce_stream(producer, topic, stream, fmt or "raw", meta.value_schema,
                                                key_sep=key_sep, partition=partition,
-                                               progress=console.want_progress(progress), on_error=failed.append)
+                                               progress=bool(progress), on_error=failed.append)
     if failed:
         raise ProduceFailed(f"{len(failed)} of {count} record(s) to {topic} were not written: {failed[0]}")
     click.echo(f"produced {count} record(s) to {topic}", err=True)
