@@ -114,14 +114,21 @@ def _text_to_bytes(value, path: str, b64: set, where: str) -> bytes | None:
     return value.encode()
 
 
-def _coerce(value, field: pa.Field, b64: set, where: str):
+def _kind(typ: pa.DataType) -> str:
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return "binary"
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "string"
+    return "other"
+
+
+def _coerce(value, field: pa.Field, kind: str, b64: set, where: str):
     """A JSON or CSV value as a Python value of the column's type (strings are cast)."""
-    path = f"value.{field.name}"
     if value is None:
         return None
-    if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-        return _text_to_bytes(value, path, b64, where)
-    if isinstance(value, str) and not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+    if kind == "binary":
+        return _text_to_bytes(value, f"value.{field.name}", b64, where)
+    if kind == "other" and isinstance(value, str):
         try:
             return pa.array([value], pa.string()).cast(field.type)[0].as_py()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -139,7 +146,7 @@ def _timestamp(value, where: str) -> int | None:
     return value
 
 
-def _value(obj: dict, schema: pa.Schema | None, b64: set, where: str, topic: str):
+def _value(obj: dict, schema: pa.Schema | None, b64: set, where: str, topic: str, check: bool = True):
     if schema is None:
         value = obj.pop("value", None)
         if value is None or isinstance(value, str):
@@ -156,17 +163,37 @@ def _value(obj: dict, schema: pa.Schema | None, b64: set, where: str, topic: str
     if unknown:
         raise InputFormatError(f"{where}: fields {unknown} are not columns of topic {topic!r}; "
                                f"its fields are {_allowed(schema, True)}")
-    value = {name: _coerce(v, schema.field(name), b64, where) for name, v in cols.items()}
-    try:
-        check_row(value, schema, topic)
-    except (SchemaMismatchError, TypeError) as exc:
-        raise InputFormatError(f"{where}: {exc}") from None
+    fields = _fields(schema)
+    value = {name: _coerce(v, *fields[name], b64, where) for name, v in cols.items()}
+    if check:
+        try:
+            check_row(value, schema, topic)
+        except (SchemaMismatchError, TypeError) as exc:
+            raise InputFormatError(f"{where}: {exc}") from None
     return value
 
 
+_FIELDS: dict = {}
+
+
+def _fields(schema: pa.Schema) -> dict:
+    """name -> (field, kind), computed once per schema (this runs for every line)."""
+    key = id(schema)
+    cached = _FIELDS.get(key)
+    if cached is None or cached[0] is not schema:
+        cached = _FIELDS[key] = (schema, {f.name: (f, _kind(f.type)) for f in schema})
+        if len(_FIELDS) > 64:
+            _FIELDS.clear()
+            _FIELDS[key] = cached
+    return cached[1]
+
+
 def parse_json_line(line: str | bytes, schema: pa.Schema | None, where: str = "line",
-                    topic: str = "the topic") -> Row | None:
-    """One JSON line as a Row (None for a blank line); InputFormatError names ``where``."""
+                    topic: str = "the topic", check: bool = True) -> Row | None:
+    """One JSON line as a Row (None for a blank line); InputFormatError names ``where``.
+
+    ``check=False`` leaves the check of typed values against their columns to the caller
+    (a file builds whole columns, and looks for the bad line only if that fails)."""
     if not line.strip():
         return None
     try:
@@ -190,7 +217,7 @@ def parse_json_line(line: str | bytes, schema: pa.Schema | None, where: str = "l
         if not isinstance(headers, dict):
             raise InputFormatError(f"{where}: headers must be an object of strings, got {type(headers).__name__}")
         headers = [(str(k), _text_to_bytes(v, f"headers.{k}", b64, where)) for k, v in headers.items()]
-    value = _value(obj, schema, b64, where, topic)
+    value = _value(obj, schema, b64, where, topic, check)
     if obj:
         raise InputFormatError(f"{where}: unknown fields {sorted(obj)}; the fields are "
                                f"{_allowed(schema, True)} (see rayka produce --help)")
@@ -258,17 +285,26 @@ class FileSource:
 
     def _json(self):
         with open(self.path, "rb") as f:
-            rows, done = [], 0
+            rows, lines, done = [], [], 0
             for lineno, line in enumerate(f, 1):
                 done += len(line)
-                row = parse_json_line(line, self.schema, f"{self.path} line {lineno}", self.topic)
+                row = parse_json_line(line, self.schema, f"{self.path} line {lineno}", self.topic, check=False)
                 if row is not None:
                     rows.append(row)
+                    lines.append((lineno, line))
                 if len(rows) >= self.chunk_rows:
-                    yield self._checked(rows_to_table(rows, self.schema)), done
-                    rows, done = [], 0
+                    yield self._checked(self._json_table(rows, lines)), done
+                    rows, lines, done = [], [], 0
             if rows or done:
-                yield self._checked(rows_to_table(rows, self.schema)), done
+                yield self._checked(self._json_table(rows, lines)), done
+
+    def _json_table(self, rows: list[Row], lines: list) -> pa.Table:
+        try:
+            return rows_to_table(rows, self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+            for lineno, line in lines:  # find the line that does not fit, to name it
+                parse_json_line(line, self.schema, f"{self.path} line {lineno}", self.topic, check=True)
+            raise
 
     def _checked(self, table: pa.Table) -> pa.Table:
         """The table if the topic takes it whole (types, nullability, record sizes), else
