@@ -1,4 +1,4 @@
-"""The ``rayka`` command line: topics, produce, consume, groups, demo.
+"""The ``rayka`` command line: topics, produce, consume, tail, groups, demo.
 
 Every command connects like ``rayka.connect()``: to the Ray at ``--address``
 (or ``RAY_ADDRESS``), else to a local Ray it starts (embedded; the data dir
