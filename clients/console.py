@@ -1,5 +1,5 @@
 """The loops behind ``rayka produce``, ``consume`` and ``tail``: files in bulk, lines one by one,
-records out, progress bars, and a clean stop on Ctrl-C or SIGTERM.
+records out (rayka.clients.render), progress bars, and a clean stop on Ctrl-C or SIGTERM.
 
 They take a Producer or Consumer (or anything with the same methods) and streams, and import
 no Ray, so they are tested in-process with fakes. Conversions live in rayka.clients.formats.
@@ -17,7 +17,7 @@ import time
 
 from tqdm import tqdm
 
-from rayka.clients import formats
+from rayka.clients import formats, render
 from rayka.errors import InputFormatError
 
 __all__ = ["want_progress", "progress_bar", "produce_file", "produce_stream", "record_writer",
@@ -119,13 +119,13 @@ def record_writer(fmt: str, schema, out, *, print_key: bool = False, print_offse
                   key_sep: str = "\t"):
     """A function that writes a list of Records to binary ``out`` as ``raw``, ``json`` or ``table``."""
     if fmt == "json":
-        return lambda records: out.write(b"".join(formats.record_json(r).encode() + b"\n" for r in records))
+        return lambda records: out.write(b"".join(render.record_json(r).encode() + b"\n" for r in records))
     if fmt == "table":
-        table = formats.TableWriter(schema)
+        table = render.TableWriter(schema)
         return lambda records: out.write(table.lines(records).encode())
     sep = key_sep.encode()
     return lambda records: out.write(b"".join(
-        formats.raw_line(r, print_key=print_key, print_offset=print_offset, sep=sep) for r in records))
+        render.raw_line(r, print_key=print_key, print_offset=print_offset, sep=sep) for r in records))
 
 
 def consume_loop(consumer, write, *, out=None, max_records: int | None = None, timeout_ms: float | None = None,

@@ -67,6 +67,12 @@ def _formats():
     return formats
 
 
+def _render():
+    from rayka.clients import render
+
+    return render
+
+
 @click.group()
 @click.option("--address", envvar="RAYKA_ADDRESS", default=None,
               help="Ray cluster address (default: the running Ray, else a local embedded one).")
@@ -131,7 +137,7 @@ def topics_describe(ctx, name, as_json):
     admin = _admin(ctx)
     desc = admin.describe_topic(name)
     if as_json:
-        return _echo_json(_formats().topic_description_json(desc))
+        return _echo_json(_render().topic_description_json(desc))
     click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
                f"messages {desc.messages}")
     rows = [("partition", "start", "end", "messages", "bytes", "segments", "leader")]
@@ -353,7 +359,7 @@ def groups_describe(ctx, group_id, as_json):
     admin = _admin(ctx)
     d = admin.describe_group(group_id)
     if as_json:
-        return _echo_json(_formats().group_description_json(d))
+        return _echo_json(_render().group_description_json(d))
     click.echo(f"group {d.group_id}  state {d.state}  generation {d.generation}  protocol {d.protocol}  "
                f"members {len(d.members)}")
     rows = [("topic", "partition", "committed", "end", "lag", "member")]

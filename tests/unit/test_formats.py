@@ -1,4 +1,5 @@
-"""The CLI's record formats (rayka.clients.formats) and loops (rayka.clients.console), without Ray."""
+"""The CLI's record formats (rayka.clients.formats in, rayka.clients.render out) and loops
+(rayka.clients.console), without Ray."""
 
 import base64
 import datetime as dt
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rayka.clients import console, formats
+from rayka.clients import console, formats, render
 from rayka.clients.types import GroupDescription, GroupPartitionDescription, MemberDescription, PartitionDescription
 from rayka.clients.types import Record, TopicDescription, TopicPartition
 from rayka.errors import InputFormatError
@@ -138,39 +139,39 @@ def _rec(value, key=b"k", headers=None, offset=0):
 
 
 def test_record_json_prints_bytes_as_text_or_base64_and_names_the_base64_fields():
-    line = json.loads(formats.record_json(_rec(b"\xff\x00", key=b"user", headers={"h": b"ok"})))
+    line = json.loads(render.record_json(_rec(b"\xff\x00", key=b"user", headers={"h": b"ok"})))
     assert line == {"topic": "t", "partition": 1, "offset": 0, "timestamp_ms": 1_700_000_000_123, "key": "user",
                     "headers": {"h": "ok"}, "value": base64.b64encode(b"\xff\x00").decode(), "base64": ["value"]}
-    typed = json.loads(formats.record_json(_rec({"sym": "X", "at": dt.datetime(2024, 1, 1), "px": float("nan"),
+    typed = json.loads(render.record_json(_rec({"sym": "X", "at": dt.datetime(2024, 1, 1), "px": float("nan"),
                                                  "blob": b"\xfe"}, key=None)))
     assert typed["value"] == {"sym": "X", "at": "2024-01-01T00:00:00", "px": None, "blob": "/g=="}
     assert typed["base64"] == ["value.blob"] and typed["key"] is None and "base64" not in json.loads(
-        formats.record_json(_rec(b"text")))
+        render.record_json(_rec(b"text")))
 
 
 def test_what_record_json_prints_parses_back_to_the_same_record():
     for rec, schema in ((_rec(b"\x80bin", key=b"\x01", headers={"h": b"\xff"}), None),
                         (_rec({"sym": "X", "px": 1.5, "at": dt.datetime(2024, 5, 6, 7, 8, 9), "blob": b"\x00\xff"}),
                          TYPED)):
-        row = formats.parse_json_line(formats.record_json(rec), schema)
+        row = formats.parse_json_line(render.record_json(rec), schema)
         assert (row.key, row.value, dict(row.headers or {}) or None, row.timestamp_ms) == (
             rec.key, rec.value, rec.headers, rec.timestamp_ms)
 
 
 def test_raw_line_is_todays_line_mode_with_typed_values_as_json():
-    assert formats.raw_line(_rec(b"v", offset=4), print_key=True, print_offset=True, sep=b":") == b"1:4:k:v\n"
-    assert formats.raw_line(_rec(None)) == b"\n"
-    assert json.loads(formats.raw_line(_rec({"sym": "X", "px": 2.0}))) == {"sym": "X", "px": 2.0}
+    assert render.raw_line(_rec(b"v", offset=4), print_key=True, print_offset=True, sep=b":") == b"1:4:k:v\n"
+    assert render.raw_line(_rec(None)) == b"\n"
+    assert json.loads(render.raw_line(_rec({"sym": "X", "px": 2.0}))) == {"sym": "X", "px": 2.0}
 
 
 def test_table_writer_streams_with_the_widths_of_its_first_rows():
-    writer = formats.TableWriter(pa.schema([("sym", pa.string()), ("px", pa.float64())]), max_width=8)
+    writer = render.TableWriter(pa.schema([("sym", pa.string()), ("px", pa.float64())]), max_width=8)
     first = writer.lines([_rec({"sym": "ABC", "px": 1.5})]).splitlines()
     assert first[0].split() == ["partition", "offset", "timestamp", "key", "sym", "px"]
     assert first[1].split() == ["1", "0", "2023-11-14", "22:13:20.123", "k", "ABC", "1.5"]
     later = writer.lines([_rec({"sym": "A-VERY-LONG-SYMBOL", "px": None}, offset=1)]).splitlines()
     assert len(later) == 1 and later[0].split()[-2:] == ["A-VERY-…", "-"]  # cut at max_width
-    wide = formats.TableWriter(None, max_width=40)
+    wide = render.TableWriter(None, max_width=40)
     wide.lines([_rec(b"ab")])
     assert wide.lines([_rec(b"abcdefghijkl")]).split()[-1] == "abcdefghijkl"  # 12 wide, though the first was 2
     assert wide.lines([_rec(b"abcdefghijklm")]).split()[-1] == "abcdefghijk…"
@@ -179,12 +180,12 @@ def test_table_writer_streams_with_the_widths_of_its_first_rows():
 def test_descriptions_as_json_carry_every_field():
     topic = TopicDescription("t", [PartitionDescription(0, "node", ("node",), 2, 9, 100, 1, ((3, 4),))], 1,
                              {"retention.ms": 5}, pa.schema([("sym", pa.string())]))
-    data = json.loads(json.dumps(formats.topic_description_json(topic)))
+    data = json.loads(json.dumps(render.topic_description_json(topic)))
     assert data["messages"] == 7 and data["partitions"][0]["damaged_offsets"] == [[3, 4]]
     assert data["value_schema"] == [{"name": "sym", "type": "string", "nullable": True}]
     group = GroupDescription("g", "Stable", "range", 3, [MemberDescription("m1", None, ["t"], [TopicPartition("t", 0)])],
                              [GroupPartitionDescription("t", 0, 5, 9, "m1", 0)])
-    data = json.loads(json.dumps(formats.group_description_json(group)))
+    data = json.loads(json.dumps(render.group_description_json(group)))
     assert data["members"][0]["assignment"] == [["t", 0]] and data["partitions"][0]["lag"] == 4
     assert data["total_lag"] == 4
 
