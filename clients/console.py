@@ -34,7 +34,7 @@ def want_progress(flag: bool | None, stream=None) -> bool:
 
 def progress_bar(enabled: bool, **kwargs) -> tqdm:
     """A tqdm bar on stderr, or a disabled one (same calls, no output)."""
-    return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return tqdm(disable=not enabled, file=sys.stderr, dynamic_ncols=True, **{"leave": True, **kwargs})
 
 
 def produce_file(producer, topic: str, source: formats.FileSource, *, partition: int | None = None,

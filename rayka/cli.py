@@ -316,8 +316,9 @@ def tail(ctx, topic, group_id, **options):
 @click.option("--messages", default=1_000_000, show_default=True, type=int)
 @click.option("--partitions", default=4, show_default=True, type=int)
 @click.option("--reset", is_flag=True, help="Replace the topic 'demo' (and group 'demo-group') if they exist.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: if it is a terminal).")
 @click.pass_context
-def demo(ctx, messages, partitions, reset):
+def demo(ctx, messages, partitions, reset, progress):
     """Create topic 'demo', produce, consume it with a group, and print what happened.
 
     An existing 'demo' topic is left alone (the command fails) unless --reset is given.
@@ -325,7 +326,10 @@ def demo(ctx, messages, partitions, reset):
     from rayka.clients.demo import run_demo
 
     cluster = _connect(ctx)
-    result = run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo, reset=reset)
+    from rayka.clients.console import want_progress
+
+    result = run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo, reset=reset,
+                      progress=want_progress(progress))
     if not result["ok"]:
         sys.exit(1)
 
