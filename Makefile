@@ -30,7 +30,7 @@ $(VENV)/.installed-bench: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
-	$(BIN)/rayka demo
+	$(BIN)/rayka demo --reset   # re-runnable: replaces the demo topic of the last run
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests

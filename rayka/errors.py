@@ -17,6 +17,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
     ├── InvalidRecordError           a send()/send_table() argument of the wrong type or out of
     │                                range (a TypeError and a ValueError); refused alone, in the call
+    ├── InputFormatError             a line or file for `rayka produce` is not in its stated format
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
@@ -62,6 +63,7 @@ __all__ = [
     "RecordTooLargeError",
     "SchemaMismatchError",
     "InvalidRecordError",
+    "InputFormatError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
@@ -165,6 +167,11 @@ class InvalidRecordError(RaykaError, TypeError, ValueError):
     the batch it would have joined are not affected. It is both a TypeError and a ValueError,
     so code that caught either keeps working.
     """
+
+
+class InputFormatError(RaykaError, ValueError):
+    """A line or file given to ``rayka produce`` is not valid in its format (JSON lines, CSV,
+    Parquet) or names fields the topic does not have; the message names the line or file."""
 
 
 class OffsetOutOfRangeError(RaykaError):

@@ -28,6 +28,9 @@ def start_local_ray(num_cpus: int = 2, **kwargs) -> None:
     import ray
 
     if not ray.is_initialized():
+        # address="local": a Ray of its own, never another process's head found on this machine
+        # (test sessions running side by side would otherwise attach to each other's).
+        kwargs.setdefault("address", "local")
         ray.init(num_cpus=num_cpus, include_dashboard=False, namespace="rayka", **kwargs)
 
 
