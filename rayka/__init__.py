@@ -21,6 +21,7 @@ from rayka.clients.group import ConsumerRebalanceListener
 from rayka.clients.producer import Producer
 from rayka.clients.types import (
     GroupDescription,
+    OffsetAndMetadata,
     OffsetAndTimestamp,
     PartitionDescription,
     Record,
@@ -38,6 +39,7 @@ __all__ = [
     "Consumer",
     "ConsumerRebalanceListener",
     "GroupDescription",
+    "OffsetAndMetadata",
     "OffsetAndTimestamp",
     "PartitionDescription",
     "Producer",
