@@ -28,7 +28,7 @@ import pyarrow as pa
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.kafka_names import unknown_option_error
-from rayka.clients.positions import ConsumerPositions
+from rayka.clients.positions import LOOKUP_GRACE_S, ConsumerPositions
 from rayka.clients.types import OffsetAndMetadata, Record, TopicPartition
 from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
 
@@ -41,9 +41,6 @@ _OPTIONS = ("group_id", "auto_offset_reset", "enable_auto_commit", "auto_commit_
             "max_partition_fetch_bytes", "consumer_timeout_ms", "on_partitions_unavailable", "cluster")
 GROUP_OPTIONS = ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms",
                  "partition_assignment_strategy", "group_instance_id", "listener", "default_api_timeout_ms")
-# How long a poll waits for the first position look-ups: they answer in about a millisecond;
-# one that does not (its actor is restarting) stays in flight and the poll reads the others.
-_LOOKUP_WAIT_S = 0.2
 
 
 class Consumer(ConsumerPositions):
@@ -190,7 +187,9 @@ class Consumer(ConsumerPositions):
         if self._group is not None:
             self._group.on_poll(timeout_ms)
         left_s = lambda: max(0.0, timeout_ms / 1000.0 - (time.monotonic() - started))  # noqa: E731
-        self._resolve_positions(wait_s=min(left_s(), _LOOKUP_WAIT_S))
+        # With nothing to read yet, the look-ups may take the poll's time; else only a grace.
+        readable = any(s.position is not None for s in self._fetcher.states.values())
+        self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
         self._raise_due_error()
         if self._fetcher.buffered() == 0:
             self._fetcher.deadline_wait(left_s() * 1000.0)
@@ -198,6 +197,8 @@ class Consumer(ConsumerPositions):
             self._fetcher.wait(0)
         self._report_unavailable()
         out = self._fetcher.drain(max_records)
+        if not out:
+            self._raise_due_error()  # met during this poll's wait, with nothing before it to hand out
         if self._group is not None:
             out = self._group.after_poll(out)  # never a record of a partition the member lost meanwhile
         self._polls += 1

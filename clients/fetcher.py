@@ -278,9 +278,9 @@ class Fetcher:
         return out
 
     def deadline_wait(self, timeout_ms: float, want: int = 1) -> None:
-        """Wait until ``want`` records are buffered or ``timeout_ms`` passes."""
+        """Wait until ``want`` records are buffered, an error is due, or ``timeout_ms`` passes."""
         deadline = time.monotonic() + timeout_ms / 1000.0
-        while self.buffered() < want:
+        while self.buffered() < want and self.due_error() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.wait(0)

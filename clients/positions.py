@@ -24,7 +24,11 @@ from rayka.clients.fetcher import PartitionState
 from rayka.clients.types import OffsetAndTimestamp, TopicPartition
 from rayka.errors import NoOffsetForPartitionError, PartitionUnavailableError, UnknownPartitionError
 
-__all__ = ["ConsumerPositions"]
+__all__ = ["ConsumerPositions", "LOOKUP_GRACE_S"]
+
+# Position look-ups answer in about a millisecond; one slower than this (its actor is
+# restarting) stays in flight while the poll reads the partitions that answered.
+LOOKUP_GRACE_S = 0.2
 
 log = logging.getLogger("rayka.clients.consumer")  # one logger for everything a Consumer says
 
@@ -119,10 +123,11 @@ class ConsumerPositions:
         """Give each partition without a position one: the group's committed offset, else
         ``auto_offset_reset`` (its log start or end, asked of the partition).
 
-        Each partition on its own: the look-ups go out together, those answered within
-        ``wait_s`` (None: wait for all) are applied, the others stay in flight for the next
-        poll, and a partition that cannot answer is marked unavailable and asked again after
-        a backoff, so one dead partition never holds back the others.
+        Each partition on its own: the look-ups go out together; once the first answers
+        (within ``wait_s``; None: however long it takes) the others get ``LOOKUP_GRACE_S``, and
+        those still out stay in flight for the next poll. A partition that cannot answer is
+        marked unavailable and asked again after a backoff, so one dead or slow partition
+        never holds back the others.
         """
         states = [s for s in (states or self._fetcher.states.values()) if s.position is None]
         if not states:
@@ -148,7 +153,11 @@ class ConsumerPositions:
         pending = {s.lookup: s for s in states if s.lookup is not None}
         if not pending:
             return
-        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=wait_s)
+        ready, rest = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+        if ready and rest:  # the first answered: the others get a short grace, not the whole wait
+            grace = LOOKUP_GRACE_S if wait_s is None else min(LOOKUP_GRACE_S, wait_s)
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=grace)
+            ready += more
         for ref in ready:
             s = pending[ref]
             if s.lookup is not ref:

@@ -149,3 +149,27 @@ def test_damage_is_raised_only_when_the_position_reaches_it(cluster, admin):
     rest = consume_all(c, 4000)
     assert [r.offset for r in rest] == list(range(26_000, 30_000))
     c.close()
+
+
+def test_running_consumer_goes_on_with_the_others_when_a_partition_dies(cluster, admin):
+    admin.create_topic("dying", partitions=3)
+    with rayka.Producer() as p:
+        for i in range(300):
+            p.send("dying", value=b"%d" % i, partition=i % 3)
+    heard = []
+    c = rayka.Consumer("dying", auto_offset_reset="earliest", on_partitions_unavailable=heard.append)
+    first = consume_all(c, 300)
+    assert len(first) == 300 and c.unavailable() == set()
+    _, handles = cluster.topic("dying")
+    ray.kill(handles[2], no_restart=True)
+    wait_for(lambda: _is_dead(handles[2]), what="the killed partition actor to be dead")
+    with rayka.Producer() as p:
+        for i in range(300, 600):
+            if i % 3 != 2:
+                p.send("dying", value=b"%d" % i, partition=i % 3)
+    later = consume_all(c, 200, timeout_s=20)
+    assert sorted(int(r.value) for r in later) == [i for i in range(300, 600) if i % 3 != 2]
+    wait_for(lambda: c.poll(timeout_ms=100) == [] and c.unavailable() == {TopicPartition("dying", 2)},
+             timeout_s=20, what="the dead partition reported")
+    assert heard == [{TopicPartition("dying", 2)}]
+    c.close()
