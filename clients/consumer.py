@@ -187,9 +187,7 @@ class Consumer(ConsumerPositions):
         if self._group is not None:
             self._group.on_poll(timeout_ms)
         left_s = lambda: max(0.0, timeout_ms / 1000.0 - (time.monotonic() - started))  # noqa: E731
-        # With nothing to read yet, the look-ups may take the poll's time; else only a grace.
-        readable = any(s.position is not None for s in self._fetcher.states.values())
-        self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
+        self._first_positions(left_s)
         self._raise_due_error()
         if self._fetcher.buffered() == 0:
             self._fetcher.deadline_wait(left_s() * 1000.0)
@@ -204,6 +202,21 @@ class Consumer(ConsumerPositions):
         self._polls += 1
         self._records_received += sum(b.num_rows for _, batches in out for b in batches)
         return out
+
+    def _first_positions(self, left_s) -> None:
+        """Look up the positions still missing, within the poll's time (``left_s()`` seconds).
+        With a partition to read, look-ups get a short grace; with none, they may take the
+        poll's time, and a failed one is retried after its backoff within it."""
+        states = self._fetcher.states.values()
+        while True:
+            readable = any(s.position is not None for s in states)
+            self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
+            if readable or left_s() <= 0 or any(s.position is not None for s in states):
+                return
+            retries = [s.retry_at for s in states if s.position is None and s.lookup is None]
+            if not retries:
+                return  # look-ups still in flight took the time there was
+            time.sleep(max(0.0, min(left_s(), min(retries) - time.monotonic())))
 
     def _raise_due_error(self) -> None:
         """Raise the damage found in a partition once its position has reached it: every record
