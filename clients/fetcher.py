@@ -62,7 +62,8 @@ class PartitionState:
 
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
                  "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
-                 "retry_at", "schema", "lookup", "unavailable", "failures", "error", "error_offset")
+                 "retry_at", "schema", "lookup", "lookup_since", "unavailable", "failures", "error",
+                 "error_offset")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -80,6 +81,7 @@ class PartitionState:
         self.retry_at = 0.0
         self.schema: pa.Schema | None = None  # the partition's log schema, asked for on the first fetch
         self.lookup = None  # an offsets() call in flight to give the partition its first position
+        self.lookup_since = 0.0
         self.unavailable: str | None = None  # why the partition cannot be reached now (None: it can)
         self.failures = 0  # consecutive failed calls, for the retry backoff
         self.error: CorruptRecordError | None = None  # damage found at error_offset, raised when reached

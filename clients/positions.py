@@ -29,6 +29,8 @@ __all__ = ["ConsumerPositions", "LOOKUP_GRACE_S"]
 # Position look-ups answer in about a millisecond; one slower than this (its actor is
 # restarting) stays in flight while the poll reads the partitions that answered.
 LOOKUP_GRACE_S = 0.2
+# A look-up unanswered this long marks its partition unavailable (it stays in flight).
+LOOKUP_TIMEOUT_S = 10.0
 
 log = logging.getLogger("rayka.clients.consumer")  # one logger for everything a Consumer says
 
@@ -149,10 +151,14 @@ class ConsumerPositions:
                     "auto_offset_reset='none'; seek() first or choose 'earliest'/'latest'"
                 )
             for s in missing:
-                s.lookup = s.handle.offsets.remote()
+                s.lookup, s.lookup_since = s.handle.offsets.remote(), now
         pending = {s.lookup: s for s in states if s.lookup is not None}
         if not pending:
             return
+        for s in pending.values():
+            if s.unavailable is None and now - s.lookup_since > LOOKUP_TIMEOUT_S:
+                # Still no answer (an actor that cannot start, say): report it; keep waiting.
+                s.unavailable = f"its position look-up got no answer for {LOOKUP_TIMEOUT_S:g} s"
         ready, rest = ray.wait(list(pending), num_returns=1, timeout=wait_s)
         if ready and rest:  # the first answered: the others get a short grace, not the whole wait
             grace = LOOKUP_GRACE_S if wait_s is None else min(LOOKUP_GRACE_S, wait_s)
