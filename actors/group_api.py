@@ -12,7 +12,7 @@ import logging
 import ray
 
 from rayka.coordinator.group_coordinator import lag_partitions, lag_rows, reset_targets
-from rayka.errors import UnknownGroupError, UnknownTopicError
+from rayka.errors import PartitionUnavailableError, UnknownGroupError, UnknownTopicError
 
 __all__ = ["GroupApi", "GROUP_TICK_S"]
 
@@ -111,12 +111,31 @@ class GroupApi:
         targets = {}
         for name in topics:
             _, handles = self.topic(name)
-            bounds = ray.get([h.offsets.remote() for h in handles])
+            bounds = _each(name, [h.offsets.remote() for h in handles])
             times = None
             if isinstance(to, dict) and "timestamp_ms" in to:
-                times = ray.get([h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
+                times = _each(name, [h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
             targets.update(reset_targets(to, name, bounds, times))
         with self._glock:
             self._groups.reset(group_id, targets)
         return targets
 
+
+
+def _each(topic: str, refs: list) -> list:
+    """The answers of every partition of ``topic``, or PartitionUnavailableError naming those
+    that could not answer (nothing is reset then: a reset is all the topic's partitions or none)."""
+    ready = set(ray.wait(refs, num_returns=len(refs), timeout=_BOUNDS_TIMEOUT_S)[0]) if refs else set()
+    out, failed = [], []
+    for p, ref in enumerate(refs):
+        try:
+            if ref not in ready:
+                raise TimeoutError("no answer")
+            out.append(ray.get(ref))
+        except Exception as exc:  # noqa: BLE001 - dead, restarting or its node gone
+            failed.append(f"{topic}-{p} ({type(exc).__name__})")
+    if failed:
+        raise PartitionUnavailableError(
+            f"reset_offsets: partition(s) {', '.join(failed)} cannot be reached, so their offsets cannot be "
+            "looked up; nothing was reset. Try again when they are back")
+    return out

@@ -85,6 +85,12 @@ def test_group_consumer_reads_the_healthy_partitions_and_its_listener_hears_of_t
     assert rows[("groupdead", 0)].committed == PER_PARTITION and rows[("groupdead", 0)].lag == 0
     assert rows[("groupdead", 1)].end_offset is None and rows[("groupdead", 1)].lag is None
     c.close()
+    started = time.monotonic()
+    with pytest.raises(PartitionUnavailableError, match="groupdead-1.*nothing was reset"):
+        admin.reset_offsets("gd", to="earliest")
+    assert time.monotonic() - started < 30, "refused at once, not after the coordinator-retry minute"
+    rows = {(p.topic, p.partition): p for p in admin.describe_group("gd").partitions}
+    assert rows[("groupdead", 0)].committed == PER_PARTITION
 
 
 def test_admin_describes_a_dead_partition_as_unavailable_instead_of_failing(cluster, admin):
