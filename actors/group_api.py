@@ -12,13 +12,14 @@ import logging
 import ray
 
 from rayka.coordinator.group_coordinator import lag_partitions, lag_rows, reset_targets
-from rayka.errors import UnknownGroupError, UnknownTopicError
+from rayka.errors import PartitionUnavailableError, UnknownGroupError, UnknownTopicError
 
 __all__ = ["GroupApi", "GROUP_TICK_S"]
 
 log = logging.getLogger(__name__)
 
 GROUP_TICK_S = 0.1
+_BOUNDS_TIMEOUT_S = 5.0  # a describe_group must answer even if a partition does not
 
 
 class GroupApi:
@@ -57,9 +58,9 @@ class GroupApi:
         with self._glock:
             self._groups.commit(group_id, member_id, generation, offsets)
 
-    def fetch_offsets(self, group_id, tps) -> list:
+    def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
         with self._glock:
-            return self._groups.fetch(group_id, tps)
+            return self._groups.fetch(group_id, tps, with_metadata)
 
     def list_groups(self) -> list[dict]:
         with self._glock:
@@ -75,7 +76,8 @@ class GroupApi:
         return info
 
     def _bounds(self, tps) -> dict:
-        """(topic, partition) -> (log_start, log_end), leaving out partitions that are gone."""
+        """(topic, partition) -> (log_start, log_end), leaving out partitions that are gone or
+        cannot answer (dead, or their node is gone): their lag is unknown, the others are shown."""
         refs = {}
         for t, p in tps:
             try:
@@ -84,8 +86,17 @@ class GroupApi:
                 continue
             if p < len(handles):
                 refs[(t, p)] = handles[p].offsets.remote()
-        values = ray.get(list(refs.values())) if refs else []
-        return {tp: (start, end) for tp, (start, end) in zip(refs, values)}
+        out = {}
+        ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=_BOUNDS_TIMEOUT_S)[0]) if refs else ()
+        for tp, ref in refs.items():  # each on its own: an unreachable partition has no bounds
+            try:
+                if ref not in ready:
+                    raise TimeoutError("no answer")
+                out[tp] = tuple(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - dead, restarting or its node gone
+                log.warning("describe_group: partition %s-%d did not answer (%s); its lag is unknown",
+                            tp[0], tp[1], type(exc).__name__)
+        return out
 
     def delete_group(self, group_id) -> None:
         with self._glock:
@@ -100,12 +111,31 @@ class GroupApi:
         targets = {}
         for name in topics:
             _, handles = self.topic(name)
-            bounds = ray.get([h.offsets.remote() for h in handles])
+            bounds = _each(name, [h.offsets.remote() for h in handles])
             times = None
             if isinstance(to, dict) and "timestamp_ms" in to:
-                times = ray.get([h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
+                times = _each(name, [h.offset_for_time.remote(int(to["timestamp_ms"])) for h in handles])
             targets.update(reset_targets(to, name, bounds, times))
         with self._glock:
             self._groups.reset(group_id, targets)
         return targets
 
+
+
+def _each(topic: str, refs: list) -> list:
+    """The answers of every partition of ``topic``, or PartitionUnavailableError naming those
+    that could not answer (nothing is reset then: a reset is all the topic's partitions or none)."""
+    ready = set(ray.wait(refs, num_returns=len(refs), timeout=_BOUNDS_TIMEOUT_S)[0]) if refs else set()
+    out, failed = [], []
+    for p, ref in enumerate(refs):
+        try:
+            if ref not in ready:
+                raise TimeoutError("no answer")
+            out.append(ray.get(ref))
+        except Exception as exc:  # noqa: BLE001 - dead, restarting or its node gone
+            failed.append(f"{topic}-{p} ({type(exc).__name__})")
+    if failed:
+        raise PartitionUnavailableError(
+            f"reset_offsets: partition(s) {', '.join(failed)} cannot be reached, so their offsets cannot be "
+            "looked up; nothing was reset. Try again when they are back")
+    return out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pyarrow as pa
-import ray
 
-from rayka.clients.connection import Cluster, current, resolve
+from rayka.clients.availability import resolve_each
+from rayka.clients.connection import Cluster, current
 from rayka.clients.types import (
     GroupDescription,
     GroupPartitionDescription,
@@ -43,19 +43,31 @@ class Admin:
     def list_topics(self) -> list[str]:
         return self._cluster.call("list_topics")
 
-    def describe_topic(self, name: str) -> TopicDescription:
-        """Partitions with their leader node and log start/end offsets."""
+    def describe_topic(self, name: str, timeout_s: float = 10.0) -> TopicDescription:
+        """Partitions with their leader node, log start/end offsets, sizes and damaged offsets.
+
+        Each partition answers on its own: one that cannot be reached (its actor died, or its
+        node is gone), or does not answer within ``timeout_s``, is described with
+        ``available=False``, the reason in ``error``, its offsets and sizes -1 and the node
+        it was placed on as ``leader``; the others are described as usual.
+        """
         meta, handles = self._cluster.topic(name, refresh=True)
-        stats = resolve([h.stats.remote() for h in handles])
-        parts = [
-            PartitionDescription(
+        answers = resolve_each([h.stats.remote() for h in handles], timeout_s=timeout_s)
+        placed = list(getattr(meta, "nodes", None) or ())
+        parts = []
+        for p, s in enumerate(answers):
+            if isinstance(s, BaseException):
+                node = placed[p] if p < len(placed) else None
+                parts.append(PartitionDescription(
+                    partition=p, leader=node, replicas=(node,) if node else (), log_start_offset=-1,
+                    log_end_offset=-1, size_bytes=-1, segments=-1, available=False, error=str(s)))
+                continue
+            parts.append(PartitionDescription(
                 partition=p, leader=s["node_id"], replicas=(s["node_id"],),
                 log_start_offset=s["log_start_offset"], log_end_offset=s["log_end_offset"],
                 size_bytes=s["size_bytes"], segments=s["segments"],
                 damaged_offsets=tuple(tuple(r) for r in s.get("damaged_offsets", ())),
-            )
-            for p, s in enumerate(stats)
-        ]
+            ))
         return TopicDescription(name, parts, meta.replication_factor, dict(meta.config), meta.value_schema)
 
     def delete_topic(self, name: str) -> None:
@@ -69,10 +81,12 @@ class Admin:
         self._cluster.forget(name)
         return self.describe_topic(name)
 
-    def list_offsets(self, name: str) -> dict[int, tuple[int, int]]:
-        """partition -> (log_start_offset, log_end_offset)."""
+    def list_offsets(self, name: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int] | None]:
+        """partition -> (log_start_offset, log_end_offset); None for a partition that cannot be
+        reached (or gave no answer within ``timeout_s``): ``describe_topic`` says why."""
         _, handles = self._cluster.topic(name)
-        return dict(enumerate(ray.get([h.offsets.remote() for h in handles])))
+        answers = resolve_each([h.offsets.remote() for h in handles], timeout_s=timeout_s)
+        return {p: None if isinstance(a, BaseException) else tuple(a) for p, a in enumerate(answers)}
 
     # -- topic config and the partition budget ---------------------------------------------------
 

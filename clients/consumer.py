@@ -7,6 +7,11 @@ which raises NoOffsetForPartitionError) unless ``seek`` sets them. Records come
 out as ``Record`` tuples (``poll``, iteration) or as one Arrow table
 (``poll_batch``: zero-copy from the partition files through the object store).
 
+A partition that cannot be reached (its actor died, its node is gone) never
+holds back the others: it is reported (``unavailable()``, a warning, a callback)
+and retried while the rest are read (positions.py). Damage on disk is raised
+as CorruptRecordError only when the position reaches it (fetcher.py).
+
 Consumer groups plug in through ``self._group`` (see rayka.clients.group): it
 decides the assignment and supplies committed offsets; without it the
 consumer is a plain manual-assignment reader. Not thread-safe, like Kafka's.
@@ -14,26 +19,31 @@ consumer is a plain manual-assignment reader. Not thread-safe, like Kafka's.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from rayka.clients.connection import Cluster, current, resolve
+from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
-from rayka.clients.types import OffsetAndTimestamp, Record, TopicPartition
-from rayka.errors import ConfigError, ConsumerClosedError, NoOffsetForPartitionError, UnknownPartitionError
+from rayka.clients.kafka_names import unknown_option_error
+from rayka.clients.positions import LOOKUP_GRACE_S, ConsumerPositions
+from rayka.clients.types import OffsetAndMetadata, Record, TopicPartition
+from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
 
 __all__ = ["Consumer"]
 
-log = logging.getLogger(__name__)
-
 _RESETS = ("earliest", "latest", "none")
+# Every keyword Consumer takes, and those only a Consumer with a group_id takes (GroupMembership's).
+_OPTIONS = ("group_id", "auto_offset_reset", "enable_auto_commit", "auto_commit_interval_ms", "key_deserializer",
+            "value_deserializer", "fetch_max_wait_ms", "max_poll_records", "max_partition_fetch_records",
+            "max_partition_fetch_bytes", "consumer_timeout_ms", "on_partitions_unavailable", "cluster")
+GROUP_OPTIONS = ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms",
+                 "partition_assignment_strategy", "group_instance_id", "listener", "default_api_timeout_ms")
 
 
-class Consumer:
+class Consumer(ConsumerPositions):
     """Reads records from partitions, by manual assignment or by topic subscription.
 
     - ``auto_offset_reset``: where to start without a committed offset or seek.
@@ -44,9 +54,14 @@ class Consumer:
       bulk-written batches travel whole and zero-copy; the byte bound is what limits memory.
     - ``consumer_timeout_ms`` (None = forever): iteration stops after this long without records.
     - ``key_deserializer`` / ``value_deserializer``: callables applied to each record's bytes.
+    - ``on_partitions_unavailable``: called (in ``poll()``, the consumer's thread) with the set of
+      assigned TopicPartitions that became unreachable; they are also in ``unavailable()``.
     - with a ``group_id``: ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
       ``partition_assignment_strategy``, ``group_instance_id``, ``listener`` and
       ``default_api_timeout_ms`` (60 s: how long a synchronous commit waits out a coordinator restart).
+
+    Any other keyword (a Kafka setting such as ``bootstrap_servers``) is refused with a
+    ConfigError naming the rayka equivalent.
     """
 
     def __init__(
@@ -63,11 +78,18 @@ class Consumer:
         max_partition_fetch_records: int = 500_000,
         max_partition_fetch_bytes: int = 32 * 1024 * 1024,
         consumer_timeout_ms: float | None = None,
+        on_partitions_unavailable=None,
         cluster: Cluster | None = None,
         **group_options,
     ):
+        unknown = sorted(set(group_options) - set(GROUP_OPTIONS))
+        if unknown:
+            raise unknown_option_error("Consumer", unknown[0], _OPTIONS + GROUP_OPTIONS)
         if auto_offset_reset not in _RESETS:
             raise ConfigError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
+        if on_partitions_unavailable is not None and not callable(on_partitions_unavailable):
+            raise ConfigError("on_partitions_unavailable must be a callable taking a set of TopicPartition, "
+                              f"got {on_partitions_unavailable!r}")
         if len(topics) == 1 and isinstance(topics[0], (list, tuple)):
             topics = tuple(topics[0])
         self._cluster = cluster or current()
@@ -79,6 +101,10 @@ class Consumer:
         self._value_de = value_deserializer
         self.max_poll_records = max_poll_records
         self.consumer_timeout_ms = consumer_timeout_ms
+        self._on_unavailable = on_partitions_unavailable
+        self._reported_unavailable: set[TopicPartition] = set()
+        self._records_received = 0
+        self._polls = 0
         self._closed = False
         self._fetcher = Fetcher(
             max_wait_ms=fetch_max_wait_ms, max_partition_records=max_partition_fetch_records,
@@ -153,142 +179,89 @@ class Consumer:
             self._group.unsubscribe()
         self._fetcher.states = {}
 
-    # -- positions ----------------------------------------------------------------------------------
-
-    def _state(self, tp) -> PartitionState:
-        tp = TopicPartition(*tp)
-        try:
-            return self._fetcher.states[tp]
-        except KeyError:
-            raise UnknownPartitionError(
-                f"{tp.topic}-{tp.partition} is not assigned to this consumer; assign() it first"
-            ) from None
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        """Make ``offset`` the next record read from ``tp`` (checked on the next fetch)."""
-        if not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be a non-negative int, got {offset!r}")
-        self._state(tp).seek(offset)
-
-    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
-        self._seek_ends(partitions, beginning=True)
-
-    def seek_to_end(self, *partitions: TopicPartition) -> None:
-        self._seek_ends(partitions, beginning=False)
-
-    def _seek_ends(self, partitions, beginning: bool) -> None:
-        states = [self._state(tp) for tp in partitions] if partitions else list(self._fetcher.states.values())
-        ends = resolve([s.handle.offsets.remote() for s in states])
-        for s, (start, end) in zip(states, ends):
-            s.seek(start if beginning else end)
-
-    def position(self, tp: TopicPartition) -> int:
-        """The offset of the next record this consumer will return from ``tp``."""
-        state = self._state(tp)
-        if state.position is None:
-            self._resolve_positions([state])
-        return state.position
-
-    def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: start for tp, (start, _) in self._offsets(partitions).items()}
-
-    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: end for tp, (_, end) in self._offsets(partitions).items()}
-
-    def _offsets(self, partitions) -> dict[TopicPartition, tuple[int, int]]:
-        tps = [TopicPartition(*tp) for tp in partitions]
-        handles = [self._handle(tp) for tp in tps]
-        return dict(zip(tps, resolve([h.offsets.remote() for h in handles])))
-
-    def _handle(self, tp: TopicPartition):
-        state = self._fetcher.states.get(tp)
-        if state is not None:
-            return state.handle
-        meta, handles = self._cluster.topic(tp.topic)
-        meta.check_partition(tp.partition)
-        return handles[tp.partition]
-
-    def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        """Per partition, the earliest offset whose timestamp is >= the given ms (None if none)."""
-        tps = [TopicPartition(*tp) for tp in timestamps]
-        refs = [self._handle(tp).offset_for_time.remote(int(timestamps[tp])) for tp in tps]
-        out = {}
-        for tp, hit in zip(tps, resolve(refs)):
-            out[tp] = None if hit is None else OffsetAndTimestamp(*hit)
-        return out
-
-    def _resolve_positions(self, states=None) -> None:
-        states = [s for s in (states or self._fetcher.states.values()) if s.position is None]
-        if not states:
-            return
-        committed = self._group.committed_offsets([s.tp for s in states]) if self._group else {}
-        missing = []
-        for s in states:
-            offset = committed.get(s.tp)
-            if offset is not None and offset >= 0:
-                s.seek(offset)
-            else:
-                missing.append(s)
-        if not missing:
-            return
-        if self.auto_offset_reset == "none":
-            raise NoOffsetForPartitionError(
-                f"no committed offset for {[f'{s.tp.topic}-{s.tp.partition}' for s in missing]} and "
-                "auto_offset_reset='none'; seek() first or choose 'earliest'/'latest'"
-            )
-        ends = resolve([s.handle.offsets.remote() for s in missing])
-        for s, (start, end) in zip(missing, ends):
-            s.seek(start if self.auto_offset_reset == "earliest" else end)
-
-    def _out_of_range(self, state: PartitionState, exc) -> None:
-        if self.auto_offset_reset == "none":
-            raise exc
-        target = exc.log_start_offset if self.auto_offset_reset == "earliest" else exc.log_end_offset
-        log.warning("%s-%d: %s; resetting to %d (%s)", state.tp.topic, state.tp.partition, exc, target,
-                    self.auto_offset_reset)
-        state.seek(target)
-
-    def pause(self, partitions: list[TopicPartition]) -> None:
-        """Stop fetching these partitions (positions are kept) until resume()."""
-        for tp in partitions:
-            state = self._state(tp)
-            state.paused = True
-            if state.position is not None:
-                state.seek(state.position)  # drop buffered and in-flight data
-
-    def resume(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._state(tp).paused = False
-
-    def paused(self) -> set[TopicPartition]:
-        return {tp for tp, s in self._fetcher.states.items() if s.paused}
-
     # -- reading ------------------------------------------------------------------------------------
 
     def _gather(self, timeout_ms: float, max_records: int):
         self._check_open()
+        started = time.monotonic()
         if self._group is not None:
-            started = time.monotonic()
             self._group.on_poll(timeout_ms)
-            timeout_ms = max(0.0, timeout_ms - (time.monotonic() - started) * 1000)
-        self._resolve_positions()
+        left_s = lambda: max(0.0, timeout_ms / 1000.0 - (time.monotonic() - started))  # noqa: E731
+        self._first_positions(left_s)
+        self._raise_due_error()
         if self._fetcher.buffered() == 0:
-            self._fetcher.deadline_wait(timeout_ms)
+            self._fetcher.deadline_wait(left_s() * 1000.0)
         else:
             self._fetcher.wait(0)
+        self._report_unavailable()
         out = self._fetcher.drain(max_records)
+        if not out:
+            self._raise_due_error()  # met during this poll's wait, with nothing before it to hand out
         if self._group is not None:
             out = self._group.after_poll(out)  # never a record of a partition the member lost meanwhile
+        self._polls += 1
+        self._records_received += sum(b.num_rows for _, batches in out for b in batches)
         return out
 
+    def _first_positions(self, left_s) -> None:
+        """Look up the positions still missing, within the poll's time (``left_s()`` seconds).
+        With a partition to read, look-ups get a short grace; with none, they may take the
+        poll's time, and a failed one is retried after its backoff within it."""
+        states = self._fetcher.states.values()
+        while True:
+            readable = any(s.position is not None for s in states)
+            self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
+            if readable or left_s() <= 0 or any(s.position is not None for s in states):
+                return
+            retries = [s.retry_at for s in states if s.position is None and s.lookup is None]
+            if not retries:
+                return  # look-ups still in flight took the time there was
+            time.sleep(max(0.0, min(left_s(), min(retries) - time.monotonic())))
+
+    def _raise_due_error(self) -> None:
+        """Raise the damage found in a partition once its position has reached it: every record
+        before the damage was handed out first, so seeking past it (as the error says) skips
+        only the damaged offsets. It is raised again on each poll until the user seeks."""
+        due = self._fetcher.due_error()
+        if due is None:
+            return
+        state, exc = due
+        raise CorruptRecordError(
+            f"{state.tp.topic}-{state.tp.partition} at position {state.position}: {exc}",
+            first_offset=exc.first_offset, next_offset=exc.next_offset,
+        )
+
     def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> list[Record]:
-        """Up to ``max_records`` records, waiting up to ``timeout_ms`` for the first."""
+        """Up to ``max_records`` records (default ``max_poll_records``), waiting up to
+        ``timeout_ms`` for the first.
+
+        Returns a flat ``list[Record]``, empty if nothing arrived in time. Records of one
+        partition come in offset order with no gap (bar a damaged run, see below) and no
+        duplicate; records of different partitions are grouped by partition, the partitions
+        taken in turn across polls. ``poll_by_partition()`` gives the same records as a dict
+        per partition, as kafka-python's ``poll`` does.
+
+        Raises CorruptRecordError when the position of a partition reaches damaged offsets
+        (after every record before them was returned; the error names the offset to seek
+        to). Partitions that cannot be reached are skipped and reported (``unavailable()``).
+        """
         drained = self._gather(timeout_ms, max_records or self.max_poll_records)
         records: list[Record] = []
         for state, batches in drained:
             for batch in batches:
                 records.extend(self._to_records(state.tp, batch))
         return records
+
+    def poll_by_partition(self, timeout_ms: float = 1000,
+                          max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
+        """``poll()``, its records grouped as ``{TopicPartition: [Record, ...]}`` (kafka-python's
+        ``poll`` shape); partitions with no new record are left out."""
+        drained = self._gather(timeout_ms, max_records or self.max_poll_records)
+        out: dict[TopicPartition, list[Record]] = {}
+        for state, batches in drained:
+            for batch in batches:
+                out.setdefault(state.tp, []).extend(self._to_records(state.tp, batch))
+        return out
 
     def poll_batch(self, timeout_ms: float = 1000, max_records: int = 100_000) -> pa.Table:
         """Up to ``max_records`` records as one Arrow table (columns topic, partition, offset,
@@ -349,28 +322,70 @@ class Consumer:
 
     # -- offsets (groups) ---------------------------------------------------------------------------
 
-    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+    def commit(self, offsets: dict[TopicPartition, int | OffsetAndMetadata] | None = None) -> None:
         """Commit the positions of the partitions this member owns (or the given offsets) for the
-        group, synchronously. Waits out a coordinator restart (up to ``default_api_timeout_ms``,
-        60 s); raises CommitFailedError if the member lost the partitions (the group rebalanced
-        without it): records read since the last commit will be read again by their new owner."""
+        group, synchronously. An offset may be an ``OffsetAndMetadata(offset, metadata)``: the
+        metadata string is stored with it and ``committed(tp, metadata=True)`` returns it. Waits
+        out a coordinator restart (up to ``default_api_timeout_ms``, 60 s); raises
+        CommitFailedError if the member lost the partitions (the group rebalanced without it):
+        records read since the last commit will be read again by their new owner."""
         self._require_group("commit").commit(offsets, sync=True)
 
-    def commit_async(self, offsets: dict[TopicPartition, int] | None = None, callback=None):
+    def commit_async(self, offsets: dict[TopicPartition, int | OffsetAndMetadata] | None = None, callback=None):
         """Commit without waiting; ``callback(offsets, error_or_None)`` runs when it is done
         (on a Ray thread). Returns the Ray ObjectRef of the commit, or None if nothing to commit."""
         return self._require_group("commit_async").commit(offsets, sync=False, callback=callback)
 
-    def committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset of ``tp`` (None if there is none)."""
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
+        """The group's committed offset of ``tp`` (None if there is none); with ``metadata=True``
+        an ``OffsetAndMetadata`` carrying the metadata committed with it (kafka-python's flag)."""
         tp = TopicPartition(*tp)
-        return self._require_group("committed").committed_offsets([tp]).get(tp)
+        group = self._require_group("committed")
+        if metadata:
+            return group.committed_offsets([tp], with_metadata=True).get(tp)
+        return group.committed_offsets([tp]).get(tp)
 
     def _require_group(self, what: str):
         self._check_open()
         if self._group is None:
             raise ConfigError(f"{what}() needs a Consumer with a group_id")
         return self._group
+
+    # -- information ----------------------------------------------------------------------------
+
+    def topics(self) -> set[str]:
+        """Names of every topic of the cluster (kafka-python's ``topics()``)."""
+        self._check_open()
+        return set(self._cluster.call("list_topics"))
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic`` (UnknownTopicError if there is no such topic)."""
+        meta, _ = self._cluster.topic(topic, refresh=True)
+        return set(range(meta.partitions))
+
+    def metrics(self) -> dict:
+        """Counters since this consumer was created, as a plain dict:
+
+        ``records_received`` (handed out by poll/poll_batch/iteration), ``polls``,
+        ``fetches`` (answers from partitions), ``fetch_errors``, ``records_fetched``,
+        ``bytes_fetched`` and ``batches_fetched`` (what the fetches brought, read-ahead
+        included), ``records_lag`` (``{TopicPartition: high watermark - position}`` as of the
+        partition's last fetch, None before it), ``records_lag_max`` and ``unavailable`` (the
+        number of partitions that cannot be reached now).
+        """
+        m = self._fetcher.metrics
+        lag = {}
+        for tp, s in self._fetcher.states.items():
+            known = s.position is not None and s.high_watermark >= 0
+            lag[tp] = max(0, s.high_watermark - s.position) if known else None
+        known_lags = [v for v in lag.values() if v is not None]
+        return {
+            "records_received": self._records_received, "polls": self._polls,
+            "fetches": m.fetches, "fetch_errors": m.fetch_errors, "records_fetched": m.records_fetched,
+            "bytes_fetched": m.bytes_fetched, "batches_fetched": m.batches_fetched,
+            "records_lag": lag, "records_lag_max": max(known_lags, default=None),
+            "unavailable": sum(1 for s in self._fetcher.states.values() if s.unavailable is not None),
+        }
 
     # -- closing ------------------------------------------------------------------------------------
 

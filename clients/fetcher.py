@@ -10,6 +10,17 @@ ahead while the user processes records. Buffers are bounded: a partition with
 ``max_buffered_records`` records, or one fetch's worth of bytes
 (``max_partition_bytes``), waiting gets no new fetch until they are consumed.
 
+Each partition stands alone, so one in trouble never holds back the others:
+
+- *Unavailable* (its actor died, is restarting, or cannot run because its node is
+  gone): the partition is marked ``unavailable`` with the reason, retried with a
+  backoff growing to ``MAX_RETRY_BACKOFF_S`` (asking the coordinator for a fresh
+  handle each time), and the others go on. A fetch that succeeds clears the mark.
+- *Damaged* (a fetch raised CorruptRecordError): fetching it stops and the error
+  waits on the partition; ``due_error()`` hands it out only once every record
+  before the damage was taken, i.e. when the position has reached it. A seek
+  clears it.
+
 Not thread-safe (like Kafka's consumer): one thread drives a Consumer.
 """
 
@@ -25,14 +36,25 @@ import ray
 
 from rayka.clients.connection import resolve
 from rayka.clients.types import TopicPartition
-from rayka.errors import OffsetOutOfRangeError, PartitionUnavailableError
+from rayka.errors import CorruptRecordError, OffsetOutOfRangeError, PartitionUnavailableError
 from rayka.partitions import codec
 
-__all__ = ["Fetcher", "PartitionState"]
+__all__ = ["Fetcher", "PartitionState", "FetchMetrics"]
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = 0.1
+MAX_RETRY_BACKOFF_S = 2.0
+
+
+class FetchMetrics:
+    """Counters of what the fetches brought (Consumer.metrics() reports them)."""
+
+    __slots__ = ("fetches", "fetch_errors", "records_fetched", "bytes_fetched", "batches_fetched")
+
+    def __init__(self) -> None:
+        self.fetches = self.fetch_errors = 0
+        self.records_fetched = self.bytes_fetched = self.batches_fetched = 0
 
 
 class PartitionState:
@@ -40,7 +62,8 @@ class PartitionState:
 
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
                  "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
-                 "retry_at", "schema")
+                 "retry_at", "schema", "lookup", "lookup_since", "unavailable", "failures", "error",
+                 "error_offset")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -57,12 +80,20 @@ class PartitionState:
         self.log_start_offset = -1
         self.retry_at = 0.0
         self.schema: pa.Schema | None = None  # the partition's log schema, asked for on the first fetch
+        self.lookup = None  # an offsets() call in flight to give the partition its first position
+        self.lookup_since = 0.0
+        self.unavailable: str | None = None  # why the partition cannot be reached now (None: it can)
+        self.failures = 0  # consecutive failed calls, for the retry backoff
+        self.error: CorruptRecordError | None = None  # damage found at error_offset, raised when reached
+        self.error_offset = -1
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
         self.buffered.clear()
         self.buffered_records = self.buffered_bytes = 0
         self.inflight = None  # a fetch still travelling is now stale; its answer is dropped
+        self.lookup = None  # so is a position look-up: the user's seek wins
+        self.error = None
 
     def take(self, limit: int) -> list[pa.RecordBatch]:
         """Up to ``limit`` buffered records, advancing the position."""
@@ -97,10 +128,40 @@ class Fetcher:
         self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
         self._refresh_handle = refresh_handle  # callback(tp) -> a fresh partition actor handle
         self.states: dict[TopicPartition, PartitionState] = {}
+        self.metrics = FetchMetrics()
         self._rr = 0
 
     def fetchable(self) -> list[PartitionState]:
-        return [s for s in self.states.values() if not s.paused and s.position is not None]
+        return [s for s in self.states.values() if not s.paused and s.position is not None and s.error is None]
+
+    def mark_unavailable(self, state: PartitionState, exc: BaseException) -> None:
+        """The partition could not be reached: remember why, back off, and ask for a fresh
+        handle (the actor may have been re-created under its name)."""
+        state.failures += 1
+        state.unavailable = str(exc)
+        backoff = min(MAX_RETRY_BACKOFF_S, RETRY_BACKOFF_S * 2 ** (state.failures - 1))
+        state.retry_at = time.monotonic() + backoff
+        if self._refresh_handle is not None:
+            try:
+                state.handle = self._refresh_handle(state.tp)
+                state.schema = None  # a re-created topic may have another schema
+            except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
+                pass
+
+    @staticmethod
+    def mark_available(state: PartitionState) -> None:
+        if state.unavailable is not None:
+            log.info("%s-%d is available again", state.tp.topic, state.tp.partition)
+        state.unavailable = None
+        state.failures = 0
+
+    def due_error(self) -> tuple[PartitionState, CorruptRecordError] | None:
+        """The damage error of a partition whose position has reached it (every record before
+        the damage handed out), if any: raising it now skips nothing."""
+        for s in self.states.values():
+            if s.error is not None and not s.paused and not s.buffered_records:
+                return s, s.error
+        return None
 
     def send(self) -> None:
         """Start a fetch for every fetchable partition that has none in flight and room to buffer."""
@@ -143,23 +204,29 @@ class Fetcher:
         return added
 
     def _absorb(self, state: PartitionState, ref) -> int:
+        self.metrics.fetches += 1
         try:
             result = resolve(ref)
         except OffsetOutOfRangeError as exc:
+            self.mark_available(state)
             self._on_out_of_range(state, exc)
             return 0
-        except PartitionUnavailableError as exc:
-            # The actor died and Ray is restarting it: fetch again shortly, as Kafka
-            # consumers do when a leader goes away.
-            log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
-            state.retry_at = time.monotonic() + RETRY_BACKOFF_S
-            if self._refresh_handle is not None:
-                try:  # the actor may have been re-created under its name: ask for it again
-                    state.handle = self._refresh_handle(state.tp)
-                    state.schema = None  # a re-created topic may have another schema
-                except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
-                    pass
+        except CorruptRecordError as exc:
+            # Damage at the fetch offset. Records before it may still be buffered: they go to
+            # the user first, and the error only when the position gets here (due_error).
+            self.metrics.fetch_errors += 1
+            self.mark_available(state)
+            if state.fetch_offset == state.inflight_offset and not state.paused:
+                state.error, state.error_offset = exc, state.inflight_offset
             return 0
+        except PartitionUnavailableError as exc:
+            # The actor died and Ray is restarting it, or its node is gone: fetch again after a
+            # backoff, as Kafka consumers do when a leader goes away; the others go on.
+            self.metrics.fetch_errors += 1
+            log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
+            self.mark_unavailable(state, exc)
+            return 0
+        self.mark_available(state)
         start, payload, records, next_offset, log_start_offset, high_watermark, schema = result
         if schema is not None:
             state.schema = ipc.read_schema(pa.py_buffer(schema))
@@ -170,7 +237,9 @@ class Fetcher:
         added = 0
         buffers = (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload
         for buf in buffers:
+            self.metrics.bytes_fetched += buf.size
             for msg in codec.iter_messages(buf):
+                self.metrics.batches_fetched += 1
                 batch = codec.decode(msg, state.schema)
                 first = msg.header.base_offset
                 if msg.header.next_offset <= start:
@@ -183,6 +252,7 @@ class Fetcher:
                 added += batch.num_rows
         if records:
             state.fetch_offset = next_offset
+        self.metrics.records_fetched += added
         return added
 
     def drain(self, max_records: int) -> list[tuple[PartitionState, list[pa.RecordBatch]]]:
@@ -210,9 +280,9 @@ class Fetcher:
         return out
 
     def deadline_wait(self, timeout_ms: float, want: int = 1) -> None:
-        """Wait until ``want`` records are buffered or ``timeout_ms`` passes."""
+        """Wait until ``want`` records are buffered, an error is due, or ``timeout_ms`` passes."""
         deadline = time.monotonic() + timeout_ms / 1000.0
-        while self.buffered() < want:
+        while self.buffered() < want and self.due_error() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.wait(0)

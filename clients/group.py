@@ -72,6 +72,11 @@ class ConsumerRebalanceListener:
         already. By default calls ``on_partitions_revoked``, as Kafka's listener does."""
         self.on_partitions_revoked(lost)
 
+    def on_partitions_unavailable(self, unavailable: set[TopicPartition]) -> None:
+        """These assigned partitions cannot be reached now (their actor died, or its node is
+        gone); the consumer reads the others and keeps retrying them (rayka's addition: a
+        partition here has one replica, so no other leader takes over)."""
+
 
 class GroupMembership(OffsetCommits):
     """Membership of one Consumer in one group; owned and driven by that Consumer."""

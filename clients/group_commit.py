@@ -12,13 +12,15 @@ bounded by ``default_api_timeout_ms``.
 from __future__ import annotations
 
 import logging
+import numbers
 
 from ray.exceptions import GetTimeoutError
 
 from rayka.clients.connection import unwrap
-from rayka.clients.types import TopicPartition
+from rayka.clients.types import OffsetAndMetadata, TopicPartition
 from rayka.errors import (
     CommitFailedError,
+    ConfigError,
     CoordinatorUnavailableError,
     IllegalGenerationError,
     KafkaTimeoutError,
@@ -28,6 +30,8 @@ from rayka.errors import (
 __all__ = ["OffsetCommits"]
 
 log = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes default
 
 
 class OffsetCommits:
@@ -44,7 +48,7 @@ class OffsetCommits:
         """Commit ``offsets`` (default: positions of the owned partitions). A synchronous commit
         waits out a coordinator restart (up to ``default_api_timeout_ms``, then
         KafkaTimeoutError) and raises CommitFailedError if the member lost the partitions."""
-        offsets = self._positions() if offsets is None else {TopicPartition(*tp): int(o) for tp, o in offsets.items()}
+        offsets = self._positions() if offsets is None else _checked(offsets)
         if not offsets:
             return None
         with self._lock:
@@ -58,7 +62,8 @@ class OffsetCommits:
             if callback is not None:  # an async commit reports through its callback, as Kafka's
                 callback(offsets, error)
             return None
-        payload = [(tp.topic, tp.partition, off) for tp, off in offsets.items()]
+        payload = [(tp.topic, tp.partition, off.offset, off.metadata) if isinstance(off, OffsetAndMetadata)
+                   else (tp.topic, tp.partition, off) for tp, off in offsets.items()]
         if sync:
             self._commit_sync(member, generation, payload)
             return None
@@ -105,7 +110,38 @@ class OffsetCommits:
             "The group rebalanced without it (or removed it after session_timeout_ms or "
             "max_poll_interval_ms); the new owner reads on from the last committed offset. poll() rejoins")
 
-    def committed_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
-        rows = self._cluster.call("fetch_offsets", self.group_id, [(tp.topic, tp.partition) for tp in tps])
-        return dict(zip(tps, rows))
+    def committed_offsets(self, tps: list[TopicPartition], with_metadata: bool = False) -> dict:
+        """``{tp: offset or None}``; with ``with_metadata``, ``{tp: OffsetAndMetadata or None}``."""
+        keys = [(tp.topic, tp.partition) for tp in tps]
+        if not with_metadata:
+            return dict(zip(tps, self._cluster.call("fetch_offsets", self.group_id, keys)))
+        rows = self._cluster.call("fetch_offsets", self.group_id, keys, with_metadata=True)
+        return {tp: None if row is None else OffsetAndMetadata(*row) for tp, row in zip(tps, rows)}
+
+
+def _checked(offsets: dict) -> dict:
+    """The user's ``{tp: offset or OffsetAndMetadata}``, checked: a clear error for anything else."""
+    if not isinstance(offsets, dict):
+        raise ConfigError(f"offsets must be a dict {{TopicPartition: offset}}, got {type(offsets).__name__}")
+    out = {}
+    for tp, off in offsets.items():
+        tp = TopicPartition(*tp)
+        if isinstance(off, OffsetAndMetadata):
+            if not isinstance(off.metadata, str):
+                raise ConfigError(f"metadata of {tp.topic}-{tp.partition} must be a str, got {off.metadata!r}")
+            if len(off.metadata.encode()) > MAX_METADATA_BYTES:
+                raise ConfigError(f"metadata of {tp.topic}-{tp.partition} is over {MAX_METADATA_BYTES} bytes "
+                                  "(Kafka's offset.metadata.max.bytes); store less with the offset")
+            off = OffsetAndMetadata(_offset(tp, off.offset), off.metadata)
+        else:
+            off = _offset(tp, off)
+        out[tp] = off
+    return out
+
+
+def _offset(tp: TopicPartition, offset) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset < 0:
+        raise ConfigError(f"offset for {tp.topic}-{tp.partition} must be a non-negative int or "
+                          f"OffsetAndMetadata, got {offset!r}")
+    return int(offset)
 

@@ -10,6 +10,7 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "OffsetAndTimestamp",
+    "OffsetAndMetadata",
     "PartitionDescription",
     "TopicDescription",
     "MemberDescription",
@@ -53,6 +54,15 @@ class OffsetAndTimestamp(NamedTuple):
     timestamp_ms: int
 
 
+class OffsetAndMetadata(NamedTuple):
+    """A committed offset with a string of the application's (kafka-python's type):
+    ``consumer.commit({tp: OffsetAndMetadata(42, "batch 7")})``;
+    ``consumer.committed(tp, metadata=True)`` returns one."""
+
+    offset: int
+    metadata: str = ""
+
+
 @dataclass(frozen=True)
 class PartitionDescription:
     """One partition of a described topic."""
@@ -65,6 +75,8 @@ class PartitionDescription:
     size_bytes: int = 0
     segments: int = 0
     damaged_offsets: tuple = ()  # (first, last) of each damaged run kept in place; reads of it raise
+    available: bool = True  # False: the partition actor cannot be reached (offsets etc. are then -1)
+    error: str | None = None  # why it is unavailable
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,13 @@ class TopicDescription:
 
     @property
     def messages(self) -> int:
-        return sum(p.log_end_offset - p.log_start_offset for p in self.partitions)
+        """Records in the partitions that answered (unavailable ones count for nothing)."""
+        return sum(p.log_end_offset - p.log_start_offset for p in self.partitions if p.available)
+
+    @property
+    def unavailable(self) -> list[int]:
+        """Numbers of the partitions that could not be reached."""
+        return [p.partition for p in self.partitions if not p.available]
 
 
 @dataclass(frozen=True)

@@ -126,20 +126,28 @@ class GroupCoordinator:
         self._persist(group)
 
     def commit(self, group_id: str, member_id: str | None, generation: int, offsets: list) -> None:
-        """Validate (zombie fencing) and durably store ``[(topic, partition, offset), ...]``."""
+        """Validate (zombie fencing) and durably store ``[(topic, partition, offset[, metadata]), ...]``."""
         group = self._group(group_id)
-        group.validate_commit(member_id, generation, [(t, p) for t, p, _ in offsets])
-        for t, p, o in offsets:
+        group.validate_commit(member_id, generation, [(row[0], row[1]) for row in offsets])
+        metadata = {}
+        for row in offsets:
+            t, p, o = row[:3]
             if not isinstance(o, int) or o < 0:
                 raise ConfigError(f"offset for {t}-{p} must be a non-negative int, got {o!r}")
-        self.store.commit(group_id, {(t, p): o for t, p, o in offsets}, now_ms=self.clock())
+            m = row[3] if len(row) > 3 else ""
+            if not isinstance(m, str):
+                raise ConfigError(f"metadata for {t}-{p} must be a str, got {m!r}")
+            metadata[(t, p)] = m
+        self.store.commit(group_id, {(row[0], row[1]): row[2] for row in offsets}, now_ms=self.clock(),
+                          metadata=metadata)
 
-    def fetch(self, group_id: str, tps: list) -> list:
-        """Committed offsets for ``[(topic, partition)]`` (None where there is none)."""
+    def fetch(self, group_id: str, tps: list, with_metadata: bool = False) -> list:
+        """Committed offsets for ``[(topic, partition)]`` (None where there is none); with
+        ``with_metadata``, ``(offset, metadata)`` pairs."""
         out = []
         for t, p in tps:
             c = self.store.get(group_id, t, p)
-            out.append(None if c is None else c.offset)
+            out.append(None if c is None else (c.offset, c.metadata) if with_metadata else c.offset)
         return out
 
     def tick(self) -> None:

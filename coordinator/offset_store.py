@@ -77,9 +77,12 @@ class OffsetStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def commit(self, group: str, offsets: dict[tuple[str, int], int], *, now_ms: int, metadata: str = "") -> None:
-        """Durably record ``offsets`` for ``group`` (one write, one fsync)."""
-        self._write([{"g": group, "t": t, "p": p, "o": int(o), "m": metadata, "ts": now_ms}
+    def commit(self, group: str, offsets: dict[tuple[str, int], int], *, now_ms: int,
+               metadata: str | dict[tuple[str, int], str] = "") -> None:
+        """Durably record ``offsets`` for ``group`` (one write, one fsync); ``metadata`` is one
+        string for all, or one per (topic, partition)."""
+        meta = metadata.get if isinstance(metadata, dict) else (lambda key, default: metadata)
+        self._write([{"g": group, "t": t, "p": p, "o": int(o), "m": meta((t, p), ""), "ts": now_ms}
                      for (t, p), o in offsets.items()])
 
     def set_generation(self, group: str, generation: int) -> None:

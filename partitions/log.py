@@ -389,7 +389,9 @@ class PartitionLog:
                         break
                     raise CorruptRecordError(
                         f"offsets {next_offset}..{seg.base_offset - 1} of {self.directory} are unreadable "
-                        f"(a damaged segment); seek to {seg.base_offset} to read on")
+                        f"(a damaged segment); seek to {seg.base_offset} to read on",
+                        first_offset=segments[i - 1].next_offset if i else next_offset,
+                        next_offset=seg.base_offset)
                 seg.last_read_ms = now
                 try:
                     got = seg.read(next_offset, max_records - records, max_bytes, limits[i],
@@ -409,7 +411,25 @@ class PartitionLog:
             # Retention deleted a segment between the snapshot and the read.
             self._check_range(offset, self.log_start_offset, self.log_end_offset)
             raise
+        except CorruptRecordError as exc:
+            self._note_damage(exc)
+            raise
         return ReadResult(offset, tuple(buffers), self.schema, records, next_offset, start, end)
+
+    def _note_damage(self, exc: CorruptRecordError) -> None:
+        """Add the hole a read just found to ``damaged_offsets`` (merged with what is known), so
+        describe_topic lists it from the first read that met it, not only after a reopen."""
+        if exc.first_offset is None or exc.next_offset is None or exc.next_offset <= exc.first_offset:
+            return
+        with self._lock:
+            runs = sorted(list(self.damaged_offsets) + [(exc.first_offset, exc.next_offset - 1)])
+            merged: list[tuple[int, int]] = []
+            for first, last in runs:
+                if merged and first <= merged[-1][1]:  # overlapping: one run found twice
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+                else:
+                    merged.append((first, last))
+            self.damaged_offsets = merged
 
     @staticmethod
     def _check_range(offset: int, start: int, end: int) -> None:

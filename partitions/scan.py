@@ -172,5 +172,6 @@ class SegmentScanner:
         return CorruptRecordError(
             f"offsets {hole.first_offset}..{hole.next_offset - 1} of {self.path} failed their checksum "
             f"(bytes {hole.position}..{hole.position + hole.size - 1} are damaged on disk; they are "
-            f"never served); seek to {hole.next_offset} to read on"
+            f"never served); seek to {hole.next_offset} to read on",
+            first_offset=hole.first_offset, next_offset=hole.next_offset,
         )

@@ -191,7 +191,20 @@ def _rebuild_offset_error(message, start, end):
 
 
 class CorruptRecordError(RaykaError):
-    """A stored batch failed its checksum; it is never served."""
+    """A stored batch failed its checksum; it is never served. Where the damaged offsets are
+    known, ``first_offset`` and ``next_offset`` (the offset to seek to) say so, else None."""
+
+    def __init__(self, message: str, *, first_offset: int | None = None, next_offset: int | None = None):
+        super().__init__(message)
+        self.first_offset = first_offset
+        self.next_offset = next_offset
+
+    def __reduce__(self):
+        return (_rebuild_corrupt_error, (self.args[0], self.first_offset, self.next_offset))
+
+
+def _rebuild_corrupt_error(message, first, nxt):
+    return CorruptRecordError(message, first_offset=first, next_offset=nxt)
 
 
 class LogDirLockedError(RaykaError):

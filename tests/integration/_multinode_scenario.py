@@ -64,6 +64,26 @@ def main(data_dir: str) -> None:
     while len(tail) < 1001 * len(survivors) and time.monotonic() < deadline:
         tail += c.poll(timeout_ms=500, max_records=5000)
     report["survivors_ok"] = report["survivors_ok"] and len(tail) == 1001 * len(survivors)
+    c.close()
+    gone = sorted(set(range(6)) - set(survivors))
+    report["gone"] = gone
+    # Consumers created after the loss, on every partition: they read the survivors (within
+    # 20 s, bounded) and report the partitions of the removed node as unavailable.
+    for kind, options in (("plain", {}), ("group", {"group_id": "after-loss", "enable_auto_commit": False})):
+        started = time.monotonic()
+        c = rayka.Consumer("spread", auto_offset_reset="earliest", **options)
+        got = []
+        while len(got) < 1001 * len(survivors) and time.monotonic() - started < 20:
+            got += c.poll(timeout_ms=500, max_records=5000)
+        report[f"{kind}_read"] = len(got)
+        report[f"{kind}_partitions"] = sorted({r.partition for r in got})
+        report[f"{kind}_unavailable"] = sorted(tp.partition for tp in c.unavailable())
+        report[f"{kind}_seconds"] = round(time.monotonic() - started, 2)
+        c.close()
+    desc = admin.describe_topic("spread")
+    report["described_unavailable"] = desc.unavailable
+    report["described_error"] = next((p.error for p in desc.partitions if not p.available), None)
+    report["list_offsets_none"] = sorted(p for p, v in admin.list_offsets("spread").items() if v is None)
     print(json.dumps(report), flush=True)
     ray.shutdown()
     cluster.shutdown()

@@ -1,4 +1,6 @@
-"""rayka on a 3-node ray.cluster_utils.Cluster, including the loss of a node.
+"""rayka on a 3-node ray.cluster_utils.Cluster, including the loss of a node: producers and
+consumers (also ones created after the loss, plain and in a group) go on with the partitions
+of the other nodes, and Admin describes the lost ones as unavailable.
 
 A multi-node Cluster cannot share a process with the session's ``ray.init``, so
 the scenario runs in a child process (``_multinode_scenario.py``) and reports
@@ -31,3 +33,11 @@ def test_partitions_spread_over_nodes_and_a_lost_node_fails_only_its_partitions(
     # After the node holding partition `lost` is removed:
     assert report["lost_partition_error"] == "PartitionUnavailableError"
     assert report["survivors_ok"], "partitions on the remaining nodes must keep working"
+    # Consumers created after the loss read every survivor and report the lost partitions.
+    survivors = sorted(set(range(6)) - set(report["gone"]))
+    for kind in ("plain", "group"):
+        assert report[f"{kind}_read"] == 1001 * len(survivors), (kind, report)
+        assert report[f"{kind}_partitions"] == survivors, (kind, report)
+        assert report[f"{kind}_unavailable"] == report["gone"], (kind, report)
+    assert report["described_unavailable"] == report["gone"] and report["described_error"]
+    assert report["list_offsets_none"] == report["gone"]

@@ -10,7 +10,7 @@ import pytest
 
 def test_public_names():
     assert set(rayka.__all__) == {
-        "Admin", "Cluster", "Consumer", "ConsumerRebalanceListener", "GroupDescription", "OffsetAndTimestamp", "PartitionDescription", "Producer", "Record",
+        "Admin", "Cluster", "Consumer", "ConsumerRebalanceListener", "GroupDescription", "OffsetAndMetadata", "OffsetAndTimestamp", "PartitionDescription", "Producer", "Record",
         "RecordMetadata", "TopicConfig", "TopicDescription", "TopicPartition", "connect", "errors",
         "__version__",
     }
