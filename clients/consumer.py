@@ -194,6 +194,9 @@ class Consumer(ConsumerPositions):
         else:
             self._fetcher.wait(0)
         self._report_unavailable()
+        open_error = self._fetcher.take_open_error()
+        if open_error is not None:  # once per failure; the other partitions' records stay buffered
+            raise open_error
         out = self._fetcher.drain(max_records)
         if not out:
             self._raise_due_error()  # met during this poll's wait, with nothing before it to hand out

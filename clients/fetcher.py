@@ -36,7 +36,7 @@ import ray
 
 from rayka.clients.connection import resolve
 from rayka.clients.types import TopicPartition
-from rayka.errors import CorruptRecordError, OffsetOutOfRangeError, PartitionUnavailableError
+from rayka.errors import CorruptRecordError, LogOpenError, OffsetOutOfRangeError, PartitionUnavailableError
 from rayka.partitions import codec
 
 __all__ = ["Fetcher", "PartitionState", "FetchMetrics"]
@@ -86,6 +86,7 @@ class PartitionState:
         self.failures = 0  # consecutive failed calls, for the retry backoff
         self.error: CorruptRecordError | None = None  # damage found at error_offset, raised when reached
         self.error_offset = -1
+        self.open_error: str | None = None  # the LogOpenError last raised for this partition (once each)
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
@@ -127,6 +128,7 @@ class Fetcher:
         self.max_buffered_records = max_buffered_records
         self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
         self._refresh_handle = refresh_handle  # callback(tp) -> a fresh partition actor handle
+        self.pending_open_errors: list[LogOpenError] = []  # raised by poll(), one a call
         self.states: dict[TopicPartition, PartitionState] = {}
         self.metrics = FetchMetrics()
         self._rr = 0
@@ -148,12 +150,26 @@ class Fetcher:
             except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
                 pass
 
+    def log_open_failed(self, state: PartitionState, exc: LogOpenError) -> None:
+        """The partition's files cannot be opened: it is unavailable (the others are read, it is
+        retried after a backoff), and its LogOpenError is raised by the next poll, once for each
+        failure (a partition nobody fixes must not stop the consumer poll after poll)."""
+        self.mark_unavailable(state, exc)
+        if state.open_error != str(exc):
+            state.open_error = str(exc)
+            self.pending_open_errors.append(exc)
+
+    def take_open_error(self) -> LogOpenError | None:
+        """The first LogOpenError not raised yet, if any."""
+        return self.pending_open_errors.pop(0) if self.pending_open_errors else None
+
     @staticmethod
     def mark_available(state: PartitionState) -> None:
         if state.unavailable is not None:
             log.info("%s-%d is available again", state.tp.topic, state.tp.partition)
         state.unavailable = None
         state.failures = 0
+        state.open_error = None
 
     def due_error(self) -> tuple[PartitionState, CorruptRecordError] | None:
         """The damage error of a partition whose position has reached it (every record before
@@ -226,6 +242,10 @@ class Fetcher:
             log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
             self.mark_unavailable(state, exc)
             return 0
+        except LogOpenError as exc:
+            self.metrics.fetch_errors += 1
+            self.log_open_failed(state, exc)
+            return 0
         self.mark_available(state)
         start, payload, records, next_offset, log_start_offset, high_watermark, schema = result
         if schema is not None:
@@ -282,7 +302,7 @@ class Fetcher:
     def deadline_wait(self, timeout_ms: float, want: int = 1) -> None:
         """Wait until ``want`` records are buffered, an error is due, or ``timeout_ms`` passes."""
         deadline = time.monotonic() + timeout_ms / 1000.0
-        while self.buffered() < want and self.due_error() is None:
+        while self.buffered() < want and self.due_error() is None and not self.pending_open_errors:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.wait(0)

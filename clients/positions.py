@@ -22,7 +22,7 @@ import ray
 from rayka.clients.availability import resolve_each, unavailable_error as _unavailable_error
 from rayka.clients.fetcher import PartitionState
 from rayka.clients.types import OffsetAndTimestamp, TopicPartition
-from rayka.errors import NoOffsetForPartitionError, PartitionUnavailableError, UnknownPartitionError
+from rayka.errors import LogOpenError, NoOffsetForPartitionError, PartitionUnavailableError, UnknownPartitionError
 
 __all__ = ["ConsumerPositions", "LOOKUP_GRACE_S"]
 
@@ -172,6 +172,8 @@ class ConsumerPositions:
             [answer] = resolve_each([ref])
             if isinstance(answer, PartitionUnavailableError):
                 self._fetcher.mark_unavailable(s, answer)
+            elif isinstance(answer, LogOpenError):  # unavailable too; raised by the poll, once
+                self._fetcher.log_open_failed(s, answer)
             elif isinstance(answer, BaseException):
                 raise answer
             else:

@@ -40,19 +40,26 @@ def test_a_log_that_cannot_open_gives_a_clear_error_and_the_actor_does_not_resta
     segment.write_bytes(os.urandom(len(good)))  # nothing of this log's left in it
     ray.kill(handles[0], no_restart=False)  # it restarts and must open the damaged files
 
-    err = _first_log_open_error(lambda: admin.describe_topic("broken"), timeout_s=60)
+    err = _first_log_open_error(lambda: _raise_partition_error(admin, "broken", 0), timeout_s=60)
     assert str(segment.parent) in str(err) and segment.name in str(err) and "move" in str(err).lower()
+    desc = admin.describe_topic("broken")  # the other partition is described as usual
+    assert desc.partitions[1].available and desc.partitions[1].log_end_offset == 5
     pid = _pid(handles[0])
 
     c = rayka.Consumer(cluster=cluster, auto_offset_reset="earliest")
     c.assign([TopicPartition("broken", 0)])
     _raises_within(20, lambda: [c.poll(timeout_ms=500) for _ in range(40)])
+    assert c.poll(timeout_ms=200) == [] and c.unavailable() == {TopicPartition("broken", 0)}  # said once
+    c.close()
+    c = rayka.Consumer("broken", cluster=cluster, auto_offset_reset="earliest")  # both partitions
+    _raises_within(20, lambda: [c.poll(timeout_ms=500) for _ in range(40)])
+    assert sorted(r.value for r in consume_all(c, 5, timeout_s=30)) == sorted(b"v%d" % i for i in range(1, 10, 2))
     c.close()
     with rayka.Producer(cluster=cluster) as p:
         fut = p.send("broken", value=b"x", partition=0)
         _raises_within(20, lambda: fut.result(timeout=15))
         assert p.send("broken", value=b"ok", partition=1).result(timeout=30).offset == 5  # the other one writes
-    _raises_within(10, lambda: admin.describe_topic("broken"))
+    _raises_within(10, lambda: _raise_partition_error(admin, "broken", 0))
     assert _pid(handles[0]) == pid  # one process all along: failed, not restart-looping
 
     segment.write_bytes(good)  # the files fixed: the partition opens on a call after REOPEN_INTERVAL_S
@@ -79,11 +86,16 @@ def _first_log_open_error(fn, timeout_s):
     raise AssertionError(f"no LogOpenError within {timeout_s}s")
 
 
+def _raise_partition_error(admin, topic, partition):
+    """describe_topic shows a partition that cannot open as unavailable, with its LogOpenError."""
+    p = admin.describe_topic(topic).partitions[partition]
+    if not p.available:
+        raise (LogOpenError if "cannot be opened" in p.error else PartitionUnavailableError)(p.error)
+
+
 def _describe_or_none(admin):
-    try:
-        return admin.describe_topic("broken")
-    except LogOpenError:
-        return None
+    desc = admin.describe_topic("broken")
+    return desc if desc.partitions[0].available else None
 
 
 def test_a_topic_whose_partition_cannot_open_can_still_be_deleted(cluster, admin):
