@@ -1,14 +1,18 @@
-"""The ``rayka`` command line: topics, produce, consume, groups, demo.
+"""The ``rayka`` command line: topics, produce, consume, groups, runtime, demo.
 
 Every command connects like ``rayka.connect()``: to the Ray at ``--address``
-(or ``RAY_ADDRESS``), else to a local Ray it starts (embedded; the data dir
-keeps the topics between invocations, so what one run produces the next
-consumes).
+(or ``RAY_ADDRESS``), else to the shared local runtime of the data dir (started
+by the first command that needs it; ``rayka runtime stop`` ends it). Arguments
+are checked by click before anything connects. Ray's own logs, warnings and
+workers' output stay off the terminal unless ``--verbose``; Ctrl-C and SIGTERM
+end a command with exit code 130 / 143 and no traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -23,14 +27,70 @@ class ProduceFailed(click.ClickException):
     """Some records of ``rayka produce`` were not acknowledged (exit code 1)."""
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing consumers and producers) and exit with 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def _connect(ctx: click.Context):
     import rayka
 
-    obj = ctx.find_root().obj
+    obj = _obj(ctx)
     if obj.get("cluster") is None:
         obj["cluster"] = rayka.connect(address=obj["address"], data_dir=obj["data_dir"],
                                        cluster_name=obj["cluster_name"], num_cpus=obj["num_cpus"])
+        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installed its own (exit code 15)
     return obj["cluster"]
+
+
+def _obj(ctx: click.Context) -> dict:
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {"address": None, "data_dir": None, "cluster_name": None, "num_cpus": None, "cluster": None}
+    return root.obj
+
+
+def _data_dir(ctx: click.Context):
+    from rayka.config import default_data_dir
+
+    return _obj(ctx)["data_dir"] or default_data_dir()
+
+
+def _set_global(name: str):
+    def callback(ctx, param, value):
+        if value is not None and value is not False:
+            _obj(ctx)[name] = value
+            if name == "verbose":
+                _set_verbose()
+        return value
+    return callback
+
+
+def _set_verbose() -> None:
+    os.environ["RAYKA_VERBOSE"] = "1"
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def connection_options(f):
+    """--address/--data-dir/--cluster/--num-cpus/--verbose, also accepted after the subcommand."""
+    options = [
+        click.option("--address", default=None, expose_value=False, callback=_set_global("address"),
+                     help="Ray cluster address (default: the data dir's shared local runtime)."),
+        click.option("--data-dir", default=None, type=click.Path(file_okay=False), expose_value=False,
+                     callback=_set_global("data_dir"), help="Where partitions keep their files."),
+        click.option("--cluster", default=None, expose_value=False, callback=_set_global("cluster_name"),
+                     help="Name of the rayka cluster on that Ray."),
+        click.option("--num-cpus", type=click.IntRange(min=1), default=None, expose_value=False,
+                     callback=_set_global("num_cpus"), help="CPUs of a local runtime this command starts."),
+        click.option("-v", "--verbose", is_flag=True, default=None, expose_value=False,
+                     callback=_set_global("verbose"), help="Show Ray's logs and workers' output."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def _admin(ctx: click.Context):
@@ -54,20 +114,26 @@ def _parse_config(pairs: tuple[str, ...]) -> dict:
 
 @click.group()
 @click.option("--address", envvar="RAYKA_ADDRESS", default=None,
-              help="Ray cluster address (default: the running Ray, else a local embedded one).")
+              help="Ray cluster address (default: the data dir's shared local runtime, started if needed).")
 @click.option("--data-dir", envvar="RAYKA_DATA_DIR", default=None, type=click.Path(file_okay=False),
               help="Where partitions keep their files (default ~/.rayka/data).")
 @click.option("--cluster", "cluster_name", envvar="RAYKA_CLUSTER", default=None,
               help="Name of the rayka cluster on that Ray (default 'default').")
-@click.option("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray (default: all).")
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of a local runtime this command starts (default: all).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Ray's logs, warnings and workers' output.")
 @click.pass_context
 def cli(ctx, address, data_dir, cluster_name, num_cpus, verbose):
     """rayka: a Kafka-style log on Ray."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"address": address, "data_dir": data_dir, "cluster_name": cluster_name,
-               "num_cpus": num_cpus, "cluster": None}
+    if verbose:
+        _set_verbose()
+    obj = _obj(ctx)
+    for key, value in (("address", address), ("data_dir", data_dir), ("cluster_name", cluster_name),
+                       ("num_cpus", num_cpus)):
+        if value is not None:
+            obj[key] = value
 
 
 # -- topics --------------------------------------------------------------------------------------
@@ -79,6 +145,7 @@ def topics():
 
 
 @topics.command("create")
+@connection_options
 @click.argument("name")
 @click.option("-p", "--partitions", default=1, show_default=True, type=int)
 @click.option("--replication-factor", default=1, show_default=True, type=int)
@@ -93,6 +160,7 @@ def topics_create(ctx, name, partitions, replication_factor, config):
 
 
 @topics.command("list")
+@connection_options
 @click.pass_context
 def topics_list(ctx):
     """List topic names."""
@@ -102,6 +170,7 @@ def topics_list(ctx):
 
 
 @topics.command("describe")
+@connection_options
 @click.argument("name")
 @click.pass_context
 def topics_describe(ctx, name):
@@ -109,19 +178,53 @@ def topics_describe(ctx, name):
     admin = _admin(ctx)
     desc = admin.describe_topic(name)
     click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
-               f"messages {desc.messages}")
-    rows = [("partition", "start", "end", "messages", "bytes", "segments", "leader")]
+               f"messages {desc.messages}  size {human_bytes(sum(p.size_bytes or 0 for p in desc.partitions))}")
+    nodes = _node_names()
+    rows = [("partition", "start", "end", "messages", "size", "segments", "leader")]
     for p in desc.partitions:
         rows.append((p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
-                     p.size_bytes, p.segments, (p.leader or "-")[:12]))
+                     human_bytes(p.size_bytes), "-" if p.segments is None else p.segments,
+                     _node_label(p.leader, nodes)))
     _table(rows)
     for p in desc.partitions:
         for first, last in p.damaged_offsets:
             click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
-    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in sorted(desc.config.items())))
+    config = {k: v for k, v in sorted(desc.config.items()) if v is not None}
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
+def human_bytes(n) -> str:
+    """``1536`` -> ``"1.5 KiB"``; None -> ``"-"``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _node_names() -> dict[str, str]:
+    """Ray node id -> a short name: the node's name if it has one, else its address."""
+    import ray
+
+    try:
+        return {n["NodeID"]: n.get("NodeName") or n.get("NodeManagerAddress") or n["NodeID"][:8]
+                for n in ray.nodes()}
+    except Exception:  # only labels are at stake
+        return {}
+
+
+def _node_label(node_id, names: dict[str, str]) -> str:
+    if not node_id:
+        return "-"
+    name = names.get(node_id)
+    return f"{name} ({node_id[:8]})" if name else node_id[:8]
 
 
 @topics.command("delete")
+@connection_options
 @click.argument("name")
 @click.pass_context
 def topics_delete(ctx, name):
@@ -135,6 +238,7 @@ def topics_delete(ctx, name):
 
 
 @cli.command()
+@connection_options
 @click.argument("topic")
 @click.option("--key-sep", default=None, help="Split each line at the first SEP into key and value.")
 @click.option("--partition", type=int, default=None)
@@ -170,6 +274,7 @@ def produce(ctx, topic, key_sep, partition, linger_ms):
 
 
 @cli.command()
+@connection_options
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")
 @click.option("--max", "max_records", type=int, default=None, help="Stop after this many records.")
@@ -214,6 +319,7 @@ def consume(ctx, topic, from_beginning, max_records, group_id, timeout_ms, print
 
 
 @cli.command()
+@connection_options
 @click.option("--messages", default=1_000_000, show_default=True, type=int)
 @click.option("--partitions", default=4, show_default=True, type=int)
 @click.pass_context
@@ -236,6 +342,7 @@ def groups():
 
 
 @groups.command("list")
+@connection_options
 @click.pass_context
 def groups_list(ctx):
     """List group ids with their state."""
@@ -245,6 +352,7 @@ def groups_list(ctx):
 
 
 @groups.command("describe")
+@connection_options
 @click.argument("group_id")
 @click.pass_context
 def groups_describe(ctx, group_id):
@@ -262,6 +370,7 @@ def groups_describe(ctx, group_id):
 
 
 @groups.command("reset-offsets")
+@connection_options
 @click.argument("group_id")
 @click.option("--topic", "topics", multiple=True, help="Only these topics (default: all the group committed).")
 @click.option("--to", "to", required=True, help="earliest | latest | an offset | ts:<epoch ms>")
@@ -280,6 +389,7 @@ def groups_reset(ctx, group_id, topics, to):
 
 
 @groups.command("delete")
+@connection_options
 @click.argument("group_id")
 @click.pass_context
 def groups_delete(ctx, group_id):
@@ -289,6 +399,90 @@ def groups_delete(ctx, group_id):
     click.echo(f"deleted group {group_id}")
 
 
+# -- runtime -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runtime():
+    """Show, start and stop the shared local runtime of the data dir."""
+
+
+def _parse_idle(ctx, param, value):
+    if value is None:
+        return None
+    from rayka.clients.runtime import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+@runtime.command("status")
+@connection_options
+@click.pass_context
+def runtime_status(ctx):
+    """Address, pid, uptime, topics and actors of the running runtime (exit 1 if none runs)."""
+    from rayka.clients import runtime as local
+    from rayka.coordinator.metadata import METADATA_FILE, MetadataStore
+
+    data_dir = _data_dir(ctx)
+    st = local.status(data_dir)
+    if st is None:
+        click.echo(f"no rayka runtime is running for {data_dir} (rayka runtime start starts one)")
+        sys.exit(1)
+    info = st["info"]
+    try:
+        topics = MetadataStore(os.path.join(info.data_dir, METADATA_FILE)).load()
+    except Exception:  # a half-written metadata file must not break status
+        topics = {}
+    idle = "off" if info.idle_timeout_s is None else f"{info.idle_timeout_s:g}s"
+    click.echo(f"running      {info.address}  pid {info.pid}  up {_uptime(st['uptime_s'])}")
+    click.echo(f"data dir     {info.data_dir}")
+    click.echo(f"started by   pid {info.owner.get('pid')} ({info.owner.get('user')}@{info.owner.get('host')})")
+    click.echo(f"clients      {st['drivers']} attached  idle timeout {idle}")
+    click.echo(f"topics       {len(topics)}" + (f" ({', '.join(sorted(topics)[:8])}"
+                                                  + (", ..." if len(topics) > 8 else "") + ")" if topics else ""))
+    click.echo(f"actors       {st['partitions_alive']} partition(s) alive, {st['actors_alive']} actor(s) in all; "
+               f"rayka clusters: {', '.join(st['coordinators']) or '-'}")
+
+
+@runtime.command("start")
+@connection_options
+@click.option("--idle-timeout", default=None, callback=_parse_idle,
+              help="Stop the runtime after no client was attached for this long (30m, 90s, 2h).")
+@click.pass_context
+def runtime_start(ctx, idle_timeout):
+    """Start the shared local runtime of the data dir (or show the running one)."""
+    from rayka.clients import runtime as local
+
+    info, started = local.start(_data_dir(ctx), num_cpus=_obj(ctx)["num_cpus"], idle_timeout_s=idle_timeout)
+    idle = "" if info.idle_timeout_s is None else f", idle timeout {info.idle_timeout_s:g}s"
+    click.echo(f"{'started' if started else 'already running'}: {info.address} (pid {info.pid}{idle})")
+
+
+@runtime.command("stop")
+@connection_options
+@click.pass_context
+def runtime_stop(ctx):
+    """Close rayka's actors cleanly, then stop the runtime's Ray head."""
+    from rayka.clients import runtime as local
+
+    data_dir = _data_dir(ctx)
+    info = local.stop(data_dir)
+    if info is None:
+        click.echo(f"no rayka runtime is running for {data_dir}")
+    else:
+        click.echo(f"stopped the runtime at {info.address} (pid {info.pid})")
+
+
 def _table(rows) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -296,12 +490,20 @@ def _table(rows) -> None:
 
 
 def main(argv=None) -> None:
-    """Entry point of the ``rayka`` script: rayka errors become one clear line and exit code 1."""
+    """Entry point of the ``rayka`` script: rayka errors become one clear line and exit code 1.
+
+    Ctrl-C exits with 130 and SIGTERM with 143, without a traceback.
+    """
     start = time.monotonic()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if "-v" not in (argv or sys.argv[1:]) and "--verbose" not in (argv or sys.argv[1:]):
+        _quiet_ray_loggers()
     try:
         cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _exit_quietly(130)
+    except _Terminated:
+        _exit_quietly(143)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -310,6 +512,21 @@ def main(argv=None) -> None:
         sys.exit(1)
     finally:
         logging.getLogger(__name__).debug("took %.1fs", time.monotonic() - start)
+
+
+def _quiet_ray_loggers() -> None:
+    # Ray logs through the "ray" logger tree; its warnings are not the user's business here.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _exit_quietly(code: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+    except Exception:  # a closed pipe: nothing more to say
+        pass
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
     ├── LogDirLockedError            another partition log already owns the partition directory
+    ├── LocalRuntimeError            the shared local runtime could not be started, reached or stopped
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -50,6 +51,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "CorruptRecordError",
     "LogDirLockedError",
+    "LocalRuntimeError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -133,6 +135,11 @@ class CorruptRecordError(RaykaError):
 class LogDirLockedError(RaykaError):
     """A partition directory is already open by another partition log (another process, or
     another PartitionLog in this one); two clusters must not share a data directory."""
+
+
+class LocalRuntimeError(RaykaError):
+    """The shared local runtime (the detached Ray head of a data dir) could not be started,
+    reached or stopped; the message names its log file (``<data_dir>/runtime.log``)."""
 
 
 class DuplicateSequenceError(RaykaError):
