@@ -303,7 +303,7 @@ def _gcs_pid(temp_dir: str, port: int) -> int | None:
     return None
 
 
-def _kill_head(temp_dir: str, timeout_s: float = 10.0) -> int:
+def _kill_head(temp_dir: str, timeout_s: float = 3.0) -> int:
     """End every process of the head (SIGTERM, then SIGKILL); the number ended."""
     import psutil
 

@@ -31,8 +31,17 @@ class _Terminated(BaseException):
     """SIGTERM arrived: unwind (closing consumers and producers) and exit with 143."""
 
 
+_signalled: list[int] = []  # the exit code a signal asked for (130 / 143)
+
+
 def _on_sigterm(signum, frame):
+    _signalled.append(143)
     raise _Terminated()
+
+
+def _on_sigint(signum, frame):
+    _signalled.append(130)
+    raise KeyboardInterrupt()
 
 
 def _connect(ctx: click.Context):
@@ -43,6 +52,7 @@ def _connect(ctx: click.Context):
         obj["cluster"] = rayka.connect(address=obj["address"], data_dir=obj["data_dir"],
                                        cluster_name=obj["cluster_name"], num_cpus=obj["num_cpus"])
         signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installed its own (exit code 15)
+        signal.signal(signal.SIGINT, _on_sigint)
     return obj["cluster"]
 
 
@@ -496,6 +506,7 @@ def main(argv=None) -> None:
     """
     start = time.monotonic()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     if "-v" not in (argv or sys.argv[1:]) and "--verbose" not in (argv or sys.argv[1:]):
         _quiet_ray_loggers()
     try:
@@ -508,8 +519,15 @@ def main(argv=None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (RaykaError, TypeError, ValueError) as exc:
+        if _signalled:
+            _exit_quietly(_signalled[0])
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except Exception:
+        # A signal raised inside a Ray call can come out wrapped (SystemError): still a clean exit.
+        if _signalled:
+            _exit_quietly(_signalled[0])
+        raise
     finally:
         logging.getLogger(__name__).debug("took %.1fs", time.monotonic() - start)
 

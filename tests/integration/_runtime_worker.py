@@ -1,7 +1,8 @@
 """Producer and group-consumer processes for test_runtime.py, on the embedded default.
 
 Usage:
-  _runtime_worker.py produce TOPIC COUNT            send COUNT unique values, print "acked N"
+  _runtime_worker.py produce TOPIC COUNT GATE       send COUNT unique values, the second half
+                                                    once GATE exists; print "half", "acked N"
   _runtime_worker.py consume TOPIC GROUP OUT STOP   consume as a group member until STOP exists
 
 Both call ``rayka.connect()`` with no address: they attach to (or start) the shared
@@ -25,17 +26,21 @@ class Listener(rayka.ConsumerRebalanceListener):
         print("revoked " + ",".join(str(tp.partition) for tp in sorted(revoked)), flush=True)
 
 
-def produce(topic, count):
+def produce(topic, count, gate):
     rayka.connect()
     count = int(count)
-    acked = 0
     with rayka.Producer(linger_ms=2) as p:
         futures = []
         for i in range(count):
-            futures.append(p.send(topic, value=b"v-%d" % i))
-            if i % 100 == 99:  # spread the records over a few seconds of the consumers' life
+            if i == count // 2:
                 p.flush()
-                time.sleep(0.05)
+                print("half", flush=True)
+                deadline = time.monotonic() + 90
+                while not os.path.exists(gate):  # the test opens the gate once the group rebalanced
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the gate never opened")
+                    time.sleep(0.05)
+            futures.append(p.send(topic, value=b"v-%d" % i))
         p.flush()
         acked = sum(1 for f in futures if f.result(timeout=60) is not None)
     print(f"acked {acked}", flush=True)
