@@ -25,7 +25,8 @@ import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
-from rayka.errors import ConfigError, CoordinatorUnavailableError, PartitionUnavailableError, RaykaError
+from rayka.errors import (ConfigError, CoordinatorUnavailableError, LogDirLockedError, PartitionUnavailableError,
+                          RaykaError)
 
 __all__ = ["Cluster", "connect", "current", "resolve", "unwrap", "quiet_ray_init_kwargs", "verbose"]
 
@@ -45,6 +46,9 @@ def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
             exc = cause
         elif cause is not None:
             return cause
+    locked = _dir_locked(exc)
+    if locked is not None:
+        return locked
     kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
     if isinstance(exc, ActorUnschedulableError):
         err = kind(
@@ -56,6 +60,27 @@ def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
     if isinstance(exc, RayActorError):
         return kind(f"the {what} actor is unavailable (it died or is restarting): {exc.__class__.__name__}")
     return exc
+
+
+def _dir_locked(exc: BaseException) -> LogDirLockedError | None:
+    """A partition actor that could not start because another runtime holds its directory.
+
+    Ray reports it as an actor that died in its creation task, with the whole traceback
+    in the message; the user gets the one line that matters (who holds it, what to do),
+    and it is not retriable: waiting will not free the directory.
+    """
+    if not isinstance(exc, RayActorError):
+        return None
+    text = str(exc)
+    mark = "LogDirLockedError: "
+    if mark not in text:
+        return None
+    line = text[text.index(mark) + len(mark):].splitlines()[0].strip()
+    err = LogDirLockedError(
+        f"{line}. With the shared local runtime, every process on one data dir attaches to the same "
+        "runtime: connect without an address (or stop the other one: rayka runtime stop)")
+    err.retriable = False
+    return err
 
 
 def resolve(ref, what: str = "partition", timeout: float | None = None):

@@ -102,6 +102,16 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
                             env=env, capture_output=True, timeout=60)
     assert attach.returncode == 0 and int(attach.stdout) == info.pid, attach.stderr.decode()
 
+    # A process that runs its own Ray on the same data dir cannot take the partitions' locks:
+    # one clear line naming the holder and the fix, no restart loop.
+    own = subprocess.run(WORKER[:1] + ["-c", "import rayka\ntry:\n    rayka.connect(runtime='process', num_cpus=1)\n"
+                                       "    rayka.Admin().describe_topic('orders')\nexcept rayka.errors.RaykaError as e:"
+                                       "\n    print(type(e).__name__, e)"],
+                         env=env, capture_output=True, timeout=90)
+    assert own.stdout.startswith(b"LogDirLockedError partition directory"), own.stdout + own.stderr[-3000:]
+    assert b"held by pid" in own.stdout and b"rayka runtime stop" in own.stdout
+    assert len(own.stdout.splitlines()) == 1 and b"Traceback" not in own.stderr, own.stderr[-3000:]
+
     status = assert_quiet(cli(["runtime", "status"], env))
     assert info.address in status and f"pid {info.pid}" in status
     assert "topics       1 (orders)" in status and "2 partition(s) alive" in status
