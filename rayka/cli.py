@@ -339,6 +339,9 @@ def demo(ctx, messages, partitions):
 
     cluster = _connect(ctx)
     result = run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo)
+    if cluster.runtime is not None:
+        click.echo(f"the local runtime keeps running at {cluster.runtime.address} for the next commands; "
+                   "`rayka runtime stop` stops it")
     if not result["ok"]:
         sys.exit(1)
 
