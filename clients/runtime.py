@@ -336,10 +336,11 @@ def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
     import ray
 
     from rayka.actors import _ray
-    from rayka.clients.connection import quiet_ray_init_kwargs
+    from rayka.clients.connection import _quiet_stderr, quiet_ray_init_kwargs
 
     attach_env()
-    ray.init(address=info.address, namespace=DEFAULT_NAMESPACE, **quiet_ray_init_kwargs())
+    with _quiet_stderr():
+        ray.init(address=info.address, namespace=DEFAULT_NAMESPACE, **quiet_ray_init_kwargs())
     try:
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                  if a["namespace"] == DEFAULT_NAMESPACE and a["name"].endswith(":coordinator")]

@@ -157,15 +157,23 @@ def topics():
 @topics.command("create")
 @connection_options
 @click.argument("name")
-@click.option("-p", "--partitions", default=1, show_default=True, type=int)
-@click.option("--replication-factor", default=1, show_default=True, type=int)
+@click.option("-p", "--partitions", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("-c", "--config", "config", multiple=True, help="Topic config KEY=VALUE (e.g. retention.ms=3600000).")
 @click.pass_context
 def topics_create(ctx, name, partitions, replication_factor, config):
     """Create topic NAME."""
+    from rayka.config import TopicConfig
+    from rayka.errors import ConfigError
+
+    config = _parse_config(config)
+    try:
+        TopicConfig.from_dict(config)  # checked before anything starts
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
     admin = _admin(ctx)
     desc = admin.create_topic(name, partitions=partitions, replication_factor=replication_factor,
-                              config=_parse_config(config))
+                              config=config)
     click.echo(f"created topic {desc.name} with {desc.num_partitions} partition(s)")
 
 
@@ -330,8 +338,8 @@ def consume(ctx, topic, from_beginning, max_records, group_id, timeout_ms, print
 
 @cli.command()
 @connection_options
-@click.option("--messages", default=1_000_000, show_default=True, type=int)
-@click.option("--partitions", default=4, show_default=True, type=int)
+@click.option("--messages", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1))
 @click.pass_context
 def demo(ctx, messages, partitions):
     """Create a topic, produce, consume it with a group, and print what happened."""
@@ -390,12 +398,16 @@ def groups_describe(ctx, group_id):
 @click.pass_context
 def groups_reset(ctx, group_id, topics, to):
     """Move GROUP_ID's committed offsets (the group must have no active members)."""
-    admin = _admin(ctx)
     target: object = to
-    if to.startswith("ts:"):
-        target = {"timestamp_ms": int(to[3:])}
-    elif to not in ("earliest", "latest"):
-        target = int(to)
+    try:
+        if to.startswith("ts:"):
+            target = {"timestamp_ms": int(to[3:])}
+        elif to not in ("earliest", "latest"):
+            target = int(to)
+    except ValueError:
+        raise click.BadParameter(f"{to!r} is not earliest, latest, an offset or ts:<epoch ms>",
+                                 param_hint="--to") from None
+    admin = _admin(ctx)
     new = admin.reset_offsets(group_id, to=target, topics=list(topics) or None)
     for tp, off in sorted(new.items()):
         click.echo(f"{tp.topic}\t{tp.partition}\t{off}")
