@@ -401,11 +401,17 @@ def status(data_dir: str | os.PathLike) -> dict | None:
     }
 
 
+_states: dict[str, object] = {}  # one GCS connection per head, reused by the watcher's polls
+
+
 def idle_drivers(address: str) -> int:
     """How many drivers (processes that called ray.init) are attached to the head now."""
     from ray._private.internal_api import get_state_from_address
 
-    return sum(1 for j in get_state_from_address(address).job_table() if not j["IsDead"])
+    state = _states.get(address)
+    if state is None:
+        state = _states[address] = get_state_from_address(address)
+    return sum(1 for j in state.job_table() if not j["IsDead"])
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
