@@ -32,6 +32,7 @@ import getpass
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -375,6 +376,8 @@ def stop(data_dir: str | os.PathLike, *, timeout_s: float = 20.0) -> RuntimeInfo
                 pass
         _kill_head(info.temp_dir)
         (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        if info.temp_dir == temp_dir_for(data_dir):  # Ray's session logs and sockets of this head only
+            shutil.rmtree(info.temp_dir, ignore_errors=True)
         return info
 
 

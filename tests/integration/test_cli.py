@@ -1,6 +1,7 @@
 """The rayka CLI, run in subprocesses: embedded across invocations, and against --address."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -27,6 +28,7 @@ def embedded_env(tmp_path):
     yield env
     run(["runtime", "stop"], env, timeout=60)
     runtime._kill_head(runtime.temp_dir_for(env["RAYKA_DATA_DIR"]))
+    shutil.rmtree(runtime.temp_dir_for(env["RAYKA_DATA_DIR"]), ignore_errors=True)
 
 
 def test_embedded_cli_keeps_topics_and_records_between_invocations(embedded_env):

@@ -8,6 +8,7 @@ heads it started (found by their Ray temp dir, never by name).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -79,6 +80,7 @@ def local_envs(tmp_path):
             except OSError:
                 pass
         runtime._kill_head(runtime.temp_dir_for(data_dir), timeout_s=5)
+        shutil.rmtree(runtime.temp_dir_for(data_dir), ignore_errors=True)
 
 
 def head_pids(data_dir):
@@ -119,7 +121,7 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     stopped = cli(["runtime", "stop"], env)
     assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
     assert not psutil.pid_exists(info.pid) and head_pids(data_dir) == []
-    assert not Path(data_dir, "runtime.json").exists()
+    assert not Path(data_dir, "runtime.json").exists() and not Path(info.temp_dir).exists()
     out = cli(["runtime", "status"], env)
     assert out.returncode == 1 and b"no rayka runtime is running" in out.stdout
 
