@@ -197,10 +197,14 @@ def _quiet_stderr():
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    failed = False
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield
+        except BaseException:
+            failed = True  # Ray's retry warnings: the error raised says it in one line
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -208,8 +212,27 @@ def _quiet_stderr():
             tmp.seek(0)
             rest = [line for line in tmp.read().splitlines(keepends=True)
                     if b"Set ray log level from environment variable" not in line]
-            if rest:
+            if rest and not failed:
                 os.write(2, b"".join(rest))
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on an address where nothing listens (Ray itself retries for minutes)."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            return
+    except ValueError:
+        return  # not host:port; let Ray judge it
+    except OSError as exc:
+        err = CoordinatorUnavailableError(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); "
+                                          "check the address, or start the cluster (ray start --head)")
+        err.retriable = False
+        raise err from None
 
 
 def connect(
@@ -291,8 +314,17 @@ def connect(
             if is_loopback(address):
                 keep_loopback()
             use_token(create=False)
-            with _quiet_stderr():
-                ray.init(address=address, **kwargs)
+            _check_reachable(address)
+            try:
+                with _quiet_stderr():
+                    ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                err = CoordinatorUnavailableError(
+                    f"cannot connect to the Ray cluster at {address} ({exc}); check the address, and if the "
+                    "cluster uses token authentication, put its token (ray get-auth-token on the head) in "
+                    "~/.ray/auth_token or $RAY_AUTH_TOKEN")
+                err.retriable = False
+                raise err from None
     coordinator = _ray.get_actor(_ray.coordinator_name(cluster_name), namespace)
     if coordinator is None:
         coordinator = start_coordinator(cluster_name, namespace, wanted or str(default_data_dir()))

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -257,3 +258,31 @@ def test_bad_arguments_are_refused_before_anything_starts(local_envs):
         out = cli(args, env, timeout=30)
         assert out.returncode == 2 and b"Error" in out.stderr, out.stderr
     assert runtime.read(env["RAYKA_DATA_DIR"]) is None and head_pids(env["RAYKA_DATA_DIR"]) == []
+    # An address where nothing listens: one line at once, not minutes of Ray's retries.
+    out = cli(["topics", "list", "--address", "127.0.0.1:1"], env, timeout=30)
+    assert out.returncode == 1 and out.stderr.startswith(b"error: nothing answers at the Ray address 127.0.0.1:1")
+    assert len(out.stderr.splitlines()) == 1 and out.stdout == b""
+
+
+def test_a_head_started_by_hand_with_token_auth_is_attached_with_address(local_envs, tmp_path):
+    env = local_envs()
+    env.pop("RAY_AUTH_MODE", None)
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    token.parent.mkdir(parents=True)
+    token.write_text("0123456789abcdef0123456789abcdef")  # with a token, `ray start --head` turns auth on
+    temp_dir = tempfile.mkdtemp(prefix="rk-hand-", dir="/tmp")  # Ray's socket paths must stay short
+    port = runtime._free_ports(1)[0]
+    head_env = dict(env, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    try:
+        out = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+                              "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--num-cpus=1",
+                              f"--temp-dir={temp_dir}"], env=head_env, capture_output=True, timeout=90)
+        assert out.returncode == 0 and b"Token authentication is enabled" in out.stderr + out.stdout, out.stderr
+        address = f"127.0.0.1:{port}"
+        assert_quiet(cli(["topics", "create", "by-hand", "--address", address], env))
+        listing = assert_quiet(cli(["--address", address, "topics", "list"], env))
+        assert listing.split() == ["by-hand"]
+        assert runtime.read(env["RAYKA_DATA_DIR"]) is None  # no local runtime was started beside it
+    finally:
+        runtime._kill_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
