@@ -8,10 +8,12 @@ heads it started (found by their Ray temp dir, never by name).
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +37,28 @@ def wait_for(predicate, timeout_s, what):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class Lines:
+    """A subprocess's stdout lines, read by a thread so a test can wait for one with a deadline."""
+
+    def __init__(self, proc):
+        self.queue = queue.Queue()
+        threading.Thread(target=lambda: [self.queue.put(l.decode().strip()) for l in proc.stdout],
+                         daemon=True).start()
+
+    def wait(self, predicate, timeout_s, what):
+        deadline = time.monotonic() + timeout_s
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; saw {seen}")
 
 
 def make_env(tmp_path, name="data"):
@@ -186,19 +210,22 @@ def test_producer_two_group_consumers_and_the_cli_share_one_runtime(local_envs, 
         return set().union(*(set(o.read_text().split()) if o.exists() else set() for o in outs))
 
     first = consumer(outs[0])
+    first_lines = Lines(first)
     try:
-        assert first.stdout.readline().strip() == b"assigned 0,1,2,3"
+        first_lines.wait(lambda l: l == "assigned 0,1,2,3", 60, "the first member to own every partition")
         gate = tmp_path / "gate"
         producer = subprocess.Popen(WORKER + ["produce", "orders", str(total), str(gate)], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert producer.stdout.readline().strip() == b"half"
         wait_for(lambda: outs[0].exists() and outs[0].stat().st_size > 0, 60, "the first consumer's records")
         second = consumer(outs[1])
+        second_lines = Lines(second)
         for args in (["topics", "describe", "orders"], ["groups", "describe", "g"], ["topics", "list"]):
             assert_quiet(cli(args, env))
-        assert second.stdout.readline().startswith(b"assigned ")
-        revoked = first.stdout.readline().strip()  # cooperative-sticky: the first gives up what moves
-        assert revoked.startswith(b"revoked ") and len(revoked.split(b" ")[1].split(b",")) == 2, revoked
+        # cooperative-sticky: the first member gives up the two partitions that move, the second gets them
+        revoked = first_lines.wait(lambda l: l.startswith("revoked ") and l != "revoked ", 60, "a revocation")
+        assert len(revoked.split(" ")[1].split(",")) == 2, revoked
+        second_lines.wait(lambda l: l.startswith("assigned ") and l != "assigned ", 60, "the second's partitions")
         gate.touch()  # the second half goes to a group of two
         p_out, p_err = producer.communicate(timeout=90)
         assert producer.returncode == 0 and p_out.strip() == f"acked {total}".encode(), p_err.decode()[-2000:]
