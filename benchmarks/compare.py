@@ -180,7 +180,7 @@ def run(quick: bool) -> list[Row]:
     lat_s = 1.5 if quick else 4.0
     tmp = tempfile.mkdtemp(prefix="rayka-bench-")
     cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"bench-{uuid.uuid4().hex[:6]}",
-                            num_cpus=2)
+                            num_cpus=2, runtime="process")
     admin = rayka.Admin(cluster)
     rows: list[Row] = []
     def step(row: Row) -> None:

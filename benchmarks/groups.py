@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
     tmp = tempfile.mkdtemp(prefix="rayka-groups-")
-    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"gb-{uuid.uuid4().hex[:6]}", num_cpus=2)
+    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"gb-{uuid.uuid4().hex[:6]}", num_cpus=2,
+                            runtime="process")
     admin = rayka.Admin(cluster)
     try:
         print("\nrebalance: a 4th member joins a stable group of 3 (12 partitions)")

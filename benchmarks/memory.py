@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit-s", type=float, default=120)
     args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="rayka-mem-")
-    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"mem-{uuid.uuid4().hex[:6]}", num_cpus=2)
+    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"mem-{uuid.uuid4().hex[:6]}", num_cpus=2,
+                            runtime="process")
     admin = rayka.Admin(cluster)
     admin.create_topic("mem", partitions=1, config={"segment.bytes": 64 * 1024 * 1024})
     me = psutil.Process()

@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     scale = 0.1 if args.quick else 1.0
     print(f"machine: {machine()}", flush=True)
     tmp = tempfile.mkdtemp(prefix="rayka-tp-")
-    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"tp-{uuid.uuid4().hex[:6]}", num_cpus=2)
+    cluster = rayka.connect(data_dir=Path(tmp) / "data", cluster_name=f"tp-{uuid.uuid4().hex[:6]}", num_cpus=2,
+                            runtime="process")
     admin = rayka.Admin(cluster)
     rows = []
 

@@ -1,8 +1,9 @@
 """connect(): attach to (or start) Ray, and find (or start) the rayka coordinator.
 
-Embedded by default: with no Ray running and no address given, a local Ray is
-started in this process (it ends with the process; the data stays in the data
-dir). ``address="auto"`` or an address attaches to an existing Ray cluster, as
+Embedded by default: with no Ray running and no address given, it attaches to
+the shared local runtime of the data dir (a detached loopback Ray head, started
+if none runs; see rayka.clients.runtime), so every process on that data dir
+shares one coordinator and one set of partition actors. ``address="auto"`` or an address attaches to an existing Ray cluster, as
 does ``RAY_ADDRESS`` in the environment. The coordinator is a named, detached
 actor, so every process on the cluster that connects with the same
 ``cluster_name`` shares it.
@@ -10,8 +11,11 @@ actor, so every process on the cluster that connects with the same
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,9 +25,10 @@ import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
-from rayka.errors import ConfigError, CoordinatorUnavailableError, PartitionUnavailableError, RaykaError
+from rayka.errors import (ConfigError, CoordinatorUnavailableError, LogDirLockedError, PartitionUnavailableError,
+                          RaykaError)
 
-__all__ = ["Cluster", "connect", "current", "resolve", "unwrap"]
+__all__ = ["Cluster", "connect", "current", "resolve", "unwrap", "quiet_ray_init_kwargs", "verbose"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
             exc = cause
         elif cause is not None:
             return cause
+    locked = _dir_locked(exc)
+    if locked is not None:
+        return locked
     kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
     if isinstance(exc, ActorUnschedulableError):
         err = kind(
@@ -52,6 +60,27 @@ def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
     if isinstance(exc, RayActorError):
         return kind(f"the {what} actor is unavailable (it died or is restarting): {exc.__class__.__name__}")
     return exc
+
+
+def _dir_locked(exc: BaseException) -> LogDirLockedError | None:
+    """A partition actor that could not start because another runtime holds its directory.
+
+    Ray reports it as an actor that died in its creation task, with the whole traceback
+    in the message; the user gets the one line that matters (who holds it, what to do),
+    and it is not retriable: waiting will not free the directory.
+    """
+    if not isinstance(exc, RayActorError):
+        return None
+    text = str(exc)
+    mark = "LogDirLockedError: "
+    if mark not in text:
+        return None
+    line = text[text.index(mark) + len(mark):].splitlines()[0].strip()
+    err = LogDirLockedError(
+        f"{line}. With the shared local runtime, every process on one data dir attaches to the same "
+        "runtime: connect without an address (or stop the other one: rayka runtime stop)")
+    err.retriable = False
+    return err
 
 
 def resolve(ref, what: str = "partition", timeout: float | None = None):
@@ -78,6 +107,7 @@ class Cluster:
         self.namespace = namespace
         self.data_dir = data_dir
         self.started_ray = started_ray
+        self.runtime = None  # the shared local runtime's RuntimeInfo, when attached to one
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
@@ -130,6 +160,81 @@ class Cluster:
                     _current = None
 
 
+#: Kafka client settings people pass by habit, and what to use in rayka instead.
+_KAFKA_HINTS = {
+    "bootstrap_servers": "connect(address=...) (a Ray address, or nothing for the local runtime)",
+    "client_id": "nothing (rayka needs no client id)",
+    "security_protocol": "Ray's token authentication (RAY_AUTH_TOKEN or ~/.ray/auth_token)",
+}
+
+_RUNTIMES = ("shared", "process")
+
+
+def verbose() -> bool:
+    """``RAYKA_VERBOSE=1`` (``rayka --verbose``) lets Ray's own logs and worker output through."""
+    return os.environ.get("RAYKA_VERBOSE", "") not in ("", "0")
+
+
+def quiet_ray_init_kwargs() -> dict:
+    """``ray.init`` arguments that keep Ray's logs, warnings and workers' output off the terminal."""
+    if verbose():
+        return dict(include_dashboard=False, logging_level=logging.INFO, log_to_driver=True)
+    # The driver's C++ core worker logs to stderr; warnings there are Ray's business, not the user's.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    return dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                configure_logging=True)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Drop the one line Ray's C++ logger prints when it reads RAY_BACKEND_LOG_LEVEL.
+
+    fd 2 goes to a temp file while ``ray.init`` runs; everything else written there is
+    passed on to the real stderr afterwards.
+    """
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True  # Ray's retry warnings: the error raised says it in one line
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [line for line in tmp.read().splitlines(keepends=True)
+                    if b"Set ray log level from environment variable" not in line]
+            if rest and not failed:
+                os.write(2, b"".join(rest))
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on an address where nothing listens (Ray itself retries for minutes)."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3.0):
+            return
+    except ValueError:
+        return  # not host:port; let Ray judge it
+    except OSError as exc:
+        err = CoordinatorUnavailableError(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); "
+                                          "check the address, or start the cluster (ray start --head)")
+        err.retriable = False
+        raise err from None
+
+
 def connect(
     address: str | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -137,39 +242,95 @@ def connect(
     cluster_name: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
     num_cpus: int | None = None,
-    **ray_init_kwargs,
+    runtime: str = "shared",
+    idle_timeout_s: float | None = None,
+    **unknown,
 ) -> Cluster:
     """Connect to a rayka cluster, starting what is missing, and make it the current one.
 
     - ``address``: a Ray address or ``"auto"``; default: attach to the Ray this process
-      already runs, else ``RAY_ADDRESS``, else start a local Ray (embedded).
+      already runs, else ``$RAYKA_ADDRESS`` / ``$RAY_ADDRESS``, else the shared local
+      runtime of the data dir (started if it is not running; see rayka.clients.runtime).
+      Ray's token is picked up for an address (``$RAY_AUTH_TOKEN``, ``~/.ray/auth_token``).
     - ``data_dir``: where partitions keep their files; default ``$RAYKA_DATA_DIR`` or
       ``~/.rayka/data``. Fixed when the coordinator first starts; a different one
       for a running cluster is an error.
     - ``cluster_name``: several rayka clusters can share one Ray (default ``"default"``,
       or ``$RAYKA_CLUSTER``).
+    - ``num_cpus``: CPUs of a local Ray this call starts (the shared runtime or the
+      process's own).
+    - ``runtime``: ``"shared"`` (default) starts the data dir's detached local runtime when
+      none runs; ``"process"`` starts a Ray inside this process instead, ending with it.
+    - ``idle_timeout_s``: when this call starts the shared runtime, stop it after no
+      client was attached for this long (default: ``$RAYKA_IDLE_TIMEOUT`` such as
+      ``30m``, else never).
     """
     from rayka.actors import _ray
     from rayka.actors.coordinator import start_coordinator
 
+    if unknown:
+        key = sorted(unknown)[0]
+        hint = _KAFKA_HINTS.get(key)
+        raise ConfigError(f"connect() got an unknown keyword {key!r}"
+                          + (f"; in rayka use {hint}" if hint else "")
+                          + "; known: address, data_dir, cluster_name, namespace, num_cpus, runtime, "
+                            "idle_timeout_s")
+    if runtime not in _RUNTIMES:
+        raise ConfigError(f"runtime must be one of {_RUNTIMES}, got {runtime!r}")
+    if idle_timeout_s is not None and (isinstance(idle_timeout_s, bool) or not idle_timeout_s > 0):
+        raise ConfigError(f"idle_timeout_s must be a positive number of seconds, got {idle_timeout_s!r}")
+
     global _current
     cluster_name = cluster_name or os.environ.get("RAYKA_CLUSTER", "default")
+    wanted = str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None
     started = False
+    local_runtime = None
     if not ray.is_initialized():
         address = address or os.environ.get("RAYKA_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        kwargs = dict(namespace=namespace, include_dashboard=False, logging_level=logging.WARNING,
-                      configure_logging=True, log_to_driver=True)
-        if address is None and num_cpus is not None:
-            kwargs["num_cpus"] = num_cpus
-        kwargs.update(ray_init_kwargs)
-        ray.init(address=address, **kwargs)
-        started = address is None
-    wanted = str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None
+        kwargs = dict(namespace=namespace, **quiet_ray_init_kwargs())
+        if address is None and runtime == "shared":
+            from rayka.clients import runtime as local
+
+            if idle_timeout_s is None and os.environ.get("RAYKA_IDLE_TIMEOUT"):
+                try:
+                    idle_timeout_s = local.parse_duration(os.environ["RAYKA_IDLE_TIMEOUT"])
+                except ValueError as exc:
+                    raise ConfigError(f"RAYKA_IDLE_TIMEOUT: {exc}") from None
+            local_runtime, _ = local.ensure(wanted or default_data_dir(), num_cpus=num_cpus,
+                                            idle_timeout_s=idle_timeout_s)
+            local.attach_env()
+            with _quiet_stderr():
+                ray.init(address=local_runtime.address, **kwargs)
+        elif address is None:
+            if num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            with _quiet_stderr():
+                ray.init(**kwargs)
+            started = True
+        else:
+            from rayka.clients.ray_auth import use_token
+            from rayka.clients.runtime import is_loopback, keep_loopback
+
+            if is_loopback(address):
+                keep_loopback()
+            use_token(create=False)
+            _check_reachable(address)
+            try:
+                with _quiet_stderr():
+                    ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                err = CoordinatorUnavailableError(
+                    f"cannot connect to the Ray cluster at {address} ({exc}); check the address, and if the "
+                    "cluster uses token authentication, put its token (ray get-auth-token on the head) in "
+                    "~/.ray/auth_token or $RAY_AUTH_TOKEN")
+                err.retriable = False
+                raise err from None
     coordinator = _ray.get_actor(_ray.coordinator_name(cluster_name), namespace)
     if coordinator is None:
         coordinator = start_coordinator(cluster_name, namespace, wanted or str(default_data_dir()))
     cluster = Cluster(coordinator, cluster_name=cluster_name, namespace=namespace, data_dir="",
                       started_ray=started)
+    cluster.runtime = local_runtime
     info = cluster.call("info")
     cluster.data_dir = info["data_dir"]
     if wanted is not None and wanted != info["data_dir"]:

@@ -1,9 +1,11 @@
-"""The ``rayka`` command line: topics, produce, consume, tail, groups, demo.
+"""The ``rayka`` command line: topics, produce, consume, tail, groups, runtime, demo.
 
 Every command connects like ``rayka.connect()``: to the Ray at ``--address``
-(or ``RAY_ADDRESS``), else to a local Ray it starts (embedded; the data dir
-keeps the topics between invocations, so what one run produces the next
-consumes).
+(or ``RAY_ADDRESS``), else to the shared local runtime of the data dir (started
+by the first command that needs it; ``rayka runtime stop`` ends it). Arguments
+are checked by click before anything connects. Ray's own logs, warnings and
+workers' output stay off the terminal unless ``--verbose``; Ctrl-C and SIGTERM
+end a command with exit code 130 / 143 and no traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -25,14 +29,80 @@ class ProduceFailed(click.ClickException):
     """Some records of ``rayka produce`` were not acknowledged (exit code 1)."""
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind (closing consumers and producers) and exit with 143."""
+
+
+_signalled: list[int] = []  # the exit code a signal asked for (130 / 143)
+
+
+def _on_sigterm(signum, frame):
+    _signalled.append(143)
+    raise _Terminated()
+
+
+def _on_sigint(signum, frame):
+    _signalled.append(130)
+    raise KeyboardInterrupt()
+
+
 def _connect(ctx: click.Context):
     import rayka
 
-    obj = ctx.find_root().obj
+    obj = _obj(ctx)
     if obj.get("cluster") is None:
         obj["cluster"] = rayka.connect(address=obj["address"], data_dir=obj["data_dir"],
                                        cluster_name=obj["cluster_name"], num_cpus=obj["num_cpus"])
+        signal.signal(signal.SIGTERM, _on_sigterm)  # ray.init installed its own (exit code 15)
+        signal.signal(signal.SIGINT, _on_sigint)
     return obj["cluster"]
+
+
+def _obj(ctx: click.Context) -> dict:
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {"address": None, "data_dir": None, "cluster_name": None, "num_cpus": None, "cluster": None}
+    return root.obj
+
+
+def _data_dir(ctx: click.Context):
+    from rayka.config import default_data_dir
+
+    return _obj(ctx)["data_dir"] or default_data_dir()
+
+
+def _set_global(name: str):
+    def callback(ctx, param, value):
+        if value is not None and value is not False:
+            _obj(ctx)[name] = value
+            if name == "verbose":
+                _set_verbose()
+        return value
+    return callback
+
+
+def _set_verbose() -> None:
+    os.environ["RAYKA_VERBOSE"] = "1"
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def connection_options(f):
+    """--address/--data-dir/--cluster/--num-cpus/--verbose, also accepted after the subcommand."""
+    options = [
+        click.option("--address", default=None, expose_value=False, callback=_set_global("address"),
+                     help="Ray cluster address (default: the data dir's shared local runtime)."),
+        click.option("--data-dir", default=None, type=click.Path(file_okay=False), expose_value=False,
+                     callback=_set_global("data_dir"), help="Where partitions keep their files."),
+        click.option("--cluster", default=None, expose_value=False, callback=_set_global("cluster_name"),
+                     help="Name of the rayka cluster on that Ray."),
+        click.option("--num-cpus", type=click.IntRange(min=1), default=None, expose_value=False,
+                     callback=_set_global("num_cpus"), help="CPUs of a local runtime this command starts."),
+        click.option("-v", "--verbose", is_flag=True, default=None, expose_value=False,
+                     callback=_set_global("verbose"), help="Show Ray's logs and workers' output."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def _admin(ctx: click.Context):
@@ -75,20 +145,26 @@ def _render():
 
 @click.group()
 @click.option("--address", envvar="RAYKA_ADDRESS", default=None,
-              help="Ray cluster address (default: the running Ray, else a local embedded one).")
+              help="Ray cluster address (default: the data dir's shared local runtime, started if needed).")
 @click.option("--data-dir", envvar="RAYKA_DATA_DIR", default=None, type=click.Path(file_okay=False),
               help="Where partitions keep their files (default ~/.rayka/data).")
 @click.option("--cluster", "cluster_name", envvar="RAYKA_CLUSTER", default=None,
               help="Name of the rayka cluster on that Ray (default 'default').")
-@click.option("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray (default: all).")
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of a local runtime this command starts (default: all).")
+@click.option("-v", "--verbose", is_flag=True, help="Show Ray's logs, warnings and workers' output.")
 @click.pass_context
 def cli(ctx, address, data_dir, cluster_name, num_cpus, verbose):
     """rayka: a Kafka-style log on Ray."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = {"address": address, "data_dir": data_dir, "cluster_name": cluster_name,
-               "num_cpus": num_cpus, "cluster": None}
+    if verbose:
+        _set_verbose()
+    obj = _obj(ctx)
+    for key, value in (("address", address), ("data_dir", data_dir), ("cluster_name", cluster_name),
+                       ("num_cpus", num_cpus)):
+        if value is not None:
+            obj[key] = value
 
 
 # -- topics --------------------------------------------------------------------------------------
@@ -100,23 +176,33 @@ def topics():
 
 
 @topics.command("create")
+@connection_options
 @click.argument("name")
-@click.option("-p", "--partitions", default=1, show_default=True, type=int)
-@click.option("--replication-factor", default=1, show_default=True, type=int)
+@click.option("-p", "--partitions", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("-c", "--config", "config", multiple=True, help="Topic config KEY=VALUE (e.g. retention.ms=3600000).")
 @click.option("--schema", default=None,
               help="Typed values: NAME:TYPE,... in pyarrow's type names (e.g. sym:string,px:double).")
 @click.pass_context
 def topics_create(ctx, name, partitions, replication_factor, config, schema):
     """Create topic NAME."""
+    from rayka.config import TopicConfig
+    from rayka.errors import ConfigError
+
+    config = _parse_config(config)
+    try:
+        TopicConfig.from_dict(config)  # checked before anything starts
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
     schema = _formats().parse_schema(schema) if schema is not None else None
     admin = _admin(ctx)
     desc = admin.create_topic(name, partitions=partitions, replication_factor=replication_factor,
-                              config=_parse_config(config), schema=schema)
+                              config=config, schema=schema)
     click.echo(f"created topic {desc.name} with {desc.num_partitions} partition(s)")
 
 
 @topics.command("list")
+@connection_options
 @_json_option
 @click.pass_context
 def topics_list(ctx, as_json):
@@ -129,6 +215,7 @@ def topics_list(ctx, as_json):
 
 
 @topics.command("describe")
+@connection_options
 @click.argument("name")
 @_json_option
 @click.pass_context
@@ -139,19 +226,53 @@ def topics_describe(ctx, name, as_json):
     if as_json:
         return _echo_json(_render().topic_description_json(desc))
     click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
-               f"messages {desc.messages}")
-    rows = [("partition", "start", "end", "messages", "bytes", "segments", "leader")]
+               f"messages {desc.messages}  size {human_bytes(sum(p.size_bytes or 0 for p in desc.partitions))}")
+    nodes = _node_names()
+    rows = [("partition", "start", "end", "messages", "size", "segments", "leader")]
     for p in desc.partitions:
         rows.append((p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
-                     p.size_bytes, p.segments, (p.leader or "-")[:12]))
+                     human_bytes(p.size_bytes), "-" if p.segments is None else p.segments,
+                     _node_label(p.leader, nodes)))
     _table(rows)
     for p in desc.partitions:
         for first, last in p.damaged_offsets:
             click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
-    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in sorted(desc.config.items())))
+    config = {k: v for k, v in sorted(desc.config.items()) if v is not None}
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
+def human_bytes(n) -> str:
+    """``1536`` -> ``"1.5 KiB"``; None -> ``"-"``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _node_names() -> dict[str, str]:
+    """Ray node id -> a short name: the node's name if it has one, else its address."""
+    import ray
+
+    try:
+        return {n["NodeID"]: n.get("NodeName") or n.get("NodeManagerAddress") or n["NodeID"][:8]
+                for n in ray.nodes()}
+    except Exception:  # only labels are at stake
+        return {}
+
+
+def _node_label(node_id, names: dict[str, str]) -> str:
+    if not node_id:
+        return "-"
+    name = names.get(node_id)
+    return f"{name} ({node_id[:8]})" if name else node_id[:8]
 
 
 @topics.command("delete")
+@connection_options
 @click.argument("name")
 @click.pass_context
 def topics_delete(ctx, name):
@@ -162,6 +283,7 @@ def topics_delete(ctx, name):
 
 
 @topics.command("alter-config")
+@connection_options
 @click.argument("name")
 @click.option("-c", "--config", "config", multiple=True, required=True,
               help="Topic config KEY=VALUE to change (repeatable); KEY= resets it to its default.")
@@ -180,6 +302,7 @@ def topics_alter_config(ctx, name, config):
 
 
 @topics.command("config")
+@connection_options
 @click.argument("name")
 @click.pass_context
 def topics_config(ctx, name):
@@ -210,6 +333,7 @@ in bulk with send_table; lines from stdin are sent as they come.
 
 
 @cli.command(help=_PRODUCE_HELP)
+@connection_options
 @click.argument("topic")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Send this .jsonl/.json, .csv or .parquet file in bulk.")
@@ -294,6 +418,7 @@ def _print_records(ctx, consumer, topic, *, fmt, max_records, timeout_ms, print_
 
 
 @cli.command()
+@connection_options
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")
 @_output_options
@@ -309,6 +434,7 @@ def consume(ctx, topic, from_beginning, group_id, **options):
 
 
 @cli.command()
+@connection_options
 @click.argument("topic")
 @_output_options
 @click.pass_context
@@ -340,8 +466,9 @@ def tail(ctx, topic, group_id, **options):
 
 
 @cli.command()
-@click.option("--messages", default=1_000_000, show_default=True, type=int)
-@click.option("--partitions", default=4, show_default=True, type=int)
+@connection_options
+@click.option("--messages", default=1_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--reset", is_flag=True, help="Replace the topic 'demo' (and group 'demo-group') if they exist.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: if it is a terminal).")
 @click.pass_context
@@ -357,6 +484,9 @@ def demo(ctx, messages, partitions, reset, progress):
 
     result = run_demo(cluster, messages=messages, partitions=partitions, echo=click.echo, reset=reset,
                       progress=want_progress(progress))
+    if cluster.runtime is not None:
+        click.echo(f"the local runtime keeps running at {cluster.runtime.address} for the next commands; "
+                   "`rayka runtime stop` stops it")
     if not result["ok"]:
         sys.exit(1)
 
@@ -370,6 +500,7 @@ def groups():
 
 
 @groups.command("list")
+@connection_options
 @_json_option
 @click.pass_context
 def groups_list(ctx, as_json):
@@ -382,6 +513,7 @@ def groups_list(ctx, as_json):
 
 
 @groups.command("describe")
+@connection_options
 @click.argument("group_id")
 @_json_option
 @click.pass_context
@@ -402,24 +534,30 @@ def groups_describe(ctx, group_id, as_json):
 
 
 @groups.command("reset-offsets")
+@connection_options
 @click.argument("group_id")
 @click.option("--topic", "topics", multiple=True, help="Only these topics (default: all the group committed).")
 @click.option("--to", "to", required=True, help="earliest | latest | an offset | ts:<epoch ms>")
 @click.pass_context
 def groups_reset(ctx, group_id, topics, to):
     """Move GROUP_ID's committed offsets (the group must have no active members)."""
-    admin = _admin(ctx)
     target: object = to
-    if to.startswith("ts:"):
-        target = {"timestamp_ms": int(to[3:])}
-    elif to not in ("earliest", "latest"):
-        target = int(to)
+    try:
+        if to.startswith("ts:"):
+            target = {"timestamp_ms": int(to[3:])}
+        elif to not in ("earliest", "latest"):
+            target = int(to)
+    except ValueError:
+        raise click.BadParameter(f"{to!r} is not earliest, latest, an offset or ts:<epoch ms>",
+                                 param_hint="--to") from None
+    admin = _admin(ctx)
     new = admin.reset_offsets(group_id, to=target, topics=list(topics) or None)
     for tp, off in sorted(new.items()):
         click.echo(f"{tp.topic}\t{tp.partition}\t{off}")
 
 
 @groups.command("delete")
+@connection_options
 @click.argument("group_id")
 @click.pass_context
 def groups_delete(ctx, group_id):
@@ -429,6 +567,90 @@ def groups_delete(ctx, group_id):
     click.echo(f"deleted group {group_id}")
 
 
+# -- runtime -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runtime():
+    """Show, start and stop the shared local runtime of the data dir."""
+
+
+def _parse_idle(ctx, param, value):
+    if value is None:
+        return None
+    from rayka.clients.runtime import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+@runtime.command("status")
+@connection_options
+@click.pass_context
+def runtime_status(ctx):
+    """Address, pid, uptime, topics and actors of the running runtime (exit 1 if none runs)."""
+    from rayka.clients import runtime as local
+    from rayka.coordinator.metadata import METADATA_FILE, MetadataStore
+
+    data_dir = _data_dir(ctx)
+    st = local.status(data_dir)
+    if st is None:
+        click.echo(f"no rayka runtime is running for {data_dir} (rayka runtime start starts one)")
+        sys.exit(1)
+    info = st["info"]
+    try:
+        topics = MetadataStore(os.path.join(info.data_dir, METADATA_FILE)).load()
+    except Exception:  # a half-written metadata file must not break status
+        topics = {}
+    idle = "off" if info.idle_timeout_s is None else f"{info.idle_timeout_s:g}s"
+    click.echo(f"running      {info.address}  pid {info.pid}  up {_uptime(st['uptime_s'])}")
+    click.echo(f"data dir     {info.data_dir}")
+    click.echo(f"started by   pid {info.owner.get('pid')} ({info.owner.get('user')}@{info.owner.get('host')})")
+    click.echo(f"clients      {st['drivers']} attached  idle timeout {idle}")
+    click.echo(f"topics       {len(topics)}" + (f" ({', '.join(sorted(topics)[:8])}"
+                                                  + (", ..." if len(topics) > 8 else "") + ")" if topics else ""))
+    click.echo(f"actors       {st['partitions_alive']} partition(s) alive, {st['actors_alive']} actor(s) in all; "
+               f"rayka clusters: {', '.join(st['coordinators']) or '-'}")
+
+
+@runtime.command("start")
+@connection_options
+@click.option("--idle-timeout", default=None, callback=_parse_idle,
+              help="Stop the runtime after no client was attached for this long (30m, 90s, 2h).")
+@click.pass_context
+def runtime_start(ctx, idle_timeout):
+    """Start the shared local runtime of the data dir (or show the running one)."""
+    from rayka.clients import runtime as local
+
+    info, started = local.start(_data_dir(ctx), num_cpus=_obj(ctx)["num_cpus"], idle_timeout_s=idle_timeout)
+    idle = "" if info.idle_timeout_s is None else f", idle timeout {info.idle_timeout_s:g}s"
+    click.echo(f"{'started' if started else 'already running'}: {info.address} (pid {info.pid}{idle})")
+
+
+@runtime.command("stop")
+@connection_options
+@click.pass_context
+def runtime_stop(ctx):
+    """Close rayka's actors cleanly, then stop the runtime's Ray head."""
+    from rayka.clients import runtime as local
+
+    data_dir = _data_dir(ctx)
+    info = local.stop(data_dir)
+    if info is None:
+        click.echo(f"no rayka runtime is running for {data_dir}")
+    else:
+        click.echo(f"stopped the runtime at {info.address} (pid {info.pid})")
+
+
 def _table(rows) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -436,20 +658,51 @@ def _table(rows) -> None:
 
 
 def main(argv=None) -> None:
-    """Entry point of the ``rayka`` script: rayka errors become one clear line and exit code 1."""
+    """Entry point of the ``rayka`` script: rayka errors become one clear line and exit code 1.
+
+    Ctrl-C exits with 130 and SIGTERM with 143, without a traceback.
+    """
     start = time.monotonic()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
+    if "-v" not in (argv or sys.argv[1:]) and "--verbose" not in (argv or sys.argv[1:]):
+        _quiet_ray_loggers()
     try:
         cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _exit_quietly(130)
+    except _Terminated:
+        _exit_quietly(143)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except (RaykaError, TypeError, ValueError) as exc:
+        if _signalled:
+            _exit_quietly(_signalled[0])
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except Exception:
+        # A signal raised inside a Ray call can come out wrapped (SystemError): still a clean exit.
+        if _signalled:
+            _exit_quietly(_signalled[0])
+        raise
     finally:
         logging.getLogger(__name__).debug("took %.1fs", time.monotonic() - start)
+
+
+def _quiet_ray_loggers() -> None:
+    # Ray logs through the "ray" logger tree; its warnings are not the user's business here.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+def _exit_quietly(code: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+    except Exception:  # a closed pipe: nothing more to say
+        pass
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── LogWriteError                a write to a partition log or coordinator file failed (retriable)
     │   └── DiskFullError            ... because the file system is full (ENOSPC, EDQUOT)
     ├── LogOpenError                 a partition's files cannot be opened; names the directory, cause, remedy
+    ├── LocalRuntimeError            the shared local runtime could not be started, reached or stopped
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -70,6 +71,7 @@ __all__ = [
     "LogWriteError",
     "DiskFullError",
     "LogOpenError",
+    "LocalRuntimeError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -291,6 +293,11 @@ class LogOpenError(RaykaError):
 
 def _rebuild_log_open_error(message, directory, cause):
     return LogOpenError(message, directory=directory, cause=cause)
+
+
+class LocalRuntimeError(RaykaError):
+    """The shared local runtime (the detached Ray head of a data dir) could not be started,
+    reached or stopped; the message names its log file (``<data_dir>/runtime.log``)."""
 
 
 class DuplicateSequenceError(RaykaError):

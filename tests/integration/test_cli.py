@@ -1,6 +1,7 @@
 """The rayka CLI, run in subprocesses: embedded across invocations, and against --address."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -19,9 +20,15 @@ def run(args, env, stdin=None, timeout=120):
 
 @pytest.fixture
 def embedded_env(tmp_path):
+    """The embedded default: the commands share the data dir's local runtime, stopped at the end."""
+    from rayka.clients import runtime
+
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYKA_ADDRESS")}
-    env.update(RAYKA_DATA_DIR=str(tmp_path / "data"), RAYKA_CLUSTER="default")
-    return env
+    env.update(RAYKA_DATA_DIR=str(tmp_path / "data"), RAYKA_CLUSTER="default", HOME=str(tmp_path))
+    yield env
+    run(["runtime", "stop"], env, timeout=60)
+    runtime._kill_head(runtime.temp_dir_for(env["RAYKA_DATA_DIR"]))
+    shutil.rmtree(runtime.temp_dir_for(env["RAYKA_DATA_DIR"]), ignore_errors=True)
 
 
 def test_embedded_cli_keeps_topics_and_records_between_invocations(embedded_env):
@@ -36,9 +43,11 @@ def test_embedded_cli_keeps_topics_and_records_between_invocations(embedded_env)
     assert out.returncode == 0, out.stderr.decode()
     got = sorted(out.stdout.decode().splitlines())
     assert got == sorted(l.decode() for l in lines.splitlines())
-    out = run(["--num-cpus", "1", "topics", "describe", "cli-t"], embedded_env)
+    out = run(["topics", "describe", "cli-t", "--num-cpus", "1"], embedded_env)
     assert out.returncode == 0 and b"messages 30" in out.stdout, out.stdout + out.stderr
+    assert b"None" not in out.stdout and b"B " in out.stdout  # sizes in human units
     assert Path(embedded_env["RAYKA_DATA_DIR"], "topics", "cli-t").is_dir()
+    assert Path(embedded_env["RAYKA_DATA_DIR"], "runtime.json").is_file()  # one runtime served them all
 
 
 def test_cli_against_an_address_shares_the_cluster(ray_session, tmp_path):

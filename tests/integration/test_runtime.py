@@ -1,0 +1,315 @@
+"""The shared local runtime: one detached loopback Ray head per data dir, in separate OS processes.
+
+Every test runs rayka in subprocesses with a fresh HOME (so a fresh Ray token) and
+its own data dir; none of them touches the test session's in-process Ray. Each
+test's teardown runs ``rayka runtime stop`` and then ends whatever is left of the
+heads it started (found by their Ray temp dir, never by name).
+"""
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rayka.clients import runtime
+
+pytestmark = pytest.mark.slow
+
+RAYKA = [sys.executable, "-m", "rayka.cli"]
+WORKER = [sys.executable, str(Path(__file__).with_name("_runtime_worker.py"))]
+NOISE = ("Traceback", "WARNING", "(raylet)", "(pid=", ".cc:", "INFO", "Ray runtime started")
+
+
+def wait_for(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class Lines:
+    """A subprocess's stdout lines, read by a thread so a test can wait for one with a deadline."""
+
+    def __init__(self, proc):
+        self.queue = queue.Queue()
+        threading.Thread(target=lambda: [self.queue.put(l.decode().strip()) for l in proc.stdout],
+                         daemon=True).start()
+
+    def wait(self, predicate, timeout_s, what):
+        deadline = time.monotonic() + timeout_s
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; saw {seen}")
+
+
+def make_env(tmp_path, name="data"):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAYKA_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+                        "RAYKA_IDLE_TIMEOUT", "RAYKA_VERBOSE")}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env.update(HOME=str(home), RAYKA_DATA_DIR=str(tmp_path / name), RAYKA_CLUSTER="default")
+    return env
+
+
+def cli(args, env, stdin=None, timeout=90):
+    return subprocess.run(RAYKA + args, input=stdin, env=env, capture_output=True, timeout=timeout)
+
+
+def assert_quiet(out, max_lines=20):
+    text = (out.stdout + out.stderr).decode()
+    assert out.returncode == 0, text
+    assert len(text.splitlines()) <= max_lines, text
+    for word in NOISE:
+        assert word not in text, f"{word!r} reached the terminal:\n{text}"
+    return out.stdout.decode()
+
+
+@pytest.fixture
+def local_envs(tmp_path):
+    """make(name) -> env for a data dir; every runtime started on them is stopped at the end."""
+    made = []
+
+    def make(name="data"):
+        env = make_env(tmp_path, name)
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        subprocess.run(RAYKA + ["runtime", "stop"], env=env, capture_output=True, timeout=60)
+        data_dir = env["RAYKA_DATA_DIR"]
+        info = runtime.read(data_dir)
+        if info is not None and info.watcher_pid:
+            try:
+                os.kill(info.watcher_pid, 9)
+            except OSError:
+                pass
+        runtime._kill_head(runtime.temp_dir_for(data_dir), timeout_s=5)
+        shutil.rmtree(runtime.temp_dir_for(data_dir), ignore_errors=True)
+
+
+def head_pids(data_dir):
+    return [p.pid for p in runtime._head_processes(runtime.temp_dir_for(data_dir))
+            if p.name().startswith("gcs_server")]
+
+
+def test_start_attach_status_stop_and_a_stale_file(local_envs):
+    env = local_envs()
+    data_dir = env["RAYKA_DATA_DIR"]
+    out = cli(["runtime", "start", "--num-cpus", "2"], env)
+    assert out.returncode == 0 and out.stdout.startswith(b"started: 127.0.0.1:"), out.stdout + out.stderr
+    info = runtime.read(data_dir)
+    assert info is not None and psutil.pid_exists(info.pid) and info.address.startswith("127.0.0.1:")
+    assert json.loads(Path(data_dir, "runtime.json").read_text())["owner"]["pid"] > 0
+    again = cli(["runtime", "start"], env)
+    assert again.stdout.startswith(b"already running") and runtime.read(data_dir).pid == info.pid
+
+    assert_quiet(cli(["topics", "create", "orders", "-p", "2"], env))
+    attach = subprocess.run(WORKER[:1] + ["-c", "import rayka; c = rayka.connect(); print(c.runtime.pid)"],
+                            env=env, capture_output=True, timeout=60)
+    assert attach.returncode == 0 and int(attach.stdout) == info.pid, attach.stderr.decode()
+
+    # A process that runs its own Ray on the same data dir cannot take the partitions' locks:
+    # one clear line naming the holder and the fix, no restart loop.
+    own = subprocess.run(WORKER[:1] + ["-c", "import rayka\ntry:\n    rayka.connect(runtime='process', num_cpus=1)\n"
+                                       "    rayka.Admin().describe_topic('orders')\nexcept rayka.errors.RaykaError as e:"
+                                       "\n    print(type(e).__name__, e)"],
+                         env=env, capture_output=True, timeout=90)
+    assert own.stdout.startswith(b"LogDirLockedError partition directory"), own.stdout + own.stderr[-3000:]
+    assert b"held by pid" in own.stdout and b"rayka runtime stop" in own.stdout
+    assert len(own.stdout.splitlines()) == 1 and b"Traceback" not in own.stderr, own.stderr[-3000:]
+
+    status = assert_quiet(cli(["runtime", "status"], env))
+    assert info.address in status and f"pid {info.pid}" in status
+    assert "topics       1 (orders)" in status and "2 partition(s) alive" in status
+
+    stopped = cli(["runtime", "stop"], env)
+    assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
+    assert not psutil.pid_exists(info.pid) and head_pids(data_dir) == []
+    assert not Path(data_dir, "runtime.json").exists() and not Path(info.temp_dir).exists()
+    out = cli(["runtime", "status"], env)
+    assert out.returncode == 1 and b"no rayka runtime is running" in out.stdout
+
+    # A runtime.json left by a head that died is replaced; the topics are still in the data dir.
+    Path(data_dir, "runtime.json").write_text(json.dumps({**json.loads(info.to_json()), "pid": 999999}))
+    listing = assert_quiet(cli(["topics", "list"], env))
+    assert listing.split() == ["orders"]
+    fresh = runtime.read(data_dir)
+    assert fresh.pid != 999999 and psutil.pid_exists(fresh.pid) and len(head_pids(data_dir)) == 1
+
+
+def test_concurrent_first_starts_make_one_head_and_two_data_dirs_two(local_envs):
+    env_a, env_b = local_envs("a"), local_envs("b")
+    code = "import rayka; c = rayka.connect(num_cpus=1); print(c.runtime.pid, c.runtime.port)"
+    procs = [subprocess.Popen(WORKER[:1] + ["-c", code], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for e in (env_a, env_a, env_b)]
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1].decode()[-2000:] for o in outs]
+    (pid1, port1), (pid2, port2), (pid_b, port_b) = [tuple(map(int, o[0].split())) for o in outs]
+    assert pid1 == pid2 and port1 == port2, "two first starts on one data dir started two heads"
+    assert len(head_pids(env_a["RAYKA_DATA_DIR"])) == 1
+    assert pid_b != pid1 and port_b != port1
+    assert head_pids(env_b["RAYKA_DATA_DIR"]) == [pid_b]
+
+
+def test_idle_timeout_stops_the_runtime_only_when_no_client_is_attached(local_envs):
+    env = local_envs()
+    data_dir = env["RAYKA_DATA_DIR"]
+    # A client attaches first (starting the runtime), then the timeout is set on the running runtime.
+    holder = subprocess.Popen(WORKER[:1] + ["-c", "import rayka, sys; rayka.connect(num_cpus=1); print('ready', "
+                                            "flush=True); sys.stdin.readline()"],
+                              env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"ready"
+    out = cli(["runtime", "start", "--idle-timeout", "3s"], env)
+    assert out.returncode == 0 and b"already running" in out.stdout and b"idle timeout 3s" in out.stdout, out.stdout
+    info = runtime.read(data_dir)
+    assert info.idle_timeout_s == 3 and psutil.pid_exists(info.watcher_pid)
+    # While the client stays attached for longer than the timeout, the runtime keeps running.
+    attached_at = time.monotonic()
+    wait_for(lambda: time.monotonic() - attached_at > 5, 10, "five seconds with a client attached")
+    assert runtime.find(data_dir) is not None, "the runtime stopped while a client was attached"
+    holder.communicate(b"\n", timeout=30)
+    # Once it is gone, the runtime stops by itself: actors closed, head ended, file removed.
+    wait_for(lambda: not Path(data_dir, "runtime.json").exists(), 40, "the idle runtime to stop")
+    wait_for(lambda: not psutil.pid_exists(info.pid), 20, "the head to exit")
+    assert head_pids(data_dir) == []
+
+
+def test_producer_two_group_consumers_and_the_cli_share_one_runtime(local_envs, tmp_path):
+    env = local_envs()
+    total = 3000
+    assert_quiet(cli(["topics", "create", "orders", "-p", "4"], env))
+    stop = tmp_path / "stop"
+    outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
+
+    def consumer(out):
+        return subprocess.Popen(WORKER + ["consume", "orders", "g", str(out), str(stop)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def seen():
+        return set().union(*(set(o.read_text().split()) if o.exists() else set() for o in outs))
+
+    first = consumer(outs[0])
+    first_lines = Lines(first)
+    try:
+        first_lines.wait(lambda l: l == "assigned 0,1,2,3", 60, "the first member to own every partition")
+        gate = tmp_path / "gate"
+        producer = subprocess.Popen(WORKER + ["produce", "orders", str(total), str(gate)], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert producer.stdout.readline().strip() == b"half"
+        wait_for(lambda: outs[0].exists() and outs[0].stat().st_size > 0, 60, "the first consumer's records")
+        second = consumer(outs[1])
+        second_lines = Lines(second)
+        for args in (["topics", "describe", "orders"], ["groups", "describe", "g"], ["topics", "list"]):
+            assert_quiet(cli(args, env))
+        # cooperative-sticky: the first member gives up the two partitions that move, the second gets them
+        revoked = first_lines.wait(lambda l: l.startswith("revoked ") and l != "revoked ", 60, "a revocation")
+        assert len(revoked.split(" ")[1].split(",")) == 2, revoked
+        second_lines.wait(lambda l: l.startswith("assigned ") and l != "assigned ", 60, "the second's partitions")
+        gate.touch()  # the second half goes to a group of two
+        p_out, p_err = producer.communicate(timeout=90)
+        assert producer.returncode == 0 and p_out.strip() == f"acked {total}".encode(), p_err.decode()[-2000:]
+        wanted = {f"v-{i}" for i in range(total)}
+        wait_for(lambda: seen() >= wanted, 60, "every acknowledged record to be consumed")
+        assert seen() == wanted
+        assert all(o.read_text() for o in outs), "both members consumed records"
+        describe = assert_quiet(cli(["groups", "describe", "g"], env))
+        assert "members 2" in describe
+    finally:
+        stop.touch()
+        for p in (first, locals().get("second")):
+            if p is not None:
+                try:
+                    p.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    assert first.returncode == 0
+
+
+def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cleanly(local_envs):
+    env = local_envs()
+    out = assert_quiet(cli(["topics", "create", "quiet", "-p", "1", "--num-cpus", "1"], env), max_lines=2)
+    assert out.strip() == "created topic quiet with 1 partition(s)"
+    out = cli(["produce", "quiet"], env, stdin=b"a\nb\n")
+    assert assert_quiet(out, max_lines=1) == "" and out.stderr.strip() == b"produced 2 record(s) to quiet"
+    out = cli(["consume", "quiet", "--from-beginning", "--max", "2", "--timeout-ms", "5000",
+               "--data-dir", env["RAYKA_DATA_DIR"]], env)
+    assert assert_quiet(out, max_lines=3).splitlines() == ["a", "b"]
+    describe = assert_quiet(cli(["topics", "describe", "quiet"], env))
+    assert "None" not in describe and " B " in describe or "KiB" in describe
+    loud = cli(["topics", "list", "--verbose"], env)
+    assert loud.returncode == 0 and b"INFO" in loud.stderr, loud.stderr.decode()
+    # A consume ended by SIGTERM or Ctrl-C exits with 143 / 130, no traceback.
+    for sig, code in ((15, 143), (2, 130)):
+        proc = subprocess.Popen(RAYKA + ["consume", "quiet", "--group", "g"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for(lambda: any(m["group_id"] == "g" and m["members"] for m in _groups(env)), 60, "the member")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == code, err.decode()
+        assert b"Traceback" not in err and len(err.splitlines()) <= 1, err.decode()
+
+
+def _groups(env):
+    out = cli(["groups", "list"], env)
+    rows = [line.split("\t") for line in out.stdout.decode().splitlines()]
+    return [{"group_id": r[0], "members": int(r[2].split()[0])} for r in rows if len(r) == 3]
+
+
+def test_bad_arguments_are_refused_before_anything_starts(local_envs):
+    env = local_envs()
+    for args in (["topics", "create", "x", "--partitions", "many"], ["runtime", "start", "--idle-timeout", "soon"],
+                 ["consume"], ["topics", "list", "--num-cpus", "0"], ["topics", "create", "x", "-p", "0"],
+                 ["topics", "create", "x", "-c", "retention.ms=soon"], ["topics", "create", "x", "-c", "colour=red"],
+                 ["groups", "reset-offsets", "g", "--to", "yesterday"]):
+        out = cli(args, env, timeout=30)
+        assert out.returncode == 2 and b"Error" in out.stderr, out.stderr
+    assert runtime.read(env["RAYKA_DATA_DIR"]) is None and head_pids(env["RAYKA_DATA_DIR"]) == []
+    # An address where nothing listens: one line at once, not minutes of Ray's retries.
+    out = cli(["topics", "list", "--address", "127.0.0.1:1"], env, timeout=30)
+    assert out.returncode == 1 and out.stderr.startswith(b"error: nothing answers at the Ray address 127.0.0.1:1")
+    assert len(out.stderr.splitlines()) == 1 and out.stdout == b""
+
+
+def test_a_head_started_by_hand_with_token_auth_is_attached_with_address(local_envs, tmp_path):
+    env = local_envs()
+    env.pop("RAY_AUTH_MODE", None)
+    token = tmp_path / "home" / ".ray" / "auth_token"
+    token.parent.mkdir(parents=True)
+    token.write_text("0123456789abcdef0123456789abcdef")  # with a token, `ray start --head` turns auth on
+    temp_dir = tempfile.mkdtemp(prefix="rk-hand-", dir="/tmp")  # Ray's socket paths must stay short
+    port = runtime._free_ports(1)[0]
+    head_env = dict(env, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    try:
+        out = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+                              "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--num-cpus=1",
+                              f"--temp-dir={temp_dir}"], env=head_env, capture_output=True, timeout=90)
+        assert out.returncode == 0 and b"Token authentication is enabled" in out.stderr + out.stdout, out.stderr
+        address = f"127.0.0.1:{port}"
+        assert_quiet(cli(["topics", "create", "by-hand", "--address", address], env))
+        listing = assert_quiet(cli(["--address", address, "topics", "list"], env))
+        assert listing.split() == ["by-hand"]
+        assert runtime.read(env["RAYKA_DATA_DIR"]) is None  # no local runtime was started beside it
+    finally:
+        runtime._kill_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
