@@ -63,7 +63,7 @@ class PartitionState:
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
                  "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
                  "retry_at", "schema", "lookup", "lookup_since", "unavailable", "failures", "error",
-                 "error_offset")
+                 "error_offset", "open_error")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
