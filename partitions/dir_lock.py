@@ -57,8 +57,9 @@ class DirLock:
             raise LogDirLockedError(
                 f"partition directory {self.path.parent} is in use by another partition log "
                 f"({self._owner()}); two rayka clusters (or two partition actors) must not share "
-                "one data directory. Stop the other one, or give this cluster its own data_dir "
-                "(RAYKA_DATA_DIR)"
+                "one data directory. Stop the other one (the shared local runtime: connect without an "
+                "address so that every process attaches to it, or `rayka runtime stop`), or give this "
+                "cluster its own data_dir (RAYKA_DATA_DIR)"
             ) from None
         self._close = weakref.finalize(self, os.close, fd)
         try:

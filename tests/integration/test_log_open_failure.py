@@ -107,6 +107,6 @@ def test_a_topic_whose_partition_cannot_open_can_still_be_deleted(cluster, admin
     segment = sorted(partition_dir.glob("*.arrows"))[-1]
     segment.write_bytes(os.urandom(segment.stat().st_size))
     ray.kill(handles[0], no_restart=False)
-    _first_log_open_error(lambda: admin.describe_topic("doomed"), timeout_s=60)
+    _first_log_open_error(lambda: _raise_partition_error(admin, "doomed", 0), timeout_s=60)
     admin.delete_topic("doomed")
     assert "doomed" not in admin.list_topics() and not partition_dir.exists()

@@ -132,8 +132,9 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     # A process that runs its own Ray on the same data dir cannot take the partitions' locks:
     # one clear line naming the holder and the fix, no restart loop.
     own = subprocess.run(WORKER[:1] + ["-c", "import rayka\ntry:\n    rayka.connect(runtime='process', num_cpus=1)\n"
-                                       "    rayka.Admin().describe_topic('orders')\nexcept rayka.errors.RaykaError as e:"
-                                       "\n    print(type(e).__name__, e)"],
+                                       "    with rayka.Producer() as p:\n"
+                                       "        p.send('orders', value=b'x', partition=0).get(60)\n"
+                                       "except rayka.errors.RaykaError as e:\n    print(type(e).__name__, e)"],
                          env=env, capture_output=True, timeout=90)
     assert own.stdout.startswith(b"LogDirLockedError partition directory"), own.stdout + own.stderr[-3000:]
     assert b"held by pid" in own.stdout and b"rayka runtime stop" in own.stdout
@@ -259,15 +260,34 @@ def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cle
     assert "None" not in describe and " B " in describe or "KiB" in describe
     loud = cli(["topics", "list", "--verbose"], env)
     assert loud.returncode == 0 and b"INFO" in loud.stderr, loud.stderr.decode()
-    # A consume ended by SIGTERM or Ctrl-C exits with 143 / 130, no traceback.
-    for sig, code in ((15, 143), (2, 130)):
+    # A consume ended by SIGTERM or Ctrl-C stops the normal way: it leaves its group, commits
+    # and exits 0, no traceback.
+    for sig in (15, 2):
         proc = subprocess.Popen(RAYKA + ["consume", "quiet", "--group", "g"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for(lambda: any(m["group_id"] == "g" and m["members"] for m in _groups(env)), 60, "the member")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
+        assert b"Traceback" not in err and err.strip().startswith(b"consumed "), err.decode()
+        assert not any(m["group_id"] == "g" and m["members"] for m in _groups(env))
+    # Any other command killed by SIGTERM or Ctrl-C (here produce, waiting on its stdin) exits
+    # with 143 / 130, no traceback.
+    for sig, code in ((15, 143), (2, 130)):
+        proc = subprocess.Popen(RAYKA + ["produce", "quiet"], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdin.write(b"c\n")
+        proc.stdin.flush()
+        wait_for(lambda: _end_offset(env, "quiet") >= 3 + (code == 130), 60, "the record produced")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
         assert proc.returncode == code, err.decode()
         assert b"Traceback" not in err and len(err.splitlines()) <= 1, err.decode()
+
+
+def _end_offset(env, topic):
+    out = cli(["topics", "describe", topic, "--json"], env)
+    return sum(p["log_end_offset"] for p in json.loads(out.stdout)["partitions"])
 
 
 def _groups(env):
