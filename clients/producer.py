@@ -45,6 +45,7 @@ from rayka.clients.record_checks import (
     check_timestamp,
     check_topic,
 )
+from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
 from rayka.clients.serde import check_bytes, check_row, table_from
@@ -202,22 +203,26 @@ class Producer(Sender):
             key = self._key_ser(key)
         if self._value_ser is not None and value is not None:
             value = self._value_ser(value)
-        size = check_bytes(key, "key", "key_serializer") if key is not None else 0
         if key is not None and type(key) is not bytes:
+            check_bytes(key, "key", "key_serializer")
             key = bytes(key)  # bytearray/memoryview: hashable for the partitioner, one Arrow type
         if t.value_schema is None:
-            size += check_bytes(value, "value", "value_serializer") if value is not None else 0
             if value is not None and type(value) is not bytes:
-                value = bytes(value)
+                check_bytes(value, "value", "value_serializer")
+                value = bytes(value)  # a memoryview's len() counts items, not bytes
+            value_bits = 8 * len(value) if value is not None else 0
         else:
-            size += check_row(value, t.value_schema, topic)
+            value_bits = check_row(value, t.value_schema, topic)
+        header_bytes = 0
         if headers is not None:
             headers, header_bytes = check_headers(headers)
-            size += header_bytes
+        # The partition's own rule (rayka.partitions.record_size), so it cannot refuse what passes here.
+        size = bytes_record_size(key, value_bits, header_bytes)
         if size > t.max_message_bytes:
             raise RecordTooLargeError(
                 f"record of {size} bytes is over topic {topic!r}'s max.message.bytes "
-                f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes"
+                f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes",
+                max_message_bytes=t.max_message_bytes,
             )
         if partition is not None:
             partition = check_partition_type(partition)
@@ -232,6 +237,8 @@ class Producer(Sender):
             ts = check_timestamp(timestamp_ms)
             self._check_age(t, ts)
         with self._cv:
+            if self._closing:  # checked again under the lock: the sender may have stopped meanwhile
+                raise ProducerClosedError("send() on a closed Producer; create a new one")
             if self._buffered + size > self.buffer_memory:
                 self._wait_for_room(size)
             if partition is None:
@@ -241,7 +248,7 @@ class Producer(Sender):
             if batch is None:
                 batch = self._open[tp] = ProduceBatch(topic, partition, t.value_schema)
                 self._cv.notify()
-            index = batch.add(key, value, ts, headers, size + 16)
+            index = batch.add(key, value, ts, headers, size)
             self._buffered += size + 16
             if batch.nbytes >= self.batch_size:
                 self._cv.notify()
