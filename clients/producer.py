@@ -23,6 +23,8 @@ batch shared with others, and nothing that would fail the batch may get in.
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import time
 import uuid
@@ -111,11 +113,23 @@ class Producer(Sender):
         refuse_unknown("Producer", unknown, _OPTIONS, PRODUCER_EQUIVALENTS)
         if acks not in (0, 1, -1, "all", "1", "0"):
             raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
-        for name, value in (("linger_ms", linger_ms), ("batch_size", batch_size),
-                            ("buffer_memory", buffer_memory), ("max_block_ms", max_block_ms),
+        for name, value in (("batch_size", batch_size), ("buffer_memory", buffer_memory)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"{name} must be a whole number of bytes >= 0, got {value!r}")
+        for name, value in (("linger_ms", linger_ms), ("max_block_ms", max_block_ms),
                             ("delivery_timeout_ms", delivery_timeout_ms), ("retry_backoff_ms", retry_backoff_ms)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                    or value < 0):
+                raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {value!r}")
+        if not isinstance(idempotent, bool):
+            raise ConfigError(f"idempotent must be True or False, got {idempotent!r}")
+        for name, value in (("key_serializer", key_serializer), ("value_serializer", value_serializer)):
+            if value is not None and not callable(value):
+                raise ConfigError(
+                    f"{name} must be a callable that returns bytes (e.g. str.encode, or "
+                    f"lambda v: json.dumps(v).encode()), got {type(value).__name__} {value!r:.40}"
+                )
+        batch_size, buffer_memory = int(batch_size), int(buffer_memory)
         self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
         self.linger_s = linger_ms / 1000.0
         self.batch_size = batch_size
@@ -265,7 +279,8 @@ class Producer(Sender):
             raise ProducerClosedError("send_table() on a closed Producer; create a new one")
         t = self._topic(check_topic(topic))
         if partition is not None:
-            check_partition_range(check_partition_type(partition), topic, t.partitions)
+            partition = check_partition_type(partition)  # an int: np.int64(1) answers as 1
+            check_partition_range(partition, topic, t.partitions)
         table = check_table_columns(table_from(data, t.value_schema, topic), topic, t.partitions)
         if "timestamp_ms" in table.column_names and table.num_rows:
             oldest = pc.min(table.column("timestamp_ms")).as_py()
@@ -306,6 +321,13 @@ class Producer(Sender):
         return TableFuture(batches, [chunk.num_rows for _, chunk in chunks])
 
     def _wait_for_room(self, size: int) -> None:
+        if in_callback():
+            # This thread completes batches: while it waits, no room is freed. Refuse at once.
+            raise BufferFullError(
+                f"producer buffer ({self.buffer_memory} bytes) is full, and send() in a producer callback "
+                "cannot wait for room (the callback holds up the completions that free it); send from "
+                "your own thread, or raise buffer_memory"
+            )
         deadline = time.monotonic() + self.max_block_s
         self._flushing += 1  # hand everything off so memory frees up
         try:
@@ -342,18 +364,45 @@ class Producer(Sender):
                 self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the sender. Further sends raise ProducerClosedError."""
+        """Flush, then stop the sender; further sends raise ProducerClosedError.
+
+        With ``timeout`` (seconds), close takes at most about that long, as Kafka's
+        ``close(timeout)``: records not yet handed to their partition by then fail with
+        ProducerClosedError (their futures and errbacks say so); batches already in flight
+        still complete when their partition answers. close() itself does not raise.
+        """
         if self._closed:
             return
         _refuse_in_callback("close")
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self.flush(timeout)
+        except KafkaTimeoutError:
+            self._abandon_unsent(timeout)
         finally:
             with self._cv:
                 self._closing = True
                 self._cv.notify()
-            self._sender.join(timeout)
+            self._sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._closed = True
+
+    def _abandon_unsent(self, timeout: float) -> None:
+        """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
+        with self._cv:
+            self._closing = True
+            unsent = list(self._open.values()) + [b for q in self._queued.values() for b in q]
+            self._open.clear()
+            self._queued.clear()
+            for batch in unsent:
+                self._buffered -= batch.nbytes
+                self._metrics.failed(batch.topic, batch.count)
+            self._cv.notify_all()
+        error = ProducerClosedError(
+            f"the producer was closed with timeout={timeout}s before this record was sent; it was not "
+            "written. Close with a longer timeout (or none) to wait for every record"
+        )
+        for batch in unsent:
+            batch.fail(error)
 
     def __enter__(self) -> "Producer":
         return self

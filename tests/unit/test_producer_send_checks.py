@@ -262,3 +262,80 @@ def test_a_send_racing_close_is_refused_not_left_pending(fake):
     thread.join(10)
     # The sender has stopped: a future now could never complete.
     assert "error" in out and "future" not in out and part.log.log_end_offset == 0
+
+
+@pytest.mark.parametrize("option,value", [
+    ("batch_size", float("nan")), ("batch_size", 1.5), ("buffer_memory", 2.5), ("linger_ms", float("inf")),
+    ("linger_ms", float("nan")), ("max_block_ms", -1), ("delivery_timeout_ms", True), ("idempotent", "no"),
+    ("idempotent", 0), ("key_serializer", "str"), ("value_serializer", 5),
+])
+def test_a_bad_producer_option_is_a_config_error_naming_it(fake, option, value):
+    with pytest.raises(rayka.errors.ConfigError, match=option):
+        rayka.Producer(cluster=fake, **{option: value})
+
+
+def test_send_table_partition_given_as_a_numpy_int_answers_with_ints(fake):
+    fake.create_topic("t", partitions=2)
+    with rayka.Producer(cluster=fake) as producer:
+        result = producer.send_table("t", pa.table({"value": [b"a"]}), partition=np.int64(1)).get(10)
+    assert result == [(1, 0, 1)] and type(result[0][0]) is int
+
+
+def test_send_table_refuses_an_offset_column(fake):
+    logs = fake.create_topic("t", partitions=1)
+    with rayka.Producer(cluster=fake) as producer:
+        with pytest.raises(InvalidRecordError, match="'offset'.*assigned by the partition"):
+            producer.send_table("t", pa.table({"value": [b"a"], "offset": [5]}))
+    assert logs[0].log.log_end_offset == 0
+
+
+def test_send_in_a_callback_with_the_buffer_full_raises_at_once(fake):
+    first_part, held_part = fake.create_topic("t", partitions=2)
+    first_part.gate.clear()
+    held_part.gate.clear()  # holds 3000 bytes of the buffer until the end
+    producer = rayka.Producer(cluster=fake, buffer_memory=10_000, max_block_ms=20_000, linger_ms=0)
+    errors = []
+
+    def callback(_):
+        try:
+            producer.send("t", value=b"y" * 9000, partition=0)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    first = producer.send("t", value=b"x" * 3000, partition=0)
+    held = producer.send("t", value=b"x" * 3000, partition=1)
+    first.add_callback(callback)
+    started = time.monotonic()
+    first_part.gate.set()
+    deadline = time.monotonic() + 15
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Blocking would have waited max_block_ms (20 s): the completing thread frees no room while it waits.
+    assert time.monotonic() - started < 10
+    assert [type(e) for e in errors] == [rayka.errors.BufferFullError] and "callback" in str(errors[0])
+    held_part.gate.set()
+    producer.flush(timeout=30)
+    assert first.get(0).offset == 0 and held.get(0).offset == 0
+    producer.close()
+
+
+def test_close_with_a_timeout_takes_about_that_long_fails_the_unsent_and_returns(fake):
+    (part,) = fake.create_topic("t", partitions=1)
+    part.gate.clear()  # the first batch is held in flight; the next waits behind it, unsent
+    producer = rayka.Producer(cluster=fake, linger_ms=0)
+    held = producer.send("t", value=b"a", partition=0)
+    deadline = time.monotonic() + 10
+    while producer._inflight.get(("t", 0)) is not held._batch or held._batch.sequence < 0:
+        assert time.monotonic() < deadline, "the first batch was never sent"
+        time.sleep(0.005)
+    unsent = producer.send("t", value=b"b", partition=0)
+    started = time.monotonic()
+    producer.close(timeout=0.5)
+    took = time.monotonic() - started
+    assert 0.4 < took < 0.9
+    assert isinstance(unsent.exception(0), ProducerClosedError) and "closed with timeout" in str(
+        unsent.exception(0))
+    part.gate.set()
+    assert held.get(10).offset == 0  # in flight when close gave up: it still completes
+    with pytest.raises(ProducerClosedError):
+        producer.send("t", value=b"c")
