@@ -36,7 +36,7 @@ import ray
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
-from rayka.clients.options import PRODUCER_EQUIVALENTS, refuse_unknown
+from rayka.clients.kafka_names import refuse_unknown
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.producer_metrics import ProducerMetrics
 from rayka.clients.record_checks import (
@@ -110,7 +110,7 @@ class Producer(Sender):
         cluster: Cluster | None = None,
         **unknown,
     ):
-        refuse_unknown("Producer", unknown, _OPTIONS, PRODUCER_EQUIVALENTS)
+        refuse_unknown("Producer", unknown, _OPTIONS)
         if acks not in (0, 1, -1, "all", "1", "0"):
             raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
         for name, value in (("batch_size", batch_size), ("buffer_memory", buffer_memory)):
