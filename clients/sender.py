@@ -110,6 +110,10 @@ class Sender:
                 self._metrics.retried(batch.topic)
             threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
             return
+        if isinstance(error, RecordTooLargeError) and error.max_message_bytes:
+            topic = self._topics.get(batch.topic)
+            if topic is not None and error.max_message_bytes < topic.max_message_bytes:
+                topic.max_message_bytes = error.max_message_bytes  # later sends check the partition's limit
         if (isinstance(error, RecordTooLargeError) and batch.sizes and batch.splits < 3
                 and not batch.event.is_set()):
             # Checked against a limit that was lowered since (alter_topic_config): split by the
