@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayka.errors import InvalidRecordError, SchemaMismatchError
-from rayka.partitions.record_size import column_bits, fixed_bits
+from rayka.partitions.record_size import scalar_bits
 
 __all__ = ["check_bytes", "check_row", "table_from"]
 
@@ -31,7 +31,7 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
 
     Checked in ``send()``, so a value that does not fit raises there, naming the column,
     instead of failing the whole batch it would have joined. Each column is converted as
-    the batch will be (``pa.array(..., type)``), and a conversion that would change the
+    the batch will be (pyarrow's converter from Python, to the column's type), and a conversion that would change the
     value (1.5 into an int column) is refused, as ``send_table`` refuses it.
     """
     if not isinstance(value, dict):
@@ -46,27 +46,43 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
             f"its value columns are {schema.names} (column names are str)"
         )
     bits = 0
-    for field in schema:
-        item = value.get(field.name)
+    for name, typ, nullable, lossy_check in _fields(schema):
+        item = value.get(name)
         if item is None:
-            if not field.nullable:
-                raise SchemaMismatchError(f"value lacks the non-nullable column {field.name!r} of topic {topic!r}")
+            if not nullable:
+                raise SchemaMismatchError(f"value lacks the non-nullable column {name!r} of topic {topic!r}")
             continue
-        width = fixed_bits(field.type)
         try:
-            array = pa.array([item], type=field.type)
+            # Converted as ProduceBatch.build converts the column (pyarrow's converter from Python).
+            scalar = pa.scalar(item, type=typ)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
                 ArithmeticError) as exc:
             raise SchemaMismatchError(
-                f"column {field.name!r} of topic {topic!r} is {field.type}; {item!r:.80} does not fit: {exc}"
+                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} does not fit: {exc}"
             ) from None
-        if _lossy(item, field.type):
+        if lossy_check and _lossy(item, typ):
             raise SchemaMismatchError(
-                f"column {field.name!r} of topic {topic!r} is {field.type}; {item!r:.80} would lose its "
+                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} would lose its "
                 "fraction: round it first (send_table refuses it too)"
             )
-        bits += width if width is not None else int(column_bits(array)[0])
+        bits += scalar_bits(scalar)
     return bits
+
+
+_FIELDS: dict = {}
+
+
+def _fields(schema: pa.Schema) -> list:
+    """(name, type, nullable, may be lossy) per column, computed once per schema (send() runs this)."""
+    cached = _FIELDS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        fields = [(f.name, f.type, f.nullable, pa.types.is_integer(f.type) or (
+            (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_integer(f.type.value_type)))
+            for f in schema]
+        if len(_FIELDS) > 64:
+            _FIELDS.clear()
+        cached = _FIELDS[id(schema)] = (schema, fields)
+    return cached[1]
 
 
 def _lossy(item, typ: pa.DataType) -> bool:
