@@ -15,7 +15,11 @@ never writes a record twice, and per-partition order holds.
 
 Memory is bounded: records waiting or in flight take at most ``buffer_memory``
 bytes; ``send()`` blocks up to ``max_block_ms`` for room, then raises
-BufferFullError.
+BufferFullError (at once inside a callback).
+
+A batch the partition refuses because the topic's ``max.message.bytes`` was lowered
+after its records were checked is split (sender._split): the records over the new
+limit fail, the others are sent again under a new sequence.
 
 Bad input is refused by the call that was wrong (record_checks): a record joins a
 batch shared with others, and nothing that would fail the batch may get in.
@@ -23,8 +27,6 @@ batch shared with others, and nothing that would fail the batch may get in.
 
 from __future__ import annotations
 
-import math
-import numbers
 import threading
 import time
 import uuid
@@ -37,6 +39,7 @@ from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableF
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
 from rayka.clients.kafka_names import refuse_unknown
+from rayka.clients.producer_options import PRODUCER_OPTIONS, check_producer_options
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.producer_metrics import ProducerMetrics
 from rayka.clients.record_checks import (
@@ -53,7 +56,6 @@ from rayka.clients.sender import Sender
 from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
-    ConfigError,
     InvalidCallError,
     KafkaTimeoutError,
     OldTimestampWarning,
@@ -110,25 +112,11 @@ class Producer(Sender):
         cluster: Cluster | None = None,
         **unknown,
     ):
-        refuse_unknown("Producer", unknown, _OPTIONS)
-        if acks not in (0, 1, -1, "all", "1", "0"):
-            raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
-        for name, value in (("batch_size", batch_size), ("buffer_memory", buffer_memory)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise ConfigError(f"{name} must be a whole number of bytes >= 0, got {value!r}")
-        for name, value in (("linger_ms", linger_ms), ("max_block_ms", max_block_ms),
-                            ("delivery_timeout_ms", delivery_timeout_ms), ("retry_backoff_ms", retry_backoff_ms)):
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-                    or value < 0):
-                raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {value!r}")
-        if not isinstance(idempotent, bool):
-            raise ConfigError(f"idempotent must be True or False, got {idempotent!r}")
-        for name, value in (("key_serializer", key_serializer), ("value_serializer", value_serializer)):
-            if value is not None and not callable(value):
-                raise ConfigError(
-                    f"{name} must be a callable that returns bytes (e.g. str.encode, or "
-                    f"lambda v: json.dumps(v).encode()), got {type(value).__name__} {value!r:.40}"
-                )
+        refuse_unknown("Producer", unknown, PRODUCER_OPTIONS)
+        check_producer_options(acks=acks, linger_ms=linger_ms, batch_size=batch_size, idempotent=idempotent,
+                               key_serializer=key_serializer, value_serializer=value_serializer,
+                               buffer_memory=buffer_memory, max_block_ms=max_block_ms,
+                               delivery_timeout_ms=delivery_timeout_ms, retry_backoff_ms=retry_backoff_ms)
         batch_size, buffer_memory = int(batch_size), int(buffer_memory)
         self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
         self.linger_s = linger_ms / 1000.0
@@ -206,7 +194,12 @@ class Producer(Sender):
         ``headers``: a dict ``{str: bytes}`` or a list of ``(str, bytes)`` pairs; ``timestamp_ms``:
         an int, 0 <= t < 2**63 (default now); ``partition``: an int (default: the key's partition,
         or the sticky partitioner's for keyless records). An argument that does not fit raises
-        InvalidRecordError here and nothing is queued.
+        InvalidRecordError here and nothing is queued; so does a record over the topic's
+        max.message.bytes (RecordTooLargeError), measured by the partition's own rule.
+
+        With the buffer full, send() waits up to ``max_block_ms`` for room, then raises
+        BufferFullError; inside a producer callback it raises BufferFullError at once, since
+        the thread running callbacks is the one whose completions would free the room.
         """
         if self._closing:
             raise ProducerClosedError("send() on a closed Producer; create a new one")
@@ -386,24 +379,6 @@ class Producer(Sender):
             self._sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._closed = True
 
-    def _abandon_unsent(self, timeout: float) -> None:
-        """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
-        with self._cv:
-            self._closing = True
-            unsent = list(self._open.values()) + [b for q in self._queued.values() for b in q]
-            self._open.clear()
-            self._queued.clear()
-            for batch in unsent:
-                self._buffered -= batch.nbytes
-                self._metrics.failed(batch.topic, batch.count)
-            self._cv.notify_all()
-        error = ProducerClosedError(
-            f"the producer was closed with timeout={timeout}s before this record was sent; it was not "
-            "written. Close with a longer timeout (or none) to wait for every record"
-        )
-        for batch in unsent:
-            batch.fail(error)
-
     def __enter__(self) -> "Producer":
         return self
 
@@ -423,7 +398,3 @@ def _refuse_in_callback(call: str) -> None:
             f"Producer.{call}() inside a producer callback would wait for that callback to return; "
             f"call {call}() from your own thread once the callback is done"
         )
-
-
-_OPTIONS = ("acks", "linger_ms", "batch_size", "idempotent", "key_serializer", "value_serializer",
-            "buffer_memory", "max_block_ms", "delivery_timeout_ms", "retry_backoff_ms", "cluster")

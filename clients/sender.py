@@ -15,7 +15,7 @@ import time
 
 from rayka.clients.accumulator import ProduceBatch
 from rayka.clients.connection import unwrap
-from rayka.errors import RaykaError, RecordTooLargeError
+from rayka.errors import ProducerClosedError, RaykaError, RecordTooLargeError
 
 __all__ = ["Sender"]
 
@@ -184,6 +184,24 @@ class Sender:
             self._settle(batch, None, None)
         else:
             self._submit(batch)
+
+    def _abandon_unsent(self, timeout: float) -> None:
+        """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
+        with self._cv:
+            self._closing = True
+            unsent = list(self._open.values()) + [b for q in self._queued.values() for b in q]
+            self._open.clear()
+            self._queued.clear()
+            for batch in unsent:
+                self._buffered -= batch.nbytes
+                self._metrics.failed(batch.topic, batch.count)
+            self._cv.notify_all()
+        error = ProducerClosedError(
+            f"the producer was closed with timeout={timeout}s before this record was sent; it was not "
+            "written. Close with a longer timeout (or none) to wait for every record"
+        )
+        for batch in unsent:
+            batch.fail(error)
 
     def _retry(self, batch: ProduceBatch) -> None:
         self._submit(batch)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import RecordTooLargeError, SchemaMismatchError
 from .record_size import record_sizes
