@@ -14,7 +14,8 @@ The partition applies it to whole batches (:func:`record_sizes`); ``send()`` app
 the same rule to the one record it is given (:func:`bytes_record_size` for
 untyped topics, :func:`scalar_bits` for each typed column), so a
 record that ``send()`` accepts is one the partition accepts: a batch is never
-refused for a record the producer let in. Only timestamps and offsets are not
+refused for a record the producer let in (except for union columns, counted at the
+batch's average row width, as there is no per-row rule for them). Only timestamps and offsets are not
 counted (they are fixed per record).
 """
 
