@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayka.errors import InvalidRecordError, SchemaMismatchError
-from rayka.partitions.record_size import scalar_bits
+from rayka.partitions.record_size import fixed_bits, scalar_bits
 
 __all__ = ["check_bytes", "check_row", "table_from"]
 
@@ -46,7 +46,7 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
             f"its value columns are {schema.names} (column names are str)"
         )
     bits = 0
-    for name, typ, nullable, lossy_check in _fields(schema):
+    for name, typ, nullable, lossy_check, width in _fields(schema):
         item = value.get(name)
         if item is None:
             if not nullable:
@@ -65,7 +65,8 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
                 f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} would lose its "
                 "fraction: round it first (send_table refuses it too)"
             )
-        bits += scalar_bits(scalar)
+        # A fixed-width column's bits are its width (record_size.fixed_bits, looked up once per schema).
+        bits += width if width is not None else scalar_bits(scalar)
     return bits
 
 
@@ -73,12 +74,12 @@ _FIELDS: dict = {}
 
 
 def _fields(schema: pa.Schema) -> list:
-    """(name, type, nullable, may be lossy) per column, computed once per schema (send() runs this)."""
+    """(name, type, nullable, may be lossy, fixed width in bits or None) per column, computed once per schema (send() runs this)."""
     cached = _FIELDS.get(id(schema))
     if cached is None or cached[0] is not schema:
         fields = [(f.name, f.type, f.nullable, pa.types.is_integer(f.type) or (
-            (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_integer(f.type.value_type)))
-            for f in schema]
+            (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_integer(f.type.value_type)),
+            fixed_bits(f.type)) for f in schema]
         if len(_FIELDS) > 64:
             _FIELDS.clear()
         cached = _FIELDS[id(schema)] = (schema, fields)

@@ -46,11 +46,11 @@ def scalar_bits(scalar: pa.Scalar) -> int:
     if not scalar.is_valid:
         return 0
     typ = scalar.type
+    if pa.types.is_binary(typ) or pa.types.is_string(typ) or pa.types.is_large_binary(typ) or pa.types.is_large_string(typ):
+        return 8 * scalar.as_buffer().size
     width = fixed_bits(typ)
     if width is not None:
         return width
-    if pa.types.is_binary(typ) or pa.types.is_string(typ) or pa.types.is_large_binary(typ) or pa.types.is_large_string(typ):
-        return 8 * scalar.as_buffer().size
     return int(column_bits(pa.array([scalar], type=typ))[0])
 
 
