@@ -55,6 +55,7 @@ class ProduceBatch:
         "topic", "partition", "keys", "values", "timestamps", "headers", "nbytes", "created",
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
         "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
+        "sizes", "record_errors", "positions", "splits",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
@@ -81,19 +82,61 @@ class ProduceBatch:
         self.has_headers = False
         self.value_schema = value_schema
         self.callbacks: list | None = None
+        self.sizes: list[int] = []  # each record's size (record_size's rule), to split the batch by
+        # After a split (a partition refused the batch under a lowered max.message.bytes): the
+        # records that failed, by their index, and each index's position in what was re-sent.
+        self.record_errors: dict[int, BaseException] | None = None
+        self.positions: list[int] | None = None
+        self.splits = 0
 
     def add(self, key, value, timestamp_ms: int, headers, size: int) -> int:
         self.keys.append(key)
         self.values.append(value)
         self.timestamps.append(timestamp_ms)
         self.headers.append(headers)
+        self.sizes.append(size)
         if key is not None:
             self.has_keys = True
         if headers is not None:
             self.has_headers = True
-        self.nbytes += size
+        self.nbytes += size + 16
         self.count += 1
         return self.count - 1
+
+    def split(self, limit: int, error_for) -> list[int]:
+        """Keep only the records of at most ``limit`` bytes (caller holds the producer's lock);
+        the others fail with ``error_for(size)``. Returns the sizes of those dropped. The kept
+        records are re-sent as a new batch: the built payload is dropped, and positions map
+        each record's index to its place in it."""
+        keep = [p for p, size in enumerate(self.sizes) if size <= limit]
+        dropped = [size for size in self.sizes if size > limit]
+        if self.positions is None:
+            self.positions = list(range(len(self.sizes)))
+        new_place = {old: new for new, old in enumerate(keep)}
+        errors = self.record_errors if self.record_errors is not None else {}
+        for index, place in enumerate(self.positions):
+            if place >= 0 and place not in new_place:
+                errors[index] = error_for(self.sizes[place])
+                self.positions[index] = -1
+            elif place >= 0:
+                self.positions[index] = new_place[place]
+        self.record_errors = errors
+        for name in ("keys", "values", "timestamps", "headers", "sizes"):
+            items = getattr(self, name)
+            setattr(self, name, [items[p] for p in keep])
+        self.table = None
+        self.sequence = -1
+        self.splits += 1
+        return dropped
+
+    def error_of(self, index: int) -> BaseException | None:
+        """The error of record ``index``: the batch's, or its own after a split."""
+        if self.error is not None:
+            return self.error
+        return self.record_errors.get(index) if self.record_errors else None
+
+    def position_of(self, index: int) -> int:
+        return index if self.positions is None else self.positions[index]
 
     def build(self) -> pa.Buffer:
         """The records as an Arrow IPC stream buffer, ready for PartitionActor.append."""
@@ -114,9 +157,10 @@ class ProduceBatch:
             arrays.append(pa.array(self.values, pa.binary()))
             names.append("value")
         else:
-            typed = pa.RecordBatch.from_pylist(self.values, schema=self.value_schema)
-            arrays.extend(typed.columns)
-            names.extend(typed.schema.names)
+            # Column by column, converted as send()'s check_row converted each value.
+            for field in self.value_schema:
+                arrays.append(pa.array([v.get(field.name) for v in self.values], type=field.type))
+                names.append(field.name)
         assert all(len(a) == n for a in arrays)
         return to_ipc(pa.RecordBatch.from_arrays(arrays, names=names))
 
@@ -130,7 +174,7 @@ class ProduceBatch:
 
     def _finish(self) -> None:
         # Drop the payload: completed batches may live on in users' futures.
-        self.keys = self.values = self.headers = []
+        self.keys = self.values = self.headers = self.sizes = []
         self.table = None
         with self.lock:
             callbacks, self.callbacks = self.callbacks, None
@@ -151,13 +195,15 @@ class ProduceBatch:
                 return
         _call(fn)
 
-    def wait(self, timeout: float | None) -> None:
+    def wait(self, timeout: float | None, index: int | None = None) -> None:
         if not self.event.wait(timeout):
             raise KafkaTimeoutError(
                 f"batch to {self.topic}-{self.partition} not acknowledged within {timeout}s"
             )
         if self.error is not None:
             raise self.error
+        if index is not None and self.record_errors and index in self.record_errors:
+            raise self.record_errors[index]
 
 
 _callbacks_running = threading.local()
@@ -193,7 +239,7 @@ class FutureRecordMetadata:
         self._batch, self._index, self._timestamp = batch, index, timestamp_ms
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
-        self._batch.wait(timeout)
+        self._batch.wait(timeout, self._index)
         return self._metadata()
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
@@ -202,7 +248,7 @@ class FutureRecordMetadata:
 
     def _metadata(self) -> RecordMetadata:
         batch = self._batch
-        offset = batch.base_offset + self._index if batch.base_offset >= 0 else -1
+        offset = batch.base_offset + batch.position_of(self._index) if batch.base_offset >= 0 else -1
         ts = batch.log_append_time if self._timestamp < 0 else self._timestamp
         return RecordMetadata(batch.topic, batch.partition, offset, ts)
 
@@ -214,17 +260,17 @@ class FutureRecordMetadata:
         return self._batch.event.is_set()
 
     def succeeded(self) -> bool:
-        return self._batch.event.is_set() and self._batch.error is None
+        return self._batch.event.is_set() and self._batch.error_of(self._index) is None
 
     def failed(self) -> bool:
-        return self._batch.event.is_set() and self._batch.error is not None
+        return self._batch.event.is_set() and self._batch.error_of(self._index) is not None
 
     def add_callback(self, fn, *args, **kwargs) -> "FutureRecordMetadata":
         """Call ``fn(*args, metadata, **kwargs)`` when the record is written (at once if it is)."""
         batch = self._batch
 
         def run():
-            if batch.error is None:
+            if batch.error_of(self._index) is None:
                 fn(*args, self._metadata(), **kwargs)
 
         batch.on_done(run)
@@ -235,15 +281,16 @@ class FutureRecordMetadata:
         batch = self._batch
 
         def run():
-            if batch.error is not None:
-                fn(*args, batch.error, **kwargs)
+            error = batch.error_of(self._index)
+            if error is not None:
+                fn(*args, error, **kwargs)
 
         batch.on_done(run)
         return self
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
-            self._batch.wait(timeout)
+            self._batch.wait(timeout, self._index)
         except KafkaTimeoutError:
             raise
         except BaseException as exc:  # the batch's own error

@@ -8,6 +8,7 @@ import pyarrow as pa
 
 from rayka.clients.availability import resolve_each
 from rayka.clients.connection import Cluster, current
+from rayka.clients.kafka_names import refuse_unknown
 from rayka.clients.types import (
     GroupDescription,
     GroupPartitionDescription,
@@ -17,6 +18,7 @@ from rayka.clients.types import (
     TopicPartition,
 )
 from rayka.coordinator.metadata import validate_topic_name
+from rayka.errors import ConfigError
 
 __all__ = ["Admin"]
 
@@ -26,7 +28,14 @@ log = logging.getLogger(__name__)
 class Admin:
     """Topic administration against the current (or given) cluster connection."""
 
-    def __init__(self, cluster: Cluster | None = None):
+    def __init__(self, cluster: Cluster | None = None, **unknown):
+        """``cluster``: a connection from ``rayka.connect()`` (default: the current one). Any other
+        keyword (a Kafka setting such as ``bootstrap_servers``) raises ConfigError naming what
+        rayka does instead."""
+        refuse_unknown("Admin", unknown, ("cluster",))
+        if isinstance(cluster, str):  # Admin("localhost:9092"), a broker list given positionally
+            raise ConfigError(f"Admin takes a connection from rayka.connect() (or nothing), not the string "
+                              f"{cluster!r:.60}: Admin(rayka.connect(address=...))")
         self._cluster = cluster or current()
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,

@@ -18,7 +18,7 @@ import time
 from tqdm import tqdm
 
 from rayka.clients import formats, render
-from rayka.errors import InputFormatError
+from rayka.errors import BufferFullError, InputFormatError, ProducerClosedError, RaykaError
 
 __all__ = ["want_progress", "progress_bar", "produce_file", "produce_stream", "record_writer",
            "consume_loop", "stop_on_signals"]
@@ -76,9 +76,15 @@ def produce_stream(producer, topic: str, stream, fmt: str, schema, *, key_sep: s
     count = 0
     with progress_bar(progress, unit="rec", unit_scale=True, desc=f"producing to {topic}") as bar:
         try:
-            for key, value, headers, ts in _rows(stream, fmt, schema, key_sep, topic):
-                future = producer.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts,
-                                       partition=partition)
+            for where, (key, value, headers, ts) in _rows(stream, fmt, schema, key_sep, topic):
+                try:
+                    future = producer.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts,
+                                           partition=partition)
+                except (RaykaError, TypeError, ValueError, ArithmeticError) as exc:
+                    if isinstance(exc, (BufferFullError, ProducerClosedError)):
+                        raise
+                    # send() refused the record (a timestamp out of range, too large, ...): say where.
+                    raise InputFormatError(f"{where}: {exc}") from None
                 if on_error is not None:
                     future.add_done_callback(lambda f: f.exception() is not None and on_error(f.exception()))
                 count += 1
@@ -89,6 +95,7 @@ def produce_stream(producer, topic: str, stream, fmt: str, schema, *, key_sep: s
 
 
 def _rows(stream, fmt: str, schema, key_sep: str | None, topic: str):
+    """(where, Row) for each record of ``stream``; ``where`` names its line."""
     if fmt == "raw":
         sep = key_sep.encode() if key_sep is not None else None
         for lineno, line in enumerate(stream, 1):
@@ -101,16 +108,17 @@ def _rows(stream, fmt: str, schema, key_sep: str | None, topic: str):
             if schema is not None:
                 raise InputFormatError(f"topic {topic!r} is typed (columns {schema.names}): raw lines cannot "
                                        "fill its columns; use --format json or csv")
-            yield formats.Row(key, line, None, None)
+            yield f"line {lineno}", formats.Row(key, line, None, None)
     elif fmt == "json":
         for lineno, line in enumerate(stream, 1):
             row = formats.parse_json_line(line, schema, f"line {lineno}", topic)
             if row is not None:
-                yield row
+                yield f"line {lineno}", row
     elif fmt == "csv":
-        reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+        # utf-8-sig: a byte order mark (Excel writes one) is not part of the first column's name.
+        reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
         for row in reader:
-            yield formats.parse_csv_row(row, schema, f"line {reader.line_num}", topic)
+            yield f"line {reader.line_num}", formats.parse_csv_row(row, schema, f"line {reader.line_num}", topic)
     else:
         raise InputFormatError(f"standard input can be raw, json or csv, not {fmt!r} (parquet needs --file)")
 
@@ -137,6 +145,8 @@ def consume_loop(consumer, write, *, out=None, max_records: int | None = None, t
     positions. Returns the number of records written."""
     stop = stop or threading.Event()
     seen = 0
+    if max_records is not None and max_records <= 0:
+        return 0  # --max 0 prints nothing (0 is not "no limit")
     ready = on_ready is None
     idle_since = time.monotonic()
     with progress_bar(progress, total=max_records, unit="rec", unit_scale=True, desc="consuming") as bar:

@@ -36,8 +36,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from rayka.clients.record_checks import INT64_MAX, check_table_columns
 from rayka.clients.serde import check_row
-from rayka.errors import InputFormatError, RecordTooLargeError, SchemaMismatchError
+from rayka.errors import InputFormatError, InvalidRecordError, RecordTooLargeError, SchemaMismatchError
 from rayka.partitions.records import HEADERS_TYPE, log_schema, prepare_batch
 
 __all__ = [
@@ -104,7 +105,17 @@ def _text_to_bytes(value, path: str, b64: set, where: str) -> bytes | None:
             return base64.b64decode(value, validate=True)
         except ValueError:
             raise InputFormatError(f"{where}: {path!r} is listed in \"base64\" but is not base64") from None
-    return value.encode()
+    return _utf8(value, path, where)
+
+
+def _utf8(text: str, path: str, where: str) -> bytes:
+    """``text`` as UTF-8; a JSON escape can carry a lone surrogate (``"\\udc80"``), which has none."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise InputFormatError(
+            f"{where}: {path!r} is not valid text ({exc.reason} at position {exc.start}, from a JSON "
+            "escape such as \\udc80); send bytes as base64 (list the field in \"base64\")") from None
 
 
 def _kind(typ: pa.DataType) -> str:
@@ -136,6 +147,9 @@ def _timestamp(value, where: str) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputFormatError(f"{where}: timestamp_ms must be an integer (ms since the epoch), got {value!r}")
+    if not 0 <= value <= INT64_MAX:
+        raise InputFormatError(f"{where}: timestamp_ms must be between 0 and 2**63 - 1 (ms since the epoch), "
+                               f"got {value}")
     return value
 
 
@@ -210,6 +224,8 @@ def parse_json_line(line: str | bytes, schema: pa.Schema | None, where: str = "l
         if not isinstance(headers, dict):
             raise InputFormatError(f"{where}: headers must be an object of strings, got {type(headers).__name__}")
         headers = [(str(k), _text_to_bytes(v, f"headers.{k}", b64, where)) for k, v in headers.items()]
+        for name, _ in headers:
+            _utf8(name, "headers", where)  # a header name too can carry a lone surrogate
     value = _value(obj, schema, b64, where, topic, check)
     if obj:
         raise InputFormatError(f"{where}: unknown fields {sorted(obj)}; the fields are "
@@ -271,7 +287,14 @@ class FileSource:
             raise InputFormatError(f"files are json, csv or parquet, not {self.fmt!r}")
         self.rows = 0
         self.unit = "rows" if self.fmt == "parquet" else "B"
-        self.total = pq.ParquetFile(self.path).metadata.num_rows if self.fmt == "parquet" else os.path.getsize(self.path)
+        self.total = self._parquet_file().metadata.num_rows if self.fmt == "parquet" else os.path.getsize(self.path)
+
+    def _parquet_file(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise InputFormatError(f"{self.path}: not a Parquet file ({exc}); say the format with "
+                                   "--format json|csv if it is another") from None
 
     def __iter__(self) -> Iterator[tuple[pa.Table, int]]:
         return getattr(self, f"_{self.fmt}")()
@@ -294,18 +317,21 @@ class FileSource:
     def _json_table(self, rows: list[Row], lines: list) -> pa.Table:
         try:
             return rows_to_table(rows, self.schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                ArithmeticError):
             for lineno, line in lines:  # find the line that does not fit, to name it
                 parse_json_line(line, self.schema, f"{self.path} line {lineno}", self.topic, check=True)
             raise
 
     def _checked(self, table: pa.Table) -> pa.Table:
-        """The table if the topic takes it whole (types, nullability, record sizes), else
-        InputFormatError naming the file: checked here, so a bad file sends nothing."""
+        """The table if the topic takes it whole, else InputFormatError naming the file: the checks
+        send_table makes (its reserved columns, timestamps in range) and the partition's (types,
+        nullability, record sizes), made here on every chunk, so a bad file sends nothing."""
         try:
+            table = check_table_columns(table, self.topic, partitions=1)
             prepare_batch(table, log_schema(self.schema), now_ms=0, max_message_bytes=self.max_message_bytes)
-        except (SchemaMismatchError, RecordTooLargeError) as exc:
-            raise InputFormatError(f"{self.path}: {exc}") from None
+        except (SchemaMismatchError, RecordTooLargeError, InvalidRecordError) as exc:
+            raise InputFormatError(f"{self.path}: {str(exc).replace('; nothing was sent', '')}") from None
         self.rows += table.num_rows
         return table
 
@@ -317,7 +343,7 @@ class FileSource:
                                    f"the columns are {_allowed(self.schema, headers)}{hint}")
 
     def _csv(self):
-        with open(self.path, newline="", encoding="utf-8") as f:
+        with open(self.path, newline="", encoding="utf-8-sig") as f:  # a BOM is not part of a name
             header = next(csv.reader(f), [])
         self._columns(header, headers=False)
         types = {"key": pa.binary(), "value": pa.binary(), "timestamp_ms": pa.int64()}
@@ -338,9 +364,9 @@ class FileSource:
                 raise InputFormatError(f"{self.path}: {exc}") from None
 
     def _parquet(self):
-        pf = pq.ParquetFile(self.path)
+        pf = self._parquet_file()
         self._columns(pf.schema_arrow.names, headers=True)
-        for batch in pf.iter_batches(batch_size=self.chunk_rows):
+        for batch in _parquet_batches(pf, self.chunk_rows, self.path):
             table = pa.Table.from_batches([batch])
             for name in ["key"] + (["value"] if self.schema is None else []):
                 if name in table.column_names:
@@ -348,3 +374,16 @@ class FileSource:
                     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                         table = table.set_column(table.column_names.index(name), name, col.cast(pa.binary()))
             yield self._checked(table), batch.num_rows
+
+
+def _parquet_batches(pf: pq.ParquetFile, rows: int, path: str):
+    """The file's record batches; a damaged page is an InputFormatError naming the file."""
+    batches = pf.iter_batches(batch_size=rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFormatError(f"{path}: cannot read it as Parquet ({exc})") from None
+        yield batch

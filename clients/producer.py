@@ -15,7 +15,11 @@ never writes a record twice, and per-partition order holds.
 
 Memory is bounded: records waiting or in flight take at most ``buffer_memory``
 bytes; ``send()`` blocks up to ``max_block_ms`` for room, then raises
-BufferFullError.
+BufferFullError (at once inside a callback).
+
+A batch the partition refuses because the topic's ``max.message.bytes`` was lowered
+after its records were checked is split (sender._split): the records over the new
+limit fail, the others are sent again under a new sequence.
 
 Bad input is refused by the call that was wrong (record_checks): a record joins a
 batch shared with others, and nothing that would fail the batch may get in.
@@ -34,7 +38,8 @@ import ray
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
-from rayka.clients.options import PRODUCER_EQUIVALENTS, refuse_unknown
+from rayka.clients.kafka_names import refuse_unknown
+from rayka.clients.producer_options import PRODUCER_OPTIONS, check_producer_options
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.producer_metrics import ProducerMetrics
 from rayka.clients.record_checks import (
@@ -45,12 +50,12 @@ from rayka.clients.record_checks import (
     check_timestamp,
     check_topic,
 )
+from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
 from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
-    ConfigError,
     InvalidCallError,
     KafkaTimeoutError,
     OldTimestampWarning,
@@ -107,14 +112,12 @@ class Producer(Sender):
         cluster: Cluster | None = None,
         **unknown,
     ):
-        refuse_unknown("Producer", unknown, _OPTIONS, PRODUCER_EQUIVALENTS)
-        if acks not in (0, 1, -1, "all", "1", "0"):
-            raise ConfigError(f"acks must be 0, 1 or 'all', got {acks!r}")
-        for name, value in (("linger_ms", linger_ms), ("batch_size", batch_size),
-                            ("buffer_memory", buffer_memory), ("max_block_ms", max_block_ms),
-                            ("delivery_timeout_ms", delivery_timeout_ms), ("retry_backoff_ms", retry_backoff_ms)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+        refuse_unknown("Producer", unknown, PRODUCER_OPTIONS)
+        check_producer_options(acks=acks, linger_ms=linger_ms, batch_size=batch_size, idempotent=idempotent,
+                               key_serializer=key_serializer, value_serializer=value_serializer,
+                               buffer_memory=buffer_memory, max_block_ms=max_block_ms,
+                               delivery_timeout_ms=delivery_timeout_ms, retry_backoff_ms=retry_backoff_ms)
+        batch_size, buffer_memory = int(batch_size), int(buffer_memory)
         self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
         self.linger_s = linger_ms / 1000.0
         self.batch_size = batch_size
@@ -191,7 +194,12 @@ class Producer(Sender):
         ``headers``: a dict ``{str: bytes}`` or a list of ``(str, bytes)`` pairs; ``timestamp_ms``:
         an int, 0 <= t < 2**63 (default now); ``partition``: an int (default: the key's partition,
         or the sticky partitioner's for keyless records). An argument that does not fit raises
-        InvalidRecordError here and nothing is queued.
+        InvalidRecordError here and nothing is queued; so does a record over the topic's
+        max.message.bytes (RecordTooLargeError), measured by the partition's own rule.
+
+        With the buffer full, send() waits up to ``max_block_ms`` for room, then raises
+        BufferFullError; inside a producer callback it raises BufferFullError at once, since
+        the thread running callbacks is the one whose completions would free the room.
         """
         if self._closing:
             raise ProducerClosedError("send() on a closed Producer; create a new one")
@@ -202,22 +210,26 @@ class Producer(Sender):
             key = self._key_ser(key)
         if self._value_ser is not None and value is not None:
             value = self._value_ser(value)
-        size = check_bytes(key, "key", "key_serializer") if key is not None else 0
         if key is not None and type(key) is not bytes:
+            check_bytes(key, "key", "key_serializer")
             key = bytes(key)  # bytearray/memoryview: hashable for the partitioner, one Arrow type
         if t.value_schema is None:
-            size += check_bytes(value, "value", "value_serializer") if value is not None else 0
             if value is not None and type(value) is not bytes:
-                value = bytes(value)
+                check_bytes(value, "value", "value_serializer")
+                value = bytes(value)  # a memoryview's len() counts items, not bytes
+            value_bits = 8 * len(value) if value is not None else 0
         else:
-            size += check_row(value, t.value_schema, topic)
+            value_bits = check_row(value, t.value_schema, topic)
+        header_bytes = 0
         if headers is not None:
             headers, header_bytes = check_headers(headers)
-            size += header_bytes
+        # The partition's own rule (rayka.partitions.record_size), so it cannot refuse what passes here.
+        size = bytes_record_size(key, value_bits, header_bytes)
         if size > t.max_message_bytes:
             raise RecordTooLargeError(
                 f"record of {size} bytes is over topic {topic!r}'s max.message.bytes "
-                f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes"
+                f"({t.max_message_bytes}); split it or raise the topic's max.message.bytes",
+                max_message_bytes=t.max_message_bytes,
             )
         if partition is not None:
             partition = check_partition_type(partition)
@@ -232,6 +244,8 @@ class Producer(Sender):
             ts = check_timestamp(timestamp_ms)
             self._check_age(t, ts)
         with self._cv:
+            if self._closing:  # checked again under the lock: the sender may have stopped meanwhile
+                raise ProducerClosedError("send() on a closed Producer; create a new one")
             if self._buffered + size > self.buffer_memory:
                 self._wait_for_room(size)
             if partition is None:
@@ -241,7 +255,7 @@ class Producer(Sender):
             if batch is None:
                 batch = self._open[tp] = ProduceBatch(topic, partition, t.value_schema)
                 self._cv.notify()
-            index = batch.add(key, value, ts, headers, size + 16)
+            index = batch.add(key, value, ts, headers, size)
             self._buffered += size + 16
             if batch.nbytes >= self.batch_size:
                 self._cv.notify()
@@ -258,7 +272,8 @@ class Producer(Sender):
             raise ProducerClosedError("send_table() on a closed Producer; create a new one")
         t = self._topic(check_topic(topic))
         if partition is not None:
-            check_partition_range(check_partition_type(partition), topic, t.partitions)
+            partition = check_partition_type(partition)  # an int: np.int64(1) answers as 1
+            check_partition_range(partition, topic, t.partitions)
         table = check_table_columns(table_from(data, t.value_schema, topic), topic, t.partitions)
         if "timestamp_ms" in table.column_names and table.num_rows:
             oldest = pc.min(table.column("timestamp_ms")).as_py()
@@ -299,6 +314,13 @@ class Producer(Sender):
         return TableFuture(batches, [chunk.num_rows for _, chunk in chunks])
 
     def _wait_for_room(self, size: int) -> None:
+        if in_callback():
+            # This thread completes batches: while it waits, no room is freed. Refuse at once.
+            raise BufferFullError(
+                f"producer buffer ({self.buffer_memory} bytes) is full, and send() in a producer callback "
+                "cannot wait for room (the callback holds up the completions that free it); send from "
+                "your own thread, or raise buffer_memory"
+            )
         deadline = time.monotonic() + self.max_block_s
         self._flushing += 1  # hand everything off so memory frees up
         try:
@@ -335,17 +357,26 @@ class Producer(Sender):
                 self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the sender. Further sends raise ProducerClosedError."""
+        """Flush, then stop the sender; further sends raise ProducerClosedError.
+
+        With ``timeout`` (seconds), close takes at most about that long, as Kafka's
+        ``close(timeout)``: records not yet handed to their partition by then fail with
+        ProducerClosedError (their futures and errbacks say so); batches already in flight
+        still complete when their partition answers. close() itself does not raise.
+        """
         if self._closed:
             return
         _refuse_in_callback("close")
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self.flush(timeout)
+        except KafkaTimeoutError:
+            self._abandon_unsent(timeout)
         finally:
             with self._cv:
                 self._closing = True
                 self._cv.notify()
-            self._sender.join(timeout)
+            self._sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._closed = True
 
     def __enter__(self) -> "Producer":
@@ -367,7 +398,3 @@ def _refuse_in_callback(call: str) -> None:
             f"Producer.{call}() inside a producer callback would wait for that callback to return; "
             f"call {call}() from your own thread once the callback is done"
         )
-
-
-_OPTIONS = ("acks", "linger_ms", "batch_size", "idempotent", "key_serializer", "value_serializer",
-            "buffer_memory", "max_block_ms", "delivery_timeout_ms", "retry_backoff_ms", "cluster")

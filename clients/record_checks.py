@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayka.errors import InvalidRecordError, UnknownPartitionError
+from rayka.partitions.record_size import header_size
 from rayka.partitions.records import HEADERS_TYPE
 
 __all__ = [
@@ -95,19 +96,21 @@ def check_headers(headers) -> tuple[list[tuple[str, bytes | None]], int]:
         k, v = item
         if type(k) is not str and not isinstance(k, str):
             raise InvalidRecordError(f"header names must be str, got {type(k).__name__} {k!r:.60}")
-        if type(v) is not bytes:
-            if v is None:
-                out.append((k, None))
-                size += len(k)
-                continue
+        if v is not None and type(v) is not bytes:
             if not isinstance(v, _BYTES):
                 raise InvalidRecordError(
-                    f"header {k!r} must have a bytes value (or None), got {type(v).__name__}; "
+                    f"header {k!r:.60} must have a bytes value (or None), got {type(v).__name__}; "
                     "encode it (e.g. str.encode)"
                 )
             v = bytes(v)
+        try:
+            size += header_size(k, v)
+        except UnicodeEncodeError as exc:
+            raise InvalidRecordError(
+                f"header name {k!r:.60} is not valid text ({exc.reason} at position {exc.start}): "
+                "header names are stored as UTF-8; remove the character (a lone surrogate?)"
+            ) from None
         out.append((k, v))
-        size += len(k) + len(v)
     return out, size
 
 
@@ -116,6 +119,11 @@ def check_table_columns(table: pa.Table, topic: str, partitions: int) -> pa.Tabl
     datetime ``timestamp_ms`` as int milliseconds and ``headers`` cast to map<string, binary>
     when it was given in another castable type."""
     names = table.column_names
+    if "offset" in names:
+        raise InvalidRecordError(
+            "column 'offset' cannot be sent: offsets are assigned by the partition as it appends; "
+            "drop it (table.drop_columns(['offset'])); nothing was sent"
+        )
     if "key" in names:
         typ = table.column("key").type
         if not (pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_null(typ)):

@@ -15,7 +15,7 @@ import time
 
 from rayka.clients.accumulator import ProduceBatch
 from rayka.clients.connection import unwrap
-from rayka.errors import RaykaError
+from rayka.errors import ProducerClosedError, RaykaError, RecordTooLargeError
 
 __all__ = ["Sender"]
 
@@ -110,6 +110,21 @@ class Sender:
                 self._metrics.retried(batch.topic)
             threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
             return
+        if isinstance(error, RecordTooLargeError) and error.max_message_bytes:
+            topic = self._topics.get(batch.topic)
+            if topic is not None and error.max_message_bytes < topic.max_message_bytes:
+                topic.max_message_bytes = error.max_message_bytes  # later sends check the partition's limit
+        if (isinstance(error, RecordTooLargeError) and batch.sizes and batch.splits < 3
+                and not batch.event.is_set()):
+            # Checked against a limit that was lowered since (alter_topic_config): split by the
+            # partition's limit, off this callback thread (it asks the coordinator).
+            threading.Thread(target=self._split, args=(batch, error), name="rayka-producer-split",
+                             daemon=True).start()
+            return
+        self._settle(batch, error, result)
+
+    def _settle(self, batch: ProduceBatch, error: BaseException | None, result) -> None:
+        """Account for a batch done for good, then complete or fail its futures."""
         with self._cv:
             tp = (batch.topic, batch.partition)
             if error is not None and batch.sequence >= 0:
@@ -127,11 +142,66 @@ class Sender:
             if not batch.event.is_set():
                 if error is not None:
                     batch.fail(error)
+                elif result is None:
+                    batch.complete(-1, -1)  # every record failed on its own (see _split)
                 else:
                     batch.complete(result.base_offset, result.log_append_time_ms)
         finally:
             with self._cv:
                 self._completing.discard(batch)
+
+    def _split(self, batch: ProduceBatch, error: RecordTooLargeError) -> None:
+        """The partition refused a batch whose records all passed send()'s size check: the
+        topic's max.message.bytes was lowered since. As Kafka does, split the batch: the records
+        over the new limit fail with RecordTooLargeError, the others are sent again (under a new
+        sequence, as after any failure: the refused batch was not written)."""
+        limit = error.max_message_bytes
+        try:
+            t = self._topic(batch.topic, refresh=True)
+            limit = min(limit, t.max_message_bytes) if limit else t.max_message_bytes
+            t.max_message_bytes = limit  # the partition's own limit holds until the metadata says so too
+        except BaseException:  # noqa: BLE001 - the limit in the error is enough
+            pass
+        if not limit:
+            self._settle(batch, error, None)
+            return
+        with self._cv:
+            tp = (batch.topic, batch.partition)
+            if max(batch.sizes) <= limit:
+                kept = None  # nothing is over the limit: splitting cannot help
+            else:
+                if batch.sequence >= 0:
+                    self._restart_sequence(tp)
+                dropped = batch.split(limit, lambda size: RecordTooLargeError(
+                    f"record of {size} bytes is over topic {batch.topic!r}'s max.message.bytes ({limit}), "
+                    "lowered after it was sent; the other records of its batch were sent again. Split it "
+                    "or raise the topic's max.message.bytes", max_message_bytes=limit))
+                self._metrics.failed(batch.topic, len(dropped))
+                batch.count = kept = len(batch.sizes)
+        if kept is None:
+            self._settle(batch, error, None)
+        elif kept == 0:
+            self._settle(batch, None, None)
+        else:
+            self._submit(batch)
+
+    def _abandon_unsent(self, timeout: float) -> None:
+        """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
+        with self._cv:
+            self._closing = True
+            unsent = list(self._open.values()) + [b for q in self._queued.values() for b in q]
+            self._open.clear()
+            self._queued.clear()
+            for batch in unsent:
+                self._buffered -= batch.nbytes
+                self._metrics.failed(batch.topic, batch.count)
+            self._cv.notify_all()
+        error = ProducerClosedError(
+            f"the producer was closed with timeout={timeout}s before this record was sent; it was not "
+            "written. Close with a longer timeout (or none) to wait for every record"
+        )
+        for batch in unsent:
+            batch.fail(error)
 
     def _retry(self, batch: ProduceBatch) -> None:
         self._submit(batch)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from rayka.errors import InvalidRecordError, SchemaMismatchError
+from rayka.partitions.record_size import fixed_bits, scalar_bits
 
 __all__ = ["check_bytes", "check_row", "table_from"]
 
@@ -24,10 +26,13 @@ def check_bytes(value, what: str, serializer: str) -> int:
 
 
 def check_row(value, schema: pa.Schema, topic: str) -> int:
-    """Check a typed value (a dict of the topic's value columns) and return its rough size.
+    """Check a typed value (a dict of the topic's value columns) and return the bits it counts
+    for under the partition's size rule (rayka.partitions.record_size).
 
     Checked in ``send()``, so a value that does not fit raises there, naming the column,
-    instead of failing the whole batch it would have joined.
+    instead of failing the whole batch it would have joined. Each column is converted as
+    the batch will be (pyarrow's converter from Python, to the column's type), and a conversion that would change the
+    value (1.5 into an int column) is refused, as ``send_table`` refuses it.
     """
     if not isinstance(value, dict):
         raise InvalidRecordError(
@@ -37,24 +42,57 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     unknown = value.keys() - set(schema.names)
     if unknown:
         raise SchemaMismatchError(
-            f"value has columns {sorted(unknown)} that topic {topic!r} does not have; "
-            f"its value columns are {schema.names}"
+            f"value has columns {sorted(map(repr, unknown))} that topic {topic!r} does not have; "
+            f"its value columns are {schema.names} (column names are str)"
         )
-    size = 0
-    for field in schema:
-        item = value.get(field.name)
+    bits = 0
+    for name, typ, nullable, lossy_check, width in _fields(schema):
+        item = value.get(name)
         if item is None:
-            if not field.nullable:
-                raise SchemaMismatchError(f"value lacks the non-nullable column {field.name!r} of topic {topic!r}")
+            if not nullable:
+                raise SchemaMismatchError(f"value lacks the non-nullable column {name!r} of topic {topic!r}")
             continue
         try:
-            pa.scalar(item, type=field.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
+            # Converted as ProduceBatch.build converts the column (pyarrow's converter from Python).
+            scalar = pa.scalar(item, type=typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                ArithmeticError) as exc:
             raise SchemaMismatchError(
-                f"column {field.name!r} of topic {topic!r} is {field.type}; {item!r} does not fit: {exc}"
+                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} does not fit: {exc}"
             ) from None
-        size += len(item) if isinstance(item, (bytes, str)) else 8
-    return size
+        if lossy_check and _lossy(item, typ):
+            raise SchemaMismatchError(
+                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} would lose its "
+                "fraction: round it first (send_table refuses it too)"
+            )
+        # A fixed-width column's bits are its width (record_size.fixed_bits, looked up once per schema).
+        bits += width if width is not None else scalar_bits(scalar)
+    return bits
+
+
+_FIELDS: dict = {}
+
+
+def _fields(schema: pa.Schema) -> list:
+    """(name, type, nullable, may be lossy, fixed width in bits or None) per column, computed once per schema (send() runs this)."""
+    cached = _FIELDS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        fields = [(f.name, f.type, f.nullable, pa.types.is_integer(f.type) or (
+            (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_integer(f.type.value_type)),
+            fixed_bits(f.type)) for f in schema]
+        if len(_FIELDS) > 64:
+            _FIELDS.clear()
+        cached = _FIELDS[id(schema)] = (schema, fields)
+    return cached[1]
+
+
+def _lossy(item, typ: pa.DataType) -> bool:
+    """A float with a fraction bound for an integer column (pyarrow would truncate it)."""
+    if pa.types.is_integer(typ):
+        return isinstance(item, (float, np.floating)) and not float(item).is_integer()
+    if (pa.types.is_list(typ) or pa.types.is_large_list(typ)) and pa.types.is_integer(typ.value_type):
+        return isinstance(item, (list, tuple, np.ndarray)) and any(_lossy(x, typ.value_type) for x in item)
+    return False
 
 
 def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Table:

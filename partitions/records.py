@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..errors import RecordTooLargeError, SchemaMismatchError
+from .record_size import record_sizes
 
 __all__ = [
     "HEADERS_TYPE",
@@ -150,40 +150,19 @@ def _cast(array: pa.Array, typ: pa.DataType, name: str) -> pa.Array:
 def _check_sizes(batch: pa.RecordBatch, value_names: list[str], max_message_bytes: int) -> None:
     if batch.num_rows == 0:
         return
-    # Fast path: if the whole batch's key, header and value bytes fit, every record does.
-    payload = batch.column(2).nbytes + batch.column(3).nbytes + sum(batch.column(v).nbytes for v in value_names)
+    values = [batch.column(v) for v in value_names]
+    # Fast path: no record counts more than the bytes its columns hold in all, so if the whole
+    # batch's key, header and value buffers fit, every record does.
+    payload = batch.column(2).nbytes + batch.column(3).nbytes + sum(c.nbytes for c in values)
     if payload <= max_message_bytes:
         return
-    sizes = _var_length(batch.column(2))
-    for name in value_names:
-        col = batch.column(name)
-        if pa.types.is_binary(col.type) or pa.types.is_string(col.type) or pa.types.is_large_binary(
-            col.type
-        ):
-            sizes = pc.add(sizes, _var_length(col))
-        else:
-            # Fixed-width and nested columns: charge the average row width.
-            sizes = pc.add(sizes, col.nbytes // max(len(col), 1))
-    headers = batch.column(3)
-    if headers.null_count < len(headers):
-        flat_k = headers.keys
-        flat_v = headers.items
-        if len(flat_k):
-            per_entry = pc.add(_var_length(flat_k), _var_length(flat_v))
-            # Attribute header bytes to rows through the list offsets.
-            offsets = headers.offsets.to_numpy()
-            cums = np.concatenate([[0], np.cumsum(per_entry.to_numpy(zero_copy_only=False))])
-            per_row = cums[offsets[1:]] - cums[offsets[:-1]]
-            sizes = pc.add(sizes, pa.array(per_row))
-    biggest = pc.max(sizes).as_py() or 0
+    sizes = record_sizes(batch.column(2), batch.column(3), values)
+    biggest = int(sizes.max())
     if biggest > max_message_bytes:
-        index = pc.index(sizes, biggest).as_py()
+        index = int(np.argmax(sizes))
         raise RecordTooLargeError(
             f"record {index} of the batch is {biggest} bytes, over the topic's max.message.bytes "
             f"({max_message_bytes}); nothing of the batch was appended. Split the value or raise "
-            "max.message.bytes for the topic"
+            "max.message.bytes for the topic",
+            max_message_bytes=max_message_bytes,
         )
-
-
-def _var_length(array: pa.Array) -> pa.Array:
-    return pc.binary_length(array).fill_null(0).cast(pa.int64())

@@ -523,12 +523,13 @@ def groups_describe(ctx, group_id, as_json):
     d = admin.describe_group(group_id)
     if as_json:
         return _echo_json(_render().group_description_json(d))
-    click.echo(f"group {d.group_id}  state {d.state}  generation {d.generation}  protocol {d.protocol}  "
-               f"members {len(d.members)}")
+    fields = (("state", d.state), ("generation", d.generation), ("protocol", d.protocol),
+              ("members", len(d.members)))
+    # A group with no members has no protocol yet: say nothing rather than "None".
+    click.echo("  ".join([f"group {d.group_id}"] + [f"{k} {v}" for k, v in fields if v is not None]))
     rows = [("topic", "partition", "committed", "end", "lag", "member")]
     for p in d.partitions:
-        rows.append((p.topic, p.partition, "-" if p.committed is None else p.committed, p.end_offset,
-                     p.lag, p.member or "-"))
+        rows.append((p.topic, p.partition, _dash(p.committed), _dash(p.end_offset), _dash(p.lag), p.member or "-"))
     _table(rows)
     click.echo(f"total lag {d.total_lag}")
 
@@ -565,6 +566,10 @@ def groups_delete(ctx, group_id):
     admin = _admin(ctx)
     admin.delete_group(group_id)
     click.echo(f"deleted group {group_id}")
+
+
+def _dash(value):
+    return "-" if value is None else value
 
 
 # -- runtime -------------------------------------------------------------------------------------

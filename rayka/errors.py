@@ -154,7 +154,21 @@ class UnknownPartitionError(RaykaError, KeyError):
 
 
 class RecordTooLargeError(RaykaError):
-    """A record is larger than the topic's ``max.message.bytes``; its batch was not appended."""
+    """A record is larger than the topic's ``max.message.bytes``; its batch was not appended.
+
+    ``max_message_bytes`` is the limit that refused it (0 when not known): a producer whose
+    batch a partition refuses under a lower limit than it checked splits the batch by it."""
+
+    def __init__(self, message: str, *, max_message_bytes: int = 0):
+        super().__init__(message)
+        self.max_message_bytes = max_message_bytes
+
+    def __reduce__(self):
+        return (_rebuild_too_large, (self.args[0], self.max_message_bytes))
+
+
+def _rebuild_too_large(message, limit):
+    return RecordTooLargeError(message, max_message_bytes=limit)
 
 
 class SchemaMismatchError(RaykaError, TypeError):

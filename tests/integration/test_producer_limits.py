@@ -44,3 +44,36 @@ def test_buffered_bytes_return_to_zero_after_flush(cluster, admin):
         p.flush()
         assert p._buffered == 0
     assert admin.describe_topic("bounded").messages == 50_000
+
+
+def test_a_lowered_max_message_bytes_fails_only_the_records_over_it(cluster, admin):
+    """The partition refuses a batch checked against the old limit; the producer splits it:
+    the error (with its limit) crosses Ray, only the oversize record fails, nothing twice."""
+    admin.create_topic("lowered", partitions=1)
+    with rayka.Producer(linger_ms=60_000) as p:
+        p.send("lowered", value=b"before")
+        p.flush(timeout=30)  # the producer has the topic's metadata (1 MiB) cached
+        admin.alter_topic_config("lowered", {"max.message.bytes": 1000})
+        (handle,) = cluster.topic("lowered", refresh=True)[1]
+        deadline = time.monotonic() + 30
+        while ray.get(handle.config.remote())[1]["max.message.bytes"] != 1000:
+            assert time.monotonic() < deadline, "the partition never took the new limit"
+            time.sleep(0.05)
+        good = [p.send("lowered", value=b"g%d" % i) for i in range(20)]
+        bad = p.send("lowered", value=b"x" * 2000)
+        good += [p.send("lowered", value=b"g%d" % i) for i in range(20, 40)]
+        p.flush(timeout=30)
+        assert isinstance(bad.exception(0), rayka.errors.RecordTooLargeError)
+        assert [f.get(0).offset for f in good] == list(range(1, 41))
+    values = [r.value for r in _read_all("lowered", 41)]
+    assert values == [b"before"] + [b"g%d" % i for i in range(40)]
+
+
+def _read_all(topic, expected):
+    with rayka.Consumer(topic, auto_offset_reset="earliest", enable_auto_commit=False) as consumer:
+        records = []
+        deadline = time.monotonic() + 30
+        while len(records) < expected and time.monotonic() < deadline:
+            records += consumer.poll(timeout_ms=500)
+        records += consumer.poll(timeout_ms=200)  # nothing more may come
+        return records

@@ -303,3 +303,79 @@ def test_parse_schema_takes_pyarrow_type_names():
     for bad, match in (("sym", "NAME:TYPE"), ("x:money", "unknown type 'money'"), ("", "no fields")):
         with pytest.raises(InputFormatError, match=match):
             formats.parse_schema(bad)
+
+
+# -- audit: bad input in files and streams ------------------------------------------------------------
+
+
+def test_every_chunk_of_a_file_is_checked_before_the_first_is_sent(tmp_path):
+    # The bad line is in the last chunk, past many good ones: send_table's checks (the timestamp
+    # range) run on every chunk while the file is read, before produce_file sends anything.
+    path = tmp_path / "late.parquet"
+    pq.write_table(pa.table({"value": [b"v"] * 30, "timestamp_ms": [5] * 29 + [-1]}), path)
+    producer = FakeProducer()
+    with pytest.raises(InputFormatError, match="late.parquet: column 'timestamp_ms' .* -1"):
+        console.produce_file(producer, "t", formats.FileSource(str(path), None, chunk_rows=10))
+    assert producer.tables == []
+    (tmp_path / "late.csv").write_text("value,timestamp_ms\n" + "v,5\n" * 29 + "v,-1\n")
+    with pytest.raises(InputFormatError, match="late.csv: column 'timestamp_ms'"):
+        console.produce_file(producer, "t", formats.FileSource(str(tmp_path / "late.csv"), None))
+    assert producer.tables == []
+
+
+@pytest.mark.parametrize("line,match", [
+    ('{"value": "a", "timestamp_ms": 99999999999999999999999}', "line 1: timestamp_ms must be between"),
+    ('{"value": "a", "timestamp_ms": -1}', "line 1: timestamp_ms must be between"),
+    ('{"value": "\\udc80"}', "line 1: 'value' is not valid text"),
+    ('{"key": "\\udc80", "value": "a"}', "line 1: 'key' is not valid text"),
+    ('{"value": "a", "headers": {"\\udc80": "x"}}', "line 1: 'headers' is not valid text"),
+    ('{"value": "a", "headers": {"h": "\\ud800"}}', "line 1: 'headers.h' is not valid text"),
+])
+def test_a_json_file_line_that_cannot_be_sent_is_named(tmp_path, line, match):
+    (tmp_path / "f.jsonl").write_text('{"value": "ok"}\n' + line + "\n")
+    with pytest.raises(InputFormatError, match=match.replace("line 1", "f.jsonl line 2")):
+        list(formats.FileSource(str(tmp_path / "f.jsonl"), None))
+
+
+def test_a_typed_json_file_with_an_int_past_int64_is_named(tmp_path):
+    (tmp_path / "f.jsonl").write_text('{"qty": 1}\n{"qty": 100000000000000000000000}\n')
+    with pytest.raises(InputFormatError, match="f.jsonl line 2: column 'qty'"):
+        list(formats.FileSource(str(tmp_path / "f.jsonl"), pa.schema([("qty", pa.int64())])))
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path):
+    (tmp_path / "x.parquet").write_text("hello")
+    with pytest.raises(InputFormatError, match="x.parquet: not a Parquet file"):
+        formats.FileSource(str(tmp_path / "x.parquet"), None)
+
+
+def test_a_csv_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeffvalue,key\na,k\n".encode())
+    (table, _), = formats.FileSource(str(tmp_path / "bom.csv"), None)
+    assert table.column_names == ["value", "key"] and table.column("value").to_pylist() == [b"a"]
+    producer = FakeProducer()
+    console.produce_stream(producer, "t", io.BytesIO("\ufeffvalue,key\na,k\n".encode()), "csv", None)
+    assert producer.sent[0]["value"] == b"a" and producer.sent[0]["key"] == b"k"
+
+
+class RefusingProducer(FakeProducer):
+    def send(self, topic, **kwargs):
+        if kwargs["value"] == b"huge":
+            from rayka.errors import RecordTooLargeError
+            raise RecordTooLargeError("record of 9 bytes is over topic 't''s max.message.bytes (4)")
+        return super().send(topic, **kwargs)
+
+
+def test_a_stdin_record_that_send_refuses_is_named_with_the_count_before_it():
+    lines = b'{"value": "a"}\n{"value": "b"}\n\n{"value": "huge"}\n{"value": "c"}\n'
+    producer = RefusingProducer()
+    with pytest.raises(InputFormatError, match=r"^line 4: record of 9 bytes .*; the 2 record\(s\) before it were sent"):
+        console.produce_stream(producer, "t", io.BytesIO(lines), "json", None)
+    assert [s["value"] for s in producer.sent] == [b"a", b"b"]
+
+
+def test_consume_max_zero_prints_nothing():
+    consumer = FakeConsumer([[_rec(b"a")]])
+    out = io.BytesIO()
+    assert console.consume_loop(consumer, console.record_writer("raw", None, out), out=out, max_records=0) == 0
+    assert out.getvalue() == b"" and consumer.polls == []

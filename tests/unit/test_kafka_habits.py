@@ -54,3 +54,28 @@ def test_kafka_settings_are_refused_with_the_rayka_equivalent(name, hint):
         rayka.Consumer("t", **{name: "x"})
     assert repr(name) in str(info.value)
     assert not isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize("kwargs, hint", [
+    ({"bootstrap_servers": "localhost:9092"}, r"rayka\.connect\(address=\.\.\.\)"),
+    ({"request_timeout_ms": 5}, "timeout_s"),
+    ({"security_protocol": "SSL"}, "token authentication"),
+    ({"clustr": None}, "did you mean 'cluster'"),
+])
+def test_admin_refuses_kafka_settings_with_the_rayka_equivalent(kwargs, hint):
+    with pytest.raises(ConfigError, match=hint) as info:
+        rayka.Admin(**kwargs)
+    assert repr(next(iter(kwargs))) in str(info.value) and not isinstance(info.value, TypeError)
+    with pytest.raises(ConfigError, match="rayka.connect"):
+        rayka.Admin("localhost:9092")
+
+
+@pytest.mark.parametrize("kind", ["Producer", "Consumer", "Admin"])
+def test_one_table_of_kafka_names_answers_every_client(kind):
+    from rayka.clients import kafka_names
+
+    for name in ("bootstrap_servers", "compression_type", "security_protocol"):
+        error = kafka_names.unknown_option_error(kind, name, ["x"])
+        assert "Kafka setting" in str(error) and kind in str(error)
+    # The Java spelling of a known option names it.
+    assert "use linger_ms=" in str(kafka_names.unknown_option_error(kind, "linger.ms", ["linger_ms"]))

@@ -31,7 +31,7 @@ def fake(tmp_path):
     ({"enable_idempotence": True}, "idempotent="),
     ({"max_request_size": 10}, "max.message.bytes"),
     ({"linger.ms": 5}, "use linger_ms="),
-    ({"lingerms": 5}, "did you mean linger_ms"),
+    ({"lingerms": 5}, "did you mean 'linger_ms'"),
     ({"zzz": 1}, "the options are acks"),
 ])
 def test_an_unknown_option_is_a_config_error_naming_the_rayka_way(option, match):
