@@ -107,11 +107,18 @@ def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
     loaded = LoadedLog([], ProducerStateTable(PRODUCER_EXPIRY_MS))
     reports: dict[int, RecoveryReport] = {}
+    # A clean close wrote the producer snapshot up to the log end just before the marker: where
+    # damage at the end of the active segment ends (-1: unreadable, then bounded by framing).
+    clean_end = None
+    if clean:
+        upto = ProducerStateTable.read_snapshot(directory / PRODUCER_SNAPSHOT, PRODUCER_EXPIRY_MS)[1]
+        clean_end = upto if upto >= 0 else None
     for i, base in enumerate(bases):
         active = i == len(bases) - 1
         try:
             seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
-                                          recover=active and not clean, active=active)
+                                          recover=active and not clean, active=active, clean=clean,
+                                          clean_end=clean_end if active else None)
         except Exception as exc:  # noqa: BLE001 - named with its segment, see load_log
             raise _open_error(directory, segment_name(base) + SEGMENT_SUFFIX, exc) from exc
         if loaded.segments and loaded.segments[-1].next_offset != base:

@@ -114,14 +114,18 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     return report
 
 
-def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
+def recover(seg: "LogSegment", truncate: bool = True, *, clean: bool = False,
+            clean_end: int | None = None) -> RecoveryReport:
     """Scan and CRC-check every batch; rebuild both indexes; keep holes, cut a torn tail.
 
     A file too short to hold the schema is rewritten empty; a damaged schema message
     is rewritten from the topic's schema when the file holds this log's batches; a
     file of another schema is refused. With ``truncate=False`` (sealed segments)
     nothing is cut and no offset is guessed: the segment ends before damage that has
-    no valid batch after it (the next segment's base says where the gap ends).
+    no valid batch after it (the next segment's base says where the gap ends). With
+    ``clean`` (the active segment after a clean close) nothing is cut either: all that
+    follows the last valid batch is a hole, up to ``clean_end`` (the log end recorded at
+    the close) when it is known. See the module docstring for the rule.
     """
     report = RecoveryReport(checked_from=seg.base_offset)
     file_size = _ensure_schema(seg, report)
@@ -131,8 +135,8 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     while position < file_size:
         step = seg.scanner.recovery_step(view, position, seg.next_offset, file_size)
         if isinstance(step, Hole) and not step.bounded:
-            if truncate:
-                _end_active(seg, view, position, file_size, report)
+            if truncate or clean:
+                _end_active(seg, view, position, file_size, report, clean, clean_end)
             else:
                 log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
                           seg.path.name, file_size - position, position, seg.next_offset)
@@ -157,32 +161,38 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     return report
 
 
-def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport) -> None:
-    """The end of the active segment from ``position`` on, where no valid batch follows.
-
-    A torn tail is only a write cut short: bytes from which no whole message can be
-    framed, or a message whose declared end lies past the end of the file. It is
-    truncated (such a batch was never acknowledged: the append had not returned).
-    Whole messages before it, their framing intact and the file long enough for them,
-    that fail their CRC were written completely and damaged since: they are kept as a
-    hole, whose offsets are bounded from above (framing.row_count_bound) so that none
-    of them is ever given to a new record.
-    """
-    end, next_offset = position, seg.next_offset
+def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport,
+                clean: bool, clean_end: int | None) -> None:
+    """The end of the active segment from ``position`` on, where no valid batch follows: whole
+    damaged messages are kept as one hole (their offsets reserved), and what is left after them
+    is a torn tail (truncated) after a crash, or part of the hole after a clean close. The rule
+    and why: the module docstring."""
+    end, first, bound = position, seg.next_offset, seg.next_offset
     while end < file_size:
         size = framing.declared_size(view, end, file_size)
-        if size is None or end + size > file_size:
+        if (checked := framing.checked_extent(view, end, file_size, first, bound)) is not None:
+            size, header = checked  # (c) the prefix damaged, the rest passes its CRC: exact
+            bound = max(bound, header.next_offset)
+        elif size is not None and end + size <= file_size:
+            bound += framing.row_count_bound(view, end, size)  # (a) framed whole, CRC failed
+        elif (size := framing.malformed_extent(view, end, file_size)) is not None:
+            bound += framing.row_count_bound(view, end, size)  # (b) whole metadata, malformed
+        else:
             break
-        next_offset += framing.row_count_bound(view, end, size)
         end += size
+    if clean and end < file_size:  # a clean close leaves no write cut short: this is damage too
+        bound += max(1, (file_size - end) // framing.MIN_RECORD_BYTES)
+        end = file_size
+    if clean and clean_end is not None and clean_end > first:
+        bound = clean_end  # the log end recorded at the close: exact
     if end > position:
-        hole = Hole(position, end - position, seg.next_offset, next_offset)
+        hole = Hole(position, end - position, first, bound)
         seg.index_hole(hole)
         seg.scanner.holes[position] = hole
         report.holes.append(hole)
-        log.error("segment %s: the whole batches at bytes %d..%d (offsets %d..%d at most) failed their "
-                  "checksum; kept in place, their offsets are never reused", seg.path.name, position,
-                  end - 1, hole.first_offset, hole.next_offset - 1)
+        log.error("segment %s: the bytes %d..%d (offsets %d..%d%s) are damaged whole batches; kept in "
+                  "place, their offsets are never reused", seg.path.name, position, end - 1,
+                  hole.first_offset, hole.next_offset - 1, "" if clean and clean_end is not None else " at most")
     if end < file_size:
         log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
                     seg.path.name, end, seg.next_offset, file_size - end)

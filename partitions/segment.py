@@ -125,8 +125,11 @@ class LogSegment:
 
     @classmethod
     def load(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int,
-             *, recover: bool, active: bool) -> tuple["LogSegment", RecoveryReport]:
-        """Open an existing segment. ``recover`` scans and validates every batch (recovery.py)."""
+             *, recover: bool, active: bool, clean: bool = False,
+             clean_end: int | None = None) -> tuple["LogSegment", RecoveryReport]:
+        """Open an existing segment. ``recover`` scans and validates every batch (recovery.py).
+        ``clean``: the log was closed cleanly (no torn tail is possible); ``clean_end`` the log
+        end recorded at that close, if known."""
         seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
         report = None
         if not recover:
@@ -136,7 +139,8 @@ class LogSegment:
             # rolled (or, under the interval policy, by the tick after), so damage at its end is
             # kept in place (the log reports the gap) rather than cutting away the acknowledged
             # batches behind it.
-            report = recovery.recover(seg, truncate=active)
+            report = recovery.recover(seg, truncate=active and not clean, clean=active and clean,
+                                      clean_end=clean_end)
         if active:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
             # Appends land at the end of the file, so it must end where the log does: bytes past
