@@ -29,7 +29,7 @@ from typing import Iterator
 import pyarrow as pa
 
 __all__ = ["MIN_RECORD_BYTES", "candidate_starts", "declared_size", "row_count_bound", "malformed_extent",
-           "checked_extent"]
+           "checked_extent", "could_be_torn"]
 
 # An offset and a timestamp (two int64 columns, never compressed): the least bytes a record
 # takes in a batch body. Bounds how many offsets a damaged run of bytes can have held.
@@ -132,6 +132,14 @@ def checked_extent(view: pa.Buffer, position: int, limit: int, first: int, last:
         if codec.checksum_passes(header, metadata, view.slice(position + 8 + meta_len, body_len)):
             return end - position, header
     return None
+
+
+def could_be_torn(view: pa.Buffer, position: int, limit: int) -> bool:
+    """Whether the bytes from ``position`` could start a write cut short: a message's first bytes
+    (its continuation marker, or the start of it), or zeros (a file extended on disk before its
+    data got there, as a power loss can leave it). Anything else no append writes."""
+    head = view.slice(position, min(4, limit - position)).to_pybytes()
+    return head == _CONTINUATION[: len(head)] or head == bytes(len(head))
 
 
 def _well_formed(meta: bytes) -> bool:

@@ -118,7 +118,8 @@ def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int
         try:
             seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
                                           recover=active and not clean, active=active, clean=clean,
-                                          clean_end=clean_end if active else None)
+                                          clean_end=clean_end if active else None,
+                                          next_base=None if active else bases[i + 1])
         except Exception as exc:  # noqa: BLE001 - named with its segment, see load_log
             raise _open_error(directory, segment_name(base) + SEGMENT_SUFFIX, exc) from exc
         if loaded.segments and loaded.segments[-1].next_offset != base:

@@ -63,11 +63,14 @@ class RecoveryReport:
     repaired_schema: bool = False  # the schema message was damaged and rewritten
 
 
-def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
+def load_fast(seg: "LogSegment", verify: bool = True, next_base: int | None = None) -> RecoveryReport | None:
     """Trust the indexes; scan only the tail after the last entry. None if anything is off.
 
     Batches before the last index entry are not read here: their CRCs are checked
-    on their first read. ``verify`` checks the tail's CRCs (the active segment).
+    on their first read. ``verify`` checks the tail's CRCs (the active segment). A sealed
+    segment's tail is not checked unless its headers disagree with ``next_base``, the next
+    segment's base offset (where this one must end): its end would then come from a count
+    nobody checked, so the tail is CRC-checked, and damage sends the segment to recovery.
     """
     if not (seg.offset_index.load() and seg.time_index.load()):
         return None
@@ -104,6 +107,11 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     except CorruptRecordError:
         seg.scanner.verified.clear()
         return None
+    if not verify and next_base is not None and expected != next_base:
+        return load_fast(seg, verify=True)  # the unchecked tail says otherwise: check it
+    if next_base is not None and expected > next_base:
+        log.error("sealed segment %s holds offsets up to %d, past the next segment's base %d (segments "
+                  "overlap: files copied from another log?)", seg.path.name, expected - 1, next_base)
     seg.size = file_size
     seg.next_offset = expected
     seg.max_timestamp_ms = max_ts
@@ -180,8 +188,10 @@ def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: 
         else:
             break
         end += size
-    if clean and end < file_size:  # a clean close leaves no write cut short: this is damage too
-        bound += max(1, (file_size - end) // framing.MIN_RECORD_BYTES)
+    if end < file_size and (clean or not framing.could_be_torn(view, end, file_size)):
+        # (d) a clean close leaves no write cut short, and no write starts with these bytes:
+        # damage too, to the end of the file
+        bound += framing.row_count_bound(view, end, file_size - end)
         end = file_size
     if clean and clean_end is not None and clean_end > first:
         bound = clean_end  # the log end recorded at the close: exact

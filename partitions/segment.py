@@ -126,14 +126,15 @@ class LogSegment:
     @classmethod
     def load(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int,
              *, recover: bool, active: bool, clean: bool = False,
-             clean_end: int | None = None) -> tuple["LogSegment", RecoveryReport]:
+             clean_end: int | None = None, next_base: int | None = None) -> tuple["LogSegment", RecoveryReport]:
         """Open an existing segment. ``recover`` scans and validates every batch (recovery.py).
         ``clean``: the log was closed cleanly (no torn tail is possible); ``clean_end`` the log
-        end recorded at that close, if known."""
+        end recorded at that close, if known; ``next_base`` the next segment's base offset (where a
+        sealed segment must end)."""
         seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
         report = None
         if not recover:
-            report = recovery.load_fast(seg, verify=active)
+            report = recovery.load_fast(seg, verify=active, next_base=next_base)
         if report is None:
             # Only the active segment can have a torn tail to cut; a sealed one was fsynced when it
             # rolled (or, under the interval policy, by the tick after), so damage at its end is
