@@ -300,3 +300,38 @@ def test_framing_damage_in_a_sealed_segment_is_a_hole_found_by_reads(tmp_path, c
         assert got == {o: b"s%03d" % o + b"." * 150 for o in range(60) if not first <= o < nxt}, i
         assert again.truncated_bytes == 0 and again.log_end_offset == 60
         again.close()
+
+
+@pytest.mark.parametrize("shutdown", ["crash", "clean"])
+@pytest.mark.parametrize("records, count", [(3, b"9"), (3, b"0"), (100, b"900")])  # 900: past the log end
+def test_a_damaged_count_in_a_sealed_segment_never_moves_its_end(tmp_path, clock, shutdown, records, count):
+    """The count in the header of a sealed segment's last batch changed on disk (the rest intact,
+    indexes too, one entry per segment so the open reads that header). The segment still ends at
+    the next segment's base: the damaged batch is the hole, exactly, and the error names the next
+    segment's base to seek to; every other record reads back."""
+    cfg = TopicConfig(segment_bytes=4000 if records == 3 else 8000, index_interval_bytes=100_000)
+    log = PartitionLog(tmp_path, config=cfg, clock=clock)
+    values = {}
+    for i in range(40 if records == 3 else 8):
+        vs = [b"v%03d-%d" % (i, j) for j in range(records)]
+        r = log.append(batch(vs))
+        values.update({r.base_offset + j: v for j, v in enumerate(vs)})
+    log.close() if shutdown == "clean" else crash(log)
+    sealed = sorted(tmp_path.glob("*.arrows"))[0]
+    pos, _, first, nxt = spans(sealed)[-1]
+    data = bytearray(sealed.read_bytes())
+    at = data.index(b";count=%d;" % records, pos) + len(b";count=")
+    assert len(count) == len(str(records))  # the same width: no byte moves
+    data[at : at + len(count)] = count
+    sealed.write_bytes(bytes(data))
+    again = PartitionLog(tmp_path, config=cfg, clock=clock)
+    segments = again._segments
+    assert all(s.next_offset <= b for s, b in zip(segments, again._bases[1:]))
+    assert again.damaged_offsets == [(first, nxt - 1)]
+    with pytest.raises(CorruptRecordError, match=f"seek to {nxt} ") as err:
+        again.read(first)
+    assert (err.value.first_offset, err.value.next_offset) == (first, nxt)
+    got, holes = read_around_damage(again)
+    assert holes == [(first, nxt - 1)]
+    assert got == {o: v for o, v in values.items() if not first <= o < nxt}
+    again.close()
