@@ -97,8 +97,9 @@ def _open_error(directory: Path, segment: str | None, exc: BaseException) -> Log
     where = f" (segment {segment})" if segment else ""
     return LogOpenError(
         f"partition log {directory} cannot be opened{where}: {cause}. Move the damaged file aside "
-        "(or restore it from a backup), then reopen the partition; a partition actor retries by "
-        "itself every few seconds", directory=str(directory), cause=cause)
+        "(or restore it from a backup); the partition actor then opens the log on the next call made "
+        "to it (it tries again when a call arrives, at most once every few seconds), no restart needed",
+        directory=str(directory), cause=cause)
 
 
 def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
