@@ -22,8 +22,9 @@ nothing; a roll creates the new segment before it seals the old one); the
 upkeep in ``tick`` (index writes, rolls) logs such failures and tries again, and
 retention, which frees space, still runs. Under ``flush.policy=interval`` the tick
 fsyncs what was written (and the segments rolled) since the last one; what it could
-not fsync stays pending until an fsync succeeds: retried by the next tick, logged,
-and raised as LogWriteError by ``flush()`` (and by an append under ``batch``).
+not fsync stays pending until an fsync succeeds (retried by every tick), and the
+failure is logged and raised, once, as LogWriteError by the next ``flush()`` (or
+append under ``flush.policy=batch``, which then writes nothing).
 
 Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
 ``read`` takes it only to snapshot the segment list and the high watermark, then
@@ -132,7 +133,7 @@ class PartitionLog:
         self._last_flush_ms = clock()
         self._dirty = False
         self._appends = 0  # appends so far: a tick's fsync clears ``_dirty`` only if none came since
-        self._sync_error: OSError | None = None  # the last fsync of the tick failed (cleared by a success)
+        self._sync_error: OSError | None = None  # a tick's fsync failed; not yet raised to a caller
         self.directory.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirLock(self.directory)
         self._dir_lock.acquire()
@@ -225,7 +226,7 @@ class PartitionLog:
             sync = self.config.flush_policy == "batch"
             try:
                 if sync and self._sync_error is not None:
-                    self._sync_pending()  # what the failed tick left unsynced comes first
+                    self._raise_sync_error()  # nothing of this batch is written
                 self._maybe_roll(encoded.size, now)
                 self._segments[-1].append(encoded, fsync=sync)
             except OSError as exc:
@@ -237,8 +238,6 @@ class PartitionLog:
             self._dirty = True
             self._appends += 1
             # The batch itself is fsynced: acknowledge it even if its index entries must wait.
-            if sync and not self._unsynced:
-                self._sync_error = None  # everything written is fsynced now
             if sync and self._segments[-1].flush_indexes_if_possible():
                 self._last_flush_ms, self._dirty = now, False
             self._appended.notify_all()
@@ -304,12 +303,24 @@ class PartitionLog:
             except OSError as exc:
                 raise LogWriteError.from_os_error(exc, self.directory,
                                                   f"flushing partition log {self.directory}") from exc
+            if self._sync_error is not None:
+                self._raise_sync_error()
 
     def _flush(self, now: int) -> None:
         self._segments[-1].flush(fsync=True)
         self._last_flush_ms = now
         self._dirty = False
-        self._sync_error = None
+
+    def _raise_sync_error(self) -> None:
+        """Raise, once, the LogWriteError for the fsync a tick could not do. A later fsync that
+        succeeds does not prove the data reached the disk (Linux may drop the dirty pages of a
+        failed writeback), so the failure is reported to a caller even if a retry passed."""
+        exc, self._sync_error = self._sync_error, None
+        raise LogWriteError(
+            f"an fsync of partition log {self.directory} failed ({exc.__class__.__name__}: {exc}); "
+            "records acknowledged before it may not have reached the disk (they are still served). "
+            "Check the disk; the fsync is retried at every tick and this is raised once",
+            path=str(self.directory), errno=exc.errno, free_bytes=-1) from exc
 
     def _sync_pending(self) -> None:
         """fsync the sealed segments a tick has not fsynced yet (or failed to); each leaves the
@@ -360,14 +371,11 @@ class PartitionLog:
                     self._last_flush_ms = now
                     if self._appends == appends_seen:  # no append since: nothing left unsynced
                         self._dirty = False
-            if sealed or to_sync is not None:
-                with self._lock:
-                    self._sync_error = None
         except OSError as exc:
             with self._lock:
                 self._sync_error = exc
-            log.error("partition %s: fsync failed (%s); retried at the next tick, and flush() raises "
-                      "LogWriteError until one succeeds", self.directory, exc)
+            log.error("partition %s: fsync failed (%s); retried at the next tick; the next flush() (or "
+                      "append under flush.policy=batch) raises LogWriteError", self.directory, exc)
         return result
 
     def _try_roll(self, now: int) -> None:
