@@ -13,9 +13,62 @@ At open a segment is in one of two states, and the caller (LogSegment.load) says
   from the schema message on; both indexes are rebuilt from the batches kept;
   holes (scan.py) stay in place. At the end of the active segment, what has no
   valid batch after it is either a torn tail (a write cut short: truncated) or
-  whole damaged batches (kept as a hole, their offsets reserved): :func:`_end_active`.
+  damaged batches (kept as a hole, their offsets reserved): the rule below.
   A sealed segment just ends before such damage (the next segment's base offset
   says where the gap ends).
+
+A sealed segment ends at the next segment's base offset. Its fast load does not
+CRC-check the batches after its last index entry, so their headers' counts are
+unchecked: when they do not end exactly at the next base, the tail is CRC-checked,
+and a batch that fails sends the segment to recovery, where it ends before the
+damage and the gap up to the next base is the hole, exactly.
+
+The end of the active segment (:func:`_end_active`)
+---------------------------------------------------
+
+The format decides it. A message is ``0xFFFFFFFF``, an int32 metadata length, the
+metadata (a ``Message`` flatbuffer holding ``bodyLength``, the buffers of the batch
+and the ``rayka.batch`` header text with base offset, count and CRC), then the body.
+The CRC covers all of it but the first 8 bytes (codec.py). An append writes one
+whole message at the end of the file, so a crash can leave only a *prefix* of it:
+correct bytes, cut short (or zeros, where a power loss left the file longer than
+the data that reached it). A torn tail can therefore only be bytes that start as a
+message starts and are a correct prefix of one; damage is bytes a prefix cannot be.
+From the byte after the last valid batch, each message is taken as damaged (part of
+the hole) when the file shows its write completed:
+
+(c) its CRC passes with the 8 uncovered bytes disregarded: the first header text
+    after it names an offset where the hole's offsets can go on (from the hole's
+    first offset to its bound so far), and the metadata and body, placed by the
+    flatbuffer's ``bodyLength`` against an end that is the file's end or a
+    possible batch start, pass that header's CRC (a damaged length word or
+    continuation marker; the header's count is then exact);
+(a) or its length word and ``bodyLength`` declare an extent the file holds (a whole
+    message whose CRC fails);
+(b) or the file holds the whole metadata its length word declares and that metadata
+    is malformed (root or vtable unreadable, not a record batch, no whole header,
+    ``bodyLength`` not the padded end of its buffers): a prefix is correct bytes,
+    so whole metadata that is malformed was damaged after it was written;
+
+and what is left after them is damage too, to the end of the file, when
+
+(d) its first bytes are neither the continuation marker (or its start) nor zeros:
+    no write starts that way;
+
+otherwise it is a torn tail: truncated, its offsets (never acknowledged: the append
+had not returned) given to the next records. A hole's offsets start at the
+segment's next offset and end at a bound: exact for (c), else the largest count or
+RecordBatch length its bytes name that they could hold (framing.row_count_bound),
+so a hole never reserves fewer offsets than it held, and possibly a few more.
+
+After a clean close (``clean``: the ``.clean_shutdown`` marker) nothing can be torn:
+everything after the last valid batch is the hole, and it ends at the log end the
+close recorded in the producer snapshot (``clean_end``) when that is known.
+
+Limits: damage that turns a message's first bytes into zeros and garbles its
+flatbuffer root too looks like a power loss's zeros and is cut; so is damage that
+leaves a correct-looking prefix of a message the file does not hold whole. Both need
+two faults in the same message's first bytes.
 
 On disk: the file must start with this log's schema message, byte for byte. A
 file too short to hold it is rewritten as just the schema (it held no batch); a
