@@ -151,8 +151,10 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
     # Sends made while full are retried by the producer (same sequence) and land, once, when
     # space returns, in the same actor: where its failed writes stopped is where they go.
     retries = _Retries()
-    logging.getLogger("rayka.clients.producer").addHandler(retries)
-    logging.getLogger("rayka.clients.producer").setLevel(logging.INFO)
+    clients_log = logging.getLogger("rayka.clients")  # the retry is logged by rayka.clients.sender
+    level = clients_log.level
+    clients_log.addHandler(retries)
+    clients_log.setLevel(logging.INFO)
     try:
         with rayka.Producer(linger_ms=2, delivery_timeout_ms=60_000, retry_backoff_ms=50) as p:
             pending = [(v, p.send("full", value=v)) for v in map(_value, range(n, n + 200))]
@@ -167,7 +169,8 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
             for v, f in more:
                 acked[f.result(timeout=60).offset] = v
     finally:
-        logging.getLogger("rayka.clients.producer").removeHandler(retries)
+        clients_log.removeHandler(retries)
+        clients_log.setLevel(level)
 
     end = max(acked) + 1
     assert end == len(acked), "acknowledged offsets are not dense"

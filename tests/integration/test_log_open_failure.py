@@ -1,6 +1,6 @@
 """A partition whose log cannot open: a clear LogOpenError for every caller within a bounded
-time, no restart loop of its actor, the healthy partition unaffected, and the partition back by
-itself once its files are fixed."""
+time, no restart loop of its actor, the healthy partition unaffected, and the partition back on
+the next call once its files are fixed (the actor tries again when a call arrives)."""
 
 import os
 import time
