@@ -84,7 +84,7 @@ def _no_room(budget, node_memory_bytes, load, limits, count, total, action) -> P
     per = budget.partition_memory_bytes
     limit = sum(v for v in limits.values() if v is not None)
     free = sum(max(0, limits[n] - load[n]) for n in load if limits[n] is not None)
-    nodes = "; ".join(f"node {n[:12]}: {load[n]} of {limits[n]} ({node_memory_bytes[n] / 2**30:.1f} GiB)"
+    nodes = "; ".join(f"node {n[:12]}: {load[n]} of {limits[n]} ({node_memory_bytes[n] / 2**30:.1f} GiB of Ray memory)"
                       for n in load) or "no alive node"
     return PartitionBudgetError(
         f"{action} refused, nothing was created: it needs {count} new partition(s) and {total} exist, "

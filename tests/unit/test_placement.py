@@ -47,7 +47,7 @@ def test_a_node_at_or_over_its_own_limit_is_not_chosen_and_no_room_refuses_the_w
         place_partitions(budget, shrunk, {"a-small": 4, "b-big": 3}, 3, "create_topic('t', partitions=3)")
     text = str(err.value)
     for part in ("create_topic('t', partitions=3)", "nothing was created", "7 exist", "room for 2 more",
-                 "4 of 1", "3 of 5", "100 MiB", "max.partitions"):
+                 "4 of 1", "3 of 5", "GiB of Ray memory", "100 MiB", "max.partitions"):
         assert part in text, part
     assert (err.value.existing, err.value.requested, err.value.limit) == (7, 3, 6)
 
