@@ -11,11 +11,16 @@ What is checked, by shutdown kind:
 - unclean (no marker): the active segment is recovered, every batch CRC-checked,
   damage kept as holes, a torn tail (a write cut short) truncated (recovery.py);
 - clean: the active segment's batches after its last index entry are CRC-checked;
+  if that finds damage, the segment is recovered with no torn tail at all (a clean
+  close leaves none): the damage is a hole up to the log end the close recorded in
+  ``producer_state.json``;
 - sealed segments, either way: only their indexes and the batches after the last
   entry are read, not checked (they were fsynced when they rolled, or, under the
-  interval policy, by the tick after, within ``flush.ms``); their batches are
-  checked on first read, and a sealed segment that lost its end leaves a gap
-  (listed in ``damaged_offsets``);
+  interval policy, by the tick after, within ``flush.ms``), unless those batches do
+  not end at the next segment's base offset: then they are CRC-checked, and damage
+  sends the segment to recovery. Their other batches are checked on first read, and
+  a sealed segment that lost its end leaves a gap up to the next base (listed in
+  ``damaged_offsets``);
 - every segment, either way: its indexes are checked against the file and rebuilt
   when they fail (index_check.py), its schema message repaired if damaged.
 
