@@ -26,10 +26,11 @@ from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
 from rayka.coordinator.clock import SystemClock
 from rayka.actors.group_api import GroupApi
-from rayka.actors.topic_config_api import TopicConfigApi
+from rayka.actors.topic_config_api import TopicConfigApi, _node_memory_by_id
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
 from rayka.coordinator.offset_store import OffsetStore
+from rayka.coordinator.placement import partitions_per_node, place_partitions
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -90,11 +91,16 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
             handles.append(handle)
         return handles
 
-    def _place(self, count: int, start: int = 0) -> list:
-        nodes = _ray.alive_node_ids()
-        if len(nodes) <= 1:
-            return [self._node_id] * count
-        return [nodes[(start + i) % len(nodes)] for i in range(count)]
+    def _place(self, count: int, action: str) -> list:
+        """A node for each of ``count`` new partitions within each node's budget
+        (coordinator/placement.py); PartitionBudgetError if there is no room."""
+        memory = _node_memory_by_id()
+        if len(memory) <= 1:  # one node (or Ray reports none): everything lives beside the coordinator
+            memory = {self._node_id: sum(memory.values())}
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).nodes]
+        on_nodes = partitions_per_node(placements, memory)
+        elsewhere = len(placements) - sum(on_nodes.values())
+        return place_partitions(self._budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
 
     # -- topics -----------------------------------------------------------------------------
 
@@ -103,12 +109,10 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
 
     def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
         with self._lock:
+            nodes = None  # a bad count or an existing name: the metadata refuses it
             if _valid_count(partitions) and name not in self._meta.topics():
-                self._check_budget(partitions, f"create_topic({name!r}, partitions={partitions})")
-            meta = self._meta.create_topic(
-                name, partitions, replication_factor, config, value_schema, nodes=self._place(partitions)
-                if isinstance(partitions, int) and 0 < partitions <= 10_000 else None,
-            )
+                nodes = self._place(partitions, f"create_topic({name!r}, partitions={partitions})")
+            meta = self._meta.create_topic(name, partitions, replication_factor, config, value_schema, nodes=nodes)
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
         self._topics_changed()
@@ -141,12 +145,10 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
     def add_partitions(self, name: str, total: int):
         with self._lock:
             meta = self._meta.get(name)
+            nodes = None
             if _valid_count(total) and total > meta.partitions:
-                self._check_budget(total - meta.partitions, f"add_partitions({name!r}, total={total})")
-            meta = self._meta.add_partitions(
-                name, total, self._place(total - meta.partitions, meta.partitions)
-                if isinstance(total, int) and total > meta.partitions else None,
-            )
+                nodes = self._place(total - meta.partitions, f"add_partitions({name!r}, total={total})")
+            meta = self._meta.add_partitions(name, total, nodes)
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
         self._topics_changed()

@@ -20,7 +20,7 @@ import threading
 import ray
 
 from rayka.config import PartitionBudget
-from rayka.coordinator.budget import check_partition_budget, partition_limit
+from rayka.coordinator.budget import partition_limit
 
 __all__ = ["TopicConfigApi"]
 
@@ -126,10 +126,13 @@ class TopicConfigApi:
     def _partition_total(self) -> int:
         return sum(self._meta.get(name).partitions for name in self._meta.topics())
 
-    def _check_budget(self, requested: int, action: str) -> None:
-        check_partition_budget(self._budget(), _node_memory_bytes(), self._partition_total(), requested, action)
 
 
 def _node_memory_bytes() -> list[float]:
     """The Ray ``memory`` resource of each alive node (what Ray lets tasks and actors use)."""
-    return [float(n.get("Resources", {}).get("memory", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    return list(_node_memory_by_id().values())
+
+
+def _node_memory_by_id() -> dict[str, float]:
+    """Alive node id -> its Ray ``memory`` resource."""
+    return {n["NodeID"]: float(n.get("Resources", {}).get("memory", 0.0)) for n in ray.nodes() if n.get("Alive")}

@@ -7,8 +7,9 @@ module before it creates partitions; the facts of the cluster (each alive node's
 passed in, so the rule is tested without Ray.
 
 The limit: for each alive node, ``floor(memory * memory_fraction / partition_memory_bytes)``
-partitions, summed over the nodes (a partition lives whole on one node); or
-``max_partitions`` when it is set (-1: no limit).
+partitions, summed over the nodes; or ``max_partitions`` when it is set (-1: no
+limit). A partition lives whole on one node, so each node's own limit holds too:
+placement.py never puts a partition on a node that is full.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from ..config import PartitionBudget
 from ..errors import PartitionBudgetError
 
-__all__ = ["partition_limit", "check_partition_budget"]
+__all__ = ["partition_limit", "node_limit", "check_partition_budget"]
 
 MiB = 1024 * 1024
 
@@ -27,8 +28,15 @@ def partition_limit(budget: PartitionBudget, node_memory_bytes: Sequence[float])
     """How many partitions the cluster may hold in all; None means no limit."""
     if budget.max_partitions is not None:
         return None if budget.max_partitions == -1 else budget.max_partitions
-    return sum(int(max(0.0, mem) * budget.memory_fraction // budget.partition_memory_bytes)
-               for mem in node_memory_bytes)
+    return sum(node_limit(budget, mem) for mem in node_memory_bytes)
+
+
+def node_limit(budget: PartitionBudget, memory_bytes: float) -> int | None:
+    """How many partitions one node of ``memory_bytes`` may hold (placement.py); None: no
+    limit of its own (``max.partitions`` set: the limit is a cluster total, or off)."""
+    if budget.max_partitions is not None:
+        return None
+    return int(max(0.0, memory_bytes) * budget.memory_fraction // budget.partition_memory_bytes)
 
 
 def check_partition_budget(budget: PartitionBudget, node_memory_bytes: Sequence[float], existing: int,

@@ -105,10 +105,13 @@ class OffsetStore:
             self._write(rows)  # every group's tombstones in one write and one fsync
 
     def _write(self, rows: list[dict]) -> None:
-        """Append ``rows`` durably, then apply them to memory exactly as a replay would."""
+        """Append ``rows`` durably, apply them to memory exactly as a replay would, then compact
+        if the file has grown past its bound. Compaction writes memory out, so it must come after
+        the rows are applied: before, the rows that triggered it were left out of the new file."""
         self._append(rows)
         for row in rows:
             self._apply(row)
+        self._maybe_compact()
 
     def _append(self, rows: list[dict]) -> None:
         """Append ``rows`` as whole lines and fsync. All or nothing: a write or fsync that fails
@@ -142,6 +145,10 @@ class OffsetStore:
             os.close(fd)
         self._size += len(data)
         self._lines += len(rows)
+
+    def _maybe_compact(self) -> None:
+        if self.path is None:
+            return
         live = sum(len(b) for b in self._offsets.values()) + len(self._generations) + len(self._states) + 1
         if self._lines > max(self.compact_min_lines, self.compact_ratio * live):
             try:

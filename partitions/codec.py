@@ -50,6 +50,8 @@ __all__ = [
     "read_message_at",
     "iter_messages",
     "decode",
+    "find_header",
+    "checksum_passes",
 ]
 
 HEADER_KEY = "rayka.batch"
@@ -282,6 +284,33 @@ def _parse_header(metadata: bytes, position: int) -> BatchHeader:
         sequence=int(m[8]),
         version=int(m[1]),
     )
+
+
+def find_header(data: bytes) -> tuple[int, BatchHeader] | None:
+    """(position in ``data``, header) of the first whole ``rayka.batch`` header text in ``data``
+    (raw bytes that may be damaged: no flatbuffer is trusted, so the text's own length prefix
+    is not required), or None."""
+    at = data.find(_VERSION_MARK)
+    while at >= 0:
+        m = _HEADER_RE.match(data, at)
+        if m is not None and int(m[1]) in _PREFIXES:
+            try:
+                pid = m[7].decode()
+            except UnicodeDecodeError:
+                pid = None
+            if pid is not None:
+                return at, BatchHeader(int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]),
+                                       None if pid == "-" else pid, int(m[8]), int(m[1]))
+        at = data.find(_VERSION_MARK, at + 1)
+    return None
+
+
+def checksum_passes(header: BatchHeader, metadata: bytes, body) -> bool:
+    """Whether ``metadata`` (the bytes after the 8-byte prefix) and ``body`` are the message
+    whose header is ``header``: its CRC, computed as :meth:`Message.verify` does."""
+    if header.version == 2 and metadata.find(_PREFIXES[2]) < 0:
+        return False
+    return _crc(header, metadata, body) == header.crc
 
 
 def _frame_at(buf: pa.Buffer, position: int) -> tuple[ipc.Message, int]:

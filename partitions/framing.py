@@ -28,7 +28,8 @@ from typing import Iterator
 
 import pyarrow as pa
 
-__all__ = ["MIN_RECORD_BYTES", "candidate_starts", "declared_size", "row_count_bound"]
+__all__ = ["MIN_RECORD_BYTES", "candidate_starts", "declared_size", "row_count_bound", "malformed_extent",
+           "checked_extent", "could_be_torn"]
 
 # An offset and a timestamp (two int64 columns, never compressed): the least bytes a record
 # takes in a batch body. Bounds how many offsets a damaged run of bytes can have held.
@@ -82,6 +83,111 @@ def declared_size(view: pa.Buffer, position: int, limit: int) -> int | None:
     if body_len is None or body_len < 0 or body_len % 8:
         return None
     return 8 + meta_len + body_len
+
+
+def malformed_extent(view: pa.Buffer, position: int, limit: int) -> int | None:
+    """The size of the message at ``position`` if its length word is well-formed, the file holds
+    all the metadata it declares, and that metadata is not a record batch's as rayka writes it
+    (root or vtable unreadable, not a RecordBatch, no whole rayka header, or a ``bodyLength``
+    that is not the padded end of its buffers). A write cut short leaves a correct prefix, so
+    whole metadata that is malformed was damaged after it was written. The message is taken to
+    end at the next possible batch start after its metadata, or at ``limit``. None otherwise."""
+    if limit - position < 8:
+        return None
+    meta_len = int.from_bytes(view.slice(position + 4, 4).to_pybytes(), "little", signed=True)
+    if meta_len < 8 or meta_len % 8 or meta_len > _BACK or position + 8 + meta_len > limit:
+        return None
+    meta = view.slice(position + 8, meta_len).to_pybytes()
+    if _well_formed(meta):
+        return None
+    meta_end = position + 8 + meta_len
+    for start in candidate_starts(view, meta_end - 1, limit):
+        return start - position
+    return limit - position
+
+
+def checked_extent(view: pa.Buffer, position: int, limit: int, first: int, last: int):
+    """(size, header) of a whole message at ``position`` whose 8-byte prefix (continuation
+    marker and length word: all the CRC does not cover) is damaged, proven by its CRC: the first
+    rayka header after ``position`` names a base offset in ``first..last``, and the metadata
+    and body, placed by the flatbuffer's ``bodyLength`` against an end that is a possible batch
+    start or ``limit``, pass that header's CRC. None if no such extent passes."""
+    from . import codec  # codec does not import this module; kept local to keep it so
+
+    window = view.slice(position, min(limit - position, 8 + _BACK)).to_pybytes()
+    found = codec.find_header(window)
+    if found is None:
+        return None
+    at, header = found
+    if not first <= header.base_offset <= last:
+        return None
+    body_len = _message_field(window[8:], 3, 8)  # the root is read from byte 8, whatever the length word
+    if body_len is None or body_len < 0 or body_len % 8:
+        return None
+    for end in [*candidate_starts(view, position + at, limit), limit]:
+        meta_len = end - position - 8 - body_len
+        if meta_len < at or meta_len % 8 or meta_len > _BACK:
+            continue
+        metadata = view.slice(position + 8, meta_len).to_pybytes()
+        if codec.checksum_passes(header, metadata, view.slice(position + 8 + meta_len, body_len)):
+            return end - position, header
+    return None
+
+
+def could_be_torn(view: pa.Buffer, position: int, limit: int) -> bool:
+    """Whether the bytes from ``position`` could start a write cut short: a message's first bytes
+    (its continuation marker, or the start of it), or zeros (a file extended on disk before its
+    data got there, as a power loss can leave it). Anything else no append writes."""
+    head = view.slice(position, min(4, limit - position)).to_pybytes()
+    return head == _CONTINUATION[: len(head)] or head == bytes(len(head))
+
+
+def _well_formed(meta: bytes) -> bool:
+    """Whether whole metadata bytes read as a RecordBatch message of rayka's: root, vtable and
+    fields in bounds, header type RecordBatch, bodyLength the padded end of its buffers, and a
+    whole rayka header text among them."""
+    from . import codec
+
+    table = _root(meta)
+    if table is None:
+        return False
+    kind = _message_field(meta, 1, 1)  # Message.header_type
+    body_len = _message_field(meta, 3, 8)
+    if kind != 3 or body_len is None or body_len < 0 or body_len % 8:  # 3: MessageHeader.RecordBatch
+        return False
+    ends = _buffer_ends(meta)
+    if ends is None or (ends + 7) // 8 * 8 != body_len:
+        return False
+    return codec.find_header(meta) is not None
+
+
+def _buffer_ends(meta: bytes) -> int | None:
+    """The end of the last byte of the RecordBatch's buffers in the body, or None if unreadable."""
+    table = _root(meta)
+    if table is None:
+        return None
+    header = _field_pos(meta, table, 2)
+    if header is None or header + 4 > len(meta):
+        return None
+    rb = header + int.from_bytes(meta[header : header + 4], "little")
+    pos = _field_pos(meta, rb, 2)  # RecordBatch.buffers: a vector of Buffer {offset: long, length: long}
+    if pos is None or pos + 4 > len(meta):
+        return None
+    vec = pos + int.from_bytes(meta[pos : pos + 4], "little")
+    if vec + 4 > len(meta):
+        return None
+    count = int.from_bytes(meta[vec : vec + 4], "little")
+    if vec + 4 + 16 * count > len(meta):
+        return None
+    end = 0
+    for i in range(count):
+        at = vec + 4 + 16 * i
+        offset = int.from_bytes(meta[at : at + 8], "little", signed=True)
+        length = int.from_bytes(meta[at + 8 : at + 16], "little", signed=True)
+        if offset < 0 or length < 0:
+            return None
+        end = max(end, offset + length)
+    return end
 
 
 def row_count_bound(view: pa.Buffer, position: int, size: int) -> int:

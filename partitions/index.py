@@ -14,7 +14,14 @@ Entries are added at the same points, one per ``index.interval.bytes`` of log
 a scan of at most one interval. Both columns strictly increase (offsets) or never
 decrease (timestamps). An index is derived data: after an unclean shutdown the
 active segment's index is rebuilt from the log, and an index that fails its
-sanity check is rebuilt too. Not thread-safe: the owning segment serialises writers.
+sanity check is rebuilt too.
+
+Threads: the owning segment serialises writers. Readers may run beside a writer and
+beside :meth:`PairIndex.drop`: the two columns are held as one ``(keys, values)``
+pair that is replaced in a single assignment (load, clear, drop), and a lookup takes
+the pair once (:attr:`PairIndex.pair`), so it never mixes the columns of two versions.
+Appends grow the current pair in place, keys first, so a lookup for an offset already
+readable never sees an entry whose value is missing.
 """
 
 from __future__ import annotations
@@ -35,32 +42,45 @@ class PairIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.keys = array("q")
-        self.values = array("q")
+        self.pair: tuple[array, array] = (array("q"), array("q"))  # (keys, values), replaced whole
         self._written = 0  # entries already in the file
 
+    @property
+    def keys(self) -> array:
+        return self.pair[0]
+
+    @property
+    def values(self) -> array:
+        return self.pair[1]
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.pair[0])
 
     def append(self, key: int, value: int) -> None:
-        if self.keys and key < self.keys[-1]:
-            raise AssertionError(f"index {self.path.name}: key {key} below last {self.keys[-1]}")
-        self.keys.append(key)
-        self.values.append(value)
+        keys, values = self.pair
+        if keys and key < keys[-1]:
+            raise AssertionError(f"index {self.path.name}: key {key} below last {keys[-1]}")
+        keys.append(key)
+        values.append(value)
 
     def floor(self, key: int) -> tuple[int, int] | None:
         """The last entry whose key is <= ``key``, or None."""
-        i = bisect_right(self.keys, key) - 1
-        return (self.keys[i], self.values[i]) if i >= 0 else None
+        keys, values = self.pair
+        i = bisect_right(keys, key) - 1
+        return (keys[i], values[i]) if i >= 0 else None
 
     def below(self, key: int) -> tuple[int, int] | None:
         """The last entry whose key is < ``key``, or None."""
-        i = bisect_left(self.keys, key) - 1
-        return (self.keys[i], self.values[i]) if i >= 0 else None
+        keys, values = self.pair
+        i = bisect_left(keys, key) - 1
+        return (keys[i], values[i]) if i >= 0 else None
+
+    def drop(self) -> None:
+        """Forget the entries in memory (the file stays; :meth:`load` brings them back)."""
+        self.pair = (array("q"), array("q"))
 
     def clear(self) -> None:
-        self.keys = array("q")
-        self.values = array("q")
+        self.pair = (array("q"), array("q"))
         self._written = 0
         with open(self.path, "wb"):
             pass
@@ -71,12 +91,14 @@ class PairIndex:
         All or nothing: on an OSError (a full disk) the file is cut back to its whole entries
         (``_written``) and the entries stay pending; a cut that failed too is redone first.
         """
-        if self._written == len(self.keys) and not fsync:
+        keys, values = self.pair
+        n = len(keys)
+        if self._written == n and not fsync:
             return
         pairs = array("q")
-        for i in range(self._written, len(self.keys)):
-            pairs.append(self.keys[i])
-            pairs.append(self.values[i])
+        for i in range(self._written, n):
+            pairs.append(keys[i])
+            pairs.append(values[i])
         good = self._written * _ENTRY
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -96,7 +118,7 @@ class PairIndex:
                 raise
         finally:
             os.close(fd)
-        self._written = len(self.keys)
+        self._written = n
 
     def fsync(self) -> None:
         """fsync the index file (entries already written by flush())."""
@@ -122,7 +144,7 @@ class PairIndex:
         keys, values = pairs[0::2], pairs[1::2]
         if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
             return False
-        self.keys, self.values, self._written = keys, values, len(keys)
+        self.pair, self._written = (keys, values), len(keys)
         return True
 
 

@@ -88,5 +88,6 @@ def index_digest(*indexes: PairIndex) -> int:
     """A CRC of the in-memory entries, to tell a reloaded index from the one checked."""
     crc = 0
     for index in indexes:
-        crc = zlib.crc32(index.values, zlib.crc32(index.keys, crc))
+        keys, values = index.pair
+        crc = zlib.crc32(values, zlib.crc32(keys, crc))
     return crc

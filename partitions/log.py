@@ -20,7 +20,11 @@ raises LogDirLockedError. A write that fails (a full disk: ENOSPC; EIO...) keeps
 nothing and raises LogWriteError/DiskFullError (segment.py: appends are all or
 nothing; a roll creates the new segment before it seals the old one); the
 upkeep in ``tick`` (index writes, rolls) logs such failures and tries again, and
-retention, which frees space, still runs.
+retention, which frees space, still runs. Under ``flush.policy=interval`` the tick
+fsyncs what was written (and the segments rolled) since the last one; what it could
+not fsync stays pending until an fsync succeeds (retried by every tick), and the
+failure is logged and raised, once, as LogWriteError by the next ``flush()`` (or
+append under ``flush.policy=batch``, which then writes nothing).
 
 Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
 ``read`` takes it only to snapshot the segment list and the high watermark, then
@@ -128,6 +132,8 @@ class PartitionLog:
         self._closed = False
         self._last_flush_ms = clock()
         self._dirty = False
+        self._appends = 0  # appends so far: a tick's fsync clears ``_dirty`` only if none came since
+        self._sync_error: OSError | None = None  # a tick's fsync failed; not yet raised to a caller
         self.directory.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirLock(self.directory)
         self._dir_lock.acquire()
@@ -219,6 +225,8 @@ class PartitionLog:
             )
             sync = self.config.flush_policy == "batch"
             try:
+                if sync and self._sync_error is not None:
+                    self._raise_sync_error()  # nothing of this batch is written
                 self._maybe_roll(encoded.size, now)
                 self._segments[-1].append(encoded, fsync=sync)
             except OSError as exc:
@@ -228,6 +236,7 @@ class PartitionLog:
             if producer_id is not None and sequence >= 0:
                 self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
             self._dirty = True
+            self._appends += 1
             # The batch itself is fsynced: acknowledge it even if its index entries must wait.
             if sync and self._segments[-1].flush_indexes_if_possible():
                 self._last_flush_ms, self._dirty = now, False
@@ -284,19 +293,41 @@ class PartitionLog:
                         exc_info=True)
 
     def flush(self) -> None:
-        """fsync the active segment and its indexes now (LogWriteError if that fails)."""
+        """fsync the active segment and its indexes now, and every sealed segment still waiting
+        for its fsync (LogWriteError if that fails)."""
         with self._lock:
             self._check_open()
             try:
+                self._sync_pending()
                 self._flush(self._clock())
             except OSError as exc:
                 raise LogWriteError.from_os_error(exc, self.directory,
                                                   f"flushing partition log {self.directory}") from exc
+            if self._sync_error is not None:
+                self._raise_sync_error()
 
     def _flush(self, now: int) -> None:
         self._segments[-1].flush(fsync=True)
         self._last_flush_ms = now
         self._dirty = False
+
+    def _raise_sync_error(self) -> None:
+        """Raise, once, the LogWriteError for the fsync a tick could not do. A later fsync that
+        succeeds does not prove the data reached the disk (Linux may drop the dirty pages of a
+        failed writeback), so the failure is reported to a caller even if a retry passed."""
+        exc, self._sync_error = self._sync_error, None
+        raise LogWriteError(
+            f"an fsync of partition log {self.directory} failed ({exc.__class__.__name__}: {exc}); "
+            "records acknowledged before it may not have reached the disk (they are still served). "
+            "Check the disk; the fsync is retried at every tick and this is raised once",
+            path=str(self.directory), errno=exc.errno, free_bytes=-1) from exc
+
+    def _sync_pending(self) -> None:
+        """fsync the sealed segments a tick has not fsynced yet (or failed to); each leaves the
+        list only once its fsync succeeded. Raises the OSError of the first that fails."""
+        while self._unsynced:
+            self._unsynced[0].fsync()
+            self._unsynced.pop(0)
 
     def tick(self) -> dict:
         """Periodic upkeep: interval fsync, roll by age, retention, unmapping idle segments."""
@@ -305,14 +336,13 @@ class PartitionLog:
                 return {}
             now = self._clock()
             to_sync = None
+            appends_seen = self._appends
             if self._dirty and self.config.flush_policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms:
                 # Write the index entries now, fsync after releasing the lock: an fsync can take
                 # long on a busy disk, and appends must not wait for it.
-                to_sync = self._segments[-1]
                 try:
-                    to_sync.flush(fsync=False)
-                    self._last_flush_ms = now
-                    self._dirty = False
+                    self._segments[-1].flush(fsync=False)
+                    to_sync = self._segments[-1]
                 except OSError:
                     log.warning("partition %s: writing index entries failed; retried at the next tick",
                                 self.directory, exc_info=True)
@@ -325,11 +355,27 @@ class PartitionLog:
                     seg.release()
                     seg.last_read_ms = None
             result = {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
-            sealed, self._unsynced = self._unsynced, []
-        for seg in sealed:
-            seg.fsync()
-        if to_sync is not None:
-            to_sync.fsync()
+            sealed = list(self._unsynced)
+        # fsync outside the lock. What is pending (the sealed segments, the dirty flag) is cleared
+        # only after its fsync succeeded: a failed one is retried by the next tick, logged, and
+        # reported to the next flush() (and to the next append under flush.policy=batch).
+        try:
+            for seg in sealed:
+                seg.fsync()
+                with self._lock:
+                    if seg in self._unsynced:
+                        self._unsynced.remove(seg)
+            if to_sync is not None:
+                to_sync.fsync()
+                with self._lock:
+                    self._last_flush_ms = now
+                    if self._appends == appends_seen:  # no append since: nothing left unsynced
+                        self._dirty = False
+        except OSError as exc:
+            with self._lock:
+                self._sync_error = exc
+            log.error("partition %s: fsync failed (%s); retried at the next tick; the next flush() (or "
+                      "append under flush.policy=batch) raises LogWriteError", self.directory, exc)
         return result
 
     def _try_roll(self, now: int) -> None:

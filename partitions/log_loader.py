@@ -11,11 +11,16 @@ What is checked, by shutdown kind:
 - unclean (no marker): the active segment is recovered, every batch CRC-checked,
   damage kept as holes, a torn tail (a write cut short) truncated (recovery.py);
 - clean: the active segment's batches after its last index entry are CRC-checked;
+  if that finds damage, the segment is recovered with no torn tail at all (a clean
+  close leaves none): the damage is a hole up to the log end the close recorded in
+  ``producer_state.json``;
 - sealed segments, either way: only their indexes and the batches after the last
   entry are read, not checked (they were fsynced when they rolled, or, under the
-  interval policy, by the tick after, within ``flush.ms``); their batches are
-  checked on first read, and a sealed segment that lost its end leaves a gap
-  (listed in ``damaged_offsets``);
+  interval policy, by the tick after, within ``flush.ms``), unless those batches do
+  not end at the next segment's base offset: then they are CRC-checked, and damage
+  sends the segment to recovery. Their other batches are checked on first read, and
+  a sealed segment that lost its end leaves a gap up to the next base (listed in
+  ``damaged_offsets``);
 - every segment, either way: its indexes are checked against the file and rebuilt
   when they fail (index_check.py), its schema message repaired if damaged.
 
@@ -97,8 +102,9 @@ def _open_error(directory: Path, segment: str | None, exc: BaseException) -> Log
     where = f" (segment {segment})" if segment else ""
     return LogOpenError(
         f"partition log {directory} cannot be opened{where}: {cause}. Move the damaged file aside "
-        "(or restore it from a backup), then reopen the partition; a partition actor retries by "
-        "itself every few seconds", directory=str(directory), cause=cause)
+        "(or restore it from a backup); the partition actor then opens the log on the next call made "
+        "to it (it tries again when a call arrives, at most once every few seconds), no restart needed",
+        directory=str(directory), cause=cause)
 
 
 def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
@@ -107,11 +113,19 @@ def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
     loaded = LoadedLog([], ProducerStateTable(PRODUCER_EXPIRY_MS))
     reports: dict[int, RecoveryReport] = {}
+    # A clean close wrote the producer snapshot up to the log end just before the marker: where
+    # damage at the end of the active segment ends (-1: unreadable, then bounded by framing).
+    clean_end = None
+    if clean:
+        upto = ProducerStateTable.read_snapshot(directory / PRODUCER_SNAPSHOT, PRODUCER_EXPIRY_MS)[1]
+        clean_end = upto if upto >= 0 else None
     for i, base in enumerate(bases):
         active = i == len(bases) - 1
         try:
             seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
-                                          recover=active and not clean, active=active)
+                                          recover=active and not clean, active=active, clean=clean,
+                                          clean_end=clean_end if active else None,
+                                          next_base=None if active else bases[i + 1])
         except Exception as exc:  # noqa: BLE001 - named with its segment, see load_log
             raise _open_error(directory, segment_name(base) + SEGMENT_SUFFIX, exc) from exc
         if loaded.segments and loaded.segments[-1].next_offset != base:

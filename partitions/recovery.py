@@ -13,9 +13,62 @@ At open a segment is in one of two states, and the caller (LogSegment.load) says
   from the schema message on; both indexes are rebuilt from the batches kept;
   holes (scan.py) stay in place. At the end of the active segment, what has no
   valid batch after it is either a torn tail (a write cut short: truncated) or
-  whole damaged batches (kept as a hole, their offsets reserved): :func:`_end_active`.
+  damaged batches (kept as a hole, their offsets reserved): the rule below.
   A sealed segment just ends before such damage (the next segment's base offset
   says where the gap ends).
+
+A sealed segment ends at the next segment's base offset. Its fast load does not
+CRC-check the batches after its last index entry, so their headers' counts are
+unchecked: when they do not end exactly at the next base, the tail is CRC-checked,
+and a batch that fails sends the segment to recovery, where it ends before the
+damage and the gap up to the next base is the hole, exactly.
+
+The end of the active segment (:func:`_end_active`)
+---------------------------------------------------
+
+The format decides it. A message is ``0xFFFFFFFF``, an int32 metadata length, the
+metadata (a ``Message`` flatbuffer holding ``bodyLength``, the buffers of the batch
+and the ``rayka.batch`` header text with base offset, count and CRC), then the body.
+The CRC covers all of it but the first 8 bytes (codec.py). An append writes one
+whole message at the end of the file, so a crash can leave only a *prefix* of it:
+correct bytes, cut short (or zeros, where a power loss left the file longer than
+the data that reached it). A torn tail can therefore only be bytes that start as a
+message starts and are a correct prefix of one; damage is bytes a prefix cannot be.
+From the byte after the last valid batch, each message is taken as damaged (part of
+the hole) when the file shows its write completed:
+
+(c) its CRC passes with the 8 uncovered bytes disregarded: the first header text
+    after it names an offset where the hole's offsets can go on (from the hole's
+    first offset to its bound so far), and the metadata and body, placed by the
+    flatbuffer's ``bodyLength`` against an end that is the file's end or a
+    possible batch start, pass that header's CRC (a damaged length word or
+    continuation marker; the header's count is then exact);
+(a) or its length word and ``bodyLength`` declare an extent the file holds (a whole
+    message whose CRC fails);
+(b) or the file holds the whole metadata its length word declares and that metadata
+    is malformed (root or vtable unreadable, not a record batch, no whole header,
+    ``bodyLength`` not the padded end of its buffers): a prefix is correct bytes,
+    so whole metadata that is malformed was damaged after it was written;
+
+and what is left after them is damage too, to the end of the file, when
+
+(d) its first bytes are neither the continuation marker (or its start) nor zeros:
+    no write starts that way;
+
+otherwise it is a torn tail: truncated, its offsets (never acknowledged: the append
+had not returned) given to the next records. A hole's offsets start at the
+segment's next offset and end at a bound: exact for (c), else the largest count or
+RecordBatch length its bytes name that they could hold (framing.row_count_bound),
+so a hole never reserves fewer offsets than it held, and possibly a few more.
+
+After a clean close (``clean``: the ``.clean_shutdown`` marker) nothing can be torn:
+everything after the last valid batch is the hole, and it ends at the log end the
+close recorded in the producer snapshot (``clean_end``) when that is known.
+
+Limits: damage that turns a message's first bytes into zeros and garbles its
+flatbuffer root too looks like a power loss's zeros and is cut; so is damage that
+leaves a correct-looking prefix of a message the file does not hold whole. Both need
+two faults in the same message's first bytes.
 
 On disk: the file must start with this log's schema message, byte for byte. A
 file too short to hold it is rewritten as just the schema (it held no batch); a
@@ -63,11 +116,14 @@ class RecoveryReport:
     repaired_schema: bool = False  # the schema message was damaged and rewritten
 
 
-def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
+def load_fast(seg: "LogSegment", verify: bool = True, next_base: int | None = None) -> RecoveryReport | None:
     """Trust the indexes; scan only the tail after the last entry. None if anything is off.
 
     Batches before the last index entry are not read here: their CRCs are checked
-    on their first read. ``verify`` checks the tail's CRCs (the active segment).
+    on their first read. ``verify`` checks the tail's CRCs (the active segment). A sealed
+    segment's tail is not checked unless its headers disagree with ``next_base``, the next
+    segment's base offset (where this one must end): its end would then come from a count
+    nobody checked, so the tail is CRC-checked, and damage sends the segment to recovery.
     """
     if not (seg.offset_index.load() and seg.time_index.load()):
         return None
@@ -104,6 +160,11 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     except CorruptRecordError:
         seg.scanner.verified.clear()
         return None
+    if not verify and next_base is not None and expected != next_base:
+        return load_fast(seg, verify=True)  # the unchecked tail says otherwise: check it
+    if next_base is not None and expected > next_base:
+        log.error("sealed segment %s holds offsets up to %d, past the next segment's base %d (segments "
+                  "overlap: files copied from another log?)", seg.path.name, expected - 1, next_base)
     seg.size = file_size
     seg.next_offset = expected
     seg.max_timestamp_ms = max_ts
@@ -114,14 +175,18 @@ def load_fast(seg: "LogSegment", verify: bool = True) -> RecoveryReport | None:
     return report
 
 
-def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
+def recover(seg: "LogSegment", truncate: bool = True, *, clean: bool = False,
+            clean_end: int | None = None) -> RecoveryReport:
     """Scan and CRC-check every batch; rebuild both indexes; keep holes, cut a torn tail.
 
     A file too short to hold the schema is rewritten empty; a damaged schema message
     is rewritten from the topic's schema when the file holds this log's batches; a
     file of another schema is refused. With ``truncate=False`` (sealed segments)
     nothing is cut and no offset is guessed: the segment ends before damage that has
-    no valid batch after it (the next segment's base says where the gap ends).
+    no valid batch after it (the next segment's base says where the gap ends). With
+    ``clean`` (the active segment after a clean close) nothing is cut either: all that
+    follows the last valid batch is a hole, up to ``clean_end`` (the log end recorded at
+    the close) when it is known. See the module docstring for the rule.
     """
     report = RecoveryReport(checked_from=seg.base_offset)
     file_size = _ensure_schema(seg, report)
@@ -131,8 +196,8 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     while position < file_size:
         step = seg.scanner.recovery_step(view, position, seg.next_offset, file_size)
         if isinstance(step, Hole) and not step.bounded:
-            if truncate:
-                _end_active(seg, view, position, file_size, report)
+            if truncate or clean:
+                _end_active(seg, view, position, file_size, report, clean, clean_end)
             else:
                 log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
                           seg.path.name, file_size - position, position, seg.next_offset)
@@ -157,32 +222,40 @@ def recover(seg: "LogSegment", truncate: bool = True) -> RecoveryReport:
     return report
 
 
-def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport) -> None:
-    """The end of the active segment from ``position`` on, where no valid batch follows.
-
-    A torn tail is only a write cut short: bytes from which no whole message can be
-    framed, or a message whose declared end lies past the end of the file. It is
-    truncated (such a batch was never acknowledged: the append had not returned).
-    Whole messages before it, their framing intact and the file long enough for them,
-    that fail their CRC were written completely and damaged since: they are kept as a
-    hole, whose offsets are bounded from above (framing.row_count_bound) so that none
-    of them is ever given to a new record.
-    """
-    end, next_offset = position, seg.next_offset
+def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport,
+                clean: bool, clean_end: int | None) -> None:
+    """The end of the active segment from ``position`` on, where no valid batch follows: whole
+    damaged messages are kept as one hole (their offsets reserved), and what is left after them
+    is a torn tail (truncated) after a crash, or part of the hole after a clean close. The rule
+    and why: the module docstring."""
+    end, first, bound = position, seg.next_offset, seg.next_offset
     while end < file_size:
         size = framing.declared_size(view, end, file_size)
-        if size is None or end + size > file_size:
+        if (checked := framing.checked_extent(view, end, file_size, first, bound)) is not None:
+            size, header = checked  # (c) the prefix damaged, the rest passes its CRC: exact
+            bound = max(bound, header.next_offset)
+        elif size is not None and end + size <= file_size:
+            bound += framing.row_count_bound(view, end, size)  # (a) framed whole, CRC failed
+        elif (size := framing.malformed_extent(view, end, file_size)) is not None:
+            bound += framing.row_count_bound(view, end, size)  # (b) whole metadata, malformed
+        else:
             break
-        next_offset += framing.row_count_bound(view, end, size)
         end += size
+    if end < file_size and (clean or not framing.could_be_torn(view, end, file_size)):
+        # (d) a clean close leaves no write cut short, and no write starts with these bytes:
+        # damage too, to the end of the file
+        bound += framing.row_count_bound(view, end, file_size - end)
+        end = file_size
+    if clean and clean_end is not None and clean_end > first:
+        bound = clean_end  # the log end recorded at the close: exact
     if end > position:
-        hole = Hole(position, end - position, seg.next_offset, next_offset)
+        hole = Hole(position, end - position, first, bound)
         seg.index_hole(hole)
         seg.scanner.holes[position] = hole
         report.holes.append(hole)
-        log.error("segment %s: the whole batches at bytes %d..%d (offsets %d..%d at most) failed their "
-                  "checksum; kept in place, their offsets are never reused", seg.path.name, position,
-                  end - 1, hole.first_offset, hole.next_offset - 1)
+        log.error("segment %s: the bytes %d..%d (offsets %d..%d%s) are damaged whole batches; kept in "
+                  "place, their offsets are never reused", seg.path.name, position, end - 1,
+                  hole.first_offset, hole.next_offset - 1, "" if clean and clean_end is not None else " at most")
     if end < file_size:
         log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
                     seg.path.name, end, seg.next_offset, file_size - end)

@@ -158,10 +158,10 @@ class SegmentScanner:
         offset ``next_offset``)."""
         if hole.bounded:
             return hole
-        index = self.offset_index
-        i = bisect_right(index.values, hole.position)
-        if i < len(index):
-            return Hole(hole.position, index.values[i] - hole.position, hole.first_offset, index.keys[i])
+        keys, positions = self.offset_index.pair  # taken once: a release() replaces it whole
+        i = bisect_right(positions, hole.position)
+        if i < len(keys):
+            return Hole(hole.position, positions[i] - hole.position, hole.first_offset, keys[i])
         return Hole(hole.position, limit - hole.position, hole.first_offset, next_offset)
 
     def hole_error(self, hole: Hole) -> CorruptRecordError:

@@ -95,6 +95,7 @@ class LogSegment:
         self._map: pa.Buffer | None = None
         self._map_lock = threading.Lock()
         self._index_loaded = True
+        self._index_lock = threading.Lock()  # release() and the reload of what it dropped
         self.index_digest: int | None = None  # of the entries checked at open or held at release()
         self.last_read_ms: int | None = None
         self._tail = TailCache()
@@ -124,18 +125,23 @@ class LogSegment:
 
     @classmethod
     def load(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int,
-             *, recover: bool, active: bool) -> tuple["LogSegment", RecoveryReport]:
-        """Open an existing segment. ``recover`` scans and validates every batch (recovery.py)."""
+             *, recover: bool, active: bool, clean: bool = False,
+             clean_end: int | None = None, next_base: int | None = None) -> tuple["LogSegment", RecoveryReport]:
+        """Open an existing segment. ``recover`` scans and validates every batch (recovery.py).
+        ``clean``: the log was closed cleanly (no torn tail is possible); ``clean_end`` the log
+        end recorded at that close, if known; ``next_base`` the next segment's base offset (where a
+        sealed segment must end)."""
         seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
         report = None
         if not recover:
-            report = recovery.load_fast(seg, verify=active)
+            report = recovery.load_fast(seg, verify=active, next_base=next_base)
         if report is None:
             # Only the active segment can have a torn tail to cut; a sealed one was fsynced when it
             # rolled (or, under the interval policy, by the tick after), so damage at its end is
             # kept in place (the log reports the gap) rather than cutting away the acknowledged
             # batches behind it.
-            report = recovery.recover(seg, truncate=active)
+            report = recovery.recover(seg, truncate=active and not clean, clean=active and clean,
+                                      clean_end=clean_end)
         if active:
             seg._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
             # Appends land at the end of the file, so it must end where the log does: bytes past
@@ -211,24 +217,32 @@ class LogSegment:
         """Drop the memory map and the in-memory indexes of a sealed segment (reloaded on use).
 
         What is known about the file's integrity stays: a sealed file does not change.
+        Safe beside concurrent reads: a read that already took the index pair or the map
+        keeps using it; one that finds the index dropped reloads it (:meth:`ensure_index`,
+        under the same lock, so a reload never meets a release halfway).
         """
         if self._fd is None:
             self.drop_map()
-            if self._index_loaded:
-                self.index_digest = index_digest(self.offset_index, self.time_index)
-            self.offset_index.keys, self.offset_index.values = type(self.offset_index.keys)("q"), type(
-                self.offset_index.values)("q")
-            self.time_index.keys, self.time_index.values = type(self.time_index.keys)("q"), type(
-                self.time_index.values)("q")
-            self._index_loaded = False
+            with self._index_lock:
+                if self._index_loaded:
+                    self.index_digest = index_digest(self.offset_index, self.time_index)
+                self._index_loaded = False
+                self.offset_index.drop()
+                self.time_index.drop()
 
     def ensure_index(self) -> None:
         """Reload the indexes dropped by :meth:`release` (they must be the entries checked
         when the segment was opened: a sealed segment's index does not change)."""
-        if not self._index_loaded:
+        if self._index_loaded:
+            return
+        with self._index_lock:
+            if self._index_loaded:  # another reader reloaded it meanwhile
+                return
             loaded = self.offset_index.load() and self.time_index.load()
             if not loaded or (index_digest(self.offset_index, self.time_index) != self.index_digest
                               and index_problem(self, self.view(self.size), self.size) is not None):
+                self.offset_index.drop()
+                self.time_index.drop()
                 raise CorruptRecordError(
                     f"the index files of sealed segment {self.path} changed on disk since the partition "
                     "opened; restart the partition (its indexes are then checked and rebuilt)")
@@ -344,6 +358,9 @@ class LogSegment:
         """(byte position, base offset) of the last indexed batch at or before ``offset``."""
         self.ensure_index()
         entry = self.offset_index.floor(offset)
+        while entry is None and not self._index_loaded:  # released between the two: reload
+            self.ensure_index()
+            entry = self.offset_index.floor(offset)
         return (entry[1], entry[0]) if entry else (self.schema_size, self.base_offset)
 
     def read(self, offset: int, max_records: int, max_bytes: int, limit: int, *,

@@ -127,9 +127,11 @@ def offset_for_time(seg: "LogSegment", timestamp_ms: int, limit: int) -> int | N
     seg.ensure_index()
     # Start one entry before the last one older than the time: an entry whose time was lowered
     # on disk (within what index_check.py can see) then cannot make the scan start past the answer.
-    i = bisect_left(seg.time_index.keys, timestamp_ms) - 2
+    # One pair, taken once: a concurrent release() replaces it whole.
+    times, offsets = seg.time_index.pair
+    i = bisect_left(times, timestamp_ms) - 2
     view = seg.view(limit)
-    position, expected = seg.index_floor(seg.time_index.values[i] if i >= 0 else seg.base_offset)
+    position, expected = seg.index_floor(offsets[i] if i >= 0 else seg.base_offset)
     while position < limit:
         step = seg.scanner.batch_at(view, position, expected, limit)
         if isinstance(step, Hole):

@@ -293,8 +293,8 @@ def _rebuild_write_error(cls, message, path, errno, free):
 class LogOpenError(RaykaError):
     """A partition log cannot be opened from its files (a segment of another log, an unreadable
     file or directory, damage recovery cannot step over). The partition answers every call with
-    this error, naming the directory, the cause and what to do, until its files are fixed; it
-    tries to open again at most every few seconds, so fixing them is enough."""
+    this error, naming the directory, the cause and what to do, until its files are fixed; a call
+    that arrives tries to open again (at most once every few seconds), so fixing them is enough."""
 
     def __init__(self, message: str, *, directory: str = "", cause: str = ""):
         super().__init__(message)

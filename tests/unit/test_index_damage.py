@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from rayka.config import TopicConfig
-from rayka.errors import LogOpenError
+from rayka.errors import CorruptRecordError, LogOpenError
 from rayka.partitions.log import PartitionLog
 
 from storage_helpers import batch, crash, read_all
@@ -105,7 +105,7 @@ def test_an_index_changed_on_disk_after_open_is_refused_not_served(tmp_path, clo
     seg.release()
     data = seg.offset_index.path.read_bytes()
     seg.offset_index.path.write_bytes(_entry(data, 1, 5))
-    with pytest.raises(Exception, match="changed on disk since the partition opened; restart"):
+    with pytest.raises(CorruptRecordError, match="changed on disk since the partition opened; restart"):
         log.read(seg.next_offset - 1)
     log.close()
 

@@ -150,3 +150,21 @@ def test_group_state_snapshots_survive_reopen_deletion_and_compaction(tmp_path):
     s.compact()
     again = OffsetStore(path)
     assert again.group_state("g") == state and again.group_state("h") is None
+
+
+def test_the_write_that_triggers_compaction_survives_a_restart(tmp_path):
+    """Every write is read back after a restart, including each one that made the file compact
+    (compaction writes memory out, so it must come after the rows were applied)."""
+    commits = OffsetStore(tmp_path / "c.jsonl", compact_ratio=2, compact_min_lines=3)
+    for i in range(1, 30):
+        commits.commit("g", {("t", 0): i}, now_ms=i)
+        assert OffsetStore(tmp_path / "c.jsonl").get("g", "t", 0).offset == i
+    deleted = OffsetStore(tmp_path / "d.jsonl", compact_ratio=2, compact_min_lines=3)
+    for i in range(4):
+        deleted.commit("gone", {("t", 0): i}, now_ms=i)
+    deleted.delete_group("gone")
+    assert deleted.groups() == [] and OffsetStore(tmp_path / "d.jsonl").groups() == []
+    generations = OffsetStore(tmp_path / "g.jsonl", compact_ratio=2, compact_min_lines=3)
+    for g in range(1, 12):
+        generations.set_generation("grp", g)
+        assert OffsetStore(tmp_path / "g.jsonl").generation("grp") == g

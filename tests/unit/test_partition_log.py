@@ -276,3 +276,51 @@ def test_batch_policy_fsyncs_before_acknowledging_and_never_policy_leaves_it_to_
         lax.append(batch(vals(0, 10)))
     lax.tick()
     assert not [name for name in synced if name.endswith(".arrows")]
+
+
+def test_a_failed_interval_fsync_is_kept_retried_and_reported(tmp_path, clock, monkeypatch):
+    """Interval policy: an fsync of the tick that fails (EIO) leaves the sealed segments and the
+    active one pending; the next tick fsyncs them again; the failure is raised once, as
+    LogWriteError, by the next flush() or append under flush.policy=batch (which writes nothing),
+    even when a retry passed since (that does not prove the data reached the disk)."""
+    import dataclasses
+    import errno
+
+    from rayka.errors import LogWriteError
+
+    log = PartitionLog(tmp_path, config=TopicConfig(segment_bytes=4096, flush_ms=1), clock=clock)
+    for _ in range(20):
+        log.append(batch([b"x" * 300]))
+    pending = {str(seg.path) for seg in log._segments[:-1]}
+    assert pending
+    real = os.fsync
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    clock.advance(10)
+    log.tick()  # logs the failure, does not raise out of the upkeep
+    end = log.log_end_offset
+    log.config = dataclasses.replace(log.config, flush_policy="batch")
+    with pytest.raises(LogWriteError, match="fsync .* failed.*may not have reached the disk"):
+        log.append(batch([b"refused"]))
+    assert log.log_end_offset == end
+    log.config = dataclasses.replace(log.config, flush_policy="interval")
+    clock.advance(10)
+    log.tick()  # fails again
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    clock.advance(10)
+    log.tick()
+    assert pending <= set(synced), "the next tick must retry the failed fsyncs of the sealed segments"
+    assert str(log._segments[-1].path) in synced, "the active segment's fsync must be retried too"
+    synced.clear()
+    clock.advance(10)
+    log.tick()
+    assert synced == [], "once fsynced, nothing is synced again"
+    with pytest.raises(LogWriteError, match="fsync .* failed"):
+        log.flush()  # the second failed tick, reported though the retry passed
+    log.flush()  # reported once
+    assert log.append(batch([b"y"])).base_offset == end

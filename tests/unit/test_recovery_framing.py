@@ -1,5 +1,6 @@
-"""Damaged framing after a crash: a torn tail is only a write cut short at the end of the file;
-damage with whole batches after it is a hole, whatever it did to the length words."""
+"""Damaged framing at open: a torn tail is only a write cut short at the end of the file after a
+crash; damage (with whole batches after it, or to the last batch itself) is a hole whose offsets
+are never reused; after a clean close nothing is a torn tail. The rule: recovery.py's docstring."""
 
 import random
 import shutil
@@ -16,27 +17,51 @@ from storage_helpers import batch, crash, decode, read_around_damage, spans
 N = 40
 
 
-@pytest.fixture
-def crashed_log(tmp_path, clock):
-    """(bytes of the active segment, its name, its batch spans) of N one-record batches, crashed."""
-    src = tmp_path / "src"
+def _stopped_log(tmp_path, clock, shutdown):
+    """(directory, bytes of the active segment, its name, its batch spans) of N one-record
+    batches, stopped by a crash or closed cleanly."""
+    src = tmp_path / f"src-{shutdown}"
     log = PartitionLog(src, clock=clock)
     for i in range(N):
         log.append(batch([b"v%03d" % i]))
-    crash(log)
+    if shutdown == "clean":
+        log.close()
+        assert (src / ".clean_shutdown").exists()
+    else:
+        crash(log)
     seg = sorted(src.glob("*.arrows"))[-1]
-    return seg.read_bytes(), seg.name, spans(seg)
+    return src, seg.read_bytes(), seg.name, spans(seg)
 
 
-def reopen_damaged(tmp_path, clock, crashed_log, name, damage):
-    """A copy of the crashed log with ``damage(bytearray)`` applied, reopened."""
+@pytest.fixture
+def crashed_log(tmp_path, clock):
+    return _stopped_log(tmp_path, clock, "crash")[1:]
+
+
+@pytest.fixture(params=["crash", "clean"])
+def stopped_log(request, tmp_path, clock):
+    """A log of N one-record batches stopped each way: (shutdown, src, data, segment name, spans)."""
+    return (request.param, *_stopped_log(tmp_path, clock, request.param))
+
+
+def reopen_damaged(tmp_path, clock, crashed_log, name, damage, src=None):
+    """A copy of the stopped log (every file of ``src``, or only the segment) with
+    ``damage(bytearray)`` applied to its active segment, reopened."""
     data, seg_name, _ = crashed_log
     d = tmp_path / name
-    d.mkdir()
+    if src is not None:
+        shutil.copytree(src, d, ignore=shutil.ignore_patterns(".lock"))
+    else:
+        d.mkdir()
     damaged = bytearray(data)
     damage(damaged)
     (d / seg_name).write_bytes(bytes(damaged))
     return PartitionLog(d, clock=clock)
+
+
+def reopen_stopped(tmp_path, clock, stopped_log, name, damage):
+    _, src, data, seg_name, batches = stopped_log
+    return reopen_damaged(tmp_path, clock, (data, seg_name, batches), name, damage, src=src)
 
 
 def assert_only_hole(log, first, last, end=N):
@@ -47,6 +72,19 @@ def assert_only_hole(log, first, last, end=N):
     assert holes == log.damaged_offsets == [(first, last)]
     assert got == {o: b"v%03d" % o for o in range(end) if not first <= o <= last}
     assert log.append(batch([b"after"])).base_offset == end
+
+
+def assert_last_batch_kept_as_hole(log, where):
+    """The last batch (offset N-1) damaged: a hole whose offsets start at N-1 and end at or
+    after it; nothing truncated; every other record reads back; the next record gets an offset
+    past every one the damaged batch may have held, and reads back."""
+    got, holes = read_around_damage(log)
+    assert log.truncated_bytes == 0, where
+    end = log.log_end_offset
+    assert end >= N and holes == log.damaged_offsets == [(N - 1, end - 1)], (where, holes, log.damaged_offsets)
+    assert got == {o: b"v%03d" % o for o in range(N - 1)}, where
+    assert log.append(batch([b"after"])).base_offset == end, where
+    assert decode(log.read(end))[1] == [b"after"], where
 
 
 FRAMING_DAMAGE = {
@@ -62,25 +100,39 @@ FRAMING_DAMAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(FRAMING_DAMAGE))
-def test_framing_damage_at_every_batch_boundary_keeps_every_whole_batch_after_it(tmp_path, clock, crashed_log,
+def test_framing_damage_at_every_batch_boundary_keeps_every_whole_batch_after_it(tmp_path, clock, stopped_log,
                                                                                   kind):
-    _, _, batches = crashed_log
-    for i, (pos, _, first, nxt) in enumerate(batches[:-1]):  # each batch with a whole one after it
-        log = reopen_damaged(tmp_path, clock, crashed_log, f"b{i}", lambda d: FRAMING_DAMAGE[kind](d, pos))
-        assert_only_hole(log, first, nxt - 1)
+    """Every batch, the last one included, after a crash and after a clean close."""
+    shutdown, _, _, _, batches = stopped_log
+    for i, (pos, _, first, nxt) in enumerate(batches):
+        log = reopen_stopped(tmp_path, clock, stopped_log, f"b{i}", lambda d: FRAMING_DAMAGE[kind](d, pos))
+        if i < len(batches) - 1:
+            assert_only_hole(log, first, nxt - 1)
+        else:  # the last batch: its hole may reserve more offsets than it held (never fewer)
+            assert_last_batch_kept_as_hole(log, (shutdown, kind))
+            if shutdown == "clean":  # the log end recorded at the close makes it exact
+                assert log.damaged_offsets == [(first, nxt - 1)]
         log.close()
 
 
-def test_damage_across_a_batch_boundary_is_one_hole_of_both_batches(tmp_path, clock, crashed_log):
-    _, _, batches = crashed_log
-    for i in range(1, N - 1):
+def test_damage_across_a_batch_boundary_is_one_hole_of_both_batches(tmp_path, clock, stopped_log):
+    """The end of batch i-1 and the framing of batch i garbled, for every i, the last included
+    (the fuzz-found case: the damage reaches the framing of the last batch)."""
+    _, _, _, _, batches = stopped_log
+    for i in range(1, N):
         pos = batches[i][0]
 
         def damage(d):
             d[pos - 4 : pos + 8] = b"\xee" * 12  # the end of batch i-1 and the framing of batch i
 
-        log = reopen_damaged(tmp_path, clock, crashed_log, f"x{i}", damage)
-        assert_only_hole(log, i - 1, i)
+        log = reopen_stopped(tmp_path, clock, stopped_log, f"x{i}", damage)
+        got, holes = read_around_damage(log)
+        assert log.truncated_bytes == 0, i
+        end = log.log_end_offset
+        last = i if i < N - 1 else end - 1  # the last batch's hole may reserve more than it held
+        assert end >= N and holes == log.damaged_offsets == [(i - 1, last)], (i, holes)
+        assert got == {o: b"v%03d" % o for o in range(N) if o not in (i - 1, i)}, i
+        assert log.append(batch([b"after"])).base_offset == end
         log.close()
 
 
@@ -124,28 +176,53 @@ def test_the_issue_log_of_300_batches_with_damaged_framing_at_batch_100(tmp_path
     assert again.append(batch([b"new"])).base_offset == 300
 
 
-def test_every_bit_flip_in_the_body_or_header_of_the_complete_last_batch_is_kept_as_a_hole(tmp_path, clock,
-                                                                                            crashed_log):
-    """The write of the last batch completed (the file ends where its framing says), so it may
-    have been acknowledged: damage inside it is a hole, its offsets never reused."""
-    data, _, batches = crashed_log
+def test_every_byte_of_the_last_batch_damaged_is_a_hole_never_a_torn_tail(tmp_path, clock, stopped_log):
+    """Each byte of the last batch, from its continuation marker to its last body byte, inverted
+    in turn, after a crash and after a clean close: its write completed (the file holds all of
+    it), so it may have been acknowledged. Its offsets are reserved; nothing is truncated."""
+    shutdown, _, _, _, batches = stopped_log
     pos, size, first, _ = batches[-1]
-    header = data.index(b"rayka:v2", pos, pos + size)
-    meta_end = pos + 8 + int.from_bytes(data[pos + 4 : pos + 8], "little")
-    places = list(range(header, header + 40)) + list(range(meta_end, pos + size, 3))
-    for n, at in enumerate(places):
-        bit = 1 << (n % 8)
-        log = reopen_damaged(tmp_path, clock, crashed_log, f"l{n}",
-                             lambda d: d.__setitem__(at, d[at] ^ bit))
-        got, holes = read_around_damage(log)
-        assert holes, at  # the CRC covers every byte after the framing
-        assert log.truncated_bytes == 0, at
-        assert log.log_end_offset >= N and log.damaged_offsets == [(first, log.log_end_offset - 1)], at
-        assert got == {o: b"v%03d" % o for o in range(N - 1)}, at
-        end = log.log_end_offset
-        assert log.append(batch([b"after"])).base_offset == end  # past every offset the batch may have had
-        assert decode(log.read(end))[1] == [b"after"]
+    assert first == N - 1
+    for at in range(pos, pos + size):
+        log = reopen_stopped(tmp_path, clock, stopped_log, f"l{at}", lambda d: d.__setitem__(at, d[at] ^ 0xFF))
+        assert_last_batch_kept_as_hole(log, (shutdown, at - pos))
         log.close()
+        shutil.rmtree(tmp_path / f"l{at}")
+
+
+def test_every_bit_flip_in_the_framing_of_the_last_batch_is_a_hole(tmp_path, clock, stopped_log):
+    """The 64 single-bit flips of the last batch's 8 framing bytes (continuation marker and
+    length word: the bytes its CRC does not cover)."""
+    shutdown, _, _, _, batches = stopped_log
+    pos = batches[-1][0]
+    for at in range(pos, pos + 8):
+        for bit in range(8):
+            log = reopen_stopped(tmp_path, clock, stopped_log, f"f{at}-{bit}",
+                                 lambda d: d.__setitem__(at, d[at] ^ (1 << bit)))
+            assert_last_batch_kept_as_hole(log, (shutdown, at - pos, bit))
+            log.close()
+            shutil.rmtree(tmp_path / f"f{at}-{bit}")
+
+
+def test_damage_then_appends_then_a_crash_keeps_every_acknowledged_record(tmp_path, clock, stopped_log):
+    """Damage in the last batch, reopen, append, crash, reopen: the hole stays where it was, the
+    records appended after it keep their offsets and values (every 7th byte of the batch)."""
+    shutdown, _, _, _, batches = stopped_log
+    pos, size, _, _ = batches[-1]
+    for at in range(pos, pos + size, 7):
+        log = reopen_stopped(tmp_path, clock, stopped_log, f"a{at}", lambda d: d.__setitem__(at, d[at] ^ 0xFF))
+        hole = log.damaged_offsets
+        appended = log.append(batch([b"after1", b"after2"]))
+        assert appended.base_offset >= N, (shutdown, at - pos)
+        crash(log)
+        again = PartitionLog(tmp_path / f"a{at}", clock=clock)
+        got, holes = read_around_damage(again)
+        assert again.truncated_bytes == 0 and holes == hole, (shutdown, at - pos, holes, hole)
+        assert got == {**{o: b"v%03d" % o for o in range(N - 1)},
+                       appended.base_offset: b"after1", appended.base_offset + 1: b"after2"}, (shutdown, at - pos)
+        assert again.log_end_offset == appended.base_offset + 2
+        again.close()
+        shutil.rmtree(tmp_path / f"a{at}")
 
 
 def test_a_last_batch_cut_short_is_a_torn_tail_and_its_offsets_are_reused(tmp_path, clock, crashed_log):
@@ -223,3 +300,38 @@ def test_framing_damage_in_a_sealed_segment_is_a_hole_found_by_reads(tmp_path, c
         assert got == {o: b"s%03d" % o + b"." * 150 for o in range(60) if not first <= o < nxt}, i
         assert again.truncated_bytes == 0 and again.log_end_offset == 60
         again.close()
+
+
+@pytest.mark.parametrize("shutdown", ["crash", "clean"])
+@pytest.mark.parametrize("records, count", [(3, b"9"), (3, b"0"), (100, b"900")])  # 900: past the log end
+def test_a_damaged_count_in_a_sealed_segment_never_moves_its_end(tmp_path, clock, shutdown, records, count):
+    """The count in the header of a sealed segment's last batch changed on disk (the rest intact,
+    indexes too, one entry per segment so the open reads that header). The segment still ends at
+    the next segment's base: the damaged batch is the hole, exactly, and the error names the next
+    segment's base to seek to; every other record reads back."""
+    cfg = TopicConfig(segment_bytes=4000 if records == 3 else 8000, index_interval_bytes=100_000)
+    log = PartitionLog(tmp_path, config=cfg, clock=clock)
+    values = {}
+    for i in range(40 if records == 3 else 8):
+        vs = [b"v%03d-%d" % (i, j) for j in range(records)]
+        r = log.append(batch(vs))
+        values.update({r.base_offset + j: v for j, v in enumerate(vs)})
+    log.close() if shutdown == "clean" else crash(log)
+    sealed = sorted(tmp_path.glob("*.arrows"))[0]
+    pos, _, first, nxt = spans(sealed)[-1]
+    data = bytearray(sealed.read_bytes())
+    at = data.index(b";count=%d;" % records, pos) + len(b";count=")
+    assert len(count) == len(str(records))  # the same width: no byte moves
+    data[at : at + len(count)] = count
+    sealed.write_bytes(bytes(data))
+    again = PartitionLog(tmp_path, config=cfg, clock=clock)
+    segments = again._segments
+    assert all(s.next_offset <= b for s, b in zip(segments, again._bases[1:]))
+    assert again.damaged_offsets == [(first, nxt - 1)]
+    with pytest.raises(CorruptRecordError, match=f"seek to {nxt} ") as err:
+        again.read(first)
+    assert (err.value.first_offset, err.value.next_offset) == (first, nxt)
+    got, holes = read_around_damage(again)
+    assert holes == [(first, nxt - 1)]
+    assert got == {o: v for o, v in values.items() if not first <= o < nxt}
+    again.close()
