@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
+from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
 from rayka.errors import (ConfigError, CoordinatorUnavailableError, LogDirLockedError, PartitionUnavailableError,
@@ -129,12 +129,23 @@ class Cluster:
                     raise
                 time.sleep(min(0.2, remaining))  # it is restarting (Ray restarts it): try again
 
-    def topic(self, name: str, *, refresh: bool = False):
-        """(TopicMetadata, [partition actor handles]), cached until ``refresh``."""
+    def topic(self, name: str, *, refresh: bool = False, timeout_s: float | None = None):
+        """(TopicMetadata, [partition actor handles]), cached until ``refresh``.
+
+        With ``timeout_s``, a coordinator that does not answer (or is restarting) by then gives
+        CoordinatorUnavailableError instead of being waited for (as a poll must not block).
+        """
         with self._lock:
             entry = self._topics.get(name)
         if entry is None or refresh:
-            meta, handles = self.call("topic", name)
+            if timeout_s is None:
+                meta, handles = self.call("topic", name)
+            else:
+                try:
+                    meta, handles = self.call("topic", name, retry_s=timeout_s, bounded=True)
+                except GetTimeoutError:
+                    raise CoordinatorUnavailableError(
+                        f"the coordinator did not answer within {timeout_s:g} s") from None
             entry = _TopicEntry(meta, handles, time.monotonic())
             with self._lock:
                 self._topics[name] = entry

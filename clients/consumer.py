@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from rayka.clients.consumer_options import check_consumer_options
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.kafka_names import unknown_option_error
@@ -85,6 +86,14 @@ class Consumer(ConsumerPositions):
         unknown = sorted(set(group_options) - set(GROUP_OPTIONS))
         if unknown:
             raise unknown_option_error("Consumer", unknown[0], _OPTIONS + GROUP_OPTIONS)
+        if group_options and group_id is None:  # before connecting: a bad call must start nothing
+            raise ConfigError(f"options {sorted(group_options)} need a group_id")
+        check_consumer_options(
+            enable_auto_commit=enable_auto_commit, auto_commit_interval_ms=auto_commit_interval_ms,
+            key_deserializer=key_deserializer, value_deserializer=value_deserializer,
+            fetch_max_wait_ms=fetch_max_wait_ms, max_poll_records=max_poll_records,
+            max_partition_fetch_records=max_partition_fetch_records,
+            max_partition_fetch_bytes=max_partition_fetch_bytes, consumer_timeout_ms=consumer_timeout_ms)
         if auto_offset_reset not in _RESETS:
             raise ConfigError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
         if on_partitions_unavailable is not None and not callable(on_partitions_unavailable):
@@ -111,7 +120,7 @@ class Consumer(ConsumerPositions):
             max_partition_bytes=max_partition_fetch_bytes,
             max_buffered_records=max(2 * max_partition_fetch_records, 2 * max_poll_records),
             on_out_of_range=self._out_of_range,
-            refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True)[1][tp.partition],
+            refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True, timeout_s=0.2)[1][tp.partition],
         )
         self._value_columns: dict[str, list[str] | None] = {}
         self._group = None
@@ -119,8 +128,6 @@ class Consumer(ConsumerPositions):
             from rayka.clients.group import GroupMembership
 
             self._group = GroupMembership(self, group_id, **group_options)
-        elif group_options:
-            raise ConfigError(f"options {sorted(group_options)} need a group_id")
         if topics:
             self.subscribe(list(topics))
 

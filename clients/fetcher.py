@@ -282,22 +282,22 @@ class Fetcher:
             return []
         self._rr = (self._rr + 1) % len(states)
         states = states[self._rr:] + states[: self._rr]
-        out = []
+        taken: dict[TopicPartition, list[pa.RecordBatch]] = {}  # in turn order; one entry a partition
         share = max(1, max_records // len(states))
         for s in states:
             if max_records <= 0:
                 break
             batches = s.take(min(share, max_records) if len(states) > 1 else max_records)
             max_records -= sum(b.num_rows for b in batches)
-            out.append((s, batches))
-        for s in states:  # hand out what the fair share left over
+            taken[s.tp] = batches
+        for s in states:  # hand out what the fair share left over, after the same partition's first share
             if max_records <= 0:
                 break
             if s.buffered_records:
                 batches = s.take(max_records)
                 max_records -= sum(b.num_rows for b in batches)
-                out.append((s, batches))
-        return out
+                taken.setdefault(s.tp, []).extend(batches)
+        return [(self.states[tp], batches) for tp, batches in taken.items()]
 
     def deadline_wait(self, timeout_ms: float, want: int = 1) -> None:
         """Wait until ``want`` records are buffered, an error is due, or ``timeout_ms`` passes."""

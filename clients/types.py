@@ -149,5 +149,8 @@ class GroupDescription:
     partitions: list
 
     @property
-    def total_lag(self) -> int:
-        return sum(p.lag or 0 for p in self.partitions)
+    def total_lag(self) -> int | None:
+        """The sum of the partitions' lags; None if any partition's lag is unknown (it could not
+        be reached), never a total that silently counts it as caught up."""
+        lags = [p.lag for p in self.partitions]
+        return None if any(lag is None for lag in lags) else sum(lags)

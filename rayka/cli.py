@@ -531,7 +531,7 @@ def groups_describe(ctx, group_id, as_json):
     for p in d.partitions:
         rows.append((p.topic, p.partition, _dash(p.committed), _dash(p.end_offset), _dash(p.lag), p.member or "-"))
     _table(rows)
-    click.echo(f"total lag {d.total_lag}")
+    click.echo(f"total lag {_dash(d.total_lag)}" + (" (a partition's lag is unknown)" if d.total_lag is None else ""))
 
 
 @groups.command("reset-offsets")

@@ -179,3 +179,26 @@ def test_running_consumer_goes_on_with_the_others_when_a_partition_dies(cluster,
              timeout_s=20, what="the dead partition reported")
     assert heard == [{TopicPartition("dying", 2)}]
     c.close()
+
+
+def test_polls_keep_their_timeout_with_a_dead_partition_and_an_unreachable_coordinator(cluster, admin):
+    _topic_with_a_dead_partition(admin, cluster, "nocoord")
+    c = rayka.Consumer("nocoord", auto_offset_reset="earliest")
+    assert len(consume_all(c, 2 * PER_PARTITION, timeout_s=20)) == 2 * PER_PARTITION
+    _, handles = cluster.topic("nocoord")
+    ray.kill(cluster.coordinator, no_restart=True)  # the dead partition's handle cannot be refreshed now
+    try:
+        with rayka.Producer(cluster=cluster) as p:
+            p.send("nocoord", value=b"late", partition=0).result(timeout=30)
+        late, slowest = [], 0.0
+        deadline = time.monotonic() + 20
+        while not late and time.monotonic() < deadline:
+            started = time.monotonic()
+            late = [r for r in c.poll(timeout_ms=500) if r.value == b"late"]
+            slowest = max(slowest, time.monotonic() - started)
+        assert late, "the healthy partition's new record was not read"
+        assert slowest < 3.0, f"a poll(timeout_ms=500) took {slowest:.1f} s"
+        c.close()
+    finally:  # no coordinator is left to close them
+        for h in handles:
+            ray.kill(h, no_restart=True)
