@@ -246,6 +246,18 @@ def _check_reachable(address: str) -> None:
         raise err from None
 
 
+def _no_auto_init() -> None:
+    """Turn off Ray's implicit ``ray.init()`` in this process: once the cluster rayka attached to
+    is gone (its runtime stopped), a call must fail, never start a private Ray of its own that
+    knows no topics (Ray reads RAY_ENABLE_AUTO_CONNECT only when it is imported)."""
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
+    try:
+        from ray._private import auto_init_hook
+    except ImportError:  # another Ray layout: nothing to turn off
+        return
+    auto_init_hook.enable_auto_connect = False
+
+
 def connect(
     address: str | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -310,6 +322,9 @@ def connect(
             local_runtime, _ = local.ensure(wanted or default_data_dir(), num_cpus=num_cpus,
                                             idle_timeout_s=idle_timeout_s)
             local.attach_env()
+            # The runtime's head never comes back once stopped: give up on it after 15 s, not
+            # Ray's 60 s of a process hanging in every call.
+            os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "15")
             with _quiet_stderr():
                 ray.init(address=local_runtime.address, **kwargs)
         elif address is None:
@@ -336,6 +351,7 @@ def connect(
                     "~/.ray/auth_token or $RAY_AUTH_TOKEN")
                 err.retriable = False
                 raise err from None
+    _no_auto_init()
     coordinator = _ray.get_actor(_ray.coordinator_name(cluster_name), namespace)
     if coordinator is None:
         coordinator = start_coordinator(cluster_name, namespace, wanted or str(default_data_dir()))

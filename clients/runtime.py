@@ -215,8 +215,20 @@ def start(data_dir: str | os.PathLike, *, num_cpus: int | None = None,
 def _start_locked(data_dir: Path, *, num_cpus: int | None, idle_timeout_s: float | None) -> RuntimeInfo:
     stale = read(data_dir)
     temp_dir = temp_dir_for(data_dir)
-    if stale is not None:
+    if stale is not None and stale.temp_dir != temp_dir:
         _kill_head(stale.temp_dir)  # leftovers of a head whose GCS died
+    # Leftovers in our own temp dir too, with or without a runtime.json: a start interrupted
+    # (Ctrl-C) before it wrote the file leaves a head nobody records. We hold the lock and no
+    # live runtime is recorded, so whatever runs there is an orphan.
+    _kill_head(temp_dir)
+    try:
+        return _start_head(data_dir, temp_dir, num_cpus=num_cpus, idle_timeout_s=idle_timeout_s)
+    except BaseException:  # interrupted or failed: leave no head behind
+        _kill_head(temp_dir)
+        raise
+
+
+def _start_head(data_dir: Path, temp_dir: str, *, num_cpus: int | None, idle_timeout_s: float | None) -> RuntimeInfo:
     env = head_env()
     log_path = data_dir / LOG_FILE
     last_error = ""

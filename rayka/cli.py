@@ -382,9 +382,10 @@ def _output_options(command):
                           "record (topic, partition, offset, timestamp_ms, key, headers, value); bytes are "
                           "printed as UTF-8 text where valid, else as base64 with the field named in the "
                           "record's \"base64\" list; table: aligned columns."),
-        click.option("--max", "max_records", type=int, default=None, help="Stop after this many records."),
+        click.option("--max", "max_records", type=click.IntRange(min=0), default=None,
+                     help="Stop after this many records."),
         click.option("--group", "group_id", default=None, help="Consume as a member of this group (commits offsets)."),
-        click.option("--timeout-ms", type=int, default=None,
+        click.option("--timeout-ms", type=click.IntRange(min=0), default=None,
                      help="Stop after this long without a record (default: wait until Ctrl-C)."),
         click.option("--print-key", is_flag=True, help="raw: print KEY<sep>VALUE."),
         click.option("--print-offset", is_flag=True, help="raw: print partition:offset before each record."),
@@ -674,6 +675,7 @@ def main(argv=None) -> None:
         _quiet_ray_loggers()
     try:
         cli.main(args=argv, standalone_mode=False)
+        _late_signals()
     except (click.exceptions.Abort, KeyboardInterrupt):
         _exit_quietly(130)
     except _Terminated:
@@ -693,6 +695,13 @@ def main(argv=None) -> None:
         raise
     finally:
         logging.getLogger(__name__).debug("took %.1fs", time.monotonic() - start)
+
+
+def _late_signals() -> None:
+    """The command is done; a signal during the exit (Ray's atexit shutdown) ends the process at
+    once with its code instead of raising inside an atexit callback (a traceback, exit 0)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def _quiet_ray_loggers() -> None:
