@@ -30,11 +30,12 @@ import csv
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 from rayka.clients.record_checks import INT64_MAX, check_table_columns
 from rayka.clients.serde import check_row
@@ -289,7 +290,9 @@ class FileSource:
         self.unit = "rows" if self.fmt == "parquet" else "B"
         self.total = self._parquet_file().metadata.num_rows if self.fmt == "parquet" else os.path.getsize(self.path)
 
-    def _parquet_file(self) -> pq.ParquetFile:
+    def _parquet_file(self) -> "pq.ParquetFile":
+        import pyarrow.parquet as pq  # only for Parquet input: 0.2 s of import every command would pay
+
         try:
             return pq.ParquetFile(self.path)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -349,6 +352,8 @@ class FileSource:
         types = {"key": pa.binary(), "value": pa.binary(), "timestamp_ms": pa.int64()}
         for field in self.schema or []:
             types[field.name] = field.type
+        import pyarrow.csv as pacsv  # only for CSV input
+
         convert = pacsv.ConvertOptions(column_types={n: t for n, t in types.items() if n in header},
                                        strings_can_be_null=True)
         with open(self.path, "rb") as f:
@@ -376,7 +381,7 @@ class FileSource:
             yield self._checked(table), batch.num_rows
 
 
-def _parquet_batches(pf: pq.ParquetFile, rows: int, path: str):
+def _parquet_batches(pf: "pq.ParquetFile", rows: int, path: str):
     """The file's record batches; a damaged page is an InputFormatError naming the file."""
     batches = pf.iter_batches(batch_size=rows)
     while True:
