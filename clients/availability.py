@@ -13,7 +13,7 @@ from __future__ import annotations
 import ray
 from ray.exceptions import RayError
 
-from rayka.clients.connection import unwrap
+from rayka.clients.connection import unwrap, wait as ray_wait
 from rayka.errors import PartitionUnavailableError
 
 __all__ = ["resolve_each", "unavailable_error"]
@@ -27,7 +27,7 @@ def resolve_each(refs: list, what: str = "partition", timeout_s: float | None = 
     """
     if not refs:
         return []
-    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    ready, _ = ray_wait(list(refs), num_returns=len(refs), timeout=timeout_s)
     ready = set(ready)
     out = []
     for ref in refs:

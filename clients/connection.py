@@ -24,11 +24,12 @@ from pathlib import Path
 import ray
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
+from rayka.clients import runtime_attach
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
 from rayka.errors import (ConfigError, CoordinatorUnavailableError, LogDirLockedError, PartitionUnavailableError,
                           RaykaError)
 
-__all__ = ["Cluster", "connect", "current", "resolve", "unwrap", "quiet_ray_init_kwargs", "verbose"]
+__all__ = ["Cluster", "connect", "current", "resolve", "unwrap", "wait", "quiet_ray_init_kwargs", "verbose"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,14 @@ _current: "Cluster | None" = None
 
 
 def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
-    """Turn a Ray error into the rayka error a user should see."""
+    """Turn a Ray error into the rayka error a user should see.
+
+    Once the shared local runtime this process is attached to is stopping, every failure is
+    that (RuntimeStoppedError, not retried), whatever Ray made of it.
+    """
+    stopped = runtime_attach.stopped()
+    if stopped is not None and not isinstance(exc, RaykaError):
+        return stopped
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, RaykaError):
@@ -89,6 +97,24 @@ def resolve(ref, what: str = "partition", timeout: float | None = None):
         return ray.get(ref, timeout=timeout)
     except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
         raise unwrap(exc, what) from None
+    except BaseException:
+        # Disconnected from a stopped runtime: a get in progress ends in SystemExit, a new one in
+        # RaySystemError ("Ray has not been started").
+        stopped = runtime_attach.stopped()
+        if stopped is not None:
+            raise stopped from None
+        raise
+
+
+def wait(refs: list, *, num_returns: int = 1, timeout: float | None = None):
+    """``ray.wait``, raising RuntimeStoppedError once the runtime this process uses is stopped."""
+    try:
+        return ray.wait(refs, num_returns=num_returns, timeout=timeout)
+    except BaseException:
+        stopped = runtime_attach.stopped()
+        if stopped is not None:
+            raise stopped from None
+        raise
 
 
 @dataclass
@@ -119,6 +145,9 @@ class Cluster:
         """
         deadline = time.monotonic() + retry_s
         while True:
+            stopped = runtime_attach.stopped()
+            if stopped is not None:
+                raise stopped
             timeout = max(0.0, deadline - time.monotonic()) if bounded else None
             try:
                 return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator",
@@ -308,6 +337,8 @@ def connect(
     wanted = str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None
     started = False
     local_runtime = None
+    if runtime_attach.stopped() is not None:
+        _detach()  # still attached to the runtime being stopped: leave it now, start anew below
     if not ray.is_initialized():
         address = address or os.environ.get("RAYKA_ADDRESS") or os.environ.get("RAY_ADDRESS")
         kwargs = dict(namespace=namespace, **quiet_ray_init_kwargs())
@@ -327,6 +358,8 @@ def connect(
             os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "15")
             with _quiet_stderr():
                 ray.init(address=local_runtime.address, **kwargs)
+            runtime_attach.reset()
+            runtime_attach.RuntimeWatch(local_runtime.data_dir, local_runtime.pid, on_closed=_detach).start()
         elif address is None:
             if num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
@@ -368,6 +401,16 @@ def connect(
     with _lock:
         _current = cluster
     return cluster
+
+
+def _detach() -> None:
+    """The runtime was stopped under this process: leave its Ray and forget the connection, so the
+    next connect() starts (or finds) a new runtime."""
+    global _current
+    with _lock:
+        _current = None
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def current() -> Cluster:

@@ -32,9 +32,8 @@ from collections import deque
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import ray
 
-from rayka.clients.connection import resolve
+from rayka.clients.connection import resolve, wait as ray_wait
 from rayka.clients.types import TopicPartition
 from rayka.errors import CorruptRecordError, LogOpenError, OffsetOutOfRangeError, PartitionUnavailableError
 from rayka.partitions import codec
@@ -205,9 +204,9 @@ class Fetcher:
                 time.sleep(min(timeout_s, RETRY_BACKOFF_S / 2))
             return 0
         refs = list(pending)
-        ready, rest = ray.wait(refs, num_returns=1, timeout=max(timeout_s, 0))
+        ready, rest = ray_wait(refs, num_returns=1, timeout=max(timeout_s, 0))
         if ready and rest:
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            more, _ = ray_wait(rest, num_returns=len(rest), timeout=0)
             ready += more
         added = 0
         for ref in ready:

@@ -44,6 +44,7 @@ from rayka.errors import (
     ConfigError,
     CoordinatorUnavailableError,
     IllegalGenerationError,
+    LocalRuntimeError,
     RebalanceInProgressError,
     UnknownMemberError,
 )
@@ -295,6 +296,8 @@ class GroupMembership(OffsetCommits):
                 continue
             except CoordinatorUnavailableError:
                 continue
+            except LocalRuntimeError:
+                return  # the runtime was stopped: nothing left to heartbeat to (poll() says so)
             if answer == "rebalance":
                 self._rejoin.set()
 
@@ -313,8 +316,8 @@ class GroupMembership(OffsetCommits):
         if member is not None:
             try:
                 self._cluster.call("leave_group", self.group_id, member, retry_s=2.0)
-            except (UnknownMemberError, CoordinatorUnavailableError):
-                pass
+            except (UnknownMemberError, CoordinatorUnavailableError, LocalRuntimeError):
+                pass  # gone already, or the whole runtime is: no one left to tell
 
     # -- closing ------------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import time
 
-import ray
 
+from rayka.clients.connection import wait as ray_wait
 from rayka.clients.availability import resolve_each, unavailable_error as _unavailable_error
 from rayka.clients.fetcher import PartitionState
 from rayka.clients.types import OffsetAndTimestamp, TopicPartition
@@ -159,10 +159,10 @@ class ConsumerPositions:
             if s.unavailable is None and now - s.lookup_since > LOOKUP_TIMEOUT_S:
                 # Still no answer (an actor that cannot start, say): report it; keep waiting.
                 s.unavailable = f"its position look-up got no answer for {LOOKUP_TIMEOUT_S:g} s"
-        ready, rest = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+        ready, rest = ray_wait(list(pending), num_returns=1, timeout=wait_s)
         if ready and rest:  # the first answered: the others get a short grace, not the whole wait
             grace = LOOKUP_GRACE_S if wait_s is None else min(LOOKUP_GRACE_S, wait_s)
-            more, _ = ray.wait(rest, num_returns=len(rest), timeout=grace)
+            more, _ = ray_wait(rest, num_returns=len(rest), timeout=grace)
             ready += more
         for ref in ready:
             s = pending[ref]

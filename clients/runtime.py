@@ -52,6 +52,7 @@ RUNTIME_FILE = "runtime.json"
 LOCK_FILE = "runtime.lock"
 LOG_FILE = "runtime.log"
 START_TIMEOUT_S = 60.0
+DETACH_TIMEOUT_S = 5.0  # how long a stop waits for attached processes to disconnect
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +68,9 @@ class RuntimeInfo:
     data_dir: str
     idle_timeout_s: float | None = None
     watcher_pid: int | None = None
+    #: "running"; during a stop "stopping" (clients fail calls with RuntimeStoppedError), then
+    #: "closed" once rayka's actors are (clients disconnect from Ray); see runtime_attach.
+    state: str = "running"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
@@ -107,9 +111,10 @@ def alive(info: RuntimeInfo) -> bool:
 
 
 def find(data_dir: str | os.PathLike) -> RuntimeInfo | None:
-    """The running runtime of ``data_dir``, or None (no runtime.json, or a stale one)."""
+    """The running runtime of ``data_dir``, or None (no runtime.json, a stale one, or one being
+    stopped: a connect then waits for the stop to finish and starts a new one)."""
     info = read(data_dir)
-    return info if info is not None and alive(info) else None
+    return info if info is not None and info.state == "running" and alive(info) else None
 
 
 @contextmanager
@@ -316,8 +321,11 @@ def _gcs_pid(temp_dir: str, port: int) -> int | None:
     return None
 
 
-def _kill_head(temp_dir: str, timeout_s: float = 3.0) -> int:
-    """End every process of the head (SIGTERM, then SIGKILL); the number ended."""
+def _kill_head(temp_dir: str, timeout_s: float = 1.0) -> int:
+    """End every process of the head (SIGTERM, then SIGKILL); the number ended.
+
+    SIGKILL after ``timeout_s``: by then rayka's actors are closed (their files synced), and
+    some of Ray's processes take seconds over a SIGTERM."""
     import psutil
 
     procs = _head_processes(temp_dir)
@@ -382,15 +390,31 @@ def stop(data_dir: str | os.PathLike, *, timeout_s: float = 20.0) -> RuntimeInfo
             return None
         _kill_pid(info.watcher_pid if info.watcher_pid != os.getpid() else None)
         if alive(info):
+            _write(data_dir, dataclasses.replace(info, state="stopping"))
             try:
                 _close_rayka_actors(info, timeout_s)
             except Exception:  # cannot attach: the processes are ended below all the same
                 pass
+            _write(data_dir, dataclasses.replace(info, state="closed"))
+            _wait_detached(info, DETACH_TIMEOUT_S)
         _kill_head(info.temp_dir)
         (data_dir / RUNTIME_FILE).unlink(missing_ok=True)
         if info.temp_dir == temp_dir_for(data_dir):  # Ray's session logs and sockets of this head only
             shutil.rmtree(info.temp_dir, ignore_errors=True)
         return info
+
+
+def _wait_detached(info: RuntimeInfo, timeout_s: float) -> None:
+    """Give attached processes a moment to disconnect (each watches runtime.json) while the head
+    still answers, so Ray does not end them for a lost head."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if idle_drivers(info.address) == 0:
+                return
+        except Exception:  # noqa: BLE001 - the head is going: nothing to wait for
+            return
+        time.sleep(0.1)
 
 
 def status(data_dir: str | os.PathLike) -> dict | None:

@@ -25,6 +25,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   └── DiskFullError            ... because the file system is full (ENOSPC, EDQUOT)
     ├── LogOpenError                 a partition's files cannot be opened; names the directory, cause, remedy
     ├── LocalRuntimeError            the shared local runtime could not be started, reached or stopped
+    │   └── RuntimeStoppedError      ... it was stopped (rayka runtime stop) under this process
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
@@ -72,6 +73,7 @@ __all__ = [
     "DiskFullError",
     "LogOpenError",
     "LocalRuntimeError",
+    "RuntimeStoppedError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
     "BufferFullError",
@@ -312,6 +314,14 @@ def _rebuild_log_open_error(message, directory, cause):
 class LocalRuntimeError(RaykaError):
     """The shared local runtime (the detached Ray head of a data dir) could not be started,
     reached or stopped; the message names its log file (``<data_dir>/runtime.log``)."""
+
+
+class RuntimeStoppedError(LocalRuntimeError):
+    """The shared local runtime this process was attached to was stopped (``rayka runtime stop``,
+    its idle timeout) or its head exited: every later call fails with this at once, not retried.
+    What was acknowledged before is on disk; ``rayka.connect()`` starts a new runtime."""
+
+    retriable = False
 
 
 class DuplicateSequenceError(RaykaError):

@@ -108,6 +108,14 @@ def local_envs(tmp_path):
         shutil.rmtree(runtime.temp_dir_for(data_dir), ignore_errors=True)
 
 
+def ended(pid):
+    """The process is gone, or a zombie its parent (PID 1 here) has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def head_pids(data_dir):
     return [p.pid for p in runtime._head_processes(runtime.temp_dir_for(data_dir))
             if p.name().startswith("gcs_server")]
@@ -146,7 +154,7 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
 
     stopped = cli(["runtime", "stop"], env)
     assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
-    assert not psutil.pid_exists(info.pid) and head_pids(data_dir) == []
+    assert ended(info.pid) and head_pids(data_dir) == []
     assert not Path(data_dir, "runtime.json").exists() and not Path(info.temp_dir).exists()
     out = cli(["runtime", "status"], env)
     assert out.returncode == 1 and b"no rayka runtime is running" in out.stdout
@@ -192,7 +200,7 @@ def test_idle_timeout_stops_the_runtime_only_when_no_client_is_attached(local_en
     holder.communicate(b"\n", timeout=30)
     # Once it is gone, the runtime stops by itself: actors closed, head ended, file removed.
     wait_for(lambda: not Path(data_dir, "runtime.json").exists(), 40, "the idle runtime to stop")
-    wait_for(lambda: not psutil.pid_exists(info.pid), 20, "the head to exit")
+    wait_for(lambda: ended(info.pid), 20, "the head to exit")
     assert head_pids(data_dir) == []
 
 
@@ -245,6 +253,34 @@ def test_producer_two_group_consumers_and_the_cli_share_one_runtime(local_envs, 
                 except subprocess.TimeoutExpired:
                     p.kill()
     assert first.returncode == 0
+
+
+def test_stop_under_attached_clients_fails_their_calls_with_one_clear_error_and_loses_nothing(local_envs):
+    env = dict(local_envs(), RAY_gcs_rpc_server_reconnect_timeout_s="3")
+    assert_quiet(cli(["topics", "create", "live", "-p", "2"], env))
+    proc = subprocess.Popen(WORKER + ["outlive", "live"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = Lines(proc)
+    try:
+        lines.wait(lambda l: l == "ready", 90, "500 acknowledged records")
+        info = runtime.read(env["RAYKA_DATA_DIR"])
+        stopped = cli(["runtime", "stop"], env)
+        assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
+        assert ended(info.pid)
+        report = json.loads(lines.wait(lambda l: l.startswith("{"), 120, "the worker's report"))
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0, err[-3000:]
+    # The call in progress failed with the one rayka error, not a retried "unavailable".
+    assert report["error"] == "RuntimeStoppedError", report
+    assert "rayka runtime stop" in report["message"] and "rayka.connect()" in report["message"]
+    assert set(report["errbacks"]) <= {"RuntimeStoppedError", "ProducerClosedError"}, report
+    # Every acknowledged value is read back once, at its acknowledged offset, from the new runtime.
+    assert report["acked"] >= 500 and report["wrong"] == [], report
+    assert "Failed to connect to GCS" not in err and "Traceback" not in err, err[-3000:]
+    assert runtime.find(env["RAYKA_DATA_DIR"]).pid != info.pid
 
 
 def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cleanly(local_envs):
