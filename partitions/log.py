@@ -53,6 +53,7 @@ from . import codec
 from .dir_lock import DirLock
 from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, load_log
 from .producer_state import BatchRecord
+from .read_result import ReadResult
 from .records import log_schema, prepare_batch, stamp_offsets
 from .retention import active_expired, deletable_prefix, roll_due
 from .segment import LogSegment
@@ -85,28 +86,6 @@ class AppendResult:
     @property
     def last_offset(self) -> int:
         return self.base_offset + self.count - 1
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    """Stored messages holding offsets ``offset .. next_offset - 1``.
-
-    ``buffers`` hold IPC record-batch messages back to back (decode with
-    :func:`rayka.partitions.codec.iter_messages`): whole stored messages,
-    zero-copy over the segment files, and, where a stored batch reaches past the
-    request (it starts before ``offset``, or would overshoot ``max_records`` or
-    ``max_bytes``), a compacted slice of it with its own header and CRC.
-    ``records`` (``next_offset - offset``) is at most ``max_records``; readers may
-    still skip records before ``offset`` (older rayka versions shipped them).
-    """
-
-    offset: int
-    buffers: tuple
-    schema: pa.Schema
-    records: int
-    next_offset: int
-    log_start_offset: int
-    high_watermark: int
 
 
 class PartitionLog:
@@ -423,7 +402,7 @@ class PartitionLog:
             start, end = self.log_start_offset, self.log_end_offset
         self._check_range(offset, start, end)
         buffers = []
-        records = 0
+        records = total = 0
         next_offset = offset
         i = max(bisect.bisect_right(bases, offset) - 1, 0)
         now = self._clock()
@@ -449,6 +428,7 @@ class PartitionLog:
                 buffers += got.buffers
                 records += got.records
                 next_offset = got.next_offset
+                total += got.bytes
                 max_bytes -= got.bytes
                 if max_bytes <= 0 or next_offset < ends[i]:  # a limit (or damage) stopped it here
                     break
@@ -460,7 +440,8 @@ class PartitionLog:
         except CorruptRecordError as exc:
             self._note_damage(exc)
             raise
-        return ReadResult(offset, tuple(buffers), self.schema, records, next_offset, start, end)
+        return ReadResult(offset, tuple(buffers), records, next_offset, total, schema=self.schema,
+                          log_start_offset=start, high_watermark=end)
 
     def _note_damage(self, exc: CorruptRecordError) -> None:
         """Add the hole a read just found to ``damaged_offsets`` (merged with what is known), so
