@@ -4,7 +4,7 @@ An index is derived data, so one that fails here is rebuilt from the segment
 (recovery.py) rather than trusted: a wrong position would kill the partition at
 open (negative), hide every record after it (past the end), or make intact
 batches look damaged (shifted). What a loaded pair must satisfy (index.py has the
-layout; entries are written only for valid batches, see LogSegment.index_batch):
+layout; entries are written only for valid batches, see SegmentIndex.add_batch):
 
 - both have the same entries: the time index's offsets are the offset index's keys;
 - offsets strictly increase from the segment's base offset; positions strictly

@@ -9,9 +9,9 @@ Layout of a partition directory::
     .lock                                                flock'ed by the open log (dir_lock.py)
 
 Invariants: offsets are dense from ``log_start_offset`` (the first segment's
-base) to ``log_end_offset - 1``; segments are contiguous (segment_list.py); every acknowledged
-batch was written to the OS before ``append`` returned (and fsynced first under
-``flush.policy=batch``). Opening recovers whatever state the directory is in
+base) to ``log_end_offset - 1``; segments are contiguous (segment_list.py); every
+acknowledged batch was written to the OS before ``append`` returned (and fsynced
+first under ``flush.policy=batch``). Opening recovers whatever state the directory is in
 (log_loader.py: what is checked at open, and how producer state is rebuilt).
 No batch is served before its CRC passed, and damaged batches with valid ones
 after them stay in place as holes whose offsets are never reused (scan.py).
