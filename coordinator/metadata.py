@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import os
 import re
 import threading
 import time
@@ -34,6 +32,7 @@ from ..errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from ..partitions.atomic_file import atomic_write
 
 __all__ = [
     "validate_topic_name",
@@ -44,7 +43,6 @@ __all__ = [
     "MAX_PARTITIONS",
 ]
 
-log = logging.getLogger(__name__)
 
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 MAX_PARTITIONS = 10_000
@@ -144,32 +142,12 @@ class MetadataStore:
         if settings:
             document["settings"] = settings
         data = json.dumps(document, indent=1).encode()
-        tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise LogWriteError.from_os_error(exc, self.path.parent,
                                               f"writing topic metadata {self.path}") from exc
-        try:
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            # The new file is in place (memory and file agree); only the rename's durability
-            # across a power loss is in doubt.
-            log.warning("topic metadata %s: fsync of its directory failed", self.path, exc_info=True)
 
 
 class ClusterMetadata:

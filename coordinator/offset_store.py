@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LogWriteError
+from ..partitions.atomic_file import atomic_write, fsync_directory
 
 __all__ = ["OffsetStore", "CommittedOffset"]
 
@@ -134,7 +135,7 @@ class OffsetStore:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
             if created:
-                _fsync_dir(self.path.parent)  # else a crash may lose the new file's directory entry
+                fsync_directory(self.path.parent)  # else a crash may lose the new file's directory entry
         except OSError as exc:
             try:
                 os.ftruncate(fd, self._size)
@@ -218,29 +219,6 @@ class OffsetStore:
         for g, bucket in sorted(self._offsets.items()):
             rows += [{"g": g, "t": t, "p": p, "o": c.offset, "m": c.metadata, "ts": c.commit_ms}
                      for (t, p), c in sorted(bucket.items())]
-        tmp = self.path.with_suffix(".compacting")
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # the old file is untouched
-            raise
+        atomic_write(self.path, data, tmp_suffix=".compacting")  # the old file stays if it fails
         self._size, self._lines = len(data), len(rows)
-        _fsync_dir(self.path.parent)  # make the rename itself durable
-
-
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a crash."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

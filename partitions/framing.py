@@ -28,6 +28,8 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from . import codec
+
 __all__ = ["MIN_RECORD_BYTES", "candidate_starts", "declared_size", "row_count_bound", "malformed_extent",
            "checked_extent", "could_be_torn"]
 
@@ -73,16 +75,13 @@ def declared_size(view: pa.Buffer, position: int, limit: int) -> int | None:
     """Bytes of the message at ``position`` as its length word and flatbuffer declare them, or
     None if they cannot be read (a torn head, zeros, garbage). The continuation marker is not
     required: a damaged marker does not change where the message ends."""
-    if limit - position < 8:
+    meta = _metadata_at(view, position, limit)
+    if meta is None:
         return None
-    meta_len = int.from_bytes(view.slice(position + 4, 4).to_pybytes(), "little", signed=True)
-    if meta_len < 8 or meta_len % 8 or meta_len > _BACK or position + 8 + meta_len > limit:
-        return None
-    meta = view.slice(position + 8, meta_len).to_pybytes()
     body_len = _message_field(meta, 3, 8)  # Message.bodyLength
     if body_len is None or body_len < 0 or body_len % 8:
         return None
-    return 8 + meta_len + body_len
+    return 8 + len(meta) + body_len
 
 
 def malformed_extent(view: pa.Buffer, position: int, limit: int) -> int | None:
@@ -92,18 +91,25 @@ def malformed_extent(view: pa.Buffer, position: int, limit: int) -> int | None:
     that is not the padded end of its buffers). A write cut short leaves a correct prefix, so
     whole metadata that is malformed was damaged after it was written. The message is taken to
     end at the next possible batch start after its metadata, or at ``limit``. None otherwise."""
+    meta = _metadata_at(view, position, limit)
+    if meta is None or _well_formed(meta):
+        return None
+    meta_end = position + 8 + len(meta)
+    for start in candidate_starts(view, meta_end - 1, limit):
+        return start - position
+    return limit - position
+
+
+def _metadata_at(view: pa.Buffer, position: int, limit: int) -> bytes | None:
+    """The metadata bytes of the message at ``position`` as its length word declares them, or None
+    if that word is implausible (not a positive multiple of 8 within ``_BACK``) or the file holds
+    less than it declares before ``limit``. The continuation marker before it is not read."""
     if limit - position < 8:
         return None
     meta_len = int.from_bytes(view.slice(position + 4, 4).to_pybytes(), "little", signed=True)
     if meta_len < 8 or meta_len % 8 or meta_len > _BACK or position + 8 + meta_len > limit:
         return None
-    meta = view.slice(position + 8, meta_len).to_pybytes()
-    if _well_formed(meta):
-        return None
-    meta_end = position + 8 + meta_len
-    for start in candidate_starts(view, meta_end - 1, limit):
-        return start - position
-    return limit - position
+    return view.slice(position + 8, meta_len).to_pybytes()
 
 
 def checked_extent(view: pa.Buffer, position: int, limit: int, first: int, last: int):
@@ -112,8 +118,6 @@ def checked_extent(view: pa.Buffer, position: int, limit: int, first: int, last:
     rayka header after ``position`` names a base offset in ``first..last``, and the metadata
     and body, placed by the flatbuffer's ``bodyLength`` against an end that is a possible batch
     start or ``limit``, pass that header's CRC. None if no such extent passes."""
-    from . import codec  # codec does not import this module; kept local to keep it so
-
     window = view.slice(position, min(limit - position, 8 + _BACK)).to_pybytes()
     found = codec.find_header(window)
     if found is None:
@@ -146,8 +150,6 @@ def _well_formed(meta: bytes) -> bool:
     """Whether whole metadata bytes read as a RecordBatch message of rayka's: root, vtable and
     fields in bounds, header type RecordBatch, bodyLength the padded end of its buffers, and a
     whole rayka header text among them."""
-    from . import codec
-
     table = _root(meta)
     if table is None:
         return False

@@ -16,6 +16,11 @@ decrease (timestamps). An index is derived data: after an unclean shutdown the
 active segment's index is rebuilt from the log, and an index that fails its
 sanity check is rebuilt too.
 
+:class:`SegmentIndex` is the pair one segment owns: it keeps the two in step, decides
+where the next entry is due (the first batch, then one per ``index.interval.bytes``, and
+always the batch after a hole), and unloads and reloads itself for an idle sealed
+segment (:meth:`SegmentIndex.unload`); reloaded entries must be the ones checked at open.
+
 Threads: the owning segment serialises writers. Readers may run beside a writer and
 beside :meth:`PairIndex.drop`: the two columns are held as one ``(keys, values)``
 pair that is replaced in a single assignment (load, clear, drop), and a lookup takes
@@ -26,14 +31,25 @@ readable never sees an entry whose value is missing.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["PairIndex", "OffsetIndex", "TimeIndex", "MIN_TIMESTAMP"]
+from ..errors import CorruptRecordError
+
+__all__ = ["PairIndex", "OffsetIndex", "TimeIndex", "SegmentIndex", "MIN_TIMESTAMP", "INDEX_SUFFIX",
+           "TIMEINDEX_SUFFIX"]
+
+log = logging.getLogger(__name__)
 
 MIN_TIMESTAMP = -(2**63)
+INDEX_SUFFIX = ".index"
+TIMEINDEX_SUFFIX = ".timeindex"
 _ENTRY = 16
 
 
@@ -154,3 +170,156 @@ class OffsetIndex(PairIndex):
 
 class TimeIndex(PairIndex):
     """``<base>.timeindex``: (max timestamp of the records before offset, offset)."""
+
+
+class SegmentIndex:
+    """The offset and time index of one segment, kept in step; when the next entry is due; and
+    their unloading while the segment is idle.
+
+    ``problem`` says why the entries now loaded cannot be trusted against the segment file (or
+    None): a reload whose entries differ from the ones held at :meth:`unload` is checked with it.
+    """
+
+    def __init__(self, segment_path: Path, interval_bytes: int, problem: Callable[[], str | None]):
+        self.segment_path = Path(segment_path)  # named in messages
+        stem = self.segment_path.parent / self.segment_path.stem
+        self.offsets = OffsetIndex(stem.with_name(stem.name + INDEX_SUFFIX))
+        self.times = TimeIndex(stem.with_name(stem.name + TIMEINDEX_SUFFIX))
+        self._interval = interval_bytes
+        self._problem = problem
+        self._since_entry = 0  # bytes of batches after the last entry
+        self._loaded = True
+        self._lock = threading.Lock()  # unload() and the reload of what it dropped
+        self._digest: int | None = None  # of the entries checked at open or held at unload()
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        return self.offsets.path, self.times.path
+
+    @property
+    def loaded(self) -> bool:
+        """False between :meth:`unload` and the next lookup."""
+        return self._loaded
+
+    # -- building -------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Read both files; False if either is missing, torn or unsorted, or they differ in length."""
+        return self.offsets.load() and self.times.load() and len(self.offsets) == len(self.times)
+
+    def clear(self) -> None:
+        """Empty both, in memory and on disk (a new segment, or one being rescanned)."""
+        self.offsets.clear()
+        self.times.clear()
+        self._since_entry = 0
+        self._loaded = True
+
+    def add_batch(self, base_offset: int, position: int, size: int, max_timestamp_before: int, *,
+                  first: bool) -> None:
+        """Account for the batch of ``size`` bytes at ``position``: an entry for it when it is the
+        segment's ``first``, one interval of bytes after the last entry, or after a hole.
+        ``max_timestamp_before`` is the running maximum of the records before it."""
+        if first or self._since_entry >= self._interval:
+            self.offsets.append(base_offset, position)
+            self.times.append(max_timestamp_before, base_offset)
+            self._since_entry = 0
+        self._since_entry += size
+
+    def add_hole(self) -> None:
+        """A hole kept in place gets no entry (entries point only at valid batches, so they can be
+        checked at open: index_check.py); the batch after it always gets one, so a lookup past
+        the hole never has to step over it."""
+        self._since_entry = self._interval
+
+    def resume(self, bytes_after_last_entry: int) -> None:
+        """Go on after the entries loaded from the files: so many bytes of batches follow the last."""
+        self._since_entry = bytes_after_last_entry
+
+    def checked(self) -> None:
+        """The entries held now were checked against the segment file: a reload must find them."""
+        self._digest = self._compute_digest()
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def floor(self, offset: int) -> tuple[int, int] | None:
+        """(offset, position) of the last entry at or before ``offset``, or None; reloads the
+        entries if they were unloaded (and again if an unload came between the two)."""
+        self.ensure_loaded()
+        entry = self.offsets.floor(offset)
+        while entry is None and not self._loaded:
+            self.ensure_loaded()
+            entry = self.offsets.floor(offset)
+        return entry
+
+    def time_pair(self) -> tuple:
+        """The time index's (timestamps, offsets), reloaded if needed; taken once, so a concurrent
+        :meth:`unload` (which replaces it whole) cannot mix two versions."""
+        self.ensure_loaded()
+        return self.times.pair
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def unload(self) -> None:
+        """Drop the entries from memory (the files stay; the next lookup reloads them). Safe beside
+        concurrent lookups: one that already took a pair keeps using it."""
+        with self._lock:
+            if self._loaded:
+                self._digest = self._compute_digest()
+            self._loaded = False
+            self.offsets.drop()
+            self.times.drop()
+
+    def ensure_loaded(self) -> None:
+        """Reload what :meth:`unload` dropped. The files must hold the entries held then (a sealed
+        segment's index does not change), or pass ``problem``; else CorruptRecordError."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:  # another reader reloaded it meanwhile
+                return
+            if not self.load() or (self._compute_digest() != self._digest and self._problem() is not None):
+                self.offsets.drop()
+                self.times.drop()
+                raise CorruptRecordError(
+                    f"the index files of sealed segment {self.segment_path} changed on disk since the partition "
+                    "opened; restart the partition (its indexes are then checked and rebuilt)")
+            self._digest = self._compute_digest()
+            self._loaded = True
+
+    def _compute_digest(self) -> int:
+        """A CRC of the in-memory entries, to tell a reloaded index from the one checked."""
+        crc = 0
+        for index in (self.offsets, self.times):
+            keys, values = index.pair
+            crc = zlib.crc32(values, zlib.crc32(keys, crc))
+        return crc
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def flush(self, fsync: bool) -> None:
+        """Append the pending entries to both files (and fsync them). All or nothing per file
+        (PairIndex.flush): on an OSError the entries stay pending for the next flush."""
+        self.offsets.flush(fsync=fsync)
+        self.times.flush(fsync=fsync)
+
+    def flush_if_possible(self) -> bool:
+        """Write and fsync the pending entries; on an OSError (a full disk) log it and leave them
+        pending for the next flush, seal or close (index files are derived data: a missing entry
+        costs a longer scan, and recovery rebuilds them). True if written."""
+        try:
+            self.flush(fsync=True)
+            return True
+        except OSError as exc:
+            log.warning("segment %s: writing its indexes failed (%s); retried later", self.segment_path, exc)
+            return False
+
+    def fsync(self) -> None:
+        self.offsets.fsync()
+        self.times.fsync()
+
+    def delete(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)

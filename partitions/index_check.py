@@ -4,7 +4,7 @@ An index is derived data, so one that fails here is rebuilt from the segment
 (recovery.py) rather than trusted: a wrong position would kill the partition at
 open (negative), hide every record after it (past the end), or make intact
 batches look damaged (shifted). What a loaded pair must satisfy (index.py has the
-layout; entries are written only for valid batches, see LogSegment.index_batch):
+layout; entries are written only for valid batches, see SegmentIndex.add_batch):
 
 - both have the same entries: the time index's offsets are the offset index's keys;
 - offsets strictly increase from the segment's base offset; positions strictly
@@ -28,23 +28,20 @@ make a lookup miss.
 
 from __future__ import annotations
 
-import zlib
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 
-from .index import MIN_TIMESTAMP, PairIndex
+from .index import MIN_TIMESTAMP, SegmentIndex
 
-if TYPE_CHECKING:
-    from .segment import LogSegment
-
-__all__ = ["index_problem", "index_digest"]
+__all__ = ["index_problem"]
 
 
-def index_problem(seg: "LogSegment", view: pa.Buffer, file_size: int) -> str | None:
-    """Why the loaded indexes of ``seg`` cannot be trusted, or None if they pass."""
-    offsets, times = seg.offset_index, seg.time_index
+def index_problem(index: SegmentIndex, base_offset: int, schema_size: int, view: pa.Buffer,
+                  file_size: int) -> str | None:
+    """Why the loaded ``index`` of the segment at ``base_offset`` (whose file, ``file_size`` bytes
+    mapped in ``view``, starts with a schema message of ``schema_size`` bytes) cannot be trusted,
+    or None if it passes."""
+    offsets, times = index.offsets, index.times
     n = len(offsets)
     if len(times) != n:
         return f"the .index has {n} entries and the .timeindex {len(times)}"
@@ -55,7 +52,7 @@ def index_problem(seg: "LogSegment", view: pa.Buffer, file_size: int) -> str | N
     stamps = np.frombuffer(times.keys, dtype=np.int64)
     if not np.array_equal(np.frombuffer(times.values, dtype=np.int64), keys):
         return "the .timeindex and .index entries name different offsets"
-    if keys[0] < seg.base_offset or positions[0] < seg.schema_size or positions[-1] > file_size - 16:
+    if keys[0] < base_offset or positions[0] < schema_size or positions[-1] > file_size - 16:
         return (f"an entry lies outside the segment (first {keys[0]}@{positions[0]}, last "
                 f"{keys[-1]}@{positions[-1]}, file of {file_size} bytes)")
     if (keys[1:] <= keys[:-1]).any() or (positions[1:] <= positions[:-1]).any():
@@ -82,12 +79,3 @@ def index_problem(seg: "LogSegment", view: pa.Buffer, file_size: int) -> str | N
 
 def _first(mask) -> int:
     return int(np.flatnonzero(mask)[0])
-
-
-def index_digest(*indexes: PairIndex) -> int:
-    """A CRC of the in-memory entries, to tell a reloaded index from the one checked."""
-    crc = 0
-    for index in indexes:
-        keys, values = index.pair
-        crc = zlib.crc32(values, zlib.crc32(keys, crc))
-    return crc

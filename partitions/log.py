@@ -9,9 +9,9 @@ Layout of a partition directory::
     .lock                                                flock'ed by the open log (dir_lock.py)
 
 Invariants: offsets are dense from ``log_start_offset`` (the first segment's
-base) to ``log_end_offset - 1``; segments are contiguous; every acknowledged
-batch was written to the OS before ``append`` returned (and fsynced first under
-``flush.policy=batch``). Opening recovers whatever state the directory is in
+base) to ``log_end_offset - 1``; segments are contiguous (segment_list.py); every
+acknowledged batch was written to the OS before ``append`` returned (and fsynced
+first under ``flush.policy=batch``). Opening recovers whatever state the directory is in
 (log_loader.py: what is checked at open, and how producer state is rebuilt).
 No batch is served before its CRC passed, and damaged batches with valid ones
 after them stay in place as holes whose offsets are never reused (scan.py).
@@ -24,18 +24,16 @@ retention, which frees space, still runs. Under ``flush.policy=interval`` the ti
 fsyncs what was written (and the segments rolled) since the last one; what it could
 not fsync stays pending until an fsync succeeds (retried by every tick), and the
 failure is logged and raised, once, as LogWriteError by the next ``flush()`` (or
-append under ``flush.policy=batch``, which then writes nothing).
+append under ``flush.policy=batch``, which then writes nothing): log_sync.py.
 
 Thread-safety: ``append``, ``tick``, ``roll`` and ``close`` take the log's lock;
 ``read`` takes it only to snapshot the segment list and the high watermark, then
-reads memory-mapped files without it, so a long read never blocks appends.
+reads memory-mapped files without it, so a long read never blocks appends (log_read.py).
 ``wait_for`` lets a long-poll sleep until an append passes an offset.
 """
 
 from __future__ import annotations
 
-import bisect
-import errno
 import logging
 import shutil
 import threading
@@ -48,14 +46,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import TopicConfig
-from ..errors import CorruptRecordError, LogWriteError, OffsetOutOfRangeError, RaykaError
+from ..errors import CorruptRecordError, LogWriteError, RaykaError
 from . import codec
-from .dir_lock import DirLock
-from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, load_log
+from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, lock_and_load
+from .log_read import check_range, merge_run, offset_for_time, read_segments
+from .log_sync import PendingSync
 from .producer_state import BatchRecord
+from .read_result import ReadResult
 from .records import log_schema, prepare_batch, stamp_offsets
-from .retention import active_expired, deletable_prefix, roll_due
-from .segment import LogSegment
+from .retention import active_expired, roll_due
+from .segment_list import SegmentList
 from .tail_cache import TAIL_CACHE_BYTES
 
 __all__ = ["PartitionLog", "AppendResult", "ReadResult", "DEFAULT_MAX_BYTES"]
@@ -87,28 +87,6 @@ class AppendResult:
         return self.base_offset + self.count - 1
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    """Stored messages holding offsets ``offset .. next_offset - 1``.
-
-    ``buffers`` hold IPC record-batch messages back to back (decode with
-    :func:`rayka.partitions.codec.iter_messages`): whole stored messages,
-    zero-copy over the segment files, and, where a stored batch reaches past the
-    request (it starts before ``offset``, or would overshoot ``max_records`` or
-    ``max_bytes``), a compacted slice of it with its own header and CRC.
-    ``records`` (``next_offset - offset``) is at most ``max_records``; readers may
-    still skip records before ``offset`` (older rayka versions shipped them).
-    """
-
-    offset: int
-    buffers: tuple
-    schema: pa.Schema
-    records: int
-    next_offset: int
-    log_start_offset: int
-    high_watermark: int
-
-
 class PartitionLog:
     """The log of one partition. Opening it recovers from whatever state the directory is in."""
 
@@ -128,53 +106,30 @@ class PartitionLog:
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
         self._encode_buffer = codec.EncodeBuffer()  # used under the lock, by one append at a time
-        self._unsynced: list[LogSegment] = []  # sealed by a roll, fsynced by the next tick
         self._closed = False
-        self._last_flush_ms = clock()
-        self._dirty = False
-        self._appends = 0  # appends so far: a tick's fsync clears ``_dirty`` only if none came since
-        self._sync_error: OSError | None = None  # a tick's fsync failed; not yet raised to a caller
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._dir_lock = DirLock(self.directory)
-        self._dir_lock.acquire()
-        try:
-            loaded = load_log(self.directory, self._schema_bytes, self.config, clock())
-        except OSError as exc:
-            self._dir_lock.release()
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            # Opening writes too (a new segment, rebuilt indexes): say so as for an append.
-            raise LogWriteError.from_os_error(exc, self.directory,
-                                              f"opening partition log {self.directory}") from exc
-        except BaseException:
-            self._dir_lock.release()
-            raise
-        self._segments: list[LogSegment] = loaded.segments
-        self._bases: list[int] = [s.base_offset for s in self._segments]
+        self._sync = PendingSync(self.directory, self._lock, clock())
+        self._dir_lock, loaded = lock_and_load(self.directory, self._schema_bytes, self.config, clock())
+        self._segments = SegmentList(self.directory, loaded.segments, self._schema_bytes,
+                                     self.config.index_interval_bytes)
         self._producers = loaded.producers
         self.recovered_batches = loaded.recovered_batches
         self.truncated_bytes = loaded.truncated_bytes
         self.damaged_offsets: list[tuple[int, int]] = loaded.damaged_offsets  # (first, last) of each hole
 
-    def _new_segment(self, base_offset: int) -> LogSegment:
-        return LogSegment.create(
-            self.directory, base_offset, self._schema_bytes, self.config.index_interval_bytes, self._clock()
-        )
-
     # -- properties ---------------------------------------------------------------------------
 
     @property
     def log_start_offset(self) -> int:
-        return self._segments[0].base_offset
+        return self._segments.log_start_offset
 
     @property
     def log_end_offset(self) -> int:
         """The offset the next record will get (Kafka's high watermark for a single replica)."""
-        return self._segments[-1].next_offset
+        return self._segments.log_end_offset
 
     @property
     def size_bytes(self) -> int:
-        return sum(s.size for s in self._segments)
+        return self._segments.size_bytes
 
     @property
     def closed(self) -> bool:
@@ -225,26 +180,25 @@ class PartitionLog:
             )
             sync = self.config.flush_policy == "batch"
             try:
-                if sync and self._sync_error is not None:
-                    self._raise_sync_error()  # nothing of this batch is written
+                if sync:
+                    self._sync.raise_error()  # nothing of this batch is written
                 self._maybe_roll(encoded.size, now)
-                self._segments[-1].append(encoded, fsync=sync)
+                self._segments.active.append(encoded, fsync=sync)
             except OSError as exc:
                 raise LogWriteError.from_os_error(
                     exc, self.directory, f"appending offsets {base}..{base + prepared.num_rows - 1} "
                     f"({encoded.size} bytes) to partition log {self.directory}") from exc
             if producer_id is not None and sequence >= 0:
                 self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
-            self._dirty = True
-            self._appends += 1
+            self._sync.appended()
             # The batch itself is fsynced: acknowledge it even if its index entries must wait.
-            if sync and self._segments[-1].flush_indexes_if_possible():
-                self._last_flush_ms, self._dirty = now, False
+            if sync and self._segments.active.flush_indexes_if_possible():
+                self._sync.synced(now)
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
 
     def _maybe_roll(self, incoming_bytes: int, now: int) -> None:
-        active = self._segments[-1]
+        active = self._segments.active
         if active.is_empty:
             return
         too_big = active.size + incoming_bytes > self.config.segment_bytes
@@ -256,7 +210,7 @@ class PartitionLog:
         """Seal the active segment and start a new one (no-op if it is empty)."""
         with self._lock:
             self._check_open()
-            if not self._segments[-1].is_empty:
+            if not self._segments.active.is_empty:
                 try:
                     self._roll(self._clock())
                 except OSError as exc:
@@ -267,21 +221,14 @@ class PartitionLog:
         """Seal the active segment and start the next one. All or nothing: an OSError (the new
         file cannot be created or written, the old one's indexes cannot be written) leaves the
         active segment active and no new file behind."""
-        active = self._segments[-1]
         # Under the interval policy the sealed segment is fsynced by the next tick, outside the
         # lock: up to flush.ms of writes to push to disk must not stall the appends waiting.
         # "batch" fsynced every batch already; "never" leaves writing back to the OS.
-        active.flush(fsync=self.config.flush_policy == "batch")
-        new = self._new_segment(active.next_offset)
-        active.seal(fsync=False)  # nothing left to write: only closes the file
-        if self.config.flush_policy == "interval":
-            self._unsynced.append(active)
+        sealed = self._segments.roll(self._clock(), fsync=self.config.flush_policy == "batch")
+        self._sync.rolled(sealed, self.config)
         self._producers.expire(now)
-        self._write_producer_snapshot(active.next_offset)
-        self._segments.append(new)
-        self._bases.append(active.next_offset)
-        self._last_flush_ms = now
-        self._dirty = False
+        self._write_producer_snapshot(sealed.next_offset)
+        self._sync.synced(now)
 
     def _write_producer_snapshot(self, upto_offset: int) -> None:
         try:
@@ -298,36 +245,13 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             try:
-                self._sync_pending()
-                self._flush(self._clock())
+                self._sync.sync_sealed()
+                self._segments.active.flush(fsync=True)
+                self._sync.synced(self._clock())
             except OSError as exc:
                 raise LogWriteError.from_os_error(exc, self.directory,
                                                   f"flushing partition log {self.directory}") from exc
-            if self._sync_error is not None:
-                self._raise_sync_error()
-
-    def _flush(self, now: int) -> None:
-        self._segments[-1].flush(fsync=True)
-        self._last_flush_ms = now
-        self._dirty = False
-
-    def _raise_sync_error(self) -> None:
-        """Raise, once, the LogWriteError for the fsync a tick could not do. A later fsync that
-        succeeds does not prove the data reached the disk (Linux may drop the dirty pages of a
-        failed writeback), so the failure is reported to a caller even if a retry passed."""
-        exc, self._sync_error = self._sync_error, None
-        raise LogWriteError(
-            f"an fsync of partition log {self.directory} failed ({exc.__class__.__name__}: {exc}); "
-            "records acknowledged before it may not have reached the disk (they are still served). "
-            "Check the disk; the fsync is retried at every tick and this is raised once",
-            path=str(self.directory), errno=exc.errno, free_bytes=-1) from exc
-
-    def _sync_pending(self) -> None:
-        """fsync the sealed segments a tick has not fsynced yet (or failed to); each leaves the
-        list only once its fsync succeeded. Raises the OSError of the first that fails."""
-        while self._unsynced:
-            self._unsynced[0].fsync()
-            self._unsynced.pop(0)
+            self._sync.raise_error()
 
     def tick(self) -> dict:
         """Periodic upkeep: interval fsync, roll by age, retention, unmapping idle segments."""
@@ -336,46 +260,23 @@ class PartitionLog:
                 return {}
             now = self._clock()
             to_sync = None
-            appends_seen = self._appends
-            if self._dirty and self.config.flush_policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms:
+            if self._sync.active_due(now, self.config):
                 # Write the index entries now, fsync after releasing the lock: an fsync can take
                 # long on a busy disk, and appends must not wait for it.
                 try:
-                    self._segments[-1].flush(fsync=False)
-                    to_sync = self._segments[-1]
+                    self._segments.active.flush(fsync=False)
+                    to_sync = self._segments.active
                 except OSError:
                     log.warning("partition %s: writing index entries failed; retried at the next tick",
                                 self.directory, exc_info=True)
-            active = self._segments[-1]
+            active = self._segments.active
             if roll_due(active.is_empty, active.first_append_ms, now, self.config):
                 self._try_roll(now)
             deleted = self._apply_retention(now)
-            for seg in self._segments[:-1]:
-                if seg.last_read_ms is not None and now - seg.last_read_ms > _RELEASE_AFTER_MS:
-                    seg.release()
-                    seg.last_read_ms = None
+            self._segments.release_idle(now, _RELEASE_AFTER_MS)
             result = {"deleted_segments": deleted, "log_start_offset": self.log_start_offset}
-            sealed = list(self._unsynced)
-        # fsync outside the lock. What is pending (the sealed segments, the dirty flag) is cleared
-        # only after its fsync succeeded: a failed one is retried by the next tick, logged, and
-        # reported to the next flush() (and to the next append under flush.policy=batch).
-        try:
-            for seg in sealed:
-                seg.fsync()
-                with self._lock:
-                    if seg in self._unsynced:
-                        self._unsynced.remove(seg)
-            if to_sync is not None:
-                to_sync.fsync()
-                with self._lock:
-                    self._last_flush_ms = now
-                    if self._appends == appends_seen:  # no append since: nothing left unsynced
-                        self._dirty = False
-        except OSError as exc:
-            with self._lock:
-                self._sync_error = exc
-            log.error("partition %s: fsync failed (%s); retried at the next tick; the next flush() (or "
-                      "append under flush.policy=batch) raises LogWriteError", self.directory, exc)
+            ticket = self._sync.ticket(to_sync, now)
+        self._sync.run(ticket)  # outside the lock; what fails stays pending and is reported once
         return result
 
     def _try_roll(self, now: int) -> None:
@@ -388,19 +289,10 @@ class PartitionLog:
                         exc_info=True)
 
     def _apply_retention(self, now: int) -> int:
-        active = self._segments[-1]
+        active = self._segments.active
         if active_expired(active.is_empty, active.max_timestamp_ms, now, self.config):
             self._try_roll(now)  # an expired active segment must roll before it can go
-        deleted = deletable_prefix([s.size for s in self._segments],
-                                   [s.max_timestamp_ms for s in self._segments], now, self.config)
-        for seg in self._segments[:deleted]:
-            seg.delete()
-        del self._segments[:deleted]
-        del self._bases[:deleted]
-        if deleted:
-            log.info("partition %s: retention deleted %d segment(s); log start is now %d",
-                     self.directory, deleted, self.log_start_offset)
-        return deleted
+        return self._segments.apply_retention(now, self.config)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -416,51 +308,18 @@ class PartitionLog:
         """
         with self._lock:
             self._check_open()
-            segments = list(self._segments)
-            bases = list(self._bases)
-            limits = [s.size for s in segments]
-            ends = [s.next_offset for s in segments]
-            start, end = self.log_start_offset, self.log_end_offset
-        self._check_range(offset, start, end)
-        buffers = []
-        records = 0
-        next_offset = offset
-        i = max(bisect.bisect_right(bases, offset) - 1, 0)
-        now = self._clock()
+            snapshot = self._segments.snapshot()
+        check_range(offset, snapshot.start, snapshot.end)
         try:
-            while i < len(segments) and records < max_records and next_offset < end:
-                seg = segments[i]
-                if next_offset < seg.base_offset:  # a hole left by a damaged segment
-                    if records:
-                        break
-                    raise CorruptRecordError(
-                        f"offsets {next_offset}..{seg.base_offset - 1} of {self.directory} are unreadable "
-                        f"(a damaged segment); seek to {seg.base_offset} to read on",
-                        first_offset=segments[i - 1].next_offset if i else next_offset,
-                        next_offset=seg.base_offset)
-                seg.last_read_ms = now
-                try:
-                    got = seg.read(next_offset, max_records - records, max_bytes, limits[i],
-                                   must_progress=not records)
-                except CorruptRecordError:
-                    if records:  # serve what came before the damage; the next read reports it
-                        break
-                    raise
-                buffers += got.buffers
-                records += got.records
-                next_offset = got.next_offset
-                max_bytes -= got.bytes
-                if max_bytes <= 0 or next_offset < ends[i]:  # a limit (or damage) stopped it here
-                    break
-                i += 1
+            return read_segments(snapshot, offset, max_records, max_bytes, schema=self.schema,
+                                 directory=self.directory, now_ms=self._clock())
         except FileNotFoundError:
             # Retention deleted a segment between the snapshot and the read.
-            self._check_range(offset, self.log_start_offset, self.log_end_offset)
+            check_range(offset, self.log_start_offset, self.log_end_offset)
             raise
         except CorruptRecordError as exc:
             self._note_damage(exc)
             raise
-        return ReadResult(offset, tuple(buffers), self.schema, records, next_offset, start, end)
 
     def _note_damage(self, exc: CorruptRecordError) -> None:
         """Add the hole a read just found to ``damaged_offsets`` (merged with what is known), so
@@ -468,23 +327,7 @@ class PartitionLog:
         if exc.first_offset is None or exc.next_offset is None or exc.next_offset <= exc.first_offset:
             return
         with self._lock:
-            runs = sorted(list(self.damaged_offsets) + [(exc.first_offset, exc.next_offset - 1)])
-            merged: list[tuple[int, int]] = []
-            for first, last in runs:
-                if merged and first <= merged[-1][1]:  # overlapping: one run found twice
-                    merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-                else:
-                    merged.append((first, last))
-            self.damaged_offsets = merged
-
-    @staticmethod
-    def _check_range(offset: int, start: int, end: int) -> None:
-        if offset < start or offset > end:
-            raise OffsetOutOfRangeError(
-                f"offset {offset} is out of range; valid offsets are {start}..{end} "
-                f"(log start {start}, log end {end}); seek to one of them or use auto_offset_reset",
-                log_start_offset=start, log_end_offset=end,
-            )
+            self.damaged_offsets = merge_run(self.damaged_offsets, exc.first_offset, exc.next_offset - 1)
 
     def wait_for(self, offset: int, timeout_s: float) -> bool:
         """Block until the log end passes ``offset`` or ``timeout_s`` passes; True if it did."""
@@ -501,13 +344,8 @@ class PartitionLog:
         """The earliest offset whose timestamp is >= ``timestamp_ms``; None if there is none."""
         with self._lock:
             self._check_open()
-            segments = list(self._segments)
-            limits = [s.size for s in segments]
-        for seg, limit in zip(segments, limits):
-            hit = seg.offset_for_time(timestamp_ms, limit)
-            if hit is not None:
-                return hit
-        return None
+            snapshot = self._segments.snapshot()
+        return offset_for_time(snapshot, timestamp_ms)
 
     # -- memory -------------------------------------------------------------------------------
 
@@ -518,11 +356,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return
-            for seg in self._segments[:-1]:
-                seg.release()
-                seg.last_read_ms = None
-            self._segments[-1].drop_map()
-            self._segments[-1].drop_tail_cache()
+            self._segments.release_all()
             self._encode_buffer = codec.EncodeBuffer()
 
     # -- closing ------------------------------------------------------------------------------
@@ -532,11 +366,9 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 return
-            active = self._segments[-1]
+            active = self._segments.active
             try:
-                for seg in self._unsynced:
-                    seg.fsync()
-                self._unsynced = []
+                self._sync.sync_sealed()
                 active.seal()
                 self._producers.write_snapshot(self.directory / PRODUCER_SNAPSHOT, active.next_offset)
                 (self.directory / CLEAN_SHUTDOWN).touch()
@@ -553,8 +385,7 @@ class PartitionLog:
         """Close and remove the partition's directory."""
         with self._lock:
             self._closed = True
-            for seg in self._segments:
-                seg.delete()
+            self._segments.delete_all()
             self._appended.notify_all()
         shutil.rmtree(self.directory, ignore_errors=True)
         self._dir_lock.release()  # only now: a new owner must not see the files being removed

@@ -46,17 +46,18 @@ an empty one at offset 0.
 from __future__ import annotations
 
 import errno
-
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TopicConfig
+from ..errors import LogOpenError, LogWriteError
+from .dir_lock import DirLock
 from .producer_state import ProducerStateTable
-from ..errors import LogOpenError
 from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
-__all__ = ["LoadedLog", "load_log", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT", "PRODUCER_EXPIRY_MS"]
+__all__ = ["LoadedLog", "load_log", "lock_and_load", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT",
+           "PRODUCER_EXPIRY_MS"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,25 @@ class LoadedLog:
 
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def lock_and_load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> tuple[DirLock, LoadedLog]:
+    """Create ``directory`` if needed, take its lock (LogDirLockedError if another log holds it)
+    and :func:`load_log` it; the lock is released again if that raises. Opening writes too (a
+    new segment, rebuilt indexes): a full disk raises DiskFullError, as for an append."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = DirLock(directory)
+    lock.acquire()
+    try:
+        return lock, load_log(directory, schema_bytes, config, now_ms)
+    except OSError as exc:
+        lock.release()
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise LogWriteError.from_os_error(exc, directory, f"opening partition log {directory}") from exc
+    except BaseException:
+        lock.release()
+        raise
 
 
 def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:

@@ -20,12 +20,12 @@ the whole log. Producers not seen for ``expiry_ms`` are forgotten.
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DuplicateSequenceError, OutOfOrderSequenceError
+from .atomic_file import atomic_write
 
 __all__ = ["ProducerStateTable", "BatchRecord", "KEEP_BATCHES"]
 
@@ -109,7 +109,8 @@ class ProducerStateTable:
     # -- snapshot ------------------------------------------------------------------------------
 
     def write_snapshot(self, path: Path, upto_offset: int) -> None:
-        """Atomically write the state as of ``upto_offset`` (every batch below it is included)."""
+        """Atomically write the state as of ``upto_offset`` (every batch below it is included): the
+        old snapshot stays whole if that fails (atomic_file.py); the OSError propagates."""
         data = {
             "upto_offset": upto_offset,
             "producers": {
@@ -117,20 +118,7 @@ class ProducerStateTable:
                 for pid, batches in self._batches.items()
             },
         }
-        tmp = Path(str(path) + ".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(json.dumps(data).encode())
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temp file
-            raise
+        atomic_write(path, json.dumps(data).encode())
 
     @classmethod
     def read_snapshot(cls, path: Path, expiry_ms: int) -> tuple["ProducerStateTable", int]:

@@ -1,5 +1,9 @@
 """Opening a segment file: trust its indexes, or rescan it batch by batch; and CRC-checked headers.
 
+Both ways of opening return a :class:`SegmentLoad`, a value saying where the file ends
+and what its batches say, which :meth:`LogSegment.load` applies to itself; they work on
+the segment's parts (its file, its index, its scanner) only through their own methods.
+
 At open a segment is in one of two states, and the caller (LogSegment.load) says which:
 
 - *Fast load* (:func:`load_fast`): a sealed segment, or the active one after a clean
@@ -76,7 +80,7 @@ damaged schema message followed by this log's batches is rewritten in place from
 the topic's schema; a file starting with another schema is refused (it is not
 this log's), which makes the log fail to open with LogOpenError (log_loader.py).
 
-:class:`RecoveryReport` says what was found. ``headers[i]`` for batches at or
+:class:`RecoveryReport` (in the load) says what was found. ``headers[i]`` for batches at or
 after ``checked_from`` passed their CRC during the load; ``checked_from`` is None
 when none was checked. :func:`checked_headers` gives the CRC-checked headers of a
 loaded segment from any offset on (to rebuild producer state without trusting a
@@ -88,18 +92,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from ..errors import CorruptRecordError
 from . import codec, framing
-from .index import MIN_TIMESTAMP
-from .index_check import index_digest, index_problem
+from .index import MIN_TIMESTAMP, SegmentIndex
+from .index_check import index_problem
 from .integrity import Hole
+from .scan import SegmentScanner
+from .segment_file import SegmentFile
 
-if TYPE_CHECKING:
-    from .segment import LogSegment
-
-__all__ = ["RecoveryReport", "load_fast", "recover", "checked_headers"]
+__all__ = ["RecoveryReport", "SegmentLoad", "load_fast", "recover", "checked_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,22 @@ class RecoveryReport:
     repaired_schema: bool = False  # the schema message was damaged and rewritten
 
 
-def load_fast(seg: "LogSegment", verify: bool = True, next_base: int | None = None) -> RecoveryReport | None:
+@dataclass(frozen=True, slots=True)
+class SegmentLoad:
+    """Where an opened segment file ends and what its batches say, for LogSegment.load to apply.
+    Its index is loaded (or rebuilt) by then, and its scanner knows the holes found."""
+
+    report: RecoveryReport
+    size: int  # bytes of the whole messages and holes kept, from the start of the file
+    next_offset: int
+    max_timestamp_ms: int
+    first_append_ms: int | None
+    last_append_ms: int | None
+    verified: tuple[int, int] | None = None  # [start, end): bytes whose batches a fast load CRC-checked
+
+
+def load_fast(file: SegmentFile, index: SegmentIndex, verify: bool = True,
+              next_base: int | None = None) -> SegmentLoad | None:
     """Trust the indexes; scan only the tail after the last entry. None if anything is off.
 
     Batches before the last index entry are not read here: their CRCs are checked
@@ -125,58 +144,55 @@ def load_fast(seg: "LogSegment", verify: bool = True, next_base: int | None = No
     segment's base offset (where this one must end): its end would then come from a count
     nobody checked, so the tail is CRC-checked, and damage sends the segment to recovery.
     """
-    if not (seg.offset_index.load() and seg.time_index.load()):
+    if not index.load():
         return None
-    if len(seg.offset_index) != len(seg.time_index):
+    file_size = file.path.stat().st_size
+    if file_size < file.schema_size:
         return None
-    file_size = seg.path.stat().st_size
-    if file_size < seg.schema_size:
-        return None
-    start = seg.offset_index.values[-1] if len(seg.offset_index) else seg.schema_size
+    offsets = index.offsets
+    start = offsets.values[-1] if len(offsets) else file.schema_size
     report = RecoveryReport()
+    last_append_ms = None
     try:
-        view = seg.view(file_size)
-        if view.slice(0, seg.schema_size).to_pybytes() != seg.schema_bytes:
+        view = file.view(file_size)
+        if view.slice(0, file.schema_size).to_pybytes() != file.schema_bytes:
             return None
-        problem = index_problem(seg, view, file_size)
+        problem = index_problem(index, file.base_offset, file.schema_size, view, file_size)
         if problem is not None:
             log.warning("segment %s: its indexes cannot be trusted (%s); rebuilding them from the "
-                        "segment", seg.path, problem)
+                        "segment", file.path, problem)
             return None
-        expected = seg.offset_index.keys[-1] if len(seg.offset_index) else seg.base_offset
+        expected = offsets.keys[-1] if len(offsets) else file.base_offset
         if verify:
             report.checked_from = expected
-        max_ts = seg.time_index.keys[-1] if len(seg.time_index) else MIN_TIMESTAMP
+        max_ts = index.times.keys[-1] if len(index.times) else MIN_TIMESTAMP
         for msg in codec.iter_messages(view, start, file_size):
             if verify:
                 msg.verify()
-                seg.scanner.verified.add(msg.position, msg.position + msg.size)
             if msg.header.base_offset != expected:
                 return None
             expected = msg.header.next_offset
             max_ts = max(max_ts, msg.header.max_timestamp_ms)
             report.headers.append(msg.header)
-            seg.last_append_ms = msg.header.append_ms
+            last_append_ms = msg.header.append_ms
     except CorruptRecordError:
-        seg.scanner.verified.clear()
         return None
     if not verify and next_base is not None and expected != next_base:
-        return load_fast(seg, verify=True)  # the unchecked tail says otherwise: check it
+        return load_fast(file, index, verify=True)  # the unchecked tail says otherwise: check it
     if next_base is not None and expected > next_base:
         log.error("sealed segment %s holds offsets up to %d, past the next segment's base %d (segments "
-                  "overlap: files copied from another log?)", seg.path.name, expected - 1, next_base)
-    seg.size = file_size
-    seg.next_offset = expected
-    seg.max_timestamp_ms = max_ts
-    seg.bytes_since_index = file_size - start
-    seg.first_append_ms = _first_append_ms(seg)
-    seg.index_digest = index_digest(seg.offset_index, seg.time_index)
+                  "overlap: files copied from another log?)", file.path.name, expected - 1, next_base)
+    index.resume(file_size - start)
+    index.checked()
     report.batches = len(report.headers)
-    return report
+    return SegmentLoad(report, file_size, expected, max_ts,
+                       first_append_ms=_first_append_ms(file, view, expected, last_append_ms),
+                       last_append_ms=last_append_ms,
+                       verified=(start, file_size) if verify and start < file_size else None)
 
 
-def recover(seg: "LogSegment", truncate: bool = True, *, clean: bool = False,
-            clean_end: int | None = None) -> RecoveryReport:
+def recover(file: SegmentFile, index: SegmentIndex, scanner: SegmentScanner, truncate: bool = True, *,
+            clean: bool = False, clean_end: int | None = None) -> SegmentLoad:
     """Scan and CRC-check every batch; rebuild both indexes; keep holes, cut a torn tail.
 
     A file too short to hold the schema is rewritten empty; a damaged schema message
@@ -188,47 +204,70 @@ def recover(seg: "LogSegment", truncate: bool = True, *, clean: bool = False,
     follows the last valid batch is a hole, up to ``clean_end`` (the log end recorded at
     the close) when it is known. See the module docstring for the rule.
     """
-    report = RecoveryReport(checked_from=seg.base_offset)
-    file_size = _ensure_schema(seg, report)
-    view = seg.view(file_size)
-    seg.reset()
-    position = seg.schema_size
-    while position < file_size:
-        step = seg.scanner.recovery_step(view, position, seg.next_offset, file_size)
+    report = RecoveryReport(checked_from=file.base_offset)
+    file_size = _ensure_schema(file, scanner, report)
+    view = file.view(file_size)
+    index.clear()
+    scanner.clear()
+    found = _Rescan(file, index)
+    for step in scanner.walk(view, file.schema_size, file.base_offset, file_size, rescan=True):
         if isinstance(step, Hole) and not step.bounded:
             if truncate or clean:
-                _end_active(seg, view, position, file_size, report, clean, clean_end)
+                _end_active(file, scanner, found, view, step.position, file_size, report, clean, clean_end)
             else:
                 log.error("sealed segment %s: the %d bytes from byte %d (offsets from %d) are unreadable",
-                          seg.path.name, file_size - position, position, seg.next_offset)
+                          file.path.name, file_size - step.position, step.position, found.next_offset)
             break
         if isinstance(step, Hole):
-            seg.index_hole(step)
+            found.hole(step)
             if step.next_offset > step.first_offset:
                 report.holes.append(step)
             if step.size == 0:
                 log.error("segment %s: offsets %d..%d are missing before byte %d (no batch holds them); "
-                          "reads of them raise CorruptRecordError", seg.path, step.first_offset,
-                          step.next_offset - 1, position)
+                          "reads of them raise CorruptRecordError", file.path, step.first_offset,
+                          step.next_offset - 1, step.position)
         else:
-            seg.index_batch(step.header, position, step.size)
+            found.batch(step.header, step.position, step.size)
             report.headers.append(step.header)
-        position += step.size
-    seg.flush_indexes_if_possible()  # on a full disk, later (the log must open to serve reads)
-    seg.index_digest = index_digest(seg.offset_index, seg.time_index)
-    seg.first_append_ms = report.headers[0].append_ms if report.headers else None
-    seg.last_append_ms = report.headers[-1].append_ms if report.headers else None
+    index.flush_if_possible()  # on a full disk, later (the log must open to serve reads)
+    index.checked()
     report.batches = len(report.headers)
-    return report
+    return SegmentLoad(report, found.size, found.next_offset, found.max_timestamp_ms,
+                       first_append_ms=report.headers[0].append_ms if report.headers else None,
+                       last_append_ms=report.headers[-1].append_ms if report.headers else None)
 
 
-def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: RecoveryReport,
-                clean: bool, clean_end: int | None) -> None:
+class _Rescan:
+    """How far a rescan has got, batch by batch and hole by hole, indexing as appends do."""
+
+    def __init__(self, file: SegmentFile, index: SegmentIndex):
+        self._index = index
+        self._base_offset = file.base_offset
+        self.size = file.schema_size
+        self.next_offset = file.base_offset
+        self.max_timestamp_ms = MIN_TIMESTAMP
+
+    def batch(self, header: codec.BatchHeader, position: int, size: int) -> None:
+        self._index.add_batch(header.base_offset, position, size, self.max_timestamp_ms,
+                              first=self.next_offset == self._base_offset)
+        self.size = position + size
+        self.next_offset = header.next_offset
+        self.max_timestamp_ms = max(self.max_timestamp_ms, header.max_timestamp_ms)
+
+    def hole(self, hole: Hole) -> None:
+        """A bounded hole kept in place: no index entry, its offsets reserved."""
+        self._index.add_hole()
+        self.size = hole.position + hole.size
+        self.next_offset = hole.next_offset
+
+
+def _end_active(file: SegmentFile, scanner: SegmentScanner, found: _Rescan, view: pa.Buffer, position: int,
+                file_size: int, report: RecoveryReport, clean: bool, clean_end: int | None) -> None:
     """The end of the active segment from ``position`` on, where no valid batch follows: whole
     damaged messages are kept as one hole (their offsets reserved), and what is left after them
     is a torn tail (truncated) after a crash, or part of the hole after a clean close. The rule
     and why: the module docstring."""
-    end, first, bound = position, seg.next_offset, seg.next_offset
+    end, first, bound = position, found.next_offset, found.next_offset
     while end < file_size:
         size = framing.declared_size(view, end, file_size)
         if (checked := framing.checked_extent(view, end, file_size, first, bound)) is not None:
@@ -250,102 +289,93 @@ def _end_active(seg: "LogSegment", view, position: int, file_size: int, report: 
         bound = clean_end  # the log end recorded at the close: exact
     if end > position:
         hole = Hole(position, end - position, first, bound)
-        seg.index_hole(hole)
-        seg.scanner.holes[position] = hole
+        found.hole(hole)
+        scanner.keep(hole)
         report.holes.append(hole)
         log.error("segment %s: the bytes %d..%d (offsets %d..%d%s) are damaged whole batches; kept in "
-                  "place, their offsets are never reused", seg.path.name, position, end - 1,
+                  "place, their offsets are never reused", file.path.name, position, end - 1,
                   hole.first_offset, hole.next_offset - 1, "" if clean and clean_end is not None else " at most")
     if end < file_size:
         log.warning("segment %s: torn tail from byte %d (offset %d); truncating %d bytes",
-                    seg.path.name, end, seg.next_offset, file_size - end)
+                    file.path.name, end, found.next_offset, file_size - end)
         report.truncated_bytes += file_size - end
-        os.truncate(seg.path, end)
-        seg.drop_map()
+        os.truncate(file.path, end)
+        file.drop_map()
 
 
-def checked_headers(seg: "LogSegment", from_offset: int) -> tuple[list, list]:
+def checked_headers(scanner: SegmentScanner, view: pa.Buffer, from_offset: int, limit: int,
+                    end_offset: int) -> tuple[list, list]:
     """(headers, holes): the header of every readable batch holding offsets from ``from_offset``
-    on, each CRC-checked (now, or earlier since the file was opened), and the holes stepped
-    over. Starts at the index entry before ``from_offset``, so batches before it cost at most
-    one index interval; stops, logging why, where a damaged index breaks the sequence."""
-    limit = seg.size
-    view = seg.view(limit)
+    on (below byte ``limit``; ``end_offset`` is the segment's next offset), each CRC-checked
+    (now, or earlier since the file was opened), and the holes stepped over. Starts at the index
+    entry before ``from_offset``, so batches before it cost at most one index interval; stops,
+    logging why, where a damaged index breaks the sequence."""
     headers, holes = [], []
-    position, expected = seg.index_floor(from_offset)
-    while position < limit:
-        try:
-            step = seg.scanner.batch_at(view, position, expected, limit)
-        except CorruptRecordError as exc:
-            log.error("segment %s: %s; producer state is rebuilt without the batches after it",
-                      seg.path.name, exc)
-            break
-        if isinstance(step, Hole):
-            step = seg.scanner.bounded(step, limit, seg.next_offset)
-            holes.append(step)
-            expected = step.next_offset
-        else:
-            headers.append(step.header)
-            expected = step.header.next_offset
-        position += step.size
+    try:
+        for step in scanner.batches_from(view, from_offset, limit, end_offset):
+            if isinstance(step, Hole):
+                holes.append(step)
+            else:
+                headers.append(step.header)
+    except CorruptRecordError as exc:
+        log.error("segment %s: %s; producer state is rebuilt without the batches after it",
+                  scanner.path.name, exc)
     return headers, holes
 
 
-def _ensure_schema(seg: "LogSegment", report: RecoveryReport) -> int:
+def _ensure_schema(file: SegmentFile, scanner: SegmentScanner, report: RecoveryReport) -> int:
     """The file's size after making sure it starts with this log's schema message."""
-    file_size = seg.path.stat().st_size
-    if file_size < seg.schema_size:
-        log.warning("segment %s torn before its schema ended; rewriting it empty", seg.path)
-        with open(seg.path, "wb") as f:
-            f.write(seg.schema_bytes)
-        seg.drop_map()
+    file_size = file.path.stat().st_size
+    if file_size < file.schema_size:
+        log.warning("segment %s torn before its schema ended; rewriting it empty", file.path)
+        with open(file.path, "wb") as f:
+            f.write(file.schema_bytes)
+        file.drop_map()
         report.truncated_bytes = file_size
-        return seg.schema_size
-    view = seg.view(file_size)
-    if view.slice(0, seg.schema_size).to_pybytes() == seg.schema_bytes:
+        return file.schema_size
+    view = file.view(file_size)
+    if view.slice(0, file.schema_size).to_pybytes() == file.schema_bytes:
         return file_size
-    if not _holds_this_logs_batches(seg, view, file_size):
+    if not _holds_this_logs_batches(file, scanner, view, file_size):
         raise CorruptRecordError(
-            f"segment {seg.path} does not start with this topic's schema and holds no batch of this "
+            f"segment {file.path} does not start with this topic's schema and holds no batch of this "
             "log after it (a file of another log, or too damaged to tell)"
         )
     # Batches of this log (CRC-checked, at this segment's offsets, decoded by the topic's schema)
     # follow a damaged schema message: its bytes are the topic's, so write them back in place.
-    log.warning("segment %s: its schema message is damaged; rewriting it from the topic's schema", seg.path)
-    fd = os.open(seg.path, os.O_WRONLY)
+    log.warning("segment %s: its schema message is damaged; rewriting it from the topic's schema", file.path)
+    fd = os.open(file.path, os.O_WRONLY)
     try:
-        os.pwrite(fd, seg.schema_bytes, 0)
+        os.pwrite(fd, file.schema_bytes, 0)
         os.fsync(fd)
     finally:
         os.close(fd)
-    seg.drop_map()
+    file.drop_map()
     report.repaired_schema = True
     return file_size
 
 
-def _holds_this_logs_batches(seg: "LogSegment", view, file_size: int) -> bool:
+def _holds_this_logs_batches(file: SegmentFile, scanner: SegmentScanner, view: pa.Buffer, file_size: int) -> bool:
     """Whether the first valid batch after the schema's place is this segment's: it starts at
     the segment's base offset (or a possible one after damage) and decodes with the topic's schema."""
-    if file_size == seg.schema_size:
+    if file_size == file.schema_size:
         return True  # a lone schema message: nothing is lost by rewriting it
-    scanner = seg.scanner
-    msg = scanner.valid_at(view, seg.schema_size, seg.base_offset, seg.base_offset, file_size)
+    msg = scanner.valid_at(view, file.schema_size, file.base_offset, file.base_offset, file_size)
     if msg is None:
-        msg = scanner.next_valid(view, seg.schema_size, seg.base_offset, file_size)
+        msg = scanner.next_valid(view, file.schema_size, file.base_offset, file_size)
     if msg is None:
         return False
     try:
-        codec.decode(msg, seg.schema)
+        codec.decode(msg, file.schema)
     except CorruptRecordError:
         return False
     return True
 
 
-def _first_append_ms(seg: "LogSegment") -> int | None:
-    if seg.is_empty:
+def _first_append_ms(file: SegmentFile, view: pa.Buffer, next_offset: int, last_append_ms: int | None) -> int | None:
+    if next_offset == file.base_offset:
         return None
     try:
-        return codec.read_message_at(seg.view(seg.size), seg.schema_size).header.append_ms
+        return codec.read_message_at(view, file.schema_size).header.append_ms
     except CorruptRecordError:  # a damaged first batch (a hole): its time is unknown
-        return seg.last_append_ms
-
+        return last_append_ms

@@ -27,7 +27,12 @@ Damage policy, the same for the active and sealed segments:
   offsets held by no batch (indexes are checked at open, so it is not an index
   pointing somewhere wrong). One before ``expected`` repeats offsets: at a position
   an index gave, CorruptRecordError (nothing after it is trusted); in a scan of
-  the file in order (:meth:`SegmentScanner.recovery_step`), damage.
+  the file in order (a rescan: :meth:`SegmentScanner.walk`), damage.
+
+:meth:`SegmentScanner.walk` is the one way through a segment's batches, for reads, time
+lookups, the producer-state scan and recovery alike: from a byte position (an index
+entry's, :meth:`SegmentScanner.batches_from`, or the first batch's) it yields each batch
+and hole in file order, each batch CRC-checked, each hole bounded.
 
 Why holes rather than Kafka's truncate-at-first-corruption: truncating would drop
 the acknowledged batches behind the damage and hand their offsets to new records,
@@ -43,14 +48,15 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 
 from ..errors import CorruptRecordError
 from . import codec, framing
-from .index import OffsetIndex
+from .index import SegmentIndex
 from .integrity import Hole, VerifiedRanges
+from .segment_file import SegmentFile
 
 __all__ = ["SegmentScanner"]
 
@@ -60,9 +66,10 @@ log = logging.getLogger(__name__)
 class SegmentScanner:
     """What one segment file's bytes are known to be: CRC-checked ranges and bounded holes."""
 
-    def __init__(self, path: Path, offset_index: OffsetIndex):
-        self.path = path
-        self.offset_index = offset_index
+    def __init__(self, file: SegmentFile, index: SegmentIndex):
+        self.path = file.path
+        self._file = file
+        self._index = index
         self.verified = VerifiedRanges()
         self.holes: dict[int, Hole] = {}  # bounded holes found so far, by byte position
 
@@ -70,6 +77,51 @@ class SegmentScanner:
         """Forget everything (the file is being rescanned or deleted)."""
         self.verified.clear()
         self.holes.clear()
+
+    def passed(self, start: int, end: int) -> None:
+        """The batches in bytes ``[start, end)`` passed their CRC (written by us, or checked)."""
+        self.verified.add(start, end)
+
+    def keep(self, hole: Hole) -> None:
+        """Remember a bounded hole found otherwise than by a lookup (recovery.py)."""
+        self.holes[hole.position] = hole
+
+    def batches_from(self, view: pa.Buffer, offset: int, limit: int, end_offset: int) -> Iterator[codec.Message | Hole]:
+        """:meth:`walk` from the index entry at or before ``offset`` (the segment's first batch
+        if none): what holds ``offset`` and everything after it, below byte ``limit``."""
+        entry = self._index.floor(offset)
+        position, expected = (entry[1], entry[0]) if entry else (self._file.schema_size, self._file.base_offset)
+        return self.walk(view, position, expected, limit, end_offset=end_offset)
+
+    def walk(self, view: pa.Buffer, position: int, expected: int, limit: int, *, end_offset: int | None = None,
+             rescan: bool = False) -> Iterator[codec.Message | Hole]:
+        """The batches and holes from byte ``position`` (where a batch starting at offset
+        ``expected`` must be) up to byte ``limit``, in file order, found by :meth:`batch_at`:
+        every batch CRC-checked, every hole bounded (:meth:`bounded`, by the next index entry or
+        by ``limit`` and ``end_offset``, the segment's next offset), so the offsets go on without
+        a break. Raises CorruptRecordError where a batch is out of sequence (a damaged index).
+
+        ``rescan``: a scan of the whole file in order, from its first batch (recovery.py). A
+        batch out of sequence is then damage (:meth:`recovery_step`), and a hole with no valid
+        batch after it is yielded unbounded, as found, and ends the walk: what it is, the caller
+        decides.
+        """
+        if end_offset is None and not rescan:
+            raise ValueError("a walk that bounds holes needs the segment's end_offset")
+        step_at = self.recovery_step if rescan else self.batch_at
+        while position < limit:
+            step = step_at(view, position, expected, limit)
+            if isinstance(step, Hole):
+                if not step.bounded:
+                    if rescan:
+                        yield step
+                        return
+                    step = self.bounded(step, limit, end_offset)
+                expected = step.next_offset
+            else:
+                expected = step.header.next_offset
+            yield step
+            position += step.size
 
     def batch_at(self, view: pa.Buffer, position: int, expected: int, limit: int) -> codec.Message | Hole:
         """The CRC-checked batch at ``position`` (which must start at offset ``expected``), or the
@@ -158,7 +210,7 @@ class SegmentScanner:
         offset ``next_offset``)."""
         if hole.bounded:
             return hole
-        keys, positions = self.offset_index.pair  # taken once: a release() replaces it whole
+        keys, positions = self._index.offsets.pair  # taken once: a release() replaces it whole
         i = bisect_right(positions, hole.position)
         if i < len(keys):
             return Hole(hole.position, positions[i] - hole.position, hole.first_offset, keys[i])

@@ -1,15 +1,10 @@
 """Bounded reads and time lookups of one segment, over its memory map.
 
-What a read returns (:class:`SegmentRead`): ``buffers`` of IPC record-batch
-messages back to back, in offset order, each message whole and with its own
-``rayka.batch`` header and CRC (codec.py), so a reader decodes them with
-``codec.iter_messages`` exactly as it would a segment file after its schema:
-
-- whole stored messages, zero-copy slices of the segment's map (consecutive ones
-  in one slice);
-- *compacted slices*: for a batch at an edge of the request (partly before
-  ``offset``, past ``max_records``, or alone over ``max_bytes``), a fresh message
-  holding just the rows wanted (codec.encode_slice; it carries no producer id).
+A read returns a :class:`~rayka.partitions.read_result.ReadResult` (the format of its
+buffers is there): whole stored messages as zero-copy slices of the segment's map, and
+compacted slices of the batches at the edges of the request. Both functions walk the
+file with :meth:`SegmentScanner.batches_from <rayka.partitions.scan.SegmentScanner.batches_from>`,
+from the index entry before what they look for.
 
 Invariants: ``records <= max_records``; ``bytes <= max_bytes``, except that with
 ``must_progress`` at least one record is returned (a single record larger than
@@ -23,67 +18,51 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from . import codec
 from .integrity import Hole
+from .read_result import ReadResult
+from .scan import SegmentScanner
+from .segment_file import SegmentFile
 
-if TYPE_CHECKING:
-    from .segment import LogSegment
-
-__all__ = ["SegmentRead", "read_stored", "offset_for_time"]
-
-
-@dataclass
-class SegmentRead:
-    """Messages covering the requested offsets, in order: zero-copy slices of the file and
-    compacted slices of edge batches, each buffer whole messages back to back."""
-
-    buffers: tuple
-    records: int  # records at or after the requested offset
-    next_offset: int  # offset after the last record in buffers
-    bytes: int = 0
+__all__ = ["read_stored", "offset_for_time"]
 
 
-def read_stored(seg: "LogSegment", offset: int, max_records: int, max_bytes: int, limit: int,
-                must_progress: bool) -> SegmentRead:
-    """Records from ``offset`` on, read from the file (LogSegment.read has tried its tail cache).
+def read_stored(file: SegmentFile, scanner: SegmentScanner, offset: int, max_records: int, max_bytes: int,
+                limit: int, end_offset: int, must_progress: bool) -> ReadResult:
+    """Records from ``offset`` on, read from the file below byte ``limit`` (LogSegment.read has
+    tried its tail cache); ``end_offset`` is the segment's next offset. ``max_records`` > 0.
 
     Whole batches that fit are zero-copy slices of the map; past the first batch only
     whole batches are added for ``max_bytes`` (the next read starts there), while a
     batch that would overshoot ``max_records`` is sliced to fill it.
     """
-    view = seg.view(limit)
+    view = file.view(limit)
     out = _Gather(view, offset)
-    position, expected = seg.index_floor(offset)
-    while position < limit and out.records < max_records:
-        step = seg.scanner.batch_at(view, position, expected, limit)
+    for step in scanner.batches_from(view, offset, limit, end_offset):
         if isinstance(step, Hole):
-            step = seg.scanner.bounded(step, limit, seg.next_offset)
             if step.next_offset > offset:
                 if out.records:
                     break
-                raise seg.scanner.hole_error(step)
-            expected = step.next_offset
+                raise scanner.hole_error(step)
         else:
             h = step.header
-            expected = h.next_offset
-            if expected <= offset:
+            if h.next_offset <= offset:
                 pass  # before the requested offset, in the index interval
             elif (h.base_offset >= offset and out.records + h.count <= max_records
                   and out.bytes + step.size <= max_bytes):
                 out.whole(step)  # the common case, inline: a whole batch within the limits
-            elif not _take(seg, out, step, offset, max_records, max_bytes, must_progress):
+            elif not _take(file, out, step, offset, max_records, max_bytes, must_progress):
                 break
-        position += step.size
+        if out.records >= max_records:  # before the walk reads (and CRC-checks) one more batch
+            break
     return out.result()
 
 
-def _take(seg: "LogSegment", out: "_Gather", msg: codec.Message, offset: int, max_records: int,
+def _take(file: SegmentFile, out: "_Gather", msg: codec.Message, offset: int, max_records: int,
           max_bytes: int, must_progress: bool) -> bool:
     """Add ``msg`` (whole, or a compacted slice of it) to ``out``; False if the read ends here
     (the batch did not fit, or only its first records did)."""
@@ -97,18 +76,18 @@ def _take(seg: "LogSegment", out: "_Gather", msg: codec.Message, offset: int, ma
         return True
     if msg.size > room and not first:
         return False  # only the first batch of a read is cut down to max_bytes
-    piece = _compact(seg, msg, skip, rows, room if first else None)
+    piece = _compact(file, msg, skip, rows, room if first else None)
     if piece.size > room and not first:
         return False
     out.piece(piece)
     return piece.header.next_offset == h.next_offset
 
 
-def _compact(seg: "LogSegment", msg: codec.Message, skip: int, rows: int, room: int | None) -> codec.EncodedBatch:
+def _compact(file: SegmentFile, msg: codec.Message, skip: int, rows: int, room: int | None) -> codec.EncodedBatch:
     """Rows ``skip .. skip + rows - 1`` of ``msg`` as a new message, shrunk until it fits
     ``room`` bytes (if given) or holds one row: a proportional guess, then halving."""
     for attempt in itertools.count():
-        piece = codec.encode_slice(msg, seg.schema, schema_size=seg.schema_size, start=skip, rows=rows)
+        piece = codec.encode_slice(msg, file.schema, schema_size=file.schema_size, start=skip, rows=rows)
         if room is None or piece.size <= room or rows == 1:
             return piece
         guess = rows * room // piece.size if attempt == 0 else rows // 2
@@ -116,33 +95,24 @@ def _compact(seg: "LogSegment", msg: codec.Message, skip: int, rows: int, room: 
     raise AssertionError("unreachable")
 
 
-def offset_for_time(seg: "LogSegment", timestamp_ms: int, limit: int) -> int | None:
-    """The first readable offset whose timestamp is >= ``timestamp_ms``, or None if none here.
+def offset_for_time(file: SegmentFile, scanner: SegmentScanner, time_pair: tuple, timestamp_ms: int,
+                    limit: int, end_offset: int) -> int | None:
+    """The first readable offset whose timestamp is >= ``timestamp_ms``, or None if none here
+    (below byte ``limit``; ``end_offset`` is the segment's next offset). ``time_pair`` is the
+    time index's (timestamps, offsets), taken once (SegmentIndex.time_pair).
 
     Starts at the time index's entry before the one found (two intervals of batches to scan at most);
     holes are stepped over, their timestamps being unknown.
     """
-    if seg.max_timestamp_ms < timestamp_ms or seg.is_empty:
-        return None
-    seg.ensure_index()
     # Start one entry before the last one older than the time: an entry whose time was lowered
     # on disk (within what index_check.py can see) then cannot make the scan start past the answer.
-    # One pair, taken once: a concurrent release() replaces it whole.
-    times, offsets = seg.time_index.pair
+    times, offsets = time_pair
     i = bisect_left(times, timestamp_ms) - 2
-    view = seg.view(limit)
-    position, expected = seg.index_floor(offsets[i] if i >= 0 else seg.base_offset)
-    while position < limit:
-        step = seg.scanner.batch_at(view, position, expected, limit)
-        if isinstance(step, Hole):
-            step = seg.scanner.bounded(step, limit, seg.next_offset)
-            expected = step.next_offset
-        elif step.header.max_timestamp_ms >= timestamp_ms:
-            ts = codec.decode(step, seg.schema).column(1).to_numpy()
+    view = file.view(limit)
+    for step in scanner.batches_from(view, offsets[i] if i >= 0 else file.base_offset, limit, end_offset):
+        if not isinstance(step, Hole) and step.header.max_timestamp_ms >= timestamp_ms:
+            ts = codec.decode(step, file.schema).column(1).to_numpy()
             return step.header.base_offset + int(np.argmax(ts >= timestamp_ms))
-        else:
-            expected = step.header.next_offset
-        position += step.size
     return None
 
 
@@ -152,6 +122,7 @@ class _Gather:
 
     def __init__(self, view: pa.Buffer, offset: int):
         self.view = view
+        self.offset = offset
         self.parts: list[pa.Buffer] = []
         self.run: tuple[int, int] | None = None  # [start, end) of the current zero-copy run
         self.records = 0
@@ -183,6 +154,6 @@ class _Gather:
             self.parts.append(self.view.slice(start, end - start))
             self.run = None
 
-    def result(self) -> SegmentRead:
+    def result(self) -> ReadResult:
         self._close_run()
-        return SegmentRead(tuple(self.parts), self.records, self.next_offset, self.bytes)
+        return ReadResult(self.offset, tuple(self.parts), self.records, self.next_offset, self.bytes)

@@ -7,31 +7,21 @@ messages, contiguous up to the end of the segment (an oversized batch empties th
 cache rather than leave a gap), bounded by :data:`TAIL_CACHE_BYTES` and
 :data:`TAIL_CACHE_BATCHES`. One writer (the log's append path) and any number of
 readers: readers copy the deque (one C-level call, atomic under the GIL) and work
-on the snapshot.
+on the snapshot. A read answers as a segment read does (read_result.py).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass
-
 import pyarrow as pa
 
-__all__ = ["TailCache", "TailRead", "TAIL_CACHE_BYTES", "TAIL_CACHE_BATCHES"]
+from .read_result import ReadResult
+
+__all__ = ["TailCache", "TAIL_CACHE_BYTES", "TAIL_CACHE_BATCHES"]
 
 TAIL_CACHE_BYTES = 4 * 1024 * 1024
 TAIL_CACHE_BATCHES = 256
-
-
-@dataclass
-class TailRead:
-    """Messages from the cache: a fresh buffer of whole messages, as a segment read returns."""
-
-    buffer: pa.Buffer | None
-    records: int
-    next_offset: int
-    bytes: int = 0
 
 
 class TailCache:
@@ -59,7 +49,7 @@ class TailCache:
             _, _, _, old_head, old_body = self._entries.popleft()
             self._bytes -= len(old_head) + old_body.size
 
-    def read(self, offset: int, max_records: int, max_bytes: int, limit: int) -> TailRead | None:
+    def read(self, offset: int, max_records: int, max_bytes: int, limit: int) -> ReadResult | None:
         """Whole messages from ``offset`` on (below byte ``limit``), or None to read the file instead.
 
         The cache answers only with whole messages that fit ``max_records`` and
@@ -91,5 +81,5 @@ class TailCache:
                 return None  # the first batch, or one that would fill max_records, must be sliced
             break
         if not parts:
-            return TailRead(None, 0, offset)
-        return TailRead(pa.py_buffer(b"".join(parts)), records, next_offset, total)
+            return ReadResult.empty(offset)
+        return ReadResult(offset, (pa.py_buffer(b"".join(parts)),), records, next_offset, total)

@@ -163,7 +163,7 @@ def test_an_idle_partition_actor_releases_its_memory_and_serves_on(cluster, admi
 
         def released():  # the read mapped the active segment; idle, the actor drops the map
             return ray.get(handles[0].__ray_call__.remote(
-                lambda self: self._released and self._opener.log._segments[-1]._map is None))
+                lambda self: self._released and not self._opener.log._segments[-1].file.mapped))
 
         wait_for(released, IDLE_RELEASE_S + 20, 0.2, "the idle partition to release its memory")
         with rayka.Producer() as p:

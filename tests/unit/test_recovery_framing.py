@@ -326,7 +326,7 @@ def test_a_damaged_count_in_a_sealed_segment_never_moves_its_end(tmp_path, clock
     sealed.write_bytes(bytes(data))
     again = PartitionLog(tmp_path, config=cfg, clock=clock)
     segments = again._segments
-    assert all(s.next_offset <= b for s, b in zip(segments, again._bases[1:]))
+    assert all(s.next_offset <= b for s, b in zip(segments, again._segments.bases[1:]))
     assert again.damaged_offsets == [(first, nxt - 1)]
     with pytest.raises(CorruptRecordError, match=f"seek to {nxt} ") as err:
         again.read(first)

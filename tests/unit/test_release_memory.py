@@ -19,11 +19,11 @@ def test_release_memory_drops_maps_caches_and_buffers_and_reads_come_back(tmp_pa
     log.append(batch([b"tail"]))  # rolls: a new active segment, its batch cached for followers
     active = log._segments[-1]
     assert read_all(log, log.log_end_offset - 1)[1] == [b"tail"]
-    assert active._tail._entries and any(seg._map is not None for seg in log._segments)
+    assert active._tail._entries and any(seg.file.mapped for seg in log._segments)
     log.release_memory()
-    assert all(seg._map is None for seg in log._segments)
+    assert all(not seg.file.mapped for seg in log._segments)
     assert not active._tail._entries and log._encode_buffer._buffer is None
-    assert all(not seg._index_loaded for seg in log._segments[:-1])
+    assert all(not seg.index.loaded for seg in log._segments[:-1])
     offsets, got = read_all(log)  # everything is read back from the files again
     assert got == expected + [b"tail"] and offsets == list(range(len(expected) + 1))
     log.append(batch([b"after"]))
