@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .group_snapshot import restore, snapshot
+from .group_snapshot import GroupSnapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
@@ -77,14 +77,16 @@ class GroupCoordinator:
         self._partitions = partitions  # topic -> partition count, now
         self.groups: dict[str, Group] = {}
         for group_id in self.store.groups():
-            snap = self.store.group_state(group_id)
-            if snap and snap.get("members"):
-                group = self._group(group_id)
-                if restore_members:
-                    restore(group, snap)
+            stored = self.store.group_state(group_id)
+            if stored and stored.get("members"):
+                snap = GroupSnapshot.from_dict(stored, group_id) if restore_members else None
+                if snap is not None:
+                    self.groups[group_id] = Group.from_snapshot(
+                        group_id, self.clock, snap, generation=self.store.generation(group_id),
+                        partitions=self._partitions())
                 # Else the members are of a session that is gone: record that the group is empty,
                 # so that a later restart of this coordinator does not bring them back.
-                self._persist(group)
+                self._persist(self._group(group_id))
 
     def _group(self, group_id: str, create: bool = True) -> Group:
         group = self.groups.get(group_id)
@@ -100,7 +102,7 @@ class GroupCoordinator:
     def _persist(self, group: Group) -> None:
         """Store the group's generation and members (each write only if it changed)."""
         self.store.set_generation(group.group_id, group.generation)
-        self.store.set_group_state(group.group_id, snapshot(group))
+        self.store.set_group_state(group.group_id, group.to_snapshot().to_dict())
 
     def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
              session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:
