@@ -24,7 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
-from rayka.coordinator.clock import SystemClock
+from rayka.clock import SystemClock
 from rayka.actors.group_api import GroupApi
 from rayka.actors.topic_config_api import TopicConfigApi, _node_memory_by_id
 from rayka.coordinator.group_coordinator import GroupCoordinator

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..clock import Clock
 from .group_snapshot import GroupSnapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
@@ -70,7 +71,7 @@ def lag_rows(info: dict, bounds: dict) -> list[dict]:
 class GroupCoordinator:
     """All groups: join/heartbeat/leave/commit/fetch, listing, deletion and resets."""
 
-    def __init__(self, store: OffsetStore, clock: Callable[[], int], partitions: Callable[[], dict[str, int]],
+    def __init__(self, store: OffsetStore, clock: Clock, partitions: Callable[[], dict[str, int]],
                  *, restore_members: bool = False):
         self.store = store
         self.clock = clock

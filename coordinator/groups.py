@@ -42,6 +42,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from ..clock import Clock
 from .assignment import Subscription, get_assignor, settle_claims
 from .group_snapshot import GroupSnapshot, MemberSnapshot
 from .group_state import GroupState, is_transition_valid
@@ -71,7 +72,7 @@ class Member:
 class Group:
     """One consumer group's membership and generations."""
 
-    def __init__(self, group_id: str, clock, *, generation: int = 0):
+    def __init__(self, group_id: str, clock: Clock, *, generation: int = 0):
         self.group_id = group_id
         self.clock = clock
         self._state = GroupState.EMPTY
@@ -85,7 +86,7 @@ class Group:
         self.rebalances = 0
 
     @classmethod
-    def from_snapshot(cls, group_id: str, clock, snap: GroupSnapshot, *, generation: int = 0,
+    def from_snapshot(cls, group_id: str, clock: Clock, snap: GroupSnapshot, *, generation: int = 0,
                       partitions: dict[str, int]) -> Group:
         """The group ``snap`` recorded, back after a coordinator restart (``partitions``: topic ->
         partition count now; ``generation``: the stored one, if later than the snapshot's).
