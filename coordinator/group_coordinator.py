@@ -1,12 +1,12 @@
 """GroupCoordinator: every consumer group of a cluster, with their committed offsets.
 
 Plain logic over :class:`Group` (membership) and :class:`OffsetStore` (durable
-commits); the coordinator actor calls it under a lock and adds what needs Ray
-(end offsets for lag, time look-ups for resets). Group generations are stored
+commits); :class:`rayka.coordinator.group_service.GroupService` calls it under a
+lock and adds what needs the partitions (end offsets for lag, time look-ups for resets). Group generations are stored
 with the offsets, so a restarted coordinator never reuses a generation number
 and a zombie from before the restart stays fenced. So are the groups' members
 (``group_snapshot``): a coordinator that Ray restarted (``restore_members``)
-takes them back, and they go on heartbeating and committing with no rebalance,
+takes them back (``Group.from_snapshot``), and they go on heartbeating and committing with no rebalance,
 as after a Kafka coordinator fail-over. A coordinator of a new session does
 not: the members of a previous session are gone with it.
 """

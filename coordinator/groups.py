@@ -33,7 +33,7 @@ States and the moves between them are in ``group_state``: every state change goe
 through ``_transition_to``, which refuses a move not in the table.
 
 Invariant (asserted after every assignment): no partition has two owners in one
-generation. Not thread-safe: the coordinator actor holds a lock around each call.
+generation. Not thread-safe: GroupService holds a lock around each call.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Member:
+    """One member of a group: its subscription, session, and what it was given and told."""
+
     member_id: str
     instance_id: str | None
     topics: frozenset
@@ -160,7 +162,8 @@ class Group:
             self._complete()
 
     def _complete(self) -> None:
-        self._transition_to(GroupState.COMPLETING_REBALANCE)
+        # The assignment is computed before the group moves on, so a failure (a bug) leaves it
+        # PreparingRebalance, to be tried again, not stuck in CompletingRebalance.
         assignor = get_assignor(self.protocol or "range")
         # The group's current assignment is the truth about who owns what: a claim to a
         # partition another member owns in it is stale (say, of a member that left after
@@ -176,6 +179,7 @@ class Group:
         # Who really holds each claimed partition (one member at most): what it must hand over
         # it may still commit until someone else is given it.
         held, _ = settle_claims(subs, {tuple(tp) for s in subs.values() for tp in s.owned})
+        self._transition_to(GroupState.COMPLETING_REBALANCE)
         self.generation += 1
         self.rebalances += 1
         for mid, member in self.members.items():

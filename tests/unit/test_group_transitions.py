@@ -129,3 +129,29 @@ def test_a_snapshot_in_the_stored_format_loads_and_is_written_back_the_same():
     assert group.heartbeat("consumer-3f2a", 7) == "ok"
     assert group.to_snapshot().to_dict() == stored
     assert GroupSnapshot.from_dict({**stored, "v": 2}) is None  # a format this code does not read
+
+
+def test_an_assignment_that_fails_leaves_the_group_rebalancing_to_try_again(monkeypatch):
+    from rayka.coordinator import groups as groups_module
+
+    real = groups_module.get_assignor
+    failures = []
+
+    class Broken:
+        def __init__(self, name):
+            self.inner = real(name)
+
+        def assign(self, subs, parts):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("assignor bug")
+            return self.inner.assign(subs, parts)
+
+    monkeypatch.setattr(groups_module, "get_assignor", Broken)
+    group, _ = make()
+    with pytest.raises(RuntimeError, match="assignor bug"):
+        join(group)
+    assert group.state is S.PREPARING_REBALANCE and group.generation == 0
+    (member,) = group.members
+    answer = join(group, member)
+    assert answer["status"] == "ok" and group.state is S.STABLE and group.generation == 1
