@@ -24,24 +24,31 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
-from rayka.coordinator.clock import SystemClock
-from rayka.actors.group_api import GroupApi
-from rayka.actors.topic_config_api import TopicConfigApi, _node_memory_by_id
+from rayka.actors.partition_calls import PartitionCalls, node_memory_by_id
+from rayka.clock import SystemClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
+from rayka.coordinator.group_service import GroupService
 from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
+from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
 log = logging.getLogger(__name__)
 
 OFFSETS_FILE = "__consumer_offsets.jsonl"
+GROUP_TICK_S = 0.1
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
-class CoordinatorActor(GroupApi, TopicConfigApi):
-    """Topic metadata and the directory of partition actors for one rayka cluster."""
+class CoordinatorActor:
+    """Topic metadata and the directory of partition actors for one rayka cluster.
+
+    Its consumer-group calls go to a :class:`GroupService` and its topic-config and budget
+    calls to a :class:`TopicConfigService` (plain logic, given the partition calls they need);
+    the actor keeps the topics and partition actors, and runs the two background loops.
+    """
 
     def __init__(self, cluster: str, namespace: str, data_dir: str):
         self._cluster, self._namespace = cluster, namespace
@@ -53,18 +60,34 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
         self._node_id = ray.get_runtime_context().get_node_id()
         for name in self._meta.topics():
             self._ensure_partitions(self._meta.get(name))
-        self._glock = threading.Lock()
         self._instance_id = uuid.uuid4().hex
+        calls = PartitionCalls(lambda name: self.topic(name)[1])
         # Only a restart keeps the members: after a new session they are gone with the old one.
         restarted = _was_restarted()
-        self._groups = GroupCoordinator(OffsetStore(Path(self._data_dir) / OFFSETS_FILE), SystemClock(),
-                                        self._partition_counts, restore_members=restarted)
+        groups = GroupCoordinator(OffsetStore(Path(self._data_dir) / OFFSETS_FILE), SystemClock(),
+                                  self._partition_counts, restore_members=restarted)
         if restarted:
-            log.warning("coordinator of %s restarted; %d consumer group(s) restored", cluster,
-                        len(self._groups.groups))
+            log.warning("coordinator of %s restarted; %d consumer group(s) restored", cluster, len(groups.groups))
+        self._groups = GroupService(groups, calls)
         self._stop = threading.Event()
         threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
-        self._start_config_sync()
+        self._configs = TopicConfigService(self._meta, self._lock, self._ensure_partitions, calls.push_config,
+                                           node_memory_by_id)
+        threading.Thread(target=self._config_sync_loop, name="rayka-config-sync", daemon=True).start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(GROUP_TICK_S):
+            try:
+                self._groups.tick()
+            except Exception:  # keep ticking; a broken group must not stop the others
+                log.exception("group tick failed")
+
+    def _config_sync_loop(self) -> None:
+        while not self._stop.wait(CONFIG_SYNC_S):
+            try:
+                self._configs.sync_pending()
+            except Exception:  # keep syncing; one topic's trouble must not stop the others
+                log.exception("config sync failed")
 
     def _partition_counts(self) -> dict[str, int]:
         return {name: self._meta.get(name).partitions for name in self._meta.topics()}
@@ -94,13 +117,13 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
     def _place(self, count: int, action: str) -> list:
         """A node for each of ``count`` new partitions within each node's budget
         (coordinator/placement.py); PartitionBudgetError if there is no room."""
-        memory = _node_memory_by_id()
+        memory = node_memory_by_id()
         if len(memory) <= 1:  # one node (or Ray reports none): everything lives beside the coordinator
             memory = {self._node_id: sum(memory.values())}
         placements = [node for name in self._meta.topics() for node in self._meta.get(name).nodes]
         on_nodes = partitions_per_node(placements, memory)
         elsewhere = len(placements) - sum(on_nodes.values())
-        return place_partitions(self._budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
+        return place_partitions(self._configs.budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
 
     # -- topics -----------------------------------------------------------------------------
 
@@ -115,7 +138,7 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
             meta = self._meta.create_topic(name, partitions, replication_factor, config, value_schema, nodes=nodes)
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
-        self._topics_changed()
+        self._groups.topics_changed()
         return meta
 
     def list_topics(self) -> list[str]:
@@ -140,7 +163,7 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
                 _ray.kill(h)
                 self._handles.pop((meta.topic_id, p), None)
             self._meta.delete_topic(name)
-        self._topics_changed(deleted=name)
+        self._groups.topics_changed(deleted=name)
 
     def add_partitions(self, name: str, total: int):
         with self._lock:
@@ -151,7 +174,7 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
             meta = self._meta.add_partitions(name, total, nodes)
             handles = self._ensure_partitions(meta)
         ray.get([h.ping.remote() for h in handles])
-        self._topics_changed()
+        self._groups.topics_changed()
         return meta
 
     def shutdown(self, delete_data: bool = False) -> None:
@@ -174,6 +197,53 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
                 for name in (METADATA_FILE, OFFSETS_FILE):
                     (root / name).unlink(missing_ok=True)
                 shutil.rmtree(root / "topics", ignore_errors=True)
+
+    # -- topic config and partition budget (TopicConfigService) --------------------------------
+
+    def alter_topic_config(self, name: str, changes: dict) -> dict:
+        return self._configs.alter_topic_config(name, changes)
+
+    def describe_topic_config(self, name: str) -> dict:
+        return self._configs.describe_topic_config(name)
+
+    def set_partition_budget(self, changes: dict) -> dict:
+        return self._configs.set_partition_budget(changes)
+
+    def partition_budget(self) -> dict:
+        return self._configs.partition_budget()
+
+    # -- consumer groups (GroupService) -----------------------------------------------------
+
+    def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
+                   owned, assignor) -> dict:
+        return self._groups.join_group(group_id, member_id, instance_id, topics, session_timeout_ms,
+                                       rebalance_timeout_ms, owned, assignor)
+
+    def heartbeat(self, group_id, member_id, generation) -> str:
+        return self._groups.heartbeat(group_id, member_id, generation)
+
+    def leave_group(self, group_id, member_id) -> None:
+        self._groups.leave_group(group_id, member_id)
+
+    def commit_offsets(self, group_id, member_id, generation, offsets) -> None:
+        self._groups.commit_offsets(group_id, member_id, generation, offsets)
+
+    def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
+        return self._groups.fetch_offsets(group_id, tps, with_metadata)
+
+    def list_groups(self) -> list[dict]:
+        return self._groups.list_groups()
+
+    def describe_group(self, group_id) -> dict:
+        return self._groups.describe_group(group_id)
+
+    def delete_group(self, group_id) -> None:
+        self._groups.delete_group(group_id)
+
+    def reset_offsets(self, group_id, to, topics=None) -> dict:
+        return self._groups.reset_offsets(group_id, to, topics)
+
+    # -- misc ---------------------------------------------------------------------------------
 
     def ping(self) -> bool:
         return True

@@ -1,12 +1,12 @@
 """GroupCoordinator: every consumer group of a cluster, with their committed offsets.
 
 Plain logic over :class:`Group` (membership) and :class:`OffsetStore` (durable
-commits); the coordinator actor calls it under a lock and adds what needs Ray
-(end offsets for lag, time look-ups for resets). Group generations are stored
+commits); :class:`rayka.coordinator.group_service.GroupService` calls it under a
+lock and adds what needs the partitions (end offsets for lag, time look-ups for resets). Group generations are stored
 with the offsets, so a restarted coordinator never reuses a generation number
 and a zombie from before the restart stays fenced. So are the groups' members
 (``group_snapshot``): a coordinator that Ray restarted (``restore_members``)
-takes them back, and they go on heartbeating and committing with no rebalance,
+takes them back (``Group.from_snapshot``), and they go on heartbeating and committing with no rebalance,
 as after a Kafka coordinator fail-over. A coordinator of a new session does
 not: the members of a previous session are gone with it.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .group_snapshot import restore, snapshot
+from ..clock import Clock
+from .group_snapshot import GroupSnapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
@@ -70,21 +71,23 @@ def lag_rows(info: dict, bounds: dict) -> list[dict]:
 class GroupCoordinator:
     """All groups: join/heartbeat/leave/commit/fetch, listing, deletion and resets."""
 
-    def __init__(self, store: OffsetStore, clock: Callable[[], int], partitions: Callable[[], dict[str, int]],
+    def __init__(self, store: OffsetStore, clock: Clock, partitions: Callable[[], dict[str, int]],
                  *, restore_members: bool = False):
         self.store = store
         self.clock = clock
         self._partitions = partitions  # topic -> partition count, now
         self.groups: dict[str, Group] = {}
         for group_id in self.store.groups():
-            snap = self.store.group_state(group_id)
-            if snap and snap.get("members"):
-                group = self._group(group_id)
-                if restore_members:
-                    restore(group, snap)
+            stored = self.store.group_state(group_id)
+            if stored and stored.get("members"):
+                snap = GroupSnapshot.from_dict(stored, group_id) if restore_members else None
+                if snap is not None:
+                    self.groups[group_id] = Group.from_snapshot(
+                        group_id, self.clock, snap, generation=self.store.generation(group_id),
+                        partitions=self._partitions())
                 # Else the members are of a session that is gone: record that the group is empty,
                 # so that a later restart of this coordinator does not bring them back.
-                self._persist(group)
+                self._persist(self._group(group_id))
 
     def _group(self, group_id: str, create: bool = True) -> Group:
         group = self.groups.get(group_id)
@@ -100,7 +103,7 @@ class GroupCoordinator:
     def _persist(self, group: Group) -> None:
         """Store the group's generation and members (each write only if it changed)."""
         self.store.set_generation(group.group_id, group.generation)
-        self.store.set_group_state(group.group_id, snapshot(group))
+        self.store.set_group_state(group.group_id, group.to_snapshot().to_dict())
 
     def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
              session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:

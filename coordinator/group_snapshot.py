@@ -3,9 +3,10 @@
 Kafka keeps each group's members and assignment in ``__consumer_offsets``, so a
 coordinator that fails over picks up where the old one stopped: members keep
 their ids and generation, and heartbeats and commits go on with no rebalance.
-rayka does the same: after every call that changes a group, its snapshot (a
-JSON-able dict) goes to the offset store, and a coordinator that Ray restarted
-restores it. Format (version 1)::
+rayka does the same: after every call that changes a group, its snapshot
+(:class:`GroupSnapshot`, stored as a JSON-able dict) goes to the offset store, and a
+coordinator that Ray restarted builds the group again with ``Group.from_snapshot``.
+Format (version 1)::
 
     {"v": 1, "gen": 7, "state": "Stable", "protocol": "cooperative-sticky",
      "members": [{"id": "consumer-3f2a...", "inst": null, "topics": ["clicks"],
@@ -22,71 +23,87 @@ rebalance again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from .groups import Group, GroupState, Member
+from .group_state import GroupState
 
-__all__ = ["snapshot", "restore"]
+__all__ = ["GroupSnapshot", "MemberSnapshot", "VERSION"]
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
 
-
-def snapshot(group: Group) -> dict:
-    """The group's membership as a JSON-able dict (no clock values: they mean nothing after a restart)."""
-    return {
-        "v": VERSION, "gen": group.generation, "state": group.state.value, "protocol": group.protocol,
-        "members": [{"id": m.member_id, "inst": m.instance_id, "topics": sorted(m.topics),
-                     "st": m.session_timeout_ms, "rt": m.rebalance_timeout_ms,
-                     "a": [list(tp) for tp in m.assignment], "ag": m.assigned_generation,
-                     "d": [list(tp) for tp in m.delivered_assignment], "dg": m.delivered_generation,
-                     "r": [list(tp) for tp in m.revoking]}
-                    for m in group.members.values()],
-    }
+TopicPartition = tuple[str, int]
 
 
-def restore(group: Group, snap: dict) -> None:
-    """Put the snapshot's members back into a new (empty) ``group``.
+@dataclass(frozen=True)
+class MemberSnapshot:
+    """One member as a snapshot keeps it (no clock values: they mean nothing after a restart)."""
 
-    Restoring recreates a state rather than moving between states, so it sets the state
-    directly: Stable if the snapshot was a settled generation, else a rebalance starts
-    (members are told to join again by their next heartbeat).
-    """
-    if snap.get("v") != VERSION:
-        log.warning("group %s: snapshot version %r not understood; members must rejoin", group.group_id,
-                    snap.get("v"))
-        return
-    assert not group.members, "restore into a group that already has members"
-    now = group.clock()
-    group.generation = max(group.generation, int(snap["gen"]))
-    group.protocol = snap.get("protocol")
-    for row in snap["members"]:
-        group.members[row["id"]] = Member(
-            member_id=row["id"], instance_id=row["inst"], topics=frozenset(row["topics"]),
-            session_timeout_ms=int(row["st"]), rebalance_timeout_ms=int(row["rt"]), last_heartbeat_ms=now,
-            owned=tuple(tuple(tp) for tp in row["d"]),
-            assignment=[tuple(tp) for tp in row["a"]], assigned_generation=int(row["ag"]),
-            delivered_generation=int(row["dg"]), delivered_assignment=[tuple(tp) for tp in row["d"]],
-            revoking=[tuple(tp) for tp in row["r"]])
-    if not group.members:
-        return
-    group.leader = min(group.members)
-    group.state = GroupState.STABLE
-    reason = _unsettled(group, snap)
-    if reason is not None:
-        group._prepare_rebalance(f"restored after a coordinator restart ({reason})")
-    log.info("group %s: restored %d member(s) at generation %d", group.group_id, len(group.members),
-             group.generation)
+    member_id: str
+    instance_id: str | None
+    topics: tuple[str, ...]  # sorted
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    assignment: tuple[TopicPartition, ...]
+    assigned_generation: int
+    delivered_assignment: tuple[TopicPartition, ...]
+    delivered_generation: int
+    revoking: tuple[TopicPartition, ...]
+
+    def to_dict(self) -> dict:
+        return {"id": self.member_id, "inst": self.instance_id, "topics": list(self.topics),
+                "st": self.session_timeout_ms, "rt": self.rebalance_timeout_ms,
+                "a": [list(tp) for tp in self.assignment], "ag": self.assigned_generation,
+                "d": [list(tp) for tp in self.delivered_assignment], "dg": self.delivered_generation,
+                "r": [list(tp) for tp in self.revoking]}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> MemberSnapshot:
+        return cls(member_id=row["id"], instance_id=row["inst"], topics=tuple(sorted(row["topics"])),
+                   session_timeout_ms=int(row["st"]), rebalance_timeout_ms=int(row["rt"]),
+                   assignment=_tps(row["a"]), assigned_generation=int(row["ag"]),
+                   delivered_assignment=_tps(row["d"]), delivered_generation=int(row["dg"]),
+                   revoking=_tps(row["r"]))
 
 
-def _unsettled(group: Group, snap: dict) -> str | None:
-    """Why the restored group needs a rebalance, or None if its generation is settled."""
-    if snap["state"] != GroupState.STABLE.value:
-        return f"it was {snap['state']}"
-    wanted = {(t, p) for m in group.members.values() for t in m.topics for p in range(group.partitions.get(t, 0))}
-    assigned = [tp for m in group.members.values() for tp in m.assignment]
-    if set(assigned) != wanted or len(assigned) != len(wanted):
-        return "its assignment does not cover its partitions"
-    if any(m.assigned_generation != group.generation for m in group.members.values()):
-        return "a member has no assignment in the current generation"
-    return None
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """A group's membership: what ``Group.to_snapshot`` gives and ``Group.from_snapshot`` takes back."""
+
+    generation: int
+    state: GroupState
+    protocol: str | None
+    members: tuple[MemberSnapshot, ...]
+
+    def to_dict(self) -> dict:
+        """The JSON-able dict kept in the offset store (the format above)."""
+        return {"v": VERSION, "gen": self.generation, "state": self.state.value, "protocol": self.protocol,
+                "members": [m.to_dict() for m in self.members]}
+
+    @classmethod
+    def from_dict(cls, snap: dict, group_id: str = "?") -> GroupSnapshot | None:
+        """The snapshot of a stored dict; None (logged) for a version this code does not read."""
+        if snap.get("v") != VERSION:
+            log.warning("group %s: snapshot version %r not understood; members must rejoin", group_id,
+                        snap.get("v"))
+            return None
+        return cls(generation=int(snap["gen"]), state=GroupState(snap["state"]), protocol=snap.get("protocol"),
+                   members=tuple(MemberSnapshot.from_dict(row) for row in snap["members"]))
+
+    def unsettled(self, partitions: dict[str, int], generation: int) -> str | None:
+        """Why a group restored from this snapshot needs a rebalance (``partitions``: topic ->
+        partition count now, ``generation``: the restored group's), or None if it is settled."""
+        if self.state is not GroupState.STABLE:
+            return f"it was {self.state.value}"
+        wanted = {(t, p) for m in self.members for t in m.topics for p in range(partitions.get(t, 0))}
+        assigned = [tp for m in self.members for tp in m.assignment]
+        if set(assigned) != wanted or len(assigned) != len(wanted):
+            return "its assignment does not cover its partitions"
+        if any(m.assigned_generation != generation for m in self.members):
+            return "a member has no assignment in the current generation"
+        return None
+
+
+def _tps(rows) -> tuple[TopicPartition, ...]:
+    return tuple(tuple(tp) for tp in rows)

@@ -27,20 +27,25 @@ group's current assignment (a member that left and came back claims nothing).
 All members use one assignor: a join asking for another one is refused with
 InconsistentGroupProtocolError while the group has other members (Kafka's
 INCONSISTENT_GROUP_PROTOCOL). ``group_snapshot`` saves and restores a group's
-members so that a restarted coordinator keeps them.
+members so that a restarted coordinator keeps them (``to_snapshot``/``from_snapshot``).
+
+States and the moves between them are in ``group_state``: every state change goes
+through ``_transition_to``, which refuses a move not in the table.
 
 Invariant (asserted after every assignment): no partition has two owners in one
-generation. Not thread-safe: the coordinator actor holds a lock around each call.
+generation. Not thread-safe: GroupService holds a lock around each call.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import uuid
 from dataclasses import dataclass, field
 
+from ..clock import Clock
 from .assignment import Subscription, get_assignor, settle_claims
+from .group_snapshot import GroupSnapshot, MemberSnapshot
+from .group_state import GroupState, is_transition_valid
 from ..errors import IllegalGenerationError, InconsistentGroupProtocolError, UnknownMemberError
 
 __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
@@ -48,30 +53,10 @@ __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
 log = logging.getLogger(__name__)
 
 
-class GroupState(enum.Enum):
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-_S = GroupState
-TRANSITIONS = {
-    _S.EMPTY: {_S.PREPARING_REBALANCE, _S.DEAD},
-    _S.PREPARING_REBALANCE: {_S.COMPLETING_REBALANCE, _S.EMPTY, _S.DEAD},
-    _S.COMPLETING_REBALANCE: {_S.STABLE, _S.PREPARING_REBALANCE, _S.EMPTY, _S.DEAD},
-    _S.STABLE: {_S.PREPARING_REBALANCE, _S.EMPTY, _S.DEAD},
-    _S.DEAD: set(),
-}
-
-
-def is_transition_valid(source: GroupState, target: GroupState) -> bool:
-    return target in TRANSITIONS[source]
-
-
 @dataclass
 class Member:
+    """One member of a group: its subscription, session, and what it was given and told."""
+
     member_id: str
     instance_id: str | None
     topics: frozenset
@@ -89,10 +74,10 @@ class Member:
 class Group:
     """One consumer group's membership and generations."""
 
-    def __init__(self, group_id: str, clock, *, generation: int = 0):
+    def __init__(self, group_id: str, clock: Clock, *, generation: int = 0):
         self.group_id = group_id
         self.clock = clock
-        self.state = GroupState.EMPTY
+        self._state = GroupState.EMPTY
         self.generation = generation
         self.protocol: str | None = None
         self.members: dict[str, Member] = {}
@@ -102,24 +87,72 @@ class Group:
         self.partitions: dict[str, int] = {}
         self.rebalances = 0
 
+    @classmethod
+    def from_snapshot(cls, group_id: str, clock: Clock, snap: GroupSnapshot, *, generation: int = 0,
+                      partitions: dict[str, int]) -> Group:
+        """The group ``snap`` recorded, back after a coordinator restart (``partitions``: topic ->
+        partition count now; ``generation``: the stored one, if later than the snapshot's).
+
+        A group is born Stable in the snapshot's generation if that generation was settled,
+        else it starts a rebalance at once (its members are told by their next heartbeat).
+        Each member's session starts now.
+        """
+        group = cls(group_id, clock, generation=max(generation, snap.generation))
+        group.partitions = dict(partitions)
+        group.protocol = snap.protocol
+        now = clock()
+        for m in snap.members:
+            group.members[m.member_id] = Member(
+                member_id=m.member_id, instance_id=m.instance_id, topics=frozenset(m.topics),
+                session_timeout_ms=m.session_timeout_ms, rebalance_timeout_ms=m.rebalance_timeout_ms,
+                last_heartbeat_ms=now, owned=m.delivered_assignment, assignment=list(m.assignment),
+                assigned_generation=m.assigned_generation, delivered_generation=m.delivered_generation,
+                delivered_assignment=list(m.delivered_assignment), revoking=list(m.revoking))
+        if not group.members:
+            return group
+        group.leader = min(group.members)
+        group._state = GroupState.STABLE  # born in the recorded generation: not a move from Empty
+        reason = snap.unsettled(group.partitions, group.generation)
+        if reason is not None:
+            group._prepare_rebalance(f"restored after a coordinator restart ({reason})")
+        log.info("group %s: restored %d member(s) at generation %d", group_id, len(group.members),
+                 group.generation)
+        return group
+
+    def to_snapshot(self) -> GroupSnapshot:
+        """The group's membership, for ``from_snapshot`` after a coordinator restart."""
+        return GroupSnapshot(self.generation, self._state, self.protocol, tuple(
+            MemberSnapshot(m.member_id, m.instance_id, tuple(sorted(m.topics)), m.session_timeout_ms,
+                           m.rebalance_timeout_ms, tuple(tuple(tp) for tp in m.assignment), m.assigned_generation,
+                           tuple(tuple(tp) for tp in m.delivered_assignment), m.delivered_generation,
+                           tuple(tuple(tp) for tp in m.revoking))
+            for m in self.members.values()))
+
     # -- state machine --------------------------------------------------------------------------
 
-    def _transition(self, target: GroupState) -> None:
-        if self.state is target:
+    @property
+    def state(self) -> GroupState:
+        """The group's state; it changes only through ``_transition_to`` (see ``group_state``)."""
+        return self._state
+
+    def _transition_to(self, target: GroupState) -> None:
+        """Move to ``target`` (staying is no move); a move not in the table is a bug, refused."""
+        if self._state is target:
             return
-        if not is_transition_valid(self.state, target):
-            raise AssertionError(f"group {self.group_id}: illegal transition {self.state} -> {target}")
-        self.state = target
+        if not is_transition_valid(self._state, target):
+            raise AssertionError(f"group {self.group_id}: illegal transition {self._state.value} -> "
+                                 f"{target.value} (not in group_state.TRANSITIONS)")
+        self._state = target
 
     def _prepare_rebalance(self, reason: str) -> None:
         if self.state is GroupState.DEAD:
             return
         if not self.members:
-            self._transition(GroupState.EMPTY)
+            self._transition_to(GroupState.EMPTY)
             return
         if self.state is not GroupState.PREPARING_REBALANCE:
             log.info("group %s: rebalance (%s)", self.group_id, reason)
-            self._transition(GroupState.PREPARING_REBALANCE)
+            self._transition_to(GroupState.PREPARING_REBALANCE)
             self._joined = set()
             timeout = max(m.rebalance_timeout_ms for m in self.members.values())
             self._rebalance_deadline_ms = self.clock() + timeout
@@ -129,7 +162,8 @@ class Group:
             self._complete()
 
     def _complete(self) -> None:
-        self._transition(GroupState.COMPLETING_REBALANCE)
+        # The assignment is computed before the group moves on, so a failure (a bug) leaves it
+        # PreparingRebalance, to be tried again, not stuck in CompletingRebalance.
         assignor = get_assignor(self.protocol or "range")
         # The group's current assignment is the truth about who owns what: a claim to a
         # partition another member owns in it is stale (say, of a member that left after
@@ -145,6 +179,7 @@ class Group:
         # Who really holds each claimed partition (one member at most): what it must hand over
         # it may still commit until someone else is given it.
         held, _ = settle_claims(subs, {tuple(tp) for s in subs.values() for tp in s.owned})
+        self._transition_to(GroupState.COMPLETING_REBALANCE)
         self.generation += 1
         self.rebalances += 1
         for mid, member in self.members.items():
@@ -154,7 +189,7 @@ class Group:
         self._check_unique()
         self.leader = min(self.members)
         self._joined = set()
-        self._transition(GroupState.STABLE)
+        self._transition_to(GroupState.STABLE)
         log.info("group %s: generation %d with %d member(s)", self.group_id, self.generation, len(self.members))
         if result.needs_follow_up:
             # Cooperative: the old owners revoke what moves, then rejoin to hand it over.
@@ -172,8 +207,9 @@ class Group:
     def join(self, member_id: str | None, *, instance_id: str | None, topics, session_timeout_ms: int,
              rebalance_timeout_ms: int, owned=(), assignor: str = "range") -> dict:
         """Join (or keep polling a join); see the module docs for the answers."""
-        if self.state is GroupState.DEAD:
-            self.state = GroupState.EMPTY  # a deleted group's id can be used again
+        if self._state is GroupState.DEAD:
+            # The coordinator forgets a deleted group and makes a new one for its id.
+            raise AssertionError(f"group {self.group_id}: join on a deleted group")
         get_assignor(assignor)
         now = self.clock()
         topics = frozenset(topics)
@@ -329,7 +365,7 @@ class Group:
             evicted += late
         self._maybe_complete()
         if not self.members and self.state is not GroupState.DEAD:
-            self._transition(GroupState.EMPTY)
+            self._transition_to(GroupState.EMPTY)
         return evicted
 
     def on_metadata_change(self, partitions: dict[str, int]) -> None:
@@ -341,7 +377,7 @@ class Group:
             self._prepare_rebalance(f"partitions of {sorted(changed)} changed")
 
     def delete(self) -> None:
-        self._transition(GroupState.DEAD)
+        self._transition_to(GroupState.DEAD)
 
     def _member(self, member_id: str) -> Member:
         try:

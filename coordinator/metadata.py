@@ -16,13 +16,13 @@ import base64
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
+from ..clock import SystemClock
 from ..config import TopicConfig
 from ..errors import (
     ConfigError,
@@ -87,7 +87,7 @@ class TopicMetadata:
     value_schema_b64: str | None = None
     nodes: list = field(default_factory=list)  # Ray node id per partition (None: anywhere)
     topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    created_ms: int = field(default_factory=SystemClock())
     config_version: int = 0  # bumped by every alter_config; partitions apply the newest they see
 
     @property

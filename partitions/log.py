@@ -40,11 +40,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..clock import Clock, SystemClock
 from ..config import TopicConfig
 from ..errors import CorruptRecordError, LogWriteError, RaykaError
 from . import codec
@@ -66,10 +66,6 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # A sealed segment nobody read for this long is unmapped, so the mapped (resident) pages of a
 # partition stay around the segments being read now, not the whole log.
 _RELEASE_AFTER_MS = 1_000
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +92,7 @@ class PartitionLog:
         *,
         config: TopicConfig | None = None,
         value_schema: pa.Schema | None = None,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Clock = SystemClock(),
     ):
         self.directory = Path(directory)
         self.config = config or TopicConfig()

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
+from ..clock import Clock, MonotonicClock
 from ..errors import LogDirLockedError, LogOpenError, RaykaError
 from .log import PartitionLog
 
@@ -36,17 +36,17 @@ class LogOpener:
     """The log opened by ``open_log()``, or the rayka error that keeps it from opening."""
 
     def __init__(self, open_log: Callable[[], PartitionLog], *, directory: str, name: str = "",
-                 retry_interval_s: float = REOPEN_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+                 retry_interval_s: float = REOPEN_INTERVAL_S, clock: Clock = MonotonicClock()):
         self._open_log = open_log
         self._directory = directory
         self._name = name or directory
-        self._retry_interval_s = retry_interval_s
+        self._retry_interval_ms = round(retry_interval_s * 1000)
         self._clock = clock
         self._lock = threading.Lock()
         self._stopped = False
         self.log: PartitionLog | None = None  # None while the log cannot open
         self.error: RaykaError | None = None  # why, while it cannot
-        self._next_try = 0.0
+        self._next_try_ms = 0
         self._try_open()
 
     def ready(self) -> PartitionLog:
@@ -56,7 +56,7 @@ class LogOpener:
         if opened is not None:
             return opened
         with self._lock:
-            if self.log is None and not self._stopped and self._clock() >= self._next_try:
+            if self.log is None and not self._stopped and self._clock() >= self._next_try_ms:
                 self._try_open()
             if self.log is None:
                 raise self.error.with_traceback(None)  # the same error each time, not a growing traceback
@@ -68,7 +68,7 @@ class LogOpener:
             self._stopped = True
 
     def _try_open(self) -> None:
-        self._next_try = self._clock() + self._retry_interval_s
+        self._next_try_ms = self._clock() + self._retry_interval_ms
         try:
             opened = self._open_log()
         except Exception as exc:  # noqa: BLE001 - every caller gets it as a rayka error
@@ -80,7 +80,7 @@ class LogOpener:
                 log.error("%s: %s", self._name, error)  # once, not once per call
             self.error = error
             if isinstance(error, LogDirLockedError):  # cheap to retry (nothing is read before the lock),
-                self._next_try = self._clock() + LOCKED_RETRY_S  # and the owner may be exiting now
+                self._next_try_ms = self._clock() + round(LOCKED_RETRY_S * 1000)  # and the owner may be exiting
             return
         if self.error is not None:
             log.warning("%s: partition log %s opened after earlier failures", self._name, self._directory)

@@ -1,14 +1,15 @@
 """The coordinator's config push: unreached partitions stay pending and get the config when
-they answer again (TopicConfigApi with fake partition handles; no Ray)."""
+they answer again (TopicConfigService with PartitionCalls.push_config over fake partition
+handles and a fake ``ray``; no Ray, no threads: each sync pass is called by the test)."""
 
 import threading
-import time
 import types
 
 import pytest
 
-from rayka.actors import topic_config_api
+from rayka.actors import partition_calls
 from rayka.coordinator.metadata import ClusterMetadata, MetadataStore
+from rayka.coordinator.topic_config_service import TopicConfigService
 
 
 class _Ref:
@@ -34,28 +35,15 @@ def _get(ref, timeout=None):
     return h.version
 
 
-class _Coordinator(topic_config_api.TopicConfigApi):
-    def __init__(self, meta, handles):
-        self._meta, self._lock, self._stop = meta, threading.RLock(), threading.Event()
-        self._handles = handles
-        self._start_config_sync()
-
-    def _ensure_partitions(self, meta):
-        return self._handles[: meta.partitions]
+def _service(meta, handles):
+    return TopicConfigService(meta, threading.RLock(), lambda m: handles[: m.partitions],
+                              partition_calls.PartitionCalls.push_config, lambda: {"node": 8e9})
 
 
 @pytest.fixture
 def fake_ray(monkeypatch):
     fake = types.SimpleNamespace(wait=lambda refs, num_returns, timeout: (list(refs), []), get=_get)
-    monkeypatch.setattr(topic_config_api, "ray", fake)
-    monkeypatch.setattr(topic_config_api, "CONFIG_SYNC_S", 0.02)
-
-
-def _wait(predicate, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    monkeypatch.setattr(partition_calls, "ray", fake)
 
 
 def test_an_unreached_partition_gets_the_config_when_it_answers_again(fake_ray):
@@ -63,20 +51,20 @@ def test_an_unreached_partition_gets_the_config_when_it_answers_again(fake_ray):
     meta.create_topic("t", 3)
     parts = [_Partition() for _ in range(3)]
     parts[1].down = True
-    coord = _Coordinator(meta, parts)
-    try:
-        result = coord.alter_topic_config("t", {"retention.ms": 5000})
-        assert result["pending"] == [1] and result["version"] == 1
-        assert [p.version for p in parts] == [1, 0, 1]
-        assert coord._pending_configs == {"t": 1}
-        result = coord.alter_topic_config("t", {"segment.bytes": 8192})  # a second change while it is down
-        assert result["pending"] == [1]
-        parts[1].down = False
-        _wait(lambda: not coord._pending_configs)
-        assert [p.version for p in parts] == [2, 2, 2]
-        assert parts[1].config["retention.ms"] == 5000 and parts[1].config["segment.bytes"] == 8192
-    finally:
-        coord._stop.set()
+    service = _service(meta, parts)
+    result = service.alter_topic_config("t", {"retention.ms": 5000})
+    assert result["pending"] == [1] and result["version"] == 1
+    assert [p.version for p in parts] == [1, 0, 1]
+    assert service.pending == {"t": 1}
+    result = service.alter_topic_config("t", {"segment.bytes": 8192})  # a second change while it is down
+    assert result["pending"] == [1]
+    service.sync_pending()
+    assert service.pending == {"t": 2}  # still down: still pending
+    parts[1].down = False
+    service.sync_pending()
+    assert service.pending == {}
+    assert [p.version for p in parts] == [2, 2, 2]
+    assert parts[1].config["retention.ms"] == 5000 and parts[1].config["segment.bytes"] == 8192
 
 
 def test_a_new_coordinator_pushes_changed_configs_once_and_forgets_deleted_topics(fake_ray):
@@ -88,13 +76,26 @@ def test_a_new_coordinator_pushes_changed_configs_once_and_forgets_deleted_topic
     meta.alter_config("gone", {"retention.ms": 7000})
     parts = [_Partition() for _ in range(2)]
     parts[0].down = parts[1].down = True  # nothing answers at first
-    coord = _Coordinator(meta, parts)
-    try:
-        assert set(coord._pending_configs) == {"changed", "gone"}  # "plain" was never changed
-        meta.delete_topic("gone")
-        _wait(lambda: set(coord._pending_configs) == {"changed"})
-        parts[0].down = parts[1].down = False
-        _wait(lambda: not coord._pending_configs)
-        assert [p.version for p in parts] == [1, 1] and parts[0].config["retention.ms"] == 7000
-    finally:
-        coord._stop.set()
+    service = _service(meta, parts)
+    assert set(service.pending) == {"changed", "gone"}  # "plain" was never changed
+    meta.delete_topic("gone")
+    service.sync_pending()
+    assert set(service.pending) == {"changed"}
+    parts[0].down = parts[1].down = False
+    service.sync_pending()
+    assert service.pending == {}
+    assert [p.version for p in parts] == [1, 1] and parts[0].config["retention.ms"] == 7000
+
+
+def test_the_partition_budget_is_kept_in_the_metadata_and_counts_every_partition():
+    meta = ClusterMetadata(MetadataStore(None))
+    meta.create_topic("t", 3)
+    service = _service(meta, [])
+    before = service.partition_budget()
+    assert before["partitions"] == 3 and before["node_memory_bytes"] == [8e9]
+    after = service.set_partition_budget({"partition.memory.fraction": 0.5})
+    assert after["partition.memory.fraction"] == 0.5
+    assert meta.settings()["partition_budget"] == {"partition.memory.fraction": 0.5}
+    assert service.budget().memory_fraction == 0.5
+    again = service.set_partition_budget({"partition.memory.fraction": None})
+    assert again["partition.memory.fraction"] == before["partition.memory.fraction"]

@@ -7,19 +7,12 @@ import pickle
 
 import pytest
 
+from rayka.clock import ManualClock
 from rayka.errors import LogDirLockedError, LogOpenError
 from rayka.partitions.log import PartitionLog
 from rayka.partitions.log_opener import LogOpener
 
 from storage_helpers import batch
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_log_that_cannot_open_answers_with_one_clear_error_and_reopens_once_fixed(tmp_path, clock, caplog):
@@ -35,7 +28,7 @@ def test_a_log_that_cannot_open_answers_with_one_clear_error_and_reopens_once_fi
         attempts.append(1)
         return PartitionLog(good, clock=clock)
 
-    ticks = Clock()
+    ticks = ManualClock()
     with caplog.at_level(logging.ERROR, logger="rayka.partitions.log_opener"):
         opener = LogOpener(open_log, directory=str(good), retry_interval_s=5.0, clock=ticks)
         errors = []
@@ -43,7 +36,7 @@ def test_a_log_that_cannot_open_answers_with_one_clear_error_and_reopens_once_fi
             with pytest.raises(LogOpenError) as info:
                 opener.ready()
             errors.append(info.value)
-        ticks.now += 5.0
+        ticks.advance(5_000)
         with pytest.raises(LogOpenError):
             opener.ready()  # tried again: the files are still bad
     assert len(attempts) == 2  # at open, then once the interval passed; not once per call
@@ -58,7 +51,7 @@ def test_a_log_that_cannot_open_answers_with_one_clear_error_and_reopens_once_fi
     segment.write_bytes(data)  # fixed
     with pytest.raises(LogOpenError):
         opener.ready()  # not before the interval
-    ticks.now += 5.0
+    ticks.advance(5_000)
     log = opener.ready()
     assert log.read(0).records == 2 and len(attempts) == 3
     assert opener.ready() is log and opener.error is None
@@ -67,11 +60,11 @@ def test_a_log_that_cannot_open_answers_with_one_clear_error_and_reopens_once_fi
 
 def test_a_stopped_opener_does_not_reopen(tmp_path, clock):
     (tmp_path / "00000000000000000000.arrows").write_bytes(b"\x01" * 4000)
-    ticks = Clock()
+    ticks = ManualClock()
     opener = LogOpener(lambda: PartitionLog(tmp_path, clock=clock), directory=str(tmp_path), clock=ticks)
     opener.stop()
     (tmp_path / "00000000000000000000.arrows").unlink()
-    ticks.now += 60
+    ticks.advance(60_000)
     with pytest.raises(LogOpenError):
         opener.ready()
     assert opener.log is None
@@ -86,11 +79,11 @@ def test_an_unreadable_segment_is_a_log_open_error_naming_it(tmp_path, clock):
 
 def test_a_directory_locked_by_another_log_is_tried_again_soon(tmp_path, clock):
     owner = PartitionLog(tmp_path, clock=clock)
-    ticks = Clock()
+    ticks = ManualClock()
     opener = LogOpener(lambda: PartitionLog(tmp_path, clock=clock), directory=str(tmp_path), clock=ticks)
     with pytest.raises(LogDirLockedError):
         opener.ready()
     owner.close()
-    ticks.now += 0.25  # not the full interval: the owner may just have been exiting
+    ticks.advance(250)  # not the full interval: the owner may just have been exiting
     assert opener.ready().log_end_offset == 0
     opener.log.close()

@@ -1,0 +1,113 @@
+"""GroupService: the coordinator's consumer-group calls, as plain logic behind one lock.
+
+The coordinator actor holds one and forwards its group methods to it (same names,
+same arguments, same answers). It serialises every call into the
+:class:`GroupCoordinator` (which is not thread-safe) and adds what needs the
+partitions: their log start/end offsets for a group's lag, and the offsets a reset
+moves to. Those it asks through the :class:`PartitionOffsets` it is given (the
+actor's asks the partition actors; tests give a fake), never holding the lock
+while partitions answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from .group_coordinator import GroupCoordinator, lag_partitions, lag_rows, reset_targets
+from ..errors import UnknownGroupError
+
+__all__ = ["GroupService", "PartitionOffsets"]
+
+
+class PartitionOffsets(Protocol):
+    """What the group calls ask of the partitions."""
+
+    def bounds(self, tps) -> dict:
+        """(topic, partition) -> (log_start, log_end) of those that answered (a deleted topic's,
+        a dead partition's are left out: their lag is unknown)."""
+
+    def topic_bounds(self, topic: str) -> list[tuple[int, int]]:
+        """(log_start, log_end) of every partition of ``topic``, or PartitionUnavailableError."""
+
+    def topic_times(self, topic: str, timestamp_ms: int) -> list:
+        """Per partition of ``topic``, the first (offset, timestamp) at or after ``timestamp_ms``
+        (None if none), or PartitionUnavailableError."""
+
+
+class GroupService:
+    """Join/heartbeat/leave/commit/fetch, listing, describing with lag, deletion and resets."""
+
+    def __init__(self, groups: GroupCoordinator, partitions: PartitionOffsets):
+        self._groups = groups
+        self._partitions = partitions
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        """Evict silent members and end overdue rebalances (the actor calls this 10 times a second)."""
+        with self._lock:
+            self._groups.tick()
+
+    def topics_changed(self, deleted: str | None = None) -> None:
+        """Topics were created, grew or (``deleted``) went: rebalance the groups that read them."""
+        with self._lock:
+            if deleted is not None:
+                self._groups.topic_deleted(deleted)
+            else:
+                self._groups.topics_changed()
+
+    def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
+                   owned, assignor) -> dict:
+        with self._lock:
+            return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
+                                     rebalance_timeout_ms, owned, assignor)
+
+    def heartbeat(self, group_id, member_id, generation) -> str:
+        with self._lock:
+            return self._groups.heartbeat(group_id, member_id, generation)
+
+    def leave_group(self, group_id, member_id) -> None:
+        with self._lock:
+            self._groups.leave(group_id, member_id)
+
+    def commit_offsets(self, group_id, member_id, generation, offsets) -> None:
+        with self._lock:
+            self._groups.commit(group_id, member_id, generation, offsets)
+
+    def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
+        with self._lock:
+            return self._groups.fetch(group_id, tps, with_metadata)
+
+    def list_groups(self) -> list[dict]:
+        with self._lock:
+            return self._groups.list()
+
+    def describe_group(self, group_id) -> dict:
+        """Members and, per partition the group reads or committed, its log start/end offsets and lag."""
+        with self._lock:
+            info = self._groups.describe(group_id)
+        _, partitions = lag_partitions(info)
+        info["partitions"] = lag_rows(info, self._partitions.bounds(partitions))
+        del info["committed"]
+        return info
+
+    def delete_group(self, group_id) -> None:
+        with self._lock:
+            self._groups.delete(group_id)
+
+    def reset_offsets(self, group_id, to, topics=None) -> dict:
+        """Set an inactive group's offsets to "earliest", "latest", an offset, or {"timestamp_ms": t}."""
+        with self._lock:
+            topics = sorted(topics or {t for (t, _) in self._groups.store.offsets(group_id)})
+        if not topics:
+            raise UnknownGroupError(f"group {group_id!r} has no committed offsets; name the topics to reset")
+        targets = {}
+        for name in topics:
+            bounds = self._partitions.topic_bounds(name)
+            times = None
+            if isinstance(to, dict) and "timestamp_ms" in to:
+                times = self._partitions.topic_times(name, int(to["timestamp_ms"]))
+            targets.update(reset_targets(to, name, bounds, times))
+        with self._lock:
+            self._groups.reset(group_id, targets)
+        return targets

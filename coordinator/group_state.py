@@ -1,0 +1,65 @@
+"""A consumer group's states and the table of the moves between them.
+
+Every state change of a :class:`rayka.coordinator.groups.Group` goes through its
+one transition method, which refuses (as an internal error: it would be a bug) any
+move that is not in :data:`TRANSITIONS`. A group is born Empty, or, restored from
+a snapshot after a coordinator restart, in the settled generation the snapshot
+recorded (``Group.from_snapshot``): being born in a state is not a move.
+
+Moves (the why of each is in the table)::
+
+    Empty --> PreparingRebalance --> CompletingRebalance --> Stable
+                ^       |                                      |
+                |       +--> Empty                             |
+                +----------------------------------------------+  (and Stable --> Empty)
+    Empty, PreparingRebalance, Stable --> Dead; Dead is final.
+
+CompletingRebalance only lasts while the assignment is computed (the coordinator
+computes it itself, in one call), so nothing leaves it but to Stable.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["GroupState", "TRANSITIONS", "is_transition_valid"]
+
+
+class GroupState(enum.Enum):
+    """Kafka's group states (the values are Kafka's names, shown by describe_group)."""
+
+    EMPTY = "Empty"
+    PREPARING_REBALANCE = "PreparingRebalance"
+    COMPLETING_REBALANCE = "CompletingRebalance"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+_S = GroupState
+# source -> {target: why}; the only moves a group makes.
+TRANSITIONS: dict[GroupState, dict[GroupState, str]] = {
+    _S.EMPTY: {
+        _S.PREPARING_REBALANCE: "a first member joins",
+        _S.DEAD: "the group is deleted",
+    },
+    _S.PREPARING_REBALANCE: {
+        _S.COMPLETING_REBALANCE: "every member joined, or the rebalance timeout passed",
+        _S.EMPTY: "the last member left or was evicted before the rebalance completed",
+        _S.DEAD: "the group is deleted",
+    },
+    _S.COMPLETING_REBALANCE: {
+        _S.STABLE: "the new generation's assignment is made",
+    },
+    _S.STABLE: {
+        _S.PREPARING_REBALANCE: "a member joins, leaves, is evicted or changes its subscription, partitions "
+                                "are added, or a cooperative hand-over follows",
+        _S.EMPTY: "the last member left or was evicted",
+        _S.DEAD: "the group is deleted",
+    },
+    _S.DEAD: {},  # final: the coordinator forgets a deleted group; its id gets a new Group
+}
+
+
+def is_transition_valid(source: GroupState, target: GroupState) -> bool:
+    """Whether a group may move from ``source`` to ``target`` (a move in :data:`TRANSITIONS`)."""
+    return target in TRANSITIONS[source]
