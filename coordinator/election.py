@@ -23,6 +23,9 @@ Rules (Kafka's controller, KIP-497 AlterPartition):
   so); else no leader. The ISR loses its dead members; both epochs are bumped.
 - :func:`preferred_leader_election`: move leadership to the first replica if it is alive,
   in sync, and not leading already.
+- :func:`replace_replica`, for self-healing: a new replica (on another node) takes a lost
+  follower's place in the replica order, outside the ISR until its leader finds it
+  caught up; the partition epoch is bumped, the leader epoch is not (the leader stays).
 - :func:`alter_partition`: a leader's ISR change, checked against the state: its leader
   epoch (FencedLeaderEpochError), that it is the leader (NotLeaderError), its partition
   epoch (InvalidUpdateVersionError; a retry of a change already made is answered with the
@@ -48,6 +51,7 @@ __all__ = [
     "elect_leader",
     "preferred_leader_election",
     "alter_partition",
+    "replace_replica",
 ]
 
 
@@ -190,6 +194,24 @@ def alter_partition(state: PartitionState, request: AlterPartitionRequest) -> Pa
     if isr == state.isr:
         return state
     return state.replace(isr=isr, partition_epoch=state.partition_epoch + 1)
+
+
+def replace_replica(state: PartitionState, lost: int, new: int) -> PartitionState:
+    """The state with replica ``new`` in ``lost``'s place (see the module docstring). Refused
+    with ValueError for the leader (elect another first), for the last in-sync replica of a
+    leaderless partition (its data would be given up), and for ids not fitting."""
+    if lost not in state.replicas:
+        raise ValueError(f"replica {lost} is not a replica of the partition ({list(state.replicas)})")
+    if new in state.replicas:
+        raise ValueError(f"replica id {new} is in use already ({list(state.replicas)}); ids are never reused")
+    if lost == state.leader:
+        raise ValueError(f"replica {lost} leads the partition: elect another leader before replacing it")
+    isr = tuple(r for r in state.isr if r != lost)
+    if not isr:
+        raise ValueError(f"replica {lost} is the last in-sync replica of a partition with no leader: replacing "
+                         "it gives up its records; wait for it, or elect an out-of-sync replica (unclean)")
+    replicas = tuple(new if r == lost else r for r in state.replicas)
+    return state.replace(replicas=replicas, isr=isr, partition_epoch=state.partition_epoch + 1)
 
 
 def _isr_problem(replicas: Sequence[int], isr: Sequence[int], leader: int | None) -> str | None:

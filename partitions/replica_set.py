@@ -192,6 +192,21 @@ class ReplicaSet:
                 f.last_caught_up_ms = now
         return self._update_hw()
 
+    def adopt(self, state: PartitionState) -> bool:
+        """The coordinator's state of the partition, newer than the leader's (a replica replaced
+        by self-healing, a change the controller made): the replicas and the ISR are taken
+        from it, a new follower starts unknown. Same epoch rules as on_isr_committed; a state
+        with another leader or leader epoch raises FencedLeaderEpochError. True if the HW moved."""
+        if state.leader != self.replica_id or state.leader_epoch != self.leader_epoch:
+            raise FencedLeaderEpochError(
+                f"the partition is at leader epoch {state.leader_epoch} with leader {state.leader}; replica "
+                f"{self.replica_id} (epoch {self.leader_epoch}) no longer leads it")
+        if state.partition_epoch <= self.partition_epoch:
+            return False
+        self.replicas = state.replicas
+        self._followers = {r: self._followers.get(r) or FollowerState() for r in state.replicas if r != self.replica_id}
+        return self.on_isr_committed(state.isr, state.partition_epoch)
+
     def on_isr_rejected(self) -> None:
         """The coordinator answered that the pending change was NOT made and its partition epoch
         is still the leader's (it could not persist it): the committed ISR stays, and the next

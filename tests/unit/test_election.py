@@ -162,3 +162,20 @@ def test_random_elections_keep_the_invariants():
         assert s.leader_epoch >= epochs[-1]
         epochs.append(s.leader_epoch)
         assert PartitionState.from_dict(s.to_dict()) == s
+
+
+def test_replace_a_lost_follower():
+    from rayka.coordinator.election import replace_replica
+    s = state(replicas=(0, 1, 2), isr=(0, 1, 2))
+    healed = replace_replica(s, lost=1, new=3)
+    assert healed.replicas == (0, 3, 2) and healed.isr == (0, 2)
+    assert healed.partition_epoch == 8 and healed.leader_epoch == 3 and healed.under_replicated
+    grown = alter_partition(healed, AlterPartitionRequest(0, 3, 8, (0, 2, 3)))
+    assert grown.isr == (0, 3, 2) and not grown.under_replicated
+    for lost, new, words in ((0, 3, "elect another leader"), (5, 3, "not a replica"), (1, 2, "in use")):
+        with pytest.raises(ValueError, match=words):
+            replace_replica(s, lost=lost, new=new)
+    leaderless = state(leader=None, isr=(1,))
+    with pytest.raises(ValueError, match="last in-sync"):
+        replace_replica(leaderless, lost=1, new=3)
+    assert replace_replica(leaderless, lost=2, new=3).isr == (1,)

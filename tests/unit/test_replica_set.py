@@ -294,3 +294,21 @@ def test_random_replication_never_lets_the_hw_pass_a_missing_record(seed):
             rs.on_isr_committed(coordinator.isr, coordinator.partition_epoch)
         check()
     assert rs.isr == replicas == coordinator.isr and rs.high_watermark == have[0]
+
+
+def test_adopt_a_replaced_replica():
+    from rayka.coordinator.election import replace_replica
+    rs, _ = make(isr=(0, 1, 2), log_end=10, hw=10)
+    rs.on_follower_fetch(1, 10)
+    coordinator = PartitionState(replicas=(0, 1, 2), leader=0, leader_epoch=2, isr=(0, 1, 2), partition_epoch=5)
+    healed = replace_replica(coordinator, lost=2, new=3)
+    assert rs.adopt(healed) is False  # the HW was 10 already
+    assert rs.replicas == (0, 1, 3) and rs.isr == (0, 1) and rs.partition_epoch == 6
+    assert rs.follower(3).leo == -1 and rs.follower(1).leo == 10
+    with pytest.raises(NotLeaderError):
+        rs.on_follower_fetch(2, 0)
+    rs.on_follower_fetch(3, 10)
+    assert rs.caught_up() == [3] and rs.next_isr_change().isr == (0, 1, 3)
+    assert not rs.adopt(healed)  # not newer: ignored
+    with pytest.raises(FencedLeaderEpochError):
+        rs.adopt(healed.replace(leader=1, leader_epoch=3, partition_epoch=9))
