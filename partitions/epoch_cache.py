@@ -22,7 +22,9 @@ before epochs existed) and refuses a damaged one with LogOpenError naming the fi
 The owner keeps the cache in step with its log: after opening, it calls
 ``truncate_from_end(log_end)`` and ``truncate_from_start(log_start)``, since the
 log may have lost a tail or segments that the file still names; a leader calls
-``assign(leader_epoch, log_end)`` when it takes over, before its first append.
+``assign(leader_epoch, log_end)`` when it takes over, before its first append, and a
+follower calls ``assign(batch_epoch, base_offset)`` for each batch it copies (nothing
+changes unless the epoch is new).
 
 A cache opened with ``path=None`` is memory-only (a scratch copy, tests). Not
 thread-safe: the partition log serialises appends and truncations.
@@ -252,7 +254,8 @@ def _parse(text: str) -> tuple[list[EpochEntry], str | None]:
 def _order_problem(entries: list[EpochEntry]) -> str | None:
     for prev, entry in zip(entries, entries[1:]):
         if entry.epoch <= prev.epoch or entry.start_offset <= prev.start_offset:
-            return f"epoch {entry.epoch} at offset {entry.start_offset} follows epoch {prev.epoch} at {prev.start_offset}"
+            return (f"epoch {entry.epoch} at offset {entry.start_offset} follows epoch {prev.epoch} "
+                    f"at {prev.start_offset}")
     return None
 
 

@@ -60,7 +60,14 @@ class FollowerState:
 
 
 class ReplicaSet:
-    """Leader-side replication state of one partition for one leader epoch (see the module docstring)."""
+    """Leader-side replication state of one partition for one leader epoch (see the module docstring).
+
+    Built when replica ``replica_id`` becomes leader of ``state``: ``log_end`` and
+    ``high_watermark`` are its own (the HW it learned as a follower), ``epoch_start_offset``
+    is its log end when it took over (where it assigned its epoch in its epoch cache).
+    ``min_insync_replicas`` and ``lag_time_max_ms`` are the topic's ``min.insync.replicas``
+    and ``replica.lag.time.max.ms``; ``clock`` gives milliseconds (coordinator.clock).
+    """
 
     def __init__(self, state: PartitionState, replica_id: int, log_end: int, high_watermark: int,
                  epoch_start_offset: int, *, min_insync_replicas: int = 1,
@@ -117,6 +124,7 @@ class ReplicaSet:
         return self._log_end
 
     def follower(self, replica: int) -> FollowerState:
+        """What is known of follower ``replica`` (NotLeaderError if it is none of this partition's)."""
         return self._follower(replica)
 
     # -- events ----------------------------------------------------------------------------

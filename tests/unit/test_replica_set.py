@@ -6,7 +6,13 @@ import pytest
 
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.election import AlterPartitionRequest, PartitionState, alter_partition
-from rayka.errors import FencedLeaderEpochError, InvalidUpdateVersionError, NotEnoughReplicasError, NotLeaderError, OffsetOutOfRangeError
+from rayka.errors import (
+    FencedLeaderEpochError,
+    InvalidUpdateVersionError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    OffsetOutOfRangeError,
+)
 from rayka.partitions.replica_set import PendingAcks, ReplicaSet, check_leader_epoch, follower_high_watermark
 
 LAG = 100
