@@ -17,7 +17,7 @@ Because every record of an epoch is written by that epoch's one leader, two logs
 that hold the same epoch at an offset hold the same records up to it, so this ends
 at exactly the first offset where the logs differ.
 
-The same check runs inside fetches (Kafka's KIP-595 "diverging epoch"): a follower's
+The same check runs inside fetches (Kafka 2.7+, from KIP-595: the "diverging epoch"): a follower's
 fetch carries ``fetch_offset`` (its log end) and ``last_fetched_epoch`` (its cache's
 latest epoch); the leader answers :func:`diverging_epoch` instead of records when they
 do not match, and the follower feeds that answer to :func:`truncation_for` and
