@@ -34,6 +34,10 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── ConsumerClosedError
     ├── PartitionUnavailableError    the partition actor died and is restarting (retriable)
     ├── CoordinatorUnavailableError  the coordinator actor could not be reached (retriable)
+    ├── NotLeaderError               the replica asked does not lead the partition (retriable: refresh metadata)
+    ├── FencedLeaderEpochError       a request or replica of a stale leader epoch (retriable: refresh metadata)
+    ├── NotEnoughReplicasError       acks="all" with fewer in-sync replicas than min.insync.replicas (retriable)
+    ├── InvalidUpdateVersionError    an ISR change based on a stale partition epoch (internal)
     ├── KafkaTimeoutError            an operation did not finish within its deadline
     ├── GroupError                   consumer-group protocol errors
     │   ├── IllegalGenerationError   a stale generation (a zombie) tried to commit or heartbeat
@@ -82,6 +86,10 @@ __all__ = [
     "ConsumerClosedError",
     "PartitionUnavailableError",
     "CoordinatorUnavailableError",
+    "NotLeaderError",
+    "FencedLeaderEpochError",
+    "NotEnoughReplicasError",
+    "InvalidUpdateVersionError",
     "KafkaTimeoutError",
     "GroupError",
     "IllegalGenerationError",
@@ -360,6 +368,36 @@ class CoordinatorUnavailableError(RaykaError):
     """The coordinator actor could not be reached."""
 
     retriable = True
+
+
+class NotLeaderError(RaykaError):
+    """The replica asked is not the leader of the partition (Kafka's NOT_LEADER_OR_FOLLOWER): it
+    was deposed, or the request named a newer leader epoch than it knows. Ask the coordinator
+    for the partition's leader and retry there."""
+
+    retriable = True
+
+
+class FencedLeaderEpochError(RaykaError):
+    """A request carried a leader epoch older than the partition's (Kafka's FENCED_LEADER_EPOCH):
+    the sender's view of the partition is stale. It refreshes its metadata and retries; a
+    deposed leader that gets this stops acting as leader."""
+
+    retriable = True
+
+
+class NotEnoughReplicasError(RaykaError):
+    """An ``acks="all"`` append found fewer in-sync replicas than the topic's
+    ``min.insync.replicas``; the batch was not appended (nothing of it is visible) unless the
+    message says it was refused after the append. Retried until ``delivery_timeout_ms``."""
+
+    retriable = True
+
+
+class InvalidUpdateVersionError(RaykaError):
+    """An ISR change (AlterPartition) was based on a stale partition epoch: the partition's
+    state changed since the leader read it. The leader adopts the current state and proposes
+    again (Kafka's INVALID_UPDATE_VERSION); users do not see it."""
 
 
 class KafkaTimeoutError(RaykaError, TimeoutError):
