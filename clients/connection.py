@@ -91,15 +91,19 @@ def _dir_locked(exc: BaseException) -> LogDirLockedError | None:
     return err
 
 
+#: What a Ray call raises once this process left a stopped runtime (a get in progress: SystemExit).
+_FAILED = (Exception, SystemExit)
+
+
 def resolve(ref, what: str = "partition", timeout: float | None = None):
     """``ray.get`` that raises rayka errors instead of Ray's wrappers."""
     try:
         return ray.get(ref, timeout=timeout)
     except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
         raise unwrap(exc, what) from None
-    except BaseException:
+    except _FAILED:
         # Disconnected from a stopped runtime: a get in progress ends in SystemExit, a new one in
-        # RaySystemError ("Ray has not been started").
+        # RaySystemError ("Ray has not been started"). Ctrl-C stays a KeyboardInterrupt.
         stopped = runtime_attach.stopped()
         if stopped is not None:
             raise stopped from None
@@ -110,7 +114,7 @@ def wait(refs: list, *, num_returns: int = 1, timeout: float | None = None):
     """``ray.wait``, raising RuntimeStoppedError once the runtime this process uses is stopped."""
     try:
         return ray.wait(refs, num_returns=num_returns, timeout=timeout)
-    except BaseException:
+    except _FAILED:
         stopped = runtime_attach.stopped()
         if stopped is not None:
             raise stopped from None
@@ -134,6 +138,7 @@ class Cluster:
         self.data_dir = data_dir
         self.started_ray = started_ray
         self.runtime = None  # the shared local runtime's RuntimeInfo, when attached to one
+        self.attachment = None  # its runtime_attach.Attachment: stopped with that runtime
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
@@ -145,9 +150,8 @@ class Cluster:
         """
         deadline = time.monotonic() + retry_s
         while True:
-            stopped = runtime_attach.stopped()
-            if stopped is not None:
-                raise stopped
+            if self.attachment is not None:
+                self.attachment.check()
             timeout = max(0.0, deadline - time.monotonic()) if bounded else None
             try:
                 return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator",
@@ -350,16 +354,15 @@ def connect(
                     idle_timeout_s = local.parse_duration(os.environ["RAYKA_IDLE_TIMEOUT"])
                 except ValueError as exc:
                     raise ConfigError(f"RAYKA_IDLE_TIMEOUT: {exc}") from None
-            local_runtime, _ = local.ensure(wanted or default_data_dir(), num_cpus=num_cpus,
-                                            idle_timeout_s=idle_timeout_s)
-            local.attach_env()
-            # The runtime's head never comes back once stopped: give up on it after 15 s, not
-            # Ray's 60 s of a process hanging in every call.
-            os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "15")
-            with _quiet_stderr():
-                ray.init(address=local_runtime.address, **kwargs)
-            runtime_attach.reset()
-            runtime_attach.RuntimeWatch(local_runtime.data_dir, local_runtime.pid, on_closed=_detach).start()
+            with local.attaching(wanted or default_data_dir(), num_cpus=num_cpus,
+                                 idle_timeout_s=idle_timeout_s) as local_runtime:
+                local.attach_env()
+                # The runtime's head never comes back once stopped: give up on it after 15 s, not
+                # Ray's 60 s of a process hanging in every call.
+                os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "15")
+                with _quiet_stderr():
+                    ray.init(address=local_runtime.address, **kwargs)
+                _watch_runtime(local_runtime)
         elif address is None:
             if num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
@@ -393,6 +396,9 @@ def connect(
     cluster.runtime = local_runtime
     info = cluster.call("info")
     cluster.data_dir = info["data_dir"]
+    if local_runtime is None:
+        cluster.runtime = _shared_runtime_by_address(info["data_dir"])
+    cluster.attachment = runtime_attach.current() if cluster.runtime is not None else None
     if wanted is not None and wanted != info["data_dir"]:
         raise ConfigError(
             f"rayka cluster {cluster_name!r} already runs with data_dir {info['data_dir']}, not {wanted}; "
@@ -401,6 +407,31 @@ def connect(
     with _lock:
         _current = cluster
     return cluster
+
+
+def _watch_runtime(info) -> None:
+    runtime_attach.reset()
+    runtime_attach.RuntimeWatch(info.data_dir, info.pid, on_closed=_detach).start()
+
+
+def _shared_runtime_by_address(data_dir: str):
+    """A process attached by address (``--address``, ``RAY_ADDRESS``, its own ``ray.init``) to
+    the head that is a data dir's shared local runtime learns of its stop the same way."""
+    from rayka.clients import runtime as local
+
+    recorded = local.read(data_dir)
+    if recorded is None:
+        return None
+    if runtime_attach.watching():
+        return recorded
+    try:
+        gcs = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - not a Ray we can read: nothing to watch
+        return None
+    if gcs.rpartition(":")[2] != str(recorded.port) or not local.is_loopback(gcs):
+        return None
+    _watch_runtime(recorded)
+    return recorded
 
 
 def _detach() -> None:

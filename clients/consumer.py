@@ -25,7 +25,6 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from rayka.clients import runtime_attach
 from rayka.clients.consumer_options import check_consumer_options
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
@@ -191,9 +190,8 @@ class Consumer(ConsumerPositions):
 
     def _gather(self, timeout_ms: float, max_records: int):
         self._check_open()
-        stopped = runtime_attach.stopped()
-        if stopped is not None:  # the fetches would fail in Ray's words, or never answer
-            raise stopped
+        if self._cluster.attachment is not None:  # fetches would fail in Ray's words, or never answer
+            self._cluster.attachment.check()
         started = time.monotonic()
         if self._group is not None:
             self._group.on_poll(timeout_ms)

@@ -118,11 +118,12 @@ def find(data_dir: str | os.PathLike) -> RuntimeInfo | None:
 
 
 @contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
+def _locked(data_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Exclusive for a start or a stop; shared while a process attaches (see attaching())."""
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while another process starts or stops it
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)  # waits out a start or a stop
         yield
     finally:
         os.close(fd)
@@ -199,6 +200,25 @@ def ensure(data_dir: str | os.PathLike, *, num_cpus: int | None = None,
         if info is not None:
             return info, False
         return _start_locked(data_dir, num_cpus=num_cpus, idle_timeout_s=idle_timeout_s), True
+
+
+@contextmanager
+def attaching(data_dir: str | os.PathLike, *, num_cpus: int | None = None,
+              idle_timeout_s: float | None = None) -> Iterator[RuntimeInfo]:
+    """The running runtime of ``data_dir`` (started if there is none), kept from being stopped
+    until the block ends: the caller attaches to it inside (``ray.init``). A stop (or the idle
+    watcher) waits for the block, so it never begins half-way through an attachment, where
+    ``ray.init`` would wait without bound for a head that is going."""
+    data_dir = _data_dir(data_dir)
+    for _attempt in range(3):  # a stop can come between the start and our shared lock
+        with _locked(data_dir, shared=True):
+            info = find(data_dir)
+            if info is not None:
+                yield info
+                return
+        ensure(data_dir, num_cpus=num_cpus, idle_timeout_s=idle_timeout_s)
+    raise LocalRuntimeError(f"the local runtime of {data_dir} was stopped each time it started; "
+                            f"see {data_dir / LOG_FILE}")
 
 
 def start(data_dir: str | os.PathLike, *, num_cpus: int | None = None,
@@ -381,12 +401,18 @@ def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
         ray.shutdown()
 
 
-def stop(data_dir: str | os.PathLike, *, timeout_s: float = 20.0) -> RuntimeInfo | None:
-    """Stop the runtime of ``data_dir``: rayka's actors first, then the head. The stopped one, or None."""
+def stop(data_dir: str | os.PathLike, *, timeout_s: float = 20.0, if_idle: bool = False) -> RuntimeInfo | None:
+    """Stop the runtime of ``data_dir``: rayka's actors first, then the head. The stopped one, or None.
+
+    ``if_idle`` (the idle watcher): only if no process is attached, checked under the lock that
+    attaching processes hold until they are attached.
+    """
     data_dir = _data_dir(data_dir)
     with _locked(data_dir):
         info = read(data_dir)
         if info is None:
+            return None
+        if if_idle and alive(info) and idle_drivers(info.address) > 0:
             return None
         _kill_pid(info.watcher_pid if info.watcher_pid != os.getpid() else None)
         if alive(info):

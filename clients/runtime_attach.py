@@ -27,27 +27,58 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 
-_stopped: RuntimeStoppedError | None = None
+
+class Attachment:
+    """One attachment of this process to a shared local runtime; stopped once, for good.
+
+    A Cluster keeps the attachment it was made on, so the Producers, Consumers and Admins made
+    from it keep failing with RuntimeStoppedError after the process attaches to a new runtime
+    (their actor handles belong to the old one).
+    """
+
+    def __init__(self) -> None:
+        self.error: RuntimeStoppedError | None = None
+
+    def check(self) -> None:
+        """Raise the stop's error if this attachment's runtime was stopped."""
+        if self.error is not None:
+            raise self.error
+
+
+#: The attachment of this process now (None: not attached to a shared runtime).
+_current: Attachment | None = None
+_watch: "RuntimeWatch | None" = None
 _lock = threading.Lock()
 
 
 def stopped() -> RuntimeStoppedError | None:
     """The error every rayka call raises once this process's runtime was stopped, else None."""
-    return _stopped
+    current = _current
+    return None if current is None else current.error
 
 
-def _mark(error: RuntimeStoppedError) -> None:
-    global _stopped
+def current() -> Attachment | None:
+    """The attachment a new Cluster belongs to."""
+    return _current
+
+
+def watching() -> bool:
+    """A watch runs for the runtime this process is attached to."""
+    return _watch is not None and _watch.is_alive()
+
+
+def _mark(attachment: Attachment, error: RuntimeStoppedError) -> None:
     with _lock:
-        if _stopped is None:
-            _stopped = error
+        if attachment.error is None:
+            attachment.error = error
 
 
-def reset() -> None:
-    """A new attachment (``connect()`` after a stop) starts with no stop recorded."""
-    global _stopped
+def reset() -> Attachment:
+    """A new attachment (``connect()``, also after a stop): the old one stays stopped."""
+    global _current
     with _lock:
-        _stopped = None
+        _current = Attachment()
+        return _current
 
 
 def _pid_alive(pid: int) -> bool:
@@ -69,7 +100,16 @@ class RuntimeWatch(threading.Thread):
         self.head_pid = head_pid
         self.on_closed = on_closed  # disconnects this process (ray.shutdown and forgets the cluster)
         self.poll_s = poll_s
+        self.attachment = current() or reset()
         self._done = threading.Event()
+
+    def start(self) -> None:
+        global _watch
+        with _lock:
+            previous, _watch = _watch, self
+        if previous is not None:
+            previous.cancel()
+        super().start()
 
     def state(self) -> str:
         """running, stopping, closed, or gone (no runtime.json, another head, or the head exited)."""
@@ -88,7 +128,7 @@ class RuntimeWatch(threading.Thread):
             if state == "running":
                 continue
             how = {"gone": f"its head (pid {self.head_pid}) exited"}.get(state, "it was stopped (rayka runtime stop)")
-            _mark(RuntimeStoppedError(
+            _mark(self.attachment, RuntimeStoppedError(
                 f"the shared local rayka runtime of {self.data_dir} is gone: {how}. What was acknowledged "
                 "is on disk; connect again (rayka.connect()) to start a new runtime"))
             if state == "stopping":

@@ -43,8 +43,9 @@ def watch(data_dir: str, idle_timeout_s: float, *, clock=time.monotonic, sleep=t
             idle_since = now
         elif now - idle_since >= idle_timeout_s:
             log.warning("no client attached for %.0f s: stopping the runtime of %s", idle_timeout_s, data_dir)
-            runtime.stop(data_dir)
-            return "stopped idle runtime"
+            if runtime.stop(data_dir, if_idle=True) is not None:
+                return "stopped idle runtime"
+            idle_since = None  # a client attached just now: keep running
         sleep(poll_s)
 
 

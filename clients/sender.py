@@ -71,6 +71,8 @@ class Sender:
     def _submit(self, batch: ProduceBatch) -> None:
         tp = (batch.topic, batch.partition)
         try:
+            if self._cluster.attachment is not None:  # its runtime was stopped: fail, do not retry
+                self._cluster.attachment.check()
             if batch.sequence < 0:
                 # Built before it takes a number: a batch that cannot be built must not leave
                 # a gap in the sequence (the partition would refuse every later batch).

@@ -314,6 +314,12 @@ def topics_config(ctx, name):
 # -- produce / consume ---------------------------------------------------------------------------
 
 
+def _finite(ctx, param, value):
+    if value is not None and value != value:  # NaN passes every range check
+        raise click.BadParameter("must be a number, not nan")
+    return value
+
+
 _PRODUCE_HELP = """Send records to TOPIC from standard input or, in bulk, from a --file.
 
 \b
@@ -340,8 +346,9 @@ in bulk with send_table; lines from stdin are sent as they come.
 @click.option("--format", "fmt", type=click.Choice(["raw", "json", "csv", "parquet"]), default=None,
               help="Input format (default: raw for stdin, the file's suffix for --file).")
 @click.option("--key-sep", default=None, help="raw: split each line at the first SEP into key and value.")
-@click.option("--partition", type=int, default=None, help="Send every record to this partition.")
-@click.option("--linger-ms", type=float, default=5, show_default=True)
+@click.option("--partition", type=click.IntRange(min=0), default=None, help="Send every record to this partition.")
+@click.option("--linger-ms", type=click.FloatRange(min=0), default=5, show_default=True, callback=_finite,
+              help="How long a batch waits for more records before it is sent.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: for --file, if stderr is a terminal; for stdin, off).")
 @click.pass_context

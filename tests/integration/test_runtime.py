@@ -293,7 +293,7 @@ def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cle
                "--data-dir", env["RAYKA_DATA_DIR"]], env)
     assert assert_quiet(out, max_lines=3).splitlines() == ["a", "b"]
     describe = assert_quiet(cli(["topics", "describe", "quiet"], env))
-    assert "None" not in describe and " B " in describe or "KiB" in describe
+    assert "None" not in describe and (" B " in describe or "KiB" in describe)
     loud = cli(["topics", "list", "--verbose"], env)
     assert loud.returncode == 0 and b"INFO" in loud.stderr, loud.stderr.decode()
     # A consume ended by SIGTERM or Ctrl-C stops the normal way: it leaves its group, commits
@@ -334,7 +334,8 @@ def _groups(env):
 
 def test_bad_arguments_are_refused_before_anything_starts(local_envs):
     env = local_envs()
-    for args in (["topics", "create", "x", "--partitions", "many"], ["runtime", "start", "--idle-timeout", "soon"],
+    for args in (["produce", "x", "--linger-ms", "-5"], ["produce", "x", "--linger-ms", "nan"],
+                 ["produce", "x", "--partition", "-1"], ["topics", "create", "x", "--partitions", "many"], ["runtime", "start", "--idle-timeout", "soon"],
                  ["consume"], ["topics", "list", "--num-cpus", "0"], ["topics", "create", "x", "-p", "0"],
                  ["topics", "create", "x", "-c", "retention.ms=soon"], ["topics", "create", "x", "-c", "colour=red"],
                  ["groups", "reset-offsets", "g", "--to", "yesterday"]):

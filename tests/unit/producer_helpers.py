@@ -82,6 +82,8 @@ class FakePartition:
 class FakeCluster:
     """``create_topic`` then hand to ``Producer(cluster=...)``."""
 
+    attachment = None  # not on a shared local runtime
+
     def __init__(self, root):
         self.root = root
         self.topics: dict[str, tuple[TopicMetadata, list[FakePartition]]] = {}
