@@ -124,9 +124,9 @@ def test_only_the_newest_watch_runs(tmp_path, attachment):
     assert not runtime_attach.watching()
 
 
-def test_a_stop_waits_for_a_process_that_is_attaching(tmp_path):
+def test_a_stop_waits_for_a_process_that_is_attaching(tmp_path, listening_port):
     """attaching() holds the lock shared: an exclusive lock (a start or a stop) waits for it."""
-    _record(tmp_path, dataclasses.replace(_info(tmp_path, os.getpid()), port=_listening_port()))
+    _record(tmp_path, dataclasses.replace(_info(tmp_path, os.getpid()), port=listening_port))
     got_exclusive = threading.Event()
 
     def stopper():
@@ -142,14 +142,12 @@ def test_a_stop_waits_for_a_process_that_is_attaching(tmp_path):
     assert got_exclusive.is_set()
 
 
-_servers = []
-
-
-def _listening_port():
+@pytest.fixture
+def listening_port():
+    """A loopback port that accepts connections, as a live head's GCS port does."""
     import socket
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    _servers.append(server)
-    return server.getsockname()[1]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
