@@ -29,7 +29,8 @@ from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDir
                           PartitionUnavailableError, RaykaError)
 from rayka.messages import JoinResult
 
-__all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "unwrap", "resolve"]
+__all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "stage", "is_staged", "unwrap",
+           "resolve"]
 
 
 # -- Ray's errors, rayka's errors ---------------------------------------------------------------
@@ -89,8 +90,17 @@ def resolve(ref, what: str = "partition", timeout: float | None = None):
         return ray.get(ref, timeout=timeout)
     except GetTimeoutError:
         raise KafkaTimeoutError(f"the {what} actor did not answer within {timeout:g} s") from None
-    except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
-        raise unwrap(exc, what) from None
+    except RayError as exc:
+        raise _rayka(unwrap(exc, what), what) from None
+
+
+def _rayka(err: BaseException, what: str) -> BaseException:
+    """Never a Ray error type to the user: what ``unwrap`` has no rayka error for (an object
+    lost with its node, say) means the actor could not answer."""
+    if isinstance(err, RayError):
+        kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
+        return kind(f"the {what} actor could not answer: {type(err).__name__}: {err}")
+    return err
 
 
 # -- calls in flight ------------------------------------------------------------------------------
@@ -159,11 +169,19 @@ def gather(pending: list[Pending], timeout_s: float | None = None) -> list:
         try:
             out.append(ray.get(p.ref))
         except Exception as exc:  # noqa: BLE001 - every failure is reported per call
-            err = unwrap(exc, p.what)
-            if isinstance(err, RayError):  # never a Ray type to the user
-                err = PartitionUnavailableError(f"the {p.what} actor could not answer: {type(err).__name__}: {err}")
-            out.append(err)
+            out.append(_rayka(unwrap(exc, p.what), p.what))
     return out
+
+
+def stage(payload):
+    """Put a large append payload into the object store now (the copy then overlaps the append
+    in flight); :meth:`PartitionClient.append` takes what this returns as its ``data``."""
+    return ray.put(payload)
+
+
+def is_staged(data) -> bool:
+    """Whether ``data`` is a payload :func:`stage` returned."""
+    return isinstance(data, ray.ObjectRef)
 
 
 # -- the stubs ------------------------------------------------------------------------------------
