@@ -29,6 +29,7 @@ JoinResult          ``CoordinatorActor.join_group``             coordinator/grou
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,6 +37,15 @@ __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "Time
            "JoinResult"]
 
 
+def _pickled_by_fields(cls):
+    """Pickle instances as ``cls(*fields)``: half the work of the default for a frozen slotted
+    dataclass (its ``__getstate__``/``__setstate__``), paid on every fetch and append."""
+    fields = operator.attrgetter(*cls.__slots__)
+    cls.__reduce__ = lambda self: (cls, fields(self))
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class FetchResponse:
     """Stored messages of one partition holding offsets ``offset .. next_offset - 1``.
@@ -62,6 +72,7 @@ class FetchResponse:
         return cls(offset, b"", 0, offset, -1, -1, schema)
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """Where a batch landed. ``duplicate`` marks an idempotent re-send answered from state."""
@@ -77,6 +88,7 @@ class AppendResult:
         return self.base_offset + self.count - 1
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class PartitionStats:
     """What ``Admin.describe_topic`` shows of one partition.
@@ -119,6 +131,7 @@ class JoinStatus(enum.Enum):
     PENDING = "pending"
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class JoinResult:
     """The answer to ``join_group``.
