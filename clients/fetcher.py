@@ -1,8 +1,9 @@
 """Fetcher: keeps one long-poll fetch in flight per partition and buffers what comes back.
 
-A fetch returns stored messages (Arrow IPC: inline bytes when small, else
-buffers zero-copy out of the object store; see ``PartitionActor.fetch``); the
-partition's schema comes once, with the first fetch. The fetcher decodes them
+A fetch (``PartitionClient.fetch``, clients/stubs.py) answers a
+:class:`rayka.messages.FetchResponse`: stored messages (Arrow IPC: inline bytes
+when small, else buffers zero-copy out of the object store), and the partition's
+schema once, with the first fetch. The fetcher decodes them
 into record batches, slices off what lies before the requested offset, and
 queues them per partition. As soon as a fetch
 returns, the next one for that partition is sent, so the partition actor reads
