@@ -31,6 +31,7 @@ from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
+from rayka.messages import ClusterInfo
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -104,8 +105,8 @@ class CoordinatorActor(GroupApi, TopicConfigApi):
 
     # -- topics -----------------------------------------------------------------------------
 
-    def info(self) -> dict:
-        return {"cluster": self._cluster, "namespace": self._namespace, "data_dir": self._data_dir}
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(self._cluster, self._namespace, self._data_dir)
 
     def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
         with self._lock:

@@ -286,10 +286,10 @@ def connect(
                       started_ray=started)
     cluster.runtime = local_runtime
     info = cluster.coordinator.info()
-    cluster.data_dir = info["data_dir"]
-    if wanted is not None and wanted != info["data_dir"]:
+    cluster.data_dir = info.data_dir
+    if wanted is not None and wanted != info.data_dir:
         raise ConfigError(
-            f"rayka cluster {cluster_name!r} already runs with data_dir {info['data_dir']}, not {wanted}; "
+            f"rayka cluster {cluster_name!r} already runs with data_dir {info.data_dir}, not {wanted}; "
             "connect without data_dir, or use another cluster_name"
         )
     with _lock:

@@ -27,7 +27,7 @@ from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorErr
 
 from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDirLockedError,
                           PartitionUnavailableError, RaykaError)
-from rayka.messages import JoinResult
+from rayka.messages import ClusterInfo, JoinResult
 
 __all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "stage", "is_staged", "unwrap",
            "resolve"]
@@ -247,8 +247,7 @@ class CoordinatorClient:
 
     # -- cluster and topics
 
-    def info(self) -> dict:
-        """``{"cluster", "namespace", "data_dir"}`` of the running coordinator."""
+    def info(self) -> ClusterInfo:
         return self._call(self.handle.info)
 
     def instance_id(self) -> str:

@@ -23,6 +23,7 @@ PartitionStats      ``PartitionActor.stats``                    actors/partition
 LogBounds           ``PartitionActor.offsets``                  actors/partition.py
 TimeLookup          ``PartitionActor.offset_for_time``          actors/partition.py
 JoinResult          ``CoordinatorActor.join_group``             coordinator/groups.py
+ClusterInfo         ``CoordinatorActor.info``                   actors/coordinator.py
 ==================  ==========================================  =======================
 """
 
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "TimeLookup", "JoinStatus",
-           "JoinResult"]
+           "JoinResult", "ClusterInfo"]
 
 
 def _pickled_by_fields(cls):
@@ -150,3 +151,13 @@ class JoinResult:
     @property
     def ok(self) -> bool:
         return self.status is JoinStatus.OK
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """Who a coordinator is: its rayka cluster name, Ray namespace and data dir."""
+
+    cluster: str
+    namespace: str
+    data_dir: str

@@ -18,8 +18,8 @@ from rayka.clients.group_commit import MemberState, OffsetCommits
 from rayka.clients.types import TopicPartition
 from rayka.errors import (CommitFailedError, CoordinatorUnavailableError, KafkaTimeoutError,
                           PartitionUnavailableError, UnknownMemberError, UnknownTopicError)
-from rayka.messages import (AppendResult, FetchResponse, JoinResult, JoinStatus, LogBounds, PartitionStats,
-                            TimeLookup)
+from rayka.messages import (AppendResult, ClusterInfo, FetchResponse, JoinResult, JoinStatus, LogBounds,
+                            PartitionStats, TimeLookup)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,7 @@ SAMPLES = [
     JoinResult(JoinStatus.OK, "m-1", 2, (("t", 0), ("t", 1)), rebalance=True),
     LogBounds(0, 10),
     TimeLookup(4, 1_700_000_000_000),
+    ClusterInfo("default", "rayka", "/data"),
 ]
 
 
