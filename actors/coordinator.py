@@ -32,6 +32,7 @@ from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, Metadata
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
+from rayka.messages import ClusterInfo
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -127,8 +128,8 @@ class CoordinatorActor:
 
     # -- topics -----------------------------------------------------------------------------
 
-    def info(self) -> dict:
-        return {"cluster": self._cluster, "namespace": self._namespace, "data_dir": self._data_dir}
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(self._cluster, self._namespace, self._data_dir)
 
     def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
         with self._lock:

@@ -37,6 +37,7 @@ import pyarrow.ipc as ipc
 import ray
 
 from rayka.config import TopicConfig
+from rayka.messages import AppendResult, FetchResponse, LogBounds, PartitionStats, TimeLookup
 from rayka.partitions import codec
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.log import PartitionLog
@@ -122,23 +123,24 @@ class PartitionActor:
         self._released = False
 
     @ray.method(concurrency_group="append")
-    def append(self, data, producer_id: str | None = None, sequence: int = -1):
-        """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer); returns AppendResult."""
+    def append(self, data, producer_id: str | None = None, sequence: int = -1) -> AppendResult:
+        """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer)."""
         plog = self._ready()
         self._used()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        return plog.append(data, producer_id=producer_id, sequence=sequence)
+        r = plog.append(data, producer_id=producer_id, sequence=sequence)
+        # The message type, not the storage engine's: a client unpickles it without loading the log.
+        return AppendResult(r.base_offset, r.count, r.log_append_time_ms, r.log_start_offset, r.duplicate)
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
-              with_schema: bool = True) -> tuple:
+              with_schema: bool = True) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
-        Returns the wire tuple ``(offset, payload, records, next_offset, log_start_offset,
-        high_watermark, schema)``: ``payload`` is the stored IPC messages back to back, as
-        ``bytes`` when small, else a tuple of zero-copy Arrow buffers; ``schema`` is the
-        log's serialised Arrow schema when ``with_schema`` (a consumer asks once), else None.
+        The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
+        small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the log's serialised
+        Arrow schema when ``with_schema`` (a consumer asks once), else None.
         """
         plog = self._ready()
         self._used()
@@ -148,24 +150,23 @@ class PartitionActor:
         schema = plog.schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
         if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
-            return (offset, b"", 0, offset, -1, -1, schema)
+            return FetchResponse.empty(offset, schema)
         result = plog.read(offset, max_records=max_records, max_bytes=max_bytes)
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:
             payload = result.buffers
-        return (result.offset, payload, result.records, result.next_offset, result.log_start_offset,
-                result.high_watermark, schema)
+        return FetchResponse(result.offset, payload, result.records, result.next_offset, result.log_start_offset,
+                             result.high_watermark, schema)
 
     @ray.method(concurrency_group="control")
-    def offsets(self) -> tuple[int, int]:
-        """(log_start_offset, log_end_offset)."""
+    def offsets(self) -> LogBounds:
         plog = self._ready()
-        return plog.log_start_offset, plog.log_end_offset
+        return LogBounds(plog.log_start_offset, plog.log_end_offset)
 
     @ray.method(concurrency_group="control")
-    def offset_for_time(self, timestamp_ms: int) -> tuple[int, int] | None:
-        """(offset, timestamp_ms) of the earliest record at or after ``timestamp_ms``, or None."""
+    def offset_for_time(self, timestamp_ms: int) -> TimeLookup | None:
+        """The earliest record at or after ``timestamp_ms``, or None."""
         plog = self._ready()
         offset = plog.offset_for_time(timestamp_ms)
         if offset is None:
@@ -175,22 +176,19 @@ class PartitionActor:
             for msg in codec.iter_messages(buf):
                 if msg.header.base_offset <= offset < msg.header.next_offset:
                     batch = codec.decode(msg, result.schema)
-                    return offset, batch.column(1)[offset - msg.header.base_offset].as_py()
-        return offset, timestamp_ms
+                    return TimeLookup(offset, batch.column(1)[offset - msg.header.base_offset].as_py())
+        return TimeLookup(offset, timestamp_ms)
 
     @ray.method(concurrency_group="control")
-    def stats(self) -> dict:
+    def stats(self) -> PartitionStats:
         plog = self._ready()
-        return {
-            "log_start_offset": plog.log_start_offset,
-            "log_end_offset": plog.log_end_offset,
-            "size_bytes": plog.size_bytes,
-            "segments": plog.segment_count,
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "recovered_batches": plog.recovered_batches,
-            "truncated_bytes": plog.truncated_bytes,
-            "damaged_offsets": list(plog.damaged_offsets),  # (first, last) of each hole kept in place
-        }
+        return PartitionStats(
+            log_start_offset=plog.log_start_offset, log_end_offset=plog.log_end_offset,
+            size_bytes=plog.size_bytes, segments=plog.segment_count,
+            node_id=ray.get_runtime_context().get_node_id(), recovered_batches=plog.recovered_batches,
+            truncated_bytes=plog.truncated_bytes,
+            damaged_offsets=tuple(tuple(r) for r in plog.damaged_offsets),  # each hole kept in place
+        )
 
     @ray.method(concurrency_group="control")
     def update_config(self, config: dict, version: int) -> int:

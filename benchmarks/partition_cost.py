@@ -79,7 +79,7 @@ def memory(pid: int) -> tuple[float, ...]:
 def partition_pids(cluster, topics: list[str]) -> list[int]:
     """pid of the partition actor process of each topic's partition 0 (``__ray_call__`` runs a
     function inside the actor; other sessions' partition actors on this machine are not counted)."""
-    handles = [cluster.topic(t)[1][0] for t in topics]
+    handles = [cluster.topic(t)[1][0].handle for t in topics]
     return ray.get([h.__ray_call__.remote(lambda self: os.getpid()) for h in handles])
 
 
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         admin.create_topic(f"cost{i}", partitions=1)
         create_s.append(time.perf_counter() - t0)
     pids = partition_pids(cluster, [f"cost{i}" for i in range(args.partitions)])
-    pool = ray.get(cluster.topic("cost0")[1][0].__ray_call__.remote(
+    pool = ray.get(cluster.topic("cost0")[1][0].handle.__ray_call__.remote(
         lambda self: __import__("pyarrow").default_memory_pool().backend_name))
 
     def partition_row(label):

@@ -21,8 +21,8 @@ import time
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-import ray
 
+from rayka.clients.stubs import is_staged
 from rayka.clients.types import RecordMetadata
 from rayka.errors import KafkaTimeoutError
 from rayka.partitions.records import HEADERS_TYPE
@@ -140,7 +140,7 @@ class ProduceBatch:
 
     def build(self) -> pa.Buffer:
         """The records as an Arrow IPC stream buffer, ready for PartitionActor.append."""
-        if isinstance(self.table, (pa.Buffer, bytes, ray.ObjectRef)):
+        if isinstance(self.table, (pa.Buffer, bytes)) or is_staged(self.table):
             return self.table  # built already (send_table builds in the caller's thread)
         if self.table is not None:
             return to_ipc(self.table)

@@ -6,9 +6,9 @@ import logging
 
 import pyarrow as pa
 
-from rayka.clients.availability import resolve_each
 from rayka.clients.connection import Cluster, current
 from rayka.clients.kafka_names import refuse_unknown
+from rayka.clients.stubs import gather
 from rayka.clients.types import (
     GroupDescription,
     GroupPartitionDescription,
@@ -37,6 +37,7 @@ class Admin:
             raise ConfigError(f"Admin takes a connection from rayka.connect() (or nothing), not the string "
                               f"{cluster!r:.60}: Admin(rayka.connect(address=...))")
         self._cluster = cluster or current()
+        self._coordinator = self._cluster.coordinator
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
                      config: dict | None = None, schema: pa.Schema | None = None) -> TopicDescription:
@@ -45,12 +46,12 @@ class Admin:
         Raises InvalidTopicError, TopicExistsError or ConfigError with nothing created.
         """
         validate_topic_name(name)
-        self._cluster.call("create_topic", name, partitions, replication_factor, config, schema)
+        self._coordinator.create_topic(name, partitions, replication_factor, config, schema)
         self._cluster.forget(name)
         return self.describe_topic(name)
 
     def list_topics(self) -> list[str]:
-        return self._cluster.call("list_topics")
+        return self._coordinator.list_topics()
 
     def describe_topic(self, name: str, timeout_s: float = 10.0) -> TopicDescription:
         """Partitions with their leader node, log start/end offsets, sizes and damaged offsets.
@@ -61,7 +62,7 @@ class Admin:
         it was placed on as ``leader``; the others are described as usual.
         """
         meta, handles = self._cluster.topic(name, refresh=True)
-        answers = resolve_each([h.stats.remote() for h in handles], timeout_s=timeout_s)
+        answers = gather([h.stats() for h in handles], timeout_s=timeout_s)
         placed = list(getattr(meta, "nodes", None) or ())
         parts = []
         for p, s in enumerate(answers):
@@ -72,21 +73,20 @@ class Admin:
                     log_end_offset=-1, size_bytes=-1, segments=-1, available=False, error=str(s)))
                 continue
             parts.append(PartitionDescription(
-                partition=p, leader=s["node_id"], replicas=(s["node_id"],),
-                log_start_offset=s["log_start_offset"], log_end_offset=s["log_end_offset"],
-                size_bytes=s["size_bytes"], segments=s["segments"],
-                damaged_offsets=tuple(tuple(r) for r in s.get("damaged_offsets", ())),
+                partition=p, leader=s.node_id, replicas=(s.node_id,), log_start_offset=s.log_start_offset,
+                log_end_offset=s.log_end_offset, size_bytes=s.size_bytes, segments=s.segments,
+                damaged_offsets=s.damaged_offsets,
             ))
         return TopicDescription(name, parts, meta.replication_factor, dict(meta.config), meta.value_schema)
 
     def delete_topic(self, name: str) -> None:
         """Delete the topic, its partition actors and its files."""
-        self._cluster.call("delete_topic", name)
+        self._coordinator.delete_topic(name)
         self._cluster.forget(name)
 
     def add_partitions(self, name: str, total: int) -> TopicDescription:
         """Grow the topic to ``total`` partitions."""
-        self._cluster.call("add_partitions", name, total)
+        self._coordinator.add_partitions(name, total)
         self._cluster.forget(name)
         return self.describe_topic(name)
 
@@ -94,7 +94,7 @@ class Admin:
         """partition -> (log_start_offset, log_end_offset); None for a partition that cannot be
         reached (or gave no answer within ``timeout_s``): ``describe_topic`` says why."""
         _, handles = self._cluster.topic(name)
-        answers = resolve_each([h.offsets.remote() for h in handles], timeout_s=timeout_s)
+        answers = gather([h.offsets() for h in handles], timeout_s=timeout_s)
         return {p: None if isinstance(a, BaseException) else tuple(a) for p, a in enumerate(answers)}
 
     # -- topic config and the partition budget ---------------------------------------------------
@@ -113,7 +113,7 @@ class Admin:
         partition enforces the new one. Returns the topic's whole config.
         """
         validate_topic_name(name)
-        result = self._cluster.call("alter_topic_config", name, config)
+        result = self._coordinator.alter_topic_config(name, config)
         self._cluster.forget(name)
         if result["pending"]:
             log.warning("topic %s: partition(s) %s were unreachable; they apply the new config when they are back",
@@ -123,29 +123,29 @@ class Admin:
     def describe_topic_config(self, name: str) -> dict:
         """The topic's whole config, Kafka-style keys (``{"retention.ms": ..., ...}``)."""
         validate_topic_name(name)
-        return self._cluster.call("describe_topic_config", name)["config"]
+        return self._coordinator.describe_topic_config(name)["config"]
 
     def set_partition_budget(self, config: dict) -> dict:
         """Change the cluster's partition budget, kept in the data dir: ``{"max.partitions": N}``
         (replaces the limit computed from memory; -1 turns the check off),
         ``"partition.memory.fraction"`` or ``"partition.memory.bytes"`` (see
         :class:`rayka.config.PartitionBudget`); None resets a key. Returns :meth:`partition_budget`."""
-        return self._cluster.call("set_partition_budget", config)
+        return self._coordinator.set_partition_budget(config)
 
     def partition_budget(self) -> dict:
         """The partition budget in force: its keys, ``node_memory_bytes`` (each alive node's Ray
         memory), ``limit`` (None: no limit) and ``partitions`` (how many exist)."""
-        return self._cluster.call("partition_budget")
+        return self._coordinator.partition_budget()
 
     # -- consumer groups ---------------------------------------------------------------------------
 
     def list_groups(self) -> list[dict]:
         """``[{"group_id", "state", "members"}]`` for every group with members or commits."""
-        return self._cluster.call("list_groups")
+        return self._coordinator.list_groups()
 
     def describe_group(self, group_id: str) -> GroupDescription:
         """State, members with their partitions, and per partition committed, end offset and lag."""
-        info = self._cluster.call("describe_group", group_id)
+        info = self._coordinator.describe_group(group_id)
         members = [MemberDescription(m["member_id"], m["instance_id"], m["topics"],
                                      [TopicPartition(*tp) for tp in m["assignment"]]) for m in info["members"]]
         parts = [GroupPartitionDescription(p["topic"], p["partition"], p["committed"], p["end_offset"], p["member"],
@@ -155,10 +155,10 @@ class Admin:
 
     def delete_group(self, group_id: str) -> None:
         """Delete a group and its committed offsets; it must have no active members."""
-        self._cluster.call("delete_group", group_id)
+        self._coordinator.delete_group(group_id)
 
     def reset_offsets(self, group_id: str, to, topics: list[str] | None = None) -> dict[TopicPartition, int]:
         """Move an inactive group's committed offsets to ``"earliest"``, ``"latest"``, an offset
         (clamped to each partition's range) or ``{"timestamp_ms": t}``; returns the new offsets."""
-        new = self._cluster.call("reset_offsets", group_id, to, topics)
+        new = self._coordinator.reset_offsets(group_id, to, topics)
         return {TopicPartition(t, p): off for (t, p), off in new.items()}

@@ -22,103 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 
 from rayka.clients import runtime_attach
+from rayka.clients.stubs import CoordinatorClient
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
-from rayka.errors import (ConfigError, CoordinatorUnavailableError, LogDirLockedError, PartitionUnavailableError,
-                          RaykaError)
+from rayka.errors import ConfigError, CoordinatorUnavailableError, KafkaTimeoutError
 
-__all__ = ["Cluster", "connect", "current", "resolve", "unwrap", "wait", "quiet_ray_init_kwargs", "verbose"]
+__all__ = ["Cluster", "connect", "current", "quiet_ray_init_kwargs", "verbose"]
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _current: "Cluster | None" = None
-
-
-def unwrap(exc: BaseException, what: str = "partition") -> BaseException:
-    """Turn a Ray error into the rayka error a user should see.
-
-    Once the shared local runtime this process is attached to is stopping, every failure is
-    that (RuntimeStoppedError, not retried), whatever Ray made of it.
-    """
-    stopped = runtime_attach.stopped()
-    if stopped is not None and not isinstance(exc, RaykaError):
-        return stopped
-    if isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, RaykaError):
-            return cause
-        if isinstance(cause, RayActorError):
-            exc = cause
-        elif cause is not None:
-            return cause
-    locked = _dir_locked(exc)
-    if locked is not None:
-        return locked
-    kind = CoordinatorUnavailableError if what == "coordinator" else PartitionUnavailableError
-    if isinstance(exc, ActorUnschedulableError):
-        err = kind(
-            f"the {what} actor cannot run: the Ray node that holds its files is gone. With one "
-            "replica per partition its records are unavailable until that node returns"
-        )
-        err.retriable = False  # waiting will not bring the node back
-        return err
-    if isinstance(exc, RayActorError):
-        return kind(f"the {what} actor is unavailable (it died or is restarting): {exc.__class__.__name__}")
-    return exc
-
-
-def _dir_locked(exc: BaseException) -> LogDirLockedError | None:
-    """A partition actor that could not start because another runtime holds its directory.
-
-    Ray reports it as an actor that died in its creation task, with the whole traceback
-    in the message; the user gets the one line that matters (who holds it, what to do),
-    and it is not retriable: waiting will not free the directory.
-    """
-    if not isinstance(exc, RayActorError):
-        return None
-    text = str(exc)
-    mark = "LogDirLockedError: "
-    if mark not in text:
-        return None
-    line = text[text.index(mark) + len(mark):].splitlines()[0].strip()
-    err = LogDirLockedError(
-        f"{line}. With the shared local runtime, every process on one data dir attaches to the same "
-        "runtime: connect without an address (or stop the other one: rayka runtime stop)")
-    err.retriable = False
-    return err
-
-
-#: What a Ray call raises once this process left a stopped runtime (a get in progress: SystemExit).
-_FAILED = (Exception, SystemExit)
-
-
-def resolve(ref, what: str = "partition", timeout: float | None = None):
-    """``ray.get`` that raises rayka errors instead of Ray's wrappers."""
-    try:
-        return ray.get(ref, timeout=timeout)
-    except (RayTaskError, RayActorError, ActorUnschedulableError) as exc:
-        raise unwrap(exc, what) from None
-    except _FAILED:
-        # Disconnected from a stopped runtime: a get in progress ends in SystemExit, a new one in
-        # RaySystemError ("Ray has not been started"). Ctrl-C stays a KeyboardInterrupt.
-        stopped = runtime_attach.stopped()
-        if stopped is not None:
-            raise stopped from None
-        raise
-
-
-def wait(refs: list, *, num_returns: int = 1, timeout: float | None = None):
-    """``ray.wait``, raising RuntimeStoppedError once the runtime this process uses is stopped."""
-    try:
-        return ray.wait(refs, num_returns=num_returns, timeout=timeout)
-    except _FAILED:
-        stopped = runtime_attach.stopped()
-        if stopped is not None:
-            raise stopped from None
-        raise
 
 
 @dataclass
@@ -129,9 +44,10 @@ class _TopicEntry:
 
 
 class Cluster:
-    """A connection to one rayka cluster: the coordinator handle and cached topic metadata."""
+    """A connection to one rayka cluster: the coordinator (a :class:`CoordinatorClient`) and
+    cached topic metadata with the topics' partition stubs."""
 
-    def __init__(self, coordinator, *, cluster_name: str, namespace: str, data_dir: str, started_ray: bool):
+    def __init__(self, coordinator: CoordinatorClient, *, cluster_name: str, namespace: str, data_dir: str, started_ray: bool):
         self.coordinator = coordinator
         self.cluster_name = cluster_name
         self.namespace = namespace
@@ -142,28 +58,8 @@ class Cluster:
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
-    def call(self, method: str, *args, retry_s: float = 60.0, bounded: bool = False, **kwargs):
-        """Call a coordinator method and wait for it, retrying while the coordinator restarts.
-
-        Retries stop ``retry_s`` from now (CoordinatorUnavailableError); with ``bounded``, each
-        attempt also waits for its answer only until then (ray's GetTimeoutError after).
-        """
-        deadline = time.monotonic() + retry_s
-        while True:
-            if self.attachment is not None:
-                self.attachment.check()
-            timeout = max(0.0, deadline - time.monotonic()) if bounded else None
-            try:
-                return resolve(getattr(self.coordinator, method).remote(*args, **kwargs), "coordinator",
-                               timeout=timeout)
-            except CoordinatorUnavailableError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                time.sleep(min(0.2, remaining))  # it is restarting (Ray restarts it): try again
-
     def topic(self, name: str, *, refresh: bool = False, timeout_s: float | None = None):
-        """(TopicMetadata, [partition actor handles]), cached until ``refresh``.
+        """(TopicMetadata, [PartitionClient]), cached until ``refresh``.
 
         With ``timeout_s``, a coordinator that does not answer (or is restarting) by then gives
         CoordinatorUnavailableError instead of being waited for (as a poll must not block).
@@ -172,11 +68,11 @@ class Cluster:
             entry = self._topics.get(name)
         if entry is None or refresh:
             if timeout_s is None:
-                meta, handles = self.call("topic", name)
+                meta, handles = self.coordinator.topic(name)
             else:
                 try:
-                    meta, handles = self.call("topic", name, retry_s=timeout_s, bounded=True)
-                except GetTimeoutError:
+                    meta, handles = self.coordinator.topic(name, retry_s=timeout_s, bounded=True)
+                except KafkaTimeoutError:
                     raise CoordinatorUnavailableError(
                         f"the coordinator did not answer within {timeout_s:g} s") from None
             entry = _TopicEntry(meta, handles, time.monotonic())
@@ -194,11 +90,11 @@ class Cluster:
 
         global _current
         try:
-            self.call("shutdown", delete_data, retry_s=2.0)
+            self.coordinator.shutdown(delete_data, retry_s=2.0)
         except CoordinatorUnavailableError:
             log.warning("coordinator of %s is gone; nothing to close", self.cluster_name)
         finally:
-            _ray.kill(self.coordinator)
+            _ray.kill(self.coordinator.handle)
             with _lock:
                 if _current is self:
                     _current = None
@@ -391,17 +287,18 @@ def connect(
     coordinator = _ray.get_actor(_ray.coordinator_name(cluster_name), namespace)
     if coordinator is None:
         coordinator = start_coordinator(cluster_name, namespace, wanted or str(default_data_dir()))
-    cluster = Cluster(coordinator, cluster_name=cluster_name, namespace=namespace, data_dir="",
+    cluster = Cluster(CoordinatorClient(coordinator), cluster_name=cluster_name, namespace=namespace, data_dir="",
                       started_ray=started)
     cluster.runtime = local_runtime
-    info = cluster.call("info")
-    cluster.data_dir = info["data_dir"]
+    info = cluster.coordinator.info()
+    cluster.data_dir = info.data_dir
     if local_runtime is None:
-        cluster.runtime = _shared_runtime_by_address(info["data_dir"])
+        cluster.runtime = _shared_runtime_by_address(info.data_dir)
     cluster.attachment = runtime_attach.current() if cluster.runtime is not None else None
-    if wanted is not None and wanted != info["data_dir"]:
+    cluster.coordinator.attachment = cluster.attachment
+    if wanted is not None and wanted != info.data_dir:
         raise ConfigError(
-            f"rayka cluster {cluster_name!r} already runs with data_dir {info['data_dir']}, not {wanted}; "
+            f"rayka cluster {cluster_name!r} already runs with data_dir {info.data_dir}, not {wanted}; "
             "connect without data_dir, or use another cluster_name"
         )
     with _lock:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 
 from rayka.clients.consumer_options import check_consumer_options
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.kafka_names import unknown_option_error
-from rayka.clients.positions import LOOKUP_GRACE_S, ConsumerPositions
+from rayka.clients.positions import ConsumerPositions
+from rayka.clients.record_views import empty_table, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, Record, TopicPartition
 from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
 
@@ -127,7 +127,9 @@ class Consumer(ConsumerPositions):
         if group_id is not None:
             from rayka.clients.group import GroupMembership
 
-            self._group = GroupMembership(self, group_id, **group_options)
+            self._group = GroupMembership(
+                group_id, cluster=self._cluster, assign=self._set_assignment, positions=self._positions_known,
+                auto_commit_interval_ms=auto_commit_interval_ms if enable_auto_commit else None, **group_options)
         if topics:
             self.subscribe(list(topics))
 
@@ -181,6 +183,21 @@ class Consumer(ConsumerPositions):
     def assignment(self) -> set[TopicPartition]:
         return set(self._fetcher.states)
 
+    def _positions_known(self) -> dict[TopicPartition, int]:
+        """The position of every assigned partition that has one (what a commit sends)."""
+        return {tp: s.position for tp, s in self._fetcher.states.items() if s.position is not None}
+
+    @property
+    def member_id(self) -> str | None:
+        """This consumer's member id in its group (None without a group, or while not a member)."""
+        return None if self._group is None else self._group.member_id
+
+    @property
+    def generation(self) -> int:
+        """The group generation of the partitions this consumer holds (-1 without a group, or
+        while not a member)."""
+        return -1 if self._group is None else self._group.generation
+
     def unsubscribe(self) -> None:
         if self._group is not None:
             self._group.unsubscribe()
@@ -214,21 +231,6 @@ class Consumer(ConsumerPositions):
         self._polls += 1
         self._records_received += sum(b.num_rows for _, batches in out for b in batches)
         return out
-
-    def _first_positions(self, left_s) -> None:
-        """Look up the positions still missing, within the poll's time (``left_s()`` seconds).
-        With a partition to read, look-ups get a short grace; with none, they may take the
-        poll's time, and a failed one is retried after its backoff within it."""
-        states = self._fetcher.states.values()
-        while True:
-            readable = any(s.position is not None for s in states)
-            self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
-            if readable or left_s() <= 0 or any(s.position is not None for s in states):
-                return
-            retries = [s.retry_at for s in states if s.position is None and s.lookup is None]
-            if not retries:
-                return  # look-ups still in flight took the time there was
-            time.sleep(max(0.0, min(left_s(), min(retries) - time.monotonic())))
 
     def _raise_due_error(self) -> None:
         """Raise the damage found in a partition once its position has reached it: every record
@@ -278,49 +280,18 @@ class Consumer(ConsumerPositions):
     def poll_batch(self, timeout_ms: float = 1000, max_records: int = 100_000) -> pa.Table:
         """Up to ``max_records`` records as one Arrow table (columns topic, partition, offset,
         timestamp_ms, key, headers, value or the topic's value columns)."""
-        drained = self._gather(timeout_ms, max_records)
-        tables = []
-        for state, batches in drained:
-            for batch in batches:
-                n = batch.num_rows
-                topic = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([state.tp.topic]))
-                part = pa.array(np.full(n, state.tp.partition, np.int32))
-                tables.append(pa.Table.from_batches([batch]).add_column(0, "partition", part)
-                              .add_column(0, "topic", topic))
-        if not tables:
-            return self._empty_table()
-        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        table = to_table(self._gather(timeout_ms, max_records))
+        return table if table is not None else self._empty_table()
 
     def _empty_table(self) -> pa.Table:
-        from rayka.partitions.records import log_schema
-
-        schema = log_schema()
         for topic, cols in self._value_columns.items():
             if cols is not None:
                 meta, _ = self._cluster.topic(topic)
-                schema = log_schema(meta.value_schema)
-                break
-        return (schema.empty_table().add_column(0, "partition", pa.array([], pa.int32()))
-                .add_column(0, "topic", pa.array([], pa.dictionary(pa.int32(), pa.string()))))
+                return empty_table(meta.value_schema)
+        return empty_table(None)
 
     def _to_records(self, tp: TopicPartition, batch: pa.RecordBatch) -> list[Record]:
-        topic, partition = tp
-        offsets = batch.column(0).to_numpy().tolist()
-        stamps = batch.column(1).to_numpy().tolist()
-        keys = batch.column(2).to_pylist() if batch.column(2).null_count < batch.num_rows else [None] * batch.num_rows
-        hcol = batch.column(3)
-        headers = ([dict(h) if h is not None else None for h in hcol.to_pylist()]
-                   if hcol.null_count < batch.num_rows else [None] * batch.num_rows)
-        value_cols = self._value_columns.get(topic)
-        if value_cols is None:
-            values = batch.column(4).to_pylist()
-        else:
-            values = batch.select(value_cols).to_pylist()
-        if self._key_de is not None:
-            keys = [self._key_de(k) if k is not None else None for k in keys]
-        if self._value_de is not None:
-            values = [self._value_de(v) if v is not None else None for v in values]
-        return [Record(topic, partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+        return to_records(tp, batch, self._value_columns.get(tp.topic), self._key_de, self._value_de)
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()
@@ -368,7 +339,7 @@ class Consumer(ConsumerPositions):
     def topics(self) -> set[str]:
         """Names of every topic of the cluster (kafka-python's ``topics()``)."""
         self._check_open()
-        return set(self._cluster.call("list_topics"))
+        return set(self._cluster.coordinator.list_topics())
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         """The partition numbers of ``topic`` (UnknownTopicError if there is no such topic)."""

@@ -1,8 +1,9 @@
 """Fetcher: keeps one long-poll fetch in flight per partition and buffers what comes back.
 
-A fetch returns stored messages (Arrow IPC: inline bytes when small, else
-buffers zero-copy out of the object store; see ``PartitionActor.fetch``); the
-partition's schema comes once, with the first fetch. The fetcher decodes them
+A fetch (``PartitionClient.fetch``, clients/stubs.py) answers a
+:class:`rayka.messages.FetchResponse`: stored messages (Arrow IPC: inline bytes
+when small, else buffers zero-copy out of the object store), and the partition's
+schema once, with the first fetch. The fetcher decodes them
 into record batches, slices off what lies before the requested offset, and
 queues them per partition. As soon as a fetch
 returns, the next one for that partition is sent, so the partition actor reads
@@ -33,7 +34,7 @@ from collections import deque
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from rayka.clients.connection import resolve, wait as ray_wait
+from rayka.clients.stubs import wait_first
 from rayka.clients.types import TopicPartition
 from rayka.errors import CorruptRecordError, LogOpenError, OffsetOutOfRangeError, PartitionUnavailableError
 from rayka.partitions import codec
@@ -66,10 +67,10 @@ class PartitionState:
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
-        self.handle = handle
+        self.handle = handle  # the partition's PartitionClient (clients/stubs.py)
         self.position: int | None = None  # next offset to hand to the user
         self.fetch_offset: int | None = None  # next offset to ask the partition for
-        self.inflight = None
+        self.inflight = None  # the fetch in flight (a stubs.Pending)
         self.inflight_offset = -1
         self.buffered: deque[pa.RecordBatch] = deque()
         self.buffered_records = 0
@@ -185,7 +186,7 @@ class Fetcher:
             room = s.buffered_records < self.max_buffered_records and s.buffered_bytes < self.max_partition_bytes
             if s.inflight is None and room and s.retry_at <= now:
                 s.inflight_offset = s.fetch_offset
-                s.inflight = s.handle.fetch.remote(
+                s.inflight = s.handle.fetch(
                     s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
                     s.schema is None,
                 )
@@ -203,25 +204,20 @@ class Fetcher:
             if timeout_s > 0:
                 time.sleep(min(timeout_s, RETRY_BACKOFF_S / 2))
             return 0
-        refs = list(pending)
-        ready, rest = ray_wait(refs, num_returns=1, timeout=max(timeout_s, 0))
-        if ready and rest:
-            more, _ = ray_wait(rest, num_returns=len(rest), timeout=0)
-            ready += more
         added = 0
-        for ref in ready:
-            state = pending[ref]
-            if state.inflight is not ref:
+        for call in wait_first(list(pending), max(timeout_s, 0)):
+            state = pending[call]
+            if state.inflight is not call:
                 continue
             state.inflight = None
-            added += self._absorb(state, ref)
+            added += self._absorb(state, call)
         self.send()
         return added
 
-    def _absorb(self, state: PartitionState, ref) -> int:
+    def _absorb(self, state: PartitionState, call) -> int:
         self.metrics.fetches += 1
         try:
-            result = resolve(ref)
+            answer = call.result()
         except OffsetOutOfRangeError as exc:
             self.mark_available(state)
             self._on_out_of_range(state, exc)
@@ -246,14 +242,15 @@ class Fetcher:
             self.log_open_failed(state, exc)
             return 0
         self.mark_available(state)
-        start, payload, records, next_offset, log_start_offset, high_watermark, schema = result
-        if schema is not None:
-            state.schema = ipc.read_schema(pa.py_buffer(schema))
+        if answer.schema is not None:
+            state.schema = ipc.read_schema(pa.py_buffer(answer.schema))
         if state.paused or state.fetch_offset != state.inflight_offset:
             return 0
-        state.high_watermark = high_watermark
-        state.log_start_offset = log_start_offset
+        state.high_watermark = answer.high_watermark
+        state.log_start_offset = answer.log_start_offset
+        start = answer.offset
         added = 0
+        payload = answer.payload
         buffers = (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload
         for buf in buffers:
             self.metrics.bytes_fetched += buf.size
@@ -269,8 +266,8 @@ class Fetcher:
                 state.buffered_records += batch.num_rows
                 state.buffered_bytes += batch.nbytes
                 added += batch.num_rows
-        if records:
-            state.fetch_offset = next_offset
+        if answer.records:
+            state.fetch_offset = answer.next_offset
         self.metrics.records_fetched += added
         return added
 

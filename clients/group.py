@@ -37,8 +37,9 @@ import logging
 import re
 import threading
 import time
+from typing import Callable
 
-from rayka.clients.group_commit import OffsetCommits
+from rayka.clients.group_commit import MemberState, OffsetCommits
 from rayka.clients.types import TopicPartition
 from rayka.errors import (
     ConfigError,
@@ -79,10 +80,18 @@ class ConsumerRebalanceListener:
         partition here has one replica, so no other leader takes over)."""
 
 
-class GroupMembership(OffsetCommits):
-    """Membership of one Consumer in one group; owned and driven by that Consumer."""
+class GroupMembership:
+    """Membership of one Consumer in one group; owned and driven by that Consumer.
 
-    def __init__(self, consumer, group_id: str, *, session_timeout_ms: int = 10_000,
+    Its collaborators are explicit: ``cluster`` (topic look-ups and the coordinator),
+    ``assign(tps)`` to set the partitions the consumer reads, ``positions()`` for the
+    consumer's positions, and ``auto_commit_interval_ms`` (None: no auto-commit).
+    Commits go through :attr:`commits` (an OffsetCommits sharing this member's MemberState).
+    """
+
+    def __init__(self, group_id: str, *, cluster, assign: Callable[[list[TopicPartition]], None],
+                 positions: Callable[[], dict[TopicPartition, int]], auto_commit_interval_ms: int | None,
+                 session_timeout_ms: int = 10_000,
                  heartbeat_interval_ms: int | None = None, max_poll_interval_ms: int = 300_000,
                  partition_assignment_strategy: str = "cooperative-sticky",
                  group_instance_id: str | None = None, listener: ConsumerRebalanceListener | None = None,
@@ -94,7 +103,6 @@ class GroupMembership(OffsetCommits):
                               f"got {partition_assignment_strategy!r}")
         if session_timeout_ms < 100:
             raise ConfigError(f"session_timeout_ms must be >= 100, got {session_timeout_ms}")
-        self.consumer = consumer
         self.group_id = group_id
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_s = (heartbeat_interval_ms or min(3000, session_timeout_ms // 3)) / 1000.0
@@ -103,25 +111,40 @@ class GroupMembership(OffsetCommits):
         self.assignor = partition_assignment_strategy
         self.group_instance_id = group_instance_id
         self.listener = listener or ConsumerRebalanceListener()
-        self.member_id: str | None = None
-        self.generation = -1
         self.topics: list[str] = []
         self.pattern: re.Pattern | None = None
-        self.subscribed = False
-        self._owned: set[TopicPartition] = set()
-        self._rejoin = threading.Event()
+        self._cluster = cluster
+        self._assign = assign
+        self._auto_commit_ms = auto_commit_interval_ms
+        self._m = MemberState()
+        self.commits = OffsetCommits(group_id, cluster.coordinator, self._m, positions, default_api_timeout_ms)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._last_poll = time.monotonic()
         self._last_commit = time.monotonic()
         self._last_pattern_check = 0.0
-        self._lost_reason: str | None = None  # set (under _lock) when the membership is gone
         self._joining = False
         self._heartbeat: threading.Thread | None = None
 
     @property
-    def _cluster(self):
-        return self.consumer._cluster
+    def member_id(self) -> str | None:
+        """The member id the coordinator gave this member (None when not in the group)."""
+        return self._m.member_id
+
+    @property
+    def generation(self) -> int:
+        """The generation of the assignment this member holds (-1 when not in the group)."""
+        return self._m.generation
+
+    @property
+    def subscribed(self) -> bool:
+        return self._m.subscribed
+
+    def commit(self, offsets: dict | None, sync: bool, callback=None):
+        """See :meth:`OffsetCommits.commit`."""
+        return self.commits.commit(offsets, sync, callback)
+
+    def committed_offsets(self, tps: list[TopicPartition], with_metadata: bool = False) -> dict:
+        return self.commits.committed_offsets(tps, with_metadata)
 
     # -- subscription ---------------------------------------------------------------------------
 
@@ -134,28 +157,28 @@ class GroupMembership(OffsetCommits):
             self.topics = sorted(set(topics or []))
             for t in self.topics:
                 self._cluster.topic(t, refresh=True)  # UnknownTopicError now, not at poll
-        self.subscribed = True
-        self._rejoin.set()
+        self._m.subscribed = True
+        self._m.rejoin.set()
 
     def unsubscribe(self) -> None:
-        if self._owned:
-            self._revoke(set(self._owned))
+        if self._m.owned:
+            self._revoke(set(self._m.owned))
         self._leave()
-        self.subscribed = False
+        self._m.subscribed = False
         self.topics = []
 
     def _matching_topics(self) -> list[str]:
-        return sorted(t for t in self._cluster.call("list_topics") if self.pattern.fullmatch(t))
+        return sorted(t for t in self._cluster.coordinator.list_topics() if self.pattern.fullmatch(t))
 
     # -- poll hooks -------------------------------------------------------------------------------
 
     def on_poll(self, timeout_ms: float) -> None:
         """Called at the start of every poll: mark progress, hand in lost partitions, and
         (re)join within the poll's time."""
-        with self._lock:  # one lock with the heartbeat thread's max_poll_interval_ms check
+        with self._m.lock:  # one lock with the heartbeat thread's max_poll_interval_ms check
             self._last_poll = time.monotonic()
-            lost, self._lost_reason = self._lost_reason, None
-        if not self.subscribed:
+            lost, self._m.lost_reason = self._m.lost_reason, None
+        if not self._m.subscribed:
             return
         if lost is not None:
             self._lose(lost)
@@ -165,22 +188,22 @@ class GroupMembership(OffsetCommits):
             if topics != self.topics:
                 log.info("group %s: pattern now matches %s", self.group_id, topics)
                 self.topics = topics
-                self._rejoin.set()
-        if self._rejoin.is_set() or self._joining:
+                self._m.rejoin.set()
+        if self._m.rejoin.is_set() or self._joining:
             self._join(deadline=time.monotonic() + timeout_ms / 1000.0)
 
     def after_poll(self, drained: list) -> list:
         """Called with what a poll drained: keeps only records of partitions this member
         still owns (none if it lost its membership during the poll), then auto-commits."""
-        with self._lock:
-            lost = self._lost_reason is not None
+        with self._m.lock:
+            lost = self._m.lost_reason is not None
         if lost:
             return []  # another member may own these partitions now; the next poll hands them in
-        if self.subscribed:
-            drained = [(state, batches) for state, batches in drained if state.tp in self._owned]
-        if self.consumer.enable_auto_commit and self.member_id is not None:
+        if self._m.subscribed:
+            drained = [(state, batches) for state, batches in drained if state.tp in self._m.owned]
+        if self._auto_commit_ms is not None and self._m.member_id is not None:
             now = time.monotonic()
-            if (now - self._last_commit) * 1000 >= self.consumer.auto_commit_interval_ms:
+            if (now - self._last_commit) * 1000 >= self._auto_commit_ms:
                 self._last_commit = now
                 self.commit(None, sync=False)
         return drained
@@ -192,69 +215,69 @@ class GroupMembership(OffsetCommits):
         (the next poll carries on), so a poll never blocks past its timeout."""
         if not self._joining:
             self._joining = True
-            self._rejoin.clear()
-            if self.assignor != "cooperative-sticky" and self._owned:
-                self._revoke(set(self._owned))  # eager protocols give everything up first
+            self._m.rejoin.clear()
+            if self.assignor != "cooperative-sticky" and self._m.owned:
+                self._revoke(set(self._m.owned))  # eager protocols give everything up first
         while True:
             try:
-                result = self._cluster.call(
-                    "join_group", self.group_id, self.member_id, self.group_instance_id, list(self.topics),
-                    self.session_timeout_ms, self.max_poll_interval_ms, sorted(self._owned), self.assignor,
+                result = self._cluster.coordinator.join_group(
+                    self.group_id, self._m.member_id, self.group_instance_id, list(self.topics),
+                    self.session_timeout_ms, self.max_poll_interval_ms, sorted(self._m.owned), self.assignor,
                 )
             except UnknownMemberError as exc:
                 # The group no longer knows this member id (it was evicted, or the rebalance
                 # went on without it): what it owned is lost. Join again without a member id;
                 # a static member is found again by its group instance id.
-                with self._lock:
-                    self.member_id, self.generation = None, -1
+                with self._m.lock:
+                    self._m.member_id, self._m.generation = None, -1
                 self._lose(str(exc))
                 continue
-            with self._lock:
-                self.member_id = result["member_id"]
+            with self._m.lock:
+                self._m.member_id = result.member_id
             self._ensure_heartbeat()
-            if result["status"] == "ok":
+            if result.ok:
                 break
             if time.monotonic() + _JOIN_POLL_S > deadline:
                 return
             time.sleep(_JOIN_POLL_S)  # the coordinator is gathering the other members
         self._joining = False
-        new = {TopicPartition(t, p) for t, p in result["assignment"]}
-        with self._lock:
-            self.generation = result["generation"]
-        revoked = self._owned - new
+        new = {TopicPartition(t, p) for t, p in result.assignment}
+        with self._m.lock:
+            self._m.generation = result.generation
+        revoked = self._m.owned - new
         if revoked:
             self._revoke(revoked)
-        added = new - self._owned
-        self._owned = new
-        self.consumer._set_assignment(sorted(new))
-        log.info("group %s: member %s generation %d owns %d partition(s)", self.group_id, self.member_id,
-                 self.generation, len(new))
+        added = new - self._m.owned
+        self._m.owned = new
+        self._assign(sorted(new))
+        log.info("group %s: member %s generation %d owns %d partition(s)", self.group_id, self._m.member_id,
+                 self._m.generation, len(new))
         if added:
             self.listener.on_partitions_assigned(added)
-        if result.get("rebalance"):
-            self._rejoin.set()  # cooperative hand-over: join again now with what we still own
+        if result.rebalance:
+            self._m.rejoin.set()  # cooperative hand-over: join again now with what we still own
 
     def _revoke(self, revoked: set[TopicPartition]) -> None:
-        if self.consumer.enable_auto_commit and self.member_id is not None:
+        if self._auto_commit_ms is not None and self._m.member_id is not None:
             try:
-                self.commit({tp: p for tp, p in self._positions().items() if tp in revoked}, sync=True)
+                self.commit({tp: p for tp, p in self.commits.positions().items() if tp in revoked}, sync=True)
             except (IllegalGenerationError, UnknownMemberError, RebalanceInProgressError) as exc:
                 log.info("group %s: commit before revoke refused (%s)", self.group_id, exc)
         self.listener.on_partitions_revoked(revoked)
-        self._owned -= revoked
-        self.consumer._set_assignment(sorted(self._owned))
+        self._m.owned -= revoked
+        self._assign(sorted(self._m.owned))
 
     def _lose(self, reason: str) -> None:
         """Give up every partition without committing (another member may own them already),
         tell the listener, and rejoin owning nothing. In the consumer's thread."""
-        lost, self._owned = set(self._owned), set()
-        self._rejoin.set()
+        lost, self._m.owned = set(self._m.owned), set()
+        self._m.rejoin.set()
         try:
             if lost:
                 log.warning("group %s: lost %d partition(s) (%s); rejoining", self.group_id, len(lost), reason)
                 self.listener.on_partitions_lost(lost)
         finally:
-            self.consumer._set_assignment([])
+            self._assign([])
 
     # -- heartbeats -------------------------------------------------------------------------------
 
@@ -266,12 +289,12 @@ class GroupMembership(OffsetCommits):
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_interval_s):
-            with self._lock:
-                member, generation = self.member_id, self.generation
+            with self._m.lock:
+                member, generation = self._m.member_id, self._m.generation
                 idle_ms = (time.monotonic() - self._last_poll) * 1000
                 leaving = member is not None and idle_ms > self.max_poll_interval_ms
                 if leaving:  # decided under the lock poll() takes, so no poll can be half-way
-                    self._drop_membership_locked(f"no poll() for {idle_ms:.0f} ms")
+                    self._m.drop_locked(f"no poll() for {idle_ms:.0f} ms")
             if member is None:
                 continue
             if leaving:
@@ -282,47 +305,42 @@ class GroupMembership(OffsetCommits):
                 self._send_leave(member)
                 continue
             try:
-                answer = self._cluster.call("heartbeat", self.group_id, member, generation, retry_s=2.0)
+                answer = self._cluster.coordinator.heartbeat(self.group_id, member, generation, retry_s=2.0)
             except UnknownMemberError as exc:
                 log.warning("group %s: %s; rejoining on the next poll()", self.group_id, exc)
-                with self._lock:
-                    if self.member_id == member:  # not replaced by a join meanwhile
-                        self._drop_membership_locked(str(exc))
+                with self._m.lock:
+                    if self._m.member_id == member:  # not replaced by a join meanwhile
+                        self._m.drop_locked(str(exc))
                 continue
             except IllegalGenerationError as exc:
                 # Still a member, of a newer generation: joining again brings its assignment.
                 log.info("group %s: %s; rejoining on the next poll()", self.group_id, exc)
-                self._rejoin.set()
+                self._m.rejoin.set()
                 continue
             except CoordinatorUnavailableError:
                 continue
             except LocalRuntimeError:
                 return  # the runtime was stopped: nothing left to heartbeat to (poll() says so)
             if answer == "rebalance":
-                self._rejoin.set()
-
-    def _drop_membership_locked(self, reason: str) -> None:
-        """Forget the member id and generation; the next poll hands in the partitions (lost)."""
-        self.member_id, self.generation = None, -1
-        self._lost_reason = reason
+                self._m.rejoin.set()
 
     def _leave(self) -> None:
-        with self._lock:
-            member, self.member_id = self.member_id, None
-            self.generation = -1
+        with self._m.lock:
+            member, self._m.member_id = self._m.member_id, None
+            self._m.generation = -1
         self._send_leave(member)
 
     def _send_leave(self, member: str | None) -> None:
         if member is not None:
             try:
-                self._cluster.call("leave_group", self.group_id, member, retry_s=2.0)
+                self._cluster.coordinator.leave_group(self.group_id, member, retry_s=2.0)
             except (UnknownMemberError, CoordinatorUnavailableError, LocalRuntimeError):
                 pass  # gone already, or the whole runtime is: no one left to tell
 
     # -- closing ------------------------------------------------------------------------------------
 
     def close(self, autocommit: bool) -> None:
-        if autocommit and self.member_id is not None:
+        if autocommit and self._m.member_id is not None:
             try:
                 self.commit(None, sync=True)
             except Exception as exc:  # noqa: BLE001 - closing goes on

@@ -1,4 +1,4 @@
-"""The offset-commit half of GroupMembership (a mixin, kept apart so each file stays one concern).
+"""Offset commits of a group member, and the membership state they are checked against.
 
 A commit carries the member id and the generation the member knows, and by
 default the positions of the partitions it owns (never of ones it gave up or
@@ -7,16 +7,20 @@ partitions and becomes CommitFailedError (Kafka's CommitFailedException), after
 which the next ``poll()`` rejoins. A synchronous commit waits out a coordinator
 restart (Ray restarts the actor and the new one keeps the group's members),
 bounded by ``default_api_timeout_ms``.
+
+:class:`MemberState` is what GroupMembership (which changes it) and
+:class:`OffsetCommits` (which reads it, and drops the membership when a commit
+finds it gone) share; nothing else of either is visible to the other.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
+import threading
+from typing import Callable
 
-from ray.exceptions import GetTimeoutError
-
-from rayka.clients.connection import unwrap
+from rayka.clients.stubs import CoordinatorClient
 from rayka.clients.types import OffsetAndMetadata, TopicPartition
 from rayka.errors import (
     CommitFailedError,
@@ -27,33 +31,68 @@ from rayka.errors import (
     UnknownMemberError,
 )
 
-__all__ = ["OffsetCommits"]
+__all__ = ["MemberState", "OffsetCommits"]
 
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes default
 
 
-class OffsetCommits:
-    """Commit methods of GroupMembership (needs ``consumer``, ``group_id``, ``member_id``,
-    ``generation``, ``subscribed``, ``default_api_timeout_ms``, ``_owned``, ``_lock``,
-    ``_lost_reason``, ``_rejoin``, ``_cluster`` and ``_drop_membership_locked``)."""
+class MemberState:
+    """One member's standing in its group. ``member_id``, ``generation`` and ``lost_reason``
+    change only under ``lock`` (the heartbeat thread reads and drops them); ``owned`` and
+    ``subscribed`` are the consumer thread's."""
 
-    def _positions(self) -> dict[TopicPartition, int]:
+    __slots__ = ("lock", "rejoin", "member_id", "generation", "lost_reason", "owned", "subscribed")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rejoin = threading.Event()  # set: the next poll() joins the group (again)
+        self.member_id: str | None = None
+        self.generation = -1
+        self.lost_reason: str | None = None  # set when the membership is gone; poll() hands the partitions in
+        self.owned: set[TopicPartition] = set()
+        self.subscribed = False
+
+    def drop_locked(self, reason: str) -> None:
+        """Forget the member id and generation (caller holds ``lock``); the next poll hands in
+        the partitions as lost."""
+        self.member_id, self.generation = None, -1
+        self.lost_reason = reason
+
+
+class OffsetCommits:
+    """Commits and committed-offset look-ups of one group member.
+
+    ``positions()`` gives the consumer's position of every partition it reads (those
+    without one left out); commits by default send those this member owns.
+    """
+
+    def __init__(self, group_id: str, coordinator: CoordinatorClient, member: MemberState,
+                 positions: Callable[[], dict[TopicPartition, int]], default_api_timeout_ms: int):
+        self.group_id = group_id
+        self.default_api_timeout_ms = default_api_timeout_ms
+        self._coordinator = coordinator
+        self._member = member
+        self._all_positions = positions
+
+    def positions(self) -> dict[TopicPartition, int]:
         """Positions of the partitions this member owns (never of ones it gave up or lost)."""
-        return {tp: s.position for tp, s in self.consumer._fetcher.states.items()
-                if s.position is not None and (tp in self._owned or not self.subscribed)}
+        m = self._member
+        return {tp: p for tp, p in self._all_positions().items() if tp in m.owned or not m.subscribed}
 
     def commit(self, offsets: dict | None, sync: bool, callback=None):
         """Commit ``offsets`` (default: positions of the owned partitions). A synchronous commit
         waits out a coordinator restart (up to ``default_api_timeout_ms``, then
-        KafkaTimeoutError) and raises CommitFailedError if the member lost the partitions."""
-        offsets = self._positions() if offsets is None else _checked(offsets)
+        KafkaTimeoutError) and raises CommitFailedError if the member lost the partitions.
+        An asynchronous one returns the Ray ObjectRef of the call (None if nothing to commit)."""
+        offsets = self.positions() if offsets is None else _checked(offsets)
         if not offsets:
             return None
-        with self._lock:
-            member, generation, lost = self.member_id, self.generation, self._lost_reason
-        if lost is not None and self.subscribed:
+        m = self._member
+        with m.lock:
+            member, generation, lost = m.member_id, m.generation, m.lost_reason
+        if lost is not None and m.subscribed:
             error = CommitFailedError(
                 f"group {self.group_id}: commit refused, this member is out of the group ({lost}) and "
                 "another member may own its partitions; poll() to rejoin, then commit what you read next")
@@ -67,30 +106,27 @@ class OffsetCommits:
         if sync:
             self._commit_sync(member, generation, payload)
             return None
-        ref = self._cluster.coordinator.commit_offsets.remote(self.group_id, member, generation, payload)
+        call = self._coordinator.commit_offsets_async(self.group_id, member, generation, payload)
 
-        def done(fut):
-            error = None
-            try:
-                fut.result()
-            except BaseException as exc:  # noqa: BLE001 - reported to the callback or the log
-                error = self._commit_failed(unwrap(exc, "coordinator"), member)
+        def done(_, error) -> None:
+            if error is not None:
+                error = self._commit_failed(error, member)
                 log.warning("group %s: async commit failed: %s", self.group_id, error)
             if callback is not None:
                 callback(offsets, error)
 
-        ref.future().add_done_callback(done)
-        return ref
+        call.on_done(done)
+        return call.ref
 
     def _commit_sync(self, member: str | None, generation: int, payload: list) -> None:
         try:
-            self._cluster.call("commit_offsets", self.group_id, member, generation, payload,
-                               retry_s=self.default_api_timeout_ms / 1000.0, bounded=True)
+            self._coordinator.commit_offsets(self.group_id, member, generation, payload,
+                                             retry_s=self.default_api_timeout_ms / 1000.0, bounded=True)
         except CoordinatorUnavailableError:
             raise KafkaTimeoutError(
                 f"group {self.group_id}: the coordinator did not come back within "
                 f"default_api_timeout_ms={self.default_api_timeout_ms}; commit again later") from None
-        except GetTimeoutError:
+        except KafkaTimeoutError:
             raise KafkaTimeoutError(
                 f"group {self.group_id}: commit got no answer within default_api_timeout_ms="
                 f"{self.default_api_timeout_ms}") from None
@@ -101,10 +137,11 @@ class OffsetCommits:
         """A refused commit means this member lost the partitions: CommitFailedError, and rejoin."""
         if not isinstance(exc, (UnknownMemberError, IllegalGenerationError)) or isinstance(exc, CommitFailedError):
             return exc
-        with self._lock:
-            if isinstance(exc, UnknownMemberError) and member is not None and self.member_id == member:
-                self._drop_membership_locked(str(exc))
-        self._rejoin.set()
+        m = self._member
+        with m.lock:
+            if isinstance(exc, UnknownMemberError) and member is not None and m.member_id == member:
+                m.drop_locked(str(exc))
+        m.rejoin.set()
         return CommitFailedError(
             f"group {self.group_id}: commit refused, this member no longer owns these partitions ({exc}). "
             "The group rebalanced without it (or removed it after session_timeout_ms or "
@@ -114,8 +151,8 @@ class OffsetCommits:
         """``{tp: offset or None}``; with ``with_metadata``, ``{tp: OffsetAndMetadata or None}``."""
         keys = [(tp.topic, tp.partition) for tp in tps]
         if not with_metadata:
-            return dict(zip(tps, self._cluster.call("fetch_offsets", self.group_id, keys)))
-        rows = self._cluster.call("fetch_offsets", self.group_id, keys, with_metadata=True)
+            return dict(zip(tps, self._coordinator.fetch_offsets(self.group_id, keys)))
+        rows = self._coordinator.fetch_offsets(self.group_id, keys, with_metadata=True)
         return {tp: None if row is None else OffsetAndMetadata(*row) for tp, row in zip(tps, rows)}
 
 

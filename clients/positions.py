@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 import time
 
-
-from rayka.clients.connection import wait as ray_wait
-from rayka.clients.availability import resolve_each, unavailable_error as _unavailable_error
+from rayka.clients.availability import unavailable_error as _unavailable_error
 from rayka.clients.fetcher import PartitionState
+from rayka.clients.stubs import gather, wait_first
 from rayka.clients.types import OffsetAndTimestamp, TopicPartition
 from rayka.errors import LogOpenError, NoOffsetForPartitionError, PartitionUnavailableError, UnknownPartitionError
 
@@ -62,14 +61,14 @@ class ConsumerPositions:
 
     def _seek_ends(self, partitions, beginning: bool) -> None:
         states = [self._state(tp) for tp in partitions] if partitions else list(self._fetcher.states.values())
-        answers = resolve_each([s.handle.offsets.remote() for s in states])
+        answers = gather([s.handle.offsets() for s in states])
         failed = {}
         for s, answer in zip(states, answers):
             if isinstance(answer, BaseException):
                 self._fetcher.mark_unavailable(s, answer)
                 failed[s.tp] = answer
             else:
-                s.seek(answer[0] if beginning else answer[1])
+                s.seek(answer.log_start_offset if beginning else answer.log_end_offset)
         if failed:  # the others were moved: only these are left where they were
             raise _unavailable_error(failed, "seek_to_beginning()" if beginning else "seek_to_end()")
 
@@ -92,12 +91,12 @@ class ConsumerPositions:
 
     def _offsets(self, partitions) -> dict[TopicPartition, tuple[int, int]]:
         tps = [TopicPartition(*tp) for tp in partitions]
-        return self._ask_each(tps, lambda tp, h: h.offsets.remote(), "beginning_offsets()/end_offsets()")
+        return self._ask_each(tps, lambda tp, h: h.offsets(), "beginning_offsets()/end_offsets()")
 
     def _ask_each(self, tps: list[TopicPartition], call, what: str) -> dict:
-        """``call(tp, handle)`` on each partition, each answer on its own; PartitionUnavailableError
-        naming the partitions that could not answer (and why) if any could not."""
-        answers = resolve_each([call(tp, self._handle(tp)) for tp in tps])
+        """``call(tp, partition_client)`` on each partition, each answer on its own;
+        PartitionUnavailableError naming the partitions that could not answer (and why) if any could not."""
+        answers = gather([call(tp, self._handle(tp)) for tp in tps])
         failed = {tp: a for tp, a in zip(tps, answers) if isinstance(a, BaseException)}
         if failed:
             other = next((a for a in failed.values() if not isinstance(a, PartitionUnavailableError)), None)
@@ -117,9 +116,24 @@ class ConsumerPositions:
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """Per partition, the earliest offset whose timestamp is >= the given ms (None if none)."""
         tps = [TopicPartition(*tp) for tp in timestamps]
-        hits = self._ask_each(tps, lambda tp, h: h.offset_for_time.remote(int(timestamps[tp])),
+        hits = self._ask_each(tps, lambda tp, h: h.offset_for_time(int(timestamps[tp])),
                               "offsets_for_times()")
         return {tp: None if hit is None else OffsetAndTimestamp(*hit) for tp, hit in hits.items()}
+
+    def _first_positions(self, left_s) -> None:
+        """Look up the positions still missing, within the poll's time (``left_s()`` seconds).
+        With a partition to read, look-ups get a short grace; with none, they may take the
+        poll's time, and a failed one is retried after its backoff within it."""
+        states = self._fetcher.states.values()
+        while True:
+            readable = any(s.position is not None for s in states)
+            self._resolve_positions(wait_s=min(left_s(), LOOKUP_GRACE_S) if readable else left_s())
+            if readable or left_s() <= 0 or any(s.position is not None for s in states):
+                return
+            retries = [s.retry_at for s in states if s.position is None and s.lookup is None]
+            if not retries:
+                return  # look-ups still in flight took the time there was
+            time.sleep(max(0.0, min(left_s(), min(retries) - time.monotonic())))
 
     def _resolve_positions(self, states=None, wait_s: float | None = 0.0) -> None:
         """Give each partition without a position one: the group's committed offset, else
@@ -151,7 +165,7 @@ class ConsumerPositions:
                     "auto_offset_reset='none'; seek() first or choose 'earliest'/'latest'"
                 )
             for s in missing:
-                s.lookup, s.lookup_since = s.handle.offsets.remote(), now
+                s.lookup, s.lookup_since = s.handle.offsets(), now
         pending = {s.lookup: s for s in states if s.lookup is not None}
         if not pending:
             return
@@ -159,17 +173,14 @@ class ConsumerPositions:
             if s.unavailable is None and now - s.lookup_since > LOOKUP_TIMEOUT_S:
                 # Still no answer (an actor that cannot start, say): report it; keep waiting.
                 s.unavailable = f"its position look-up got no answer for {LOOKUP_TIMEOUT_S:g} s"
-        ready, rest = ray_wait(list(pending), num_returns=1, timeout=wait_s)
-        if ready and rest:  # the first answered: the others get a short grace, not the whole wait
-            grace = LOOKUP_GRACE_S if wait_s is None else min(LOOKUP_GRACE_S, wait_s)
-            more, _ = ray_wait(rest, num_returns=len(rest), timeout=grace)
-            ready += more
-        for ref in ready:
-            s = pending[ref]
-            if s.lookup is not ref:
+        # Once the first answered, the others get a short grace, not the whole wait.
+        grace = LOOKUP_GRACE_S if wait_s is None else min(LOOKUP_GRACE_S, wait_s)
+        for call in wait_first(list(pending), wait_s, grace):
+            s = pending[call]
+            if s.lookup is not call:
                 continue
             s.lookup = None
-            [answer] = resolve_each([ref])
+            [answer] = gather([call])
             if isinstance(answer, PartitionUnavailableError):
                 self._fetcher.mark_unavailable(s, answer)
             elif isinstance(answer, LogOpenError):  # unavailable too; raised by the poll, once
@@ -178,7 +189,7 @@ class ConsumerPositions:
                 raise answer
             else:
                 self._fetcher.mark_available(s)
-                s.seek(answer[0] if self.auto_offset_reset == "earliest" else answer[1])
+                s.seek(answer.log_start_offset if self.auto_offset_reset == "earliest" else answer.log_end_offset)
 
     def unavailable(self) -> set[TopicPartition]:
         """Assigned partitions that cannot be reached now (their actor died or its node is gone).

@@ -33,7 +33,6 @@ import uuid
 import warnings
 
 import pyarrow.compute as pc
-import ray
 
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
@@ -53,6 +52,7 @@ from rayka.clients.record_checks import (
 from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
+from rayka.clients.stubs import stage
 from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
@@ -299,7 +299,7 @@ class Producer(Sender):
                 if not isinstance(payload, bytes):
                     # Into the object store here too: this copy then also overlaps the append in
                     # flight, instead of happening in the sender when the call is made.
-                    payload = ray.put(payload)
+                    payload = stage(payload)
                 batch = ProduceBatch(topic, part, t.value_schema, table=payload)
             except BaseException:
                 with self._cv:

@@ -378,6 +378,7 @@ def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
 
     from rayka.actors import _ray
     from rayka.clients.connection import _quiet_stderr, quiet_ray_init_kwargs
+    from rayka.clients.stubs import CoordinatorClient
 
     attach_env()
     with _quiet_stderr():
@@ -385,14 +386,14 @@ def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
     try:
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                  if a["namespace"] == DEFAULT_NAMESPACE and a["name"].endswith(":coordinator")]
-        refs = []
+        calls = []
         for name in names:
             handle = _ray.get_actor(name, DEFAULT_NAMESPACE)
             if handle is not None:
-                refs.append((handle, handle.shutdown.remote(False)))
-        for handle, ref in refs:
+                calls.append((handle, CoordinatorClient(handle).start_shutdown(False)))
+        for handle, call in calls:
             try:
-                ray.get(ref, timeout=timeout_s)
+                call.result(timeout_s)
             except Exception:  # dead or stuck: the head goes anyway, and the files keep what was written
                 pass
             _ray.kill(handle)

@@ -14,7 +14,7 @@ import threading
 import time
 
 from rayka.clients.accumulator import ProduceBatch
-from rayka.clients.connection import unwrap
+from rayka.clients.stubs import unwrap
 from rayka.errors import ProducerClosedError, RaykaError, RecordTooLargeError
 
 __all__ = ["Sender"]
@@ -71,8 +71,6 @@ class Sender:
     def _submit(self, batch: ProduceBatch) -> None:
         tp = (batch.topic, batch.partition)
         try:
-            if self._cluster.attachment is not None:  # its runtime was stopped: fail, do not retry
-                self._cluster.attachment.check()
             if batch.sequence < 0:
                 # Built before it takes a number: a batch that cannot be built must not leave
                 # a gap in the sequence (the partition would refuse every later batch).
@@ -87,24 +85,17 @@ class Sender:
             # its name (after its node or the cluster came back) has a new handle.
             refresh = batch.attempts > 1 and batch.attempts % 3 == 0
             handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
-            ref = handle.append.remote(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
+            call = handle.append(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
         except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
             self._done(batch, None, _as_rayka(exc))
             return
+        call.on_done(lambda result, error: self._done(batch, result, error))
         if self.acks == 0:
-            ref.future().add_done_callback(lambda f: self._done(batch, f, None))
             batch.complete(-1, -1)
-            return
-        ref.future().add_done_callback(lambda f: self._done(batch, f, None))
 
-    def _done(self, batch: ProduceBatch, fut, error: BaseException | None) -> None:
-        """Completion of one append (runs on a Ray callback thread or the sender)."""
-        result = None
-        if error is None and fut is not None:
-            try:
-                result = fut.result()
-            except BaseException as exc:  # noqa: BLE001
-                error = unwrap(exc)
+    def _done(self, batch: ProduceBatch, result, error: BaseException | None) -> None:
+        """Completion of one append (runs on a Ray callback thread or the sender): its
+        AppendResult, or the rayka error it failed with."""
         retriable = error is not None and getattr(error, "retriable", False)
         if retriable and time.monotonic() < batch.deadline:
             log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)

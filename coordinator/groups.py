@@ -47,6 +47,7 @@ from .assignment import Subscription, get_assignor, settle_claims
 from .group_snapshot import GroupSnapshot, MemberSnapshot
 from .group_state import GroupState, is_transition_valid
 from ..errors import IllegalGenerationError, InconsistentGroupProtocolError, UnknownMemberError
+from ..messages import JoinResult, JoinStatus
 
 __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
 
@@ -258,8 +259,7 @@ class Group:
         self._maybe_complete()
         if self.state is GroupState.STABLE or member.assigned_generation > member.delivered_generation:
             return self._answer(member.member_id)
-        return {"status": "pending", "member_id": member.member_id, "generation": self.generation,
-                "assignment": []}
+        return JoinResult(JoinStatus.PENDING, member.member_id, self.generation)
 
     def _static(self, instance_id: str | None) -> Member | None:
         if instance_id is None:
@@ -286,9 +286,9 @@ class Group:
         member = self.members[member_id]
         member.delivered_generation = member.assigned_generation
         member.delivered_assignment = list(member.assignment)
-        return {"status": "ok", "member_id": member_id, "generation": member.assigned_generation,
-                "assignment": list(member.assignment),
-                "rebalance": self.state is GroupState.PREPARING_REBALANCE}
+        return JoinResult(JoinStatus.OK, member_id, member.assigned_generation,
+                          tuple(map(tuple, member.assignment)),
+                          rebalance=self.state is GroupState.PREPARING_REBALANCE)
 
     def heartbeat(self, member_id: str, generation: int) -> str:
         """"ok" or "rebalance"; raises for an unknown member or a stale generation."""

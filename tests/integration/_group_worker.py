@@ -38,8 +38,8 @@ def main(address, cluster, topic, group, out_path, stop_path, work_ms, session_m
             if time.monotonic() > deadline:
                 raise SystemExit("worker ran for 120 s without being told to stop")
             records = c.poll(timeout_ms=100)
-            if c._group.member_id != member:
-                member = c._group.member_id
+            if c.member_id != member:
+                member = c.member_id
                 publish_member_id(f"{out_path}.member", member)
             if not records:
                 continue

@@ -102,7 +102,7 @@ def test_alter_topic_config_rolls_by_the_new_segment_bytes_and_survives_a_restar
             p.flush()
     assert admin.describe_topic("seg").partitions[0].segments >= 3
     # Ray restarts a partition actor with its first arguments; the change must outlive that.
-    _, handles = cluster.topic("seg", refresh=True)
+    handles = [p.handle for p in cluster.topic("seg", refresh=True)[1]]
 
     def pid():
         return ray.get(handles[0].__ray_call__.remote(lambda self: os.getpid()), timeout=5)
@@ -128,7 +128,7 @@ def test_alter_topic_config_refuses_bad_keys_with_nothing_changed(cluster, admin
     with pytest.raises(ConfigError, match="segment.bytes must be >= 1024"):
         admin.alter_topic_config("cfg", {"segment.bytes": 1})
     assert admin.describe_topic_config("cfg") == before
-    _, handles = cluster.topic("cfg", refresh=True)
+    handles = [p.handle for p in cluster.topic("cfg", refresh=True)[1]]
     assert [v for v, _ in ray.get([h.config.remote() for h in handles])] == [0, 0]
 
 
@@ -159,7 +159,7 @@ def test_an_idle_partition_actor_releases_its_memory_and_serves_on(cluster, admi
     consumer = rayka.Consumer("idle", auto_offset_reset="earliest")
     try:
         assert [r.value for r in consume_all(consumer, 50)] == [b"r%d" % i for i in range(50)]
-        _, handles = cluster.topic("idle")
+        handles = [p.handle for p in cluster.topic("idle")[1]]
 
         def released():  # the read mapped the active segment; idle, the actor drops the map
             return ray.get(handles[0].__ray_call__.remote(

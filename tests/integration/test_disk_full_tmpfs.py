@@ -160,7 +160,7 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
 
     # A partition actor that restarts on a full disk opens and serves everything acknowledged;
     # one that restarts with space again takes writes.
-    _, handles = full_cluster.topic("full")
+    handles = [p.handle for p in full_cluster.topic("full")[1]]
     _fill(ballast, leave_bytes=0)
     ray.kill(handles[0], no_restart=False)
     _check("full", acked, failed, end)

@@ -25,7 +25,7 @@ def _values(records):
 
 def test_partition_actor_killed_mid_production_loses_and_duplicates_nothing(cluster, admin):
     admin.create_topic("crashy", partitions=2)
-    _, handles = cluster.topic("crashy")
+    handles = [p.handle for p in cluster.topic("crashy")[1]]
     total = 30_000
     sent_half = threading.Event()
     acked = []
@@ -60,7 +60,7 @@ def test_partition_actor_killed_mid_production_loses_and_duplicates_nothing(clus
 def test_coordinator_killed_restarts_and_still_knows_every_topic(cluster, admin):
     admin.create_topic("meta1", partitions=2)
     admin.create_topic("meta2", partitions=1)
-    ray.kill(cluster.coordinator, no_restart=False)
+    ray.kill(cluster.coordinator.handle, no_restart=False)
     assert wait_for(lambda: sorted(admin.list_topics()) == ["meta1", "meta2"], what="coordinator restart")
     with rayka.Producer() as p:
         p.send("meta1", value=b"after restart", partition=1).result(timeout=30)
@@ -69,11 +69,11 @@ def test_coordinator_killed_restarts_and_still_knows_every_topic(cluster, admin)
 
 def _crash(cluster):
     """Kill every actor of the cluster without letting it close its files."""
-    for name in ray.get(cluster.coordinator.list_topics.remote()):
-        _, handles = cluster.topic(name, refresh=True)
+    for name in ray.get(cluster.coordinator.handle.list_topics.remote()):
+        handles = [p.handle for p in cluster.topic(name, refresh=True)[1]]
         for h in handles:
             ray.kill(h, no_restart=True)
-    ray.kill(cluster.coordinator, no_restart=True)
+    ray.kill(cluster.coordinator.handle, no_restart=True)
 
 
 def test_new_session_on_the_same_data_dir_finds_every_topic_and_message(cluster, admin):
@@ -160,7 +160,7 @@ def test_consumer_keeps_reading_across_a_partition_restart(cluster, admin):
     c = rayka.Consumer("reader", auto_offset_reset="earliest")
     first = consume_all(c, 400)[:400]
     c.seek(TopicPartition("reader", 0), 400)
-    _, handles = cluster.topic("reader")
+    handles = [p.handle for p in cluster.topic("reader")[1]]
     ray.kill(handles[0], no_restart=False)
     rest = []
     deadline = time.monotonic() + 60

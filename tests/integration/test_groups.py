@@ -35,6 +35,24 @@ def poll_until(consumers, cond, what, timeout_s=30):
     return wait_for(step, timeout_s=timeout_s, interval_s=0.0, what=what)
 
 
+# A paused process (GC, SIGSTOP) has no public API: these stop and restart the member's
+# heartbeat thread, the one piece of a Consumer the tests reach into.
+def pause_heartbeats(consumer):
+    consumer._group._stop.set()
+    if consumer._group._heartbeat is not None:
+        consumer._group._heartbeat.join()
+
+
+def resume_heartbeats(consumer):
+    consumer._group._stop.clear()
+    consumer._group._ensure_heartbeat()
+
+
+def told_to_rejoin(consumer):
+    """Whether the member's heartbeat heard of a rebalance (its next poll joins again)."""
+    return consumer._group._m.rejoin.is_set()
+
+
 def drain(consumers, want, timeout_s=60, commit=False):
     """Poll every consumer in turn until ``want`` records were seen (bounded)."""
     seen = []
@@ -52,11 +70,11 @@ def restart_coordinator(cluster):
     """Kill the coordinator (Ray restarts it) and return at once, with a function that waits
     until the new incarnation answers: ray.kill does not wait, so a call right after it may
     still reach the old one."""
-    before = cluster.call("instance_id")
-    ray.kill(cluster.coordinator, no_restart=False)
+    before = cluster.coordinator.instance_id()
+    ray.kill(cluster.coordinator.handle, no_restart=False)
 
     def wait():
-        wait_for(lambda: cluster.call("instance_id") != before, timeout_s=60, what="the coordinator to restart")
+        wait_for(lambda: cluster.coordinator.instance_id() != before, timeout_s=60, what="the coordinator to restart")
     return wait
 
 
@@ -92,8 +110,8 @@ def test_committed_offsets_survive_coordinator_restart_and_new_session(cluster, 
     restart_coordinator(cluster)()
     assert admin.describe_group("keep").total_lag == 0  # answered by the restarted coordinator
     for h in cluster.topic("durable", refresh=True)[1]:
-        ray.kill(h, no_restart=True)
-    ray.kill(cluster.coordinator, no_restart=True)
+        ray.kill(h.handle, no_restart=True)
+    ray.kill(cluster.coordinator.handle, no_restart=True)
     again = rayka.connect(data_dir=cluster.data_dir, cluster_name=f"t-{uuid.uuid4().hex[:10]}")
     try:
         c2 = rayka.Consumer("durable", group_id="keep", auto_offset_reset="earliest", cluster=again)
@@ -110,7 +128,7 @@ def test_zombie_paused_past_its_session_cannot_commit(cluster, admin):
     z = rayka.Consumer("zombie", group_id="gz", auto_offset_reset="earliest", enable_auto_commit=False,
                        session_timeout_ms=1000)
     drain([z], 200)
-    z._group._stop.set()  # the process is paused: no heartbeats, no polls
+    pause_heartbeats(z)  # the process is paused: no heartbeats, no polls
     wait_for(lambda: admin.describe_group("gz").members == [], what="eviction after the session timeout")
     live = rayka.Consumer("zombie", group_id="gz", auto_offset_reset="earliest", enable_auto_commit=False)
     drain([live], 200)
@@ -142,7 +160,7 @@ def test_slow_processing_leaves_after_max_poll_interval_and_rejoins(cluster, adm
 
     def owned_by_other_now():
         desc = admin.describe_group("gs")
-        return {tp.partition for m in desc.members if m.member_id == other._group.member_id for tp in m.assignment}
+        return {tp.partition for m in desc.members if m.member_id == other.member_id for tp in m.assignment}
 
     # Right after the leave: nothing of the partitions it no longer owns, not even fetched ones.
     assert slow.poll(timeout_ms=300) == [] and slow.assignment() == set()
@@ -172,10 +190,10 @@ def test_a_commit_overlapping_a_cooperative_rebalance_goes_through(cluster, admi
     assert len(drain([a, b], 600)) == 600  # a and b have positions everywhere, nothing committed yet
     c = rayka.Consumer("overlap", **opts)
     c.poll(timeout_ms=50)  # c's join starts a rebalance: one partition of a and one of b move to c
-    wait_for(lambda: a._group._rejoin.is_set() and b._group._rejoin.is_set(), what="a and b told to rejoin")
+    wait_for(lambda: told_to_rejoin(a) and told_to_rejoin(b), what="a and b told to rejoin")
     a.poll(timeout_ms=50)  # a joins: pending, the coordinator waits for b
     b.poll(timeout_ms=50)  # b's join completes the next generation, which a has not collected
-    assert admin.describe_group("go").generation > a._group.generation
+    assert admin.describe_group("go").generation > a.generation
     mine = {tp: a.position(tp) for tp in a.assignment()}
     a.commit()  # a still holds and reads all three: commits never wait for a rebalance
     assert {tp: a.committed(tp) for tp in mine} == mine
@@ -291,12 +309,10 @@ def test_a_static_member_evicted_while_paused_rejoins_and_consumes(cluster, admi
     s = rayka.Consumer("pause", group_id="gp", group_instance_id="pod-p", auto_offset_reset="earliest",
                        enable_auto_commit=False, session_timeout_ms=1000, heartbeat_interval_ms=100)
     poll_until([s], lambda: len(s.assignment()) == 2, "first assignment")
-    s._group._stop.set()  # the process is paused (GC, SIGSTOP): no heartbeats, no polls
-    s._group._heartbeat.join()
+    pause_heartbeats(s)  # the process is paused (GC, SIGSTOP): no heartbeats, no polls
     wait_for(lambda: admin.describe_group("gp").members == [], what="eviction after the session timeout")
-    s._group._stop.clear()  # ... and resumes
-    s._group._ensure_heartbeat()
-    poll_until([s], lambda: [m.member_id for m in admin.describe_group("gp").members] == [s._group.member_id],
+    resume_heartbeats(s)  # ... and resumes
+    poll_until([s], lambda: [m.member_id for m in admin.describe_group("gp").members] == [s.member_id],
                "the static member to be back, with a new member id")
     produce("pause", 100, key=False)
     assert sorted(int(r.value) for r in drain([s], 100)) == list(range(100))

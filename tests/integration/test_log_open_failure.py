@@ -34,7 +34,7 @@ def test_a_log_that_cannot_open_gives_a_clear_error_and_the_actor_does_not_resta
     with rayka.Producer(linger_ms=0) as p:
         for i in range(10):
             p.send("broken", value=b"v%d" % i, partition=i % 2).result(timeout=30)
-    _, handles = cluster.topic("broken")
+    handles = [p.handle for p in cluster.topic("broken")[1]]
     segment = sorted(Path(cluster.data_dir, "topics", "broken", "0").glob("*.arrows"))[-1]
     good = segment.read_bytes()
     segment.write_bytes(os.urandom(len(good)))  # nothing of this log's left in it
@@ -102,7 +102,7 @@ def test_a_topic_whose_partition_cannot_open_can_still_be_deleted(cluster, admin
     admin.create_topic("doomed", partitions=1)
     with rayka.Producer(linger_ms=0) as p:
         p.send("doomed", value=b"x", partition=0).result(timeout=30)
-    _, handles = cluster.topic("doomed")
+    handles = [p.handle for p in cluster.topic("doomed")[1]]
     partition_dir = Path(cluster.data_dir, "topics", "doomed", "0")
     segment = sorted(partition_dir.glob("*.arrows"))[-1]
     segment.write_bytes(os.urandom(segment.stat().st_size))

@@ -27,7 +27,7 @@ def _topic_with_a_dead_partition(admin, cluster, name, dead=1):
     with rayka.Producer() as p:
         for i in range(3 * PER_PARTITION):
             p.send(name, value=b"%d" % i, partition=i % 3)
-    _, handles = cluster.topic(name)
+    handles = [p.handle for p in cluster.topic(name)[1]]
     ray.kill(handles[dead], no_restart=True)  # gone for good, like its node
     wait_for(lambda: _is_dead(handles[dead]), what="the killed partition actor to be dead")
     return TopicPartition(name, dead)
@@ -114,7 +114,7 @@ def _damaged_log(cluster, admin, name, batches=30, per=1000, hole=25):
         for b in range(batches):
             values = [b"v%08d" % i for i in range(b * per, (b + 1) * per)]
             p.send_table(name, pa.table({"value": pa.array(values, pa.binary())})).result(timeout=30)
-    _, handles = cluster.topic(name)
+    handles = [p.handle for p in cluster.topic(name)[1]]
     ray.get(handles[0].roll.remote())
     target = b"v%08d" % (hole * per + per // 2)
     for segment in sorted(Path(cluster.data_dir, "topics", name, "0").glob("*.arrows")):
@@ -166,7 +166,7 @@ def test_running_consumer_goes_on_with_the_others_when_a_partition_dies(cluster,
     c = rayka.Consumer("dying", auto_offset_reset="earliest", on_partitions_unavailable=heard.append)
     first = consume_all(c, 300)
     assert len(first) == 300 and c.unavailable() == set()
-    _, handles = cluster.topic("dying")
+    handles = [p.handle for p in cluster.topic("dying")[1]]
     ray.kill(handles[2], no_restart=True)
     wait_for(lambda: _is_dead(handles[2]), what="the killed partition actor to be dead")
     with rayka.Producer() as p:
@@ -185,8 +185,8 @@ def test_polls_keep_their_timeout_with_a_dead_partition_and_an_unreachable_coord
     _topic_with_a_dead_partition(admin, cluster, "nocoord")
     c = rayka.Consumer("nocoord", auto_offset_reset="earliest")
     assert len(consume_all(c, 2 * PER_PARTITION, timeout_s=20)) == 2 * PER_PARTITION
-    _, handles = cluster.topic("nocoord")
-    ray.kill(cluster.coordinator, no_restart=True)  # the dead partition's handle cannot be refreshed now
+    handles = [p.handle for p in cluster.topic("nocoord")[1]]
+    ray.kill(cluster.coordinator.handle, no_restart=True)  # the dead partition's handle cannot be refreshed now
     try:
         with rayka.Producer(cluster=cluster) as p:
             p.send("nocoord", value=b"late", partition=0).result(timeout=30)

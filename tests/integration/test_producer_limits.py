@@ -6,6 +6,7 @@ import pytest
 import ray
 
 import rayka
+from rayka.clients.stubs import PartitionClient
 from rayka.errors import BufferFullError, KafkaTimeoutError
 
 
@@ -21,7 +22,7 @@ def test_full_buffer_blocks_for_max_block_ms_then_raises(cluster, admin):
     admin.create_topic("stuck", partitions=1)
     stuck = StuckPartition.remote()
     p = rayka.Producer(buffer_memory=64 * 1024, max_block_ms=300, linger_ms=0)
-    p._topic("stuck").handles[0] = stuck  # every batch now hangs in flight
+    p._topic("stuck").handles[0] = PartitionClient(stuck)  # every batch now hangs in flight
     value = b"x" * 1000
     with pytest.raises(BufferFullError, match="buffer_memory") as info:
         for _ in range(1000):
@@ -34,6 +35,9 @@ def test_full_buffer_blocks_for_max_block_ms_then_raises(cluster, admin):
     with pytest.raises(KafkaTimeoutError):
         p.flush(timeout=0.2)
     ray.kill(stuck)
+    # The batches in flight fail over to the real partition (a retry asks the coordinator
+    # again): close before the cluster goes, or they retry past Ray's shutdown at exit.
+    p.close(timeout=30)
 
 
 def test_buffered_bytes_return_to_zero_after_flush(cluster, admin):
@@ -54,7 +58,7 @@ def test_a_lowered_max_message_bytes_fails_only_the_records_over_it(cluster, adm
         p.send("lowered", value=b"before")
         p.flush(timeout=30)  # the producer has the topic's metadata (1 MiB) cached
         admin.alter_topic_config("lowered", {"max.message.bytes": 1000})
-        (handle,) = cluster.topic("lowered", refresh=True)[1]
+        (handle,) = [p.handle for p in cluster.topic("lowered", refresh=True)[1]]
         deadline = time.monotonic() + 30
         while ray.get(handle.config.remote())[1]["max.message.bytes"] != 1000:
             assert time.monotonic() < deadline, "the partition never took the new limit"

@@ -1,5 +1,6 @@
 """Helpers shared by the group unit tests: a group on a manual clock, joins, settling."""
 
+from rayka.messages import JoinStatus
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.groups import Group, GroupState
 
@@ -24,9 +25,9 @@ def settle(group, answers, assignor="range"):
     for _ in range(10):
         done = True
         for mid in list(group.members):
-            a = join(group, mid, owned=tuple(answers[mid]["assignment"]) if mid in answers else (), assignor=assignor)
+            a = join(group, mid, owned=tuple(answers[mid].assignment) if mid in answers else (), assignor=assignor)
             answers[mid] = a
-            done &= a["status"] == "ok" and not a.get("rebalance")
+            done &= a.status is JoinStatus.OK and not a.rebalance
         if done and group.state is S.STABLE:
             return answers
     raise AssertionError("group did not settle")

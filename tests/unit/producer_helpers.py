@@ -1,7 +1,8 @@
 """A Producer without Ray: a fake cluster whose partition "actors" are real PartitionLogs.
 
-The producer needs only ``cluster.topic(name, refresh=)`` -> (TopicMetadata, handles) and
-``handle.append.remote(payload, producer_id, sequence).future()``; here each handle runs its
+The producer needs only ``cluster.topic(name, refresh=)`` -> (TopicMetadata, [PartitionClient]);
+the real stubs (clients/stubs.py) wrap fake handles here, which answer
+``handle.append.remote(payload, producer_id, sequence).future()``. Each handle runs its
 appends one at a time on its own thread, as the actor's append concurrency group does.
 """
 
@@ -14,6 +15,7 @@ import time
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from rayka.clients.stubs import PartitionClient
 from rayka.config import TopicConfig
 from rayka.coordinator.metadata import TopicMetadata
 from rayka.errors import UnknownTopicError
@@ -102,7 +104,8 @@ class FakeCluster:
     def topic(self, name, *, refresh=False):
         if name not in self.topics:
             raise UnknownTopicError(f"unknown topic {name!r}")
-        return self.topics[name]
+        meta, handles = self.topics[name]
+        return meta, [PartitionClient(h) for h in handles]
 
     def close(self):
         for _, handles in self.topics.values():

@@ -3,6 +3,7 @@ no partition is ever committable (or held) by two members (manual clock, no Ray)
 
 import pytest
 
+from rayka.messages import JoinStatus
 from rayka.errors import IllegalGenerationError, UnknownMemberError
 
 from group_helpers import COOP, join, make, settle
@@ -11,23 +12,23 @@ from group_helpers import COOP, join, make, settle
 def test_member_catching_up_on_a_new_generation_may_commit_what_it_keeps():
     group, _ = make(parts=4)
     coop = "cooperative-sticky"
-    a = join(group, assignor=coop)["member_id"]
+    a = join(group, assignor=coop).member_id
     assert len(group.members[a].assignment) == 4
-    b = join(group, assignor=coop)["member_id"]
+    b = join(group, assignor=coop).member_id
     first = join(group, a, owned=group.members[a].assignment, assignor=coop)  # completes gen 2
-    kept = first["assignment"]
-    assert len(kept) == 2 and first["rebalance"]  # 2 withheld for b, follow-up pending
+    kept = first.assignment
+    assert len(kept) == 2 and first.rebalance  # 2 withheld for b, follow-up pending
     join(group, b, owned=(), assignor=coop)  # b collects gen 2 (nothing yet)
     join(group, a, owned=tuple(kept), assignor=coop)  # a joins the follow-up ...
     done = join(group, b, owned=(), assignor=coop)  # ... and b's join completes gen 3
-    assert done["status"] == "ok" and len(done["assignment"]) == 2 and group.generation == first["generation"] + 1
+    assert done.status is JoinStatus.OK and len(done.assignment) == 2 and group.generation == first.generation + 1
     # a has not collected gen 3 yet: it may still commit, with gen 2, what it keeps ...
-    group.validate_commit(a, first["generation"], kept)
+    group.validate_commit(a, first.generation, kept)
     # ... but never what now belongs to b, and never with an older generation.
     with pytest.raises(IllegalGenerationError):
-        group.validate_commit(a, first["generation"], done["assignment"])
+        group.validate_commit(a, first.generation, done.assignment)
     with pytest.raises(IllegalGenerationError):
-        group.validate_commit(a, first["generation"] - 1, kept)
+        group.validate_commit(a, first.generation - 1, kept)
 
 
 def test_commit_overlapping_a_cooperative_rebalance_is_accepted_for_what_the_member_still_holds():
@@ -36,58 +37,58 @@ def test_commit_overlapping_a_cooperative_rebalance_is_accepted_for_what_the_mem
     answers = {}
     for _ in range(2):
         r = join(group, assignor=COOP)
-        answers[r["member_id"]] = r
+        answers[r.member_id] = r
     answers = settle(group, answers, COOP)
     a, b = list(answers)
-    gen_a, held_a = answers[a]["generation"], answers[a]["assignment"]
-    c = join(group, assignor=COOP)["member_id"]
-    assert join(group, a, owned=tuple(held_a), assignor=COOP)["status"] == "pending"
-    done_b = join(group, b, owned=tuple(answers[b]["assignment"]), assignor=COOP)
-    assert done_b["status"] == "ok" and group.generation == gen_a + 1
+    gen_a, held_a = answers[a].generation, answers[a].assignment
+    c = join(group, assignor=COOP).member_id
+    assert join(group, a, owned=tuple(held_a), assignor=COOP).status is JoinStatus.PENDING
+    done_b = join(group, b, owned=tuple(answers[b].assignment), assignor=COOP)
+    assert done_b.status is JoinStatus.OK and group.generation == gen_a + 1
     withheld = set(map(tuple, held_a)) - set(map(tuple, group.members[a].assignment))
     assert withheld, "one of A's partitions moves to C"
     # A has not heard of the new generation: it still reads all it held, and may commit them all.
     group.validate_commit(a, gen_a, held_a)
     # Never a partition another member owns now, and never with an older generation.
     with pytest.raises(IllegalGenerationError, match="does not own"):
-        group.validate_commit(a, gen_a, done_b["assignment"])
+        group.validate_commit(a, gen_a, done_b.assignment)
     with pytest.raises(IllegalGenerationError):
         group.validate_commit(a, gen_a - 1, held_a)
     # A collects the new generation: it revokes what moves, committing it first (with the new
     # generation, as the client does); C is not given it until the follow-up.
     new_a = join(group, a, owned=tuple(held_a), assignor=COOP)
-    group.validate_commit(a, new_a["generation"], sorted(withheld))
+    group.validate_commit(a, new_a.generation, sorted(withheld))
     assert c in group.members and not group.members[c].assignment
 
 
 def test_a_partition_being_handed_over_is_committable_by_its_old_owner_only_until_the_new_one_has_it():
     group, _ = make(parts=2)
     a = join(group, assignor=COOP)
-    b = join(group, assignor=COOP)["member_id"]
-    first = join(group, a["member_id"], owned=tuple(a["assignment"]), assignor=COOP)  # 1 withheld for b
-    moving = sorted(set(map(tuple, a["assignment"])) - set(map(tuple, first["assignment"])))
-    group.validate_commit(a["member_id"], first["generation"], moving)
+    b = join(group, assignor=COOP).member_id
+    first = join(group, a.member_id, owned=tuple(a.assignment), assignor=COOP)  # 1 withheld for b
+    moving = sorted(set(map(tuple, a.assignment)) - set(map(tuple, first.assignment)))
+    group.validate_commit(a.member_id, first.generation, moving)
     join(group, b, assignor=COOP)  # b collects (nothing yet) and joins the follow-up ...
-    join(group, a["member_id"], owned=tuple(first["assignment"]), assignor=COOP)  # ... a, having revoked
+    join(group, a.member_id, owned=tuple(first.assignment), assignor=COOP)  # ... a, having revoked
     final = join(group, b, assignor=COOP)
-    assert final["assignment"] == moving
+    assert list(final.assignment) == moving
     with pytest.raises(IllegalGenerationError, match="does not own"):
-        group.validate_commit(a["member_id"], group.generation, moving)
-    group.validate_commit(b, final["generation"], moving)
+        group.validate_commit(a.member_id, group.generation, moving)
+    group.validate_commit(b, final.generation, moving)
 
 
 def test_a_stale_claim_never_beats_the_owner_in_the_current_assignment():
     # pod-a sorts before pod-b, and claims as many partitions: order alone would pick pod-a.
     group, _ = make(parts=4)
     real = join(group, instance="pod-b", assignor=COOP)
-    assert len(real["assignment"]) == 4
-    stale = join(group, instance="pod-a", owned=tuple(real["assignment"]), assignor=COOP)  # e.g. left and back
-    done = join(group, real["member_id"], owned=tuple(real["assignment"]), assignor=COOP)
-    assert done["status"] == "ok" and len(done["assignment"]) == 2  # keeps its share, hands 2 over
-    assert group.members[stale["member_id"]].assignment == []  # gets nothing it could overlap with
-    assert group.members[stale["member_id"]].revoking == []  # and may commit none of them
+    assert len(real.assignment) == 4
+    stale = join(group, instance="pod-a", owned=tuple(real.assignment), assignor=COOP)  # e.g. left and back
+    done = join(group, real.member_id, owned=tuple(real.assignment), assignor=COOP)
+    assert done.status is JoinStatus.OK and len(done.assignment) == 2  # keeps its share, hands 2 over
+    assert group.members[stale.member_id].assignment == []  # gets nothing it could overlap with
+    assert group.members[stale.member_id].revoking == []  # and may commit none of them
     with pytest.raises(IllegalGenerationError):
-        group.validate_commit(stale["member_id"], group.generation, real["assignment"][:1])
+        group.validate_commit(stale.member_id, group.generation, real.assignment[:1])
 
 
 class _Model:
@@ -113,21 +114,21 @@ def _simulate(seed, assignor, steps=250):
             m.held = set()
         m.joining, m.rejoin = True, False
         a = join(group, m.member_id, owned=tuple(sorted(m.held)), assignor=assignor)
-        if a["status"] == "ok":
-            m.gen, new = a["generation"], set(map(tuple, a["assignment"]))
+        if a.status is JoinStatus.OK:
+            m.gen, new = a.generation, set(map(tuple, a.assignment))
             if m.held - new:  # cooperative revocation: the old owner commits, then gives up
                 group.validate_commit(m.member_id, m.gen, sorted(m.held - new))
-            m.held, m.joining, m.rejoin = new, False, bool(a["rebalance"])
+            m.held, m.joining, m.rejoin = new, False, bool(a.rebalance)
 
     for _ in range(steps):
         clock.advance(rnd.randint(0, 50))
         action = rnd.random()
         if action < 0.12 and len(models) < 5:
             a = join(group, assignor=assignor)
-            models[a["member_id"]] = m = _Model(a["member_id"])
-            if a["status"] == "ok":
-                m.gen, m.held = a["generation"], set(map(tuple, a["assignment"]))
-                m.joining, m.rejoin = False, bool(a["rebalance"])
+            models[a.member_id] = m = _Model(a.member_id)
+            if a.status is JoinStatus.OK:
+                m.gen, m.held = a.generation, set(map(tuple, a.assignment))
+                m.joining, m.rejoin = False, bool(a.rebalance)
         elif action < 0.18 and len(models) > 1:
             gone = rnd.choice(sorted(models))
             group.leave(gone)

@@ -1,11 +1,14 @@
 """The group state machine and protocol, driven by a manual clock (no Ray, no sleeps)."""
 
+import dataclasses
+
 import pytest
 
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.groups import is_transition_valid
 from rayka.coordinator.offset_store import OffsetStore
+from rayka.messages import JoinStatus
 from rayka.errors import (
     GroupNotEmptyError,
     IllegalGenerationError,
@@ -29,20 +32,20 @@ def test_transition_table():
 def test_first_member_gets_everything_then_a_second_join_rebalances():
     group, clock = make()
     a = join(group)
-    assert a["status"] == "ok" and len(a["assignment"]) == 6 and group.state is S.STABLE and a["generation"] == 1
+    assert a.status is JoinStatus.OK and len(a.assignment) == 6 and group.state is S.STABLE and a.generation == 1
     b = join(group)
-    assert b["status"] == "pending" and group.state is S.PREPARING_REBALANCE
-    assert group.heartbeat(a["member_id"], 1) == "rebalance"
-    a2 = join(group, a["member_id"])
-    assert a2["status"] == "ok" and a2["generation"] == 2 and group.state is S.STABLE
-    b2 = join(group, b["member_id"])
-    assert len(a2["assignment"]) == len(b2["assignment"]) == 3
-    assert not set(a2["assignment"]) & set(b2["assignment"])
+    assert b.status is JoinStatus.PENDING and group.state is S.PREPARING_REBALANCE
+    assert group.heartbeat(a.member_id, 1) == "rebalance"
+    a2 = join(group, a.member_id)
+    assert a2.status is JoinStatus.OK and a2.generation == 2 and group.state is S.STABLE
+    b2 = join(group, b.member_id)
+    assert len(a2.assignment) == len(b2.assignment) == 3
+    assert not set(a2.assignment) & set(b2.assignment)
 
 
 def test_member_that_stops_heartbeating_is_evicted_after_its_session_timeout():
     group, clock = make()
-    answers = settle(group, {m["member_id"]: m for m in [join(group), join(group)]})
+    answers = settle(group, {m.member_id: m for m in [join(group), join(group)]})
     a, b = list(answers)
     clock.advance(600)
     group.heartbeat(a, group.generation)
@@ -50,20 +53,20 @@ def test_member_that_stops_heartbeating_is_evicted_after_its_session_timeout():
     assert group.tick() == [b]
     assert group.state is S.PREPARING_REBALANCE
     answers = settle(group, {a: answers[a]})
-    assert len(answers[a]["assignment"]) == 6
+    assert len(answers[a].assignment) == 6
 
 
 def test_zombie_evicted_member_cannot_commit_or_heartbeat():
     group, clock = make()
-    answers = settle(group, {m["member_id"]: m for m in [join(group), join(group)]})
+    answers = settle(group, {m.member_id: m for m in [join(group), join(group)]})
     zombie, live = list(answers)
     gen = group.generation
-    group.validate_commit(zombie, gen, answers[zombie]["assignment"])  # allowed while a member
+    group.validate_commit(zombie, gen, answers[zombie].assignment)  # allowed while a member
     clock.advance(1500)
     group.heartbeat(live, gen)
     group.tick()
     with pytest.raises(UnknownMemberError):
-        group.validate_commit(zombie, gen, answers[zombie]["assignment"])
+        group.validate_commit(zombie, gen, answers[zombie].assignment)
     with pytest.raises(UnknownMemberError):
         group.heartbeat(zombie, gen)
 
@@ -72,18 +75,18 @@ def test_stale_generation_commit_is_refused_and_foreign_partitions_too():
     group, clock = make()
     first = join(group)
     other = join(group)
-    answers = settle(group, {first["member_id"]: first, other["member_id"]: other})
-    mine = answers[first["member_id"]]["assignment"]
+    answers = settle(group, {first.member_id: first, other.member_id: other})
+    mine = answers[first.member_id].assignment
     with pytest.raises(IllegalGenerationError, match="generation"):
-        group.validate_commit(first["member_id"], group.generation - 1, mine)
-    theirs = answers[other["member_id"]]["assignment"]
+        group.validate_commit(first.member_id, group.generation - 1, mine)
+    theirs = answers[other.member_id].assignment
     with pytest.raises(IllegalGenerationError, match="does not own"):
-        group.validate_commit(first["member_id"], group.generation, theirs)
+        group.validate_commit(first.member_id, group.generation, theirs)
 
 
 def test_leave_rebalances_at_once_and_last_leave_empties_the_group():
     group, _ = make()
-    answers = settle(group, {m["member_id"]: m for m in [join(group), join(group)]})
+    answers = settle(group, {m.member_id: m for m in [join(group), join(group)]})
     a, b = list(answers)
     group.leave(b)
     assert group.state is S.PREPARING_REBALANCE
@@ -94,13 +97,13 @@ def test_leave_rebalances_at_once_and_last_leave_empties_the_group():
 
 def test_static_member_restart_within_session_keeps_partitions_without_rebalance():
     group, clock = make()
-    answers = settle(group, {m["member_id"]: m for m in [join(group, instance="pod-a"), join(group, instance="pod-b")]})
+    answers = settle(group, {m.member_id: m for m in [join(group, instance="pod-a"), join(group, instance="pod-b")]})
     old_id = next(m for m in answers if m.startswith("pod-a"))
     gen = group.generation
-    mine = answers[old_id]["assignment"]
+    mine = answers[old_id].assignment
     clock.advance(500)  # restarted within the 1000 ms session timeout
     back = join(group, None, instance="pod-a")
-    assert back["status"] == "ok" and back["assignment"] == mine and back["generation"] == gen
+    assert back.status is JoinStatus.OK and back.assignment == mine and back.generation == gen
     assert group.state is S.STABLE and group.generation == gen
     with pytest.raises(UnknownMemberError):  # the old incarnation is fenced
         group.validate_commit(old_id, gen, mine)
@@ -108,10 +111,10 @@ def test_static_member_restart_within_session_keeps_partitions_without_rebalance
 
 def test_rebalance_timeout_drops_members_that_never_rejoin():
     group, clock = make()
-    answers = settle(group, {m["member_id"]: m for m in [join(group), join(group)]})
+    answers = settle(group, {m.member_id: m for m in [join(group), join(group)]})
     a, b = list(answers)
-    c = join(group)["member_id"]
-    join(group, a, owned=answers[a]["assignment"])
+    c = join(group).member_id
+    join(group, a, owned=answers[a].assignment)
     for _ in range(11):  # 5.5 s: all three heartbeat (alive), but b never rejoins (stuck processing)
         clock.advance(500)
         for m in (a, b, c):
@@ -126,31 +129,31 @@ def test_cooperative_join_never_gives_a_partition_to_two_owners():
     answers = {}
     for _ in range(3):
         r = join(group, assignor="cooperative-sticky")
-        answers[r["member_id"]] = r
+        answers[r.member_id] = r
     answers = settle(group, answers, "cooperative-sticky")
     before = owners(group)
     new = join(group, assignor="cooperative-sticky")
-    answers[new["member_id"]] = new
+    answers[new.member_id] = new
     # Every answer along the way keeps partitions unique across members.
     for _ in range(10):
         for mid in list(group.members):
-            answers[mid] = join(group, mid, owned=tuple(answers[mid]["assignment"]), assignor="cooperative-sticky")
-            held = [tp for m in answers.values() for tp in m["assignment"]]
+            answers[mid] = join(group, mid, owned=tuple(answers[mid].assignment), assignor="cooperative-sticky")
+            held = [tp for m in answers.values() for tp in m.assignment]
             assert len(held) == len(set(held))
-        if group.state is S.STABLE and all(not a.get("rebalance") for a in answers.values()):
+        if group.state is S.STABLE and all(not a.rebalance for a in answers.values()):
             break
     after = owners(group)
     moved = [tp for tp in after if before.get(tp) != after[tp]]
-    assert len(moved) == 3 and all(after[tp] == new["member_id"] for tp in moved)
+    assert len(moved) == 3 and all(after[tp] == new.member_id for tp in moved)
 
 
 def test_new_partitions_trigger_a_rebalance():
     group, _ = make(parts=2)
-    answers = settle(group, {m["member_id"]: m for m in [join(group)]})
+    answers = settle(group, {m.member_id: m for m in [join(group)]})
     group.on_metadata_change({"t": 4})
     assert group.state is S.PREPARING_REBALANCE
     answers = settle(group, answers)
-    assert len(next(iter(answers.values()))["assignment"]) == 4
+    assert len(next(iter(answers.values())).assignment) == 4
 
 
 def test_generations_survive_a_coordinator_restart(tmp_path):
@@ -158,13 +161,13 @@ def test_generations_survive_a_coordinator_restart(tmp_path):
     store = OffsetStore(tmp_path / "o.jsonl")
     gc = GroupCoordinator(store, clock, lambda: {"t": 2})
     a = gc.join("g", None, None, ["t"], 1000, 5000, (), "range")
-    gc.commit("g", a["member_id"], a["generation"], [("t", 0, 10)])
+    gc.commit("g", a.member_id, a.generation, [("t", 0, 10)])
     again = GroupCoordinator(OffsetStore(tmp_path / "o.jsonl"), clock, lambda: {"t": 2})
     b = again.join("g", None, None, ["t"], 1000, 5000, (), "range")
-    assert b["generation"] > a["generation"]
+    assert b.generation > a.generation
     assert again.fetch("g", [("t", 0), ("t", 1)]) == [10, None]
     with pytest.raises(UnknownMemberError):  # the pre-restart member is unknown now
-        again.commit("g", a["member_id"], a["generation"], [("t", 0, 11)])
+        again.commit("g", a.member_id, a.generation, [("t", 0, 11)])
 
 
 def test_reset_and_delete_need_an_inactive_group(tmp_path):
@@ -175,7 +178,7 @@ def test_reset_and_delete_need_an_inactive_group(tmp_path):
         gc.reset("g", {("t", 0): 0})
     with pytest.raises(GroupNotEmptyError):
         gc.delete("g")
-    gc.leave("g", a["member_id"])
+    gc.leave("g", a.member_id)
     gc.reset("g", {("t", 0): 3})
     assert gc.fetch("g", [("t", 0)]) == [3]
     gc.delete("g")
@@ -224,19 +227,19 @@ def test_a_join_with_another_assignor_is_refused_naming_both():
     a = join(group, assignor="range")
     with pytest.raises(InconsistentGroupProtocolError, match="'range'.*'roundrobin'"):
         join(group, assignor="roundrobin")
-    assert list(group.members) == [a["member_id"]] and group.state is S.STABLE  # nothing changed
+    assert list(group.members) == [a.member_id] and group.state is S.STABLE  # nothing changed
     with pytest.raises(InconsistentGroupProtocolError):  # a static member too
         join(group, instance="pod-x", assignor=COOP)
-    again = join(group, a["member_id"], assignor="roundrobin")  # the only member may switch
-    assert again["status"] == "ok" and group.protocol == "roundrobin"
-    group.leave(a["member_id"])
-    assert join(group, assignor=COOP)["status"] == "ok" and group.protocol == COOP  # empty: anything goes
+    again = join(group, a.member_id, assignor="roundrobin")  # the only member may switch
+    assert again.status is JoinStatus.OK and group.protocol == "roundrobin"
+    group.leave(a.member_id)
+    assert join(group, assignor=COOP).status is JoinStatus.OK and group.protocol == COOP  # empty: anything goes
 
 
 def _collect(gc, last, instance):
     """Join again with what ``last`` assigned; a pending answer keeps the last assignment."""
-    answer = gc.join("g", last["member_id"], instance, ["t"], 1000, 5000, last["assignment"], COOP)
-    return answer if answer["status"] == "ok" else {**last, "rebalance": True}
+    answer = gc.join("g", last.member_id, instance, ["t"], 1000, 5000, last.assignment, COOP)
+    return answer if answer.status is JoinStatus.OK else dataclasses.replace(last, rebalance=True)
 
 
 def test_a_restarted_coordinator_keeps_the_members_and_their_generation(tmp_path):
@@ -248,17 +251,17 @@ def test_a_restarted_coordinator_keeps_the_members_and_their_generation(tmp_path
     for _ in range(10):  # settle a and b (a pending answer keeps the last assignment)
         a = _collect(gc, a, "pod-a")
         b = _collect(gc, b, None)
-        if gc.groups["g"].state is S.STABLE and not a.get("rebalance") and not b.get("rebalance"):
+        if gc.groups["g"].state is S.STABLE and not a.rebalance and not b.rebalance:
             break
-    assert len(a["assignment"]) == len(b["assignment"]) == 2
+    assert len(a.assignment) == len(b.assignment) == 2
     gen = gc.groups["g"].generation
     clock.advance(800)
     again = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
     group = again.groups["g"]
     assert group.state is S.STABLE and group.generation == gen and group.protocol == COOP
     for m in (a, b):  # same ids, same generation: heartbeats and commits go on, no rebalance
-        assert again.heartbeat("g", m["member_id"], gen) == "ok"
-        again.commit("g", m["member_id"], gen, [(t, p, 1) for t, p in m["assignment"]])
+        assert again.heartbeat("g", m.member_id, gen) == "ok"
+        again.commit("g", m.member_id, gen, [(t, p, 1) for t, p in m.assignment])
     clock.advance(800)  # the session restarted with the restore: nobody is evicted yet ...
     again.tick()
     assert len(group.members) == 2
@@ -273,11 +276,11 @@ def test_a_new_session_does_not_bring_back_members_of_the_last_one(tmp_path):
     a = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}).join("g", None, None, ["t"], 1000, 5000, (), COOP)
     fresh = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4})  # a new session: nobody ...
     with pytest.raises(UnknownMemberError):
-        fresh.heartbeat("g", a["member_id"], a["generation"])
+        fresh.heartbeat("g", a.member_id, a.generation)
     restarted = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
     with pytest.raises(UnknownMemberError):  # ... not even after that session's coordinator restarts
-        restarted.heartbeat("g", a["member_id"], a["generation"])
-    assert restarted.groups["g"].generation == a["generation"] and not restarted.groups["g"].members
+        restarted.heartbeat("g", a.member_id, a.generation)
+    assert restarted.groups["g"].generation == a.generation and not restarted.groups["g"].members
 
 
 def test_a_group_restored_mid_rebalance_rebalances_again(tmp_path):
@@ -288,8 +291,8 @@ def test_a_group_restored_mid_rebalance_rebalances_again(tmp_path):
     b = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)  # pending: the group is rebalancing
     again = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 4}, restore_members=True)
     group = again.groups["g"]
-    assert group.state is S.PREPARING_REBALANCE and set(group.members) == {a["member_id"], b["member_id"]}
-    assert again.heartbeat("g", a["member_id"], a["generation"]) == "rebalance"
+    assert group.state is S.PREPARING_REBALANCE and set(group.members) == {a.member_id, b.member_id}
+    assert again.heartbeat("g", a.member_id, a.generation) == "rebalance"
 
 
 def test_a_join_that_sees_new_partitions_first_still_rebalances_the_group():
@@ -302,10 +305,10 @@ def test_a_join_that_sees_new_partitions_first_still_rebalances_the_group():
     b = gc.join("g", None, None, ["t"], 1000, 5000, (), COOP)
     for _ in range(10):
         a, b = _collect(gc, a, "pod-a"), _collect(gc, b, None)
-        if gc.groups["g"].state is S.STABLE and not a.get("rebalance") and not b.get("rebalance"):
+        if gc.groups["g"].state is S.STABLE and not a.rebalance and not b.rebalance:
             break
     assert gc.groups["g"].state is S.STABLE
     parts["t"] = 8
-    gc.join("g", a["member_id"], "pod-a", ["t"], 1000, 5000, a["assignment"], COOP)
+    gc.join("g", a.member_id, "pod-a", ["t"], 1000, 5000, a.assignment, COOP)
     gc.topics_changed()
     assert gc.groups["g"].state is S.PREPARING_REBALANCE

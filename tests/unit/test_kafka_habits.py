@@ -16,13 +16,13 @@ def test_commit_metadata_is_stored_per_partition_and_survives_a_reopen(tmp_path)
     path = tmp_path / "o.jsonl"
     gc = GroupCoordinator(OffsetStore(path), ManualClock(), lambda: {"t": 2})
     a = gc.join("g", None, None, ["t"], 1000, 5000, (), "range")
-    gc.commit("g", a["member_id"], a["generation"], [("t", 0, 10, "batch 7"), ("t", 1, 4)])
+    gc.commit("g", a.member_id, a.generation, [("t", 0, 10, "batch 7"), ("t", 1, 4)])
     assert gc.fetch("g", [("t", 0), ("t", 1)]) == [10, 4]
     assert gc.fetch("g", [("t", 0), ("t", 1)], with_metadata=True) == [(10, "batch 7"), (4, "")]
     again = GroupCoordinator(OffsetStore(path), ManualClock(), lambda: {"t": 2})
     assert again.fetch("g", [("t", 0), ("t", 1)], with_metadata=True) == [(10, "batch 7"), (4, "")]
     with pytest.raises(ConfigError, match="metadata"):
-        gc.commit("g", a["member_id"], a["generation"], [("t", 0, 11, 5)])
+        gc.commit("g", a.member_id, a.generation, [("t", 0, 11, 5)])
     assert gc.fetch("g", [("t", 0)], with_metadata=True) == [(10, "batch 7")]  # nothing half-written
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from rayka.cli import human_bytes
 from rayka.clients import ray_auth, runtime
-from rayka.clients.connection import _dir_locked, connect
+from rayka.clients.connection import connect
+from rayka.clients.stubs import _dir_locked
 from rayka.errors import ConfigError, LogDirLockedError
 
 

@@ -1,0 +1,61 @@
+"""What a poll hands out, made from the record batches it drained: Records or one Arrow table.
+
+Batches come from the fetcher in the log's schema (offset, timestamp_ms, key, headers,
+then ``value`` or the topic's value columns; see rayka.partitions.records). These
+functions are the consumer's only per-record work, column by column: keep them so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from rayka.clients.types import Record, TopicPartition
+
+__all__ = ["to_records", "to_table", "empty_table"]
+
+
+def to_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] | None, key_de,
+               value_de) -> list[Record]:
+    """The batch's rows as Records; ``value_cols`` of a typed topic become a dict value."""
+    topic, partition = tp
+    offsets = batch.column(0).to_numpy().tolist()
+    stamps = batch.column(1).to_numpy().tolist()
+    keys = batch.column(2).to_pylist() if batch.column(2).null_count < batch.num_rows else [None] * batch.num_rows
+    hcol = batch.column(3)
+    headers = ([dict(h) if h is not None else None for h in hcol.to_pylist()]
+               if hcol.null_count < batch.num_rows else [None] * batch.num_rows)
+    if value_cols is None:
+        values = batch.column(4).to_pylist()
+    else:
+        values = batch.select(value_cols).to_pylist()
+    if key_de is not None:
+        keys = [key_de(k) if k is not None else None for k in keys]
+    if value_de is not None:
+        values = [value_de(v) if v is not None else None for v in values]
+    return [Record(topic, partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+
+
+def to_table(drained) -> pa.Table | None:
+    """``[(state, [batch, ...]), ...]`` as one table with ``topic`` and ``partition`` columns in
+    front (zero-copy for the batches' own columns); None if nothing was drained."""
+    tables = []
+    for state, batches in drained:
+        for batch in batches:
+            n = batch.num_rows
+            topic = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([state.tp.topic]))
+            part = pa.array(np.full(n, state.tp.partition, np.int32))
+            tables.append(pa.Table.from_batches([batch]).add_column(0, "partition", part)
+                          .add_column(0, "topic", topic))
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+def empty_table(value_schema: pa.Schema | None) -> pa.Table:
+    """An empty poll's table, with the columns a poll of a topic of ``value_schema`` has."""
+    from rayka.partitions.records import log_schema
+
+    schema = log_schema(value_schema) if value_schema is not None else log_schema()
+    return (schema.empty_table().add_column(0, "partition", pa.array([], pa.int32()))
+            .add_column(0, "topic", pa.array([], pa.dictionary(pa.int32(), pa.string()))))
