@@ -20,6 +20,7 @@ from .group_snapshot import GroupSnapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
+from ..messages import JoinResult
 
 __all__ = ["GroupCoordinator", "reset_targets", "lag_partitions", "lag_rows"]
 
@@ -106,7 +107,7 @@ class GroupCoordinator:
         self.store.set_group_state(group.group_id, group.to_snapshot().to_dict())
 
     def join(self, group_id: str, member_id: str | None, instance_id: str | None, topics: list[str],
-             session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> dict:
+             session_timeout_ms: int, rebalance_timeout_ms: int, owned, assignor: str) -> JoinResult:
         group = self._group(group_id)
         # Through on_metadata_change, not a plain assignment: a join can land between a topic
         # gaining partitions and topics_changed(), which would then find nothing new.

@@ -206,7 +206,7 @@ class Group:
     # -- protocol ---------------------------------------------------------------------------------
 
     def join(self, member_id: str | None, *, instance_id: str | None, topics, session_timeout_ms: int,
-             rebalance_timeout_ms: int, owned=(), assignor: str = "range") -> dict:
+             rebalance_timeout_ms: int, owned=(), assignor: str = "range") -> JoinResult:
         """Join (or keep polling a join); see the module docs for the answers."""
         if self._state is GroupState.DEAD:
             # The coordinator forgets a deleted group and makes a new one for its id.
@@ -248,7 +248,7 @@ class Group:
                 "or use another group_id (to switch, stop every member first)")
         self.protocol = assignor if not others or self.protocol is None else self.protocol
 
-    def _take_part(self, member: Member, owned) -> dict:
+    def _take_part(self, member: Member, owned) -> JoinResult:
         """Answer a join: the member's partitions if there is a generation it has not been told
         about (or the group is stable), else count it in the rebalance and maybe complete it."""
         if self.state is GroupState.STABLE or member.assigned_generation > member.delivered_generation:
@@ -281,7 +281,7 @@ class Group:
             self._prepare_rebalance(f"static member {old.instance_id} changed its subscription")
         return self._take_part(old, owned)
 
-    def _answer(self, member_id: str) -> dict:
+    def _answer(self, member_id: str) -> JoinResult:
         """The member's current partitions; ``rebalance`` asks it to join again right away."""
         member = self.members[member_id]
         member.delivered_generation = member.assigned_generation

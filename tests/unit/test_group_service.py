@@ -4,6 +4,8 @@ import threading
 
 import pytest
 
+from rayka.messages import JoinStatus
+
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.group_service import GroupService
@@ -41,12 +43,12 @@ def service():
 def test_the_group_calls_answer_as_the_group_coordinator_does(service):
     svc, _ = service
     a = svc.join_group("g", None, None, ["t"], 1000, 5000, (), "range")
-    assert a["status"] == "ok" and a["generation"] == 1 and len(a["assignment"]) == 2
-    assert svc.heartbeat("g", a["member_id"], 1) == "ok"
-    svc.commit_offsets("g", a["member_id"], 1, [("t", 0, 4, "m")])
+    assert a.status is JoinStatus.OK and a.generation == 1 and len(a.assignment) == 2
+    assert svc.heartbeat("g", a.member_id, 1) == "ok"
+    svc.commit_offsets("g", a.member_id, 1, [("t", 0, 4, "m")])
     assert svc.fetch_offsets("g", [("t", 0), ("t", 1)], True) == [(4, "m"), None]
     assert svc.list_groups() == [{"group_id": "g", "state": "Stable", "members": 1}]
-    svc.leave_group("g", a["member_id"])
+    svc.leave_group("g", a.member_id)
     svc.tick()
     svc.delete_group("g")
     assert svc.list_groups() == []
@@ -55,7 +57,7 @@ def test_the_group_calls_answer_as_the_group_coordinator_does(service):
 def test_describe_group_shows_lag_and_leaves_unanswered_partitions_unknown(service):
     svc, partitions = service
     a = svc.join_group("g", None, None, ["t"], 1000, 5000, (), "range")
-    svc.commit_offsets("g", a["member_id"], 1, [("t", 0, 4)])
+    svc.commit_offsets("g", a.member_id, 1, [("t", 0, 4)])
     info = svc.describe_group("g")
     assert "committed" not in info and info["state"] == "Stable"
     assert [(r["partition"], r["committed"], r["end_offset"]) for r in info["partitions"]] == [(0, 4, 10), (1, None, 20)]
@@ -85,8 +87,8 @@ def test_calls_from_many_threads_are_serialised(service):
         try:
             answer = svc.join_group("g", None, None, ["t"], 60_000, 60_000, (), "range")
             for _ in range(50):
-                answer = svc.join_group("g", answer["member_id"], None, ["t"], 60_000, 60_000,
-                                        answer["assignment"], "range")
+                answer = svc.join_group("g", answer.member_id, None, ["t"], 60_000, 60_000,
+                                        answer.assignment, "range")
                 svc.tick()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from rayka.messages import JoinStatus
+
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_snapshot import GroupSnapshot
 from rayka.coordinator.group_state import TRANSITIONS
@@ -33,19 +35,19 @@ def moves(monkeypatch):
 
 def test_every_move_in_the_table_is_made_by_the_protocol(moves):
     group, _ = make()
-    a = join(group)["member_id"]  # Empty -> Preparing -> Completing -> Stable
+    a = join(group).member_id  # Empty -> Preparing -> Completing -> Stable
     group.leave(a)  # Stable -> Empty
     group.delete()  # Empty -> Dead
 
     group, clock = make()
-    a = join(group)["member_id"]
+    a = join(group).member_id
     join(group)  # Stable -> Preparing
     clock.advance(2000)
     group.tick()  # both silent past their session: Preparing -> Empty
     assert group.state is S.EMPTY
 
     group, _ = make()
-    settle(group, {m["member_id"]: m for m in [join(group)]})
+    settle(group, {m.member_id: m for m in [join(group)]})
     group.delete()  # Stable -> Dead (the coordinator only deletes empty groups; Group allows it)
     group, _ = make()
     join(group)
@@ -98,7 +100,7 @@ def test_a_restored_group_equals_the_group_snapshotted():
     answers = {}
     for instance in ("pod-a", None, None):
         answer = join(group, instance=instance, assignor=COOP)
-        answers[answer["member_id"]] = answer
+        answers[answer.member_id] = answer
     settle(group, answers, COOP)
     assert group.state is S.STABLE and group.generation >= 1
     again = _restored(group, clock, {"t": 6})
@@ -111,7 +113,7 @@ def test_a_restored_group_equals_the_group_snapshotted():
 
 def test_a_group_snapshotted_mid_rebalance_is_restored_rebalancing():
     group, clock = make()
-    settle(group, {m["member_id"]: m for m in [join(group)]})
+    settle(group, {m.member_id: m for m in [join(group)]})
     join(group)  # a second member: the group is rebalancing
     again = _restored(group, clock, {"t": 6})
     assert again.state is S.PREPARING_REBALANCE and set(again.members) == set(group.members)
@@ -154,4 +156,4 @@ def test_an_assignment_that_fails_leaves_the_group_rebalancing_to_try_again(monk
     assert group.state is S.PREPARING_REBALANCE and group.generation == 0
     (member,) = group.members
     answer = join(group, member)
-    assert answer["status"] == "ok" and group.state is S.STABLE and group.generation == 1
+    assert answer.status is JoinStatus.OK and group.state is S.STABLE and group.generation == 1
