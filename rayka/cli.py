@@ -478,7 +478,7 @@ def demo(ctx, messages, partitions, reset, progress):
 
     An existing 'demo' topic is left alone (the command fails) unless --reset is given.
     """
-    from rayka.clients.demo import run_demo
+    from rayka.demo import run_demo
 
     cluster = _connect(ctx)
     from rayka.clients.console import want_progress
