@@ -2,13 +2,13 @@
 they answer again (TopicConfigApi with fake partition handles; no Ray)."""
 
 import threading
-import time
 import types
 
 import pytest
 
 from rayka.actors import topic_config_api
 from rayka.coordinator.metadata import ClusterMetadata, MetadataStore
+from rayka.testing import wait_for
 
 
 class _Ref:
@@ -52,10 +52,7 @@ def fake_ray(monkeypatch):
 
 
 def _wait(predicate, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    wait_for(predicate, timeout_s, interval_s=0.01, what="the config push")
 
 
 def test_an_unreached_partition_gets_the_config_when_it_answers_again(fake_ray):
