@@ -87,3 +87,18 @@ def test_pure_packages_import_without_ray():
     probe = ("import rayka.partitions, rayka.coordinator, rayka.config, rayka.errors, sys; "
              "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_every_declared_dependency_is_used():
+    """Each of pyproject's runtime dependencies is imported by rayka's own code."""
+    import pathlib
+    import re
+    import tomllib
+
+    root = pathlib.Path(__file__).parents[2]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    source = "\n".join(p.read_text() for d in ("rayka", "clients", "partitions", "coordinator", "actors")
+                       for p in (root / d).rglob("*.py"))
+    for dep in deps:
+        name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).replace("-", "_")
+        assert re.search(rf"^\s*(import|from) {name}\b", source, re.M), f"{name} is declared but never imported"
