@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rayka.coordinator.assignment import ASSIGNOR_NAMES
 from rayka.errors import ConfigError
 
 __all__ = ["TopicConfig", "PartitionBudget", "ProducerConfig", "ConsumerConfig", "GroupConfig", "FLUSH_POLICIES",
-           "AUTO_OFFSET_RESETS", "ASSIGNOR_NAMES", "option_names", "default_data_dir", "DEFAULT_NAMESPACE", "INLINE_BYTES_MAX"]
+           "AUTO_OFFSET_RESETS", "option_names", "default_data_dir", "DEFAULT_NAMESPACE", "INLINE_BYTES_MAX"]
 
 MiB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -358,7 +357,8 @@ class GroupConfig:
     - ``session_timeout_ms`` (10 s, >= 100): a member not heard from for this long is evicted.
     - ``heartbeat_interval_ms`` (None, or 0: a third of the session timeout, at most 3 s).
     - ``max_poll_interval_ms`` (300 s): a member that does not poll for this long leaves the group.
-    - ``partition_assignment_strategy`` ("cooperative-sticky"): one of :data:`ASSIGNOR_NAMES`.
+    - ``partition_assignment_strategy`` ("cooperative-sticky"): one of the assignors' names
+      (``rayka.coordinator.assignment.ASSIGNOR_NAMES``).
     - ``group_instance_id`` (None): a static member's identity, kept across restarts.
     - ``listener`` (None): a ConsumerRebalanceListener.
     - ``default_api_timeout_ms`` (60 s): how long a synchronous commit waits out a coordinator restart.
@@ -374,6 +374,10 @@ class GroupConfig:
     default_api_timeout_ms: float = 60_000
 
     def __post_init__(self) -> None:
+        # Loaded here, not at the top: the assignors are coordinator code every partition actor
+        # and CLI command would otherwise import with rayka.config.
+        from rayka.coordinator.assignment import ASSIGNOR_NAMES
+
         if not isinstance(self.group_id, str) or not self.group_id:
             raise ConfigError(f"group_id must be a non-empty str, got {self.group_id!r}")
         if self.partition_assignment_strategy not in ASSIGNOR_NAMES:

@@ -10,8 +10,8 @@ import pytest
 
 from rayka.clients.consumer_options import CONSUMER_OPTIONS, consumer_configs
 from rayka.clients.producer_options import PRODUCER_OPTIONS, producer_config
-from rayka.config import ASSIGNOR_NAMES, ConsumerConfig, GroupConfig, PartitionBudget, ProducerConfig, TopicConfig
-from rayka.coordinator.assignment import ASSIGNORS
+from rayka.config import ConsumerConfig, GroupConfig, PartitionBudget, ProducerConfig, TopicConfig
+from rayka.coordinator.assignment import ASSIGNOR_NAMES, ASSIGNORS
 from rayka.errors import ConfigError
 
 README = (pathlib.Path(__file__).parents[2] / "README.md").read_text()

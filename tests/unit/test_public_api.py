@@ -87,6 +87,10 @@ def test_pure_packages_import_without_ray():
     probe = ("import rayka.partitions, rayka.coordinator, rayka.config, rayka.errors, sys; "
              "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", probe], check=True)
+    # ``import rayka`` alone (the CLI's floor) loads no submodule; the names load when used.
+    probe = ("import rayka, sys; assert [m for m in sys.modules if m.startswith('rayka.')] == []; "
+             "from rayka import errors, TopicConfig; assert rayka.errors.ConfigError and rayka.TopicConfig()")
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 def test_every_declared_dependency_is_used():
