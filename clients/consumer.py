@@ -36,7 +36,6 @@ from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
 __all__ = ["Consumer"]
 
 
-
 class Consumer(ConsumerPositions):
     """Reads records from partitions, by manual assignment or by topic subscription.
 
@@ -91,7 +90,8 @@ class Consumer(ConsumerPositions):
         if group_config is not None:
             from rayka.clients.group import GroupMembership
 
-            self._group = GroupMembership(self, **{f.name: getattr(group_config, f.name) for f in dataclasses.fields(group_config)})
+            fields = dataclasses.fields(group_config)
+            self._group = GroupMembership(self, **{f.name: getattr(group_config, f.name) for f in fields})
         if topics:
             self.subscribe(list(topics))
 
