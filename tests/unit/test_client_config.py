@@ -149,3 +149,16 @@ def test_readme_partition_budget_table_matches_partition_budget():
     for key, default in PartitionBudget().to_dict().items():
         text = table[key].split("(")[0]
         assert (_value(text) if default is not None else text.strip()) == (default if default is not None else "none")
+
+
+@pytest.mark.parametrize("options", [
+    {"group_id": "g", "partition_assignment_strategy": "sticky"},
+    {"group_id": "", "auto_offset_reset": "earliest"},
+    {"group_id": "g", "session_timeout_ms": 10},
+])
+def test_group_options_are_checked_before_the_consumer_connects(options):
+    import rayka
+
+    # conftest makes any Ray start fail: the check must come first
+    with pytest.raises(ConfigError, match="partition_assignment_strategy|group_id|session_timeout_ms"):
+        rayka.Consumer("t", **options)
