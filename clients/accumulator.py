@@ -24,6 +24,7 @@ import pyarrow.ipc as ipc
 
 from rayka.clients.stubs import is_staged
 from rayka.clients.types import RecordMetadata
+from rayka.config import INLINE_BYTES_MAX as _SMALL_PAYLOAD
 from rayka.errors import KafkaTimeoutError
 from rayka.partitions.records import HEADERS_TYPE
 
@@ -31,8 +32,6 @@ __all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc", "in_
 
 
 log = logging.getLogger(__name__)
-
-_SMALL_PAYLOAD = 64 * 1024
 
 
 def to_ipc(batch: pa.RecordBatch | pa.Table) -> pa.Buffer | bytes:

@@ -19,29 +19,21 @@ consumer is a plain manual-assignment reader. Not thread-safe, like Kafka's.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterator
 
 import pyarrow as pa
 
-from rayka.clients.consumer_options import check_consumer_options
+from rayka.clients.consumer_options import consumer_configs
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
-from rayka.clients.kafka_names import unknown_option_error
 from rayka.clients.positions import ConsumerPositions
 from rayka.clients.record_views import empty_table, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, Record, TopicPartition
 from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
 
 __all__ = ["Consumer"]
-
-_RESETS = ("earliest", "latest", "none")
-# Every keyword Consumer takes, and those only a Consumer with a group_id takes (GroupMembership's).
-_OPTIONS = ("group_id", "auto_offset_reset", "enable_auto_commit", "auto_commit_interval_ms", "key_deserializer",
-            "value_deserializer", "fetch_max_wait_ms", "max_poll_records", "max_partition_fetch_records",
-            "max_partition_fetch_bytes", "consumer_timeout_ms", "on_partitions_unavailable", "cluster")
-GROUP_OPTIONS = ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms",
-                 "partition_assignment_strategy", "group_instance_id", "listener", "default_api_timeout_ms")
 
 
 class Consumer(ConsumerPositions):
@@ -61,75 +53,49 @@ class Consumer(ConsumerPositions):
       ``partition_assignment_strategy``, ``group_instance_id``, ``listener`` and
       ``default_api_timeout_ms`` (60 s: how long a synchronous commit waits out a coordinator restart).
 
+    The options and their defaults are :class:`rayka.config.ConsumerConfig`'s and (with a group)
+    :class:`rayka.config.GroupConfig`'s fields (read back as ``config`` and ``group_config``).
     Any other keyword (a Kafka setting such as ``bootstrap_servers``) is refused with a
     ConfigError naming the rayka equivalent.
     """
 
-    def __init__(
-        self,
-        *topics: str,
-        group_id: str | None = None,
-        auto_offset_reset: str = "latest",
-        enable_auto_commit: bool = True,
-        auto_commit_interval_ms: int = 5000,
-        key_deserializer=None,
-        value_deserializer=None,
-        fetch_max_wait_ms: int = 500,
-        max_poll_records: int = 500,
-        max_partition_fetch_records: int = 500_000,
-        max_partition_fetch_bytes: int = 32 * 1024 * 1024,
-        consumer_timeout_ms: float | None = None,
-        on_partitions_unavailable=None,
-        cluster: Cluster | None = None,
-        **group_options,
-    ):
-        unknown = sorted(set(group_options) - set(GROUP_OPTIONS))
-        if unknown:
-            raise unknown_option_error("Consumer", unknown[0], _OPTIONS + GROUP_OPTIONS)
-        if group_options and group_id is None:  # before connecting: a bad call must start nothing
-            raise ConfigError(f"options {sorted(group_options)} need a group_id")
-        check_consumer_options(
-            enable_auto_commit=enable_auto_commit, auto_commit_interval_ms=auto_commit_interval_ms,
-            key_deserializer=key_deserializer, value_deserializer=value_deserializer,
-            fetch_max_wait_ms=fetch_max_wait_ms, max_poll_records=max_poll_records,
-            max_partition_fetch_records=max_partition_fetch_records,
-            max_partition_fetch_bytes=max_partition_fetch_bytes, consumer_timeout_ms=consumer_timeout_ms)
-        if auto_offset_reset not in _RESETS:
-            raise ConfigError(f"auto_offset_reset must be one of {_RESETS}, got {auto_offset_reset!r}")
-        if on_partitions_unavailable is not None and not callable(on_partitions_unavailable):
-            raise ConfigError("on_partitions_unavailable must be a callable taking a set of TopicPartition, "
-                              f"got {on_partitions_unavailable!r}")
+    def __init__(self, *topics: str, cluster: Cluster | None = None, **options):
+        # before connecting: a bad call must start nothing
+        self.config, self.group_config = config, group_config = consumer_configs(options)
         if len(topics) == 1 and isinstance(topics[0], (list, tuple)):
             topics = tuple(topics[0])
         self._cluster = cluster or current()
-        self.group_id = group_id
-        self.auto_offset_reset = auto_offset_reset
-        self.enable_auto_commit = enable_auto_commit
-        self.auto_commit_interval_ms = auto_commit_interval_ms
-        self._key_de = key_deserializer
-        self._value_de = value_deserializer
-        self.max_poll_records = max_poll_records
-        self.consumer_timeout_ms = consumer_timeout_ms
-        self._on_unavailable = on_partitions_unavailable
+        self.group_id = None if group_config is None else group_config.group_id
+        self.auto_offset_reset = config.auto_offset_reset
+        self.enable_auto_commit = config.enable_auto_commit
+        self.auto_commit_interval_ms = config.auto_commit_interval_ms
+        self._key_de = config.key_deserializer
+        self._value_de = config.value_deserializer
+        self.max_poll_records = config.max_poll_records
+        self.consumer_timeout_ms = config.consumer_timeout_ms
+        self._on_unavailable = config.on_partitions_unavailable
         self._reported_unavailable: set[TopicPartition] = set()
         self._records_received = 0
         self._polls = 0
         self._closed = False
         self._fetcher = Fetcher(
-            max_wait_ms=fetch_max_wait_ms, max_partition_records=max_partition_fetch_records,
-            max_partition_bytes=max_partition_fetch_bytes,
-            max_buffered_records=max(2 * max_partition_fetch_records, 2 * max_poll_records),
+            max_wait_ms=config.fetch_max_wait_ms, max_partition_records=config.max_partition_fetch_records,
+            max_partition_bytes=config.max_partition_fetch_bytes,
+            max_buffered_records=max(2 * config.max_partition_fetch_records, 2 * config.max_poll_records),
             on_out_of_range=self._out_of_range,
             refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True, timeout_s=0.2)[1][tp.partition],
         )
         self._value_columns: dict[str, list[str] | None] = {}
         self._group = None
-        if group_id is not None:
+        if group_config is not None:
             from rayka.clients.group import GroupMembership
 
+            fields = {f.name: getattr(group_config, f.name) for f in dataclasses.fields(group_config)}
             self._group = GroupMembership(
-                group_id, cluster=self._cluster, assign=self._set_assignment, positions=self._positions_known,
-                auto_commit_interval_ms=auto_commit_interval_ms if enable_auto_commit else None, **group_options)
+                fields.pop("group_id"), cluster=self._cluster, assign=self._set_assignment,
+                positions=self._positions_known,
+                auto_commit_interval_ms=config.auto_commit_interval_ms if config.enable_auto_commit else None,
+                **fields)
         if topics:
             self.subscribe(list(topics))
 

@@ -41,6 +41,7 @@ from typing import Callable
 
 from rayka.clients.group_commit import MemberState, OffsetCommits
 from rayka.clients.types import TopicPartition
+from rayka.coordinator.assignment import ASSIGNOR_NAMES as ASSIGNORS
 from rayka.errors import (
     ConfigError,
     CoordinatorUnavailableError,
@@ -54,7 +55,6 @@ __all__ = ["GroupMembership", "ConsumerRebalanceListener"]
 
 log = logging.getLogger(__name__)
 
-ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
 _JOIN_POLL_S = 0.05
 _PATTERN_REFRESH_S = 2.0
 

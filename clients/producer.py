@@ -37,8 +37,7 @@ import pyarrow.compute as pc
 from rayka.clients.accumulator import FutureRecordMetadata, ProduceBatch, TableFuture, in_callback, to_ipc
 from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
-from rayka.clients.kafka_names import refuse_unknown
-from rayka.clients.producer_options import PRODUCER_OPTIONS, check_producer_options
+from rayka.clients.producer_options import producer_config
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
 from rayka.clients.producer_metrics import ProducerMetrics
 from rayka.clients.record_checks import (
@@ -92,43 +91,24 @@ class Producer(Sender):
     - ``key_serializer`` / ``value_serializer``: callables to bytes; without them keys and
       values must be bytes (or, for a topic with a schema, values are dicts of columns).
 
-    Any other keyword (a Kafka setting such as ``bootstrap_servers``) raises ConfigError
-    naming what rayka does instead. ``metrics()`` gives the producer's counters.
+    The options and their defaults are :class:`rayka.config.ProducerConfig`'s fields (read back
+    as ``producer.config``). Any other keyword (a Kafka setting such as ``bootstrap_servers``)
+    raises ConfigError naming what rayka does instead. ``metrics()`` gives the producer's counters.
     """
 
-    def __init__(
-        self,
-        *,
-        acks: int | str = 1,
-        linger_ms: float = 5,
-        batch_size: int = 16384,
-        idempotent: bool = True,
-        key_serializer=None,
-        value_serializer=None,
-        buffer_memory: int = 32 * 1024 * 1024,
-        max_block_ms: int = 60_000,
-        delivery_timeout_ms: int = 120_000,
-        retry_backoff_ms: int = 100,
-        cluster: Cluster | None = None,
-        **unknown,
-    ):
-        refuse_unknown("Producer", unknown, PRODUCER_OPTIONS)
-        check_producer_options(acks=acks, linger_ms=linger_ms, batch_size=batch_size, idempotent=idempotent,
-                               key_serializer=key_serializer, value_serializer=value_serializer,
-                               buffer_memory=buffer_memory, max_block_ms=max_block_ms,
-                               delivery_timeout_ms=delivery_timeout_ms, retry_backoff_ms=retry_backoff_ms)
-        batch_size, buffer_memory = int(batch_size), int(buffer_memory)
-        self.acks = 0 if acks in (0, "0") else -1 if acks in ("all", -1) else 1
-        self.linger_s = linger_ms / 1000.0
-        self.batch_size = batch_size
-        self.idempotent = idempotent
-        self.producer_id = uuid.uuid4().hex if idempotent else None
-        self.buffer_memory = buffer_memory
-        self.max_block_s = max_block_ms / 1000.0
-        self.delivery_timeout_s = delivery_timeout_ms / 1000.0
-        self.retry_backoff_s = retry_backoff_ms / 1000.0
-        self._key_ser = key_serializer
-        self._value_ser = value_serializer
+    def __init__(self, *, cluster: Cluster | None = None, **options):
+        self.config = config = producer_config(options)
+        self.acks = config.acks
+        self.linger_s = config.linger_ms / 1000.0
+        self.batch_size = config.batch_size
+        self.idempotent = config.idempotent
+        self.producer_id = uuid.uuid4().hex if config.idempotent else None
+        self.buffer_memory = config.buffer_memory
+        self.max_block_s = config.max_block_ms / 1000.0
+        self.delivery_timeout_s = config.delivery_timeout_ms / 1000.0
+        self.retry_backoff_s = config.retry_backoff_ms / 1000.0
+        self._key_ser = config.key_serializer
+        self._value_ser = config.value_serializer
         self._cluster = cluster or current()
         self._topics: dict[str, _Topic] = {}
         self._cv = threading.Condition(threading.Lock())
@@ -142,7 +122,7 @@ class Producer(Sender):
         self._flushing = 0
         self._closing = False
         self._closed = False
-        self._sticky = StickyPartitioner(batch_size)
+        self._sticky = StickyPartitioner(config.batch_size)
         self._metrics = ProducerMetrics()
         self._warned_old: set[str] = set()  # topics warned about a record older than retention.ms
         self._sender = threading.Thread(target=self._run, name="rayka-producer", daemon=True)

@@ -24,6 +24,7 @@ __all__ = [
     "get_assignor",
     "settle_claims",
     "ASSIGNORS",
+    "ASSIGNOR_NAMES",
 ]
 
 TP = tuple  # (topic, partition)
@@ -198,6 +199,8 @@ def settle_claims(members: dict[str, Subscription], valid: set) -> tuple[dict, s
 
 
 ASSIGNORS = {a.name: a for a in (RangeAssignor(), RoundRobinAssignor(), CooperativeStickyAssignor())}
+#: The assignors' names, the values of a consumer's ``partition_assignment_strategy``.
+ASSIGNOR_NAMES = tuple(ASSIGNORS)
 
 
 def get_assignor(name: str):

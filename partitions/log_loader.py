@@ -53,7 +53,7 @@ from pathlib import Path
 from ..config import TopicConfig
 from ..errors import LogOpenError, LogWriteError
 from .dir_lock import DirLock
-from .producer_state import ProducerStateTable
+from .producer_state import PRODUCER_EXPIRY_MS, ProducerStateTable
 from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
 __all__ = ["LoadedLog", "load_log", "lock_and_load", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT",
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 CLEAN_SHUTDOWN = ".clean_shutdown"
 PRODUCER_SNAPSHOT = "producer_state.json"
-PRODUCER_EXPIRY_MS = 24 * 3600 * 1000
 
 
 @dataclass

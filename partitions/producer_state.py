@@ -27,9 +27,11 @@ from pathlib import Path
 from ..errors import DuplicateSequenceError, OutOfOrderSequenceError
 from .atomic_file import atomic_write
 
-__all__ = ["ProducerStateTable", "BatchRecord", "KEEP_BATCHES"]
+__all__ = ["ProducerStateTable", "BatchRecord", "KEEP_BATCHES", "PRODUCER_EXPIRY_MS"]
 
 KEEP_BATCHES = 5
+#: How long a producer not seen is remembered (Kafka's transactional.id.expiration.ms: 1 day).
+PRODUCER_EXPIRY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class BatchRecord:
 class ProducerStateTable:
     """Per-producer recent batches, for duplicate detection (not thread-safe)."""
 
-    def __init__(self, expiry_ms: int = 24 * 3600 * 1000):
+    def __init__(self, expiry_ms: int = PRODUCER_EXPIRY_MS):
         self.expiry_ms = expiry_ms
         self._batches: dict[str, deque[BatchRecord]] = {}
         self._last_seen_ms: dict[str, int] = {}

@@ -13,13 +13,14 @@ directly and move whole Arrow record batches.
     print(c.poll_batch(timeout_ms=1000).to_pandas())
 """
 
-from rayka import errors
-from rayka.config import TopicConfig
-
-# The clients load on first use (PEP 562), so a process that only needs part of rayka, above
-# all each partition actor (one process per partition), does not import the producer,
-# consumer, group and tqdm code: see benchmarks/partition_cost.py.
+# Everything loads on first use (PEP 562): a process that only needs part of rayka, above all
+# each partition actor (one process per partition), does not import the producer, consumer,
+# group and tqdm code (see benchmarks/partition_cost.py); ``import rayka.partitions`` and the
+# other pure packages load no Ray; and ``import rayka`` alone, the CLI's floor
+# (benchmarks/cli_latency.py), loads nothing but this file.
 _LAZY = {
+    "errors": None,  # the submodule rayka.errors
+    "TopicConfig": "rayka.config",
     "Admin": "rayka.clients.admin",
     "Cluster": "rayka.clients.connection",
     "connect": "rayka.clients.connection",
@@ -38,12 +39,15 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'rayka' has no attribute {name!r}")
+    module = _LAZY[name]
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    if module is None:
+        value = importlib.import_module(f"rayka.{name}")
+    else:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -1,26 +1,55 @@
-"""Helpers for tests that use rayka (ours and users'): an embedded cluster in a temp dir.
+"""Helpers for tests that use rayka (ours and users'): an embedded cluster in a temp dir,
+bounded waits instead of sleeps, and the coordinator's manual clock.
 
-    from rayka.testing import embedded_cluster
+    from rayka.testing import consume_all, embedded_cluster, wait_for
 
     def test_pipeline(tmp_path):
         with embedded_cluster(tmp_path) as cluster:
             rayka.Admin(cluster).create_topic("t")
             ...
+            records = consume_all(consumer, 100, timeout_s=30)
+            wait_for(lambda: admin.describe_group("g").total_lag == 0, 30, what="lag 0")
 
-Each call gets its own rayka cluster name, so many can share one Ray session;
-on exit its actors are killed and (by default) its files deleted.
+Each ``embedded_cluster`` gets its own rayka cluster name, so many can share one Ray
+session; on exit its actors are killed and (by default) its files deleted. For pytest,
+:mod:`rayka.pytest_plugin` has the same as fixtures. Importing this module loads no Ray.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["embedded_cluster", "start_local_ray"]
+from rayka.coordinator.clock import ManualClock
+
+__all__ = ["embedded_cluster", "start_local_ray", "wait_for", "consume_all", "ManualClock"]
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"):
+    """Call ``predicate`` until it returns something true, and return that; AssertionError
+    naming ``what`` after ``timeout_s`` (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def consume_all(consumer, n: int, timeout_s: float = 60.0, *, max_records: int = 10_000) -> list:
+    """Poll ``consumer`` until ``n`` records arrived or ``timeout_s`` passed; the records, in the
+    order polled (check their number: at the deadline there may be fewer)."""
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        out += consumer.poll(timeout_ms=500, max_records=max_records)
+    return out
 
 
 def start_local_ray(num_cpus: int = 2, **kwargs) -> None:

@@ -1,28 +1,21 @@
-"""One Ray session for all integration tests; a fresh rayka cluster per test."""
-
-import uuid
+"""One Ray session for all integration tests; a fresh rayka cluster per test (rayka's own
+pytest fixtures, under the names these tests use)."""
 
 import pytest
-import ray
 
-import rayka
-from rayka.testing import start_local_ray
+from rayka.pytest_plugin import rayka_admin, rayka_cluster, rayka_ray_session  # noqa: F401
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    start_local_ray(num_cpus=2)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+def ray_session(rayka_ray_session):
+    return rayka_ray_session
 
 
 @pytest.fixture
-def cluster(ray_session, tmp_path):
-    c = rayka.connect(data_dir=tmp_path / "data", cluster_name=f"t-{uuid.uuid4().hex[:10]}")
-    yield c
-    c.shutdown(delete_data=True)
+def cluster(rayka_cluster):
+    return rayka_cluster
 
 
 @pytest.fixture
-def admin(cluster):
-    return rayka.Admin(cluster)
+def admin(rayka_admin):
+    return rayka_admin

@@ -19,7 +19,7 @@ from rayka.errors import (
     UnknownTopicError,
 )
 
-from helpers import consume_all, wait_for
+from rayka.testing import consume_all, wait_for
 
 
 def _tree(root: Path) -> set:

@@ -12,7 +12,7 @@ import rayka
 from rayka.cli import cli
 from rayka.errors import ConfigError, PartitionBudgetError
 
-from helpers import consume_all, wait_for
+from rayka.testing import consume_all, wait_for
 
 
 def _partition_actors(cluster) -> set[str]:

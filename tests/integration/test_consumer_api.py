@@ -8,7 +8,7 @@ import rayka
 from rayka import OffsetAndMetadata, TopicPartition
 from rayka.errors import ConfigError
 
-from helpers import consume_all
+from rayka.testing import consume_all
 
 
 def _produce(topic, n, partitions):

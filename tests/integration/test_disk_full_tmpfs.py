@@ -21,7 +21,7 @@ import rayka
 from rayka import TopicPartition
 from rayka.errors import DiskFullError
 
-from helpers import wait_for
+from rayka.testing import wait_for
 
 
 TMPFS_MIB = 16

@@ -16,7 +16,7 @@ import rayka
 from rayka import TopicPartition
 from rayka.errors import CorruptRecordError
 
-from helpers import consume_all, wait_for
+from rayka.testing import consume_all, wait_for
 
 
 def _values(records):

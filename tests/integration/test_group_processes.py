@@ -11,7 +11,7 @@ import pytest
 
 import rayka
 
-from helpers import wait_for
+from rayka.testing import wait_for
 
 WORKER = Path(__file__).with_name("_group_worker.py")
 TOTAL = 40_000

@@ -17,7 +17,7 @@ from rayka.errors import (
     NoOffsetForPartitionError,
 )
 
-from helpers import wait_for
+from rayka.testing import wait_for
 
 
 def produce(topic, n, key=True):

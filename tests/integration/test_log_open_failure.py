@@ -14,7 +14,7 @@ from rayka import TopicPartition
 from rayka.partitions.log_opener import REOPEN_INTERVAL_S
 from rayka.errors import LogOpenError, PartitionUnavailableError
 
-from helpers import consume_all, wait_for
+from rayka.testing import consume_all, wait_for
 
 
 def _pid(handle):

@@ -17,7 +17,7 @@ import rayka
 from rayka import TopicPartition
 from rayka.errors import CorruptRecordError, PartitionUnavailableError
 
-from helpers import consume_all, wait_for
+from rayka.testing import consume_all, wait_for
 
 PER_PARTITION = 300
 

@@ -10,7 +10,7 @@ import rayka
 from rayka import TopicPartition
 from rayka.clients.partitioner import partition_for_key
 
-from helpers import consume_all
+from rayka.testing import consume_all
 
 
 def test_send_returns_dense_offsets_and_consumer_reads_them_back_in_order(cluster, admin):

@@ -7,7 +7,7 @@ import rayka
 from rayka.clients import producer as producer_module
 from rayka.errors import RecordTooLargeError, SchemaMismatchError
 
-from helpers import consume_all
+from rayka.testing import consume_all
 
 
 def _ends(admin, topic):

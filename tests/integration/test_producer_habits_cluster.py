@@ -10,7 +10,7 @@ import pytest
 import rayka
 from rayka.errors import InvalidRecordError, SchemaMismatchError
 
-from helpers import consume_all
+from rayka.testing import consume_all
 
 
 def test_bad_arguments_are_refused_in_send_and_spare_the_batch(cluster, admin):

@@ -21,22 +21,13 @@ import psutil
 import pytest
 
 from rayka.clients import runtime
+from rayka.testing import wait_for
 
 pytestmark = pytest.mark.slow
 
 RAYKA = [sys.executable, "-m", "rayka.cli"]
 WORKER = [sys.executable, str(Path(__file__).with_name("_runtime_worker.py"))]
 NOISE = ("Traceback", "WARNING", "(raylet)", "(pid=", ".cc:", "INFO", "Ray runtime started")
-
-
-def wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Lines:
@@ -195,12 +186,12 @@ def test_idle_timeout_stops_the_runtime_only_when_no_client_is_attached(local_en
     assert info.idle_timeout_s == 3 and psutil.pid_exists(info.watcher_pid)
     # While the client stays attached for longer than the timeout, the runtime keeps running.
     attached_at = time.monotonic()
-    wait_for(lambda: time.monotonic() - attached_at > 5, 10, "five seconds with a client attached")
+    wait_for(lambda: time.monotonic() - attached_at > 5, 10, what="five seconds with a client attached")
     assert runtime.find(data_dir) is not None, "the runtime stopped while a client was attached"
     holder.communicate(b"\n", timeout=30)
     # Once it is gone, the runtime stops by itself: actors closed, head ended, file removed.
-    wait_for(lambda: not Path(data_dir, "runtime.json").exists(), 40, "the idle runtime to stop")
-    wait_for(lambda: ended(info.pid), 20, "the head to exit")
+    wait_for(lambda: not Path(data_dir, "runtime.json").exists(), 40, what="the idle runtime to stop")
+    wait_for(lambda: ended(info.pid), 20, what="the head to exit")
     assert head_pids(data_dir) == []
 
 
@@ -226,7 +217,7 @@ def test_producer_two_group_consumers_and_the_cli_share_one_runtime(local_envs, 
         producer = subprocess.Popen(WORKER + ["produce", "orders", str(total), str(gate)], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert producer.stdout.readline().strip() == b"half"
-        wait_for(lambda: outs[0].exists() and outs[0].stat().st_size > 0, 60, "the first consumer's records")
+        wait_for(lambda: outs[0].exists() and outs[0].stat().st_size > 0, 60, what="the first consumer's records")
         second = consumer(outs[1])
         second_lines = Lines(second)
         for args in (["topics", "describe", "orders"], ["groups", "describe", "g"], ["topics", "list"]):
@@ -239,7 +230,7 @@ def test_producer_two_group_consumers_and_the_cli_share_one_runtime(local_envs, 
         p_out, p_err = producer.communicate(timeout=90)
         assert producer.returncode == 0 and p_out.strip() == f"acked {total}".encode(), p_err.decode()[-2000:]
         wanted = {f"v-{i}" for i in range(total)}
-        wait_for(lambda: seen() >= wanted, 60, "every acknowledged record to be consumed")
+        wait_for(lambda: seen() >= wanted, 60, what="every acknowledged record to be consumed")
         assert seen() == wanted
         assert all(o.read_text() for o in outs), "both members consumed records"
         describe = assert_quiet(cli(["groups", "describe", "g"], env))
@@ -301,7 +292,7 @@ def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cle
     for sig in (15, 2):
         proc = subprocess.Popen(RAYKA + ["consume", "quiet", "--group", "g"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for(lambda: any(m["group_id"] == "g" and m["members"] for m in _groups(env)), 60, "the member")
+        wait_for(lambda: any(m["group_id"] == "g" and m["members"] for m in _groups(env)), 60, what="the member")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err.decode()
@@ -314,7 +305,7 @@ def test_cli_output_is_free_of_ray_noise_verbose_shows_it_and_signals_end_it_cle
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         proc.stdin.write(b"c\n")
         proc.stdin.flush()
-        wait_for(lambda: _end_offset(env, "quiet") >= 3 + (code == 130), 60, "the record produced")
+        wait_for(lambda: _end_offset(env, "quiet") >= 3 + (code == 130), 60, what="the record produced")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == code, err.decode()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rayka.coordinator.clock import ManualClock
+from rayka.testing import ManualClock
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ class _Admin:
 
 
 def test_groups_describe_prints_no_none_fields(monkeypatch):
-    monkeypatch.setattr(cli, "_admin", lambda ctx: _Admin())
+    monkeypatch.setattr(cli.group_commands, "_admin", lambda ctx: _Admin())  # where the command finds it
     result = CliRunner().invoke(cli.cli, ["groups", "describe", "g"])
     assert result.exit_code == 0, result.output
     assert "None" not in result.output

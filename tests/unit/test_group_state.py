@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from rayka.coordinator.clock import ManualClock
+from rayka.testing import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.groups import is_transition_valid
 from rayka.coordinator.offset_store import OffsetStore

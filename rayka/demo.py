@@ -1,4 +1,5 @@
-"""The demo job behind ``make demo`` / ``rayka demo``: topic, produce, group consume, report."""
+"""The demo application behind ``make demo`` / ``rayka demo``: topic, produce, group consume,
+report. An application of the clients (it is not one), so it sits beside the CLI."""
 
 from __future__ import annotations
 

@@ -1,0 +1,5 @@
+"""``python -m rayka.cli``: the ``rayka`` script."""
+
+from rayka.cli import main
+
+main()

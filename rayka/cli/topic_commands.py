@@ -1,0 +1,160 @@
+"""``rayka topics ...``: create, list, describe, delete, alter-config and config."""
+
+from __future__ import annotations
+
+import click
+
+from rayka.cli.base import (
+    _admin,
+    _echo_json,
+    _formats,
+    _json_option,
+    _parse_config,
+    _render,
+    _table,
+    cli,
+    connection_options,
+)
+
+__all__ = ["topics", "human_bytes"]
+
+
+@cli.group()
+def topics():
+    """Create, list, describe and delete topics."""
+
+
+@topics.command("create")
+@connection_options
+@click.argument("name")
+@click.option("-p", "--partitions", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("-c", "--config", "config", multiple=True, help="Topic config KEY=VALUE (e.g. retention.ms=3600000).")
+@click.option("--schema", default=None,
+              help="Typed values: NAME:TYPE,... in pyarrow's type names (e.g. sym:string,px:double).")
+@click.pass_context
+def topics_create(ctx, name, partitions, replication_factor, config, schema):
+    """Create topic NAME."""
+    from rayka.config import TopicConfig
+    from rayka.errors import ConfigError
+
+    config = _parse_config(config)
+    try:
+        TopicConfig.from_dict(config)  # checked before anything starts
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    schema = _formats().parse_schema(schema) if schema is not None else None
+    admin = _admin(ctx)
+    desc = admin.create_topic(name, partitions=partitions, replication_factor=replication_factor,
+                              config=config, schema=schema)
+    click.echo(f"created topic {desc.name} with {desc.num_partitions} partition(s)")
+
+
+@topics.command("list")
+@connection_options
+@_json_option
+@click.pass_context
+def topics_list(ctx, as_json):
+    """List topic names."""
+    admin = _admin(ctx)
+    if as_json:
+        return _echo_json(admin.list_topics())
+    for name in admin.list_topics():
+        click.echo(name)
+
+
+@topics.command("describe")
+@connection_options
+@click.argument("name")
+@_json_option
+@click.pass_context
+def topics_describe(ctx, name, as_json):
+    """Partitions of topic NAME with their offsets, sizes and leader nodes."""
+    admin = _admin(ctx)
+    desc = admin.describe_topic(name)
+    if as_json:
+        return _echo_json(_render().topic_description_json(desc))
+    click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
+               f"messages {desc.messages}  size {human_bytes(sum(p.size_bytes or 0 for p in desc.partitions))}")
+    nodes = _node_names()
+    rows = [("partition", "start", "end", "messages", "size", "segments", "leader")]
+    for p in desc.partitions:
+        rows.append((p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
+                     human_bytes(p.size_bytes), "-" if p.segments is None else p.segments,
+                     _node_label(p.leader, nodes)))
+    _table(rows)
+    for p in desc.partitions:
+        for first, last in p.damaged_offsets:
+            click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
+    config = {k: v for k, v in sorted(desc.config.items()) if v is not None}
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
+def human_bytes(n) -> str:
+    """``1536`` -> ``"1.5 KiB"``; None -> ``"-"``."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _node_names() -> dict[str, str]:
+    """Ray node id -> a short name: the node's name if it has one, else its address."""
+    import ray
+
+    try:
+        return {n["NodeID"]: n.get("NodeName") or n.get("NodeManagerAddress") or n["NodeID"][:8]
+                for n in ray.nodes()}
+    except Exception:  # only labels are at stake
+        return {}
+
+
+def _node_label(node_id, names: dict[str, str]) -> str:
+    if not node_id:
+        return "-"
+    name = names.get(node_id)
+    return f"{name} ({node_id[:8]})" if name else node_id[:8]
+
+
+@topics.command("delete")
+@connection_options
+@click.argument("name")
+@click.pass_context
+def topics_delete(ctx, name):
+    """Delete topic NAME and its data."""
+    admin = _admin(ctx)
+    admin.delete_topic(name)
+    click.echo(f"deleted topic {name}")
+
+
+@topics.command("alter-config")
+@connection_options
+@click.argument("name")
+@click.option("-c", "--config", "config", multiple=True, required=True,
+              help="Topic config KEY=VALUE to change (repeatable); KEY= resets it to its default.")
+@click.pass_context
+def topics_alter_config(ctx, name, config):
+    """Change config keys of topic NAME; running partitions apply them without a restart."""
+    changes = {}
+    for pair in config:
+        key, sep, value = pair.partition("=")
+        if sep and value == "":
+            changes[key] = None  # KEY= : back to the default
+        else:
+            changes.update(_parse_config((pair,)))
+    new = _admin(ctx).alter_topic_config(name, changes)
+    click.echo(f"altered topic {name}: " + ", ".join(f"{k}={new[k]}" for k in sorted(changes) if k in new))
+
+
+@topics.command("config")
+@connection_options
+@click.argument("name")
+@click.pass_context
+def topics_config(ctx, name):
+    """Show the config of topic NAME (KEY VALUE per line)."""
+    config = _admin(ctx).describe_topic_config(name)
+    _table([("key", "value")] + sorted(config.items()))
