@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from rayka.clients.runtime_procs import free_ports as _free_ports
+from rayka.clients.runtime_procs import gcs_pid as _gcs_pid
+from rayka.clients.runtime_procs import head_processes as _head_processes  # noqa: F401 - tests use it
+from rayka.clients.runtime_procs import idle_drivers, parse_duration
+from rayka.clients.runtime_procs import kill_head as _kill_head
+from rayka.clients.runtime_procs import kill_pid as _kill_pid
+from rayka.clients.runtime_procs import last_log_line as _tail
 from rayka.config import DEFAULT_NAMESPACE
 from rayka.errors import LocalRuntimeError
 
@@ -133,20 +139,6 @@ def _write(data_dir: Path, info: RuntimeInfo) -> None:
     tmp = data_dir / f".{RUNTIME_FILE}.{os.getpid()}.tmp"
     tmp.write_text(info.to_json())
     os.replace(tmp, data_dir / RUNTIME_FILE)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def head_env(base: dict | None = None) -> dict:
@@ -293,83 +285,12 @@ def _start_head(data_dir: Path, temp_dir: str, *, num_cpus: int | None, idle_tim
     return info
 
 
-def _tail(path: Path) -> str:
-    try:
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
-    except OSError:
-        return "no log"
-    return lines[-1][-300:] if lines else "no output"
-
-
 def _spawn_watcher(data_dir: Path, idle_timeout_s: float) -> int:
     with open(data_dir / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rayka.clients.runtime_watcher", str(data_dir), str(idle_timeout_s)],
             env=head_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     return proc.pid
-
-
-def _head_processes(temp_dir: str) -> list:
-    """Every process of the head whose Ray temp dir is ``temp_dir`` (and their children)."""
-    import psutil
-
-    marks = (f"={temp_dir}/", f"={temp_dir}")
-    me = os.getpid()
-    found: dict[int, object] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        if proc.pid == me:
-            continue
-        args = proc.info.get("cmdline") or []
-        if any(a.startswith("--") and (a.endswith(marks[1]) or marks[0] in a) for a in args):
-            found[proc.pid] = proc
-            try:
-                for child in proc.children(recursive=True):
-                    if child.pid != me:
-                        found[child.pid] = child
-            except psutil.Error:
-                pass
-    return list(found.values())
-
-
-def _gcs_pid(temp_dir: str, port: int) -> int | None:
-    for proc in _head_processes(temp_dir):
-        try:
-            if proc.name().startswith("gcs_server"):
-                return proc.pid
-        except Exception:
-            continue
-    return None
-
-
-def _kill_head(temp_dir: str, timeout_s: float = 1.0) -> int:
-    """End every process of the head (SIGTERM, then SIGKILL); the number ended.
-
-    SIGKILL after ``timeout_s``: by then rayka's actors are closed (their files synced), and
-    some of Ray's processes take seconds over a SIGTERM."""
-    import psutil
-
-    procs = _head_processes(temp_dir)
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, left = psutil.wait_procs(procs, timeout=timeout_s)
-    for proc in left:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(left, timeout=timeout_s)
-    return len(procs)
-
-
-def _kill_pid(pid: int | None) -> None:
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
@@ -465,37 +386,3 @@ def status(data_dir: str | os.PathLike) -> dict | None:
                                if a["Name"].endswith(":coordinator")),
         "drivers": len(drivers),
     }
-
-
-_states: dict[str, object] = {}  # one GCS connection per head, reused by the watcher's polls
-
-
-def idle_drivers(address: str) -> int:
-    """How many drivers (processes that called ray.init) are attached to the head now."""
-    from ray._private.internal_api import get_state_from_address
-
-    state = _states.get(address)
-    if state is None:
-        state = _states[address] = get_state_from_address(address)
-    return sum(1 for j in state.job_table() if not j["IsDead"])
-
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"30m"``, ``"90s"``, ``"2h"``, ``"500ms"`` or a bare number of seconds."""
-    text = text.strip().lower()
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if text.endswith(unit):
-            number = text[: -len(unit)]
-            break
-    else:
-        number, unit = text, "s"
-    try:
-        value = float(number) * _UNITS[unit]
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (like 30m, 90s, 2h)") from None
-    if value <= 0:
-        raise ValueError(f"a duration must be positive, got {text!r}")
-    return value
