@@ -32,7 +32,7 @@ from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, Metadata
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
-from rayka.messages import ClusterInfo
+from rayka.messages import ClusterInfo, JoinResult
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -216,7 +216,7 @@ class CoordinatorActor:
     # -- consumer groups (GroupService) -----------------------------------------------------
 
     def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
-                   owned, assignor) -> dict:
+                   owned, assignor) -> JoinResult:
         return self._groups.join_group(group_id, member_id, instance_id, topics, session_timeout_ms,
                                        rebalance_timeout_ms, owned, assignor)
 

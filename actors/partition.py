@@ -124,9 +124,7 @@ class PartitionActor:
         self._used()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        r = plog.append(data, producer_id=producer_id, sequence=sequence)
-        # The message type, not the storage engine's: a client unpickles it without loading the log.
-        return AppendResult(r.base_offset, r.count, r.log_append_time_ms, r.log_start_offset, r.duplicate)
+        return plog.append(data, producer_id=producer_id, sequence=sequence)  # a rayka.messages.AppendResult
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,

@@ -11,11 +11,8 @@ actor, so every process on the cluster that connects with the same
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from pathlib import Path
 import ray
 
 from rayka.clients import runtime_attach
+from rayka.clients.ray_quiet import _quiet_stderr, quiet_ray_init_kwargs, verbose
 from rayka.clients.stubs import CoordinatorClient
 from rayka.config import DEFAULT_NAMESPACE, default_data_dir
 from rayka.errors import ConfigError, CoordinatorUnavailableError, KafkaTimeoutError
@@ -108,52 +106,6 @@ _KAFKA_HINTS = {
 }
 
 _RUNTIMES = ("shared", "process")
-
-
-def verbose() -> bool:
-    """``RAYKA_VERBOSE=1`` (``rayka --verbose``) lets Ray's own logs and worker output through."""
-    return os.environ.get("RAYKA_VERBOSE", "") not in ("", "0")
-
-
-def quiet_ray_init_kwargs() -> dict:
-    """``ray.init`` arguments that keep Ray's logs, warnings and workers' output off the terminal."""
-    if verbose():
-        return dict(include_dashboard=False, logging_level=logging.INFO, log_to_driver=True)
-    # The driver's C++ core worker logs to stderr; warnings there are Ray's business, not the user's.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
-    return dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                configure_logging=True)
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Drop the one line Ray's C++ logger prints when it reads RAY_BACKEND_LOG_LEVEL.
-
-    fd 2 goes to a temp file while ``ray.init`` runs; everything else written there is
-    passed on to the real stderr afterwards.
-    """
-    if verbose():
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    failed = False
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            failed = True  # Ray's retry warnings: the error raised says it in one line
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            rest = [line for line in tmp.read().splitlines(keepends=True)
-                    if b"Set ray log level from environment variable" not in line]
-            if rest and not failed:
-                os.write(2, b"".join(rest))
 
 
 def _check_reachable(address: str) -> None:
@@ -308,7 +260,9 @@ def connect(
 
 def _watch_runtime(info) -> None:
     runtime_attach.reset()
-    runtime_attach.RuntimeWatch(info.data_dir, info.pid, on_closed=_detach).start()
+    from rayka.clients import runtime as local
+
+    runtime_attach.RuntimeWatch(info.data_dir, info.pid, on_closed=_detach, read=local.read).start()
 
 
 def _shared_runtime_by_address(data_dir: str):

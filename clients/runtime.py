@@ -298,7 +298,7 @@ def _close_rayka_actors(info: RuntimeInfo, timeout_s: float) -> int:
     import ray
 
     from rayka.actors import _ray
-    from rayka.clients.connection import _quiet_stderr, quiet_ray_init_kwargs
+    from rayka.clients.ray_quiet import quiet_ray_init_kwargs, quiet_stderr as _quiet_stderr
     from rayka.clients.stubs import CoordinatorClient
 
     attach_env()

@@ -94,11 +94,12 @@ def _pid_alive(pid: int) -> bool:
 class RuntimeWatch(threading.Thread):
     """Watches the runtime.json of the runtime this process attached to (see the module doc)."""
 
-    def __init__(self, data_dir: str, head_pid: int, *, on_closed, poll_s: float = POLL_S):
+    def __init__(self, data_dir: str, head_pid: int, *, on_closed, read, poll_s: float = POLL_S):
         super().__init__(name="rayka-runtime-watch", daemon=True)
         self.data_dir = data_dir
         self.head_pid = head_pid
         self.on_closed = on_closed  # disconnects this process (ray.shutdown and forgets the cluster)
+        self.read = read  # runtime.read: the data dir's RuntimeInfo or None (given: no import cycle)
         self.poll_s = poll_s
         self.attachment = current() or reset()
         self._done = threading.Event()
@@ -113,9 +114,7 @@ class RuntimeWatch(threading.Thread):
 
     def state(self) -> str:
         """running, stopping, closed, or gone (no runtime.json, another head, or the head exited)."""
-        from rayka.clients import runtime
-
-        info = runtime.read(self.data_dir)
+        info = self.read(self.data_dir)
         if info is None or info.pid != self.head_pid:
             return "gone"
         if info.state == "running" and not _pid_alive(self.head_pid):

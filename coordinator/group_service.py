@@ -15,6 +15,7 @@ import threading
 from typing import Protocol
 
 from .group_coordinator import GroupCoordinator, lag_partitions, lag_rows, reset_targets
+from ..messages import JoinResult
 from ..errors import UnknownGroupError
 
 __all__ = ["GroupService", "PartitionOffsets"]
@@ -57,7 +58,7 @@ class GroupService:
                 self._groups.topics_changed()
 
     def join_group(self, group_id, member_id, instance_id, topics, session_timeout_ms, rebalance_timeout_ms,
-                   owned, assignor) -> dict:
+                   owned, assignor) -> JoinResult:
         with self._lock:
             return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
                                      rebalance_timeout_ms, owned, assignor)

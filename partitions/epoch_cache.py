@@ -33,11 +33,11 @@ thread-safe: the partition log serialises appends and truncations.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import LogOpenError, LogWriteError
+from .atomic_file import atomic_write
 
 __all__ = ["EpochCache", "EpochEntry", "EpochEndOffset", "EPOCH_FILE", "UNDEFINED_EPOCH", "UNDEFINED_OFFSET"]
 
@@ -207,9 +207,12 @@ class EpochCache:
         if self.path is None:
             self._entries = entries
             return
-        _write_atomically(self.path, _format(entries))
-        self._entries = entries  # the file holds them now, even if the directory fsync fails
-        _fsync_directory(self.path)
+        try:
+            atomic_write(self.path, _format(entries))
+        except OSError as exc:
+            raise LogWriteError.from_os_error(exc, self.path.parent,
+                                              f"writing the leader-epoch file {self.path}") from exc
+        self._entries = entries
 
     def __repr__(self) -> str:
         return f"EpochCache({[tuple(e) for e in self._entries]}, path={self.path})"
@@ -265,34 +268,3 @@ def _damaged(path: Path, problem: str) -> LogOpenError:
         "since a wrong one could keep a divergent tail after a failover. Move the file aside: the "
         "replica then starts with no epochs, and as a follower copies its log again from the leader",
         directory=str(path.parent), cause=problem)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename over ``path`` (then _fsync_directory); a failure leaves the old
-    file and no temp file. Kept private so a shared atomic writer can replace it."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LogWriteError.from_os_error(exc, path.parent, f"writing the leader-epoch file {path}") from exc
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make the rename of ``path`` durable."""
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise LogWriteError.from_os_error(exc, path.parent, f"syncing the directory of {path}") from exc

@@ -38,7 +38,6 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,6 +45,7 @@ import pyarrow.compute as pc
 
 from ..clock import Clock, SystemClock
 from ..config import TopicConfig
+from ..messages import AppendResult
 from ..errors import CorruptRecordError, LogWriteError, RaykaError
 from . import codec
 from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, lock_and_load
@@ -66,21 +66,6 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # A sealed segment nobody read for this long is unmapped, so the mapped (resident) pages of a
 # partition stay around the segments being read now, not the whole log.
 _RELEASE_AFTER_MS = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """Where a batch landed. ``duplicate`` marks an idempotent re-send answered from state."""
-
-    base_offset: int
-    count: int
-    log_append_time_ms: int
-    log_start_offset: int
-    duplicate: bool = False
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.count - 1
 
 
 class PartitionLog:

@@ -30,7 +30,7 @@ def attachment():
 
 
 def _watch(tmp_path, pid, closed):
-    watch = runtime_attach.RuntimeWatch(str(tmp_path), pid, on_closed=closed.set, poll_s=0.01)
+    watch = runtime_attach.RuntimeWatch(str(tmp_path), pid, on_closed=closed.set, read=runtime.read, poll_s=0.01)
     watch.start()
     return watch
 
@@ -43,7 +43,7 @@ def _wait(predicate, timeout_s=10):
 
 
 def test_states_read_from_runtime_json(tmp_path, attachment):
-    watch = runtime_attach.RuntimeWatch(str(tmp_path), os.getpid(), on_closed=lambda: None)
+    watch = runtime_attach.RuntimeWatch(str(tmp_path), os.getpid(), on_closed=lambda: None, read=runtime.read)
     assert watch.state() == "gone"  # no file
     _record(tmp_path, _info(tmp_path, os.getpid()))
     assert watch.state() == "running"
@@ -57,7 +57,7 @@ def test_a_dead_head_is_gone_even_when_the_file_says_running(tmp_path, attachmen
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _record(tmp_path, _info(tmp_path, dead.pid))
-    assert runtime_attach.RuntimeWatch(str(tmp_path), dead.pid, on_closed=lambda: None).state() == "gone"
+    assert runtime_attach.RuntimeWatch(str(tmp_path), dead.pid, on_closed=lambda: None, read=runtime.read).state() == "gone"
 
 
 def test_stopping_marks_the_attachment_and_closed_disconnects(tmp_path, attachment):
