@@ -19,7 +19,6 @@ consumer is a plain manual-assignment reader. Not thread-safe, like Kafka's.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Iterator
 
@@ -90,12 +89,9 @@ class Consumer(ConsumerPositions):
         if group_config is not None:
             from rayka.clients.group import GroupMembership
 
-            fields = {f.name: getattr(group_config, f.name) for f in dataclasses.fields(group_config)}
             self._group = GroupMembership(
-                fields.pop("group_id"), cluster=self._cluster, assign=self._set_assignment,
-                positions=self._positions_known,
-                auto_commit_interval_ms=config.auto_commit_interval_ms if config.enable_auto_commit else None,
-                **fields)
+                group_config, cluster=self._cluster, assign=self._set_assignment, positions=self._positions_known,
+                auto_commit_interval_ms=config.auto_commit_interval_ms if config.enable_auto_commit else None)
         if topics:
             self.subscribe(list(topics))
 

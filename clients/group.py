@@ -41,9 +41,8 @@ from typing import Callable
 
 from rayka.clients.group_commit import MemberState, OffsetCommits
 from rayka.clients.types import TopicPartition
-from rayka.coordinator.assignment import ASSIGNOR_NAMES as ASSIGNORS
+from rayka.config import GroupConfig
 from rayka.errors import (
-    ConfigError,
     CoordinatorUnavailableError,
     IllegalGenerationError,
     LocalRuntimeError,
@@ -83,34 +82,25 @@ class ConsumerRebalanceListener:
 class GroupMembership:
     """Membership of one Consumer in one group; owned and driven by that Consumer.
 
-    Its collaborators are explicit: ``cluster`` (topic look-ups and the coordinator),
+    Its settings are a checked :class:`rayka.config.GroupConfig`; its collaborators are
+    explicit: ``cluster`` (topic look-ups and the coordinator),
     ``assign(tps)`` to set the partitions the consumer reads, ``positions()`` for the
     consumer's positions, and ``auto_commit_interval_ms`` (None: no auto-commit).
     Commits go through :attr:`commits` (an OffsetCommits sharing this member's MemberState).
     """
 
-    def __init__(self, group_id: str, *, cluster, assign: Callable[[list[TopicPartition]], None],
-                 positions: Callable[[], dict[TopicPartition, int]], auto_commit_interval_ms: int | None,
-                 session_timeout_ms: int = 10_000,
-                 heartbeat_interval_ms: int | None = None, max_poll_interval_ms: int = 300_000,
-                 partition_assignment_strategy: str = "cooperative-sticky",
-                 group_instance_id: str | None = None, listener: ConsumerRebalanceListener | None = None,
-                 default_api_timeout_ms: int = 60_000):
-        if not isinstance(group_id, str) or not group_id:
-            raise ConfigError(f"group_id must be a non-empty str, got {group_id!r}")
-        if partition_assignment_strategy not in ASSIGNORS:
-            raise ConfigError(f"partition_assignment_strategy must be one of {ASSIGNORS}, "
-                              f"got {partition_assignment_strategy!r}")
-        if session_timeout_ms < 100:
-            raise ConfigError(f"session_timeout_ms must be >= 100, got {session_timeout_ms}")
-        self.group_id = group_id
-        self.session_timeout_ms = session_timeout_ms
-        self.heartbeat_interval_s = (heartbeat_interval_ms or min(3000, session_timeout_ms // 3)) / 1000.0
-        self.max_poll_interval_ms = max_poll_interval_ms
-        self.default_api_timeout_ms = default_api_timeout_ms  # bound of a synchronous commit
-        self.assignor = partition_assignment_strategy
-        self.group_instance_id = group_instance_id
-        self.listener = listener or ConsumerRebalanceListener()
+    def __init__(self, config: GroupConfig, *, cluster, assign: Callable[[list[TopicPartition]], None],
+                 positions: Callable[[], dict[TopicPartition, int]], auto_commit_interval_ms: int | None):
+        # config is checked already (GroupConfig.__post_init__): its fields and defaults live there
+        self.config = config
+        self.group_id = group_id = config.group_id
+        self.session_timeout_ms = config.session_timeout_ms
+        self.heartbeat_interval_s = config.heartbeat_interval_s
+        self.max_poll_interval_ms = config.max_poll_interval_ms
+        self.default_api_timeout_ms = default_api_timeout_ms = config.default_api_timeout_ms  # a sync commit's bound
+        self.assignor = config.partition_assignment_strategy
+        self.group_instance_id = config.group_instance_id
+        self.listener = config.listener or ConsumerRebalanceListener()
         self.topics: list[str] = []
         self.pattern: re.Pattern | None = None
         self._cluster = cluster

@@ -373,6 +373,11 @@ class GroupConfig:
     listener: Any = None
     default_api_timeout_ms: float = 60_000
 
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """The heartbeat period: ``heartbeat_interval_ms``, else a third of the session, at most 3 s."""
+        return (self.heartbeat_interval_ms or min(3000, self.session_timeout_ms // 3)) / 1000.0
+
     def __post_init__(self) -> None:
         # Loaded here, not at the top: the assignors are coordinator code every partition actor
         # and CLI command would otherwise import with rayka.config.
