@@ -32,7 +32,7 @@ from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, Metadata
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
-from rayka.messages import ClusterInfo, JoinResult
+from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -220,7 +220,7 @@ class CoordinatorActor:
         return self._groups.join_group(group_id, member_id, instance_id, topics, session_timeout_ms,
                                        rebalance_timeout_ms, owned, assignor)
 
-    def heartbeat(self, group_id, member_id, generation) -> str:
+    def heartbeat(self, group_id, member_id, generation) -> HeartbeatStatus:
         return self._groups.heartbeat(group_id, member_id, generation)
 
     def leave_group(self, group_id, member_id) -> None:

@@ -42,6 +42,7 @@ from typing import Callable
 from rayka.clients.group_commit import MemberState, OffsetCommits
 from rayka.clients.types import TopicPartition
 from rayka.config import GroupConfig
+from rayka.messages import HeartbeatStatus
 from rayka.errors import (
     CoordinatorUnavailableError,
     IllegalGenerationError,
@@ -311,7 +312,7 @@ class GroupMembership:
                 continue
             except LocalRuntimeError:
                 return  # the runtime was stopped: nothing left to heartbeat to (poll() says so)
-            if answer == "rebalance":
+            if answer is HeartbeatStatus.REBALANCE:
                 self._m.rejoin.set()
 
     def _leave(self) -> None:

@@ -28,7 +28,7 @@ from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorErr
 from rayka.clients import runtime_attach
 from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDirLockedError,
                           PartitionUnavailableError, RaykaError)
-from rayka.messages import ClusterInfo, JoinResult
+from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
 
 __all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "stage", "is_staged", "unwrap",
            "resolve"]
@@ -349,8 +349,8 @@ class CoordinatorClient:
         return self._call(self.handle.join_group, group_id, member_id, instance_id, topics, session_timeout_ms,
                           rebalance_timeout_ms, owned, assignor)
 
-    def heartbeat(self, group_id: str, member_id: str, generation: int, *, retry_s: float = 60.0) -> str:
-        """"ok", or "rebalance" (join again)."""
+    def heartbeat(self, group_id: str, member_id: str, generation: int, *, retry_s: float = 60.0) -> HeartbeatStatus:
+        """HeartbeatStatus.OK, or REBALANCE (join again)."""
         return self._call(self.handle.heartbeat, group_id, member_id, generation, retry_s=retry_s)
 
     def leave_group(self, group_id: str, member_id: str, *, retry_s: float = 60.0) -> None:

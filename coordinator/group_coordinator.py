@@ -20,7 +20,7 @@ from .group_snapshot import GroupSnapshot
 from .groups import Group, GroupState
 from .offset_store import OffsetStore
 from ..errors import ConfigError, GroupNotEmptyError, UnknownGroupError, UnknownTopicError
-from ..messages import JoinResult
+from ..messages import HeartbeatStatus, JoinResult
 
 __all__ = ["GroupCoordinator", "reset_targets", "lag_partitions", "lag_rows"]
 
@@ -121,7 +121,7 @@ class GroupCoordinator:
         self._persist(group)
         return answer
 
-    def heartbeat(self, group_id: str, member_id: str, generation: int) -> str:
+    def heartbeat(self, group_id: str, member_id: str, generation: int) -> HeartbeatStatus:
         return self._group(group_id).heartbeat(member_id, generation)
 
     def leave(self, group_id: str, member_id: str) -> None:

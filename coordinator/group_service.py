@@ -15,7 +15,7 @@ import threading
 from typing import Protocol
 
 from .group_coordinator import GroupCoordinator, lag_partitions, lag_rows, reset_targets
-from ..messages import JoinResult
+from ..messages import HeartbeatStatus, JoinResult
 from ..errors import UnknownGroupError
 
 __all__ = ["GroupService", "PartitionOffsets"]
@@ -63,7 +63,7 @@ class GroupService:
             return self._groups.join(group_id, member_id, instance_id, topics, session_timeout_ms,
                                      rebalance_timeout_ms, owned, assignor)
 
-    def heartbeat(self, group_id, member_id, generation) -> str:
+    def heartbeat(self, group_id, member_id, generation) -> HeartbeatStatus:
         with self._lock:
             return self._groups.heartbeat(group_id, member_id, generation)
 

@@ -6,7 +6,7 @@ polling:
 
 1. ``join`` -> "pending" while the coordinator gathers the members of the next
    generation, then "ok" with the member's partitions and the generation;
-2. ``heartbeat`` every few seconds -> "ok", or "rebalance" (join again);
+2. ``heartbeat`` every few seconds -> HeartbeatStatus.OK, or REBALANCE (join again);
 3. ``validate_commit`` fences zombies: a member of a stale generation, or one
    evicted after its session timeout, cannot commit. Commits never wait for a
    rebalance: a member that has not yet collected the newest generation may
@@ -47,7 +47,7 @@ from .assignment import Subscription, get_assignor, settle_claims
 from .group_snapshot import GroupSnapshot, MemberSnapshot
 from .group_state import GroupState, is_transition_valid
 from ..errors import IllegalGenerationError, InconsistentGroupProtocolError, UnknownMemberError
-from ..messages import JoinResult, JoinStatus
+from ..messages import HeartbeatStatus, JoinResult, JoinStatus
 
 __all__ = ["GroupState", "Group", "Member", "is_transition_valid"]
 
@@ -290,17 +290,17 @@ class Group:
                           tuple(map(tuple, member.assignment)),
                           rebalance=self.state is GroupState.PREPARING_REBALANCE)
 
-    def heartbeat(self, member_id: str, generation: int) -> str:
-        """"ok" or "rebalance"; raises for an unknown member or a stale generation."""
+    def heartbeat(self, member_id: str, generation: int) -> HeartbeatStatus:
+        """OK or REBALANCE; raises for an unknown member or a stale generation."""
         member = self._member(member_id)
         member.last_heartbeat_ms = self.clock()
         if self.state is GroupState.PREPARING_REBALANCE or member.assigned_generation > member.delivered_generation:
-            return "rebalance"  # join again: to take part, or to collect a finished assignment
+            return HeartbeatStatus.REBALANCE  # join again: to take part, or to collect a finished assignment
         if generation != self.generation:
             raise IllegalGenerationError(
                 f"member {member_id} is at generation {generation}, group {self.group_id} at "
                 f"{self.generation}; rejoin")
-        return "ok"
+        return HeartbeatStatus.OK
 
     def leave(self, member_id: str) -> None:
         self._member(member_id)

@@ -123,6 +123,15 @@ class TimeLookup(NamedTuple):
     timestamp_ms: int
 
 
+class HeartbeatStatus(str, enum.Enum):
+    """How a ``heartbeat`` was answered (a str enum: it compares equal to "ok" / "rebalance")."""
+
+    #: Still a member of the current generation: carry on.
+    OK = "ok"
+    #: A rebalance began (or an assignment waits to be collected): join again on the next poll.
+    REBALANCE = "rebalance"
+
+
 class JoinStatus(enum.Enum):
     """How a ``join_group`` was answered."""
 
