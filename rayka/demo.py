@@ -72,17 +72,20 @@ def run_demo(cluster, *, messages: int = 1_000_000, partitions: int = 4, topic: 
     seen = 0
     t0 = time.perf_counter()
     deadline = time.monotonic() + 120
-    with progress_bar(progress, total=messages, unit="rec", unit_scale=True, desc="consuming", leave=False) as bar:
-        while seen < messages and time.monotonic() < deadline:
-            batch = consumer.poll_batch(timeout_ms=1000)
-            if batch.num_rows:
-                for p, n in zip(*_counts(batch)):
-                    per_partition[p] += n
-                seen += batch.num_rows
-                bar.update(batch.num_rows)
-    consume_s = time.perf_counter() - t0
-    consumer.commit()
-    consumer.close()
+    try:  # an error (or Ctrl-C) still leaves the group, so no member lingers until its session ends
+        with progress_bar(progress, total=messages, unit="rec", unit_scale=True, desc="consuming",
+                          leave=False) as bar:
+            while seen < messages and time.monotonic() < deadline:
+                batch = consumer.poll_batch(timeout_ms=1000)
+                if batch.num_rows:
+                    for p, n in zip(*_counts(batch)):
+                        per_partition[p] += n
+                    seen += batch.num_rows
+                    bar.update(batch.num_rows)
+        consume_s = time.perf_counter() - t0
+        consumer.commit()
+    finally:
+        consumer.close(autocommit=False)
     echo(f"consumed {seen:,} records as group '{group_id}' in {consume_s:.2f}s "
          f"({seen / consume_s:,.0f} msg/s); per partition: {per_partition}")
     desc = admin.describe_group(group_id)

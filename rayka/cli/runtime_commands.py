@@ -9,6 +9,8 @@ import click
 
 from rayka.cli.base import (
     _data_dir,
+    _echo_json,
+    _json_option,
     _obj,
     cli,
     connection_options,
@@ -42,8 +44,9 @@ def _uptime(seconds: float) -> str:
 
 @runtime.command("status")
 @connection_options
+@_json_option
 @click.pass_context
-def runtime_status(ctx):
+def runtime_status(ctx, as_json):
     """Address, pid, uptime, topics and actors of the running runtime (exit 1 if none runs)."""
     from rayka.clients import runtime as local
     from rayka.coordinator.metadata import METADATA_FILE, MetadataStore
@@ -51,13 +54,23 @@ def runtime_status(ctx):
     data_dir = _data_dir(ctx)
     st = local.status(data_dir)
     if st is None:
-        click.echo(f"no rayka runtime is running for {data_dir} (rayka runtime start starts one)")
+        if as_json:
+            _echo_json({"running": False, "data_dir": str(data_dir)})
+        else:
+            click.echo(f"no rayka runtime is running for {data_dir} (rayka runtime start starts one)")
         sys.exit(1)
     info = st["info"]
     try:
         topics = MetadataStore(os.path.join(info.data_dir, METADATA_FILE)).load()
     except Exception:  # a half-written metadata file must not break status
         topics = {}
+    if as_json:
+        _echo_json({"running": True, "address": info.address, "pid": info.pid, "data_dir": info.data_dir,
+                    "uptime_s": round(st["uptime_s"], 1), "owner": info.owner, "clients": st["drivers"],
+                    "idle_timeout_s": info.idle_timeout_s, "topics": sorted(topics),
+                    "partitions_alive": st["partitions_alive"], "actors_alive": st["actors_alive"],
+                    "clusters": st["coordinators"]})
+        return
     idle = "off" if info.idle_timeout_s is None else f"{info.idle_timeout_s:g}s"
     click.echo(f"running      {info.address}  pid {info.pid}  up {_uptime(st['uptime_s'])}")
     click.echo(f"data dir     {info.data_dir}")

@@ -153,8 +153,12 @@ def topics_alter_config(ctx, name, config):
 @topics.command("config")
 @connection_options
 @click.argument("name")
+@_json_option
 @click.pass_context
-def topics_config(ctx, name):
+def topics_config(ctx, name, as_json):
     """Show the config of topic NAME (KEY VALUE per line)."""
     config = _admin(ctx).describe_topic_config(name)
+    if as_json:
+        _echo_json(dict(sorted(config.items())))
+        return
     _table([("key", "value")] + sorted(config.items()))

@@ -142,6 +142,11 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     status = assert_quiet(cli(["runtime", "status"], env))
     assert info.address in status and f"pid {info.pid}" in status
     assert "topics       1 (orders)" in status and "2 partition(s) alive" in status
+    st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env)))
+    assert (st["running"], st["pid"], st["address"], st["topics"]) == (True, info.pid, info.address, ["orders"])
+    assert st["partitions_alive"] == 2 and st["clusters"] == ["default"]
+    config = json.loads(assert_quiet(cli(["topics", "config", "orders", "--json"], env)))
+    assert config["retention.ms"] is not None and "max.message.bytes" in config
 
     stopped = cli(["runtime", "stop"], env)
     assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
@@ -149,6 +154,8 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     assert not Path(data_dir, "runtime.json").exists() and not Path(info.temp_dir).exists()
     out = cli(["runtime", "status"], env)
     assert out.returncode == 1 and b"no rayka runtime is running" in out.stdout
+    out = cli(["runtime", "status", "--json"], env)
+    assert out.returncode == 1 and json.loads(out.stdout)["running"] is False
 
     # A runtime.json left by a head that died is replaced; the topics are still in the data dir.
     Path(data_dir, "runtime.json").write_text(json.dumps({**json.loads(info.to_json()), "pid": 999999}))

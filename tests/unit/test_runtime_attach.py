@@ -5,12 +5,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from rayka.clients import runtime, runtime_attach
 from rayka.errors import LocalRuntimeError, RuntimeStoppedError
+from rayka.testing import wait_for
 
 
 def _info(data_dir, pid, state="running"):
@@ -36,10 +36,7 @@ def _watch(tmp_path, pid, closed):
 
 
 def _wait(predicate, timeout_s=10):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    wait_for(predicate, timeout_s, interval_s=0.01, what="the watch to see runtime.json change")
 
 
 def test_states_read_from_runtime_json(tmp_path, attachment):
