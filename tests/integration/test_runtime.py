@@ -142,10 +142,10 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     status = assert_quiet(cli(["runtime", "status"], env))
     assert info.address in status and f"pid {info.pid}" in status
     assert "topics       1 (orders)" in status and "2 partition(s) alive" in status
-    st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env)))
+    st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env), max_lines=60))
     assert (st["running"], st["pid"], st["address"], st["topics"]) == (True, info.pid, info.address, ["orders"])
     assert st["partitions_alive"] == 2 and st["clusters"] == ["default"]
-    config = json.loads(assert_quiet(cli(["topics", "config", "orders", "--json"], env)))
+    config = json.loads(assert_quiet(cli(["topics", "config", "orders", "--json"], env), max_lines=60))
     assert config["retention.ms"] is not None and "max.message.bytes" in config
 
     stopped = cli(["runtime", "stop"], env)
