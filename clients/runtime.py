@@ -45,7 +45,7 @@ from typing import Iterator
 from rayka.clients.runtime_procs import free_ports as _free_ports
 from rayka.clients.runtime_procs import gcs_pid as _gcs_pid
 from rayka.clients.runtime_procs import head_processes as _head_processes  # noqa: F401 - tests use it
-from rayka.clients.runtime_procs import idle_drivers, parse_duration
+from rayka.clients.runtime_procs import idle_drivers, parse_duration, pid_alive
 from rayka.clients.runtime_procs import kill_head as _kill_head
 from rayka.clients.runtime_procs import kill_pid as _kill_pid
 from rayka.clients.runtime_procs import last_log_line as _tail
@@ -103,12 +103,8 @@ def read(data_dir: str | os.PathLike) -> RuntimeInfo | None:
 
 def alive(info: RuntimeInfo) -> bool:
     """The head's GCS process exists and its port accepts connections."""
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(info.pid):
         return False
-    except PermissionError:
-        pass
     try:
         with socket.create_connection(("127.0.0.1", info.port), timeout=1.0):
             return True

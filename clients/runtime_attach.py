@@ -18,9 +18,9 @@ but Ray's core worker cannot be disconnected from a dead head, so Ray still ends
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
+from rayka.clients.runtime_procs import pid_alive
 from rayka.errors import RuntimeStoppedError
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,6 @@ def reset() -> Attachment:
         return _current
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 class RuntimeWatch(threading.Thread):
     """Watches the runtime.json of the runtime this process attached to (see the module doc)."""
 
@@ -117,7 +107,7 @@ class RuntimeWatch(threading.Thread):
         info = self.read(self.data_dir)
         if info is None or info.pid != self.head_pid:
             return "gone"
-        if info.state == "running" and not _pid_alive(self.head_pid):
+        if info.state == "running" and not pid_alive(self.head_pid):
             return "gone"
         return info.state
 

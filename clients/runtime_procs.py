@@ -12,8 +12,19 @@ import signal
 import socket
 from pathlib import Path
 
-__all__ = ["free_ports", "head_processes", "gcs_pid", "kill_head", "kill_pid", "last_log_line",
+__all__ = ["pid_alive", "free_ports", "head_processes", "gcs_pid", "kill_head", "kill_pid", "last_log_line",
            "idle_drivers", "parse_duration"]
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists (a zombie counts; one owned by another user too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def free_ports(n: int) -> list[int]:
