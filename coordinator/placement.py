@@ -25,7 +25,7 @@ from ..config import PartitionBudget
 from ..errors import PartitionBudgetError
 from .budget import MiB, check_partition_budget, node_limit
 
-__all__ = ["partitions_per_node", "place_partitions"]
+__all__ = ["partitions_per_node", "place_partitions", "room_by_node"]
 
 
 def partitions_per_node(placements: Iterable[str | None], alive: Iterable[str]) -> dict[str, int]:
@@ -80,12 +80,20 @@ def _take(load: dict, limits: dict, allow_full: bool) -> str | None:
     return node
 
 
-def _no_room(budget, node_memory_bytes, load, limits, count, total, action) -> PartitionBudgetError:
-    per = budget.partition_memory_bytes
+def room_by_node(node_memory_bytes, load, limits) -> tuple[int, dict[str, int], str]:
+    """For a refusal's message: the nodes' total limit, each limited node's free room, and one
+    line per node (its load, its limit, its Ray memory)."""
     limit = sum(v for v in limits.values() if v is not None)
-    free = sum(max(0, limits[n] - load[n]) for n in load if limits[n] is not None)
+    free = {n: max(0, limits[n] - load[n]) for n in load if limits[n] is not None}
     nodes = "; ".join(f"node {n[:12]}: {load[n]} of {limits[n]} ({node_memory_bytes[n] / 2**30:.1f} GiB of Ray memory)"
                       for n in load) or "no alive node"
+    return limit, free, nodes
+
+
+def _no_room(budget, node_memory_bytes, load, limits, count, total, action) -> PartitionBudgetError:
+    per = budget.partition_memory_bytes
+    limit, free_by_node, nodes = room_by_node(node_memory_bytes, load, limits)
+    free = sum(free_by_node.values())
     return PartitionBudgetError(
         f"{action} refused, nothing was created: it needs {count} new partition(s) and {total} exist, "
         f"but a partition lives whole on one node and the nodes have room for {free} more (partitions "

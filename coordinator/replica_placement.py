@@ -47,6 +47,7 @@ from ..config import PartitionBudget
 from ..errors import ConfigError, PartitionBudgetError
 from .budget import MiB, check_partition_budget, node_limit
 from .metadata import partition_dir
+from .placement import room_by_node
 
 __all__ = ["ReplicaPlacement", "place_replicas", "place_replacement", "replica_dir", "next_replica_id",
            "COLOCATE"]
@@ -178,10 +179,7 @@ def _zone(node: str, zones: Mapping[str, str]) -> tuple[str, str]:
 
 def _no_room(budget, node_memory_bytes, load, limits, count, rf, total, action) -> PartitionBudgetError:
     per = budget.partition_memory_bytes
-    limit = sum(v for v in limits.values() if v is not None)
-    free = {n: max(0, limits[n] - load[n]) for n in load if limits[n] is not None}
-    nodes = "; ".join(f"node {n[:12]}: {load[n]} of {limits[n]} ({node_memory_bytes[n] / 2**30:.1f} GiB of Ray memory)"
-                      for n in load) or "no alive node"
+    limit, free, nodes = room_by_node(node_memory_bytes, load, limits)
     return PartitionBudgetError(
         f"{action} refused, nothing was created: it needs {count} new partition(s) x {rf} replica(s), each "
         f"replica on its own node, and {total} replica(s) exist, but the nodes have room for {sum(free.values())} "
