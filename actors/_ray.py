@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ray
 
-__all__ = ["coordinator_name", "partition_name", "get_actor", "kill", "alive_node_ids"]
+__all__ = ["coordinator_name", "partition_name", "get_actor", "kill", "alive_node_ids", "node_zones"]
 
 
 def coordinator_name(cluster: str) -> str:
@@ -45,3 +45,18 @@ def kill(handle, *, no_restart: bool = True) -> None:
 def alive_node_ids() -> list[str]:
     """Ray node ids of alive nodes that have resources, sorted for stable placement."""
     return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+
+
+def node_zones() -> dict[str, str]:
+    """Alive node id -> its zone, from a ``rayka-zone`` node label or a ``rayka-zone:<zone>``
+    custom resource (nodes without one are left out: a zone of their own)."""
+    zones = {}
+    for n in ray.nodes():
+        if not n.get("Alive"):
+            continue
+        zone = (n.get("Labels") or {}).get("rayka-zone")
+        if zone is None:
+            zone = next((k.split(":", 1)[1] for k in n.get("Resources", {}) if k.startswith("rayka-zone:")), None)
+        if zone:
+            zones[n["NodeID"]] = zone
+    return zones

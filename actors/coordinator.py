@@ -24,14 +24,18 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayka.actors import _ray
 from rayka.actors.partition import PartitionActor
+from rayka.actors.controller import CHECK_INTERVAL_S, ControllerLoop
 from rayka.actors.partition_calls import PartitionCalls, node_memory_by_id
+from rayka.actors.replication import replica_actor_name
 from rayka.clock import SystemClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.group_service import GroupService
-from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE, partition_dir
+from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
+from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas, replica_dir
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
+from rayka.errors import UnknownTopicError
 from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
@@ -75,6 +79,27 @@ class CoordinatorActor:
         self._configs = TopicConfigService(self._meta, self._lock, self._ensure_partitions, calls.push_config,
                                            node_memory_by_id)
         threading.Thread(target=self._config_sync_loop, name="rayka-config-sync", daemon=True).start()
+        self._controller = ControllerLoop(self._meta, self._locked_replica_handles, self._recreate_replica,
+                                          self._place_replacement, SystemClock())
+        threading.Thread(target=self._controller_loop, name="rayka-controller", daemon=True).start()
+
+    def _locked_replica_handles(self, meta) -> dict:
+        with self._lock:
+            return self._replica_handles(self._meta.get(meta.name))
+
+    def _controller_loop(self) -> None:
+        while not self._stop.wait(CHECK_INTERVAL_S):
+            try:
+                self._controller.tick()
+            except Exception:  # keep checking; a bad tick must not end failover for good
+                log.exception("controller check failed")
+
+    def _place_replacement(self, meta, p: int, exclude) -> str | None:
+        memory = node_memory_by_id()
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
+        colocate = meta.topic_config.replica_placement == COLOCATE
+        return place_replacement(self._configs.budget(), memory, partitions_per_node(placements, memory),
+                                 exclude, zones=_ray.node_zones(), colocate=colocate)
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(GROUP_TICK_S):
@@ -94,26 +119,66 @@ class CoordinatorActor:
         return {name: self._meta.get(name).partitions for name in self._meta.topics()}
 
     def _ensure_partitions(self, meta) -> list:
-        handles = []
+        """The leader's actor handle of every partition of ``meta`` (replica 0's when no replica
+        leads), creating the replicas' actors that do not exist yet (replicas.py)."""
+        replicas = self._replica_handles(meta)
+        out = []
+        for p in range(meta.partitions):
+            state = meta.state(p)
+            leader = state.leader if state.leader is not None else state.replicas[0]
+            out.append(replicas.get((p, leader)) or next((h for (q, _), h in replicas.items() if q == p and h), None))
+        return out
+
+    def _replica_handles(self, meta) -> dict:
+        """``{(partition, replica): handle}`` of every replica of ``meta``; None for a replica
+        whose node is gone (it is never created elsewhere: its files are there)."""
+        out = {}
         alive = None
         for p in range(meta.partitions):
-            key = (meta.topic_id, p)
-            handle = self._handles.get(key)
-            if handle is None:
-                name = _ray.partition_name(self._cluster, meta.topic_id, p)
-                node = meta.nodes[p] if p < len(meta.nodes) else None
-                options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=True)
-                if alive is None:
-                    alive = set(_ray.alive_node_ids())
-                if node is not None and node in alive:
-                    options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
-                handle = PartitionActor.options(**options).remote(
-                    str(partition_dir(self._data_dir, meta.name, p)), meta.config, meta.value_schema,
-                    meta.name, p, meta.config_version,
-                )
-                self._handles[key] = handle
-            handles.append(handle)
-        return handles
+            state = meta.state(p)
+            for r in state.replicas:
+                key = (meta.topic_id, p, r)
+                handle = self._handles.get(key)
+                if handle is None:
+                    if alive is None:
+                        alive = set(_ray.alive_node_ids())
+                    handle = self._create_replica(meta, p, r, alive)
+                    if handle is not None:
+                        self._handles[key] = handle
+                out[(p, r)] = handle
+        return out
+
+    def _create_replica(self, meta, p: int, r: int, alive: set | None = None, fresh: bool = False):
+        """Create (or find, by name) the actor of replica ``r`` of partition ``p``, pinned to its node."""
+        name = replica_actor_name(_ray.partition_name(self._cluster, meta.topic_id, p), r)
+        node = meta.replica_nodes_of(p).get(r)
+        replicated = len(meta.state(p).replicas) > 1 or meta.replication_factor > 1
+        alive = set(_ray.alive_node_ids()) if alive is None else alive
+        options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=not fresh)
+        if node is not None and node in alive:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        elif node is not None and replicated:
+            return None  # its node is gone: the controller replaces it after replica.lost.timeout.ms
+        initial = None if replicated else meta.state(p).to_dict()
+        return PartitionActor.options(**options).remote(
+            str(replica_dir(self._data_dir, meta.name, p, r)), meta.config, meta.value_schema,
+            meta.name, p, meta.config_version, r, initial,
+        )
+
+    def _recreate_replica(self, meta, p: int, r: int):
+        with self._lock:
+            self._handles.pop((meta.topic_id, p, r), None)
+            handle = self._create_replica(meta, p, r)
+            if handle is not None:
+                self._handles[(meta.topic_id, p, r)] = handle
+            return handle
+
+    def _announce(self, meta) -> None:
+        """Tell every replica of a replicated topic its partition's state (and wait for them)."""
+        handles = self._replica_handles(meta)
+        refs = [h.become.remote(meta.state(p).to_dict()) for (p, _), h in handles.items()
+                if h is not None and len(meta.state(p).replicas) > 1]
+        ray.get(refs)
 
     def _place(self, count: int, action: str) -> list:
         """A node for each of ``count`` new partitions within each node's budget
@@ -121,7 +186,7 @@ class CoordinatorActor:
         memory = node_memory_by_id()
         if len(memory) <= 1:  # one node (or Ray reports none): everything lives beside the coordinator
             memory = {self._node_id: sum(memory.values())}
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).nodes]
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
         on_nodes = partitions_per_node(placements, memory)
         elsewhere = len(placements) - sum(on_nodes.values())
         return place_partitions(self._configs.budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
@@ -133,14 +198,35 @@ class CoordinatorActor:
 
     def create_topic(self, name, partitions, replication_factor=1, config=None, value_schema=None):
         with self._lock:
-            nodes = None  # a bad count or an existing name: the metadata refuses it
+            nodes = replica_nodes = None  # a bad count or an existing name: the metadata refuses it
             if _valid_count(partitions) and name not in self._meta.topics():
-                nodes = self._place(partitions, f"create_topic({name!r}, partitions={partitions})")
-            meta = self._meta.create_topic(name, partitions, replication_factor, config, value_schema, nodes=nodes)
+                action = f"create_topic({name!r}, partitions={partitions})"
+                if _valid_rf(replication_factor) and replication_factor > 1:
+                    replica_nodes = self._place_replicas(partitions, replication_factor, config, action, 0)
+                else:
+                    nodes = self._place(partitions, action)
+            meta = self._meta.create_topic(name, partitions, replication_factor, config, value_schema, nodes=nodes,
+                                           replica_nodes=replica_nodes)
             handles = self._ensure_partitions(meta)
-        ray.get([h.ping.remote() for h in handles])
+        ray.get([h.ping.remote() for h in handles if h is not None])
+        self._announce(meta)
         self._groups.topics_changed()
         return meta
+
+    def _place_replicas(self, count: int, rf: int, config, action: str, first: int) -> list:
+        """Nodes for the ``rf`` replicas of ``count`` new partitions (replica_placement.py)."""
+        from rayka.config import TopicConfig
+
+        memory = node_memory_by_id()
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
+        on_nodes = partitions_per_node(placements, memory)
+        colocate = TopicConfig.from_dict(config).replica_placement == COLOCATE
+        placed = place_replicas(self._configs.budget(), memory, on_nodes, count, rf, action, colocate=colocate,
+                                zones=_ray.node_zones(), first_partition=first,
+                                elsewhere=len(placements) - sum(on_nodes.values()))
+        if placed.warning:
+            log.warning("%s", placed.warning)
+        return [list(nodes) for nodes in placed.nodes]
 
     def list_topics(self) -> list[str]:
         return self._meta.topics()
@@ -154,29 +240,49 @@ class CoordinatorActor:
     def delete_topic(self, name: str) -> None:
         with self._lock:
             meta = self._meta.get(name)
-            handles = self._ensure_partitions(meta)
-            refs = [h.delete.remote() for h in handles]
+            handles = self._replica_handles(meta)
+            refs = [h.delete.remote() for h in handles.values() if h is not None]
             try:
                 ray.get(refs)
             except Exception:
                 log.warning("some partitions of %s could not delete their files", name, exc_info=True)
-            for p, h in enumerate(handles):
-                _ray.kill(h)
-                self._handles.pop((meta.topic_id, p), None)
+            for (p, r), h in handles.items():
+                if h is not None:
+                    _ray.kill(h)
+                self._handles.pop((meta.topic_id, p, r), None)
             self._meta.delete_topic(name)
         self._groups.topics_changed(deleted=name)
 
     def add_partitions(self, name: str, total: int):
         with self._lock:
             meta = self._meta.get(name)
-            nodes = None
+            nodes = replica_nodes = None
             if _valid_count(total) and total > meta.partitions:
-                nodes = self._place(total - meta.partitions, f"add_partitions({name!r}, total={total})")
-            meta = self._meta.add_partitions(name, total, nodes)
+                action = f"add_partitions({name!r}, total={total})"
+                if meta.replication_factor > 1:
+                    replica_nodes = self._place_replicas(total - meta.partitions, meta.replication_factor,
+                                                         meta.config, action, meta.partitions)
+                else:
+                    nodes = self._place(total - meta.partitions, action)
+            meta = self._meta.add_partitions(name, total, nodes, replica_nodes)
             handles = self._ensure_partitions(meta)
-        ray.get([h.ping.remote() for h in handles])
+        ray.get([h.ping.remote() for h in handles if h is not None])
+        self._announce(meta)
         self._groups.topics_changed()
         return meta
+
+    def alter_partition(self, topic: str, topic_id: str, partition: int, request):
+        """A leader's ISR change (Kafka's AlterPartition), persisted before it is answered; the
+        partition's new state (election.alter_partition says what is refused)."""
+        meta = self._meta.get(topic)
+        if topic_id and meta.topic_id != topic_id:
+            raise UnknownTopicError(f"topic {topic!r} was deleted and created again; this replica is of the old one")
+        return self._meta.alter_partition(topic, partition, request)
+
+    def partition_states(self, topic: str) -> list:
+        """The replicated state (leader, ISR, epochs) of every partition of ``topic``."""
+        meta = self._meta.get(topic)
+        return [meta.state(p) for p in range(meta.partitions)]
 
     def shutdown(self, delete_data: bool = False) -> None:
         """Close every partition and kill the partition actors; with ``delete_data`` also
@@ -185,9 +291,9 @@ class CoordinatorActor:
         with self._lock:
             for name in self._meta.topics():
                 meta = self._meta.get(name)
-                handles = self._ensure_partitions(meta)
+                handles = [h for h in self._replica_handles(meta).values() if h is not None]
                 try:
-                    ray.get([(h.delete if delete_data else h.close).remote() for h in handles])
+                    ray.get([(h.delete if delete_data else h.close).remote() for h in handles], timeout=30)
                 except Exception:
                     log.warning("closing %s failed", name, exc_info=True)
                 for h in handles:
@@ -252,6 +358,10 @@ class CoordinatorActor:
     def instance_id(self) -> str:
         """A new id per actor incarnation: tells a restarted coordinator from the one before."""
         return self._instance_id
+
+
+def _valid_rf(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
 
 def _valid_count(n) -> bool:

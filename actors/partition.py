@@ -36,9 +36,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import ray
 
+from rayka.actors.replication import Replication
 from rayka.config import INLINE_BYTES_MAX as _INLINE_BYTES, TopicConfig
-from rayka.messages import AppendResult, FetchResponse, LogBounds, PartitionStats, TimeLookup
+from rayka.coordinator.election import PartitionState
+from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
+                            ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
+from rayka.partitions.divergence import diverging_epoch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.log import PartitionLog
 from rayka.partitions.log_opener import LogOpener
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 0.1
 #: Seconds without an append or a fetch after which a partition gives its memory back.
 IDLE_RELEASE_S = 5.0
+#: The longest an acks="all" append waits for its followers (Kafka's request.timeout.ms).
+_ACK_TIMEOUT_S = 30.0
 
 
 def _malloc_trim():
@@ -66,13 +72,15 @@ def _malloc_trim():
     num_cpus=0,
     max_restarts=-1,
     max_task_retries=0,
-    concurrency_groups={"append": 1, "fetch": 32, "control": 4},
+    # "append" has threads for acks="all" appends waiting for their followers; appends are
+    # written one at a time under the log's lock, and a producer keeps one in flight per partition.
+    concurrency_groups={"append": 16, "fetch": 32, "control": 4},
 )
 class PartitionActor:
     """Owns the log files of one partition: append, fetch (long-poll), offset look-ups."""
 
     def __init__(self, directory: str, config: dict, value_schema: pa.Schema | None, topic: str,
-                 partition: int, config_version: int = 0):
+                 partition: int, config_version: int = 0, replica_id: int = 0, initial_state: dict | None = None):
         self._trim = _malloc_trim()
         self._topic, self._partition, self._directory = topic, partition, directory
         self._owner = ray.get_runtime_context().get_actor_name()  # names the topic's id
@@ -87,13 +95,21 @@ class PartitionActor:
         self._opener = LogOpener(
             lambda: PartitionLog(directory, config=self._config, value_schema=value_schema),
             directory=directory, name=f"{topic}-{partition}")
+        self._replication = Replication(self._owner or "", ray.get_runtime_context().namespace, topic, partition,
+                                        replica_id, lambda: self._config)
+        # An unreplicated partition leads at once; a replica waits for the controller to name its role.
+        self._initial_state = PartitionState.from_dict(initial_state) if initial_state else None
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="rayka-tick", daemon=True)
         self._ticker.start()
 
     def _ready(self) -> PartitionLog:
         """The open log, or raise the LogOpenError that keeps it from opening (log_opener.py)."""
-        return self._opener.ready()
+        plog = self._opener.ready()
+        if self._initial_state is not None:
+            state, self._initial_state = self._initial_state, None
+            self._replication.apply(plog, state, high_watermark=plog.log_end_offset)
+        return plog
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK_INTERVAL_S):
@@ -118,17 +134,31 @@ class PartitionActor:
         self._released = False
 
     @ray.method(concurrency_group="append")
-    def append(self, data, producer_id: str | None = None, sequence: int = -1) -> AppendResult:
-        """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer)."""
+    def append(self, data, producer_id: str | None = None, sequence: int = -1, acks: int = 1,
+               leader_epoch: int = -1) -> AppendResult:
+        """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer) as the leader.
+
+        ``acks`` -1 ("all"): refused before it is written when the ISR is smaller than
+        min.insync.replicas, and answered once every in-sync replica has it (the high
+        watermark passed it). ``leader_epoch`` (-1: unchecked) fences a producer whose
+        metadata is older than this leader, or newer (this replica was deposed)."""
         plog = self._ready()
         self._used()
+        leader = self._replication.leader()
+        leader.check_request(leader_epoch, "append")
+        if acks == -1:
+            leader.check_acks_all()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        return plog.append(data, producer_id=producer_id, sequence=sequence)  # a rayka.messages.AppendResult
+        result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch)
+        leader.on_append(plog.log_end_offset)
+        if acks == -1 and result.count:
+            leader.wait_acked(result.last_offset, _ACK_TIMEOUT_S)
+        return result
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
-              with_schema: bool = True) -> FetchResponse:
+              with_schema: bool = True, leader_epoch: int = -1) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
         The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
@@ -137,25 +167,72 @@ class PartitionActor:
         """
         plog = self._ready()
         self._used()
-        if max_wait_ms > 0 and offset >= plog.log_end_offset:
-            plog.wait_for(offset, max_wait_ms / 1000.0)
+        leader = self._replication.leader()
+        leader.check_request(leader_epoch, "fetch")
+        if max_wait_ms > 0 and offset >= leader.high_watermark:
+            leader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()
         schema = plog.schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
         if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
             return FetchResponse.empty(offset, schema)
-        result = plog.read(offset, max_records=max_records, max_bytes=max_bytes)
+        hw = leader.high_watermark
+        if hw <= offset <= plog.log_end_offset:  # consumers see only what every in-sync replica has
+            return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema)
+        result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:
             payload = result.buffers
         return FetchResponse(result.offset, payload, result.records, result.next_offset, result.log_start_offset,
-                             result.high_watermark, schema)
+                             hw, schema)
+
+    @ray.method(concurrency_group="fetch")
+    def replica_fetch(self, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
+        """A follower's fetch (follower_role.py): its records verbatim from its log end, after the
+        leader checked the follower's epoch and that its log matches (else ``diverging``)."""
+        plog = self._ready()
+        leader = self._replication.leader()
+        leader.check_request(request.leader_epoch, "replica fetch")
+        offset = request.fetch_offset
+        start, end = plog.log_start_offset, plog.log_end_offset
+        diverging = diverging_epoch(plog.epoch_cache, end, offset, request.last_fetched_epoch)
+        if diverging is not None:
+            return ReplicaFetchResponse(b"", leader.high_watermark, start, end, diverging=tuple(diverging))
+        if not start <= offset <= end:
+            return ReplicaFetchResponse(b"", leader.high_watermark, start, end, out_of_range=True)
+        leader.on_follower_fetch(request.replica_id, offset)
+        if offset >= end and request.max_wait_ms > 0:
+            plog.wait_for(offset, request.max_wait_ms / 1000.0)
+        if plog.closed:
+            return ReplicaFetchResponse(b"", leader.high_watermark, start, end)
+        result = plog.read(offset, max_records=1 << 40, max_bytes=request.max_bytes)
+        size = sum(buf.size for buf in result.buffers)
+        payload = b"".join(result.buffers) if size < _INLINE_BYTES else tuple(result.buffers)
+        return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset)
+
+    @ray.method(concurrency_group="control")
+    def become(self, state: dict) -> ReplicaStatus:
+        """The controller's state of the partition: lead it or follow its leader (replication.py)."""
+        plog = self._ready()
+        self._replication.apply(plog, PartitionState.from_dict(state))
+        return self._replication.status(plog)
+
+    @ray.method(concurrency_group="control")
+    def status(self) -> ReplicaStatus:
+        """This replica's role, epochs and offsets: the controller's liveness check."""
+        try:
+            plog = self._ready()
+        except Exception:  # noqa: BLE001 - a log that cannot open still answers (role "none")
+            plog = None
+        return self._replication.status(plog)
 
     @ray.method(concurrency_group="control")
     def offsets(self) -> LogBounds:
+        """(log start, end) where a leader's end is its high watermark: what consumers can read."""
         plog = self._ready()
-        return LogBounds(plog.log_start_offset, plog.log_end_offset)
+        leader = self._replication.leader()
+        return LogBounds(plog.log_start_offset, min(leader.high_watermark, plog.log_end_offset))
 
     @ray.method(concurrency_group="control")
     def offset_for_time(self, timestamp_ms: int) -> TimeLookup | None:
@@ -213,6 +290,7 @@ class PartitionActor:
     def close(self) -> None:
         """Flush and close the log cleanly (the actor should be killed afterwards)."""
         self._stop.set()
+        self._replication.stop()
         self._opener.stop()
         if self._opener.log is not None:
             self._opener.log.close()
@@ -221,6 +299,7 @@ class PartitionActor:
     def delete(self) -> None:
         """Remove the partition's files (topic deletion)."""
         self._stop.set()
+        self._replication.stop()
         self._opener.stop()
         if self._opener.log is not None:
             self._opener.log.delete()

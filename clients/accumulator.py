@@ -54,7 +54,7 @@ class ProduceBatch:
         "topic", "partition", "keys", "values", "timestamps", "headers", "nbytes", "created",
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
         "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
-        "sizes", "record_errors", "positions", "splits",
+        "sizes", "record_errors", "positions", "splits", "leader_moved",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
@@ -69,6 +69,7 @@ class ProduceBatch:
         self.table = table
         self.sequence = -1
         self.attempts = 0
+        self.leader_moved = False  # the last attempt found another leader: ask for fresh metadata
         self.deadline = 0.0
         self.base_offset = -1
         self.log_append_time = -1

@@ -36,7 +36,8 @@ import pyarrow.ipc as ipc
 
 from rayka.clients.stubs import wait_first
 from rayka.clients.types import TopicPartition
-from rayka.errors import CorruptRecordError, LogOpenError, OffsetOutOfRangeError, PartitionUnavailableError
+from rayka.errors import (CorruptRecordError, FencedLeaderEpochError, LogOpenError, NotLeaderError,
+                          OffsetOutOfRangeError, PartitionUnavailableError)
 from rayka.partitions import codec
 
 __all__ = ["Fetcher", "PartitionState", "FetchMetrics"]
@@ -230,9 +231,10 @@ class Fetcher:
             if state.fetch_offset == state.inflight_offset and not state.paused:
                 state.error, state.error_offset = exc, state.inflight_offset
             return 0
-        except PartitionUnavailableError as exc:
-            # The actor died and Ray is restarting it, or its node is gone: fetch again after a
-            # backoff, as Kafka consumers do when a leader goes away; the others go on.
+        except (PartitionUnavailableError, NotLeaderError, FencedLeaderEpochError) as exc:
+            # The actor died and Ray is restarting it, or its node is gone, or another replica
+            # leads now: fetch again after a backoff from the leader the coordinator names, as
+            # Kafka consumers do when a leader goes away; the others go on.
             self.metrics.fetch_errors += 1
             log.info("%s-%d: %s; retrying the fetch", state.tp.topic, state.tp.partition, exc)
             self.mark_unavailable(state, exc)

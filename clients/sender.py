@@ -15,7 +15,8 @@ import time
 
 from rayka.clients.accumulator import ProduceBatch
 from rayka.clients.stubs import unwrap
-from rayka.errors import ProducerClosedError, RaykaError, RecordTooLargeError
+from rayka.errors import (FencedLeaderEpochError, NotLeaderError, PartitionUnavailableError, ProducerClosedError,
+                          RaykaError, RecordTooLargeError)
 
 __all__ = ["Sender"]
 
@@ -83,9 +84,12 @@ class Sender:
             batch.attempts += 1
             # Every third retry asks the coordinator again: a partition actor re-created under
             # its name (after its node or the cluster came back) has a new handle.
-            refresh = batch.attempts > 1 and batch.attempts % 3 == 0
+            # A leader change (NotLeaderError, FencedLeaderEpochError) asks at once.
+            refresh = batch.attempts > 1 and (batch.attempts % 3 == 0 or batch.leader_moved)
+            batch.leader_moved = False
             handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
-            call = handle.append(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1)
+            call = handle.append(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1,
+                                 -1 if self.acks == -1 else 1)
         except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
             self._done(batch, None, _as_rayka(exc))
             return
@@ -97,6 +101,8 @@ class Sender:
         """Completion of one append (runs on a Ray callback thread or the sender): its
         AppendResult, or the rayka error it failed with."""
         retriable = error is not None and getattr(error, "retriable", False)
+        if isinstance(error, (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError)):
+            batch.leader_moved = True
         if retriable and time.monotonic() < batch.deadline:
             log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
             with self._cv:

@@ -238,9 +238,12 @@ class PartitionClient:
             _raise_if_stopped()
             raise
 
-    def append(self, data, producer_id: str | None, sequence: int) -> Pending:
-        """Append one batch (an IPC buffer, bytes, or an ObjectRef of one); answers AppendResult."""
-        return self._send(self.handle.append, data, producer_id, sequence)
+    def append(self, data, producer_id: str | None, sequence: int, acks: int = 1, leader_epoch: int = -1) -> Pending:
+        """Append one batch (an IPC buffer, bytes, or an ObjectRef of one); answers AppendResult.
+        ``acks`` -1 waits for every in-sync replica; ``leader_epoch`` -1 is not checked."""
+        if acks == 1 and leader_epoch == -1:  # the common case: Ray sends fewer arguments
+            return self._send(self.handle.append, data, producer_id, sequence)
+        return self._send(self.handle.append, data, producer_id, sequence, acks, leader_epoch)
 
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int, with_schema: bool) -> Pending:
         """Read from ``offset`` (a long poll up to ``max_wait_ms``); answers FetchResponse."""

@@ -24,6 +24,8 @@ LogBounds           ``PartitionActor.offsets``                  actors/partition
 TimeLookup          ``PartitionActor.offset_for_time``          actors/partition.py
 JoinResult          ``CoordinatorActor.join_group``             coordinator/groups.py
 ClusterInfo         ``CoordinatorActor.info``                   actors/coordinator.py
+ReplicaFetch*       ``PartitionActor.replica_fetch``            actors/partition.py
+ReplicaStatus       ``PartitionActor.status``                   actors/partition.py
 ==================  ==========================================  =======================
 """
 
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "TimeLookup", "JoinStatus",
-           "JoinResult", "ClusterInfo"]
+           "JoinResult", "ClusterInfo", "ReplicaFetchRequest", "ReplicaFetchResponse", "ReplicaStatus"]
 
 
 def _pickled_by_fields(cls):
@@ -170,3 +172,63 @@ class ClusterInfo:
     cluster: str
     namespace: str
     data_dir: str
+
+
+# -- replication (a follower's fetch from its leader, a replica's status) -------------------------
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class ReplicaFetchRequest:
+    """A follower's fetch from its leader (Kafka's fetch with a replica id).
+
+    ``fetch_offset`` is the follower's log end (it holds every record below it),
+    ``last_fetched_epoch`` its epoch cache's latest epoch (-1: none), ``leader_epoch``
+    the epoch it follows (the leader fences an older one).
+    """
+
+    replica_id: int
+    fetch_offset: int
+    last_fetched_epoch: int
+    leader_epoch: int
+    max_bytes: int
+    max_wait_ms: int
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class ReplicaFetchResponse:
+    """The leader's answer to a ReplicaFetchRequest.
+
+    ``payload``: stored record-batch messages from ``fetch_offset`` on, verbatim (bytes,
+    or a tuple of buffers), for ``PartitionLog.append_replicated``. ``diverging``: the
+    follower's log parts from the leader's: ``(epoch, end_offset)`` to truncate by
+    (divergence.truncation_for), and the payload is empty. ``out_of_range``: the fetch
+    offset is outside the leader's log (below its start after retention), payload empty.
+    """
+
+    payload: bytes | tuple
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+    diverging: tuple[int, int] | None = None
+    out_of_range: bool = False
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """What a partition replica reports of itself (the controller's liveness check).
+
+    ``role`` is "leader", "follower", or "none" (not told its role yet, or its log cannot
+    open); the epochs are those of the partition state it acts on (-1: none yet).
+    """
+
+    replica_id: int
+    role: str
+    leader_epoch: int
+    partition_epoch: int
+    log_start_offset: int
+    log_end_offset: int
+    high_watermark: int
+    isr: tuple[int, ...] = ()

@@ -1,0 +1,127 @@
+"""The controller loop of the coordinator: liveness of replicas, leader elections, roles, healing.
+
+Every :data:`CHECK_INTERVAL_S` the coordinator asks every replica of every replicated
+partition for its status (``PartitionActor.status``, bounded by :data:`STATUS_TIMEOUT_S`)
+and feeds what answered, what Ray reported dead and which nodes are alive to the pure
+rules (coordinator/controller.py): a leader that failed is replaced by an in-sync
+replica (elections, epochs bumped, persisted in the metadata before anyone is told), a
+replica killed for good on an alive node is created again in place, and one whose node
+stayed gone past ``replica.lost.timeout.ms`` is replaced on another node. Then every
+replica whose status lags the metadata's state is told the state again
+(``PartitionActor.become``): that one rule also brings restarted replicas, new
+replicas and deposed leaders that come back to their roles, whatever was lost in
+between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import ray
+from ray.exceptions import ActorDiedError
+
+from rayka.coordinator import controller as rules
+from rayka.coordinator.election import PartitionState
+
+__all__ = ["ControllerLoop", "CHECK_INTERVAL_S"]
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 0.5
+STATUS_TIMEOUT_S = 1.0
+
+
+class ControllerLoop:
+    """One controller check per :meth:`tick`.
+
+    ``meta`` is the coordinator's ClusterMetadata; ``replica_handles(meta)`` gives
+    ``{(partition, replica): handle}`` of a topic (creating what is missing where it may);
+    ``recreate(meta, partition, replica)`` creates one replica's actor again;
+    ``place(meta, partition, exclude_nodes)`` picks a node for a replacement replica.
+    """
+
+    def __init__(self, meta, replica_handles: Callable, recreate: Callable, place: Callable, clock):
+        self._meta = meta
+        self._replica_handles = replica_handles
+        self._recreate = recreate
+        self._place = place
+        self._health = rules.ReplicaHealth(clock)
+        self._clock = clock
+
+    def tick(self) -> None:
+        topics = [self._meta.get(name) for name in self._meta.topics()]
+        topics = [t for t in topics if t.replication_factor > 1 or any(len(t.state(p).replicas) > 1
+                                                                        for p in range(t.partitions))]
+        if not topics:
+            return
+        handles = {}
+        for meta in topics:
+            for (p, r), h in self._replica_handles(meta).items():
+                handles[(meta.name, p, r)] = h
+        refs = {key: h.status.remote() for key, h in handles.items() if h is not None}
+        ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=STATUS_TIMEOUT_S)[0]) if refs else ()
+        alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        statuses = {}
+        for key in handles:
+            ref = refs.get(key)
+            answered = dead = False
+            if ref is not None and ref in ready:
+                try:
+                    statuses[key] = ray.get(ref)
+                    answered = True
+                except ActorDiedError:
+                    dead = True
+                except Exception:  # noqa: BLE001 - restarting, or its node is going: not answering
+                    pass
+            node = self._meta.get(key[0]).replica_nodes_of(key[1]).get(key[2])
+            self._health.observe(key, answered=answered, dead=dead,
+                                 node_alive=node is None or node in alive_nodes)
+        for meta in topics:
+            for p in range(meta.partitions):
+                try:
+                    self._partition(meta.name, p, statuses, handles, alive_nodes)
+                except Exception:  # noqa: BLE001 - one partition's trouble must not stop the others
+                    log.exception("controller check of %s-%d failed", meta.name, p)
+
+    def _partition(self, topic: str, p: int, statuses: dict, handles: dict, alive_nodes: set) -> None:
+        meta = self._meta.get(topic)
+        state = meta.state(p)
+        actions = rules.decide(meta, p, self._health, alive_nodes, self._clock(), statuses=statuses,
+                               place=lambda exclude: self._place(meta, p, exclude))
+        for action in actions:
+            if isinstance(action, rules.Elect):
+                state = self._meta.set_partition_state(topic, p, action.new_state,
+                                                       expected_partition_epoch=state.partition_epoch)
+                (log.error if action.unclean_loss else log.warning)(
+                    "%s-%d: replica %s leads now at leader epoch %d (ISR %s)%s", topic, p, state.leader,
+                    state.leader_epoch, list(state.isr),
+                    "; UNCLEAN election: records only the old ISR held are lost" if action.unclean_loss else "")
+            elif isinstance(action, rules.Recreate):
+                log.warning("%s-%d: replica %d was killed; creating it again on its node", topic, p,
+                            action.replica_id)
+                handles[(topic, p, action.replica_id)] = self._recreate(meta, p, action.replica_id)
+            elif isinstance(action, rules.Replace):
+                state = self._meta.set_partition_state(
+                    topic, p, action.new_state, replica_nodes={**meta.replica_nodes_of(p),
+                                                               action.new_replica_id: action.node},
+                    expected_partition_epoch=state.partition_epoch)
+                log.warning("%s-%d: replica %d is lost (its node is gone); replica %d replaces it on node %s",
+                            topic, p, action.lost_replica, action.new_replica_id, action.node)
+                meta = self._meta.get(topic)
+                handles[(topic, p, action.new_replica_id)] = self._recreate(meta, p, action.new_replica_id)
+        self._converge(topic, p, state, statuses, handles)
+
+    @staticmethod
+    def _converge(topic: str, p: int, state: PartitionState, statuses: dict, handles: dict) -> None:
+        """Tell the state to every replica of it whose status shows an older one (or none)."""
+        for r in state.replicas:
+            key = (topic, p, r)
+            handle = handles.get(key)
+            status = statuses.get(key)
+            if handle is None:
+                continue
+            stale = status is None or status.leader_epoch < state.leader_epoch or (
+                r == state.leader and (status.role != "leader" or status.partition_epoch < state.partition_epoch))
+            if stale:
+                handle.become.remote(state.to_dict())  # answered by its next status; lost pushes are re-sent

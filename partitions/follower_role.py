@@ -1,0 +1,134 @@
+"""A replica while it follows: the fetch loop that copies its leader's log.
+
+One :class:`FollowerRole` exists per leader epoch a replica follows. Its thread
+(:meth:`run`) fetches from the leader in batches, long-polling at the leader's log
+end, with the follower's log end as the fetch offset and its latest epoch (Kafka's
+fetch with a replica id, and KIP-595's diverging-epoch check inside the fetch):
+
+- records: appended verbatim (``PartitionLog.append_replicated``), keeping their
+  offsets, leader epochs and producer ids and sequences;
+- a diverging epoch: the follower's tail was never the leader's; truncate by epoch
+  (divergence.truncation_for) and fetch again, so a returning old leader drops exactly
+  its divergent tail, never by the high watermark alone;
+- out of range below the leader's log start (retention ran there): start the log
+  again at the leader's start (a new or long-gone replica).
+
+The leader's high watermark (HW) comes with every answer; the follower's is the
+leader's as far as its own log goes (replica_set.follower_high_watermark), what a
+read from this follower may serve. Errors back off and retry for as long as the
+role lasts: the leader may be restarting or deposed (the coordinator then gives this
+replica a new role), or this replica's disk may be full (it falls out of the ISR,
+the leader goes on). ``fetch`` is injected (the actor makes it a Ray call), so this
+is pure and tested without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ..coordinator.election import PartitionState
+from ..messages import ReplicaFetchRequest, ReplicaFetchResponse
+from .divergence import out_of_range_reset, truncation_for
+from .epoch_cache import EpochEndOffset
+from .replica_set import follower_high_watermark
+
+__all__ = ["FollowerRole", "FETCH_MAX_BYTES", "FETCH_MAX_WAIT_MS"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes a follower asks for per fetch (Kafka's replica.fetch.max.bytes is 1 MiB; Arrow
+#: batches are larger, and the bytes move zero-copy).
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+#: How long a fetch at the leader's log end waits for new records (replica.fetch.wait.max.ms).
+FETCH_MAX_WAIT_MS = 500
+_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class FollowerRole:
+    """Replica ``replica_id`` following ``state.leader`` at ``state.leader_epoch``.
+
+    ``plog`` is its PartitionLog; ``fetch(request) -> ReplicaFetchResponse`` asks the
+    leader (raising what the leader or the transport raised); ``name`` is for logs.
+    """
+
+    def __init__(self, plog, state: PartitionState, replica_id: int,
+                 fetch: Callable[[ReplicaFetchRequest], ReplicaFetchResponse], *, name: str = "",
+                 max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS):
+        self._log = plog
+        self.state = state
+        self.replica_id = replica_id
+        self.leader_epoch = state.leader_epoch
+        self._fetch = fetch
+        self._name = name
+        self._max_bytes, self._max_wait_ms = max_bytes, max_wait_ms
+        self._stop = threading.Event()
+        self._hw = 0
+        self.fetches = 0
+        self.last_error: BaseException | None = None
+
+    @property
+    def high_watermark(self) -> int:
+        return self._hw
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """End the role; the loop returns after the fetch in flight (at most its wait)."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Fetch and apply until :meth:`stop`."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.step()
+                failures, self.last_error = 0, None
+            except Exception as exc:  # noqa: BLE001 - every failure backs off and retries
+                if self._stop.is_set():
+                    return
+                if failures == 0 or failures % 20 == 0:
+                    log.info("follower %s (replica %d, epoch %d): fetch failed (%s: %s); retrying",
+                             self._name, self.replica_id, self.leader_epoch, type(exc).__name__, exc)
+                self.last_error = exc
+                self._stop.wait(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+                failures += 1
+
+    def step(self) -> int:
+        """One fetch and what it brings; the number of records copied."""
+        plog = self._log
+        request = ReplicaFetchRequest(self.replica_id, plog.log_end_offset, plog.latest_epoch, self.leader_epoch,
+                                      self._max_bytes, self._max_wait_ms)
+        answer = self._fetch(request)
+        self.fetches += 1
+        if self._stop.is_set():
+            return 0  # a new role may already own the log
+        if answer.diverging is not None:
+            cut = truncation_for(plog.epoch_cache, plog.log_start_offset, plog.log_end_offset,
+                                 EpochEndOffset(*answer.diverging))
+            log.warning("follower %s (replica %d): log diverges from the leader's at epoch %d; truncating to %d",
+                        self._name, self.replica_id, answer.diverging[0], cut.offset)
+            plog.truncate_to(cut.offset)
+            self._hw = min(self._hw, plog.log_end_offset)
+            return 0
+        if answer.out_of_range:
+            start = out_of_range_reset(plog.log_end_offset, answer.log_start_offset, answer.log_end_offset)
+            if start > plog.log_end_offset or plog.log_end_offset < answer.log_start_offset:
+                log.warning("follower %s (replica %d): the leader's log starts at %d; starting this log there",
+                            self._name, self.replica_id, start)
+                plog.truncate_fully(start)
+            return 0
+        before = plog.log_end_offset
+        if _has_bytes(answer.payload):
+            plog.append_replicated(answer.payload)
+        self._hw = max(self._hw, follower_high_watermark(answer.high_watermark, plog.log_end_offset))
+        return plog.log_end_offset - before
+
+
+def _has_bytes(payload) -> bool:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return len(payload) > 0
+    return any(getattr(b, "size", len(b)) for b in payload)
