@@ -42,7 +42,7 @@ from rayka.coordinator.election import PartitionState
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
-from rayka.partitions.divergence import diverging_epoch
+from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.log import PartitionLog
 from rayka.partitions.log_opener import LogOpener
@@ -191,25 +191,7 @@ class PartitionActor:
     def replica_fetch(self, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
         """A follower's fetch (follower_role.py): its records verbatim from its log end, after the
         leader checked the follower's epoch and that its log matches (else ``diverging``)."""
-        plog = self._ready()
-        leader = self._replication.leader()
-        leader.check_request(request.leader_epoch, "replica fetch")
-        offset = request.fetch_offset
-        start, end = plog.log_start_offset, plog.log_end_offset
-        diverging = diverging_epoch(plog.epoch_cache, end, offset, request.last_fetched_epoch)
-        if diverging is not None:
-            return ReplicaFetchResponse(b"", leader.high_watermark, start, end, diverging=tuple(diverging))
-        if not start <= offset <= end:
-            return ReplicaFetchResponse(b"", leader.high_watermark, start, end, out_of_range=True)
-        leader.on_follower_fetch(request.replica_id, offset)
-        if offset >= end and request.max_wait_ms > 0:
-            plog.wait_for(offset, request.max_wait_ms / 1000.0)
-        if plog.closed:
-            return ReplicaFetchResponse(b"", leader.high_watermark, start, end)
-        result = plog.read(offset, max_records=1 << 40, max_bytes=request.max_bytes)
-        size = sum(buf.size for buf in result.buffers)
-        payload = b"".join(result.buffers) if size < _INLINE_BYTES else tuple(result.buffers)
-        return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset)
+        return serve_replica_fetch(self._ready(), self._replication.leader(), request)
 
     @ray.method(concurrency_group="control")
     def become(self, state: dict) -> ReplicaStatus:

@@ -63,19 +63,21 @@ class Admin:
         """
         meta, handles = self._cluster.topic(name, refresh=True)
         answers = gather([h.stats() for h in handles], timeout_s=timeout_s)
-        placed = list(getattr(meta, "nodes", None) or ())
         parts = []
         for p, s in enumerate(answers):
+            state, nodes = meta.state(p), meta.replica_nodes_of(p)
+            replicated = dict(replica_ids=state.replicas, leader_replica=state.leader, isr=state.isr,
+                              leader_epoch=state.leader_epoch, partition_epoch=state.partition_epoch,
+                              replicas=tuple(nodes.get(r) for r in state.replicas))
             if isinstance(s, BaseException):
-                node = placed[p] if p < len(placed) else None
                 parts.append(PartitionDescription(
-                    partition=p, leader=node, replicas=(node,) if node else (), log_start_offset=-1,
-                    log_end_offset=-1, size_bytes=-1, segments=-1, available=False, error=str(s)))
+                    partition=p, leader=meta.leader_node(p), log_start_offset=-1, log_end_offset=-1,
+                    size_bytes=-1, segments=-1, available=False, error=str(s), **replicated))
                 continue
             parts.append(PartitionDescription(
-                partition=p, leader=s.node_id, replicas=(s.node_id,), log_start_offset=s.log_start_offset,
+                partition=p, leader=s.node_id, log_start_offset=s.log_start_offset,
                 log_end_offset=s.log_end_offset, size_bytes=s.size_bytes, segments=s.segments,
-                damaged_offsets=s.damaged_offsets,
+                damaged_offsets=s.damaged_offsets, **replicated,
             ))
         return TopicDescription(name, parts, meta.replication_factor, dict(meta.config), meta.value_schema)
 

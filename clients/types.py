@@ -77,6 +77,23 @@ class PartitionDescription:
     damaged_offsets: tuple = ()  # (first, last) of each damaged run kept in place; reads of it raise
     available: bool = True  # False: the partition actor cannot be reached (offsets etc. are then -1)
     error: str | None = None  # why it is unavailable
+    # Replication (one replica: replica 0 leads, in sync): replica ids in preferred order, the
+    # leader's, the in-sync ones, and the epochs of the partition's state.
+    replica_ids: tuple = (0,)
+    leader_replica: int | None = 0
+    isr: tuple = (0,)
+    leader_epoch: int = 0
+    partition_epoch: int = 0
+
+    @property
+    def under_replicated(self) -> bool:
+        """Fewer in-sync replicas than replicas."""
+        return len(self.isr) < len(self.replica_ids)
+
+    @property
+    def offline(self) -> bool:
+        """No replica leads the partition (none of its in-sync replicas is alive)."""
+        return self.leader_replica is None
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,11 @@ class TopicDescription:
     def unavailable(self) -> list[int]:
         """Numbers of the partitions that could not be reached."""
         return [p.partition for p in self.partitions if not p.available]
+
+    @property
+    def under_replicated(self) -> list[int]:
+        """Numbers of the partitions with fewer in-sync replicas than replicas."""
+        return [p.partition for p in self.partitions if p.under_replicated]
 
 
 @dataclass(frozen=True)
