@@ -142,7 +142,11 @@ def topic_description_json(desc) -> dict:
         "partitions": [{"partition": p.partition, "leader": p.leader, "log_start_offset": p.log_start_offset,
                         "log_end_offset": p.log_end_offset, "messages": p.log_end_offset - p.log_start_offset,
                         "size_bytes": p.size_bytes, "segments": p.segments,
-                        "damaged_offsets": [list(r) for r in p.damaged_offsets]} for p in desc.partitions],
+                        "damaged_offsets": [list(r) for r in p.damaged_offsets],
+                        "replicas": list(p.replica_ids), "replica_nodes": list(p.replicas),
+                        "leader_replica": p.leader_replica, "isr": list(p.isr), "leader_epoch": p.leader_epoch,
+                        "partition_epoch": p.partition_epoch, "under_replicated": p.under_replicated}
+                       for p in desc.partitions],
     }
 
 

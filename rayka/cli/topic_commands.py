@@ -77,12 +77,21 @@ def topics_describe(ctx, name, as_json):
     click.echo(f"topic {desc.name}  partitions {desc.num_partitions}  replication {desc.replication_factor}  "
                f"messages {desc.messages}  size {human_bytes(sum(p.size_bytes or 0 for p in desc.partitions))}")
     nodes = _node_names()
-    rows = [("partition", "start", "end", "messages", "size", "segments", "leader")]
+    replicated = desc.replication_factor > 1 or any(len(p.replica_ids) > 1 for p in desc.partitions)
+    head = ("partition", "start", "end", "messages", "size", "segments", "leader")
+    rows = [head + (("replicas", "isr", "epoch") if replicated else ())]
     for p in desc.partitions:
-        rows.append((p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
-                     human_bytes(p.size_bytes), "-" if p.segments is None else p.segments,
-                     _node_label(p.leader, nodes)))
+        row = (p.partition, p.log_start_offset, p.log_end_offset, p.log_end_offset - p.log_start_offset,
+               human_bytes(p.size_bytes), "-" if p.segments is None else p.segments,
+               _node_label(p.leader, nodes))
+        if replicated:
+            leader = "none (offline)" if p.offline else f"r{p.leader_replica} {row[-1]}"
+            row = row[:-1] + (leader, ",".join(f"r{r}" for r in p.replica_ids), ",".join(f"r{r}" for r in p.isr),
+                              p.leader_epoch)
+        rows.append(row)
     _table(rows)
+    if replicated and desc.under_replicated:
+        click.echo(f"under-replicated partitions: {', '.join(map(str, desc.under_replicated))}")
     for p in desc.partitions:
         for first, last in p.damaged_offsets:
             click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
