@@ -1,0 +1,321 @@
+"""Child process of test_replication.py: replication under real faults on a 3-node local Ray cluster.
+
+A multi-node ``ray.cluster_utils.Cluster`` cannot share a process with the test session's
+``ray.init``, so the scenarios run here, one after the other on one cluster, and print one
+JSON line with what each observed. Every loop is bounded in count and time.
+
+Scenarios (each on its own topic):
+
+- ``failover``: the checker. An idempotent acks="all" producer sends unique, sequenced,
+  keyed records to an RF=3, min.insync.replicas=2 topic while the node holding partition
+  0's leader is removed; every acknowledgement's offset is recorded, everything is read
+  back and checked (rayka.checker): lost, duplicated, reordered, wrong must be 0.
+- ``acks1_window``: the followers of a partition are paused (SIGSTOP) so they copy
+  nothing; acks=1 sends are acknowledged by the leader, the leader is killed
+  (ray.kill), the followers resume, one of them is elected: the acknowledged records
+  are gone. The same with acks="all": nothing is acknowledged, so nothing is lost.
+- ``fencing``: the leader is paused until the controller elects another leader, then
+  resumed: an append it is sent directly at its old epoch is refused or never becomes
+  visible, it becomes a follower, and its divergent tail is truncated (every replica
+  ends with the same records).
+- ``healing``: a follower's node is removed for good and a new node added; with
+  replica.lost.timeout.ms short the controller places a replacement that copies the log
+  and joins the ISR: the replication factor is restored, every replica holds the same
+  records.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import pyarrow as pa  # noqa: E402
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import rayka  # noqa: E402
+from rayka import TopicPartition  # noqa: E402
+from rayka.checker import History, check, make_value  # noqa: E402
+
+REPLICATED = {"min.insync.replicas": 2, "replica.lag.time.max.ms": 3000, "replica.lost.timeout.ms": 4000}
+
+
+def wait_until(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def read_back(topic, partitions, timeout_s=60):
+    """Every record of ``topic`` as {partition: [(offset, key, value)]}, up to the end offsets."""
+    admin = rayka.Admin()
+    ends = wait_until(lambda: (lambda o: o if all(v is not None for v in o.values()) else None)(
+        admin.list_offsets(topic)), 30, f"{topic}: every partition answers list_offsets")
+    want = sum(end - start for start, end in ends.values())
+    c = rayka.Consumer(auto_offset_reset="earliest")
+    c.assign([TopicPartition(topic, p) for p in range(partitions)])
+    got = rayka.testing.consume_all(c, want, timeout_s=timeout_s)
+    c.close()
+    out = {p: [] for p in range(partitions)}
+    for r in got:
+        out[r.partition].append((r.offset, r.key, r.value))
+    return out
+
+
+def replica_records(data_dir, topic, partition, replica):
+    """The (offset, key, value) of every record in one replica's files, read with plain pyarrow."""
+    base = Path(data_dir) / "topics" / topic / str(partition)
+    directory = base if replica == 0 else base.with_name(f"{partition}.r{replica}")
+    rows = []
+    for seg in sorted(directory.glob("*.arrows")):
+        with pa.memory_map(str(seg)) as f:
+            table = pa.ipc.open_stream(f).read_all()
+        rows += list(zip(table.column("offset").to_pylist(), table.column("key").to_pylist(),
+                         table.column("value").to_pylist()))
+    return rows
+
+
+def node_of(desc, partition, replica=None):
+    p = desc.partitions[partition]
+    if replica is None:
+        replica = p.leader_replica
+    return p.replicas[p.replica_ids.index(replica)]
+
+
+def replica_handle(topic, partition, replica):
+    """The Ray actor handle of one replica (named and detached in the ``rayka`` namespace)."""
+    meta, _ = rayka.connect().topic(topic, refresh=True)
+    name = f"rayka:repl:p:{meta.topic_id}:{partition}" + (f".r{replica}" if replica else "")
+    return ray.get_actor(name, namespace="rayka"), name
+
+
+def replica_pid(topic, partition, replica):
+    from ray.util.state import list_actors
+
+    _, name = replica_handle(topic, partition, replica)
+    alive = [a for a in list_actors(filters=[("name", "=", name)], limit=100) if a.state == "ALIVE"]
+    return alive[0].pid
+
+
+def produce_checked(topic, partitions, n, history, *, acks="all", during=None, at=None, timeout_s=120):
+    """Send ``n`` unique keyed records (key k<i%5>, sequenced per key), recording each outcome in
+    ``history``; ``during()`` runs once after ``at`` records were acknowledged."""
+    seqs = {}
+    with rayka.Producer(acks=acks, idempotent=True, delivery_timeout_ms=60_000, retry_backoff_ms=100,
+                        linger_ms=2) as producer:
+        futures = []
+        deadline = time.monotonic() + timeout_s
+        for i in range(n):
+            if time.monotonic() > deadline:
+                break
+            key = b"k%d" % (i % 5)
+            seq = seqs.get(key, 0)
+            seqs[key] = seq + 1
+            value = make_value(key, seq)
+            history.invoke(value, key)
+            futures.append((value, producer.send(topic, key=key, value=value, partition=i % partitions)))
+            if during is not None and at is not None and i == at:
+                for v, f in futures:
+                    settle(history, v, f)
+                futures = []
+                during()
+            if len(futures) >= 200:
+                for v, f in futures:
+                    settle(history, v, f)
+                futures = []
+        for v, f in futures:
+            settle(history, v, f)
+
+
+def settle(history, value, future):
+    try:
+        md = future.result(timeout=90)
+        history.ok(value, md.partition, md.offset)
+    except Exception as exc:  # noqa: BLE001 - an unknown outcome: indeterminate, never "lost"
+        history.info(value, exc)
+
+
+def failover(cluster, workers, report):
+    admin = rayka.Admin()
+    admin.create_topic("jepsen", partitions=3, replication_factor=3, config=REPLICATED)
+    desc = admin.describe_topic("jepsen")
+    # The partition whose leader sits on a worker node (the coordinator lives on the head).
+    target = next(p for p in range(3) if desc.partitions[p].leader in workers)
+    victim = workers[desc.partitions[target].leader]
+    history = History()
+    removed = {}
+
+    def remove():
+        removed["at"] = time.monotonic()
+        cluster.remove_node(victim)
+        del workers[victim.node_id]
+
+    produce_checked("jepsen", 3, 3000, history, during=remove, at=1000)
+    # How long the partition took to accept writes again after the removal.
+    with rayka.Producer(acks="all", delivery_timeout_ms=60_000, retry_backoff_ms=50) as p:
+        p.send("jepsen", value=b"probe", partition=target).result(timeout=60)
+    new_desc = admin.describe_topic("jepsen")
+    report["failover_leader_changed"] = new_desc.partitions[target].leader_epoch > desc.partitions[target].leader_epoch
+    result = check(history, read_back("jepsen", 3))
+    report["failover"] = result.as_dict()
+    report["failover_first_ack_s"] = history.first_ack_after(removed["at"], partition=target)
+
+
+def _restore_three_nodes(cluster, workers):
+    while len(workers) < 2:
+        node = cluster.add_node(num_cpus=1)
+        workers[node.node_id] = node
+    cluster.wait_for_nodes()
+
+
+def acks1_window(cluster, workers, report):
+    """acks=1 loses what the leader acknowledged before its followers copied it; acks="all" does not."""
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    for acks, topic in ((1, "window1"), ("all", "window-all")):
+        admin.create_topic(topic, partitions=1, replication_factor=3, config=REPLICATED)
+        with rayka.Producer(acks="all") as p:  # one record everyone has
+            p.send(topic, key=b"k0", value=make_value(b"k0", 0), partition=0).result(timeout=30)
+        desc = admin.describe_topic(topic)
+        leader = desc.partitions[0].leader_replica
+        followers = [r for r in desc.partitions[0].replica_ids if r != leader]
+        wait_until(lambda: admin.describe_topic(topic).partitions[0].log_end_offset == 1, 10, "first record")
+        pids = [replica_pid(topic, 0, r) for r in followers]
+        history = History()
+        history.invoke(make_value(b"k0", 0), b"k0")
+        history.ok(make_value(b"k0", 0), 0, 0)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            with rayka.Producer(acks=acks, idempotent=True, delivery_timeout_ms=60_000, retry_backoff_ms=100,
+                                linger_ms=0) as p:
+                futures = []
+                for seq in range(1, 21):
+                    value = make_value(b"k0", seq)
+                    history.invoke(value, b"k0")
+                    futures.append((value, p.send(topic, key=b"k0", value=value, partition=0)))
+                if acks == 1:
+                    for v, f in futures:
+                        settle(history, v, f)
+                else:
+                    time.sleep(0.5)  # the sends are in flight at the leader, waiting for the paused followers
+                ray.kill(replica_handle(topic, 0, leader)[0], no_restart=True)
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+                pids = []
+                for v, f in futures:
+                    if acks != 1:
+                        settle(history, v, f)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: admin.describe_topic(topic).partitions[0].leader_replica in followers, 30,
+                   f"{topic}: a follower leads")
+        result = check(history, read_back(topic, 1))
+        report[f"acks_{acks}"] = result.as_dict()
+
+
+def fencing(cluster, workers, report):
+    """A paused leader is replaced; resumed, it cannot make an append visible, and it truncates."""
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    admin.create_topic("fence", partitions=1, replication_factor=3, config=REPLICATED)
+    with rayka.Producer(acks="all") as p:
+        for i in range(10):
+            p.send("fence", value=b"before-%d" % i, partition=0)
+    desc = admin.describe_topic("fence")
+    old = desc.partitions[0].leader_replica
+    old_epoch = desc.partitions[0].leader_epoch
+    old_handle, _ = replica_handle("fence", 0, old)
+    pid = replica_pid("fence", 0, old)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: admin.describe_topic("fence").partitions[0].leader_epoch > old_epoch, 30,
+                   "a new leader elected while the old one is paused")
+        with rayka.Producer(acks="all", delivery_timeout_ms=30_000) as p:
+            for i in range(10):
+                p.send("fence", value=b"after-%d" % i, partition=0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    table = pa.table({"value": pa.array([b"fenced"], pa.binary())})
+    try:
+        ray.get(old_handle.append.remote(table, None, -1, 1, old_epoch), timeout=30)
+        report["fence_append"] = "accepted"
+    except Exception as exc:  # noqa: BLE001 - refused: what we want to know is its type
+        report["fence_append"] = type(getattr(exc, "cause", None) or exc).__name__
+    try:
+        answer = ray.get(old_handle.fetch.remote(0, 1000, 1 << 20, 0, True, old_epoch), timeout=30)
+        report["fence_old_view_hw"] = answer.high_watermark
+    except Exception as exc:  # noqa: BLE001
+        report["fence_old_view_hw"] = type(getattr(exc, "cause", None) or exc).__name__
+    new = admin.describe_topic("fence").partitions[0]
+    data_dir = rayka.connect().data_dir
+    wait_until(lambda: len({tuple(replica_records(data_dir, "fence", 0, r)) for r in new.replica_ids}) == 1,
+               30, "every replica holds the same records")
+    final = replica_records(data_dir, "fence", 0, old)
+    report["fence_values"] = [v.decode() for _, _, v in final]
+    report["fence_old_role"] = ray.get(old_handle.status.remote(), timeout=10).role
+
+
+def healing(cluster, workers, report):
+    """A follower's node is gone for good: a replacement on a new node restores RF=3."""
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    admin.create_topic("heal", partitions=1, replication_factor=3, config=REPLICATED)
+    with rayka.Producer(acks="all") as p:
+        for i in range(300):
+            p.send("heal", value=b"v%d" % i, partition=0)
+    desc = admin.describe_topic("heal").partitions[0]
+    lost = next(r for r in desc.replica_ids if r != desc.leader_replica and desc.replicas[desc.replica_ids.index(r)]
+                in workers)
+    node = workers.pop(desc.replicas[desc.replica_ids.index(lost)])
+    cluster.remove_node(node)
+    started = time.monotonic()
+    _restore_three_nodes(cluster, workers)
+
+    def healed():
+        p = admin.describe_topic("heal").partitions[0]
+        return p if lost not in p.replica_ids and len(p.isr) == 3 else None
+
+    after = wait_until(healed, 90, "the replication factor restored")
+    report["heal_seconds"] = round(time.monotonic() - started, 1)
+    report["heal_replicas"] = list(after.replica_ids)
+    data_dir = rayka.connect().data_dir
+    logs = {r: replica_records(data_dir, "heal", 0, r) for r in after.replica_ids}
+    report["heal_identical"] = len({tuple(v) for v in logs.values()}) == 1
+    report["heal_records"] = len(next(iter(logs.values())))
+
+
+def main(data_dir: str, scenarios: list[str]) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False)
+    workers = {n.node_id: n for n in nodes}
+    rayka.connect(data_dir=data_dir, cluster_name="repl")
+    report = {"nodes": len([n for n in ray.nodes() if n["Alive"]])}
+    for name in scenarios:
+        started = time.monotonic()
+        try:
+            globals()[name](cluster, workers, report)
+        except Exception as exc:  # noqa: BLE001 - reported, the test fails on it
+            import traceback
+
+            report[f"{name}_error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}"
+        report[f"{name}_seconds"] = round(time.monotonic() - started, 1)
+        print(json.dumps({"progress": name, "seconds": report[f"{name}_seconds"]}), flush=True)
+    print(json.dumps(report), flush=True)
+    ray.shutdown()
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
