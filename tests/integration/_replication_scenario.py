@@ -181,7 +181,9 @@ def acks1_window(cluster, workers, report):
     _restore_three_nodes(cluster, workers)
     admin = rayka.Admin()
     for acks, topic in ((1, "window1"), ("all", "window-all")):
-        admin.create_topic(topic, partitions=1, replication_factor=3, config=REPLICATED)
+        # A long lag bound: the paused followers must stay in the ISR, so that one is elected.
+        admin.create_topic(topic, partitions=1, replication_factor=3,
+                           config={**REPLICATED, "replica.lag.time.max.ms": 20_000})
         with rayka.Producer(acks="all") as p:  # one record everyone has
             p.send(topic, key=b"k0", value=make_value(b"k0", 0), partition=0).result(timeout=30)
         desc = admin.describe_topic(topic)
@@ -194,6 +196,9 @@ def acks1_window(cluster, workers, report):
         history.ok(make_value(b"k0", 0), 0, 0)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
+        # The fetch each follower had waiting at the leader ends (empty) after its 0.5 s long-poll; only
+        # then is nothing in flight that could carry the records below to a paused follower.
+        time.sleep(1.5)
         try:
             with rayka.Producer(acks=acks, idempotent=True, delivery_timeout_ms=60_000, retry_backoff_ms=100,
                                 linger_ms=0) as p:
