@@ -5,6 +5,14 @@ The whole cluster's topic metadata is one small JSON document,
 rename, fsync of the directory) on every change, so a restarted coordinator or
 a new embedded session on the same data dir finds every topic again.
 
+Replication: per partition, ``states[p]`` is its :class:`~.election.PartitionState`
+(``to_dict``: replicas, leader, ISR, epochs) and ``replica_nodes[p]`` maps each replica id
+(a str, as JSON keys are) to its Ray node id (None: anywhere). ``nodes[p]`` stays the
+node of the partition's current leader (of its first replica while it has none), so
+readers that know one replica per partition keep working. A file written before
+replication has neither field and loads as replication factor 1: replica 0 on
+``nodes[p]``, leading at epoch 0.
+
 Topic names follow Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, not
 ``.`` or ``..``. A valid name can never form a path outside the data dir; the
 partition directory is still checked to resolve inside it.
@@ -27,12 +35,16 @@ from ..config import TopicConfig
 from ..errors import (
     ConfigError,
     InvalidTopicError,
+    InvalidUpdateVersionError,
     LogWriteError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
 )
 from ..partitions.atomic_file import atomic_write
+from .election import AlterPartitionRequest, PartitionState
+from .election import alter_partition as _alter_partition
+from .replica_layout import MAX_REPLICATION_FACTOR, check_min_insync, check_replication_factor, replica_layout
 
 __all__ = [
     "validate_topic_name",
@@ -41,6 +53,7 @@ __all__ = [
     "ClusterMetadata",
     "partition_dir",
     "MAX_PARTITIONS",
+    "MAX_REPLICATION_FACTOR",
 ]
 
 
@@ -89,6 +102,35 @@ class TopicMetadata:
     topic_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_ms: int = field(default_factory=SystemClock())
     config_version: int = 0  # bumped by every alter_config; partitions apply the newest they see
+    states: list = field(default_factory=list)  # PartitionState.to_dict() per partition
+    replica_nodes: list = field(default_factory=list)  # per partition {str(replica id): node id or None}
+
+    def __post_init__(self) -> None:
+        # A file from before replication (or a topic given by nodes only): replica 0 on nodes[p].
+        self.nodes = list(self.nodes) + [None] * (self.partitions - len(self.nodes))
+        replicas = range(self.replication_factor)
+        for p in range(len(self.states), self.partitions):
+            self.states.append(PartitionState.initial(replicas).to_dict())
+        for p in range(len(self.replica_nodes), self.partitions):
+            self.replica_nodes.append({str(r): self.nodes[p] if r == 0 else None for r in replicas})
+        self.config = {**TopicConfig().to_dict(), **self.config}  # keys added since the file was written
+
+    def state(self, partition: int) -> PartitionState:
+        """Leader, ISR and epochs of ``partition`` (UnknownPartitionError if there is none)."""
+        return PartitionState.from_dict(self.states[self.check_partition(partition)])
+
+    def replica_nodes_of(self, partition: int) -> dict[int, str | None]:
+        """Replica id -> its Ray node id (None: anywhere), for every replica of ``partition``."""
+        return {int(r): node for r, node in self.replica_nodes[self.check_partition(partition)].items()}
+
+    def leader_node(self, partition: int) -> str | None:
+        """The node of ``partition``'s current leader; None when it has no leader (or one placed anywhere)."""
+        leader = self.state(partition).leader
+        return None if leader is None else self.replica_nodes_of(partition).get(leader)
+
+    def every_replica_node(self) -> list[str | None]:
+        """The node of every replica of every partition (placement counts one actor per replica)."""
+        return [node for nodes in self.replica_nodes for node in nodes.values()]
 
     @property
     def topic_config(self) -> TopicConfig:
@@ -175,16 +217,16 @@ class ClusterMetadata:
 
     def create_topic(self, name: str, partitions: int, replication_factor: int = 1,
                      config: dict | None = None, value_schema: pa.Schema | None = None,
-                     nodes: list | None = None) -> TopicMetadata:
-        """Validate and record a new topic. Raises before anything is stored if any input is bad."""
+                     nodes: list | None = None, replica_nodes: list | None = None) -> TopicMetadata:
+        """Validate and record a new topic. Raises before anything is stored if any input is bad.
+        ``replica_nodes``: per partition, the node of each replica id 0..RF-1 (replica 0 leads);
+        without it, replica 0 is on ``nodes[p]`` and the others anywhere (None)."""
         validate_topic_name(name)
         _check_partitions(partitions)
-        if replication_factor != 1:
-            raise ConfigError(
-                f"replication_factor={replication_factor} is not supported yet: each partition has "
-                "one replica (its actor's files). Use replication_factor=1"
-            )
+        check_replication_factor(replication_factor)
         topic_config = TopicConfig.from_dict(config)
+        check_min_insync(topic_config, replication_factor, f"topic {name!r}")
+        layout = replica_layout(partitions, replication_factor, nodes, replica_nodes)
         if value_schema is not None:
             from ..partitions.records import log_schema
 
@@ -195,7 +237,7 @@ class ClusterMetadata:
             meta = TopicMetadata(
                 name=name, partitions=partitions, replication_factor=replication_factor,
                 config=topic_config.to_dict(), value_schema_b64=encode_schema(value_schema),
-                nodes=list(nodes) if nodes is not None else [None] * partitions,
+                nodes=[rn["0"] for rn in layout], replica_nodes=layout,
             )
             self._topics[name] = meta
             self._save_or_undo(lambda: self._topics.pop(name))
@@ -208,8 +250,10 @@ class ClusterMetadata:
             self._save_or_undo(lambda: self._topics.__setitem__(name, meta))
             return meta
 
-    def add_partitions(self, name: str, total: int, new_nodes: list | None = None) -> TopicMetadata:
-        """Grow a topic to ``total`` partitions (Kafka never shrinks one)."""
+    def add_partitions(self, name: str, total: int, new_nodes: list | None = None,
+                       new_replica_nodes: list | None = None) -> TopicMetadata:
+        """Grow a topic to ``total`` partitions (Kafka never shrinks one); the new ones' replicas are
+        placed as create_topic's ``nodes``/``replica_nodes`` say."""
         _check_partitions(total)
         with self._lock:
             meta = self.get(name)
@@ -218,16 +262,74 @@ class ClusterMetadata:
                     f"topic {name!r} has {meta.partitions} partitions; add_partitions needs a larger "
                     f"total, got {total} (partitions can only be added)"
                 )
-            old = (meta.partitions, list(meta.nodes))
             added = total - meta.partitions
-            meta.nodes = list(meta.nodes) + (list(new_nodes) if new_nodes else [None] * added)
+            layout = replica_layout(added, meta.replication_factor, new_nodes, new_replica_nodes)
+            old = (meta.partitions, list(meta.nodes), list(meta.states), list(meta.replica_nodes))
+            meta.nodes = list(meta.nodes) + [rn["0"] for rn in layout]
+            meta.replica_nodes = list(meta.replica_nodes) + layout
+            meta.states = list(meta.states) + [
+                PartitionState.initial(range(meta.replication_factor)).to_dict() for _ in range(added)]
             meta.partitions = total
 
             def undo():
-                meta.partitions, meta.nodes = old
+                meta.partitions, meta.nodes, meta.states, meta.replica_nodes = old
 
             self._save_or_undo(undo)
             return meta
+
+    def partition_state(self, name: str, partition: int) -> PartitionState:
+        """Leader, ISR and epochs of one partition as stored."""
+        with self._lock:
+            return self.get(name).state(partition)
+
+    def set_partition_state(self, name: str, partition: int, state: PartitionState,
+                            replica_nodes: dict | None = None,
+                            expected_partition_epoch: int | None = None) -> PartitionState:
+        """Store a new state of one partition (an election, a replacement), persisted before it
+        returns. ``replica_nodes``: replica id -> node for replicas new or moved (merged into the
+        stored map, which then keeps exactly the state's replicas; every one must have a node
+        entry, None for anywhere). ``expected_partition_epoch``: compare-and-set, refused with
+        InvalidUpdateVersionError when the stored state moved on. A state whose partition epoch is
+        not above the stored one is a bug of the caller (ValueError)."""
+        if not isinstance(state, PartitionState):
+            raise TypeError(f"set_partition_state needs a PartitionState, got {type(state).__name__}")
+        with self._lock:
+            meta = self.get(name)
+            current = meta.state(partition)
+            if expected_partition_epoch is not None and expected_partition_epoch != current.partition_epoch:
+                raise InvalidUpdateVersionError(
+                    f"partition {name}-{partition} is at partition epoch {current.partition_epoch}, not the "
+                    f"expected {expected_partition_epoch}: its state changed since it was read; read it again")
+            if state.partition_epoch <= current.partition_epoch:
+                raise ValueError(
+                    f"new state of {name}-{partition} has partition epoch {state.partition_epoch}, not above the "
+                    f"stored {current.partition_epoch}: every change of a partition's state bumps it")
+            merged = {**meta.replica_nodes_of(partition), **{int(r): n for r, n in (replica_nodes or {}).items()}}
+            missing = [r for r in state.replicas if r not in merged]
+            if missing:
+                raise ValueError(f"new state of {name}-{partition} has replicas {missing} with no node: pass "
+                                 "replica_nodes for them (None for anywhere)")
+            nodes = {str(r): merged[r] for r in state.replicas}
+            lead = state.leader if state.leader is not None else state.replicas[0]
+            old = (meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition])
+            meta.states[partition], meta.replica_nodes[partition] = state.to_dict(), nodes
+            meta.nodes[partition] = nodes[str(lead)]
+
+            def undo():
+                meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition] = old
+
+            self._save_or_undo(undo)
+            return state
+
+    def alter_partition(self, name: str, partition: int, request: AlterPartitionRequest) -> PartitionState:
+        """A leader's ISR change (election.alter_partition on the stored state), persisted before it
+        returns; a repeat of a change already made answers the current state."""
+        with self._lock:
+            current = self.partition_state(name, partition)
+            new = _alter_partition(current, request)
+            if new.partition_epoch == current.partition_epoch:
+                return current
+            return self.set_partition_state(name, partition, new, expected_partition_epoch=current.partition_epoch)
 
     def alter_config(self, name: str, changes: dict) -> TopicMetadata:
         """Change some config keys of a topic (a None value resets a key to its default),
@@ -241,7 +343,9 @@ class ClusterMetadata:
             for key, value in changes.items():
                 canonical = _canonical_key(key)
                 merged[canonical] = defaults[canonical] if value is None else value
-            new_config = TopicConfig.from_dict(merged).to_dict()
+            topic_config = TopicConfig.from_dict(merged)
+            check_min_insync(topic_config, meta.replication_factor, f"topic {name!r}")
+            new_config = topic_config.to_dict()
             old = (meta.config, meta.config_version)
             meta.config, meta.config_version = new_config, meta.config_version + 1
 

@@ -56,7 +56,16 @@ _TOPIC_KEYS = {
     "flush.ms": "flush_ms",
     "index.interval.bytes": "index_interval_bytes",
     "message.timestamp.type": "message_timestamp_type",
+    "min.insync.replicas": "min_insync_replicas",
+    "replica.lag.time.max.ms": "replica_lag_time_max_ms",
+    "unclean.leader.election.enable": "unclean_leader_election_enable",
+    "replica.placement": "replica_placement",
+    "replica.lost.timeout.ms": "replica_lost_timeout_ms",
 }
+
+#: "spread": each replica of a partition on its own Ray node (create_topic refuses with fewer
+#: alive nodes than the replication factor); "colocate": replicas may share a node then.
+REPLICA_PLACEMENTS = ("spread", "colocate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +87,17 @@ class TopicConfig:
       two entries of the sparse offset and time indexes.
     - ``message_timestamp_type`` [message.timestamp.type], "CreateTime" (default, the
       producer's timestamp) or "LogAppendTime" (the partition's clock).
+    - ``min_insync_replicas`` [min.insync.replicas], default 1: with acks="all" a send fails
+      (NotEnoughReplicasError) while the ISR is smaller; at most the replication factor.
+    - ``replica_lag_time_max_ms`` [replica.lag.time.max.ms], default 30000: a follower that
+      has not caught up with the leader for this long leaves the ISR.
+    - ``unclean_leader_election_enable`` [unclean.leader.election.enable], default False:
+      with no in-sync replica alive, elect an out-of-sync one (records it lacks are lost)
+      instead of leaving the partition without a leader. "true"/"false" are accepted too.
+    - ``replica_placement`` [replica.placement], "spread" (default) or "colocate": see
+      :data:`REPLICA_PLACEMENTS`.
+    - ``replica_lost_timeout_ms`` [replica.lost.timeout.ms], default 60000: a replica whose
+      node is gone this long is replaced by a new one on another node.
     """
 
     segment_bytes: int = 256 * MiB
@@ -89,8 +109,18 @@ class TopicConfig:
     flush_ms: int = 1000
     index_interval_bytes: int = 4096
     message_timestamp_type: str = "CreateTime"
+    min_insync_replicas: int = 1
+    replica_lag_time_max_ms: int = 30_000
+    unclean_leader_election_enable: bool = False
+    replica_placement: str = "spread"
+    replica_lost_timeout_ms: int = 60_000
 
     def __post_init__(self) -> None:
+        unclean = self.unclean_leader_election_enable
+        if isinstance(unclean, str) and unclean.lower() in ("true", "false"):  # as a CLI -c value gives it
+            object.__setattr__(self, "unclean_leader_election_enable", unclean.lower() == "true")
+        elif not isinstance(unclean, bool):
+            raise ConfigError(f"unclean.leader.election.enable must be true or false, got {unclean!r}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or isinstance(value, bool)):
@@ -116,6 +146,15 @@ class TopicConfig:
                 "message.timestamp.type must be 'CreateTime' or 'LogAppendTime', "
                 f"got {self.message_timestamp_type!r}"
             )
+        if self.min_insync_replicas < 1:
+            raise ConfigError(f"min.insync.replicas must be >= 1 (and at most the replication factor), "
+                              f"got {self.min_insync_replicas}")
+        if self.replica_lag_time_max_ms < 0:
+            raise ConfigError(f"replica.lag.time.max.ms must be >= 0, got {self.replica_lag_time_max_ms}")
+        if self.replica_placement not in REPLICA_PLACEMENTS:
+            raise ConfigError(f"replica.placement must be one of {REPLICA_PLACEMENTS}, got {self.replica_placement!r}")
+        if self.replica_lost_timeout_ms < 0:
+            raise ConfigError(f"replica.lost.timeout.ms must be >= 0, got {self.replica_lost_timeout_ms}")
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | None) -> "TopicConfig":

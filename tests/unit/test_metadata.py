@@ -49,7 +49,8 @@ def test_bad_requests_change_nothing(tmp_path):
     meta.create_topic("a", 2)
     before = path.read_bytes()
     for call in (lambda: meta.create_topic("a", 2), lambda: meta.create_topic("z", 0),
-                 lambda: meta.create_topic("z", 1, replication_factor=2),
+                 lambda: meta.create_topic("z", 1, replication_factor=17),
+                 lambda: meta.create_topic("z", 1, replication_factor=2, config={"min.insync.replicas": 3}),
                  lambda: meta.create_topic("z", 1, config={"nope": 1}),
                  lambda: meta.add_partitions("a", 2), lambda: meta.get("missing"),
                  lambda: meta.create_topic("z", 1, value_schema=pa.schema([("offset", pa.int64())]))):
