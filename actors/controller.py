@@ -38,7 +38,8 @@ class ControllerLoop:
     ``meta`` is the coordinator's ClusterMetadata; ``replica_handles(meta)`` gives
     ``{(partition, replica): handle}`` of a topic (creating what is missing where it may);
     ``recreate(meta, partition, replica)`` creates one replica's actor again;
-    ``place(meta, partition, exclude_nodes)`` picks a node for a replacement replica.
+    ``place(meta, partition, exclude_nodes, chosen)`` picks a node for a replacement replica
+    (``chosen``: nodes picked earlier in the same tick).
     """
 
     def __init__(self, meta, replica_handles: Callable, recreate: Callable, place: Callable, clock):
@@ -51,8 +52,7 @@ class ControllerLoop:
 
     def tick(self) -> None:
         topics = [self._meta.get(name) for name in self._meta.topics()]
-        topics = [t for t in topics if t.replication_factor > 1 or any(len(t.state(p).replicas) > 1
-                                                                        for p in range(t.partitions))]
+        topics = [t for t in topics if any(len(t.state(p).replicas) > 1 for p in range(t.partitions))]
         if not topics:
             return
         handles = {}
@@ -62,55 +62,67 @@ class ControllerLoop:
         refs = {key: h.status.remote() for key, h in handles.items() if h is not None}
         ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=STATUS_TIMEOUT_S)[0]) if refs else ()
         alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-        statuses = {}
-        for key in handles:
-            ref = refs.get(key)
+        statuses, reports = {}, []
+        for (topic, p, r) in handles:
+            ref = refs.get((topic, p, r))
             answered = dead = False
             if ref is not None and ref in ready:
                 try:
-                    statuses[key] = ray.get(ref)
+                    statuses[(topic, p, r)] = ray.get(ref)
                     answered = True
                 except ActorDiedError:
                     dead = True
                 except Exception:  # noqa: BLE001 - restarting, or its node is going: not answering
                     pass
-            node = self._meta.get(key[0]).replica_nodes_of(key[1]).get(key[2])
-            self._health.observe(key, answered=answered, dead=dead,
-                                 node_alive=node is None or node in alive_nodes)
+            node = self._meta.get(topic).replica_nodes_of(p).get(r)
+            reports.append(rules.ReplicaReport(topic, p, r, answered, dead, node is None or node in alive_nodes))
+        self._health.update(reports)
         for meta in topics:
-            for p in range(meta.partitions):
-                try:
-                    self._partition(meta.name, p, statuses, handles, alive_nodes)
-                except Exception:  # noqa: BLE001 - one partition's trouble must not stop the others
-                    log.exception("controller check of %s-%d failed", meta.name, p)
+            try:
+                self._topic(meta, statuses, handles, alive_nodes)
+            except Exception:  # noqa: BLE001 - one topic's trouble must not stop the others
+                log.exception("controller check of topic %s failed", meta.name)
 
-    def _partition(self, topic: str, p: int, statuses: dict, handles: dict, alive_nodes: set) -> None:
-        meta = self._meta.get(topic)
-        state = meta.state(p)
-        actions = rules.decide(meta, p, self._health, alive_nodes, self._clock(), statuses=statuses,
-                               place=lambda exclude: self._place(meta, p, exclude))
-        for action in actions:
-            if isinstance(action, rules.Elect):
-                state = self._meta.set_partition_state(topic, p, action.new_state,
-                                                       expected_partition_epoch=state.partition_epoch)
-                (log.error if action.unclean_loss else log.warning)(
-                    "%s-%d: replica %s leads now at leader epoch %d (ISR %s)%s", topic, p, state.leader,
-                    state.leader_epoch, list(state.isr),
-                    "; UNCLEAN election: records only the old ISR held are lost" if action.unclean_loss else "")
-            elif isinstance(action, rules.Recreate):
-                log.warning("%s-%d: replica %d was killed; creating it again on its node", topic, p,
-                            action.replica_id)
-                handles[(topic, p, action.replica_id)] = self._recreate(meta, p, action.replica_id)
-            elif isinstance(action, rules.Replace):
-                state = self._meta.set_partition_state(
-                    topic, p, action.new_state, replica_nodes={**meta.replica_nodes_of(p),
-                                                               action.new_replica_id: action.node},
-                    expected_partition_epoch=state.partition_epoch)
-                log.warning("%s-%d: replica %d is lost (its node is gone); replica %d replaces it on node %s",
-                            topic, p, action.lost_replica, action.new_replica_id, action.node)
-                meta = self._meta.get(topic)
-                handles[(topic, p, action.new_replica_id)] = self._recreate(meta, p, action.new_replica_id)
-        self._converge(topic, p, state, statuses, handles)
+    def _topic(self, meta, statuses: dict, handles: dict, alive_nodes: set) -> None:
+        chosen: list = []  # replacement nodes picked this tick, counted by place
+
+        def place(exclude, p):
+            node = self._place(meta, p, set(exclude) | set(), chosen)
+            if node is not None:
+                chosen.append(node)
+            return node
+
+        for p in range(meta.partitions):
+            actions = rules.decide_partition(meta.name, p, meta.state(p), meta.replica_nodes_of(p), meta.topic_config,
+                                             self._health, alive_nodes, self._clock(),
+                                             lambda exclude, p=p: place(exclude, p))
+            for action in actions:
+                self._apply(meta.name, p, action, handles)
+        meta = self._meta.get(meta.name)
+        for p in range(meta.partitions):
+            self._converge(meta.name, p, meta.state(p), statuses, handles)
+
+    def _apply(self, topic: str, p: int, action, handles: dict) -> None:
+        if isinstance(action, rules.Elect):
+            state = self._meta.set_partition_state(topic, p, action.new_state,
+                                                   expected_partition_epoch=action.expected_partition_epoch)
+            (log.error if action.unclean_loss else log.warning)(
+                "%s-%d: %s at leader epoch %d (ISR %s)%s", topic, p,
+                "no replica can lead" if state.leader is None else f"replica {state.leader} leads now",
+                state.leader_epoch, list(state.isr),
+                "; UNCLEAN election: records only the old ISR held are lost" if action.unclean_loss else "")
+        elif isinstance(action, rules.Recreate):
+            log.warning("%s-%d: replica %d was killed; creating it again on its node", topic, p, action.replica_id)
+            handles[(topic, p, action.replica_id)] = self._recreate(self._meta.get(topic), p, action.replica_id)
+        elif isinstance(action, rules.Replace):
+            meta = self._meta.get(topic)
+            self._meta.set_partition_state(
+                topic, p, action.new_state, replica_nodes={**meta.replica_nodes_of(p), action.new_replica_id: action.node},
+                expected_partition_epoch=action.expected_partition_epoch)
+            log.warning("%s-%d: replica %d is lost (its node is gone); replica %d replaces it on node %s",
+                        topic, p, action.lost_replica, action.new_replica_id, action.node)
+            handles[(topic, p, action.new_replica_id)] = self._recreate(self._meta.get(topic), p,
+                                                                         action.new_replica_id)
 
     @staticmethod
     def _converge(topic: str, p: int, state: PartitionState, statuses: dict, handles: dict) -> None:

@@ -76,7 +76,7 @@ class CoordinatorActor:
         self._groups = GroupService(groups, calls)
         self._stop = threading.Event()
         threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
-        self._configs = TopicConfigService(self._meta, self._lock, self._ensure_partitions, calls.push_config,
+        self._configs = TopicConfigService(self._meta, self._lock, self._config_targets, calls.push_config,
                                            node_memory_by_id)
         threading.Thread(target=self._config_sync_loop, name="rayka-config-sync", daemon=True).start()
         self._controller = ControllerLoop(self._meta, self._locked_replica_handles, self._recreate_replica,
@@ -94,9 +94,10 @@ class CoordinatorActor:
             except Exception:  # keep checking; a bad tick must not end failover for good
                 log.exception("controller check failed")
 
-    def _place_replacement(self, meta, p: int, exclude) -> str | None:
+    def _place_replacement(self, meta, p: int, exclude, chosen) -> str | None:
         memory = node_memory_by_id()
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
+        placements += list(chosen)
         colocate = meta.topic_config.replica_placement == COLOCATE
         return place_replacement(self._configs.budget(), memory, partitions_per_node(placements, memory),
                                  exclude, zones=_ray.node_zones(), colocate=colocate)
@@ -165,6 +166,10 @@ class CoordinatorActor:
             meta.name, p, meta.config_version, r, initial,
         )
 
+    def _config_targets(self, meta) -> list:
+        """``(partition, handle)`` of every replica of ``meta``: a topic config change reaches them all."""
+        return [(p, h) for (p, _), h in sorted(self._replica_handles(meta).items(), key=lambda kv: kv[0])]
+
     def _recreate_replica(self, meta, p: int, r: int):
         with self._lock:
             self._handles.pop((meta.topic_id, p, r), None)
@@ -186,7 +191,7 @@ class CoordinatorActor:
         memory = node_memory_by_id()
         if len(memory) <= 1:  # one node (or Ray reports none): everything lives beside the coordinator
             memory = {self._node_id: sum(memory.values())}
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
         on_nodes = partitions_per_node(placements, memory)
         elsewhere = len(placements) - sum(on_nodes.values())
         return place_partitions(self._configs.budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
@@ -218,7 +223,7 @@ class CoordinatorActor:
         from rayka.config import TopicConfig
 
         memory = node_memory_by_id()
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).all_replica_nodes()]
+        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
         on_nodes = partitions_per_node(placements, memory)
         colocate = TopicConfig.from_dict(config).replica_placement == COLOCATE
         placed = place_replicas(self._configs.budget(), memory, on_nodes, count, rf, action, colocate=colocate,

@@ -61,18 +61,20 @@ class PartitionCalls:
         return _each(topic, [h.offset_for_time.remote(timestamp_ms) for h in self._topic_handles(topic)])
 
     @staticmethod
-    def push_config(handles: list, config: dict, version: int, timeout_s: float) -> list[int]:
-        """Send the config to every partition; the partition numbers that did not confirm it."""
-        refs = {h.update_config.remote(config, version): p for p, h in enumerate(handles)}
+    def push_config(targets: list, config: dict, version: int, timeout_s: float) -> list[int]:
+        """Send the config to every ``(partition, replica handle)`` of ``targets``; the partition
+        numbers with a replica that did not confirm it."""
+        refs = {h.update_config.remote(config, version): p for p, h in targets if h is not None}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-        confirmed = set()
+        pending = {p for p, h in targets if h is None}  # a replica whose node is gone: not reached
+        pending |= {p for ref, p in refs.items() if ref not in set(ready)}
         for ref in ready:
             try:
-                if ray.get(ref) >= version:
-                    confirmed.add(refs[ref])
+                if ray.get(ref) < version:
+                    pending.add(refs[ref])
             except Exception:  # died or restarting: it stays pending
-                pass
-        return sorted(set(refs.values()) - confirmed)
+                pending.add(refs[ref])
+        return sorted(pending)
 
 
 def node_memory_by_id() -> dict[str, float]:

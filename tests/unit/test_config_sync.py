@@ -36,7 +36,7 @@ def _get(ref, timeout=None):
 
 
 def _service(meta, handles):
-    return TopicConfigService(meta, threading.RLock(), lambda m: handles[: m.partitions],
+    return TopicConfigService(meta, threading.RLock(), lambda m: list(enumerate(handles[: m.partitions])),
                               partition_calls.PartitionCalls.push_config, lambda: {"node": 8e9})
 
 
