@@ -22,7 +22,7 @@ import ray
 from ray.exceptions import ActorDiedError
 
 from rayka.coordinator import controller as rules
-from rayka.coordinator.election import PartitionState
+from rayka.coordinator.election import PartitionState, preferred_leader_election
 
 __all__ = ["ControllerLoop", "CHECK_INTERVAL_S"]
 
@@ -123,6 +123,22 @@ class ControllerLoop:
                         topic, p, action.lost_replica, action.new_replica_id, action.node)
             handles[(topic, p, action.new_replica_id)] = self._recreate(self._meta.get(topic), p,
                                                                          action.new_replica_id)
+
+    def elect_preferred(self, topic: str) -> list[int]:
+        """Move each partition's leadership of ``topic`` to its preferred (first) replica where that
+        one is alive and in sync (Kafka's preferred leader election); the partitions moved."""
+        meta = self._meta.get(topic)
+        moved = []
+        for p in range(meta.partitions):
+            state = meta.state(p)
+            alive = [r for r in state.replicas if (v := self._health.view(topic, p, r)) is not None and v.alive]
+            result = preferred_leader_election(state, alive)
+            if result.changed:
+                self._meta.set_partition_state(topic, p, result.state, expected_partition_epoch=state.partition_epoch)
+                log.info("%s-%d: preferred replica %d leads again (leader epoch %d)", topic, p,
+                         result.state.leader, result.state.leader_epoch)
+                moved.append(p)
+        return moved
 
     @staticmethod
     def _converge(topic: str, p: int, state: PartitionState, statuses: dict, handles: dict) -> None:

@@ -284,6 +284,11 @@ class CoordinatorActor:
             raise UnknownTopicError(f"topic {topic!r} was deleted and created again; this replica is of the old one")
         return self._meta.alter_partition(topic, partition, request)
 
+    def elect_preferred_leaders(self, topic: str) -> list[int]:
+        """Preferred leader election for ``topic``: the partitions whose leadership moved back
+        to their first replica (the replicas learn it at the controller's next check)."""
+        return self._controller.elect_preferred(topic)
+
     def partition_states(self, topic: str) -> list:
         """The replicated state (leader, ISR, epochs) of every partition of ``topic``."""
         meta = self._meta.get(topic)

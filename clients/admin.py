@@ -92,6 +92,16 @@ class Admin:
         self._cluster.forget(name)
         return self.describe_topic(name)
 
+    def elect_leaders(self, name: str) -> list[int]:
+        """Preferred leader election (Kafka's ``kafka-leader-election --election-type preferred``):
+        every partition of a replicated topic whose first replica is alive and in sync but does
+        not lead gets it back as leader, spreading the leaders again after failovers. Returns the
+        partitions whose leader moved; producers and consumers follow by themselves."""
+        validate_topic_name(name)
+        moved = self._coordinator.elect_preferred_leaders(name)
+        self._cluster.forget(name)
+        return moved
+
     def list_offsets(self, name: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int] | None]:
         """partition -> (log_start_offset, log_end_offset); None for a partition that cannot be
         reached (or gave no answer within ``timeout_s``): ``describe_topic`` says why."""

@@ -310,6 +310,9 @@ class CoordinatorClient:
         meta, handles = self._call(self.handle.topic, name, retry_s=retry_s, bounded=bounded)
         return meta, [PartitionClient(h, self.attachment) for h in handles]
 
+    def elect_preferred_leaders(self, name: str) -> list[int]:
+        return self._call(self.handle.elect_preferred_leaders, name)
+
     def list_topics(self) -> list[str]:
         return self._call(self.handle.list_topics)
 

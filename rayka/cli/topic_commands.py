@@ -140,6 +140,19 @@ def topics_delete(ctx, name):
     click.echo(f"deleted topic {name}")
 
 
+@topics.command("elect-leaders")
+@connection_options
+@click.argument("name")
+@click.pass_context
+def topics_elect_leaders(ctx, name):
+    """Give the leadership of topic NAME's partitions back to their preferred replicas."""
+    moved = _admin(ctx).elect_leaders(name)
+    if moved:
+        click.echo(f"preferred replicas lead again: partition(s) {', '.join(map(str, moved))}")
+    else:
+        click.echo("every partition is led by its preferred replica (or that replica is not alive and in sync)")
+
+
 @topics.command("alter-config")
 @connection_options
 @click.argument("name")
