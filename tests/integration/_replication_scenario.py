@@ -299,6 +299,78 @@ def healing(cluster, workers, report):
     report["heal_records"] = len(next(iter(logs.values())))
 
 
+def chaos(cluster, workers, report):
+    """The checker under a loop of faults (fixed seed): replicas and the coordinator killed, a node
+    removed and another added, while a producer sends and a group consumer processes and commits."""
+    import random
+    import threading
+
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    admin.create_topic("chaos", partitions=3, replication_factor=3, config=REPLICATED)
+    history = History()
+    processed = set()
+    stop = threading.Event()
+    errors = []
+
+    def consume():
+        try:
+            c = rayka.Consumer("chaos", group_id="chaos-g", auto_offset_reset="earliest", enable_auto_commit=False)
+            deadline = time.monotonic() + 240
+            while not stop.is_set() and time.monotonic() < deadline:
+                records = c.poll(timeout_ms=300, max_records=2000)
+                if records:
+                    processed.update(r.value for r in records)  # "process", then commit
+                    try:
+                        c.commit()
+                    except rayka.errors.RaykaError:
+                        pass  # a rebalance or the coordinator restarting: processed again later, at least once
+            c.close()
+        except Exception as exc:  # noqa: BLE001 - reported
+            errors.append(f"consumer: {type(exc).__name__}: {exc}")
+
+    rng = random.Random(7)
+    actions = []
+
+    def faults():
+        meta_id = topic_id("chaos")
+        for i in range(8):
+            time.sleep(1.5)
+            kind = rng.choice(["replica", "replica", "coordinator", "node"])
+            try:
+                if kind == "replica":
+                    p, r = rng.randrange(3), rng.choice(admin.describe_topic("chaos").partitions[0].replica_ids)
+                    name = f"rayka:repl:p:{meta_id}:{p}" + (f".r{r}" if r else "")
+                    ray.kill(ray.get_actor(name, namespace="rayka"), no_restart=True)
+                elif kind == "coordinator":
+                    ray.kill(ray.get_actor("rayka:repl:coordinator", namespace="rayka"), no_restart=False)
+                elif len(workers) >= 2:
+                    node_id = rng.choice(sorted(workers))
+                    cluster.remove_node(workers.pop(node_id))
+                    _restore_three_nodes(cluster, workers)
+                actions.append(kind)
+            except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is listed
+                actions.append(f"{kind} failed: {type(exc).__name__}")
+
+    consumer = threading.Thread(target=consume)
+    chaos_thread = threading.Thread(target=faults)
+    consumer.start()
+    chaos_thread.start()
+    produce_checked("chaos", 3, 3000, history, timeout_s=150)
+    chaos_thread.join(timeout=120)
+    acked = {v for v, outcome in history.outcomes().items() if outcome[0] == "ok"}
+    deadline = time.monotonic() + 90
+    while not acked <= processed and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    consumer.join(timeout=60)
+    result = check(history, read_back("chaos", 3))
+    report["chaos"] = result.as_dict()
+    report["chaos_actions"] = actions
+    report["chaos_unprocessed"] = len(acked - processed)
+    report["chaos_errors"] = errors
+
+
 def main(data_dir: str, scenarios: list[str]) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("_replication_scenario.py")
-SCENARIOS = ["failover", "acks1_window", "fencing", "healing"]
+SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "chaos"]
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,14 @@ def test_a_lost_replica_is_replaced_and_the_isr_is_full_again(report):
     _no_error(report, "healing")
     assert len(report["heal_replicas"]) == 3 and max(report["heal_replicas"]) >= 3, report
     assert report["heal_identical"] and report["heal_records"] == 300, report
+
+
+@pytest.mark.slow
+def test_chaos_loses_nothing_and_group_consumers_process_every_acknowledged_record(report):
+    _no_error(report, "chaos")
+    result = report["chaos"]
+    assert len(report["chaos_actions"]) >= 6, report["chaos_actions"]
+    assert result["acknowledged"] > 1000, result
+    assert result["lost"] == 0 and result["duplicated"] == 0 and result["reordered"] == 0, result
+    assert result["wrong"] == 0, result
+    assert report["chaos_unprocessed"] == 0 and not report["chaos_errors"], report
