@@ -98,6 +98,8 @@ class ControllerLoop:
                                              lambda exclude, p=p: place(exclude, p))
             for action in actions:
                 self._apply(meta.name, p, action, handles)
+            if not any(isinstance(a, (rules.Elect, rules.Replace)) for a in actions):
+                self._away_from_damage(meta.name, p, meta.state(p), statuses)
         meta = self._meta.get(meta.name)
         for p in range(meta.partitions):
             self._converge(meta.name, p, meta.state(p), statuses, handles)
@@ -123,6 +125,22 @@ class ControllerLoop:
                         topic, p, action.lost_replica, action.new_replica_id, action.node)
             handles[(topic, p, action.new_replica_id)] = self._recreate(self._meta.get(topic), p,
                                                                          action.new_replica_id)
+
+    def _away_from_damage(self, topic: str, p: int, state: PartitionState, statuses: dict) -> None:
+        """A leader whose log holds damaged batches hands the leadership to an in-sync replica
+        without damage; as a follower it then copies the damaged range again (replication.py)."""
+        leader = statuses.get((topic, p, state.leader))
+        if leader is None or not leader.damaged:
+            return
+        healthy = next((r for r in state.isr if r != state.leader and (s := statuses.get((topic, p, r))) is not None
+                        and not s.damaged and s.leader_epoch == state.leader_epoch), None)
+        if healthy is None:
+            return
+        new = state.replace(leader=healthy, leader_epoch=state.leader_epoch + 1,
+                            partition_epoch=state.partition_epoch + 1)
+        self._meta.set_partition_state(topic, p, new, expected_partition_epoch=state.partition_epoch)
+        log.warning("%s-%d: the leader's log holds damaged batches; replica %d (in sync, undamaged) leads now and "
+                    "replica %d copies the damaged range from it", topic, p, healthy, state.leader)
 
     def elect_preferred(self, topic: str) -> list[int]:
         """Move each partition's leadership of ``topic`` to its preferred (first) replica where that

@@ -107,6 +107,13 @@ class Replication:
                     threading.Thread(target=self._isr_loop, args=(role,), daemon=True,
                                      name=f"rayka-isr-{self.name}").start()
             elif state.leader is not None:
+                if plog.damaged_offsets:
+                    # Holes (corrupt batches) are copied again from the leader, with all after them.
+                    first = min(first for first, _ in plog.damaged_offsets)
+                    log.warning("replica %s: offsets from %d on are copied again from the leader (damaged here)",
+                                self.name, first)
+                    plog.truncate_to(first)
+                    plog.damaged_offsets = []
                 role = FollowerRole(plog, state, self.replica_id, self._fetcher(state.leader), name=self.name)
                 self.role = role
                 threading.Thread(target=role.run, daemon=True, name=f"rayka-follow-{self.name}").start()
@@ -153,7 +160,7 @@ class Replication:
         return ReplicaStatus(
             self.replica_id, kind, state.leader_epoch if state else -1, state.partition_epoch if state else -1,
             plog.log_start_offset if plog else -1, plog.log_end_offset if plog else -1, self._hw() if plog else -1,
-            tuple(isr))
+            tuple(isr), bool(plog is not None and plog.damaged_offsets))
 
     # -- Ray calls ---------------------------------------------------------------------------
 

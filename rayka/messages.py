@@ -222,6 +222,8 @@ class ReplicaStatus:
 
     ``role`` is "leader", "follower", or "none" (not told its role yet, or its log cannot
     open); the epochs are those of the partition state it acts on (-1: none yet).
+    ``damaged``: its log keeps holes (corrupt batches); the controller moves leadership to a
+    healthy in-sync replica, and as a follower it copies the damaged range again.
     """
 
     replica_id: int
@@ -232,3 +234,4 @@ class ReplicaStatus:
     log_end_offset: int
     high_watermark: int
     isr: tuple[int, ...] = ()
+    damaged: bool = False  # its log holds damaged offsets (holes) that a healthy replica may have
