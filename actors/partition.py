@@ -158,17 +158,20 @@ class PartitionActor:
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
-              with_schema: bool = True, leader_epoch: int = -1) -> FetchResponse:
+              with_schema: bool = True, leader_epoch: int = -1, replica_read: bool = False) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
-        The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
+        ``replica_read``: this replica may answer as an in-sync follower, up to the high
+        watermark it learned from its leader (KIP-392; a consumer reading from a replica on its
+        own node). The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
         small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the log's serialised
         Arrow schema when ``with_schema`` (a consumer asks once), else None.
         """
         plog = self._ready()
         self._used()
-        leader = self._replication.leader()
-        leader.check_request(leader_epoch, "fetch")
+        leader = self._replication.reader(replica_read)  # a follower read: an in-sync follower
+        if not replica_read:
+            leader.check_request(leader_epoch, "fetch")
         if max_wait_ms > 0 and offset >= leader.high_watermark:
             leader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()

@@ -152,6 +152,16 @@ class Replication:
                              f"(leader: replica {state.leader}, leader epoch {state.leader_epoch}); ask the "
                              "coordinator for the partition's leader and retry")
 
+    def reader(self, replica_read: bool):
+        """The role that serves a consumer fetch: the leader; with ``replica_read`` also this
+        replica as an in-sync follower (KIP-392: it serves up to the HW it learned)."""
+        role = self.role
+        if replica_read and isinstance(role, FollowerRole) and not role.stopped:
+            state = self.state
+            if state is not None and self.replica_id in state.isr:
+                return role
+        return self.leader()
+
     def status(self, plog) -> ReplicaStatus:
         role, state = self.role, self.state
         kind = "leader" if isinstance(role, LeaderRole) and not role.resigned else (

@@ -64,6 +64,7 @@ class FollowerRole:
         self._name = name
         self._max_bytes, self._max_wait_ms = max_bytes, max_wait_ms
         self._stop = threading.Event()
+        self._hw_moved = threading.Condition()
         self._hw = 0
         self.fetches = 0
         self.last_error: BaseException | None = None
@@ -79,6 +80,15 @@ class FollowerRole:
     def stop(self) -> None:
         """End the role; the loop returns after the fetch in flight (at most its wait)."""
         self._stop.set()
+        with self._hw_moved:
+            self._hw_moved.notify_all()
+
+    def wait_for_hw(self, offset: int, timeout_s: float) -> bool:
+        """Block until this follower's HW passes ``offset`` (a follower read's long-poll), the role
+        ends, or ``timeout_s``; True if the HW passed it."""
+        with self._hw_moved:
+            return self._hw_moved.wait_for(lambda: self._hw > offset or self._stop.is_set(), timeout_s) and \
+                self._hw > offset
 
     def run(self) -> None:
         """Fetch and apply until :meth:`stop`."""
@@ -124,7 +134,11 @@ class FollowerRole:
         before = plog.log_end_offset
         if _has_bytes(answer.payload):
             plog.append_replicated(answer.payload)
-        self._hw = max(self._hw, follower_high_watermark(answer.high_watermark, plog.log_end_offset))
+        hw = max(self._hw, follower_high_watermark(answer.high_watermark, plog.log_end_offset))
+        if hw != self._hw:
+            with self._hw_moved:
+                self._hw = hw
+                self._hw_moved.notify_all()
         return plog.log_end_offset - before
 
 
