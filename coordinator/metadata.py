@@ -104,6 +104,8 @@ class TopicMetadata:
     config_version: int = 0  # bumped by every alter_config; partitions apply the newest they see
     states: list = field(default_factory=list)  # PartitionState.to_dict() per partition
     replica_nodes: list = field(default_factory=list)  # per partition {str(replica id): node id or None}
+    next_replica_ids: list = field(default_factory=list)  # per partition: the first replica id never used
+    reassignments: dict = field(default_factory=dict)  # str(partition) -> target node ids, while moving
 
     def __post_init__(self) -> None:
         # A file from before replication (or a topic given by nodes only): replica 0 on nodes[p].
@@ -113,6 +115,8 @@ class TopicMetadata:
             self.states.append(PartitionState.initial(replicas).to_dict())
         for p in range(len(self.replica_nodes), self.partitions):
             self.replica_nodes.append({str(r): self.nodes[p] if r == 0 else None for r in replicas})
+        for p in range(len(self.next_replica_ids), self.partitions):
+            self.next_replica_ids.append(max(PartitionState.from_dict(self.states[p]).replicas) + 1)
         self.config = {**TopicConfig().to_dict(), **self.config}  # keys added since the file was written
 
     def state(self, partition: int) -> PartitionState:
@@ -127,6 +131,16 @@ class TopicMetadata:
         """The node of ``partition``'s current leader; None when it has no leader (or one placed anywhere)."""
         leader = self.state(partition).leader
         return None if leader is None else self.replica_nodes_of(partition).get(leader)
+
+    def next_replica_id(self, partition: int) -> int:
+        """The id for a new replica of ``partition``: never one it used before (a replica's files
+        may outlive it on a lost node, and replica directories are named by id)."""
+        return self.next_replica_ids[self.check_partition(partition)]
+
+    def reassignment(self, partition: int) -> tuple[str, ...] | None:
+        """The target nodes of ``partition``'s reassignment in progress, or None."""
+        target = self.reassignments.get(str(self.check_partition(partition)))
+        return tuple(target) if target else None
 
     def every_replica_node(self) -> list[str | None]:
         """The node of every replica of every partition (placement counts one actor per replica)."""
@@ -311,15 +325,34 @@ class ClusterMetadata:
                                  "replica_nodes for them (None for anywhere)")
             nodes = {str(r): merged[r] for r in state.replicas}
             lead = state.leader if state.leader is not None else state.replicas[0]
-            old = (meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition])
+            old = (meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition],
+                   meta.next_replica_ids[partition])
             meta.states[partition], meta.replica_nodes[partition] = state.to_dict(), nodes
             meta.nodes[partition] = nodes[str(lead)]
+            meta.next_replica_ids[partition] = max(old[3], max(state.replicas) + 1)
 
             def undo():
-                meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition] = old
+                (meta.states[partition], meta.replica_nodes[partition], meta.nodes[partition],
+                 meta.next_replica_ids[partition]) = old
 
             self._save_or_undo(undo)
             return state
+
+    def set_reassignment(self, name: str, partition: int, target: tuple | None) -> None:
+        """Store (or, with None, clear) the target nodes of a partition's reassignment."""
+        with self._lock:
+            meta = self.get(name)
+            key = str(meta.check_partition(partition))
+            old = dict(meta.reassignments)
+            if target is None:
+                meta.reassignments.pop(key, None)
+            else:
+                meta.reassignments[key] = list(target)
+
+            def undo():
+                meta.reassignments = old
+
+            self._save_or_undo(undo)
 
     def alter_partition(self, name: str, partition: int, request: AlterPartitionRequest) -> PartitionState:
         """A leader's ISR change (election.alter_partition on the stored state), persisted before it
