@@ -9,9 +9,8 @@ Replication: per partition, ``states[p]`` is its :class:`~.election.PartitionSta
 (``to_dict``: replicas, leader, ISR, epochs) and ``replica_nodes[p]`` maps each replica id
 (a str, as JSON keys are) to its Ray node id (None: anywhere). ``nodes[p]`` stays the
 node of the partition's current leader (of its first replica while it has none), so
-readers that know one replica per partition keep working. A file written before
-replication has neither field and loads as replication factor 1: replica 0 on
-``nodes[p]``, leading at epoch 0.
+readers that know one replica per partition keep working. A file from before replication
+lacks both and loads as replication factor 1: replica 0 on ``nodes[p]``, leading.
 
 Topic names follow Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, not
 ``.`` or ``..``. A valid name can never form a path outside the data dir; the
@@ -44,7 +43,8 @@ from ..errors import (
 from ..partitions.atomic_file import atomic_write
 from .election import AlterPartitionRequest, PartitionState
 from .election import alter_partition as _alter_partition
-from .replica_layout import MAX_REPLICATION_FACTOR, check_min_insync, check_replication_factor, replica_layout
+from .replica_layout import MAX_REPLICATION_FACTOR, check_layout, check_min_insync, check_replication_factor
+from .replica_layout import replica_layout
 
 __all__ = [
     "validate_topic_name",
@@ -118,6 +118,7 @@ class TopicMetadata:
         for p in range(len(self.next_replica_ids), self.partitions):
             self.next_replica_ids.append(max(PartitionState.from_dict(self.states[p]).replicas) + 1)
         self.config = {**TopicConfig().to_dict(), **self.config}  # keys added since the file was written
+        check_layout(self.name, self.partitions, self.states, self.replica_nodes)
 
     def state(self, partition: int) -> PartitionState:
         """Leader, ISR and epochs of ``partition`` (UnknownPartitionError if there is none)."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from ..config import TopicConfig
 from ..errors import ConfigError
+from .election import PartitionState
 
-__all__ = ["MAX_REPLICATION_FACTOR", "check_replication_factor", "check_min_insync", "replica_layout"]
+__all__ = ["MAX_REPLICATION_FACTOR", "check_replication_factor", "check_min_insync", "replica_layout", "check_layout"]
 
-MAX_REPLICATION_FACTOR = 16
+MAX_REPLICATION_FACTOR = 16  # replicas per partition, each an actor of its own
 
 
 def check_replication_factor(rf: object) -> None:
@@ -41,3 +42,15 @@ def replica_layout(count: int, rf: int, nodes: list | None, replica_nodes: list 
     if nodes is not None and any(n != per[0] for n, per in zip(nodes, replica_nodes)):
         raise ValueError(f"nodes {nodes!r} disagree with the leaders (replica 0) of replica_nodes {replica_nodes!r}")
     return [{str(r): node for r, node in enumerate(per)} for per in replica_nodes]
+
+
+def check_layout(name: str, partitions: int, states: list, replica_nodes: list) -> None:
+    """ValueError unless every partition has a valid state and a node entry for each of its replicas
+    (asserted after reading the metadata, so a damaged file fails on load, not at some later call)."""
+    if len(states) != partitions or len(replica_nodes) != partitions:
+        raise ValueError(f"topic {name!r} has {partitions} partitions but {len(states)} states "
+                         f"and {len(replica_nodes)} replica node maps")
+    for p, data in enumerate(states):
+        if set(replica_nodes[p]) != {str(r) for r in PartitionState.from_dict(data).replicas}:
+            raise ValueError(f"topic {name!r} partition {p}: replica nodes {replica_nodes[p]} do not match "
+                             f"the replicas of {data}")

@@ -125,3 +125,13 @@ def test_alter_partition_persists_an_isr_change_and_answers_a_repeat(tmp_path):
         meta.alter_partition("t", 0, AlterPartitionRequest(0, 0, 0, (0,)))
     with pytest.raises(FencedLeaderEpochError):
         meta.alter_partition("t", 0, AlterPartitionRequest(0, 5, 1, (0,)))
+
+
+def test_a_damaged_replica_map_fails_on_load(tmp_path):
+    path = tmp_path / "meta.json"
+    ClusterMetadata(MetadataStore(path)).create_topic("t", 1, replication_factor=2, replica_nodes=[["a", "b"]])
+    doc = json.loads(path.read_text())
+    doc["topics"]["t"]["replica_nodes"] = [{"0": "a"}]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="do not match"):
+        ClusterMetadata(MetadataStore(path))
