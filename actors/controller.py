@@ -22,6 +22,7 @@ import ray
 from ray.exceptions import ActorDiedError
 
 from rayka.coordinator import controller as rules
+from rayka.coordinator import reassignment
 from rayka.coordinator.election import PartitionState, preferred_leader_election
 
 __all__ = ["ControllerLoop", "CHECK_INTERVAL_S"]
@@ -39,14 +40,17 @@ class ControllerLoop:
     ``{(partition, replica): handle}`` of a topic (creating what is missing where it may);
     ``recreate(meta, partition, replica)`` creates one replica's actor again;
     ``place(meta, partition, exclude_nodes, chosen)`` picks a node for a replacement replica
-    (``chosen``: nodes picked earlier in the same tick).
+    (``chosen``: nodes picked earlier in the same tick); ``retire(meta, partition, replica)``
+    deletes the actor and files of a replica that left the partition.
     """
 
-    def __init__(self, meta, replica_handles: Callable, recreate: Callable, place: Callable, clock):
+    def __init__(self, meta, replica_handles: Callable, recreate: Callable, place: Callable, clock,
+                 retire: Callable):
         self._meta = meta
         self._replica_handles = replica_handles
         self._recreate = recreate
         self._place = place
+        self._retire = retire
         self._health = rules.ReplicaHealth(clock)
         self._clock = clock
 
@@ -99,7 +103,8 @@ class ControllerLoop:
             for action in actions:
                 self._apply(meta.name, p, action, handles)
             if not any(isinstance(a, (rules.Elect, rules.Replace)) for a in actions):
-                self._away_from_damage(meta.name, p, meta.state(p), statuses)
+                if not self._away_from_damage(meta.name, p, meta.state(p), statuses):
+                    self._reassign(meta.name, p, handles)
         meta = self._meta.get(meta.name)
         for p in range(meta.partitions):
             self._converge(meta.name, p, meta.state(p), statuses, handles)
@@ -123,24 +128,50 @@ class ControllerLoop:
                 expected_partition_epoch=action.expected_partition_epoch)
             log.warning("%s-%d: replica %d is lost (its node is gone); replica %d replaces it on node %s",
                         topic, p, action.lost_replica, action.new_replica_id, action.node)
+            self._retire(meta, p, action.lost_replica)
             handles[(topic, p, action.new_replica_id)] = self._recreate(self._meta.get(topic), p,
                                                                          action.new_replica_id)
 
-    def _away_from_damage(self, topic: str, p: int, state: PartitionState, statuses: dict) -> None:
+    def _reassign(self, topic: str, p: int, handles: dict) -> None:
+        """One step of the partition's reassignment, if one is in progress (coordinator/reassignment.py)."""
+        meta = self._meta.get(topic)
+        target = meta.reassignment(p)
+        if target is None:
+            return
+        state = meta.state(p)
+        step = reassignment.next_step(state, meta.replica_nodes_of(p), target, meta.next_replica_id(p))
+        if step.kind == "done":
+            self._meta.set_reassignment(topic, p, None)
+            log.info("%s-%d: reassignment done: replicas %s", topic, p, list(state.replicas))
+            return
+        if step.kind == "wait":
+            return
+        self._meta.set_partition_state(topic, p, step.state, replica_nodes=dict(step.added),
+                                       expected_partition_epoch=state.partition_epoch)
+        log.info("%s-%d: reassignment step %s: replicas %s, leader %s", topic, p, step.kind,
+                 list(step.state.replicas), step.state.leader)
+        for r, _ in step.added:
+            handles[(topic, p, r)] = self._recreate(self._meta.get(topic), p, r)
+        for r in step.removed:
+            self._retire(meta, p, r)
+            handles.pop((topic, p, r), None)
+
+    def _away_from_damage(self, topic: str, p: int, state: PartitionState, statuses: dict) -> bool:
         """A leader whose log holds damaged batches hands the leadership to an in-sync replica
         without damage; as a follower it then copies the damaged range again (replication.py)."""
         leader = statuses.get((topic, p, state.leader))
         if leader is None or not leader.damaged:
-            return
+            return False
         healthy = next((r for r in state.isr if r != state.leader and (s := statuses.get((topic, p, r))) is not None
                         and not s.damaged and s.leader_epoch == state.leader_epoch), None)
         if healthy is None:
-            return
+            return False
         new = state.replace(leader=healthy, leader_epoch=state.leader_epoch + 1,
                             partition_epoch=state.partition_epoch + 1)
         self._meta.set_partition_state(topic, p, new, expected_partition_epoch=state.partition_epoch)
         log.warning("%s-%d: the leader's log holds damaged batches; replica %d (in sync, undamaged) leads now and "
                     "replica %d copies the damaged range from it", topic, p, healthy, state.leader)
+        return True
 
     def elect_preferred(self, topic: str) -> list[int]:
         """Move each partition's leadership of ``topic`` to its preferred (first) replica where that

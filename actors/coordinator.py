@@ -33,6 +33,7 @@ from rayka.coordinator.group_service import GroupService
 from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
+from rayka.coordinator.reassignment import check_target
 from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas, replica_dir
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 from rayka.errors import UnknownTopicError
@@ -80,7 +81,7 @@ class CoordinatorActor:
                                            node_memory_by_id)
         threading.Thread(target=self._config_sync_loop, name="rayka-config-sync", daemon=True).start()
         self._controller = ControllerLoop(self._meta, self._locked_replica_handles, self._recreate_replica,
-                                          self._place_replacement, SystemClock())
+                                          self._place_replacement, SystemClock(), self._retire_replica)
         threading.Thread(target=self._controller_loop, name="rayka-controller", daemon=True).start()
 
     def _locked_replica_handles(self, meta) -> dict:
@@ -165,6 +166,21 @@ class CoordinatorActor:
             str(replica_dir(self._data_dir, meta.name, p, r)), meta.config, meta.value_schema,
             meta.name, p, meta.config_version, r, initial,
         )
+
+    def _retire_replica(self, meta, p: int, r: int) -> None:
+        """A replica that left its partition: its files go (if its node is there), then its actor."""
+        with self._lock:
+            handle = self._handles.pop((meta.topic_id, p, r), None)
+        if handle is None:
+            name = replica_actor_name(_ray.partition_name(self._cluster, meta.topic_id, p), r)
+            handle = _ray.get_actor(name, self._namespace)
+        if handle is None:
+            return
+        try:
+            ray.get(handle.delete.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - its node is gone: the files stay there, unused
+            log.info("replica %d of %s-%d could not delete its files", r, meta.name, p)
+        _ray.kill(handle)
 
     def _config_targets(self, meta) -> list:
         """``(partition, handle)`` of every replica of ``meta``: a topic config change reaches them all."""
@@ -288,6 +304,31 @@ class CoordinatorActor:
         """Preferred leader election for ``topic``: the partitions whose leadership moved back
         to their first replica (the replicas learn it at the controller's next check)."""
         return self._controller.elect_preferred(topic)
+
+    def reassign_partitions(self, topic: str, targets: dict | None = None) -> dict:
+        """Move replicas of ``topic`` to other nodes: ``targets`` maps a partition to the node ids
+        its replicas should live on (None: spread every partition over the alive nodes again, as
+        create_topic would place it now). The controller carries it out step by step
+        (coordinator/reassignment.py); returns the targets set."""
+        with self._lock:
+            meta = self._meta.get(topic)
+            alive = set(_ray.alive_node_ids())
+            if targets is None:
+                others = [n for name in self._meta.topics() if name != topic
+                          for n in self._meta.get(name).every_replica_node()]
+                memory = node_memory_by_id()
+                placed = place_replicas(self._configs.budget(), memory, partitions_per_node(others, memory),
+                                        meta.partitions, len(meta.state(0).replicas), f"reassign({topic!r})",
+                                        colocate=meta.topic_config.replica_placement == COLOCATE,
+                                        zones=_ray.node_zones())
+                targets = {p: list(nodes) for p, nodes in enumerate(placed.nodes)}
+            checked = {}
+            for p, nodes in dict(targets).items():
+                meta.check_partition(p)
+                checked[p] = check_target(nodes, alive, f"reassign_partitions({topic!r}) partition {p}")
+            for p, nodes in checked.items():
+                self._meta.set_reassignment(topic, p, nodes)
+            return {p: list(n) for p, n in checked.items()}
 
     def partition_states(self, topic: str) -> list:
         """The replicated state (leader, ISR, epochs) of every partition of ``topic``."""

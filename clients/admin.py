@@ -92,6 +92,17 @@ class Admin:
         self._cluster.forget(name)
         return self.describe_topic(name)
 
+    def reassign_partitions(self, name: str, targets: dict | None = None) -> dict[int, list[str]]:
+        """Move the replicas of topic ``name`` (Kafka's partition reassignment): ``targets`` maps a
+        partition to the Ray node ids its replicas should live on, the first one preferred as
+        leader; without it every partition is placed again over the alive nodes (after nodes
+        joined). The controller adds the new replicas, waits until they are in sync, moves the
+        leadership if it must and only then removes the old replicas, so no copy is given up
+        before its replacement holds the data. Returns the targets; describe_topic shows the
+        progress. A bad target (a dead node, one named twice) raises ConfigError, nothing moved."""
+        validate_topic_name(name)
+        return self._coordinator.reassign_partitions(name, targets)
+
     def elect_leaders(self, name: str) -> list[int]:
         """Preferred leader election (Kafka's ``kafka-leader-election --election-type preferred``):
         every partition of a replicated topic whose first replica is alive and in sync but does

@@ -310,6 +310,9 @@ class CoordinatorClient:
         meta, handles = self._call(self.handle.topic, name, retry_s=retry_s, bounded=bounded)
         return meta, [PartitionClient(h, self.attachment) for h in handles]
 
+    def reassign_partitions(self, name: str, targets: dict | None) -> dict:
+        return self._call(self.handle.reassign_partitions, name, targets)
+
     def elect_preferred_leaders(self, name: str) -> list[int]:
         return self._call(self.handle.elect_preferred_leaders, name)
 

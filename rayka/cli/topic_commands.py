@@ -140,6 +140,23 @@ def topics_delete(ctx, name):
     click.echo(f"deleted topic {name}")
 
 
+@topics.command("reassign")
+@connection_options
+@click.argument("name")
+@click.option("--partition", "partition", type=int, default=None,
+              help="Only this partition (with --nodes); without: every partition is spread again.")
+@click.option("--nodes", "nodes", default=None, help="Comma-separated Ray node ids for the partition's replicas.")
+@click.pass_context
+def topics_reassign(ctx, name, partition, nodes):
+    """Move topic NAME's replicas: spread them over the alive nodes, or put one partition on --nodes."""
+    if (partition is None) != (nodes is None):
+        raise click.UsageError("--partition and --nodes go together (or give neither, to spread every partition)")
+    targets = None if nodes is None else {partition: [n.strip() for n in nodes.split(",") if n.strip()]}
+    moved = _admin(ctx).reassign_partitions(name, targets)
+    for p, target in sorted(moved.items()):
+        click.echo(f"partition {p}: moving to {', '.join(t[:8] for t in target)}")
+
+
 @topics.command("elect-leaders")
 @connection_options
 @click.argument("name")
