@@ -7,9 +7,11 @@ can be appended to; ``pyarrow.ipc.open_stream`` reads it to the end either way).
 Every record-batch message carries one custom-metadata entry, key
 ``rayka.batch``, whose value is an ASCII header::
 
-    rayka:v2;crc=1f2e3d4c;base=1200;count=500;maxts=1732480000000;append=1732480000123;pid=-;seq=-1
+    rayka:v3;crc=1f2e3d4c;base=1200;count=500;maxts=1732480000000;append=1732480000123;pid=-;seq=-1;le=0
 
-``crc`` (format v2, what this version writes) is the CRC-32 (zlib) of the message's whole
+``le`` (format v3, what this version writes) is the leader epoch the batch was written in
+(replication: every replica keeps a leader-epoch cache from it, epoch_cache.py); v1 and
+v2 batches have none and read as epoch 0. ``crc`` (v2 and v3) is the CRC-32 (zlib) of the message's whole
 metadata (the ``metadata length`` bytes after the 8-byte IPC prefix: the
 flatbuffer with its array lengths, null counts and buffer offsets, the header
 text among them) with the eight crc digits replaced by ``--------``, followed by
@@ -55,9 +57,9 @@ __all__ = [
 ]
 
 HEADER_KEY = "rayka.batch"
-_PREFIXES = {1: b"rayka:v1;crc=", 2: b"rayka:v2;crc="}
+_PREFIXES = {1: b"rayka:v1;crc=", 2: b"rayka:v2;crc=", 3: b"rayka:v3;crc="}
 _VERSION_MARK = b"rayka:v"
-FORMAT_VERSION = 2  # what encode_batch writes
+FORMAT_VERSION = 3  # what encode_batch writes
 _PLACEHOLDER = b"--------"
 _CONTINUATION = b"\xff\xff\xff\xff"
 
@@ -74,6 +76,7 @@ class BatchHeader:
     producer_id: str | None
     sequence: int
     version: int = FORMAT_VERSION
+    leader_epoch: int = 0
 
     @property
     def last_offset(self) -> int:
@@ -84,7 +87,7 @@ class BatchHeader:
         return self.base_offset + self.count
 
     def text(self, crc_digits: bytes) -> bytes:
-        return b"%s%s;base=%d;count=%d;maxts=%d;append=%d;pid=%s;seq=%d" % (
+        text = b"%s%s;base=%d;count=%d;maxts=%d;append=%d;pid=%s;seq=%d" % (
             _PREFIXES[self.version],
             crc_digits,
             self.base_offset,
@@ -94,6 +97,7 @@ class BatchHeader:
             (self.producer_id or "-").encode(),
             self.sequence,
         )
+        return text + b";le=%d" % self.leader_epoch if self.version >= 3 else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,8 @@ def encode_batch(
     producer_id: str | None = None,
     sequence: int = -1,
     scratch: "EncodeBuffer | None" = None,
+    leader_epoch: int = 0,
+    format_version: int = FORMAT_VERSION,
 ) -> EncodedBatch:
     """Serialise ``batch`` (offsets already stamped) with its checksummed header.
 
@@ -168,6 +174,8 @@ def encode_batch(
         append_ms=append_ms,
         producer_id=producer_id,
         sequence=sequence,
+        version=format_version,
+        leader_epoch=leader_epoch,
     )
     placeholder_text = header.text(_PLACEHOLDER)
     metadata = {HEADER_KEY: placeholder_text}
@@ -186,8 +194,8 @@ def encode_batch(
     if at < 0 or head.find(placeholder_text, at + 1) >= 0:
         raise AssertionError("batch header not found exactly once in the message metadata")
     body = data.slice(schema_size + head_len)
-    crc = zlib.crc32(body, zlib.crc32(memoryview(head)[8:]))  # v2: all metadata, placeholder in place
-    start = schema_size + at + len(_PREFIXES[FORMAT_VERSION])
+    crc = zlib.crc32(body, zlib.crc32(memoryview(head)[8:]))  # v2/v3: all metadata, placeholder in place
+    start = schema_size + at + len(_PREFIXES[format_version])
     memoryview(target).cast("B")[start : start + 8] = b"%08x" % crc  # slices are read-only: patch the whole
     message = data.slice(schema_size)
     return EncodedBatch(message.slice(0, head_len).to_pybytes(), body, _replace_crc(header, crc), message,
@@ -244,20 +252,22 @@ def _replace_crc(header: BatchHeader, crc: int) -> BatchHeader:
         header.producer_id,
         header.sequence,
         header.version,
+        header.leader_epoch,
     )
 
 
 def _crc(header: BatchHeader, metadata: bytes, body: pa.Buffer) -> int:
     if header.version == 1:
         return zlib.crc32(body, zlib.crc32(header.text(_PLACEHOLDER)))
-    start = metadata.find(_PREFIXES[2]) + len(_PREFIXES[2])
+    prefix = _PREFIXES[header.version]
+    start = metadata.find(prefix) + len(prefix)
     covered = b"".join((metadata[:start], _PLACEHOLDER, metadata[start + 8 :]))
     return zlib.crc32(body, zlib.crc32(covered))
 
 
 _HEADER_RE = re.compile(
     rb"rayka:v(\d);crc=([0-9a-f]{8});base=(-?\d+);count=(\d+);maxts=(-?\d+);append=(-?\d+);"
-    rb"pid=([^;]*);seq=(-?\d+)"
+    rb"pid=([^;]*);seq=(-?\d+)(?:;le=(\d+))?"
 )
 
 
@@ -283,6 +293,7 @@ def _parse_header(metadata: bytes, position: int) -> BatchHeader:
         producer_id=None if pid == "-" else pid,
         sequence=int(m[8]),
         version=int(m[1]),
+        leader_epoch=int(m[9]) if m[9] is not None and int(m[1]) >= 3 else 0,
     )
 
 
@@ -300,7 +311,8 @@ def find_header(data: bytes) -> tuple[int, BatchHeader] | None:
                 pid = None
             if pid is not None:
                 return at, BatchHeader(int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]),
-                                       None if pid == "-" else pid, int(m[8]), int(m[1]))
+                                       None if pid == "-" else pid, int(m[8]), int(m[1]),
+                                       int(m[9]) if m[9] is not None and int(m[1]) >= 3 else 0)
         at = data.find(_VERSION_MARK, at + 1)
     return None
 

@@ -92,12 +92,28 @@ def test_a_changed_array_length_in_the_flatbuffer_fails_the_checksum():
         msg.verify()
 
 
+def test_v2_batches_written_before_leader_epochs_read_as_epoch_0():
+    sm, _, schema = encoded([b"x"], base=3)
+    batch = pa.record_batch({"offset": pa.array([3], pa.int64()), "timestamp_ms": pa.array([1], pa.int64()),
+                             "key": pa.array([None], pa.binary()),
+                             "headers": pa.array([None], pa.map_(pa.string(), pa.binary())),
+                             "value": pa.array([b"x"], pa.binary())}, schema=schema)
+    v2 = codec.encode_batch(batch, schema_size=len(sm), max_timestamp_ms=1, append_ms=1, format_version=2)
+    v3 = codec.encode_batch(batch, schema_size=len(sm), max_timestamp_ms=1, append_ms=1, leader_epoch=7)
+    old = codec.read_message_at(pa.py_buffer(sm + v2.head + v2.body.to_pybytes()), len(sm))
+    new = codec.read_message_at(pa.py_buffer(sm + v3.head + v3.body.to_pybytes()), len(sm))
+    old.verify()
+    new.verify()
+    assert (old.header.version, old.header.leader_epoch) == (2, 0)
+    assert (new.header.version, new.header.leader_epoch) == (3, 7)
+
+
 def test_v1_batches_written_by_older_versions_still_verify():
     """Before the v2 format the CRC covered the header text and the body only."""
     import zlib
 
     sm, enc, schema = encoded([b"old", b"data"], base=7)
-    head = enc.head.replace(b"rayka:v2;crc=", b"rayka:v1;crc=")
+    head = enc.head.replace(b"rayka:v3;crc=", b"rayka:v1;crc=")
     at = head.find(b"rayka:v1;crc=") + len(b"rayka:v1;crc=")
     head = head[:at] + b"--------" + head[at + 8:]
     text_end = head.find(b";seq=-1") + len(b";seq=-1")

@@ -74,7 +74,7 @@ def test_a_segment_file_is_a_plain_arrow_ipc_stream(tmp_path, clock):
     seg = sorted(tmp_path.glob("*.arrows"))[0]
     reader = ipc.open_stream(pa.memory_map(str(seg)))
     first = reader.read_next_batch_with_custom_metadata()
-    assert first.custom_metadata[codec.HEADER_KEY.encode()].startswith(b"rayka:v2;crc=")
+    assert first.custom_metadata[codec.HEADER_KEY.encode()].startswith(b"rayka:v3;crc=")
     table = ipc.open_stream(pa.memory_map(str(seg))).read_all()
     assert table.column("value").to_pylist() == [b"a", b"b", b"c"]
     assert table.column("offset").to_pylist() == [0, 1, 2]
