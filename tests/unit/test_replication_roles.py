@@ -183,7 +183,11 @@ def test_a_deposed_leader_truncates_its_divergent_tail_by_epoch(replicas):
 def test_a_fetch_naming_an_older_leader_epoch_is_fenced(replicas):
     from rayka.messages import ReplicaFetchRequest
 
-    replicas.state = elect_leader(replicas.state, alive={0, 1, 2}).state  # leader alive: unchanged
-    stale = ReplicaFetchRequest(1, 0, -1, replicas.leader.leader_epoch - 1, 1 << 20, 0)
+    replicas.state = elect_leader(replicas.state, alive={1, 2}).state  # replica 1 leads at epoch 1
+    replicas.lead(1)
+    stale = ReplicaFetchRequest(2, 0, -1, replicas.leader.leader_epoch - 1, 1 << 20, 0)
     with pytest.raises(FencedLeaderEpochError):
-        serve_replica_fetch(replicas.logs[0], replicas.leader, stale)
+        serve_replica_fetch(replicas.logs[1], replicas.leader, stale)
+    newer = ReplicaFetchRequest(2, 0, -1, replicas.leader.leader_epoch + 1, 1 << 20, 0)
+    with pytest.raises(NotLeaderError):
+        serve_replica_fetch(replicas.logs[1], replicas.leader, newer)
