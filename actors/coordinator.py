@@ -164,7 +164,7 @@ class CoordinatorActor:
         initial = None if replicated else meta.state(p).to_dict()
         return PartitionActor.options(**options).remote(
             str(replica_dir(self._data_dir, meta.name, p, r)), meta.config, meta.value_schema,
-            meta.name, p, meta.config_version, r, initial,
+            meta.name, p, meta.config_version, r, initial, self._namespace,
         )
 
     def _retire_replica(self, meta, p: int, r: int) -> None:

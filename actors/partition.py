@@ -80,7 +80,8 @@ class PartitionActor:
     """Owns the log files of one partition: append, fetch (long-poll), offset look-ups."""
 
     def __init__(self, directory: str, config: dict, value_schema: pa.Schema | None, topic: str,
-                 partition: int, config_version: int = 0, replica_id: int = 0, initial_state: dict | None = None):
+                 partition: int, config_version: int = 0, replica_id: int = 0, initial_state: dict | None = None,
+                 namespace: str = "rayka"):
         self._trim = _malloc_trim()
         self._topic, self._partition, self._directory = topic, partition, directory
         self._owner = ray.get_runtime_context().get_actor_name()  # names the topic's id
@@ -95,7 +96,9 @@ class PartitionActor:
         self._opener = LogOpener(
             lambda: PartitionLog(directory, config=self._config, value_schema=value_schema),
             directory=directory, name=f"{topic}-{partition}")
-        self._replication = Replication(self._owner or "", ray.get_runtime_context().namespace, topic, partition,
+        # ``namespace``: where its fellow replicas and the coordinator are named (the runtime
+        # context gives the job's namespace, not the actor's).
+        self._replication = Replication(self._owner or "", namespace, topic, partition,
                                         replica_id, lambda: self._config)
         # An unreplicated partition leads at once; a replica waits for the controller to name its role.
         self._initial_state = PartitionState.from_dict(initial_state) if initial_state else None

@@ -101,8 +101,9 @@ class FollowerRole:
                 if self._stop.is_set():
                     return
                 if failures == 0 or failures % 20 == 0:
-                    log.info("follower %s (replica %d, epoch %d): fetch failed (%s: %s); retrying",
-                             self._name, self.replica_id, self.leader_epoch, type(exc).__name__, exc)
+                    log.warning("follower %s (replica %d, epoch %d): fetch failed (%s: %s); retrying",
+                                self._name, self.replica_id, self.leader_epoch, type(exc).__name__,
+                                (str(exc).splitlines() or [""])[0])
                 self.last_error = exc
                 self._stop.wait(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
                 failures += 1

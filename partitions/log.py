@@ -162,7 +162,9 @@ class PartitionLog:
             if prepared.num_rows == 0:
                 return AppendResult(base, 0, now, self.log_start_offset)
             stamped = stamp_offsets(prepared, base)
-            if leader_epoch > self._epochs.latest_epoch:
+            # A leader calls begin_epoch when it takes over, so this is rare; a log never led (no
+            # entries) writing epoch 0 keeps no file (its batches' epoch is implied).
+            if leader_epoch > self._epochs.latest_epoch and (leader_epoch > 0 or len(self._epochs)):
                 self._epochs.assign(leader_epoch, base)  # LogWriteError: nothing of the batch written
             encoded = codec.encode_batch(
                 stamped, schema_size=len(self._schema_bytes),

@@ -38,6 +38,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import rayka  # noqa: E402
+import rayka.testing  # noqa: E402
 from rayka import TopicPartition  # noqa: E402
 from rayka.checker import History, check, make_value  # noqa: E402
 
