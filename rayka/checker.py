@@ -5,7 +5,7 @@ log holds when it is read back.
 
     history = History()
     for key, value in keyed_values(2_000, keys=8):
-        history.track(value, key, producer.send("t", value=value, key=key))
+        history.send(producer, "t", value, key)     # invoke, then ok/fail/info from the future
     producer.flush()
     result = check(history, read_back("t"), failover_s=1.7)
     print(result.table())
@@ -168,9 +168,25 @@ class History:
         (self.fail if is_definite(exc) else self.info)(value, exc)
 
     def track(self, value, key, future):
-        """``invoke`` now (call it before the send returns: pass the future of
-        ``producer.send(...)`` right away), then ``ok``/``error`` from the future's callbacks."""
+        """``invoke`` now, then ``ok``/``error`` from the callbacks of ``future`` (a
+        ``producer.send(...)``'s, passed right away: the callbacks attach after the invoke, so
+        even a send acknowledged at once is recorded in order). :meth:`send` also records a
+        send that raises before it returns a future."""
         self.invoke(value, key)
+        future.add_callback(lambda md: self.ok(value, md.partition, md.offset))
+        future.add_errback(lambda exc: self.error(value, exc))
+        return future
+
+    def send(self, producer, topic: str, value, key=None, **kwargs):
+        """``producer.send(topic, value=value, key=key, **kwargs)``, recorded: invoke first; an
+        exception from the call itself goes to :meth:`error` and is returned, not raised (the
+        loop goes on); otherwise the future is tracked and returned."""
+        self.invoke(value, key)
+        try:
+            future = producer.send(topic, value=value, key=key, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the caller sees it returned
+            self.error(value, exc)
+            return exc
         future.add_callback(lambda md: self.ok(value, md.partition, md.offset))
         future.add_errback(lambda exc: self.error(value, exc))
         return future

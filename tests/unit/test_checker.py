@@ -217,6 +217,29 @@ def test_track_wires_a_futures_callbacks():
     assert (ops[b"g"].state, ops[b"g"].partition, ops[b"g"].offset, ops[b"b"].state) == ("ok", 1, 7, "info")
 
 
+class _Producer:
+    def __init__(self):
+        self.futures = []
+
+    def send(self, topic, value, key=None, partition=None):
+        if value == b"huge":
+            raise errors.RecordTooLargeError("refused before sending")
+        self.futures.append(_Future())
+        return self.futures[-1]
+
+
+def test_send_records_a_send_that_raises_and_tracks_one_that_returns():
+    from rayka.clients.types import RecordMetadata
+
+    h, p = History(), _Producer()
+    assert isinstance(h.send(p, "t", b"huge", b"k"), errors.RecordTooLargeError)
+    fut = h.send(p, "t", b"fine", b"k", partition=2)
+    fut.callbacks[0](RecordMetadata("t", 2, 0, 0))
+    ops = h.ops()
+    assert (ops[b"huge"].state, ops[b"fine"].state, ops[b"fine"].seq) == ("fail", "ok", 1)
+    assert check(h, {2: [(0, b"k", b"fine")]}).ok
+
+
 def test_failover_time_is_the_first_ack_of_a_value_sent_after_the_mark():
     now = [0.0]
     h = History(clock=lambda: now[0])
