@@ -206,6 +206,28 @@ class History:
                     if op.state == "ok" and op.invoked_s >= t and (partition is None or op.partition == partition)]
         return min(done) - t if done else None
 
+    def unavailable_s(self, t: float, partition: int | None = None) -> float | None:
+        """The longest time without an acknowledgement (of ``partition``, if given) since ``t``:
+        from ``t`` to the first acknowledgement after it, or between two consecutive ones;
+        None when nothing was acknowledged since ``t``. Unlike :meth:`first_ok_after`, an old
+        leader still answering for a moment after its node was told to go does not hide the
+        gap that follows."""
+        times = self._ok_times(partition)
+        after = [d for d in times if d >= t]
+        if not after:
+            return None
+        return max(b - a for a, b in zip([t] + after, after))
+
+    def last_ok_s(self, partition: int | None = None) -> float | None:
+        """When the latest acknowledgement (of ``partition``, if given) arrived."""
+        times = self._ok_times(partition)
+        return times[-1] if times else None
+
+    def _ok_times(self, partition) -> list[float]:
+        with self._lock:
+            return sorted(op.done_s for op in self._ops.values()
+                          if op.state == "ok" and (partition is None or op.partition == partition))
+
     def marks(self) -> list[tuple[str, float]]:
         with self._lock:
             return list(self._marks)

@@ -259,6 +259,22 @@ def test_failover_time_is_the_first_ack_of_a_value_sent_after_the_mark():
     assert r.ok and "failover time" in r.table() and "3.00s" in r.table()
 
 
+def test_unavailability_is_the_longest_gap_without_an_ack_since_the_mark():
+    now = [0.0]
+    h = History(clock=lambda: now[0])
+    for i, (invoked, acked) in enumerate([(0.0, 0.1), (0.9, 1.02), (0.95, 1.04), (1.1, 3.5), (3.6, 3.7)]):
+        now[0] = invoked
+        h.invoke(b"v%d" % i, b"k")
+        now[0] = acked
+        h.ok(b"v%d" % i, 0, i)
+    # mark at 1.0; acks at 1.02 and 1.04 (the old leader's tail), then none until 3.5
+    assert h.unavailable_s(1.0) == pytest.approx(2.46)
+    assert h.unavailable_s(1.0, partition=3) is None and h.unavailable_s(4.0) is None
+    assert h.unavailable_s(3.55) == pytest.approx(0.15)  # from the mark to the first ack after it
+    assert h.last_ok_s() == 3.7 and h.last_ok_s(partition=1) is None
+    assert h.first_ok_after(1.0) == pytest.approx(2.5)  # the first ack of a value invoked after the mark
+
+
 def test_values_round_trip_and_are_unique():
     assert make_value(3, 17) == b"k3:000017" and parse_value(b"k3:000017") == ("k3", 17)
     padded = make_value("user", 5, size=100)
