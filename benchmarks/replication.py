@@ -18,8 +18,8 @@ dashboard), issue 10's benchmark:
 Then a table of the RF=3/RF=1 ratios against the issue's targets (send() >= 50%, send_table
 >= 40% with acks="all"; failover <= 5 s). A setting the cluster refuses (replication not
 wired yet) gives a row saying so instead of a number. Every loop is bounded in count and
-time. Where describe_topic's fields are read: :func:`_leader_node`, :func:`_replica_nodes`
-and :func:`_isr`.
+time. The failover and heal rounds, and the readers of describe_topic's fields
+(``_leader_node``, ``_replica_nodes``, ``_isr``), are in benchmarks/replication_faults.py.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -44,60 +42,14 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 import rayka  # noqa: E402
 from benchmarks.common import Row, machine, paced, percentiles  # noqa: E402
-from rayka.checker import History, check, keyed_values, read_back  # noqa: E402
-from rayka.testing import wait_for  # noqa: E402
+from benchmarks.replication_faults import drop_topic, measure_failover, measure_heal, new_topic, refused_row  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 #: (label, replication_factor, acks, topic config)
 MODES = (("RF=1", 1, 1, {}), ("RF=3 acks=1", 3, 1, {}),
          ("RF=3 acks=all", 3, "all", {"min.insync.replicas": 2}))
 TARGETS = {"send()": 0.50, "send_table": 0.40}  # RF=3 acks=all as a share of RF=1 (issue 10)
-FAILOVER_TARGET_S = 5.0
 LATENCY_SAMPLE_EVERY = 64  # one record in this many carries a timing callback
-
-
-def _topic(admin, rf: int, config: dict, partitions: int = 1) -> str:
-    name = f"repl-{uuid.uuid4().hex[:8]}"
-    admin.create_topic(name, partitions=partitions, replication_factor=rf, config=dict(config) or None)
-    return name
-
-
-def _drop(admin, topic: str) -> None:
-    try:
-        admin.delete_topic(topic)
-    except Exception as exc:  # noqa: BLE001 - a topic with a replica on a removed node may refuse; go on
-        print(f"  (could not delete {topic}: {type(exc).__name__}: {str(exc)[:80]})", flush=True)
-
-
-def _refused(label: str, workload: str, exc: BaseException) -> Row:
-    return Row("rayka", f"{workload}, {label}", note=f"not measured: {type(exc).__name__}: {str(exc)[:90]}")
-
-
-# -- describe_topic, read in one place (adjust here when its fields change) -----------------------
-
-def _field(obj, *names):
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def _leader_node(admin, topic: str, partition: int) -> str | None:
-    """The Ray node id holding ``partition``'s leader, from describe_topic."""
-    p = admin.describe_topic(topic).partitions[partition]
-    return _field(p, "leader_node", "node", "leader")
-
-
-def _replica_nodes(pdesc) -> tuple:
-    """The Ray node ids holding the partition's replicas, leader included."""
-    return tuple(_field(pdesc, "replica_nodes", "nodes", "replicas") or ())
-
-
-def _isr(pdesc) -> tuple:
-    """The in-sync replicas of a described partition (one replica: the leader alone)."""
-    isr = _field(pdesc, "isr", "in_sync_replicas")
-    return tuple(isr) if isr is not None else _replica_nodes(pdesc)[:1]
 
 
 # -- throughput and latency -------------------------------------------------------------------------
@@ -105,16 +57,16 @@ def _isr(pdesc) -> tuple:
 def cold_first_send(admin, label: str, rf: int, acks, config: dict) -> Row:
     """A fresh topic and producer: the first send()'s time to its acknowledgement."""
     try:
-        topic = _topic(admin, rf, config)
+        topic = new_topic(admin, rf, config)
     except Exception as exc:  # noqa: BLE001 - the setting is refused: say so in the table
-        return _refused(label, "first send() on a fresh topic (cold)", exc)
+        return refused_row(label, "first send() on a fresh topic (cold)", exc)
     try:
         with rayka.Producer(acks=acks, linger_ms=0) as p:
             t0 = time.perf_counter()
             p.send(topic, value=b"x" * 100).result(timeout=60)
             ms = (time.perf_counter() - t0) * 1e3
     finally:
-        _drop(admin, topic)
+        drop_topic(admin, topic)
     return Row("rayka", f"first send() on a fresh topic (cold), {label}", p50_ms=ms, p99_ms=ms,
                note="one call: producer start-up, metadata, first batch")
 
@@ -122,9 +74,9 @@ def cold_first_send(admin, label: str, rf: int, acks, config: dict) -> Row:
 def measure_send(admin, label: str, rf: int, acks, config: dict, total: int, warmup: int) -> Row:
     """Per-record send() of 100-byte values to one partition; latency is send -> ack."""
     try:
-        topic = _topic(admin, rf, config)
+        topic = new_topic(admin, rf, config)
     except Exception as exc:  # noqa: BLE001
-        return _refused(label, "send()", exc)
+        return refused_row(label, "send()", exc)
     value = b"x" * 100
     latencies: list[float] = []
     try:
@@ -145,9 +97,9 @@ def measure_send(admin, label: str, rf: int, acks, config: dict, total: int, war
             p.flush(timeout=120)
             dt = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - e.g. NotEnoughReplicasError: report, do not stop the run
-        _drop(admin, topic)
-        return _refused(label, "send()", exc)
-    _drop(admin, topic)
+        drop_topic(admin, topic)
+        return refused_row(label, "send()", exc)
+    drop_topic(admin, topic)
     p50, p99, _ = percentiles(latencies)
     return Row("rayka", f"send(), {label}", n, dt, p50_ms=p50, p99_ms=p99,
                note=f"full speed, linger_ms=5: latency (1 in {LATENCY_SAMPLE_EVERY} records) is mostly queueing")
@@ -157,9 +109,9 @@ def measure_paced(admin, label: str, rf: int, acks, config: dict, rate: int, sec
     """send() at a fixed ``rate``, every record timed from send() to its acknowledgement: the
     latency without the queueing of a full-speed run."""
     try:
-        topic = _topic(admin, rf, config)
+        topic = new_topic(admin, rf, config)
     except Exception as exc:  # noqa: BLE001
-        return _refused(label, f"send() at {rate:,}/s", exc)
+        return refused_row(label, f"send() at {rate:,}/s", exc)
     value = b"x" * 100
     latencies: list[float] = []
     n = 0
@@ -177,9 +129,9 @@ def measure_paced(admin, label: str, rf: int, acks, config: dict, rate: int, sec
                 n += burst
             p.flush(timeout=60)
     except Exception as exc:  # noqa: BLE001
-        _drop(admin, topic)
-        return _refused(label, f"send() at {rate:,}/s", exc)
-    _drop(admin, topic)
+        drop_topic(admin, topic)
+        return refused_row(label, f"send() at {rate:,}/s", exc)
+    drop_topic(admin, topic)
     p50, p99, _ = percentiles(latencies)
     return Row("rayka", f"send() at {rate:,}/s, {label}", p50_ms=p50, p99_ms=p99,
                note=f"{len(latencies):,} of {n:,} records timed send -> ack, linger_ms=0")
@@ -189,9 +141,9 @@ def measure_send_table(admin, label: str, rf: int, acks, config: dict, total: in
     """Throughput: one ``total``-row send_table (the producer pipelines its chunks); latency:
     ``calls`` sequential 10,000-row send_table calls, each timed to its acknowledgement."""
     try:
-        topic = _topic(admin, rf, config)
+        topic = new_topic(admin, rf, config)
     except Exception as exc:  # noqa: BLE001
-        return _refused(label, "send_table", exc)
+        return refused_row(label, "send_table", exc)
     table = pa.table({"value": pa.array([b"x" * 100] * total, pa.binary())})
     small = table.slice(0, 10_000)
     latencies = []
@@ -209,158 +161,12 @@ def measure_send_table(admin, label: str, rf: int, acks, config: dict, total: in
                 p.send_table(topic, small).result(timeout=60)
                 latencies.append((time.perf_counter() - s) * 1e3)
     except Exception as exc:  # noqa: BLE001
-        _drop(admin, topic)
-        return _refused(label, "send_table", exc)
-    _drop(admin, topic)
+        drop_topic(admin, topic)
+        return refused_row(label, "send_table", exc)
+    drop_topic(admin, topic)
     p50, p99, _ = percentiles(latencies)
     return Row("rayka", f"send_table, {label}", total, dt, p50_ms=p50, p99_ms=p99,
                note=f"latency: {len(latencies)} calls of 10,000 rows")
-
-
-# -- failover -------------------------------------------------------------------------------------
-
-def _workers(cluster) -> dict:
-    """node id -> Node, for the nodes that may be removed (not the head: it holds the driver
-    and the coordinator)."""
-    head = cluster.head_node.node_id
-    return {n.node_id: n for n in cluster.list_all_nodes() if n.node_id != head}
-
-
-def failover_round(cluster, admin, round_no: int, rate: int, timeout_s: float) -> tuple[float | None, object, str]:
-    """Remove the node of a leader while writing to it; (seconds to the first ack of a record
-    sent after the removal, or None; the CheckResult of the round's records; a note)."""
-    topic = _topic(admin, 3, {"min.insync.replicas": 2}, partitions=3)
-    workers = _workers(cluster)
-    leaders = {part: _leader_node(admin, topic, part) for part in range(3)}
-    part = next((p for p, node in leaders.items() if node in workers), None)
-    if part is None:
-        _drop(admin, topic)
-        return None, None, f"no leader on a removable node (leaders {sorted(set(map(str, leaders.values())))})"
-    history = History()
-    stop = threading.Event()
-    producer = rayka.Producer(acks="all", idempotent=True, linger_ms=1, retry_backoff_ms=50,
-                              delivery_timeout_ms=timeout_s * 1000)
-
-    def write():
-        pairs = keyed_values(int(rate * timeout_s * 2), keys=4, seed=round_no)
-        for burst in paced(rate, timeout_s * 2):
-            for _ in range(burst):
-                pair = next(pairs, None)
-                if pair is None or stop.is_set():
-                    return
-                history.send(producer, topic, pair[1], pair[0], partition=part)
-
-    writer = threading.Thread(target=write, daemon=True)
-    writer.start()
-    try:
-        wait_for(lambda: sum(op.state == "ok" for op in history.ops().values()) >= 100,
-                               timeout_s, what="100 acknowledged records before the removal")
-        t = history.mark("leader node removed")
-        cluster.remove_node(workers[leaders[part]], allow_graceful=False)
-
-        def recovered():
-            # Acknowledgements flowing again, for a second past the longest gap since the removal.
-            # Not "the first ack after the removal": the old leader's process outlives remove_node
-            # for a moment and may still answer before the gap that is the failover.
-            gap, last = history.unavailable_s(t, part), history.last_ok_s(part)
-            now = time.monotonic()
-            return gap is not None and now - last < 0.25 and now - t >= gap + 1.0 and gap
-
-        try:
-            seconds = wait_for(recovered, timeout_s, interval_s=0.02, what="acknowledgements after the failover")
-        except AssertionError:
-            seconds = None
-    finally:
-        stop.set()
-        writer.join(10)
-        # close(timeout) does not raise: what is still unanswered stays indeterminate in the history
-        producer.close(timeout=timeout_s)
-    note = f"partition {part}"
-    try:
-        result = check(history, {part: read_back(topic, timeout_s=timeout_s)[part]}, failover_s=seconds)
-    except Exception as exc:  # noqa: BLE001 - the partition cannot be read back: no verdict this round
-        result, note = None, f"{note}; read back failed: {type(exc).__name__}: {str(exc)[:60]}"
-    cluster.add_node(num_cpus=1)  # three nodes again for the next round
-    cluster.wait_for_nodes()
-    _drop(admin, topic)
-    return seconds, result, note
-
-
-def measure_failover(cluster, admin, rounds: int, rate: int, timeout_s: float) -> tuple[Row, list]:
-    times, results, notes = [], [], []
-    for r in range(rounds):
-        try:
-            seconds, result, note = failover_round(cluster, admin, r, rate, timeout_s)
-        except Exception as exc:  # noqa: BLE001
-            return _refused("RF=3 acks=all", "failover", exc), results
-        print(f"  failover round {r}: {seconds if seconds is None else round(seconds, 2)} s ({note})", flush=True)
-        if result is not None:
-            print("    " + result.table().replace("\n", "\n    "), flush=True)
-            results.append(result)
-        if seconds is not None:
-            times.append(seconds)
-        notes.append(note)
-    if not times:
-        return Row("rayka", "failover (leader's node removed)", note="; ".join(notes)[:120]), results
-    med = statistics.median(times)
-    ok = all(r.ok for r in results)
-    return Row("rayka", f"failover (leader's node removed), median of {len(times)}", p50_ms=med * 1e3,
-               p99_ms=max(times) * 1e3, note=f"checker {'ok' if ok else 'FAILED'} on {len(results)} round(s); "
-               f"target <= {FAILOVER_TARGET_S:.0f} s: {'ok' if med <= FAILOVER_TARGET_S else 'above target'}"), results
-
-
-# -- self-healing ---------------------------------------------------------------------------------
-
-def measure_heal(cluster, admin, heal_bytes: int, lost_timeout_ms: int, timeout_s: float) -> Row:
-    """Fill a 1-partition RF=3 topic with ``heal_bytes``, remove a follower's node for good,
-    and time until the ISR is full again (a replacement placed and caught up)."""
-    workload = f"heal a lost replica of {heal_bytes / 1e6:,.0f} MB"
-    config = {"min.insync.replicas": 2, "replica.lost.timeout.ms": lost_timeout_ms}
-    try:
-        topic = _topic(admin, 3, config)
-    except Exception as exc:  # noqa: BLE001
-        return _refused("RF=3", workload, exc)
-    cluster.add_node(num_cpus=1)  # a node for the replacement to go to
-    cluster.wait_for_nodes()
-    rows = max(1, heal_bytes // 1000)
-    chunk = pa.table({"value": pa.array([b"y" * 1000] * min(rows, 50_000), pa.binary())})
-    deadline = time.monotonic() + timeout_s
-    with rayka.Producer(acks="all") as p:
-        written = 0
-        while written < rows and time.monotonic() < deadline:
-            p.send_table(topic, chunk.slice(0, min(chunk.num_rows, rows - written))).result(timeout=timeout_s)
-            written += min(chunk.num_rows, rows - written)
-    def full():
-        d = admin.describe_topic(topic, timeout_s=2).partitions[0]
-        return d.available and len(_isr(d)) >= 3
-
-    wait_for(full, timeout_s, interval_s=0.2, what="the ISR full before the removal")
-    pdesc = admin.describe_topic(topic).partitions[0]
-    workers = _workers(cluster)
-    leader = _field(pdesc, "leader_node", "node", "leader")
-    follower = next((n for n in _replica_nodes(pdesc) if n in workers and n != leader), None)
-    if follower is None:
-        _drop(admin, topic)
-        return Row("rayka", workload, note=f"no follower on a removable node (replicas {_replica_nodes(pdesc)})")
-    t0 = time.perf_counter()
-    cluster.remove_node(workers[follower], allow_graceful=False)
-
-    def healed():
-        d = admin.describe_topic(topic, timeout_s=2).partitions[0]
-        return len(_isr(d)) >= 3 and follower not in _replica_nodes(d)
-
-    try:
-        wait_for(healed, timeout_s, interval_s=0.2, what="the ISR full again")
-        seconds = time.perf_counter() - t0
-    except AssertionError:
-        seconds = None
-    _drop(admin, topic)
-    if seconds is None:
-        return Row("rayka", workload, note=f"not healed within {timeout_s:.0f} s")
-    copy_s = max(1e-9, seconds - lost_timeout_ms / 1e3)
-    return Row("rayka", workload, p50_ms=seconds * 1e3,
-               note=f"incl. replica.lost.timeout.ms={lost_timeout_ms}; copy ~{copy_s:.1f} s, "
-                    f"~{written * 1000 / 1e6 / copy_s:,.0f} MB/s")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -454,9 +260,14 @@ def main(argv=None) -> int:
             step(measure_send(admin, label, rf, acks, config, int(500_000 * scale), int(50_000 * scale)))
             step(measure_send_table(admin, label, rf, acks, config, int(2_000_000 * scale), 20 if args.quick else 50))
             step(measure_paced(admin, label, rf, acks, config, 5_000, 2.0 if args.quick else 5.0))
-        failover, _ = measure_failover(cluster, admin, rounds, 500, 60.0)
-        step(failover)
-        step(measure_heal(cluster, admin, heal_bytes, args.replica_lost_timeout_ms, 120 if args.quick else 900))
+        try:
+            step(measure_failover(cluster, admin, rounds, 500, 60.0)[0])
+        except Exception as exc:  # noqa: BLE001 - a round that cannot finish still leaves the table
+            step(refused_row("RF=3 acks=all", "failover", exc))
+        try:
+            step(measure_heal(cluster, admin, heal_bytes, args.replica_lost_timeout_ms, 120 if args.quick else 900))
+        except Exception as exc:  # noqa: BLE001
+            step(refused_row("RF=3", "heal a lost replica", exc))
     finally:
         rc.shutdown(delete_data=True)
         ray.shutdown()
