@@ -53,7 +53,7 @@ from typing import Iterable, Iterator, Mapping
 
 from rayka import errors
 
-__all__ = ["History", "CheckResult", "check", "is_definite", "make_value", "parse_value",
+__all__ = ["History", "Op", "CheckResult", "check", "is_definite", "make_value", "parse_value",
            "keyed_values", "read_back"]
 
 #: Errors that prove nothing was written: raised by the client's own checks before a send
@@ -114,7 +114,9 @@ def keyed_values(n: int, keys: int = 4, size: int = 0, seed: int = 0) -> Iterato
 # -- the history --------------------------------------------------------------------------------
 
 @dataclass
-class _Op:
+class Op:
+    """One sent value in a History (``History.ops()`` gives copies)."""
+
     key: object
     seq: int  # position among the values invoked with the same key
     state: str = "invoked"  # invoked -> ok | fail | info
@@ -134,7 +136,7 @@ class History:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
-        self._ops: dict[object, _Op] = {}
+        self._ops: dict[object, Op] = {}
         self._per_key: dict[object, int] = {}
         self._marks: list[tuple[str, float]] = []
 
@@ -145,7 +147,7 @@ class History:
                 raise ValueError(f"value {value!r:.40} was invoked twice: each sent value must be unique")
             seq = self._per_key.get(key, 0)
             self._per_key[key] = seq + 1
-            self._ops[value] = _Op(key, seq, invoked_s=self._clock())
+            self._ops[value] = Op(key, seq, invoked_s=self._clock())
 
     def ok(self, value, partition: int, offset: int | None) -> None:
         """``value`` was acknowledged at ``partition``/``offset`` (offset None or -1: unknown)."""
@@ -235,9 +237,9 @@ class History:
     def ops(self) -> dict:
         """value -> a copy of its record (key, seq, state, partition, offset, error)."""
         with self._lock:
-            return {v: _Op(**vars(op)) for v, op in self._ops.items()}
+            return {v: Op(**vars(op)) for v, op in self._ops.items()}
 
-    def _op(self, value) -> _Op:
+    def _op(self, value) -> Op:
         op = self._ops.get(value)
         if op is None:
             raise ValueError(f"value {value!r:.40} has an outcome but was never invoked: call invoke() before sending")
