@@ -272,6 +272,7 @@ def main(argv=None) -> int:
         rc.shutdown(delete_data=True)
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
         if Path(ray_tmp).name.startswith("rrepl-"):
             shutil.rmtree(ray_tmp, ignore_errors=True)
     header = (f"3-node ray.cluster_utils.Cluster on one machine ({machine()}); 100-byte values; "
