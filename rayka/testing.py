@@ -12,7 +12,9 @@ bounded waits instead of sleeps, and the coordinator's manual clock.
 
 Each ``embedded_cluster`` gets its own rayka cluster name, so many can share one Ray
 session; on exit its actors are killed and (by default) its files deleted. For pytest,
-:mod:`rayka.pytest_plugin` has the same as fixtures. Importing this module loads no Ray.
+:mod:`rayka.pytest_plugin` has the same as fixtures. For fault tests, :mod:`rayka.checker`
+records a producer's history and checks the log read back against it (Jepsen-style: lost,
+duplicated, reordered, wrong). Importing this module loads no Ray.
 """
 
 from __future__ import annotations
