@@ -67,7 +67,7 @@ __all__ = ["Producer"]
 
 class _Topic:
     __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time",
-                 "retention_ms")
+                 "retention_ms", "replicated")
 
     def __init__(self, meta, handles):
         self.name = meta.name
@@ -77,13 +77,15 @@ class _Topic:
         self.value_schema = meta.value_schema
         self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
         self.retention_ms = meta.topic_config.retention_ms
+        # A replicated partition has another replica to lead it when its leader's node is gone.
+        self.replicated = any(len(meta.state(p).replicas) > 1 for p in range(meta.partitions))
 
 
 class Producer(Sender):
     """Sends records to topics. Thread-safe; use as a context manager or call ``close()``.
 
-    - ``acks``: 0 (do not wait), 1 or "all" (wait for the partition to write the batch;
-      with one replica per partition they are the same).
+    - ``acks``: 0 (do not wait), 1 (the leader wrote the batch) or "all" (every in-sync
+      replica has it; with one replica per partition the same as 1). See README, Replication.
     - ``linger_ms`` (5), ``batch_size`` (16384 bytes): when a partition's batch is handed off.
     - ``idempotent`` (True): retries never duplicate (see module docs).
     - ``buffer_memory`` (32 MiB), ``max_block_ms`` (60 s): the memory bound.

@@ -42,6 +42,7 @@ import rayka.testing  # noqa: E402
 from rayka import TopicPartition  # noqa: E402
 from rayka.checker import History, check, make_value, read_back as read_log  # noqa: E402
 
+RC = None  # the connection to the scenarios' rayka cluster
 REPLICATED = {"min.insync.replicas": 2, "replica.lag.time.max.ms": 3000, "replica.lost.timeout.ms": 4000}
 
 
@@ -93,9 +94,14 @@ def node_of(desc, partition, replica=None):
     return p.replicas[p.replica_ids.index(replica)]
 
 
+def topic_id(topic):
+    meta, _ = RC.topic(topic, refresh=True)
+    return meta.topic_id
+
+
 def replica_handle(topic, partition, replica):
     """The Ray actor handle of one replica (named and detached in the ``rayka`` namespace)."""
-    meta, _ = rayka.connect().topic(topic, refresh=True)
+    meta, _ = RC.topic(topic, refresh=True)
     name = f"rayka:repl:p:{meta.topic_id}:{partition}" + (f".r{replica}" if replica else "")
     return ray.get_actor(name, namespace="rayka"), name
 
@@ -265,7 +271,7 @@ def fencing(cluster, workers, report):
     except Exception as exc:  # noqa: BLE001
         report["fence_old_view_hw"] = type(getattr(exc, "cause", None) or exc).__name__
     new = admin.describe_topic("fence").partitions[0]
-    data_dir = rayka.connect().data_dir
+    data_dir = RC.data_dir
     wait_until(lambda: len({tuple(replica_records(data_dir, "fence", 0, r)) for r in new.replica_ids}) == 1,
                30, "every replica holds the same records")
     final = replica_records(data_dir, "fence", 0, old)
@@ -296,7 +302,7 @@ def healing(cluster, workers, report):
     after = wait_until(healed, 90, "the replication factor restored")
     report["heal_seconds"] = round(time.monotonic() - started, 1)
     report["heal_replicas"] = list(after.replica_ids)
-    data_dir = rayka.connect().data_dir
+    data_dir = RC.data_dir
     logs = {r: replica_records(data_dir, "heal", 0, r) for r in after.replica_ids}
     report["heal_identical"] = len({tuple(v) for v in logs.values()}) == 1
     report["heal_records"] = len(next(iter(logs.values())))
@@ -380,7 +386,8 @@ def main(data_dir: str, scenarios: list[str]) -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, include_dashboard=False)
     workers = {n.node_id: n for n in nodes}
-    rayka.connect(data_dir=data_dir, cluster_name="repl")
+    global RC
+    RC = rayka.connect(data_dir=data_dir, cluster_name="repl")
     report = {"nodes": len([n for n in ray.nodes() if n["Alive"]])}
     for name in scenarios:
         started = time.monotonic()
