@@ -19,6 +19,7 @@ created with: nothing to elect, nothing to copy.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import ray
@@ -170,7 +171,7 @@ class Replication:
         return ReplicaStatus(
             self.replica_id, kind, state.leader_epoch if state else -1, state.partition_epoch if state else -1,
             plog.log_start_offset if plog else -1, plog.log_end_offset if plog else -1, self._hw() if plog else -1,
-            tuple(isr), bool(plog is not None and plog.damaged_offsets))
+            tuple(isr), bool(plog is not None and plog.damaged_offsets), os.getpid())
 
     # -- Ray calls ---------------------------------------------------------------------------
 

@@ -235,3 +235,4 @@ class ReplicaStatus:
     high_watermark: int
     isr: tuple[int, ...] = ()
     damaged: bool = False  # its log holds damaged offsets (holes) that a healthy replica may have
+    pid: int = -1  # the actor's process id (operators; fault tests pause or kill it)

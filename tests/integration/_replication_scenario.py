@@ -107,11 +107,9 @@ def replica_handle(topic, partition, replica):
 
 
 def replica_pid(topic, partition, replica):
-    from ray.util.state import list_actors
-
-    _, name = replica_handle(topic, partition, replica)
-    alive = [a for a in list_actors(filters=[("name", "=", name)], limit=100) if a.state == "ALIVE"]
-    return alive[0].pid
+    """The process id of one replica's actor (its status says)."""
+    handle, _ = replica_handle(topic, partition, replica)
+    return ray.get(handle.status.remote(), timeout=30).pid
 
 
 def produce_checked(topic, partitions, n, history, *, acks="all", during=None, at=None, timeout_s=120):
@@ -170,7 +168,8 @@ def failover(cluster, workers, report):
     produce_checked("jepsen", 3, 3000, history, during=remove, at=1000)
     # How long the partition took to accept writes again after the removal.
     with rayka.Producer(acks="all", delivery_timeout_ms=60_000, retry_backoff_ms=50) as p:
-        p.send("jepsen", value=b"probe", partition=target).result(timeout=60)
+        history.invoke(b"probe", None)
+        settle(history, b"probe", p.send("jepsen", value=b"probe", partition=target))
     new_desc = admin.describe_topic("jepsen")
     report["failover_leader_changed"] = new_desc.partitions[target].leader_epoch > desc.partitions[target].leader_epoch
     result = check(history, read_back("jepsen", 3))
@@ -373,9 +372,11 @@ def chaos(cluster, workers, report):
         time.sleep(0.2)
     stop.set()
     consumer.join(timeout=60)
+    report["chaos_actions"] = actions
+    report["chaos_after"] = [(p.partition, p.leader_replica, p.replica_ids, p.isr, p.leader_epoch, p.available)
+                             for p in admin.describe_topic("chaos").partitions]
     result = check(history, read_back("chaos", 3))
     report["chaos"] = verdict(result)
-    report["chaos_actions"] = actions
     report["chaos_unprocessed"] = len(acked - processed)
     report["chaos_errors"] = errors
 
