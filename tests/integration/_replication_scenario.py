@@ -168,8 +168,9 @@ def failover(cluster, workers, report):
     produce_checked("jepsen", 3, 3000, history, during=remove, at=1000)
     # How long the partition took to accept writes again after the removal.
     with rayka.Producer(acks="all", delivery_timeout_ms=60_000, retry_backoff_ms=50) as p:
-        history.invoke(b"probe", None)
-        settle(history, b"probe", p.send("jepsen", value=b"probe", partition=target))
+        probe = make_value("probe", 0)
+        history.invoke(probe, b"probe")
+        settle(history, probe, p.send("jepsen", key=b"probe", value=probe, partition=target))
     new_desc = admin.describe_topic("jepsen")
     report["failover_leader_changed"] = new_desc.partitions[target].leader_epoch > desc.partitions[target].leader_epoch
     result = check(history, read_back("jepsen", 3))
