@@ -226,6 +226,7 @@ class ControllerLoop:
             if handle is None:
                 continue
             stale = status is None or status.leader_epoch < state.leader_epoch or (
-                r == state.leader and (status.role != "leader" or status.partition_epoch < state.partition_epoch))
+                r == state.leader and (status.role != "leader" or status.partition_epoch < state.partition_epoch)) or (
+                r != state.leader and state.leader is not None and status.role != "follower")
             if stale:
                 handle.become.remote(state.to_dict())  # answered by its next status; lost pushes are re-sent

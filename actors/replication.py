@@ -81,7 +81,10 @@ class Replication:
             old = self.state
             if old is not None and (state.leader_epoch, state.partition_epoch) <= (old.leader_epoch,
                                                                                    old.partition_epoch):
-                return False
+                if self._serving() or (state.leader_epoch, state.partition_epoch) < (old.leader_epoch,
+                                                                                    old.partition_epoch):
+                    return False
+                old = None  # its role ended (fenced, or its fetch loop stopped): take the state up again
             if self.replica_id not in state.replicas:
                 self._end_role(f"replica {self.replica_id} is no longer a replica of the partition")
                 self.state = state
@@ -128,6 +131,15 @@ class Replication:
     def stop(self) -> None:
         with self._lock:
             self._end_role("the replica is closing")
+
+    def _serving(self) -> bool:
+        """Whether the role in use still acts (a resigned leader or a stopped follower does not)."""
+        role = self.role
+        if isinstance(role, LeaderRole):
+            return not role.resigned
+        if isinstance(role, FollowerRole):
+            return not role.stopped
+        return self.state is not None and self.state.leader is None  # offline: nothing to do
 
     def _end_role(self, why: str) -> None:
         role, self.role = self.role, None

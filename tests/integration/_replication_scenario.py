@@ -359,7 +359,7 @@ def chaos(cluster, workers, report):
                     _restore_three_nodes(cluster, workers)
                 actions.append(kind)
             except Exception as exc:  # noqa: BLE001 - a fault that could not be injected is listed
-                actions.append(f"{kind} failed: {type(exc).__name__}")
+                actions.append(f"{kind} failed: {type(exc).__name__}: {str(exc)[:120]}")
 
     consumer = threading.Thread(target=consume)
     chaos_thread = threading.Thread(target=faults)
