@@ -43,6 +43,7 @@ from rayka import TopicPartition  # noqa: E402
 from rayka.checker import History, check, make_value, read_back as read_log  # noqa: E402
 
 RC = None  # the connection to the scenarios' rayka cluster
+CHAOS_KINDS = os.environ.get("CHAOS_KINDS", "replica,replica,coordinator,node").split(",")
 REPLICATED = {"min.insync.replicas": 2, "replica.lag.time.max.ms": 3000, "replica.lost.timeout.ms": 4000}
 
 
@@ -345,7 +346,7 @@ def chaos(cluster, workers, report):
         meta_id = topic_id("chaos")
         for i in range(8):
             time.sleep(1.5)
-            kind = rng.choice(["replica", "replica", "coordinator", "node"])
+            kind = rng.choice(CHAOS_KINDS)
             try:
                 if kind == "replica":
                     p, r = rng.randrange(3), rng.choice(admin.describe_topic("chaos").partitions[0].replica_ids)
@@ -362,11 +363,11 @@ def chaos(cluster, workers, report):
                 actions.append(f"{kind} failed: {type(exc).__name__}: {str(exc)[:120]}")
 
     consumer = threading.Thread(target=consume)
-    chaos_thread = threading.Thread(target=faults)
+    producer = threading.Thread(target=produce_checked, args=("chaos", 3, 3000, history), kwargs={"timeout_s": 150})
     consumer.start()
-    chaos_thread.start()
-    produce_checked("chaos", 3, 3000, history, timeout_s=150)
-    chaos_thread.join(timeout=120)
+    producer.start()
+    faults()  # in the main thread: a Cluster adds and removes nodes only there
+    producer.join(timeout=200)
     acked = {v for v, op in history.ops().items() if op.state == "ok"}
     deadline = time.monotonic() + 90
     while not acked <= processed and time.monotonic() < deadline:
