@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.5
 STATUS_TIMEOUT_S = 1.0
-STARTUP_GRACE_S = 20.0
+STARTUP_GRACE_S = 10.0
 
 
 class ControllerLoop:

@@ -187,11 +187,16 @@ class CoordinatorActor:
         return [(p, h) for (p, _), h in sorted(self._replica_handles(meta).items(), key=lambda kv: kv[0])]
 
     def _recreate_replica(self, meta, p: int, r: int):
+        """A new actor for replica ``r`` (killed for good, or new): never the dead one that may still
+        hold the name for a moment (then the old handle stays, and the next check tries again)."""
+        key = (meta.topic_id, p, r)
         with self._lock:
-            self._handles.pop((meta.topic_id, p, r), None)
-            handle = self._create_replica(meta, p, r)
+            try:
+                handle = self._create_replica(meta, p, r, fresh=True)
+            except ValueError:  # the name is still the dead actor's
+                return self._handles.get(key)
             if handle is not None:
-                self._handles[(meta.topic_id, p, r)] = handle
+                self._handles[key] = handle
             return handle
 
     def _announce(self, meta) -> None:

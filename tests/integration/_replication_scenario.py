@@ -60,7 +60,7 @@ def wait_until(predicate, timeout_s, what):
 def read_back(topic, partitions, timeout_s=60):
     """Every record of ``topic`` as {partition: [(offset, key, value)]}, once every partition answers."""
     admin = rayka.Admin()
-    wait_until(lambda: all(v is not None for v in admin.list_offsets(topic).values()), 30,
+    wait_until(lambda: all(v is not None for v in admin.list_offsets(topic).values()), 60,
                f"{topic}: every partition answers list_offsets")
     return read_log(topic, timeout_s=timeout_s)
 
