@@ -95,11 +95,16 @@ class ControllerLoop:
                 log.exception("controller check of topic %s failed", meta.name)
 
     def _starting_partitions(self, reports: list) -> set:
-        """Partitions with a replica that never answered yet and was first asked less than
-        STARTUP_GRACE_S ago (an actor process takes seconds to start on a busy node)."""
+        """Partitions to leave alone this check: with a replica that never answered yet and was
+        first asked less than STARTUP_GRACE_S ago (an actor process takes seconds to start on a
+        busy node), or with no replica answering and none known dead (every call timed out: the
+        controller's own view is in doubt, say on a machine too busy to answer in time; no
+        election could pick anyone anyway)."""
         now = time.monotonic()
         starting = set()
         known = set()
+        heard = {(r.topic, r.partition) for r in reports if r.answered or r.dead or not r.node_alive}
+        starting |= {(r.topic, r.partition) for r in reports} - heard
         for r in reports:
             known.add(r.key)
             if r.answered:

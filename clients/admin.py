@@ -116,7 +116,7 @@ class Admin:
     def list_offsets(self, name: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int] | None]:
         """partition -> (log_start_offset, log_end_offset); None for a partition that cannot be
         reached (or gave no answer within ``timeout_s``): ``describe_topic`` says why."""
-        _, handles = self._cluster.topic(name)
+        _, handles = self._cluster.topic(name, refresh=True)  # a new leader since: its handle
         answers = gather([h.offsets() for h in handles], timeout_s=timeout_s)
         return {p: None if isinstance(a, BaseException) else tuple(a) for p, a in enumerate(answers)}
 
