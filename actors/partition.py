@@ -44,7 +44,7 @@ from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionSta
 from rayka.partitions import codec
 from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
-from rayka.partitions.log import PartitionLog
+from rayka.partitions.replicated_log import ReplicaLog
 from rayka.partitions.log_opener import LogOpener
 
 __all__ = ["PartitionActor", "TICK_INTERVAL_S", "IDLE_RELEASE_S"]
@@ -94,7 +94,7 @@ class PartitionActor:
         self._last_used = time.monotonic()
         self._released = False  # opening the log (recovery) may have mapped and cached files
         self._opener = LogOpener(
-            lambda: PartitionLog(directory, config=self._config, value_schema=value_schema),
+            lambda: ReplicaLog(directory, config=self._config, value_schema=value_schema),
             directory=directory, name=f"{topic}-{partition}")
         # ``namespace``: where its fellow replicas and the coordinator are named (the runtime
         # context gives the job's namespace, not the actor's).
@@ -106,7 +106,7 @@ class PartitionActor:
         self._ticker = threading.Thread(target=self._tick_loop, name="rayka-tick", daemon=True)
         self._ticker.start()
 
-    def _ready(self) -> PartitionLog:
+    def _ready(self) -> ReplicaLog:
         """The open log, or raise the LogOpenError that keeps it from opening (log_opener.py)."""
         plog = self._opener.ready()
         if self._initial_state is not None:

@@ -46,11 +46,10 @@ import pyarrow.compute as pc
 from ..clock import Clock, SystemClock
 from ..config import TopicConfig
 from ..messages import AppendResult
-from ..errors import CorruptRecordError, LogWriteError, OffsetOutOfRangeError, RaykaError
+from ..errors import CorruptRecordError, LogWriteError, RaykaError
 from . import codec
-from .epoch_cache import EpochCache, EpochEndOffset
-from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, load_log, lock_and_load
-from .log_truncate import cut_tail, empty_log
+from .epoch_cache import EpochCache
+from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, lock_and_load
 from .log_read import check_range, merge_run, offset_for_time, read_segments
 from .log_sync import PendingSync
 from .producer_state import BatchRecord
@@ -174,24 +173,30 @@ class PartitionLog:
                 # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
                 scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None,
             )
-            sync = self.config.flush_policy == "batch"
-            try:
-                if sync:
-                    self._sync.raise_error()  # nothing of this batch is written
-                self._maybe_roll(encoded.size, now)
-                self._segments.active.append(encoded, fsync=sync)
-            except OSError as exc:
-                raise LogWriteError.from_os_error(
-                    exc, self.directory, f"appending offsets {base}..{base + prepared.num_rows - 1} "
-                    f"({encoded.size} bytes) to partition log {self.directory}") from exc
-            if producer_id is not None and sequence >= 0:
-                self._producers.update(producer_id, BatchRecord(sequence, base, prepared.num_rows, now))
-            self._sync.appended()
-            # The batch itself is fsynced: acknowledge it even if its index entries must wait.
-            if sync and self._segments.active.flush_indexes_if_possible():
-                self._sync.synced(now)
+            self._write(encoded, now, f"appending offsets {base}..{base + prepared.num_rows - 1}")
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
+
+    def _write(self, encoded: codec.EncodedBatch, now: int, what: str) -> None:
+        """Write one encoded batch at the log end (rolling first if due) and record its producer
+        sequence; all or nothing (LogWriteError with nothing kept). Caller holds the lock."""
+        sync = self.config.flush_policy == "batch"
+        header = encoded.header
+        try:
+            if sync:
+                self._sync.raise_error()  # nothing of this batch is written
+            self._maybe_roll(encoded.size, now)
+            self._segments.active.append(encoded, fsync=sync)
+        except OSError as exc:
+            raise LogWriteError.from_os_error(
+                exc, self.directory, f"{what} ({encoded.size} bytes) to partition log {self.directory}") from exc
+        if header.producer_id is not None and header.sequence >= 0:
+            self._producers.update(header.producer_id, BatchRecord(header.sequence, header.base_offset,
+                                                                   header.count, header.append_ms))
+        self._sync.appended()
+        # The batch itself is fsynced: acknowledge it even if its index entries must wait.
+        if sync and self._segments.active.flush_indexes_if_possible():
+            self._sync.synced(now)
 
     def _maybe_roll(self, incoming_bytes: int, now: int) -> None:
         active = self._segments.active
@@ -349,123 +354,10 @@ class PartitionLog:
             snapshot = self._segments.snapshot()
         return offset_for_time(snapshot, timestamp_ms)
 
-    # -- replication --------------------------------------------------------------------------
-
     @property
     def epoch_cache(self) -> EpochCache:
-        """Leader epoch -> its first offset in this log (divergence.py reads it)."""
+        """Leader epoch -> its first offset in this log (replicated_log.py, divergence.py)."""
         return self._epochs
-
-    @property
-    def latest_epoch(self) -> int:
-        return self._epochs.latest_epoch
-
-    def end_offset_for(self, epoch: int) -> EpochEndOffset:
-        with self._lock:
-            return self._epochs.end_offset_for(epoch, self.log_end_offset)
-
-    def begin_epoch(self, epoch: int) -> None:
-        """This replica leads from now on at ``epoch``: it starts at the log end (if newer)."""
-        with self._lock:
-            if epoch > self._epochs.latest_epoch:
-                self._epochs.assign(epoch, self.log_end_offset)
-
-    def append_replicated(self, buffers) -> int:
-        """Append a leader's stored batches verbatim (a follower's copy); returns the new log end.
-
-        ``buffers``: bytes or a buffer, or a list of them, each holding record-batch messages
-        back to back as the leader's ``read`` gave them. Each must pass its CRC and start at
-        this log's end (CorruptRecordError / OffsetOutOfRangeError otherwise, with that batch
-        not written; the batches before it in the call stay). Offsets, timestamps, leader
-        epochs and producer ids and sequences are kept, so this replica's producer state
-        detects duplicates after a failover. A failed write raises LogWriteError as append does.
-        """
-        if not isinstance(buffers, (list, tuple)):
-            buffers = [buffers]
-        with self._lock:
-            self._check_open()
-            try:
-                for buf in buffers:
-                    buf = buf if isinstance(buf, pa.Buffer) else pa.py_buffer(buf)
-                    for msg in codec.iter_messages(buf):
-                        self._append_copy(buf, msg)
-            finally:
-                self._appended.notify_all()
-            return self.log_end_offset
-
-    def _append_copy(self, buf: pa.Buffer, msg: codec.Message) -> None:
-        header = msg.header
-        msg.verify()
-        end = self.log_end_offset
-        if header.base_offset != end:
-            raise OffsetOutOfRangeError(
-                f"a copied batch starts at offset {header.base_offset}, but partition log {self.directory} ends at "
-                f"{end}: batches are copied in order from the log end", log_start_offset=self.log_start_offset,
-                log_end_offset=end)
-        now = self._clock()
-        body = msg.message.body
-        encoded = codec.EncodedBatch(buf.slice(msg.position, msg.size - body.size).to_pybytes(), body, header,
-                                     buf.slice(msg.position, msg.size))
-        if header.leader_epoch > self._epochs.latest_epoch:
-            self._epochs.assign(header.leader_epoch, header.base_offset)
-        sync = self.config.flush_policy == "batch"
-        try:
-            if sync:
-                self._sync.raise_error()
-            self._maybe_roll(encoded.size, now)
-            self._segments.active.append(encoded, fsync=sync)
-        except OSError as exc:
-            raise LogWriteError.from_os_error(
-                exc, self.directory, f"copying offsets {header.base_offset}..{header.last_offset} to partition "
-                f"log {self.directory}") from exc
-        if header.producer_id is not None and header.sequence >= 0:
-            self._producers.update(header.producer_id, BatchRecord(header.sequence, header.base_offset,
-                                                                   header.count, header.append_ms))
-        self._sync.appended()
-
-    def truncate_to(self, offset: int) -> int:
-        """Remove every record at and after ``offset`` (a follower's divergent tail), rounded down
-        to the start of the batch holding it; returns the new log end (log_truncate.py: crash-safe).
-        At or past the log end nothing is cut; below the log start the log is emptied to start
-        at ``offset``. The epoch cache forgets the epochs starting at or past the new end."""
-        with self._lock:
-            self._check_open()
-            if offset >= self.log_end_offset:
-                self._epochs.truncate_from_end(offset)
-                return self.log_end_offset
-            if offset <= self.log_start_offset:
-                self._reopen(lambda segs: empty_log(self.directory, segs, offset, self._schema_bytes,
-                                                    self.config.index_interval_bytes, self._clock()))
-                self._epochs.clear()
-                return self.log_end_offset
-            self._reopen(lambda segs: cut_tail(self.directory, segs, offset))
-            self._epochs.truncate_from_end(self.log_end_offset)
-            return self.log_end_offset
-
-    def truncate_fully(self, start_offset: int) -> None:
-        """Delete every record and start the log empty at ``start_offset`` (a replica copying a leader
-        whose log starts past its own end); epoch cache and producer state emptied."""
-        with self._lock:
-            self._check_open()
-            self._reopen(lambda segs: empty_log(self.directory, segs, start_offset, self._schema_bytes,
-                                                self.config.index_interval_bytes, self._clock()))
-            self._epochs.clear()
-
-    def _reopen(self, change) -> None:
-        """Run ``change(segments)`` on the files, then load them again (under the lock, which the
-        log keeps holding, like its directory lock)."""
-        try:
-            change(list(self._segments))
-            loaded = load_log(self.directory, self._schema_bytes, self.config, self._clock())
-        except OSError as exc:
-            raise LogWriteError.from_os_error(exc, self.directory,
-                                              f"truncating partition log {self.directory}") from exc
-        self._sync = PendingSync(self.directory, self._lock, self._clock())
-        self._segments = SegmentList(self.directory, loaded.segments, self._schema_bytes,
-                                     self.config.index_interval_bytes)
-        self._producers = loaded.producers
-        self.damaged_offsets = loaded.damaged_offsets
-        self._appended.notify_all()
 
     # -- memory -------------------------------------------------------------------------------
 

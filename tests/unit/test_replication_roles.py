@@ -17,7 +17,7 @@ from rayka.coordinator.election import PartitionState, alter_partition, elect_le
 from rayka.errors import FencedLeaderEpochError, NotEnoughReplicasError, NotLeaderError
 from rayka.partitions.follower_role import FollowerRole
 from rayka.partitions.leader_role import LeaderRole, serve_replica_fetch
-from rayka.partitions.log import PartitionLog
+from rayka.partitions.replicated_log import ReplicaLog
 
 from storage_helpers import read_all
 
@@ -38,7 +38,7 @@ class Replicas:
     def __init__(self, tmp_path, min_insync=2, lag_ms=1000):
         self.clock = ManualClock()
         self.config = TopicConfig()
-        self.logs = [PartitionLog(tmp_path / f"r{r}", config=self.config) for r in range(3)]
+        self.logs = [ReplicaLog(tmp_path / f"r{r}", config=self.config) for r in range(3)]
         self.state = PartitionState.initial([0, 1, 2])
         self.min_insync, self.lag_ms = min_insync, lag_ms
         self.lead(0)
