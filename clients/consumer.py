@@ -9,7 +9,8 @@ out as ``Record`` tuples (``poll``, iteration) or as one Arrow table
 
 A partition that cannot be reached (its actor died, its node is gone) never
 holds back the others: it is reported (``unavailable()``, a warning, a callback)
-and retried while the rest are read (positions.py). Damage on disk is raised
+and retried while the rest are read (positions.Positions, which the Consumer
+delegates its position methods to). Damage on disk is raised
 as CorruptRecordError only when the position reaches it (fetcher.py).
 
 Consumer groups plug in through ``self._group`` (see rayka.clients.group): it
@@ -19,6 +20,7 @@ consumer is a plain manual-assignment reader. Not thread-safe, like Kafka's.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Iterator
 
@@ -27,15 +29,15 @@ import pyarrow as pa
 from rayka.clients.consumer_options import consumer_configs
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
-from rayka.clients.positions import ConsumerPositions
+from rayka.clients.positions import Positions, reset_out_of_range
 from rayka.clients.record_views import empty_table, to_records, to_table
-from rayka.clients.types import OffsetAndMetadata, Record, TopicPartition
-from rayka.errors import ConfigError, ConsumerClosedError, CorruptRecordError
+from rayka.clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
+from rayka.errors import ConfigError, ConsumerClosedError
 
 __all__ = ["Consumer"]
 
 
-class Consumer(ConsumerPositions):
+class Consumer:
     """Reads records from partitions, by manual assignment or by topic subscription.
 
     - ``auto_offset_reset``: where to start without a committed offset or seek.
@@ -72,8 +74,6 @@ class Consumer(ConsumerPositions):
         self._value_de = config.value_deserializer
         self.max_poll_records = config.max_poll_records
         self.consumer_timeout_ms = config.consumer_timeout_ms
-        self._on_unavailable = config.on_partitions_unavailable
-        self._reported_unavailable: set[TopicPartition] = set()
         self._records_received = 0
         self._polls = 0
         self._closed = False
@@ -81,7 +81,7 @@ class Consumer(ConsumerPositions):
             max_wait_ms=config.fetch_max_wait_ms, max_partition_records=config.max_partition_fetch_records,
             max_partition_bytes=config.max_partition_fetch_bytes,
             max_buffered_records=max(2 * config.max_partition_fetch_records, 2 * config.max_poll_records),
-            on_out_of_range=self._out_of_range,
+            on_out_of_range=functools.partial(reset_out_of_range, config.auto_offset_reset),
             refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True, timeout_s=0.2)[1][tp.partition],
         )
         self._value_columns: dict[str, list[str] | None] = {}
@@ -92,6 +92,9 @@ class Consumer(ConsumerPositions):
             self._group = GroupMembership(
                 group_config, cluster=self._cluster, assign=self._set_assignment, positions=self._positions_known,
                 auto_commit_interval_ms=config.auto_commit_interval_ms if config.enable_auto_commit else None)
+        self._positions = Positions(self._fetcher, self._cluster, group=self._group,
+                                    auto_offset_reset=config.auto_offset_reset,
+                                    on_unavailable=config.on_partitions_unavailable)
         if topics:
             self.subscribe(list(topics))
 
@@ -145,6 +148,52 @@ class Consumer(ConsumerPositions):
     def assignment(self) -> set[TopicPartition]:
         return set(self._fetcher.states)
 
+    # -- positions (rayka.clients.positions.Positions does the work) ---------------------------------
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Make ``offset`` the next record read from ``tp`` (checked on the next fetch)."""
+        self._positions.seek(tp, offset)
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Move these partitions (default: all assigned) to their log start."""
+        self._positions.seek_to_beginning(*partitions)
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Move these partitions (default: all assigned) to their log end."""
+        self._positions.seek_to_end(*partitions)
+
+    def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record this consumer will return from ``tp`` (see Positions.position)."""
+        return self._positions.position(tp)
+
+    def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's log start offset."""
+        return self._positions.beginning_offsets(partitions)
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's log end offset (the offset the next record written gets)."""
+        return self._positions.end_offsets(partitions)
+
+    def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """Per partition, the earliest offset whose timestamp is >= the given ms (None if none)."""
+        return self._positions.offsets_for_times(timestamps)
+
+    def unavailable(self) -> set[TopicPartition]:
+        """Assigned partitions that cannot be reached now (see Positions.unavailable)."""
+        return self._positions.unavailable()
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Stop fetching these partitions (positions are kept) until resume()."""
+        self._positions.pause(partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Fetch these paused partitions again."""
+        self._positions.resume(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        """The partitions paused by pause()."""
+        return self._positions.paused()
+
     def _positions_known(self) -> dict[TopicPartition, int]:
         """The position of every assigned partition that has one (what a commit sends)."""
         return {tp: s.position for tp, s in self._fetcher.states.items() if s.position is not None}
@@ -175,37 +224,24 @@ class Consumer(ConsumerPositions):
         if self._group is not None:
             self._group.on_poll(timeout_ms)
         left_s = lambda: max(0.0, timeout_ms / 1000.0 - (time.monotonic() - started))  # noqa: E731
-        self._first_positions(left_s)
-        self._raise_due_error()
+        self._positions.first_positions(left_s)
+        self._fetcher.raise_due_error()
         if self._fetcher.buffered() == 0:
             self._fetcher.deadline_wait(left_s() * 1000.0)
         else:
             self._fetcher.wait(0)
-        self._report_unavailable()
+        self._positions.report_unavailable()
         open_error = self._fetcher.take_open_error()
         if open_error is not None:  # once per failure; the other partitions' records stay buffered
             raise open_error
         out = self._fetcher.drain(max_records)
         if not out:
-            self._raise_due_error()  # met during this poll's wait, with nothing before it to hand out
+            self._fetcher.raise_due_error()  # met during this poll's wait, with nothing before it to hand out
         if self._group is not None:
             out = self._group.after_poll(out)  # never a record of a partition the member lost meanwhile
         self._polls += 1
         self._records_received += sum(b.num_rows for _, batches in out for b in batches)
         return out
-
-    def _raise_due_error(self) -> None:
-        """Raise the damage found in a partition once its position has reached it: every record
-        before the damage was handed out first, so seeking past it (as the error says) skips
-        only the damaged offsets. It is raised again on each poll until the user seeks."""
-        due = self._fetcher.due_error()
-        if due is None:
-            return
-        state, exc = due
-        raise CorruptRecordError(
-            f"{state.tp.topic}-{state.tp.partition} at position {state.position}: {exc}",
-            first_offset=exc.first_offset, next_offset=exc.next_offset,
-        )
 
     def poll(self, timeout_ms: float = 1000, max_records: int | None = None) -> list[Record]:
         """Up to ``max_records`` records (default ``max_poll_records``), waiting up to
@@ -319,10 +355,7 @@ class Consumer(ConsumerPositions):
         number of partitions that cannot be reached now).
         """
         m = self._fetcher.metrics
-        lag = {}
-        for tp, s in self._fetcher.states.items():
-            known = s.position is not None and s.high_watermark >= 0
-            lag[tp] = max(0, s.high_watermark - s.position) if known else None
+        lag = self._fetcher.lags()
         known_lags = [v for v in lag.values() if v is not None]
         return {
             "records_received": self._records_received, "polls": self._polls,
@@ -354,3 +387,9 @@ class Consumer(ConsumerPositions):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def group_membership(consumer: Consumer):
+    """The consumer's GroupMembership (rayka.clients.group), or None without a ``group_id``:
+    the supported way for tools and tests (rayka.testing's heartbeat helpers) to reach it."""
+    return consumer._group

@@ -180,6 +180,22 @@ class Fetcher:
                 return s, s.error
         return None
 
+    def raise_due_error(self) -> None:
+        """Raise :meth:`due_error`'s damage (naming the partition and position) if there is one.
+        Every record before the damage was handed out first, so seeking past it (as the error
+        says) skips only the damaged offsets; it is raised again on each poll until the user seeks."""
+        due = self.due_error()
+        if due is not None:
+            state, exc = due
+            raise CorruptRecordError(f"{state.tp.topic}-{state.tp.partition} at position {state.position}: {exc}",
+                                     first_offset=exc.first_offset, next_offset=exc.next_offset)
+
+    def lags(self) -> dict[TopicPartition, int | None]:
+        """Per assigned partition, its high watermark minus its position as of its last fetch
+        (None before the first, or without a position)."""
+        return {tp: max(0, s.high_watermark - s.position) if s.position is not None and s.high_watermark >= 0
+                else None for tp, s in self.states.items()}
+
     def send(self) -> None:
         """Start a fetch for every fetchable partition that has none in flight and room to buffer."""
         now = time.monotonic()

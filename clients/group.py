@@ -272,6 +272,23 @@ class GroupMembership:
 
     # -- heartbeats -------------------------------------------------------------------------------
 
+    def pause_heartbeats(self) -> None:
+        """Stop the heartbeat thread and wait for it to end, as a paused process (GC, SIGSTOP)
+        would: the coordinator then sees no heartbeat. For tests (rayka.testing.paused_heartbeats);
+        :meth:`resume_heartbeats` starts it again."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+
+    def resume_heartbeats(self) -> None:
+        """Start the heartbeat thread again after :meth:`pause_heartbeats`."""
+        self._ensure_heartbeat()
+
+    @property
+    def told_to_rejoin(self) -> bool:
+        """Whether a heartbeat heard of a rebalance (the next poll joins again)."""
+        return self._m.rejoin.is_set()
+
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is None or not self._heartbeat.is_alive():
             self._stop.clear()

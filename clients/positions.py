@@ -1,4 +1,4 @@
-"""Positions of a Consumer's partitions (a mixin, kept apart so each file stays one concern).
+"""Positions of a Consumer's partitions: a collaborator the Consumer owns and delegates to.
 
 Where a partition is read from: ``seek``, ``seek_to_beginning/end``, ``position``,
 look-ups of log bounds and times, pause/resume, and the first position of a newly
@@ -23,7 +23,7 @@ from rayka.clients.stubs import gather, wait_first
 from rayka.clients.types import OffsetAndTimestamp, TopicPartition
 from rayka.errors import LogOpenError, NoOffsetForPartitionError, PartitionUnavailableError, UnknownPartitionError
 
-__all__ = ["ConsumerPositions", "LOOKUP_GRACE_S"]
+__all__ = ["Positions", "LOOKUP_GRACE_S", "reset_out_of_range"]
 
 # Position look-ups answer in about a millisecond; one slower than this (its actor is
 # restarting) stays in flight while the poll reads the partitions that answered.
@@ -34,9 +34,23 @@ LOOKUP_TIMEOUT_S = 10.0
 log = logging.getLogger("rayka.clients.consumer")  # one logger for everything a Consumer says
 
 
-class ConsumerPositions:
-    """Position methods of Consumer (needs ``_fetcher``, ``_cluster``, ``_group``,
-    ``auto_offset_reset``, ``_on_unavailable`` and ``_reported_unavailable``)."""
+class Positions:
+    """The positions of one Consumer's assigned partitions, and look-ups of their logs.
+
+    Given the consumer's Fetcher (whose ``states`` are the assigned partitions, each with its
+    position), its Cluster (metadata of partitions not assigned), its GroupMembership or None
+    (committed offsets; its ``listener``), ``auto_offset_reset`` and the
+    ``on_partitions_unavailable`` callback or None. The Consumer calls :meth:`first_positions`
+    and :meth:`report_unavailable` in each poll; the public methods are the Consumer's own.
+    """
+
+    def __init__(self, fetcher, cluster, *, group, auto_offset_reset: str, on_unavailable=None):
+        self._fetcher = fetcher
+        self._cluster = cluster
+        self._group = group
+        self.auto_offset_reset = auto_offset_reset
+        self._on_unavailable = on_unavailable
+        self._reported_unavailable: set[TopicPartition] = set()
 
     def _state(self, tp) -> PartitionState:
         tp = TopicPartition(*tp)
@@ -120,7 +134,7 @@ class ConsumerPositions:
                               "offsets_for_times()")
         return {tp: None if hit is None else OffsetAndTimestamp(*hit) for tp, hit in hits.items()}
 
-    def _first_positions(self, left_s) -> None:
+    def first_positions(self, left_s) -> None:
         """Look up the positions still missing, within the poll's time (``left_s()`` seconds).
         With a partition to read, look-ups get a short grace; with none, they may take the
         poll's time, and a failed one is retried after its backoff within it."""
@@ -197,7 +211,7 @@ class ConsumerPositions:
         ``on_partitions_unavailable`` callback and the logged warning."""
         return {tp for tp, s in self._fetcher.states.items() if s.unavailable is not None}
 
-    def _report_unavailable(self) -> None:
+    def report_unavailable(self) -> None:
         """Tell the log and the callbacks about partitions that became unavailable since the
         last poll (once each time one goes away)."""
         now = {tp: s.unavailable for tp, s in self._fetcher.states.items() if s.unavailable is not None}
@@ -214,14 +228,6 @@ class ConsumerPositions:
         if listener is not None and hasattr(listener, "on_partitions_unavailable"):
             listener.on_partitions_unavailable(set(new))
 
-    def _out_of_range(self, state: PartitionState, exc) -> None:
-        if self.auto_offset_reset == "none":
-            raise exc
-        target = exc.log_start_offset if self.auto_offset_reset == "earliest" else exc.log_end_offset
-        log.warning("%s-%d: %s; resetting to %d (%s)", state.tp.topic, state.tp.partition, exc, target,
-                    self.auto_offset_reset)
-        state.seek(target)
-
     def pause(self, partitions: list[TopicPartition]) -> None:
         """Stop fetching these partitions (positions are kept) until resume()."""
         for tp in partitions:
@@ -236,3 +242,14 @@ class ConsumerPositions:
 
     def paused(self) -> set[TopicPartition]:
         return {tp for tp, s in self._fetcher.states.items() if s.paused}
+
+
+def reset_out_of_range(auto_offset_reset: str, state: PartitionState, exc) -> None:
+    """The Fetcher's ``on_out_of_range``: move ``state`` to the log start or end by
+    ``auto_offset_reset``, or raise ``exc`` (an OffsetOutOfRangeError) when it is "none"."""
+    if auto_offset_reset == "none":
+        raise exc
+    target = exc.log_start_offset if auto_offset_reset == "earliest" else exc.log_end_offset
+    log.warning("%s-%d: %s; resetting to %d (%s)", state.tp.topic, state.tp.partition, exc, target,
+                auto_offset_reset)
+    state.seek(target)

@@ -18,7 +18,7 @@ bytes; ``send()`` blocks up to ``max_block_ms`` for room, then raises
 BufferFullError (at once inside a callback).
 
 A batch the partition refuses because the topic's ``max.message.bytes`` was lowered
-after its records were checked is split (sender._split): the records over the new
+after its records were checked is split (Sender._split): the records over the new
 limit fail, the others are sent again under a new sequence.
 
 Bad input is refused by the call that was wrong (record_checks): a record joins a
@@ -39,7 +39,7 @@ from rayka.clients.bulk import split_table
 from rayka.clients.connection import Cluster, current
 from rayka.clients.producer_options import producer_config
 from rayka.clients.partitioner import StickyPartitioner, partition_for_key
-from rayka.clients.producer_metrics import ProducerMetrics
+from rayka.clients.produce_queue import ProduceQueue
 from rayka.clients.record_checks import (
     check_headers,
     check_partition_range,
@@ -81,7 +81,7 @@ class _Topic:
         self.replicated = any(len(meta.state(p).replicas) > 1 for p in range(meta.partitions))
 
 
-class Producer(Sender):
+class Producer:
     """Sends records to topics. Thread-safe; use as a context manager or call ``close()``.
 
     - ``acks``: 0 (do not wait), 1 (the leader wrote the batch) or "all" (every in-sync
@@ -113,21 +113,13 @@ class Producer(Sender):
         self._value_ser = config.value_serializer
         self._cluster = cluster or current()
         self._topics: dict[str, _Topic] = {}
-        self._cv = threading.Condition(threading.Lock())
-        self._open: dict[tuple[str, int], ProduceBatch] = {}
-        self._queued: dict[tuple[str, int], list[ProduceBatch]] = {}  # handed off, not yet sent
-        self._inflight: dict[tuple[str, int], ProduceBatch] = {}
-        self._completing: set[ProduceBatch] = set()  # acknowledged, callbacks still running
-        self._sequences: dict[tuple[str, int], int] = {}
-        self._epochs: dict[tuple[str, int], int] = {}  # bumped when a partition's sequence restarts
-        self._buffered = 0
-        self._flushing = 0
-        self._closing = False
+        self._queue = ProduceQueue()  # shared with the sender: see ProduceQueue for its fields
         self._closed = False
         self._sticky = StickyPartitioner(config.batch_size)
-        self._metrics = ProducerMetrics()
         self._warned_old: set[str] = set()  # topics warned about a record older than retention.ms
-        self._sender = threading.Thread(target=self._run, name="rayka-producer", daemon=True)
+        self._sending = Sender(self._queue, config, producer_id=self.producer_id, topic=self._topic,
+                               cached_topic=self._topics.get)
+        self._sender = threading.Thread(target=self._sending.run, name="rayka-producer", daemon=True)
         self._sender.start()
 
     # -- metadata -------------------------------------------------------------------------------
@@ -146,8 +138,8 @@ class Producer(Sender):
         """Counters since the producer started: ``records_sent``, ``bytes_sent``, ``batches_sent``,
         ``retries``, ``errors`` (records that failed for good), the gauges ``buffered_bytes`` and
         ``batches_in_flight``, and the same counters per topic under ``topics``."""
-        with self._cv:
-            return self._metrics.snapshot(buffered_bytes=self._buffered, batches_in_flight=len(self._inflight))
+        with self._queue.cv:
+            return self._queue.metrics.snapshot(buffered_bytes=self._queue.buffered, batches_in_flight=len(self._queue.inflight))
 
     def _check_age(self, t: _Topic, timestamp_ms: int) -> None:
         """Warn (once per topic) when a record is older than the topic's retention.ms."""
@@ -183,7 +175,7 @@ class Producer(Sender):
         BufferFullError; inside a producer callback it raises BufferFullError at once, since
         the thread running callbacks is the one whose completions would free the room.
         """
-        if self._closing:
+        if self._queue.closing:
             raise ProducerClosedError("send() on a closed Producer; create a new one")
         t = self._topics.get(topic) if type(topic) is str else None
         if t is None:
@@ -225,22 +217,22 @@ class Producer(Sender):
         else:
             ts = check_timestamp(timestamp_ms)
             self._check_age(t, ts)
-        with self._cv:
-            if self._closing:  # checked again under the lock: the sender may have stopped meanwhile
+        with self._queue.cv:
+            if self._queue.closing:  # checked again under the lock: the sender may have stopped meanwhile
                 raise ProducerClosedError("send() on a closed Producer; create a new one")
-            if self._buffered + size > self.buffer_memory:
+            if self._queue.buffered + size > self.buffer_memory:
                 self._wait_for_room(size)
             if partition is None:
                 partition = self._sticky.partition(topic, t.partitions, size + 16)
             tp = (topic, partition)
-            batch = self._open.get(tp)
+            batch = self._queue.open.get(tp)
             if batch is None:
-                batch = self._open[tp] = ProduceBatch(topic, partition, t.value_schema)
-                self._cv.notify()
+                batch = self._queue.open[tp] = ProduceBatch(topic, partition, t.value_schema)
+                self._queue.cv.notify()
             index = batch.add(key, value, ts, headers, size)
-            self._buffered += size + 16
+            self._queue.buffered += size + 16
             if batch.nbytes >= self.batch_size:
-                self._cv.notify()
+                self._queue.cv.notify()
         return FutureRecordMetadata(batch, index, -1 if t.log_append_time else ts)
 
     def send_table(self, topic: str, data, partition: int | None = None) -> TableFuture:
@@ -250,7 +242,7 @@ class Producer(Sender):
         ``timestamp_ms``, ``headers`` (map<string, binary>), ``partition``. Rows with a
         key go to the key's partition; rows without one are split in contiguous chunks.
         """
-        if self._closing:
+        if self._queue.closing:
             raise ProducerClosedError("send_table() on a closed Producer; create a new one")
         t = self._topic(check_topic(topic))
         if partition is not None:
@@ -270,10 +262,10 @@ class Producer(Sender):
         batches = []
         for part, chunk in chunks:
             size = chunk.nbytes
-            with self._cv:
-                if self._buffered + size > self.buffer_memory:
+            with self._queue.cv:
+                if self._queue.buffered + size > self.buffer_memory:
                     self._wait_for_room(min(size, self.buffer_memory))
-                self._buffered += size  # reserved before the copy below, so memory stays bounded
+                self._queue.buffered += size  # reserved before the copy below, so memory stays bounded
             try:
                 # Serialised here, in the caller's thread: the sender ships chunk k+1 the moment
                 # chunk k is acknowledged, and this copy overlaps the partition's work on chunk k.
@@ -284,14 +276,14 @@ class Producer(Sender):
                     payload = stage(payload)
                 batch = ProduceBatch(topic, part, t.value_schema, table=payload)
             except BaseException:
-                with self._cv:
-                    self._buffered -= size
+                with self._queue.cv:
+                    self._queue.buffered -= size
                 raise
             batch.nbytes = size
             batch.count = chunk.num_rows
-            with self._cv:
-                self._queued.setdefault((topic, part), []).append(batch)
-                self._cv.notify()
+            with self._queue.cv:
+                self._queue.queued.setdefault((topic, part), []).append(batch)
+                self._queue.cv.notify()
             batches.append(batch)
         return TableFuture(batches, [chunk.num_rows for _, chunk in chunks])
 
@@ -304,10 +296,10 @@ class Producer(Sender):
                 "your own thread, or raise buffer_memory"
             )
         deadline = time.monotonic() + self.max_block_s
-        self._flushing += 1  # hand everything off so memory frees up
+        self._queue.flushing += 1  # hand everything off so memory frees up
         try:
-            while self._buffered + size > self.buffer_memory and self._buffered > 0:
-                self._cv.notify()
+            while self._queue.buffered + size > self.buffer_memory and self._queue.buffered > 0:
+                self._queue.cv.notify()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise BufferFullError(
@@ -315,19 +307,18 @@ class Producer(Sender):
                         f"{self.max_block_s:.1f}s (max_block_ms); the partitions are not keeping up. "
                         "Raise buffer_memory or max_block_ms, or send less"
                     )
-                self._cv.wait(remaining)
+                self._queue.cv.wait(remaining)
         finally:
-            self._flushing -= 1
+            self._queue.flushing -= 1
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued so far and wait until it is acknowledged (or failed) and every
         callback of those records has run. Not from inside a callback (InvalidCallError)."""
         _refuse_in_callback("flush")
-        with self._cv:
-            pending = list(self._open.values()) + [b for q in self._queued.values() for b in q]
-            pending += list(self._inflight.values()) + list(self._completing)
-            self._flushing += 1
-            self._cv.notify()
+        with self._queue.cv:
+            pending = self._queue.pending_locked()
+            self._queue.flushing += 1
+            self._queue.cv.notify()
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
             for batch in pending:
@@ -335,8 +326,8 @@ class Producer(Sender):
                 if not batch.settled.wait(remaining):
                     raise KafkaTimeoutError(f"flush did not finish within {timeout}s")
         finally:
-            with self._cv:
-                self._flushing -= 1
+            with self._queue.cv:
+                self._queue.flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the sender; further sends raise ProducerClosedError.
@@ -353,11 +344,11 @@ class Producer(Sender):
         try:
             self.flush(timeout)
         except KafkaTimeoutError:
-            self._abandon_unsent(timeout)
+            self._sending.abandon_unsent(timeout)
         finally:
-            with self._cv:
-                self._closing = True
-                self._cv.notify()
+            with self._queue.cv:
+                self._queue.closing = True
+                self._queue.cv.notify()
             self._sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             self._closed = True
 
@@ -369,9 +360,9 @@ class Producer(Sender):
 
     def __del__(self):
         if getattr(self, "_sender", None) is not None and not getattr(self, "_closed", True):
-            with self._cv:
-                self._closing = True
-                self._cv.notify()
+            with self._queue.cv:
+                self._queue.closing = True
+                self._queue.cv.notify()
 
 
 def _refuse_in_callback(call: str) -> None:

@@ -1,10 +1,9 @@
 """The sender thread of a Producer: hands batches to partition actors, retries, completes futures.
 
-Mixed into :class:`rayka.clients.producer.Producer`, whose state it shares under the
-producer's lock (``_cv``): ``_open`` (a growing batch per partition), ``_queued``
-(send_table chunks handed off), ``_inflight`` (one append per partition),
-``_completing`` (acknowledged, callbacks still running). One thread runs ``_run``;
-completions arrive on Ray's callback threads (``_done``).
+A Sender is given the producer's :class:`~rayka.clients.produce_queue.ProduceQueue` (the
+batches and counters the two share, under its lock) and the producer's metadata lookups; it
+keeps nothing else of the producer. One thread runs :meth:`Sender.run`; completions arrive on
+Ray's callback threads (``_done``).
 """
 
 from __future__ import annotations
@@ -12,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any, Callable
 
 from rayka.clients.accumulator import ProduceBatch
+from rayka.clients.produce_queue import ProduceQueue
 from rayka.clients.stubs import unwrap
 from rayka.errors import (FencedLeaderEpochError, NotLeaderError, PartitionUnavailableError, ProducerClosedError,
                           RaykaError, RecordTooLargeError)
@@ -24,47 +25,67 @@ log = logging.getLogger(__name__)
 
 
 class Sender:
-    """The sender half of Producer (a mixin: it has no state of its own)."""
+    """Ships a Producer's batches: takes them from ``queue`` when due, appends each to its
+    partition, retries, splits a batch refused as too large, and settles it.
+
+    ``config`` is the producer's ProducerConfig; ``producer_id`` its idempotence id (None when
+    not idempotent); ``topic(name, refresh=False)`` returns the producer's topic metadata (a
+    ``_Topic`` with ``handles`` and ``max_message_bytes``), asking the coordinator when not known
+    or ``refresh``; ``cached_topic(name)`` returns it only if already known, else None.
+    """
+
+    def __init__(self, queue: ProduceQueue, config, *, producer_id: str | None,
+                 topic: Callable[..., Any], cached_topic: Callable[[str], Any]):
+        self._q = queue
+        self.linger_s = config.linger_ms / 1000.0
+        self.batch_size = config.batch_size
+        self.acks = config.acks
+        self.idempotent = config.idempotent
+        self.producer_id = producer_id
+        self.delivery_timeout_s = config.delivery_timeout_ms / 1000.0
+        self.retry_backoff_s = config.retry_backoff_ms / 1000.0
+        self._topic = topic
+        self._cached_topic = cached_topic
 
     def _ready(self, now: float) -> tuple[list[ProduceBatch], float | None]:
         """Batches to send now (one per idle partition), and how long until the next may be ready."""
         out = []
         wake = None
-        for tp in list(self._queued):
-            if tp not in self._inflight:
-                queue = self._queued[tp]
+        for tp in list(self._q.queued):
+            if tp not in self._q.inflight:
+                queue = self._q.queued[tp]
                 batch = queue.pop(0)
                 if not queue:
-                    del self._queued[tp]
+                    del self._q.queued[tp]
                 out.append(batch)
-                self._inflight[tp] = batch
-        for tp, batch in list(self._open.items()):
-            if tp in self._inflight:
+                self._q.inflight[tp] = batch
+        for tp, batch in list(self._q.open.items()):
+            if tp in self._q.inflight:
                 continue
             due = batch.created + self.linger_s
-            if self._flushing or self._closing or batch.nbytes >= self.batch_size or due <= now:
-                del self._open[tp]
-                self._inflight[tp] = batch
+            if self._q.flushing or self._q.closing or batch.nbytes >= self.batch_size or due <= now:
+                del self._q.open[tp]
+                self._q.inflight[tp] = batch
                 out.append(batch)
             else:
                 wake = due - now if wake is None else min(wake, due - now)
         return out, wake
 
-    def _run(self) -> None:
+    def run(self) -> None:
         while True:
-            with self._cv:
+            with self._q.cv:
                 while True:
                     batches, wake = self._ready(time.monotonic())
                     if batches:
                         break
-                    if self._closing and not self._open and not self._queued and not self._inflight:
+                    if self._q.closing and not self._q.open and not self._q.queued and not self._q.inflight:
                         return
-                    self._cv.wait(wake)
+                    self._q.cv.wait(wake)
             for batch in batches:
                 self._submit(batch)
 
     def _producer_id(self, tp: tuple[str, int]) -> str | None:
-        epoch = self._epochs.get(tp, 0)
+        epoch = self._q.epochs.get(tp, 0)
         if self.producer_id is None or not epoch:
             return self.producer_id
         return f"{self.producer_id}.{epoch}"
@@ -77,8 +98,8 @@ class Sender:
                 # a gap in the sequence (the partition would refuse every later batch).
                 payload = batch.build()
                 batch.table = payload  # keep the built payload for retries
-                batch.sequence = self._sequences.get(tp, 0)
-                self._sequences[tp] = batch.sequence + 1
+                batch.sequence = self._q.sequences.get(tp, 0)
+                self._q.sequences[tp] = batch.sequence + 1
                 batch.deadline = time.monotonic() + self.delivery_timeout_s
                 batch.attempts = 0
             batch.attempts += 1
@@ -108,12 +129,12 @@ class Sender:
             retriable = retriable or bool(topic is not None and topic.replicated)
         if retriable and time.monotonic() < batch.deadline:
             log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
-            with self._cv:
-                self._metrics.retried(batch.topic)
+            with self._q.cv:
+                self._q.metrics.retried(batch.topic)
             threading.Timer(self.retry_backoff_s * min(batch.attempts, 10), self._retry, (batch,)).start()
             return
         if isinstance(error, RecordTooLargeError) and error.max_message_bytes:
-            topic = self._topics.get(batch.topic)
+            topic = self._cached_topic(batch.topic)
             if topic is not None and error.max_message_bytes < topic.max_message_bytes:
                 topic.max_message_bytes = error.max_message_bytes  # later sends check the partition's limit
         if (isinstance(error, RecordTooLargeError) and batch.sizes and batch.splits < 3
@@ -127,19 +148,19 @@ class Sender:
 
     def _settle(self, batch: ProduceBatch, error: BaseException | None, result) -> None:
         """Account for a batch done for good, then complete or fail its futures."""
-        with self._cv:
+        with self._q.cv:
             tp = (batch.topic, batch.partition)
             if error is not None and batch.sequence >= 0:
-                self._restart_sequence(tp)
-            self._inflight.pop(tp, None)
-            self._buffered -= batch.nbytes
+                self.restart_sequence(tp)
+            self._q.inflight.pop(tp, None)
+            self._q.buffered -= batch.nbytes
             if error is None:
-                self._metrics.sent(batch.topic, batch.count, batch.nbytes)
+                self._q.metrics.sent(batch.topic, batch.count, batch.nbytes)
             else:
-                self._metrics.failed(batch.topic, batch.count)
+                self._q.metrics.failed(batch.topic, batch.count)
             # Out of _inflight but its callbacks have yet to run: a flush from now on waits for it.
-            self._completing.add(batch)
-            self._cv.notify_all()
+            self._q.completing.add(batch)
+            self._q.cv.notify_all()
         try:
             if not batch.event.is_set():
                 if error is not None:
@@ -149,8 +170,8 @@ class Sender:
                 else:
                     batch.complete(result.base_offset, result.log_append_time_ms)
         finally:
-            with self._cv:
-                self._completing.discard(batch)
+            with self._q.cv:
+                self._q.completing.discard(batch)
 
     def _split(self, batch: ProduceBatch, error: RecordTooLargeError) -> None:
         """The partition refused a batch whose records all passed send()'s size check: the
@@ -167,18 +188,18 @@ class Sender:
         if not limit:
             self._settle(batch, error, None)
             return
-        with self._cv:
+        with self._q.cv:
             tp = (batch.topic, batch.partition)
             if max(batch.sizes) <= limit:
                 kept = None  # nothing is over the limit: splitting cannot help
             else:
                 if batch.sequence >= 0:
-                    self._restart_sequence(tp)
+                    self.restart_sequence(tp)
                 dropped = batch.split(limit, lambda size: RecordTooLargeError(
                     f"record of {size} bytes is over topic {batch.topic!r}'s max.message.bytes ({limit}), "
                     "lowered after it was sent; the other records of its batch were sent again. Split it "
                     "or raise the topic's max.message.bytes", max_message_bytes=limit))
-                self._metrics.failed(batch.topic, len(dropped))
+                self._q.metrics.failed(batch.topic, len(dropped))
                 batch.count = kept = len(batch.sizes)
         if kept is None:
             self._settle(batch, error, None)
@@ -187,17 +208,17 @@ class Sender:
         else:
             self._submit(batch)
 
-    def _abandon_unsent(self, timeout: float) -> None:
+    def abandon_unsent(self, timeout: float) -> None:
         """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
-        with self._cv:
-            self._closing = True
-            unsent = list(self._open.values()) + [b for q in self._queued.values() for b in q]
-            self._open.clear()
-            self._queued.clear()
+        with self._q.cv:
+            self._q.closing = True
+            unsent = self._q.unsent_locked()
+            self._q.open.clear()
+            self._q.queued.clear()
             for batch in unsent:
-                self._buffered -= batch.nbytes
-                self._metrics.failed(batch.topic, batch.count)
-            self._cv.notify_all()
+                self._q.buffered -= batch.nbytes
+                self._q.metrics.failed(batch.topic, batch.count)
+            self._q.cv.notify_all()
         error = ProducerClosedError(
             f"the producer was closed with timeout={timeout}s before this record was sent; it was not "
             "written. Close with a longer timeout (or none) to wait for every record"
@@ -208,7 +229,7 @@ class Sender:
     def _retry(self, batch: ProduceBatch) -> None:
         self._submit(batch)
 
-    def _restart_sequence(self, tp: tuple[str, int]) -> None:
+    def restart_sequence(self, tp: tuple[str, int]) -> None:
         """After a numbered batch failed for good (caller holds the lock), restart the sequence.
 
         Whether the partition wrote it is not always known (a refused batch was not written; a
@@ -217,8 +238,8 @@ class Sender:
         could make the partition take the next batch for a duplicate of this one and drop it;
         keeping it could leave a gap that the partition refuses forever.
         """
-        self._epochs[tp] = self._epochs.get(tp, 0) + 1
-        self._sequences[tp] = 0
+        self._q.epochs[tp] = self._q.epochs.get(tp, 0) + 1
+        self._q.sequences[tp] = 0
 
 
 def _as_rayka(exc: BaseException) -> BaseException:

@@ -55,8 +55,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
 
 from __future__ import annotations
 
-import errno as _errno
-import os as _os
+from rayka._diskspace import describe_write_failure
 
 __all__ = [
     "RaykaError",
@@ -106,9 +105,30 @@ __all__ = [
 
 
 class RaykaError(Exception):
-    """Base of every rayka error."""
+    """Base of every rayka error.
+
+    A subclass that carries keyword fields names them in ``_fields``, so that pickling (errors
+    cross Ray actor boundaries) rebuilds it with them; its ``__init__`` takes ``(message, **fields)``.
+    """
 
     retriable = False
+    _fields: tuple[str, ...] = ()
+
+    def __reduce__(self):
+        if not self._fields:
+            return super().__reduce__()
+        return (_rebuild, (type(self), self.args[0], {f: getattr(self, f) for f in self._fields}))
+
+
+def _rebuild(cls, message, fields):
+    return cls(message, **fields)
+
+
+class _KeyErrorMessage(KeyError):
+    """A KeyError whose str() is its message (KeyError alone would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ConfigError(RaykaError, ValueError):
@@ -127,6 +147,8 @@ class PartitionBudgetError(RaykaError):
     ``requested`` and ``limit``.
     """
 
+    _fields = ("per_partition_bytes", "existing", "requested", "limit")
+
     def __init__(self, message: str, *, per_partition_bytes: int = 0, existing: int = 0, requested: int = 0,
                  limit: int = 0):
         super().__init__(message)
@@ -135,32 +157,17 @@ class PartitionBudgetError(RaykaError):
         self.requested = requested
         self.limit = limit
 
-    def __reduce__(self):
-        return (_rebuild_budget_error, (self.args[0], self.per_partition_bytes, self.existing, self.requested,
-                                        self.limit))
-
-
-def _rebuild_budget_error(message, per_partition_bytes, existing, requested, limit):
-    return PartitionBudgetError(message, per_partition_bytes=per_partition_bytes, existing=existing,
-                                requested=requested, limit=limit)
-
 
 class TopicExistsError(RaykaError):
     """create_topic on a name that already exists."""
 
 
-class UnknownTopicError(RaykaError, KeyError):
+class UnknownTopicError(RaykaError, _KeyErrorMessage):
     """The topic does not exist."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
-
-class UnknownPartitionError(RaykaError, KeyError):
+class UnknownPartitionError(RaykaError, _KeyErrorMessage):
     """The partition number is outside the topic's partitions."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class RecordTooLargeError(RaykaError):
@@ -169,16 +176,11 @@ class RecordTooLargeError(RaykaError):
     ``max_message_bytes`` is the limit that refused it (0 when not known): a producer whose
     batch a partition refuses under a lower limit than it checked splits the batch by it."""
 
+    _fields = ("max_message_bytes",)
+
     def __init__(self, message: str, *, max_message_bytes: int = 0):
         super().__init__(message)
         self.max_message_bytes = max_message_bytes
-
-    def __reduce__(self):
-        return (_rebuild_too_large, (self.args[0], self.max_message_bytes))
-
-
-def _rebuild_too_large(message, limit):
-    return RecordTooLargeError(message, max_message_bytes=limit)
 
 
 class SchemaMismatchError(RaykaError, TypeError):
@@ -203,34 +205,24 @@ class InputFormatError(RaykaError, ValueError):
 class OffsetOutOfRangeError(RaykaError):
     """A read asked for an offset outside ``[log_start_offset, log_end_offset]``."""
 
+    _fields = ("log_start_offset", "log_end_offset")
+
     def __init__(self, message: str, *, log_start_offset: int = -1, log_end_offset: int = -1):
         super().__init__(message)
         self.log_start_offset = log_start_offset
         self.log_end_offset = log_end_offset
-
-    def __reduce__(self):
-        return (_rebuild_offset_error, (self.args[0], self.log_start_offset, self.log_end_offset))
-
-
-def _rebuild_offset_error(message, start, end):
-    return OffsetOutOfRangeError(message, log_start_offset=start, log_end_offset=end)
 
 
 class CorruptRecordError(RaykaError):
     """A stored batch failed its checksum; it is never served. Where the damaged offsets are
     known, ``first_offset`` and ``next_offset`` (the offset to seek to) say so, else None."""
 
+    _fields = ("first_offset", "next_offset")
+
     def __init__(self, message: str, *, first_offset: int | None = None, next_offset: int | None = None):
         super().__init__(message)
         self.first_offset = first_offset
         self.next_offset = next_offset
-
-    def __reduce__(self):
-        return (_rebuild_corrupt_error, (self.args[0], self.first_offset, self.next_offset))
-
-
-def _rebuild_corrupt_error(message, first, nxt):
-    return CorruptRecordError(message, first_offset=first, next_offset=nxt)
 
 
 class LogDirLockedError(RaykaError):
@@ -249,55 +241,22 @@ class LogWriteError(RaykaError):
     """
 
     retriable = True
+    _fields = ("path", "errno", "free_bytes")
 
     def __init__(self, message: str, *, path: str = "", errno: int | None = None, free_bytes: int = -1):
         super().__init__(message)
         self.path, self.errno, self.free_bytes = path, errno, free_bytes
 
-    def __reduce__(self):
-        return (_rebuild_write_error, (type(self), self.args[0], self.path, self.errno, self.free_bytes))
-
     @classmethod
     def from_os_error(cls, exc: OSError, path, what: str) -> "LogWriteError":
         """The rayka error for ``exc``, raised while doing ``what`` in ``path``: a DiskFullError
         for ENOSPC/EDQUOT, else a LogWriteError; the message names the free space left."""
-        path = str(path)
-        free = _free_bytes(path)
-        space = f"{free} bytes free" if free >= 0 else "free space unknown"
-        if exc.errno in _DISK_FULL:
-            return DiskFullError(
-                f"{what} failed: the file system of {path} is full ({exc.strerror}; {space}). Nothing "
-                "of it was kept; free space (delete topics or data, lower retention) and retry",
-                path=path, errno=exc.errno, free_bytes=free)
-        return LogWriteError(
-            f"{what} failed: {exc.__class__.__name__}: {exc} ({path}; {space}). Nothing of it was "
-            "kept; check the disk and retry", path=path, errno=exc.errno, free_bytes=free)
+        full, message, free = describe_write_failure(exc, str(path), what)
+        return (DiskFullError if full else LogWriteError)(message, path=str(path), errno=exc.errno, free_bytes=free)
 
 
 class DiskFullError(LogWriteError):
     """The file system holding a partition log or coordinator file is full (ENOSPC or EDQUOT)."""
-
-
-_DISK_FULL = frozenset(e for e in (getattr(_errno, "ENOSPC", None), getattr(_errno, "EDQUOT", None)) if e)
-
-
-def _free_bytes(path: str) -> int:
-    """Bytes available to unprivileged writers on ``path``'s file system (or its nearest existing
-    parent's); -1 if unknown."""
-    while path:
-        try:
-            st = _os.statvfs(path)
-            return st.f_bavail * st.f_frsize
-        except OSError:
-            parent = _os.path.dirname(path)
-            if parent == path:
-                return -1
-            path = parent
-    return -1
-
-
-def _rebuild_write_error(cls, message, path, errno, free):
-    return cls(message, path=path, errno=errno, free_bytes=free)
 
 
 class LogOpenError(RaykaError):
@@ -306,17 +265,12 @@ class LogOpenError(RaykaError):
     this error, naming the directory, the cause and what to do, until its files are fixed; a call
     that arrives tries to open again (at most once every few seconds), so fixing them is enough."""
 
+    _fields = ("directory", "cause")
+
     def __init__(self, message: str, *, directory: str = "", cause: str = ""):
         super().__init__(message)
         self.directory = directory
         self.cause = cause
-
-    def __reduce__(self):
-        return (_rebuild_log_open_error, (self.args[0], self.directory, self.cause))
-
-
-def _rebuild_log_open_error(message, directory, cause):
-    return LogOpenError(message, directory=directory, cause=cause)
 
 
 class LocalRuntimeError(RaykaError):
@@ -442,11 +396,8 @@ class GroupNotEmptyError(GroupError):
     """The operation needs a group with no active members."""
 
 
-class UnknownGroupError(GroupError, KeyError):
+class UnknownGroupError(GroupError, _KeyErrorMessage):
     """The group does not exist."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class NoOffsetForPartitionError(RaykaError):

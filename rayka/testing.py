@@ -29,7 +29,8 @@ from typing import Iterator
 
 from rayka.coordinator.clock import ManualClock
 
-__all__ = ["embedded_cluster", "start_local_ray", "wait_for", "consume_all", "ManualClock"]
+__all__ = ["embedded_cluster", "start_local_ray", "wait_for", "consume_all", "ManualClock", "pause_heartbeats",
+           "resume_heartbeats", "told_to_rejoin"]
 
 
 def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"):
@@ -52,6 +53,31 @@ def consume_all(consumer, n: int, timeout_s: float = 60.0, *, max_records: int =
     while len(out) < n and time.monotonic() < deadline:
         out += consumer.poll(timeout_ms=500, max_records=max_records)
     return out
+
+
+def _membership(consumer):
+    from rayka.clients.consumer import group_membership
+
+    group = group_membership(consumer)
+    if group is None:
+        raise ValueError("this Consumer has no group_id, so no group membership or heartbeats")
+    return group
+
+
+def pause_heartbeats(consumer) -> None:
+    """Stop a group consumer's heartbeats (and wait for its heartbeat thread to end), as a paused
+    process (GC, SIGSTOP) would; with no poll() either, the group drops it after its timeouts."""
+    _membership(consumer).pause_heartbeats()
+
+
+def resume_heartbeats(consumer) -> None:
+    """Start a group consumer's heartbeats again after :func:`pause_heartbeats`."""
+    _membership(consumer).resume_heartbeats()
+
+
+def told_to_rejoin(consumer) -> bool:
+    """Whether a group consumer's heartbeat heard of a rebalance (its next poll joins again)."""
+    return _membership(consumer).told_to_rejoin
 
 
 def start_local_ray(num_cpus: int = 2, **kwargs) -> None:

@@ -17,7 +17,7 @@ from rayka.errors import (
     NoOffsetForPartitionError,
 )
 
-from rayka.testing import wait_for
+from rayka.testing import pause_heartbeats, resume_heartbeats, told_to_rejoin, wait_for
 
 
 def produce(topic, n, key=True):
@@ -33,24 +33,6 @@ def poll_until(consumers, cond, what, timeout_s=30):
             c.poll(timeout_ms=50)
         return cond()
     return wait_for(step, timeout_s=timeout_s, interval_s=0.0, what=what)
-
-
-# A paused process (GC, SIGSTOP) has no public API: these stop and restart the member's
-# heartbeat thread, the one piece of a Consumer the tests reach into.
-def pause_heartbeats(consumer):
-    consumer._group._stop.set()
-    if consumer._group._heartbeat is not None:
-        consumer._group._heartbeat.join()
-
-
-def resume_heartbeats(consumer):
-    consumer._group._stop.clear()
-    consumer._group._ensure_heartbeat()
-
-
-def told_to_rejoin(consumer):
-    """Whether the member's heartbeat heard of a rebalance (its next poll joins again)."""
-    return consumer._group._m.rejoin.is_set()
 
 
 def drain(consumers, want, timeout_s=60, commit=False):

@@ -46,7 +46,7 @@ def test_buffered_bytes_return_to_zero_after_flush(cluster, admin):
         for i in range(50_000):  # ~6 MB through a 256 KiB buffer: send() waits for room, no error
             p.send("bounded", value=b"y" * 100)
         p.flush()
-        assert p._buffered == 0
+        assert p._queue.buffered == 0
     assert admin.describe_topic("bounded").messages == 50_000
 
 

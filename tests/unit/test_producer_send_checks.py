@@ -325,7 +325,7 @@ def test_close_with_a_timeout_takes_about_that_long_fails_the_unsent_and_returns
     producer = rayka.Producer(cluster=fake, linger_ms=0)
     held = producer.send("t", value=b"a", partition=0)
     deadline = time.monotonic() + 10
-    while producer._inflight.get(("t", 0)) is not held._batch or held._batch.sequence < 0:
+    while producer._queue.inflight.get(("t", 0)) is not held._batch or held._batch.sequence < 0:
         assert time.monotonic() < deadline, "the first batch was never sent"
         time.sleep(0.005)
     unsent = producer.send("t", value=b"b", partition=0)
