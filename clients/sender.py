@@ -124,7 +124,7 @@ class Sender:
         retriable = error is not None and getattr(error, "retriable", False)
         if isinstance(error, (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError)):
             batch.leader_moved = True
-            topic = self._topics.get(batch.topic)
+            topic = self._cached_topic(batch.topic)
             # A leader whose node is gone: another replica is elected; ask the coordinator again.
             retriable = retriable or bool(topic is not None and topic.replicated)
         if retriable and time.monotonic() < batch.deadline:
