@@ -23,10 +23,9 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayka.actors import _ray
-from rayka.actors.partition import PartitionActor
 from rayka.actors.controller import CHECK_INTERVAL_S, ControllerLoop
 from rayka.actors.partition_calls import PartitionCalls, node_memory_by_id
-from rayka.actors.replication import replica_actor_name
+from rayka.actors.replica_actors import ReplicaActors
 from rayka.clock import SystemClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.group_service import GroupService
@@ -34,7 +33,7 @@ from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, Metadata
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
 from rayka.coordinator.reassignment import check_target
-from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas, replica_dir
+from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 from rayka.errors import UnknownTopicError
 from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
@@ -61,11 +60,11 @@ class CoordinatorActor:
         self._data_dir = str(Path(data_dir).resolve())
         Path(self._data_dir).mkdir(parents=True, exist_ok=True)
         self._meta = ClusterMetadata(MetadataStore(Path(self._data_dir) / METADATA_FILE))
-        self._handles: dict[tuple[str, int], object] = {}
         self._lock = threading.RLock()
+        self._replicas = ReplicaActors(cluster, namespace, self._data_dir, self._lock)
         self._node_id = ray.get_runtime_context().get_node_id()
         for name in self._meta.topics():
-            self._ensure_partitions(self._meta.get(name))
+            self._replicas.leaders(self._meta.get(name))
         self._instance_id = uuid.uuid4().hex
         calls = PartitionCalls(lambda name: self.topic(name)[1])
         # Only a restart keeps the members: after a new session they are gone with the old one.
@@ -77,16 +76,15 @@ class CoordinatorActor:
         self._groups = GroupService(groups, calls)
         self._stop = threading.Event()
         threading.Thread(target=self._tick_loop, name="rayka-group-tick", daemon=True).start()
-        self._configs = TopicConfigService(self._meta, self._lock, self._config_targets, calls.push_config,
+        self._configs = TopicConfigService(self._meta, self._lock, self._replicas.config_targets, calls.push_config,
                                            node_memory_by_id)
         threading.Thread(target=self._config_sync_loop, name="rayka-config-sync", daemon=True).start()
-        self._controller = ControllerLoop(self._meta, self._locked_replica_handles, self._recreate_replica,
-                                          self._place_replacement, SystemClock(), self._retire_replica)
+        self._controller = ControllerLoop(self._meta, self._locked_replica_handles, self._replicas.recreate,
+                                          self._place_replacement, SystemClock(), self._replicas.retire)
         threading.Thread(target=self._controller_loop, name="rayka-controller", daemon=True).start()
 
     def _locked_replica_handles(self, meta) -> dict:
-        with self._lock:
-            return self._replica_handles(self._meta.get(meta.name))
+        return self._replicas.handles(self._meta.get(meta.name))
 
     def _controller_loop(self) -> None:
         while not self._stop.wait(CHECK_INTERVAL_S):
@@ -120,92 +118,6 @@ class CoordinatorActor:
     def _partition_counts(self) -> dict[str, int]:
         return {name: self._meta.get(name).partitions for name in self._meta.topics()}
 
-    def _ensure_partitions(self, meta) -> list:
-        """The leader's actor handle of every partition of ``meta`` (replica 0's when no replica
-        leads), creating the replicas' actors that do not exist yet (replicas.py)."""
-        replicas = self._replica_handles(meta)
-        out = []
-        for p in range(meta.partitions):
-            state = meta.state(p)
-            leader = state.leader if state.leader is not None else state.replicas[0]
-            out.append(replicas.get((p, leader)) or next((h for (q, _), h in replicas.items() if q == p and h), None))
-        return out
-
-    def _replica_handles(self, meta) -> dict:
-        """``{(partition, replica): handle}`` of every replica of ``meta``; None for a replica
-        whose node is gone (it is never created elsewhere: its files are there)."""
-        out = {}
-        alive = None
-        for p in range(meta.partitions):
-            state = meta.state(p)
-            for r in state.replicas:
-                key = (meta.topic_id, p, r)
-                handle = self._handles.get(key)
-                if handle is None:
-                    if alive is None:
-                        alive = set(_ray.alive_node_ids())
-                    handle = self._create_replica(meta, p, r, alive)
-                    if handle is not None:
-                        self._handles[key] = handle
-                out[(p, r)] = handle
-        return out
-
-    def _create_replica(self, meta, p: int, r: int, alive: set | None = None, fresh: bool = False):
-        """Create (or find, by name) the actor of replica ``r`` of partition ``p``, pinned to its node."""
-        name = replica_actor_name(_ray.partition_name(self._cluster, meta.topic_id, p), r)
-        node = meta.replica_nodes_of(p).get(r)
-        replicated = len(meta.state(p).replicas) > 1 or meta.replication_factor > 1
-        alive = set(_ray.alive_node_ids()) if alive is None else alive
-        options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=not fresh)
-        if node is not None and node in alive:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
-        elif node is not None and replicated:
-            return None  # its node is gone: the controller replaces it after replica.lost.timeout.ms
-        initial = None if replicated else meta.state(p).to_dict()
-        return PartitionActor.options(**options).remote(
-            str(replica_dir(self._data_dir, meta.name, p, r)), meta.config, meta.value_schema,
-            meta.name, p, meta.config_version, r, initial, self._namespace,
-        )
-
-    def _retire_replica(self, meta, p: int, r: int) -> None:
-        """A replica that left its partition: its files go (if its node is there), then its actor."""
-        with self._lock:
-            handle = self._handles.pop((meta.topic_id, p, r), None)
-        if handle is None:
-            name = replica_actor_name(_ray.partition_name(self._cluster, meta.topic_id, p), r)
-            handle = _ray.get_actor(name, self._namespace)
-        if handle is None:
-            return
-        try:
-            ray.get(handle.delete.remote(), timeout=10)
-        except Exception:  # noqa: BLE001 - its node is gone: the files stay there, unused
-            log.info("replica %d of %s-%d could not delete its files", r, meta.name, p)
-        _ray.kill(handle)
-
-    def _config_targets(self, meta) -> list:
-        """``(partition, handle)`` of every replica of ``meta``: a topic config change reaches them all."""
-        return [(p, h) for (p, _), h in sorted(self._replica_handles(meta).items(), key=lambda kv: kv[0])]
-
-    def _recreate_replica(self, meta, p: int, r: int):
-        """A new actor for replica ``r`` (killed for good, or new): never the dead one that may still
-        hold the name for a moment (then the old handle stays, and the next check tries again)."""
-        key = (meta.topic_id, p, r)
-        with self._lock:
-            try:
-                handle = self._create_replica(meta, p, r, fresh=True)
-            except ValueError:  # the name is still the dead actor's
-                return self._handles.get(key)
-            if handle is not None:
-                self._handles[key] = handle
-            return handle
-
-    def _announce(self, meta) -> None:
-        """Tell every replica of a replicated topic its partition's state (and wait for them)."""
-        handles = self._replica_handles(meta)
-        refs = [h.become.remote(meta.state(p).to_dict()) for (p, _), h in handles.items()
-                if h is not None and len(meta.state(p).replicas) > 1]
-        ray.get(refs)
-
     def _place(self, count: int, action: str) -> list:
         """A node for each of ``count`` new partitions within each node's budget
         (coordinator/placement.py); PartitionBudgetError if there is no room."""
@@ -233,9 +145,9 @@ class CoordinatorActor:
                     nodes = self._place(partitions, action)
             meta = self._meta.create_topic(name, partitions, replication_factor, config, value_schema, nodes=nodes,
                                            replica_nodes=replica_nodes)
-            handles = self._ensure_partitions(meta)
+            handles = self._replicas.leaders(meta)
         ray.get([h.ping.remote() for h in handles if h is not None])
-        self._announce(meta)
+        self._replicas.announce(meta)
         self._groups.topics_changed()
         return meta
 
@@ -261,21 +173,21 @@ class CoordinatorActor:
         """(TopicMetadata, [partition actor handles]) for clients to cache."""
         with self._lock:
             meta = self._meta.get(name)
-            return meta, self._ensure_partitions(meta)
+            return meta, self._replicas.leaders(meta)
 
     def delete_topic(self, name: str) -> None:
         with self._lock:
             meta = self._meta.get(name)
-            handles = self._replica_handles(meta)
+            handles = self._replicas.handles(meta)
             refs = [h.delete.remote() for h in handles.values() if h is not None]
             try:
                 ray.get(refs)
             except Exception:
                 log.warning("some partitions of %s could not delete their files", name, exc_info=True)
-            for (p, r), h in handles.items():
+            for h in handles.values():
                 if h is not None:
                     _ray.kill(h)
-                self._handles.pop((meta.topic_id, p, r), None)
+            self._replicas.forget(meta)
             self._meta.delete_topic(name)
         self._groups.topics_changed(deleted=name)
 
@@ -291,9 +203,9 @@ class CoordinatorActor:
                 else:
                     nodes = self._place(total - meta.partitions, action)
             meta = self._meta.add_partitions(name, total, nodes, replica_nodes)
-            handles = self._ensure_partitions(meta)
+            handles = self._replicas.leaders(meta)
         ray.get([h.ping.remote() for h in handles if h is not None])
-        self._announce(meta)
+        self._replicas.announce(meta)
         self._groups.topics_changed()
         return meta
 
@@ -347,14 +259,14 @@ class CoordinatorActor:
         with self._lock:
             for name in self._meta.topics():
                 meta = self._meta.get(name)
-                handles = [h for h in self._replica_handles(meta).values() if h is not None]
+                handles = [h for h in self._replicas.handles(meta).values() if h is not None]
                 try:
                     ray.get([(h.delete if delete_data else h.close).remote() for h in handles], timeout=30)
                 except Exception:
                     log.warning("closing %s failed", name, exc_info=True)
                 for h in handles:
                     _ray.kill(h)
-            self._handles.clear()
+            self._replicas.forget(None)
             if delete_data:
                 root = Path(self._data_dir)
                 for name in (METADATA_FILE, OFFSETS_FILE):
