@@ -12,16 +12,13 @@ node of the partition's current leader (of its first replica while it has none),
 readers that know one replica per partition keep working. A file from before replication
 lacks both and loads as replication factor 1: replica 0 on ``nodes[p]``, leading.
 
-Topic names follow Kafka's rule: 1-249 characters of ``[a-zA-Z0-9._-]``, not
-``.`` or ``..``. A valid name can never form a path outside the data dir; the
-partition directory is still checked to resolve inside it.
+Topic names and partition directories: topic_names.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -33,7 +30,6 @@ from ..clock import SystemClock
 from ..config import TopicConfig
 from ..errors import (
     ConfigError,
-    InvalidTopicError,
     InvalidUpdateVersionError,
     LogWriteError,
     TopicExistsError,
@@ -41,6 +37,7 @@ from ..errors import (
     UnknownTopicError,
 )
 from ..partitions.atomic_file import atomic_write
+from .topic_names import partition_dir, validate_topic_name
 from .election import AlterPartitionRequest, PartitionState
 from .election import alter_partition as _alter_partition
 from .replica_layout import MAX_REPLICATION_FACTOR, check_layout, check_min_insync, check_replication_factor
@@ -57,36 +54,8 @@ __all__ = [
 ]
 
 
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 MAX_PARTITIONS = 10_000
 METADATA_FILE = "__cluster_metadata.json"
-
-
-def validate_topic_name(name: object) -> str:
-    """Return ``name`` if it is a legal topic name, else raise InvalidTopicError saying why."""
-    if not isinstance(name, str):
-        raise InvalidTopicError(f"topic name must be a str, got {type(name).__name__}")
-    if name in (".", ".."):
-        raise InvalidTopicError(f"topic name {name!r} is not allowed ('.' and '..' are reserved)")
-    if not name:
-        raise InvalidTopicError("topic name is empty; use 1-249 characters of [a-zA-Z0-9._-]")
-    if len(name) > 249:
-        raise InvalidTopicError(f"topic name is {len(name)} characters long; the limit is 249")
-    if not _TOPIC_RE.match(name):
-        bad = sorted({c for c in name if not re.match(r"[a-zA-Z0-9._-]", c)})
-        raise InvalidTopicError(
-            f"topic name {name!r} contains {''.join(bad)!r}; only [a-zA-Z0-9._-] are allowed"
-        )
-    return name
-
-
-def partition_dir(data_dir: str | Path, topic: str, partition: int) -> Path:
-    """``<data_dir>/topics/<topic>/<partition>``, checked to lie inside ``data_dir``."""
-    root = Path(data_dir).resolve()
-    path = (root / "topics" / validate_topic_name(topic) / str(int(partition))).resolve()
-    if root not in path.parents:
-        raise InvalidTopicError(f"topic {topic!r} would resolve outside the data dir {root}")
-    return path
 
 
 @dataclass
