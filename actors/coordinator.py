@@ -36,7 +36,8 @@ from rayka.coordinator.reassignment import check_target
 from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 from rayka.errors import UnknownTopicError
-from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
+from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult, OffsetReset,
+                            TopicConfigInfo)
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -275,16 +276,16 @@ class CoordinatorActor:
 
     # -- topic config and partition budget (TopicConfigService) --------------------------------
 
-    def alter_topic_config(self, name: str, changes: dict) -> dict:
+    def alter_topic_config(self, name: str, changes: dict) -> TopicConfigInfo:
         return self._configs.alter_topic_config(name, changes)
 
-    def describe_topic_config(self, name: str) -> dict:
+    def describe_topic_config(self, name: str) -> TopicConfigInfo:
         return self._configs.describe_topic_config(name)
 
-    def set_partition_budget(self, changes: dict) -> dict:
+    def set_partition_budget(self, changes: dict) -> BudgetInfo:
         return self._configs.set_partition_budget(changes)
 
-    def partition_budget(self) -> dict:
+    def partition_budget(self) -> BudgetInfo:
         return self._configs.partition_budget()
 
     # -- consumer groups (GroupService) -----------------------------------------------------
@@ -306,16 +307,16 @@ class CoordinatorActor:
     def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
         return self._groups.fetch_offsets(group_id, tps, with_metadata)
 
-    def list_groups(self) -> list[dict]:
+    def list_groups(self) -> tuple[GroupListing, ...]:
         return self._groups.list_groups()
 
-    def describe_group(self, group_id) -> dict:
+    def describe_group(self, group_id) -> GroupInfo:
         return self._groups.describe_group(group_id)
 
     def delete_group(self, group_id) -> None:
         self._groups.delete_group(group_id)
 
-    def reset_offsets(self, group_id, to, topics=None) -> dict:
+    def reset_offsets(self, group_id, to, topics=None) -> OffsetReset:
         return self._groups.reset_offsets(group_id, to, topics)
 
     # -- misc ---------------------------------------------------------------------------------

@@ -138,43 +138,43 @@ class Admin:
         validate_topic_name(name)
         result = self._coordinator.alter_topic_config(name, config)
         self._cluster.forget(name)
-        if result["pending"]:
+        if result.pending:
             log.warning("topic %s: partition(s) %s were unreachable; they apply the new config when they are back",
-                        name, result["pending"])
-        return result["config"]
+                        name, list(result.pending))
+        return result.as_dict()
 
     def describe_topic_config(self, name: str) -> dict:
         """The topic's whole config, Kafka-style keys (``{"retention.ms": ..., ...}``)."""
         validate_topic_name(name)
-        return self._coordinator.describe_topic_config(name)["config"]
+        return self._coordinator.describe_topic_config(name).as_dict()
 
     def set_partition_budget(self, config: dict) -> dict:
         """Change the cluster's partition budget, kept in the data dir: ``{"max.partitions": N}``
         (replaces the limit computed from memory; -1 turns the check off),
         ``"partition.memory.fraction"`` or ``"partition.memory.bytes"`` (see
         :class:`rayka.config.PartitionBudget`); None resets a key. Returns :meth:`partition_budget`."""
-        return self._coordinator.set_partition_budget(config)
+        return self._coordinator.set_partition_budget(config).to_dict()
 
     def partition_budget(self) -> dict:
         """The partition budget in force: its keys, ``node_memory_bytes`` (each alive node's Ray
         memory), ``limit`` (None: no limit) and ``partitions`` (how many exist)."""
-        return self._coordinator.partition_budget()
+        return self._coordinator.partition_budget().to_dict()
 
     # -- consumer groups ---------------------------------------------------------------------------
 
     def list_groups(self) -> list[dict]:
         """``[{"group_id", "state", "members"}]`` for every group with members or commits."""
-        return self._coordinator.list_groups()
+        return [g.to_dict() for g in self._coordinator.list_groups()]
 
     def describe_group(self, group_id: str) -> GroupDescription:
         """State, members with their partitions, and per partition committed, end offset and lag."""
         info = self._coordinator.describe_group(group_id)
-        members = [MemberDescription(m["member_id"], m["instance_id"], m["topics"],
-                                     [TopicPartition(*tp) for tp in m["assignment"]]) for m in info["members"]]
-        parts = [GroupPartitionDescription(p["topic"], p["partition"], p["committed"], p["end_offset"], p["member"],
-                                           p.get("log_start_offset"))
-                 for p in info["partitions"]]
-        return GroupDescription(info["group_id"], info["state"], info["protocol"], info["generation"], members, parts)
+        members = [MemberDescription(m.member_id, m.instance_id, list(m.topics),
+                                     [TopicPartition(*tp) for tp in m.assignment]) for m in info.members]
+        parts = [GroupPartitionDescription(p.topic, p.partition, p.committed, p.end_offset, p.member,
+                                           p.log_start_offset)
+                 for p in info.partitions]
+        return GroupDescription(info.group_id, info.state, info.protocol, info.generation, members, parts)
 
     def delete_group(self, group_id: str) -> None:
         """Delete a group and its committed offsets; it must have no active members."""
@@ -184,4 +184,4 @@ class Admin:
         """Move an inactive group's committed offsets to ``"earliest"``, ``"latest"``, an offset
         (clamped to each partition's range) or ``{"timestamp_ms": t}``; returns the new offsets."""
         new = self._coordinator.reset_offsets(group_id, to, topics)
-        return {TopicPartition(t, p): off for (t, p), off in new.items()}
+        return {TopicPartition(t, p): off for (t, p), off in new.offsets}

@@ -28,7 +28,8 @@ from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorErr
 from rayka.clients import runtime_attach
 from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDirLockedError,
                           PartitionUnavailableError, RaykaError)
-from rayka.messages import ClusterInfo, HeartbeatStatus, JoinResult
+from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult, OffsetReset,
+                            TopicConfigInfo)
 
 __all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "stage", "is_staged", "unwrap",
            "resolve"]
@@ -328,18 +329,17 @@ class CoordinatorClient:
     def add_partitions(self, name: str, total: int):
         return self._call(self.handle.add_partitions, name, total)
 
-    def alter_topic_config(self, name: str, changes: dict) -> dict:
-        """``{"config", "version", "pending"}``: ``pending`` lists the partitions not reached yet."""
+    def alter_topic_config(self, name: str, changes: dict) -> TopicConfigInfo:
+        """The new config; its ``pending`` lists the partitions not reached yet."""
         return self._call(self.handle.alter_topic_config, name, changes)
 
-    def describe_topic_config(self, name: str) -> dict:
-        """``{"config", "version"}``."""
+    def describe_topic_config(self, name: str) -> TopicConfigInfo:
         return self._call(self.handle.describe_topic_config, name)
 
-    def set_partition_budget(self, changes: dict) -> dict:
+    def set_partition_budget(self, changes: dict) -> BudgetInfo:
         return self._call(self.handle.set_partition_budget, changes)
 
-    def partition_budget(self) -> dict:
+    def partition_budget(self) -> BudgetInfo:
         return self._call(self.handle.partition_budget)
 
     def shutdown(self, delete_data: bool, *, retry_s: float = 60.0) -> None:
@@ -379,14 +379,14 @@ class CoordinatorClient:
         """Per ``(topic, partition)``, its committed offset (or ``(offset, metadata)``), or None."""
         return self._call(self.handle.fetch_offsets, group_id, tps, with_metadata)
 
-    def list_groups(self) -> list[dict]:
+    def list_groups(self) -> tuple[GroupListing, ...]:
         return self._call(self.handle.list_groups)
 
-    def describe_group(self, group_id: str) -> dict:
+    def describe_group(self, group_id: str) -> GroupInfo:
         return self._call(self.handle.describe_group, group_id)
 
     def delete_group(self, group_id: str) -> None:
         self._call(self.handle.delete_group, group_id)
 
-    def reset_offsets(self, group_id: str, to, topics: list[str] | None) -> dict:
+    def reset_offsets(self, group_id: str, to, topics: list[str] | None) -> OffsetReset:
         return self._call(self.handle.reset_offsets, group_id, to, topics)

@@ -15,7 +15,8 @@ import threading
 from typing import Protocol
 
 from .group_coordinator import GroupCoordinator, lag_partitions, lag_rows, reset_targets
-from ..messages import HeartbeatStatus, JoinResult
+from ..messages import (GroupInfo, GroupListing, GroupMemberInfo, GroupPartitionInfo, HeartbeatStatus,
+                        JoinResult, OffsetReset)
 from ..errors import UnknownGroupError
 
 __all__ = ["GroupService", "PartitionOffsets"]
@@ -79,24 +80,29 @@ class GroupService:
         with self._lock:
             return self._groups.fetch(group_id, tps, with_metadata)
 
-    def list_groups(self) -> list[dict]:
+    def list_groups(self) -> tuple[GroupListing, ...]:
         with self._lock:
-            return self._groups.list()
+            listed = self._groups.list()
+        return tuple(GroupListing(g["group_id"], g["state"], g["members"]) for g in listed)
 
-    def describe_group(self, group_id) -> dict:
+    def describe_group(self, group_id) -> GroupInfo:
         """Members and, per partition the group reads or committed, its log start/end offsets and lag."""
         with self._lock:
             info = self._groups.describe(group_id)
         _, partitions = lag_partitions(info)
-        info["partitions"] = lag_rows(info, self._partitions.bounds(partitions))
-        del info["committed"]
-        return info
+        rows = lag_rows(info, self._partitions.bounds(partitions))
+        members = tuple(GroupMemberInfo(m["member_id"], m["instance_id"], tuple(m["topics"]),
+                                        tuple(tuple(tp) for tp in m["assignment"])) for m in info["members"])
+        parts = tuple(GroupPartitionInfo(r["topic"], r["partition"], r["committed"], r["log_start_offset"],
+                                         r["end_offset"], r["member"]) for r in rows)
+        return GroupInfo(info["group_id"], info["state"], info["protocol"], info["generation"], info["leader"],
+                         members, parts)
 
     def delete_group(self, group_id) -> None:
         with self._lock:
             self._groups.delete(group_id)
 
-    def reset_offsets(self, group_id, to, topics=None) -> dict:
+    def reset_offsets(self, group_id, to, topics=None) -> OffsetReset:
         """Set an inactive group's offsets to "earliest", "latest", an offset, or {"timestamp_ms": t}."""
         with self._lock:
             topics = sorted(topics or {t for (t, _) in self._groups.store.offsets(group_id)})
@@ -111,4 +117,4 @@ class GroupService:
             targets.update(reset_targets(to, name, bounds, times))
         with self._lock:
             self._groups.reset(group_id, targets)
-        return targets
+        return OffsetReset(tuple(sorted(targets.items())))

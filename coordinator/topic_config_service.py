@@ -23,6 +23,7 @@ import threading
 from typing import Callable, Protocol
 
 from ..config import PartitionBudget
+from ..messages import BudgetInfo, TopicConfigInfo
 from .budget import partition_limit
 from .metadata import ClusterMetadata, TopicMetadata
 
@@ -67,10 +68,10 @@ class TopicConfigService:
 
     # -- topic config ---------------------------------------------------------------------------
 
-    def alter_topic_config(self, name: str, changes: dict) -> dict:
+    def alter_topic_config(self, name: str, changes: dict) -> TopicConfigInfo:
         """Change topic config keys (None resets one to its default) and apply them to the
-        running partitions. Returns ``{"config", "version", "pending"}``; ``pending`` lists
-        partitions not reached yet (they get the config when they answer again)."""
+        running partitions. Its ``pending`` lists partitions not reached yet (they get the
+        config when they answer again)."""
         with self._lock:
             meta = self._meta.alter_config(name, changes)
             handles = self._handles_of(meta)
@@ -81,12 +82,12 @@ class TopicConfigService:
                 self._pending[name] = max(version, self._pending.get(name, 0))
             log.warning("topic %s: config version %d not applied yet by partition(s) %s; retrying", name,
                         version, pending)
-        return {"config": config, "version": version, "pending": pending}
+        return TopicConfigInfo(tuple(config.items()), version, tuple(pending))
 
-    def describe_topic_config(self, name: str) -> dict:
-        """``{"config", "version"}`` of a topic as stored in the metadata."""
+    def describe_topic_config(self, name: str) -> TopicConfigInfo:
+        """A topic's config and version as stored in the metadata."""
         meta = self._meta.get(name)
-        return {"config": dict(meta.config), "version": meta.config_version}
+        return TopicConfigInfo(tuple(dict(meta.config).items()), meta.config_version)
 
     def sync_pending(self) -> None:
         """Send each pending topic's config again; forget those confirmed everywhere or deleted."""
@@ -110,7 +111,7 @@ class TopicConfigService:
         stored = self._meta.settings().get("partition_budget")
         return PartitionBudget.from_dict(stored, base=PartitionBudget.from_env())
 
-    def set_partition_budget(self, changes: dict) -> dict:
+    def set_partition_budget(self, changes: dict) -> BudgetInfo:
         """Change the cluster's partition budget (keys of :class:`rayka.config.PartitionBudget`;
         None resets a key); kept in the metadata. Returns :meth:`partition_budget`."""
         stored = dict(self._meta.settings().get("partition_budget", {}))
@@ -123,11 +124,11 @@ class TopicConfigService:
         self._meta.set_setting("partition_budget", stored or None)
         return self.partition_budget()
 
-    def partition_budget(self) -> dict:
-        """The budget in force: its keys, the node memory it is computed from, the limit and
-        the partitions that exist (``limit`` None: no limit)."""
+    def partition_budget(self) -> BudgetInfo:
+        """The budget in force, the node memory it is computed from, the limit and the
+        partitions that exist (``limit`` None: no limit)."""
         budget = self.budget()
-        memory = list(self._node_memory().values())
+        memory = tuple(self._node_memory().values())
         total = sum(self._meta.get(name).partitions for name in self._meta.topics())
-        return {**budget.to_dict(), "node_memory_bytes": memory, "limit": partition_limit(budget, memory),
-                "partitions": total}
+        return BudgetInfo(budget.partition_memory_bytes, budget.memory_fraction, budget.max_partitions, memory,
+                          partition_limit(budget, memory), total)

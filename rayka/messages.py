@@ -24,6 +24,12 @@ LogBounds           ``PartitionActor.offsets``                  actors/partition
 TimeLookup          ``PartitionActor.offset_for_time``          actors/partition.py
 JoinResult          ``CoordinatorActor.join_group``             coordinator/groups.py
 ClusterInfo         ``CoordinatorActor.info``                   actors/coordinator.py
+GroupListing        ``CoordinatorActor.list_groups`` (tuple)    coordinator/group_service.py
+GroupInfo           ``CoordinatorActor.describe_group``         coordinator/group_service.py
+OffsetReset         ``CoordinatorActor.reset_offsets``          coordinator/group_service.py
+TopicConfigInfo     ``CoordinatorActor.alter/describe_topic_    coordinator/topic_config_service.py
+                    config``
+BudgetInfo          ``CoordinatorActor.(set_)partition_budget`` coordinator/topic_config_service.py
 ReplicaFetch*       ``PartitionActor.replica_fetch``            actors/partition.py
 ReplicaStatus       ``PartitionActor.status``                   actors/partition.py
 ==================  ==========================================  =======================
@@ -34,10 +40,12 @@ from __future__ import annotations
 import enum
 import operator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "TimeLookup", "JoinStatus",
-           "JoinResult", "ClusterInfo", "ReplicaFetchRequest", "ReplicaFetchResponse", "ReplicaStatus"]
+           "JoinResult", "ClusterInfo", "GroupListing", "GroupMemberInfo", "GroupPartitionInfo", "GroupInfo",
+           "OffsetReset", "TopicConfigInfo", "BudgetInfo", "ReplicaFetchRequest", "ReplicaFetchResponse",
+           "ReplicaStatus"]
 
 
 def _pickled_by_fields(cls):
@@ -172,6 +180,108 @@ class ClusterInfo:
     cluster: str
     namespace: str
     data_dir: str
+
+
+# -- admin answers of the coordinator ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    """One group of ``list_groups``: its id, state (a GroupState value) and member count."""
+
+    group_id: str
+    state: str
+    members: int
+
+    def to_dict(self) -> dict:
+        """``{"group_id", "state", "members"}``, as ``Admin.list_groups`` returns it."""
+        return {"group_id": self.group_id, "state": self.state, "members": self.members}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberInfo:
+    """One member of a described group: ids, subscribed topics (sorted) and its partitions."""
+
+    member_id: str
+    instance_id: str | None
+    topics: tuple[str, ...]
+    assignment: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPartitionInfo:
+    """One partition a group reads or committed: its committed offset (None: none), the log's
+    start and end offsets (None: the partition did not answer, or its topic is gone) and the
+    member that owns it (None: nobody)."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    log_start_offset: int | None
+    end_offset: int | None
+    member: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """The answer to ``describe_group``: state (a GroupState value), the assignor the members
+    use (None before any joined), generation, leader, members and per-partition offsets."""
+
+    group_id: str
+    state: str
+    protocol: str | None
+    generation: int
+    leader: str | None
+    members: tuple[GroupMemberInfo, ...]
+    partitions: tuple[GroupPartitionInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetReset:
+    """The answer to ``reset_offsets``: the new committed offset of each partition, as
+    ``((topic, partition), offset)`` pairs in partition order."""
+
+    offsets: tuple[tuple[tuple[str, int], int], ...]
+
+    def as_dict(self) -> dict[tuple[str, int], int]:
+        """``{(topic, partition): offset}``."""
+        return dict(self.offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicConfigInfo:
+    """A topic's whole config (Kafka-style ``(key, value)`` pairs, in the metadata's order) at its
+    ``version`` (0: never changed). From ``alter_topic_config``, ``pending`` lists the
+    partitions that did not confirm the new config yet (they get it when they answer again)."""
+
+    config: tuple[tuple[str, Any], ...]
+    version: int
+    pending: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as ``{"retention.ms": ..., ...}``."""
+        return dict(self.config)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetInfo:
+    """The partition budget in force (rayka.config.PartitionBudget's fields), each alive node's
+    Ray ``memory``, the limit it makes (None: no limit) and how many partitions exist."""
+
+    partition_memory_bytes: int
+    memory_fraction: float
+    max_partitions: int | None
+    node_memory_bytes: tuple[float, ...]
+    limit: int | None
+    partitions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Kafka-style dict ``Admin.partition_budget`` returns: the budget's keys
+        (``partition.memory.bytes``, ...), ``node_memory_bytes``, ``limit``, ``partitions``."""
+        return {"partition.memory.bytes": self.partition_memory_bytes,
+                "partition.memory.fraction": self.memory_fraction, "max.partitions": self.max_partitions,
+                "node_memory_bytes": list(self.node_memory_bytes), "limit": self.limit,
+                "partitions": self.partitions}
 
 
 # -- replication (a follower's fetch from its leader, a replica's status) -------------------------

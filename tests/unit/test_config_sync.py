@@ -10,6 +10,7 @@ import pytest
 from rayka.actors import partition_calls
 from rayka.coordinator.metadata import ClusterMetadata, MetadataStore
 from rayka.coordinator.topic_config_service import TopicConfigService
+from rayka.messages import TopicConfigInfo
 
 
 class _Ref:
@@ -53,11 +54,11 @@ def test_an_unreached_partition_gets_the_config_when_it_answers_again(fake_ray):
     parts[1].down = True
     service = _service(meta, parts)
     result = service.alter_topic_config("t", {"retention.ms": 5000})
-    assert result["pending"] == [1] and result["version"] == 1
+    assert result.pending == (1,) and result.version == 1 and result.as_dict()["retention.ms"] == 5000
     assert [p.version for p in parts] == [1, 0, 1]
     assert service.pending == {"t": 1}
     result = service.alter_topic_config("t", {"segment.bytes": 8192})  # a second change while it is down
-    assert result["pending"] == [1]
+    assert result.pending == (1,)
     service.sync_pending()
     assert service.pending == {"t": 2}  # still down: still pending
     parts[1].down = False
@@ -92,10 +93,25 @@ def test_the_partition_budget_is_kept_in_the_metadata_and_counts_every_partition
     meta.create_topic("t", 3)
     service = _service(meta, [])
     before = service.partition_budget()
-    assert before["partitions"] == 3 and before["node_memory_bytes"] == [8e9]
+    assert before.partitions == 3 and before.node_memory_bytes == (8e9,)
+    assert before.to_dict() == {**service.budget().to_dict(), "node_memory_bytes": [8e9],
+                                "limit": before.limit, "partitions": 3}  # what Admin.partition_budget returns
     after = service.set_partition_budget({"partition.memory.fraction": 0.5})
-    assert after["partition.memory.fraction"] == 0.5
+    assert after.memory_fraction == 0.5 and after.to_dict()["partition.memory.fraction"] == 0.5
     assert meta.settings()["partition_budget"] == {"partition.memory.fraction": 0.5}
     assert service.budget().memory_fraction == 0.5
     again = service.set_partition_budget({"partition.memory.fraction": None})
-    assert again["partition.memory.fraction"] == before["partition.memory.fraction"]
+    assert again.memory_fraction == before.memory_fraction and hash(again) == hash(before)
+
+
+def test_describe_topic_config_is_the_stored_config_and_version(fake_ray):
+    meta = ClusterMetadata(MetadataStore(None))
+    meta.create_topic("t", 1)
+    service = _service(meta, [_Partition()])
+    first = service.describe_topic_config("t")
+    assert isinstance(first, TopicConfigInfo) and first.version == 0 and first.pending == ()
+    assert first.as_dict() == dict(meta.get("t").config)
+    service.alter_topic_config("t", {"retention.ms": 9000})
+    now = service.describe_topic_config("t")
+    assert now.version == 1 and now.as_dict()["retention.ms"] == 9000
+    assert hash(now) != hash(first) and list(now.as_dict()) == list(meta.get("t").config)  # same key order

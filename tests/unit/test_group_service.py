@@ -1,10 +1,11 @@
 """GroupService: the coordinator actor's group calls as plain logic, with fake partitions."""
 
+import pickle
 import threading
 
 import pytest
 
-from rayka.messages import JoinStatus
+from rayka.messages import GroupInfo, GroupListing, GroupMemberInfo, GroupPartitionInfo, JoinStatus, OffsetReset
 
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
@@ -47,11 +48,12 @@ def test_the_group_calls_answer_as_the_group_coordinator_does(service):
     assert svc.heartbeat("g", a.member_id, 1) == "ok"
     svc.commit_offsets("g", a.member_id, 1, [("t", 0, 4, "m")])
     assert svc.fetch_offsets("g", [("t", 0), ("t", 1)], True) == [(4, "m"), None]
-    assert svc.list_groups() == [{"group_id": "g", "state": "Stable", "members": 1}]
+    assert svc.list_groups() == (GroupListing("g", "Stable", 1),)
+    assert [g.to_dict() for g in svc.list_groups()] == [{"group_id": "g", "state": "Stable", "members": 1}]
     svc.leave_group("g", a.member_id)
     svc.tick()
     svc.delete_group("g")
-    assert svc.list_groups() == []
+    assert svc.list_groups() == ()
 
 
 def test_describe_group_shows_lag_and_leaves_unanswered_partitions_unknown(service):
@@ -59,19 +61,19 @@ def test_describe_group_shows_lag_and_leaves_unanswered_partitions_unknown(servi
     a = svc.join_group("g", None, None, ["t"], 1000, 5000, (), "range")
     svc.commit_offsets("g", a.member_id, 1, [("t", 0, 4)])
     info = svc.describe_group("g")
-    assert "committed" not in info and info["state"] == "Stable"
-    assert [(r["partition"], r["committed"], r["end_offset"]) for r in info["partitions"]] == [(0, 4, 10), (1, None, 20)]
+    assert isinstance(info, GroupInfo) and info.state == "Stable"
+    assert [(r.partition, r.committed, r.end_offset) for r in info.partitions] == [(0, 4, 10), (1, None, 20)]
     partitions.down.add("t")
-    assert all(r["end_offset"] is None for r in svc.describe_group("g")["partitions"])
+    assert all(r.end_offset is None for r in svc.describe_group("g").partitions)
 
 
 def test_reset_offsets_moves_every_partition_or_none(service):
     svc, partitions = service
     with pytest.raises(UnknownGroupError, match="name the topics"):
         svc.reset_offsets("g", "earliest")
-    assert svc.reset_offsets("g", "earliest", ["t"]) == {("t", 0): 0, ("t", 1): 5}
-    assert svc.reset_offsets("g", "latest") == {("t", 0): 10, ("t", 1): 20}  # the topics it has offsets in
-    assert svc.reset_offsets("g", {"timestamp_ms": 77}) == {("t", 0): 1, ("t", 1): 6}
+    assert svc.reset_offsets("g", "earliest", ["t"]) == OffsetReset(((("t", 0), 0), (("t", 1), 5)))
+    assert svc.reset_offsets("g", "latest").as_dict() == {("t", 0): 10, ("t", 1): 20}  # the topics it has offsets in
+    assert svc.reset_offsets("g", {"timestamp_ms": 77}).as_dict() == {("t", 0): 1, ("t", 1): 6}
     assert ("times", "t", 77) in partitions.asked
     partitions.down.add("t")
     with pytest.raises(PartitionUnavailableError):
@@ -99,4 +101,28 @@ def test_calls_from_many_threads_are_serialised(service):
     for t in threads:
         t.join()
     assert not errors
-    assert svc.list_groups()[0]["members"] == 4
+    assert svc.list_groups()[0].members == 4
+
+
+def test_describe_group_is_one_frozen_hashable_value(service):
+    svc, _ = service
+    a = svc.join_group("g", None, "static-1", ["t"], 1000, 5000, (), "roundrobin")
+    svc.commit_offsets("g", a.member_id, 1, [("t", 1, 7)])
+    info = svc.describe_group("g")
+    assert info == GroupInfo(
+        "g", "Stable", "roundrobin", 1, a.member_id,
+        (GroupMemberInfo(a.member_id, "static-1", ("t",), (("t", 0), ("t", 1))),),
+        (GroupPartitionInfo("t", 0, None, 0, 10, a.member_id), GroupPartitionInfo("t", 1, 7, 5, 20, a.member_id)))
+    assert hash(info) == hash(svc.describe_group("g"))  # nested tuples all the way down
+    with pytest.raises(AttributeError):
+        info.state = "Empty"
+    assert pickle.loads(pickle.dumps(info)) == info  # what Ray does to it between the actor and the client
+
+
+def test_describe_group_of_a_group_with_only_commits_has_no_members(service):
+    svc, _ = service
+    svc.commit_offsets("g", None, -1, [("t", 0, 3)])
+    info = svc.describe_group("g")
+    assert (info.state, info.protocol, info.members) == ("Empty", None, ())
+    assert info.partitions == (GroupPartitionInfo("t", 0, 3, 0, 10, None),)
+    assert svc.list_groups() == (GroupListing("g", "Empty", 0),)
