@@ -309,6 +309,37 @@ def healing(cluster, workers, report):
     report["heal_records"] = len(next(iter(logs.values())))
 
 
+def reassign(cluster, workers, report):
+    """A partition's replicas move to another node: the new replica copies, joins the ISR, the old
+    one is removed (its files too), and the records are the same on every replica."""
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    admin.create_topic("moving", partitions=1, replication_factor=2, config={"min.insync.replicas": 1})
+    with rayka.Producer(acks="all") as p:
+        for i in range(200):
+            p.send("moving", value=b"m%d" % i, partition=0)
+    before = admin.describe_topic("moving").partitions[0]
+    alive = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    spare = next(n for n in alive if n not in before.replicas)
+    leaving = next(r for r in before.replica_ids if r != before.leader_replica)
+    target = [before.leader, spare]
+    admin.reassign_partitions("moving", {0: target})
+
+    def moved():
+        p = admin.describe_topic("moving").partitions[0]
+        return p if set(p.replicas) == set(target) and len(p.isr) == 2 else None
+
+    after = wait_until(moved, 60, "the replicas on the target nodes, in sync")
+    report["reassign_nodes_ok"] = set(after.replicas) == set(target)
+    report["reassign_removed"] = leaving not in after.replica_ids
+    base = Path(RC.data_dir) / "topics" / "moving" / "0"
+    gone = base if leaving == 0 else base.with_name(f"0.r{leaving}")
+    wait_until(lambda: not gone.exists(), 30, "the removed replica's files deleted")
+    logs = {r: replica_records(RC.data_dir, "moving", 0, r) for r in after.replica_ids}
+    report["reassign_identical"] = len({tuple(v) for v in logs.values()}) == 1
+    report["reassign_records"] = len(next(iter(logs.values())))
+
+
 def chaos(cluster, workers, report):
     """The checker under a loop of faults (fixed seed): replicas and the coordinator killed, a node
     removed and another added, while a producer sends and a group consumer processes and commits."""

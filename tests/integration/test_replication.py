@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("_replication_scenario.py")
-SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "chaos"]
+SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "reassign", "chaos"]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,13 @@ def test_a_lost_replica_is_replaced_and_the_isr_is_full_again(report):
     _no_error(report, "healing")
     assert len(report["heal_replicas"]) == 3 and max(report["heal_replicas"]) >= 3, report
     assert report["heal_identical"] and report["heal_records"] == 300, report
+
+
+@pytest.mark.slow
+def test_a_reassigned_partition_moves_its_replicas_without_losing_a_record(report):
+    _no_error(report, "reassign")
+    assert report["reassign_nodes_ok"] and report["reassign_removed"], report
+    assert report["reassign_identical"] and report["reassign_records"] == 200, report
 
 
 @pytest.mark.slow
