@@ -113,6 +113,15 @@ def replica_pid(topic, partition, replica):
     return ray.get(handle.status.remote(), timeout=30).pid
 
 
+def process_alive(pid):
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def produce_checked(topic, partitions, n, history, *, acks="all", during=None, at=None, timeout_s=120):
     """Send ``n`` unique keyed records (key k<i%5>, sequenced per key), recording each outcome in
     ``history``; ``during()`` runs once after ``at`` records were acknowledged."""
@@ -201,6 +210,7 @@ def acks1_window(cluster, workers, report):
         followers = [r for r in desc.partitions[0].replica_ids if r != leader]
         wait_until(lambda: admin.describe_topic(topic).partitions[0].log_end_offset == 1, 10, "first record")
         pids = [replica_pid(topic, 0, r) for r in followers]
+        leader_pid = replica_pid(topic, 0, leader)
         history = History()
         history.invoke(make_value(0, 0), b"k0")
         history.ok(make_value(0, 0), 0, 0)
@@ -223,6 +233,9 @@ def acks1_window(cluster, workers, report):
                 else:
                     time.sleep(0.5)  # the sends are in flight at the leader, waiting for the paused followers
                 ray.kill(replica_handle(topic, 0, leader)[0], no_restart=True)
+                # ray.kill only asks: resumed followers must find the leader gone, or their next fetch
+                # would still copy the records and nothing would be lost.
+                wait_until(lambda: not process_alive(leader_pid), 30, f"{topic}: the killed leader's process exits")
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
                 pids = []
