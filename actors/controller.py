@@ -62,7 +62,7 @@ class ControllerLoop:
 
     def tick(self) -> None:
         topics = [self._meta.get(name) for name in self._meta.topics()]
-        topics = [t for t in topics if any(len(t.state(p).replicas) > 1 for p in range(t.partitions))]
+        topics = [t for t in topics if t.replicated()]
         if not topics:
             return
         handles = {}

@@ -96,7 +96,7 @@ class CoordinatorActor:
 
     def _place_replacement(self, meta, p: int, exclude, chosen) -> str | None:
         memory = node_memory_by_id()
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
+        placements = self._meta.replica_placements()
         placements += list(chosen)
         colocate = meta.topic_config.replica_placement == COLOCATE
         return place_replacement(self._configs.budget(), memory, partitions_per_node(placements, memory),
@@ -125,7 +125,7 @@ class CoordinatorActor:
         memory = node_memory_by_id()
         if len(memory) <= 1:  # one node (or Ray reports none): everything lives beside the coordinator
             memory = {self._node_id: sum(memory.values())}
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
+        placements = self._meta.replica_placements()
         on_nodes = partitions_per_node(placements, memory)
         elsewhere = len(placements) - sum(on_nodes.values())
         return place_partitions(self._configs.budget(), memory, on_nodes, count, action, elsewhere=elsewhere)
@@ -157,7 +157,7 @@ class CoordinatorActor:
         from rayka.config import TopicConfig
 
         memory = node_memory_by_id()
-        placements = [node for name in self._meta.topics() for node in self._meta.get(name).every_replica_node()]
+        placements = self._meta.replica_placements()
         on_nodes = partitions_per_node(placements, memory)
         colocate = TopicConfig.from_dict(config).replica_placement == COLOCATE
         placed = place_replicas(self._configs.budget(), memory, on_nodes, count, rf, action, colocate=colocate,
@@ -232,8 +232,7 @@ class CoordinatorActor:
             meta = self._meta.get(topic)
             alive = set(_ray.alive_node_ids())
             if targets is None:
-                others = [n for name in self._meta.topics() if name != topic
-                          for n in self._meta.get(name).every_replica_node()]
+                others = self._meta.replica_placements(except_topic=topic)
                 memory = node_memory_by_id()
                 placed = place_replicas(self._configs.budget(), memory, partitions_per_node(others, memory),
                                         meta.partitions, len(meta.state(0).replicas), f"reassign({topic!r})",

@@ -74,7 +74,7 @@ class ReplicaActors:
         """Create (or find, by name) the actor of replica ``r`` of partition ``p``, pinned to its node."""
         name = replica_actor_name(_ray.partition_name(self._cluster, meta.topic_id, p), r)
         node = meta.replica_nodes_of(p).get(r)
-        replicated = len(meta.state(p).replicas) > 1 or meta.replication_factor > 1
+        replicated = meta.replicated(p)
         alive = set(_ray.alive_node_ids()) if alive is None else alive
         options = dict(name=name, namespace=self._namespace, lifetime="detached", get_if_exists=not fresh)
         if node is not None and node in alive:

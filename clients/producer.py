@@ -78,7 +78,7 @@ class _Topic:
         self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
         self.retention_ms = meta.topic_config.retention_ms
         # A replicated partition has another replica to lead it when its leader's node is gone.
-        self.replicated = any(len(meta.state(p).replicas) > 1 for p in range(meta.partitions))
+        self.replicated = meta.replicated()
 
 
 class Producer:

@@ -112,6 +112,13 @@ class TopicMetadata:
         target = self.reassignments.get(str(self.check_partition(partition)))
         return tuple(target) if target else None
 
+    def replicated(self, partition: int | None = None) -> bool:
+        """Whether ``partition`` (None: any partition) has more than one replica, or the topic was
+        created with a replication factor above one (a partition whose replicas are still placed)."""
+        if partition is None:
+            return self.replication_factor > 1 or any(len(s["replicas"]) > 1 for s in self.states)
+        return self.replication_factor > 1 or len(self.states[self.check_partition(partition)]["replicas"]) > 1
+
     def every_replica_node(self) -> list[str | None]:
         """The node of every replica of every partition (placement counts one actor per replica)."""
         return [node for nodes in self.replica_nodes for node in nodes.values()]
@@ -187,6 +194,12 @@ class ClusterMetadata:
     def topics(self) -> list[str]:
         with self._lock:
             return sorted(self._topics)
+
+    def replica_placements(self, *, except_topic: str | None = None) -> list[str | None]:
+        """The node of every replica of every topic (but ``except_topic``): what placement counts."""
+        with self._lock:
+            return [node for name, t in self._topics.items() if name != except_topic
+                    for node in t.every_replica_node()]
 
     def get(self, name: str) -> TopicMetadata:
         with self._lock:

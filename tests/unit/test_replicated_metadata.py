@@ -135,3 +135,15 @@ def test_a_damaged_replica_map_fails_on_load(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="do not match"):
         ClusterMetadata(MetadataStore(path))
+
+
+def test_replica_placements_count_every_replica_of_every_topic_but_the_one_named(tmp_path):
+    meta = _meta(tmp_path)
+    meta.create_topic("r", 2, replication_factor=2, replica_nodes=[["a", "b"], ["b", "c"]])
+    meta.create_topic("s", 1, nodes=["c"])
+    assert sorted(meta.replica_placements()) == ["a", "b", "b", "c", "c"]
+    assert sorted(meta.replica_placements(except_topic="r")) == ["c"]
+    assert meta.get("r").replicated() and meta.get("r").replicated(1)
+    assert not meta.get("s").replicated() and not meta.get("s").replicated(0)
+    with pytest.raises(UnknownPartitionError):
+        meta.get("s").replicated(1)
