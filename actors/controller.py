@@ -16,7 +16,6 @@ between.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import ray
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 0.5
 STATUS_TIMEOUT_S = 1.0
-STARTUP_GRACE_S = 10.0
 
 
 class ControllerLoop:
@@ -55,10 +53,7 @@ class ControllerLoop:
         self._retire = retire
         self._health = rules.ReplicaHealth(clock)
         self._clock = clock
-        # Replica -> when this controller first asked it, until it first answers: a replica still
-        # starting (a new partition, or after this coordinator restarted) is not counted as failed
-        # for STARTUP_GRACE_S; its partition is left alone meanwhile.
-        self._starting: dict[tuple, float] = {}
+        self._grace = rules.StartupGrace(clock)  # partitions left alone while replicas start
 
     def tick(self) -> None:
         topics = [self._meta.get(name) for name in self._meta.topics()]
@@ -86,36 +81,13 @@ class ControllerLoop:
                     pass
             node = self._meta.get(topic).replica_nodes_of(p).get(r)
             reports.append(rules.ReplicaReport(topic, p, r, answered, dead, node is None or node in alive_nodes))
-        starting = self._starting_partitions(reports)
-        self._health.update([r for r in reports if (r.topic, r.partition) not in starting])
+        held = self._grace.hold_back(reports)
+        self._health.update([r for r in reports if (r.topic, r.partition) not in held])
         for meta in topics:
             try:
                 self._topic(meta, statuses, handles, alive_nodes)
             except Exception:  # noqa: BLE001 - one topic's trouble must not stop the others
                 log.exception("controller check of topic %s failed", meta.name)
-
-    def _starting_partitions(self, reports: list) -> set:
-        """Partitions to leave alone this check: with a replica that never answered yet and was
-        first asked less than STARTUP_GRACE_S ago (an actor process takes seconds to start on a
-        busy node), or with no replica answering and none known dead (every call timed out: the
-        controller's own view is in doubt, say on a machine too busy to answer in time; no
-        election could pick anyone anyway)."""
-        now = time.monotonic()
-        starting = set()
-        known = set()
-        heard = {(r.topic, r.partition) for r in reports if r.answered or r.dead or not r.node_alive}
-        starting |= {(r.topic, r.partition) for r in reports} - heard
-        for r in reports:
-            known.add(r.key)
-            if r.answered:
-                self._starting[r.key] = -1.0  # answered once: counted from now on
-                continue
-            first = self._starting.setdefault(r.key, now)
-            if first >= 0 and now - first < STARTUP_GRACE_S and not r.dead and r.node_alive:
-                starting.add((r.topic, r.partition))
-        for key in set(self._starting) - known:
-            del self._starting[key]  # a deleted topic or a replaced replica
-        return starting
 
     def _topic(self, meta, statuses: dict, handles: dict, alive_nodes: set) -> None:
         chosen: list = []  # replacement nodes picked this tick, counted by place

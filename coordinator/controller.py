@@ -44,11 +44,13 @@ from .election import PartitionState, elect_leader, replace_replica
 from .metadata import TopicMetadata
 from .replica_placement import next_replica_id
 
-__all__ = ["ReplicaReport", "ReplicaView", "ReplicaHealth", "Elect", "Recreate", "Replace", "decide",
-           "decide_partition", "LEADER_FAILURES"]
+__all__ = ["ReplicaReport", "ReplicaView", "ReplicaHealth", "StartupGrace", "Elect", "Recreate", "Replace", "decide",
+           "decide_partition", "LEADER_FAILURES", "STARTUP_GRACE_MS"]
 
 #: Consecutive missed pings after which a leader counts as failed.
 LEADER_FAILURES = 2
+#: How long a replica that never answered yet is given to start before it counts as failing.
+STARTUP_GRACE_MS = 10_000
 
 ReplicaKey = tuple[str, int, int]  # (topic, partition, replica id)
 
@@ -121,6 +123,39 @@ class ReplicaHealth:
 
     def __len__(self) -> int:
         return len(self._views)
+
+
+class StartupGrace:
+    """Which partitions a tick leaves alone: feed :meth:`hold_back` every tick's reports and give
+    :meth:`ReplicaHealth.update` only the reports of partitions not held back.
+
+    A partition is held back when one of its replicas never answered yet and was first asked
+    less than ``grace_ms`` ago (an actor process takes seconds to start on a busy node: a new
+    partition, or every replica after the coordinator restarted), unless Ray says that replica
+    is dead or its node is gone; and when no replica of it answered and none is known dead or
+    lost (every call timed out: the controller's own view is in doubt, say on a machine too busy
+    to answer in time, and no election could pick anyone anyway). Not thread-safe.
+    """
+
+    def __init__(self, clock: Clock, grace_ms: int = STARTUP_GRACE_MS):
+        self._clock = clock
+        self._grace_ms = grace_ms
+        self._first_asked: dict[ReplicaKey, int | None] = {}  # None: it answered once
+
+    def hold_back(self, reports: Iterable[ReplicaReport]) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs to leave alone this tick; see the class docstring."""
+        reports = list(reports)
+        now = self._clock()
+        heard = {(r.topic, r.partition) for r in reports if r.answered or r.dead or not r.node_alive}
+        held = {(r.topic, r.partition) for r in reports} - heard
+        first_asked = {}
+        for r in reports:
+            first = None if r.answered else self._first_asked.get(r.key, now)
+            first_asked[r.key] = first
+            if first is not None and now - first < self._grace_ms and not r.dead and r.node_alive:
+                held.add((r.topic, r.partition))
+        self._first_asked = first_asked  # a replica not reported (deleted, replaced) is forgotten
+        return held
 
 
 @dataclass(frozen=True, slots=True)
