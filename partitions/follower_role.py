@@ -15,7 +15,12 @@ fetch with a replica id, and KIP-595's diverging-epoch check inside the fetch):
 
 The leader's high watermark (HW) comes with every answer; the follower's is the
 leader's as far as its own log goes (replica_set.follower_high_watermark), what a
-read from this follower may serve. Errors back off and retry for as long as the
+read from this follower may serve (KIP-392): every offset below it is below the
+leader's HW, so committed, and within this role the follower's log up to its end is
+the leader's. Such reads are served only while :meth:`may_serve_reads`: the last
+answer's committed ISR names this replica and it came within
+``replica.lag.time.max.ms`` (a follower cut off from its leader stops serving rather
+than serve a stale log for ever). Errors back off and retry for as long as the
 role lasts: the leader may be restarting or deposed (the coordinator then gives this
 replica a new role), or this replica's disk may be full (it falls out of the ISR,
 the leader goes on). ``fetch`` is injected (the actor makes it a Ray call), so this
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ..coordinator.election import PartitionState
@@ -55,7 +61,8 @@ class FollowerRole:
 
     def __init__(self, plog, state: PartitionState, replica_id: int,
                  fetch: Callable[[ReplicaFetchRequest], ReplicaFetchResponse], *, name: str = "",
-                 max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS):
+                 max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS,
+                 clock: Callable[[], float] = time.monotonic):
         self._log = plog
         self.state = state
         self.replica_id = replica_id
@@ -66,6 +73,9 @@ class FollowerRole:
         self._stop = threading.Event()
         self._hw_moved = threading.Condition()
         self._hw = 0
+        self._clock = clock
+        self._isr = tuple(state.isr)  # the controller's until the leader's first answer
+        self._answered_at = clock()  # of the last answer from the leader (the role's start before one)
         self.fetches = 0
         self.last_error: BaseException | None = None
 
@@ -82,6 +92,16 @@ class FollowerRole:
         self._stop.set()
         with self._hw_moved:
             self._hw_moved.notify_all()
+
+    def may_serve_reads(self, lag_time_max_ms: float) -> bool:
+        """Whether consumer reads may come here (KIP-392): the role acts, this replica is in the
+        leader's committed ISR as last heard, and the leader answered within ``lag_time_max_ms``
+        (the leader's own bound for dropping a follower from the ISR; the role's start counts
+        before the first answer). Until that answer the controller's ISR counts and the HW is 0,
+        so a read waits for it."""
+        if self._stop.is_set() or self.replica_id not in self._isr:
+            return False
+        return (self._clock() - self._answered_at) * 1000.0 <= lag_time_max_ms
 
     def wait_for_hw(self, offset: int, timeout_s: float) -> bool:
         """Block until this follower's HW passes ``offset`` (a follower read's long-poll), the role
@@ -117,6 +137,9 @@ class FollowerRole:
         self.fetches += 1
         if self._stop.is_set():
             return 0  # a new role may already own the log
+        if answer.isr:
+            self._isr = tuple(answer.isr)
+        self._answered_at = self._clock()
         if answer.diverging is not None:
             cut = truncation_for(plog.epoch_cache, plog.log_start_offset, plog.log_end_offset,
                                  EpochEndOffset(*answer.diverging))
