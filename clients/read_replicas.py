@@ -26,8 +26,7 @@ import ray
 from rayka.actors import _ray
 from rayka.actors.replication import replica_actor_name
 from rayka.clients.stubs import PartitionClient
-from rayka.client_config import CLIENT_RACK_LOCAL
-from rayka.coordinator.read_replica import preferred_read_replica
+from rayka.coordinator.read_replica import LOCAL, preferred_read_replica
 from rayka.errors import RaykaError
 
 __all__ = ["ReadReplicas", "READ_REPLICA_MAX_AGE_S"]
@@ -81,7 +80,7 @@ class ReadReplicas:
         if tp.partition < len(leaders) and leaders[tp.partition] is not None:
             state.handle = leaders[tp.partition]  # the metadata's leader, for everything but these fetches
         chosen = preferred_read_replica(partition, nodes, self.client_rack, node_id=self.node_id,
-                                        zones=self._zones_now(now) if self.client_rack != CLIENT_RACK_LOCAL else None)
+                                        zones=self._zones_now(now) if self.client_rack != LOCAL else None)
         follower = None
         if chosen is not None and chosen != partition.leader:
             follower = self._follower(meta, tp.partition, chosen)

@@ -21,10 +21,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 
-from ..client_config import CLIENT_RACK_LOCAL as LOCAL
 from .election import PartitionState
 
 __all__ = ["LOCAL", "preferred_read_replica"]
+
+#: The ``client_rack`` meaning "this consumer's own Ray node" (rayka.client_config checks the
+#: option; a unit test keeps its CLIENT_RACK_LOCAL the same).
+LOCAL = "local"
 
 def preferred_read_replica(state: PartitionState, replica_nodes: Mapping[int, str | None], client_rack: str | None,
                            *, node_id: str | None, zones: Mapping[str, str] | None = None) -> int | None:

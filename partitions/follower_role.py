@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
+from ..coordinator.clock import MonotonicClock
 from ..coordinator.election import PartitionState
 from ..messages import ReplicaFetchRequest, ReplicaFetchResponse
 from .divergence import out_of_range_reset, truncation_for
@@ -56,13 +56,14 @@ class FollowerRole:
     """Replica ``replica_id`` following ``state.leader`` at ``state.leader_epoch``.
 
     ``plog`` is its PartitionLog; ``fetch(request) -> ReplicaFetchResponse`` asks the
-    leader (raising what the leader or the transport raised); ``name`` is for logs.
+    leader (raising what the leader or the transport raised); ``name`` is for logs;
+    ``clock`` gives milliseconds (coordinator.clock).
     """
 
     def __init__(self, plog, state: PartitionState, replica_id: int,
                  fetch: Callable[[ReplicaFetchRequest], ReplicaFetchResponse], *, name: str = "",
                  max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], int] | None = None):
         self._log = plog
         self.state = state
         self.replica_id = replica_id
@@ -73,9 +74,9 @@ class FollowerRole:
         self._stop = threading.Event()
         self._hw_moved = threading.Condition()
         self._hw = 0
-        self._clock = clock
+        self._clock = clock or MonotonicClock()  # milliseconds (coordinator.clock)
         self._isr = tuple(state.isr)  # the controller's until the leader's first answer
-        self._answered_at = clock()  # of the last answer from the leader (the role's start before one)
+        self._answered_at = self._clock()  # of the last answer from the leader (the role's start before one)
         self.fetches = 0
         self.last_error: BaseException | None = None
 
@@ -101,7 +102,7 @@ class FollowerRole:
         so a read waits for it."""
         if self._stop.is_set() or self.replica_id not in self._isr:
             return False
-        return (self._clock() - self._answered_at) * 1000.0 <= lag_time_max_ms
+        return self._clock() - self._answered_at <= lag_time_max_ms
 
     def wait_for_hw(self, offset: int, timeout_s: float) -> bool:
         """Block until this follower's HW passes ``offset`` (a follower read's long-poll), the role
