@@ -371,7 +371,7 @@ def follower_reads(cluster, workers, report):
     desc = wait_until(lambda: (d := admin.describe_topic("nearby").partitions[0]) and len(d.isr) == 3 and d, 30,
                       "every replica of nearby in sync")
     follower = next(r for r in desc.replica_ids if r != desc.leader_replica)
-    node = node_of(desc, 0, follower)
+    node = desc.replicas[desc.replica_ids.index(follower)]
     report["nearby_acked"] = offsets == list(range(n))
     report["nearby_follower"], report["nearby_follower_is_off_the_leaders_node"] = follower, node != desc.leader
 
