@@ -85,10 +85,12 @@ def test_a_reassigned_partition_moves_its_replicas_without_losing_a_record(repor
 
 
 @pytest.mark.slow
-def test_a_consumer_with_client_rack_local_reads_every_record_from_the_follower_on_its_node(report):
+def test_a_consumer_with_client_rack_local_reads_from_the_follower_on_its_node_up_to_the_hw(report):
     _no_error(report, "follower_reads")
     assert report["nearby_acked"] and report["nearby_follower_is_off_the_leaders_node"], report
     assert report["nearby_on_node"], report  # the task ran on the follower's node
+    # The follower held 450 records, the HW was 400 (the other follower paused): 400 read, in order.
+    assert report["nearby_follower_log_end"] == 450 and report["nearby_hw_while_paused"] == 400, report
     assert report["nearby_in_order"] and report["nearby_read"] == 400, report
     # The follower on that node answered, and every record came from it (none from the leader).
     assert report["nearby_served_by"] == report["nearby_follower"], report
