@@ -185,6 +185,8 @@ class PartitionActor:
             reader.check_request(leader_epoch, "fetch")
         elif not plog.log_start_offset <= offset <= plog.log_end_offset:
             raise self._not_here(offset, plog)
+        else:
+            reader.note_read()
         if max_wait_ms > 0 and offset >= reader.high_watermark:
             reader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()

@@ -20,7 +20,10 @@ leader's HW, so committed, and within this role the follower's log up to its end
 the leader's. Such reads are served only while :meth:`may_serve_reads`: the last
 answer's committed ISR names this replica and it came within
 ``replica.lag.time.max.ms`` (a follower cut off from its leader stops serving rather
-than serve a stale log for ever). Errors back off and retry for as long as the
+than serve a stale log for ever). For a while after it served a read
+(:meth:`note_read`) its fetches carry the HW it knows, and the leader answers as soon as
+its HW passes that, so a committed record reaches follower reads without waiting out
+the leader's long-poll. Errors back off and retry for as long as the
 role lasts: the leader may be restarting or deposed (the coordinator then gives this
 replica a new role), or this replica's disk may be full (it falls out of the ISR,
 the leader goes on). ``fetch`` is injected (the actor makes it a Ray call), so this
@@ -50,6 +53,8 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 #: How long a fetch at the leader's log end waits for new records (replica.fetch.wait.max.ms).
 FETCH_MAX_WAIT_MS = 500
 _BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+#: For how long after a consumer read a follower still asks its leader for HW moves at once.
+READS_RECENT_MS = 10_000
 
 
 class FollowerRole:
@@ -77,6 +82,7 @@ class FollowerRole:
         self._clock = clock or MonotonicClock()  # milliseconds (coordinator.clock)
         self._isr = tuple(state.isr)  # the controller's until the leader's first answer
         self._answered_at = self._clock()  # of the last answer from the leader (the role's start before one)
+        self._read_at: int | None = None  # of the last consumer read served here
         self.fetches = 0
         self.last_error: BaseException | None = None
 
@@ -103,6 +109,11 @@ class FollowerRole:
         if self._stop.is_set() or self.replica_id not in self._isr:
             return False
         return self._clock() - self._answered_at <= lag_time_max_ms
+
+    def note_read(self) -> None:
+        """A consumer reads here: for a while, fetches ask the leader to answer as soon as its HW
+        moves (ReplicaFetchRequest.high_watermark), so new records reach those reads promptly."""
+        self._read_at = self._clock()
 
     def wait_for_hw(self, offset: int, timeout_s: float) -> bool:
         """Block until this follower's HW passes ``offset`` (a follower read's long-poll), the role
@@ -132,8 +143,9 @@ class FollowerRole:
     def step(self) -> int:
         """One fetch and what it brings; the number of records copied."""
         plog = self._log
+        reads = self._read_at is not None and self._clock() - self._read_at <= READS_RECENT_MS
         request = ReplicaFetchRequest(self.replica_id, plog.log_end_offset, plog.latest_epoch, self.leader_epoch,
-                                      self._max_bytes, self._max_wait_ms)
+                                      self._max_bytes, self._max_wait_ms, self._hw if reads else -1)
         answer = self._fetch(request)
         self.fetches += 1
         if self._stop.is_set():

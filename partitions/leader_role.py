@@ -140,6 +140,18 @@ class LeaderRole:
                 self._changed.wait(remaining)
             return self._set.high_watermark > offset
 
+    def wait_for_news(self, offset: int, known_hw: int, timeout_s: float) -> None:
+        """Block until the log end passes ``offset``, the HW passes ``known_hw`` (a follower that
+        serves consumer reads must learn it soon), the role ends, or ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while (self._set.log_end <= offset and self._set.high_watermark <= known_hw
+                   and self._resigned is None):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._changed.wait(remaining)
+
     # -- ISR changes (one thread) -------------------------------------------------------------
 
     def isr_request(self) -> AlterPartitionRequest | None:
@@ -202,7 +214,10 @@ def serve_replica_fetch(plog, leader: LeaderRole, request: ReplicaFetchRequest) 
         return ReplicaFetchResponse(b"", leader.high_watermark, start, end, out_of_range=True, isr=leader.isr)
     leader.on_follower_fetch(request.replica_id, offset)
     if offset >= end and request.max_wait_ms > 0:
-        plog.wait_for(offset, request.max_wait_ms / 1000.0)
+        if request.high_watermark >= 0:  # it serves reads: a new HW is news too (KIP-392)
+            leader.wait_for_news(offset, request.high_watermark, request.max_wait_ms / 1000.0)
+        else:
+            plog.wait_for(offset, request.max_wait_ms / 1000.0)
     if plog.closed or offset >= plog.log_end_offset:
         return ReplicaFetchResponse(b"", leader.high_watermark, plog.log_start_offset, plog.log_end_offset,
                                     isr=leader.isr)

@@ -296,7 +296,10 @@ class ReplicaFetchRequest:
 
     ``fetch_offset`` is the follower's log end (it holds every record below it),
     ``last_fetched_epoch`` its epoch cache's latest epoch (-1: none), ``leader_epoch``
-    the epoch it follows (the leader fences an older one).
+    the epoch it follows (the leader fences an older one). ``high_watermark``: the HW
+    the follower knows, sent while consumers read from it (KIP-392), so that the leader
+    answers at once when its HW has moved past it instead of waiting out the long-poll
+    for new records; -1 (no reads there): only new records end the wait.
     """
 
     replica_id: int
@@ -305,6 +308,7 @@ class ReplicaFetchRequest:
     leader_epoch: int
     max_bytes: int
     max_wait_ms: int
+    high_watermark: int = -1
 
 
 @_pickled_by_fields

@@ -2,6 +2,8 @@
 when a follower may serve reads and up to where, the consumer's fallback to the leader, and
 ``client_rack`` checks."""
 
+import time
+
 import pyarrow as pa
 import pytest
 
@@ -175,6 +177,25 @@ def test_a_new_follower_role_serves_nothing_until_its_leader_answers(pair):
     pair.followers[2].step(), pair.followers[2].step()  # copies them, then reports it has them
     f1.step()
     assert f1.high_watermark == 2
+
+
+@pytest.mark.parametrize("reads", [True, False])
+def test_a_follower_serving_reads_learns_a_new_hw_at_once_not_after_the_long_poll(pair, reads):
+    pair.append(b"a")
+    f1, f2 = pair.followers[1], pair.followers[2]
+    f1.step(), f2.step(), f2.step()  # both copied it; only replica 2 has said so
+    assert pair.leader.high_watermark == 0
+    waiting = FollowerRole(pair.logs[1], pair.state, 1, pair.fetch, max_wait_ms=800, clock=pair.clock)
+    if reads:
+        waiting.note_read()  # a consumer read there: its fetches carry the HW it knows
+    started = time.monotonic()
+    waiting.step()  # says it has offset 0: the leader's HW moves to 1 with this very fetch
+    took = time.monotonic() - started
+    assert waiting.high_watermark == 1
+    if reads:
+        assert took < 0.5, took  # answered at once: the HW moved past what it knew
+    else:
+        assert took >= 0.7, took  # nothing new in the log: the long-poll runs out first
 
 
 # -- the consumer's side: choose, read, fall back (clients/read_replicas.py, fetcher.py) ----------------
