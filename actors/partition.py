@@ -39,11 +39,13 @@ import ray
 from rayka.actors.replication import Replication
 from rayka.config import INLINE_BYTES_MAX as _INLINE_BYTES, TopicConfig
 from rayka.coordinator.election import PartitionState
+from rayka.errors import NotLeaderError, OffsetOutOfRangeError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
 from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
+from rayka.partitions.follower_role import FollowerRole
 from rayka.partitions.replicated_log import ReplicaLog
 from rayka.partitions.log_opener import LogOpener
 
@@ -164,34 +166,59 @@ class PartitionActor:
               with_schema: bool = True, leader_epoch: int = -1, replica_read: bool = False) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
-        ``replica_read``: this replica may answer as an in-sync follower, up to the high
-        watermark it learned from its leader (KIP-392; a consumer reading from a replica on its
-        own node). The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
-        small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the log's serialised
-        Arrow schema when ``with_schema`` (a consumer asks once), else None.
+        ``replica_read``: this replica may answer as an in-sync follower (KIP-392: a consumer
+        reading from a replica near it; Replication.reader says when one may), up to the high
+        watermark it learned from its leader, so never a record the leader's HW has not passed.
+        An offset outside the follower's own log, or a role lost during the read, is answered
+        with NotLeaderError (the consumer asks the leader, which judges the offset), never with
+        OffsetOutOfRangeError. The answer's ``payload`` is the stored IPC messages back to back,
+        as ``bytes`` when small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the
+        log's serialised Arrow schema when ``with_schema`` (a consumer asks once), else None;
+        its ``replica_id`` is this replica's.
         """
         plog = self._ready()
         self._used()
-        leader = self._replication.reader(replica_read)  # a follower read: an in-sync follower
-        if not replica_read:
-            leader.check_request(leader_epoch, "fetch")
-        if max_wait_ms > 0 and offset >= leader.high_watermark:
-            leader.wait_for_hw(offset, max_wait_ms / 1000.0)
+        reader = self._replication.reader(replica_read)
+        follower = isinstance(reader, FollowerRole)
+        rid = self._replication.replica_id
+        if not follower:
+            reader.check_request(leader_epoch, "fetch")
+        elif not plog.log_start_offset <= offset <= plog.log_end_offset:
+            raise self._not_here(offset, plog)
+        else:
+            reader.note_read()
+        if max_wait_ms > 0 and offset >= reader.high_watermark:
+            reader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()
         schema = plog.schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
         if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
             return FetchResponse.empty(offset, schema)
-        hw = leader.high_watermark
+        hw = reader.high_watermark
         if hw <= offset <= plog.log_end_offset:  # consumers see only what every in-sync replica has
-            return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema)
-        result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
+            return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema, rid)
+        try:
+            result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
+        except OffsetOutOfRangeError:
+            if not follower:
+                raise
+            raise self._not_here(offset, plog) from None  # retention here ran ahead of the leader's
+        if follower and (reader.stopped or self._replication.role is not reader):
+            # A new role may have truncated the log under this read: what was read is not served.
+            raise NotLeaderError(f"replica {rid} of {self._topic}-{self._partition} changed its role during a "
+                                 "replica read; read from the leader")
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:
             payload = result.buffers
         return FetchResponse(result.offset, payload, result.records, result.next_offset, result.log_start_offset,
-                             hw, schema)
+                             hw, schema, rid)
+
+    def _not_here(self, offset: int, plog) -> NotLeaderError:
+        return NotLeaderError(
+            f"offset {offset} is outside the log of follower replica {self._replication.replica_id} of "
+            f"{self._topic}-{self._partition} ({plog.log_start_offset}..{plog.log_end_offset}); read it from the "
+            "leader")
 
     @ray.method(concurrency_group="fetch")
     def replica_fetch(self, request: ReplicaFetchRequest) -> ReplicaFetchResponse:

@@ -167,12 +167,16 @@ class Replication:
 
     def reader(self, replica_read: bool):
         """The role that serves a consumer fetch: the leader; with ``replica_read`` also this
-        replica as an in-sync follower (KIP-392: it serves up to the HW it learned)."""
+        replica as a follower that may serve reads (KIP-392: in the leader's committed ISR as
+        last heard, heard within replica.lag.time.max.ms; it serves up to the HW it learned).
+        Otherwise NotLeaderError: the consumer reads from the leader instead."""
         role = self.role
-        if replica_read and isinstance(role, FollowerRole) and not role.stopped:
-            state = self.state
-            if state is not None and self.replica_id in state.isr:
+        if replica_read and isinstance(role, FollowerRole):
+            if role.may_serve_reads(self._config().replica_lag_time_max_ms):
                 return role
+            raise NotLeaderError(f"replica {self.replica_id} of {self.topic}-{self.partition} is not an in-sync "
+                                 "follower now (out of the ISR, or not heard from its leader lately); read from "
+                                 "the leader")
         return self.leader()
 
     def status(self, plog) -> ReplicaStatus:

@@ -56,14 +56,18 @@ class Cluster:
         self._topics: dict[str, _TopicEntry] = {}
         self._lock = threading.Lock()
 
-    def topic(self, name: str, *, refresh: bool = False, timeout_s: float | None = None):
-        """(TopicMetadata, [PartitionClient]), cached until ``refresh``.
+    def topic(self, name: str, *, refresh: bool = False, timeout_s: float | None = None,
+              max_age_s: float | None = None):
+        """(TopicMetadata, [PartitionClient]), cached until ``refresh`` (or, with ``max_age_s``,
+        until the cached one is older than that).
 
         With ``timeout_s``, a coordinator that does not answer (or is restarting) by then gives
         CoordinatorUnavailableError instead of being waited for (as a poll must not block).
         """
         with self._lock:
             entry = self._topics.get(name)
+        if max_age_s is not None and entry is not None and time.monotonic() - entry.fetched > max_age_s:
+            refresh = True
         if entry is None or refresh:
             if timeout_s is None:
                 meta, handles = self.coordinator.topic(name)

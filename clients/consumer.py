@@ -30,6 +30,7 @@ from rayka.clients.consumer_options import consumer_configs
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.positions import Positions, reset_out_of_range
+from rayka.clients.read_replicas import ReadReplicas
 from rayka.clients.record_views import empty_table, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
 from rayka.errors import ConfigError, ConsumerClosedError
@@ -50,6 +51,11 @@ class Consumer:
     - ``key_deserializer`` / ``value_deserializer``: callables applied to each record's bytes.
     - ``on_partitions_unavailable``: called (in ``poll()``, the consumer's thread) with the set of
       assigned TopicPartitions that became unreachable; they are also in ``unavailable()``.
+    - ``client_rack`` (None: read from each partition's leader): ``"local"`` reads each partition
+      from an in-sync replica on this consumer's Ray node when there is one, a zone name from
+      one on a node of that ``rayka-zone``, else from the leader (Kafka's KIP-392; see
+      clients/read_replicas.py). Positions, offset look-ups and commits still go to the leader
+      and the coordinator; ``metrics()["read_replicas"]`` shows which replica answered.
     - with a ``group_id``: ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
       ``partition_assignment_strategy``, ``group_instance_id``, ``listener`` and
       ``default_api_timeout_ms`` (60 s: how long a synchronous commit waits out a coordinator restart).
@@ -83,6 +89,7 @@ class Consumer:
             max_buffered_records=max(2 * config.max_partition_fetch_records, 2 * config.max_poll_records),
             on_out_of_range=functools.partial(reset_out_of_range, config.auto_offset_reset),
             refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True, timeout_s=0.2)[1][tp.partition],
+            read_replicas=None if config.client_rack is None else ReadReplicas(self._cluster, config.client_rack),
         )
         self._value_columns: dict[str, list[str] | None] = {}
         self._group = None
@@ -351,8 +358,11 @@ class Consumer:
         ``fetches`` (answers from partitions), ``fetch_errors``, ``records_fetched``,
         ``bytes_fetched`` and ``batches_fetched`` (what the fetches brought, read-ahead
         included), ``records_lag`` (``{TopicPartition: high watermark - position}`` as of the
-        partition's last fetch, None before it), ``records_lag_max`` and ``unavailable`` (the
-        number of partitions that cannot be reached now).
+        partition's last fetch, None before it), ``records_lag_max``, ``unavailable`` (the
+        number of partitions that cannot be reached now), ``read_replicas`` (``{TopicPartition:
+        replica id}`` of the replica that answered the partition's last fetch, None before it),
+        ``records_fetched_from_followers`` and ``read_replica_fallbacks`` (fetches a follower
+        could not serve, read from the leader instead) with ``client_rack``.
         """
         m = self._fetcher.metrics
         lag = self._fetcher.lags()
@@ -363,6 +373,9 @@ class Consumer:
             "bytes_fetched": m.bytes_fetched, "batches_fetched": m.batches_fetched,
             "records_lag": lag, "records_lag_max": max(known_lags, default=None),
             "unavailable": sum(1 for s in self._fetcher.states.values() if s.unavailable is not None),
+            "read_replicas": {tp: s.served_by for tp, s in self._fetcher.states.items()},
+            "records_fetched_from_followers": m.records_fetched_from_followers,
+            "read_replica_fallbacks": m.read_replica_fallbacks,
         }
 
     # -- closing ------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ Each partition stands alone, so one in trouble never holds back the others:
   gone): the partition is marked ``unavailable`` with the reason, retried with a
   backoff growing to ``MAX_RETRY_BACKOFF_S`` (asking the coordinator for a fresh
   handle each time), and the others go on. A fetch that succeeds clears the mark.
+- *A follower that cannot serve* (with ``client_rack``, clients/read_replicas.py): the
+  partition reads from its leader at once, with no backoff and without a mark, until
+  the next choice of its read replica; nothing a follower answers resets a position.
 - *Damaged* (a fetch raised CorruptRecordError): fetching it stops and the error
   waits on the partition; ``due_error()`` hands it out only once every record
   before the damage was taken, i.e. when the position has reached it. A seek
@@ -37,7 +40,7 @@ import pyarrow.ipc as ipc
 from rayka.clients.stubs import wait_first
 from rayka.clients.types import TopicPartition
 from rayka.errors import (CorruptRecordError, FencedLeaderEpochError, LogOpenError, NotLeaderError,
-                          OffsetOutOfRangeError, PartitionUnavailableError)
+                          OffsetOutOfRangeError, PartitionUnavailableError, RaykaError)
 from rayka.partitions import codec
 
 __all__ = ["Fetcher", "PartitionState", "FetchMetrics"]
@@ -51,11 +54,13 @@ MAX_RETRY_BACKOFF_S = 2.0
 class FetchMetrics:
     """Counters of what the fetches brought (Consumer.metrics() reports them)."""
 
-    __slots__ = ("fetches", "fetch_errors", "records_fetched", "bytes_fetched", "batches_fetched")
+    __slots__ = ("fetches", "fetch_errors", "records_fetched", "bytes_fetched", "batches_fetched",
+                 "records_fetched_from_followers", "read_replica_fallbacks")
 
     def __init__(self) -> None:
         self.fetches = self.fetch_errors = 0
         self.records_fetched = self.bytes_fetched = self.batches_fetched = 0
+        self.records_fetched_from_followers = self.read_replica_fallbacks = 0
 
 
 class PartitionState:
@@ -64,7 +69,8 @@ class PartitionState:
     __slots__ = ("tp", "handle", "position", "fetch_offset", "inflight", "inflight_offset", "buffered",
                  "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
                  "retry_at", "schema", "lookup", "lookup_since", "unavailable", "failures", "error",
-                 "error_offset", "open_error")
+                 "error_offset", "open_error", "read_handle", "read_replica", "rechoose_at", "inflight_follower",
+                 "served_by")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -88,6 +94,11 @@ class PartitionState:
         self.error: CorruptRecordError | None = None  # damage found at error_offset, raised when reached
         self.error_offset = -1
         self.open_error: str | None = None  # the LogOpenError last raised for this partition (once each)
+        self.read_handle = None  # a follower's PartitionClient to fetch from (client_rack), None: ``handle``
+        self.read_replica: int | None = None  # the replica chosen to read from (read_replicas.py)
+        self.rechoose_at = 0.0  # when to choose the read replica again
+        self.inflight_follower = False  # the fetch in flight went to ``read_handle``
+        self.served_by: int | None = None  # the replica that answered the last fetch
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
@@ -122,13 +133,14 @@ class Fetcher:
     """Drives fetches for a set of partitions; hands out decoded record batches."""
 
     def __init__(self, *, max_wait_ms: int, max_partition_records: int, max_partition_bytes: int,
-                 max_buffered_records: int, on_out_of_range, refresh_handle=None):
+                 max_buffered_records: int, on_out_of_range, refresh_handle=None, read_replicas=None):
         self.max_wait_ms = max_wait_ms
         self.max_partition_records = max_partition_records
         self.max_partition_bytes = max_partition_bytes
         self.max_buffered_records = max_buffered_records
         self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
         self._refresh_handle = refresh_handle  # callback(tp) -> a fresh partition actor handle
+        self._read_replicas = read_replicas  # a read_replicas.ReadReplicas (client_rack), or None: the leader
         self.pending_open_errors: list[LogOpenError] = []  # raised by poll(), one a call
         self.states: dict[TopicPartition, PartitionState] = {}
         self.metrics = FetchMetrics()
@@ -148,6 +160,7 @@ class Fetcher:
             try:
                 state.handle = self._refresh_handle(state.tp)
                 state.schema = None  # a re-created topic may have another schema
+                state.rechoose_at = 0.0  # fresh metadata: the read replica is chosen again from it
             except Exception:  # noqa: BLE001 - the coordinator may be restarting too; retry later
                 pass
 
@@ -202,11 +215,14 @@ class Fetcher:
         for s in self.fetchable():
             room = s.buffered_records < self.max_buffered_records and s.buffered_bytes < self.max_partition_bytes
             if s.inflight is None and room and s.retry_at <= now:
+                if self._read_replicas is not None and s.rechoose_at <= now:
+                    self._read_replicas.choose(s, now)
                 s.inflight_offset = s.fetch_offset
-                s.inflight = s.handle.fetch(
-                    s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
-                    s.schema is None,
-                )
+                s.inflight_follower = s.read_handle is not None
+                args = (s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
+                        s.schema is None)
+                s.inflight = s.read_handle.fetch(*args, replica_read=True) if s.inflight_follower \
+                    else s.handle.fetch(*args)
 
     def buffered(self) -> int:
         return sum(s.buffered_records for s in self.states.values() if not s.paused)
@@ -233,6 +249,17 @@ class Fetcher:
 
     def _absorb(self, state: PartitionState, call) -> int:
         self.metrics.fetches += 1
+        if state.inflight_follower:
+            try:
+                answer = call.result()
+            except RaykaError as exc:
+                # Whatever the follower says (not in sync, offset outside its log, damage, gone), the
+                # leader is asked instead; only the leader's answers reset positions or raise damage.
+                self.metrics.fetch_errors += 1
+                self.metrics.read_replica_fallbacks += 1
+                self._read_replicas.fall_back(state, exc)
+                return 0
+            return self._take(state, answer)
         try:
             answer = call.result()
         except OffsetOutOfRangeError as exc:
@@ -259,7 +286,12 @@ class Fetcher:
             self.metrics.fetch_errors += 1
             self.log_open_failed(state, exc)
             return 0
+        return self._take(state, answer)
+
+    def _take(self, state: PartitionState, answer) -> int:
+        """Buffer the records of a fetch's ``answer``; the number added."""
         self.mark_available(state)
+        state.served_by = answer.replica_id if answer.replica_id >= 0 else None
         if answer.schema is not None:
             state.schema = ipc.read_schema(pa.py_buffer(answer.schema))
         if state.paused or state.fetch_offset != state.inflight_offset:
@@ -287,6 +319,8 @@ class Fetcher:
         if answer.records:
             state.fetch_offset = answer.next_offset
         self.metrics.records_fetched += added
+        if state.inflight_follower:
+            self.metrics.records_fetched_from_followers += added
         return added
 
     def drain(self, max_records: int) -> list[tuple[PartitionState, list[pa.RecordBatch]]]:

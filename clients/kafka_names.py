@@ -40,7 +40,6 @@ KAFKA_EQUIVALENTS: dict[str, str] = {
     "api_version": "rayka speaks to its partitions directly; remove it",
     "api_version_auto_timeout_ms": "rayka speaks to its partitions directly; remove it",
     "metadata_max_age_ms": "topic metadata is refreshed when it changes; remove it",
-    "client_rack": "rayka has one replica per partition; remove it",
     "metric_reporters": "read the client's metrics(); remove it",
     "metrics_num_samples": "read the client's metrics(); remove it",
     "metrics_sample_window_ms": "read the client's metrics(); remove it",
@@ -78,6 +77,7 @@ _BY_CLIENT: dict[str, dict[str, str]] = {
                         "partitioner; pass partition= to send() to choose one"),
         "client_id": "rayka producers have no client id; the producer's id is producer.producer_id",
         "transactional_id": "rayka has no transactions; idempotence (the default) keeps retries exactly once",
+        "client_rack": "producers always write to the leader; client_rack is a Consumer option; remove it",
     },
     "Consumer": {
         "fetch_min_bytes": "a fetch answers as soon as any record is there; fetch_max_wait_ms bounds the wait",
@@ -101,6 +101,7 @@ _BY_CLIENT: dict[str, dict[str, str]] = {
                               "or Admin() for the current connection"),
         "request_timeout_ms": "calls go through Ray; describe_topic(name, timeout_s=...) bounds a description",
         "client_id": "rayka does not name clients; remove it",
+        "client_rack": "client_rack is a Consumer option (reads from a nearby replica); remove it",
     },
 }
 

@@ -246,9 +246,13 @@ class PartitionClient:
             return self._send(self.handle.append, data, producer_id, sequence)
         return self._send(self.handle.append, data, producer_id, sequence, acks, leader_epoch)
 
-    def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int, with_schema: bool) -> Pending:
-        """Read from ``offset`` (a long poll up to ``max_wait_ms``); answers FetchResponse."""
-        return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema)
+    def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int, with_schema: bool,
+              replica_read: bool = False) -> Pending:
+        """Read from ``offset`` (a long poll up to ``max_wait_ms``); answers FetchResponse.
+        ``replica_read``: a follower may answer (KIP-392), else only the leader."""
+        if not replica_read:
+            return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema)
+        return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema, -1, True)
 
     def offsets(self) -> Pending:
         """Answers LogBounds."""

@@ -15,7 +15,15 @@ fetch with a replica id, and KIP-595's diverging-epoch check inside the fetch):
 
 The leader's high watermark (HW) comes with every answer; the follower's is the
 leader's as far as its own log goes (replica_set.follower_high_watermark), what a
-read from this follower may serve. Errors back off and retry for as long as the
+read from this follower may serve (KIP-392): every offset below it is below the
+leader's HW, so committed, and within this role the follower's log up to its end is
+the leader's. Such reads are served only while :meth:`may_serve_reads`: the last
+answer's committed ISR names this replica and it came within
+``replica.lag.time.max.ms`` (a follower cut off from its leader stops serving rather
+than serve a stale log for ever). For a while after it served a read
+(:meth:`note_read`) its fetches carry the HW it knows, and the leader answers as soon as
+its HW passes that, so a committed record reaches follower reads without waiting out
+the leader's long-poll. Errors back off and retry for as long as the
 role lasts: the leader may be restarting or deposed (the coordinator then gives this
 replica a new role), or this replica's disk may be full (it falls out of the ISR,
 the leader goes on). ``fetch`` is injected (the actor makes it a Ray call), so this
@@ -28,6 +36,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from ..coordinator.clock import MonotonicClock
 from ..coordinator.election import PartitionState
 from ..messages import ReplicaFetchRequest, ReplicaFetchResponse
 from .divergence import out_of_range_reset, truncation_for
@@ -44,18 +53,22 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 #: How long a fetch at the leader's log end waits for new records (replica.fetch.wait.max.ms).
 FETCH_MAX_WAIT_MS = 500
 _BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+#: For how long after a consumer read a follower still asks its leader for HW moves at once.
+READS_RECENT_MS = 10_000
 
 
 class FollowerRole:
     """Replica ``replica_id`` following ``state.leader`` at ``state.leader_epoch``.
 
     ``plog`` is its PartitionLog; ``fetch(request) -> ReplicaFetchResponse`` asks the
-    leader (raising what the leader or the transport raised); ``name`` is for logs.
+    leader (raising what the leader or the transport raised); ``name`` is for logs;
+    ``clock`` gives milliseconds (coordinator.clock).
     """
 
     def __init__(self, plog, state: PartitionState, replica_id: int,
                  fetch: Callable[[ReplicaFetchRequest], ReplicaFetchResponse], *, name: str = "",
-                 max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS):
+                 max_bytes: int = FETCH_MAX_BYTES, max_wait_ms: int = FETCH_MAX_WAIT_MS,
+                 clock: Callable[[], int] | None = None):
         self._log = plog
         self.state = state
         self.replica_id = replica_id
@@ -66,6 +79,10 @@ class FollowerRole:
         self._stop = threading.Event()
         self._hw_moved = threading.Condition()
         self._hw = 0
+        self._clock = clock or MonotonicClock()  # milliseconds (coordinator.clock)
+        self._isr = tuple(state.isr)  # the controller's until the leader's first answer
+        self._answered_at = self._clock()  # of the last answer from the leader (the role's start before one)
+        self._read_at: int | None = None  # of the last consumer read served here
         self.fetches = 0
         self.last_error: BaseException | None = None
 
@@ -82,6 +99,21 @@ class FollowerRole:
         self._stop.set()
         with self._hw_moved:
             self._hw_moved.notify_all()
+
+    def may_serve_reads(self, lag_time_max_ms: float) -> bool:
+        """Whether consumer reads may come here (KIP-392): the role acts, this replica is in the
+        leader's committed ISR as last heard, and the leader answered within ``lag_time_max_ms``
+        (the leader's own bound for dropping a follower from the ISR; the role's start counts
+        before the first answer). Until that answer the controller's ISR counts and the HW is 0,
+        so a read waits for it."""
+        if self._stop.is_set() or self.replica_id not in self._isr:
+            return False
+        return self._clock() - self._answered_at <= lag_time_max_ms
+
+    def note_read(self) -> None:
+        """A consumer reads here: for a while, fetches ask the leader to answer as soon as its HW
+        moves (ReplicaFetchRequest.high_watermark), so new records reach those reads promptly."""
+        self._read_at = self._clock()
 
     def wait_for_hw(self, offset: int, timeout_s: float) -> bool:
         """Block until this follower's HW passes ``offset`` (a follower read's long-poll), the role
@@ -111,12 +143,16 @@ class FollowerRole:
     def step(self) -> int:
         """One fetch and what it brings; the number of records copied."""
         plog = self._log
+        reads = self._read_at is not None and self._clock() - self._read_at <= READS_RECENT_MS
         request = ReplicaFetchRequest(self.replica_id, plog.log_end_offset, plog.latest_epoch, self.leader_epoch,
-                                      self._max_bytes, self._max_wait_ms)
+                                      self._max_bytes, self._max_wait_ms, self._hw if reads else -1)
         answer = self._fetch(request)
         self.fetches += 1
         if self._stop.is_set():
             return 0  # a new role may already own the log
+        if answer.isr:
+            self._isr = tuple(answer.isr)
+        self._answered_at = self._clock()
         if answer.diverging is not None:
             cut = truncation_for(plog.epoch_cache, plog.log_start_offset, plog.log_end_offset,
                                  EpochEndOffset(*answer.diverging))

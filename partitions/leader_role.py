@@ -140,6 +140,18 @@ class LeaderRole:
                 self._changed.wait(remaining)
             return self._set.high_watermark > offset
 
+    def wait_for_news(self, offset: int, known_hw: int, timeout_s: float) -> None:
+        """Block until the log end passes ``offset``, the HW passes ``known_hw`` (a follower that
+        serves consumer reads must learn it soon), the role ends, or ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while (self._set.log_end <= offset and self._set.high_watermark <= known_hw
+                   and self._resigned is None):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._changed.wait(remaining)
+
     # -- ISR changes (one thread) -------------------------------------------------------------
 
     def isr_request(self) -> AlterPartitionRequest | None:
@@ -190,21 +202,27 @@ class LeaderRole:
 def serve_replica_fetch(plog, leader: LeaderRole, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
     """The leader's answer to a follower's fetch: fenced by epoch, checked for divergence
     (divergence.diverging_epoch), counted as the follower's log end (which may move the HW),
-    then the stored messages from the fetch offset verbatim, long-polling at the log end."""
+    then the stored messages from the fetch offset verbatim, long-polling at the log end. Every
+    answer carries the leader's committed ISR: a follower serves consumer reads only while in it."""
     leader.check_request(request.leader_epoch, "replica fetch")
     offset = request.fetch_offset
     start, end = plog.log_start_offset, plog.log_end_offset
     diverging = diverging_epoch(plog.epoch_cache, end, offset, request.last_fetched_epoch)
     if diverging is not None:
-        return ReplicaFetchResponse(b"", leader.high_watermark, start, end, diverging=tuple(diverging))
+        return ReplicaFetchResponse(b"", leader.high_watermark, start, end, diverging=tuple(diverging), isr=leader.isr)
     if not start <= offset <= end:
-        return ReplicaFetchResponse(b"", leader.high_watermark, start, end, out_of_range=True)
+        return ReplicaFetchResponse(b"", leader.high_watermark, start, end, out_of_range=True, isr=leader.isr)
     leader.on_follower_fetch(request.replica_id, offset)
     if offset >= end and request.max_wait_ms > 0:
-        plog.wait_for(offset, request.max_wait_ms / 1000.0)
+        if request.high_watermark >= 0:  # it serves reads: a new HW is news too (KIP-392)
+            leader.wait_for_news(offset, request.high_watermark, request.max_wait_ms / 1000.0)
+        else:
+            plog.wait_for(offset, request.max_wait_ms / 1000.0)
     if plog.closed or offset >= plog.log_end_offset:
-        return ReplicaFetchResponse(b"", leader.high_watermark, plog.log_start_offset, plog.log_end_offset)
+        return ReplicaFetchResponse(b"", leader.high_watermark, plog.log_start_offset, plog.log_end_offset,
+                                    isr=leader.isr)
     result = plog.read(offset, max_records=1 << 40, max_bytes=request.max_bytes)
     size = sum(buf.size for buf in result.buffers)
     payload = b"".join(result.buffers) if size < INLINE_PAYLOAD_BYTES else tuple(result.buffers)
-    return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset)
+    return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset,
+                                isr=leader.isr)

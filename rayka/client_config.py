@@ -92,6 +92,19 @@ class ProducerConfig:
                             "that returns bytes (e.g. str.encode, or lambda v: json.dumps(v).encode())")
 
 
+#: The ``client_rack`` meaning "this consumer's own Ray node" (coordinator/read_replica.py).
+CLIENT_RACK_LOCAL = "local"
+
+
+def _check_client_rack(value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise ConfigError(f"client_rack must be None (read from the leader), {CLIENT_RACK_LOCAL!r} (an in-sync "
+                          "replica on this consumer's Ray node) or a zone name (the rayka-zone of the nodes to "
+                          f"read from), got {value!r}")
+
+
 #: Where a consumer starts without a committed offset or a seek.
 AUTO_OFFSET_RESETS = ("earliest", "latest", "none")
 
@@ -110,6 +123,12 @@ class ConsumerConfig:
     - ``key_deserializer`` / ``value_deserializer`` (None): callables applied to each record's bytes.
     - ``on_partitions_unavailable`` (None): called with the set of TopicPartitions that became
       unreachable.
+    - ``client_rack`` (None): where the consumer reads from (Kafka's ``client.rack``, KIP-392).
+      None: each partition's leader. ``"local"``: an in-sync replica on this consumer's Ray node
+      when there is one, else the leader. Another string: an in-sync replica on a node whose
+      ``rayka-zone`` is that string, else the leader. A follower serves only up to the high
+      watermark it learned; when it cannot serve, the consumer reads from the leader until it
+      chooses again (clients/read_replicas.py).
 
     Counts are whole numbers >= 1, times finite ms >= 0, flags bools, deserializers callables.
     """
@@ -125,9 +144,11 @@ class ConsumerConfig:
     max_partition_fetch_bytes: int = 32 * MiB
     consumer_timeout_ms: float | None = None
     on_partitions_unavailable: Any = None
+    client_rack: str | None = None
 
     def __post_init__(self) -> None:
         _check_flag("enable_auto_commit", self.enable_auto_commit)
+        _check_client_rack(self.client_rack)
         _check_millis("auto_commit_interval_ms", self.auto_commit_interval_ms)
         _check_millis("fetch_max_wait_ms", self.fetch_max_wait_ms)
         _check_millis("consumer_timeout_ms", self.consumer_timeout_ms, optional=True)

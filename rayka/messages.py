@@ -66,7 +66,8 @@ class FetchResponse:
     buffers. Messages may start before ``offset`` (a reader slices them off).
     ``schema`` is the log's serialised Arrow schema when the fetch asked for it (a
     consumer asks once per partition), else None. ``records`` is
-    ``next_offset - offset`` (0: nothing new).
+    ``next_offset - offset`` (0: nothing new). ``replica_id``: the replica that answered
+    (the leader, or an in-sync follower for a replica read; -1: not known).
     """
 
     offset: int
@@ -76,6 +77,7 @@ class FetchResponse:
     log_start_offset: int
     high_watermark: int
     schema: bytes | None = None
+    replica_id: int = -1
 
     @classmethod
     def empty(cls, offset: int, schema: bytes | None = None) -> "FetchResponse":
@@ -294,7 +296,10 @@ class ReplicaFetchRequest:
 
     ``fetch_offset`` is the follower's log end (it holds every record below it),
     ``last_fetched_epoch`` its epoch cache's latest epoch (-1: none), ``leader_epoch``
-    the epoch it follows (the leader fences an older one).
+    the epoch it follows (the leader fences an older one). ``high_watermark``: the HW
+    the follower knows, sent while consumers read from it (KIP-392), so that the leader
+    answers at once when its HW has moved past it instead of waiting out the long-poll
+    for new records; -1 (no reads there): only new records end the wait.
     """
 
     replica_id: int
@@ -303,6 +308,7 @@ class ReplicaFetchRequest:
     leader_epoch: int
     max_bytes: int
     max_wait_ms: int
+    high_watermark: int = -1
 
 
 @_pickled_by_fields
@@ -315,6 +321,8 @@ class ReplicaFetchResponse:
     follower's log parts from the leader's: ``(epoch, end_offset)`` to truncate by
     (divergence.truncation_for), and the payload is empty. ``out_of_range``: the fetch
     offset is outside the leader's log (below its start after retention), payload empty.
+    ``isr``: the leader's committed ISR (a follower serves consumer reads only while it is
+    in it; empty: not told).
     """
 
     payload: bytes | tuple
@@ -323,6 +331,7 @@ class ReplicaFetchResponse:
     log_end_offset: int
     diverging: tuple[int, int] | None = None
     out_of_range: bool = False
+    isr: tuple[int, ...] = ()
 
 
 @_pickled_by_fields

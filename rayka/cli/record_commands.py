@@ -132,14 +132,18 @@ def _print_records(ctx, consumer, topic, *, fmt, max_records, timeout_ms, print_
 @connection_options
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")
+@click.option("--client-rack", default=None, metavar="VALUE",
+              help="Read from an in-sync replica near this process: 'local' (on its Ray node) or a rayka-zone "
+                   "name; else, and by default, from each partition's leader.")
 @_output_options
 @click.pass_context
-def consume(ctx, topic, from_beginning, group_id, **options):
+def consume(ctx, topic, from_beginning, group_id, client_rack, **options):
     """Print records of TOPIC (stops at --max, after --timeout-ms idle, or on Ctrl-C)."""
     import rayka
 
     _connect(ctx)
-    consumer = rayka.Consumer(topic, group_id=group_id, auto_offset_reset="earliest" if from_beginning else "latest")
+    consumer = rayka.Consumer(topic, group_id=group_id, auto_offset_reset="earliest" if from_beginning else "latest",
+                              client_rack=client_rack)
     seen = _print_records(ctx, consumer, topic, group_id=group_id, **options)
     click.echo(f"consumed {seen} record(s) from {topic}", err=True)
 

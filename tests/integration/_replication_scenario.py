@@ -22,6 +22,11 @@ Scenarios (each on its own topic):
   replica.lost.timeout.ms short the controller places a replacement that copies the log
   and joins the ISR: the replication factor is restored, every replica holds the same
   records.
+- ``follower_reads``: an RF=3 topic takes N records (acks="all"), then, with the other
+  follower paused, more (acks=1) that the leader and one follower hold but the HW does not
+  pass; a Ray task pinned to that follower's node (not the leader's) reads with
+  ``client_rack="local"``: the N records in order and none past the HW, all served by the
+  follower on its node (the fetch answers say which replica answered; consumer metrics).
 """
 
 import json
@@ -351,6 +356,74 @@ def reassign(cluster, workers, report):
     logs = {r: replica_records(RC.data_dir, "moving", 0, r) for r in after.replica_ids}
     report["reassign_identical"] = len({tuple(v) for v in logs.values()}) == 1
     report["reassign_records"] = len(next(iter(logs.values())))
+
+
+def follower_reads(cluster, workers, report):
+    """A consumer on a follower's node with client_rack="local" reads from that follower (KIP-392),
+    and never past the HW: with the other follower paused, records the leader and the local
+    follower hold but the paused one lacks (acks=1, so not committed) are not shown."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    _restore_three_nodes(cluster, workers)
+    admin = rayka.Admin()
+    # A long lag bound: the paused follower stays in the ISR, so the HW stays put while it is paused.
+    admin.create_topic("nearby", partitions=1, replication_factor=3,
+                       config={**REPLICATED, "replica.lag.time.max.ms": 20_000})
+    n, extra = 400, 50
+    with rayka.Producer(acks="all", linger_ms=2) as p:
+        futures = [p.send("nearby", value=b"near-%d" % i, partition=0) for i in range(n)]
+        offsets = [f.result(timeout=60).offset for f in futures]
+    desc = wait_until(lambda: (d := admin.describe_topic("nearby").partitions[0]) and len(d.isr) == 3 and d, 30,
+                      "every replica of nearby in sync")
+    follower, other = [r for r in desc.replica_ids if r != desc.leader_replica]
+    node = desc.replicas[desc.replica_ids.index(follower)]
+    report["nearby_acked"] = offsets == list(range(n))
+    report["nearby_follower"], report["nearby_follower_is_off_the_leaders_node"] = follower, node != desc.leader
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def read_locally(count):
+        import time as t
+
+        import ray as r
+
+        import rayka as rk
+
+        rk.connect(cluster_name="repl")
+        c = rk.Consumer("nearby", client_rack="local", auto_offset_reset="earliest")
+        values, deadline = [], t.monotonic() + 30
+        while len(values) < count and t.monotonic() < deadline:
+            values += [(rec.offset, rec.value) for rec in c.poll(timeout_ms=500)]
+        more_until = t.monotonic() + 1.5  # long enough for several long-polls at the follower
+        while t.monotonic() < more_until:
+            values += [(rec.offset, rec.value) for rec in c.poll(timeout_ms=300)]
+        m = c.metrics()
+        c.close()
+        return {"values": values, "node": r.get_runtime_context().get_node_id(),
+                "read_replicas": {tp.partition: v for tp, v in m["read_replicas"].items()},
+                "from_followers": m["records_fetched_from_followers"], "fallbacks": m["read_replica_fallbacks"],
+                "fetched": m["records_fetched"]}
+
+    status = lambda r: ray.get(replica_handle("nearby", 0, r)[0].status.remote(), timeout=30)  # noqa: E731
+    pid = replica_pid("nearby", 0, other)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with rayka.Producer(acks=1, linger_ms=0) as p:
+            for i in range(n, n + extra):
+                p.send("nearby", value=b"near-%d" % i, partition=0).result(timeout=30)
+        wait_until(lambda: status(follower).log_end_offset == n + extra, 20, "the local follower copies the rest")
+        report["nearby_hw_while_paused"] = status(desc.leader_replica).high_watermark
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+        out = ray.get(read_locally.options(scheduling_strategy=strategy).remote(n), timeout=90)
+        local = status(follower)
+        report["nearby_follower_log_end"], report["nearby_follower_isr"] = local.log_end_offset, list(local.isr)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    report["nearby_in_order"] = out["values"] == [(i, b"near-%d" % i) for i in range(n)]
+    report["nearby_read"] = len(out["values"])
+    report["nearby_on_node"] = out["node"] == node
+    report["nearby_served_by"] = out["read_replicas"].get(0)
+    report["nearby_from_followers"], report["nearby_fetched"] = out["from_followers"], out["fetched"]
+    report["nearby_fallbacks"] = out["fallbacks"]
 
 
 def chaos(cluster, workers, report):

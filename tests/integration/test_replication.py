@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("_replication_scenario.py")
-SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "reassign", "chaos"]
+SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "reassign", "follower_reads", "chaos"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,20 @@ def test_a_reassigned_partition_moves_its_replicas_without_losing_a_record(repor
     _no_error(report, "reassign")
     assert report["reassign_nodes_ok"] and report["reassign_removed"], report
     assert report["reassign_identical"] and report["reassign_records"] == 200, report
+
+
+@pytest.mark.slow
+def test_a_consumer_with_client_rack_local_reads_from_the_follower_on_its_node_up_to_the_hw(report):
+    _no_error(report, "follower_reads")
+    assert report["nearby_acked"] and report["nearby_follower_is_off_the_leaders_node"], report
+    assert report["nearby_on_node"], report  # the task ran on the follower's node
+    # The follower held 450 records, the HW was 400 (the other follower paused): 400 read, in order.
+    assert report["nearby_follower_log_end"] == 450 and report["nearby_hw_while_paused"] == 400, report
+    assert report["nearby_in_order"] and report["nearby_read"] == 400, report
+    # The follower on that node answered, and every record came from it (none from the leader).
+    assert report["nearby_served_by"] == report["nearby_follower"], report
+    assert report["nearby_from_followers"] == report["nearby_fetched"] == 400, report
+    assert report["nearby_fallbacks"] == 0, report
 
 
 @pytest.mark.slow
