@@ -42,7 +42,8 @@ from rayka.coordinator.election import PartitionState
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
-from rayka.partitions.leader_role import serve_replica_fetch
+from rayka.errors import CorruptRecordError
+from rayka.partitions.leader_role import LeaderRole, serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.replicated_log import ReplicaLog
 from rayka.partitions.log_opener import LogOpener
@@ -185,7 +186,12 @@ class PartitionActor:
         hw = leader.high_watermark
         if hw <= offset <= plog.log_end_offset:  # consumers see only what every in-sync replica has
             return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema)
-        result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
+        try:
+            result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
+        except CorruptRecordError as exc:
+            if isinstance(leader, LeaderRole):  # another in-sync replica may serve it (leader_role.py)
+                raise leader.damaged_read(exc) from None
+            raise
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:

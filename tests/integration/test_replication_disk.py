@@ -284,3 +284,35 @@ def test_a_leader_out_of_disk_refuses_clearly_keeps_everything_and_takes_writes_
              what="the followers have every record")
     _check_everything(cluster, topic, acked)
     assert not failed & set(acked.values())
+
+
+def test_a_leaders_corrupt_batch_found_on_read_is_served_by_an_undamaged_replica(cluster, admin):
+    """Damage in a sealed segment is not checked when the log opens, only on its first read: the
+    leader that finds it there answers retriably, the controller moves the leadership to an
+    undamaged in-sync replica, and the consumer reads on there, seeing no CorruptRecordError."""
+    topic = "leader-read-scar"
+    admin.create_topic(topic, partitions=1, replication_factor=3, config={**REPLICATED, "segment.bytes": 16 * 1024})
+    _in_sync(admin, topic)
+    acked: dict[int, bytes] = {}
+    _produce_one_batch_each(cluster, topic, [_value(i) for i in range(60)], acked)
+    assert len(list(_replica_dir(cluster, topic, 0).glob("*.arrows"))) >= 3
+    wait_for(lambda: all(_status(cluster, topic, r).log_end_offset == 60 for r in (1, 2)), 30,
+             what="the followers have every record")
+    _kill(cluster, topic, 0, no_restart=True)
+    _corrupt_batch(_replica_dir(cluster, topic, 0), _value(7))  # in the middle of the first, sealed segment
+    # Replica 0 comes back as a follower, its damage not found yet (a sealed segment's batches
+    # are checked on their first read); the preferred leader election makes it lead again.
+    wait_for(lambda: (s := _status(cluster, topic, 0)) is not None and s.role == "follower" and not s.damaged
+             and _partition(admin, topic).isr == (0, 1, 2), 30, what="replica 0 back in the ISR")
+    wait_for(lambda: admin.elect_leaders(topic) == [0] or _partition(admin, topic).leader_replica == 0, 30,
+             what="replica 0 leads again")
+    wait_for(lambda: (s := _status(cluster, topic, 0)) is not None and s.role == "leader", 30, what="replica 0 leads")
+    before = _partition(admin, topic)
+    _check_everything(cluster, topic, acked, replicas=(1, 2))  # the consumer reads through the damage
+    after = _partition(admin, topic)
+    assert after.leader_replica in (1, 2) and after.leader_epoch > before.leader_epoch, after
+    wait_for(lambda: (s := _status(cluster, topic, 0)) is not None and s.role == "follower" and not s.damaged
+             and s.log_end_offset == 60, 30, what="replica 0 copied the damaged range again")
+    _produce(cluster, topic, [_value(i) for i in range(60, 80)], acked)
+    wait_for(lambda: _status(cluster, topic, 0).log_end_offset == 80, 30, what="replica 0 copies new records")
+    _check_everything(cluster, topic, acked)
