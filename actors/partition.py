@@ -39,11 +39,11 @@ import ray
 from rayka.actors.replication import Replication
 from rayka.config import INLINE_BYTES_MAX as _INLINE_BYTES, TopicConfig
 from rayka.coordinator.election import PartitionState
+from rayka.errors import CorruptRecordError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
-from rayka.errors import CorruptRecordError
-from rayka.partitions.leader_role import LeaderRole, serve_replica_fetch
+from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.replicated_log import ReplicaLog
 from rayka.partitions.log_opener import LogOpener
@@ -167,9 +167,11 @@ class PartitionActor:
 
         ``replica_read``: this replica may answer as an in-sync follower, up to the high
         watermark it learned from its leader (KIP-392; a consumer reading from a replica on its
-        own node). The answer's ``payload`` is the stored IPC messages back to back, as ``bytes`` when
-        small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the log's serialised
-        Arrow schema when ``with_schema`` (a consumer asks once), else None.
+        own node). Damaged offsets met by the read of a replicated partition answer NotLeaderError
+        (retriable) while another replica's copy can serve them (leader_role.py, follower_role.py),
+        else CorruptRecordError. The answer's ``payload`` is the stored IPC messages back to back,
+        as ``bytes`` when small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the
+        log's serialised Arrow schema when ``with_schema`` (a consumer asks once), else None.
         """
         plog = self._ready()
         self._used()
@@ -189,9 +191,8 @@ class PartitionActor:
         try:
             result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
         except CorruptRecordError as exc:
-            if isinstance(leader, LeaderRole):  # another in-sync replica may serve it (leader_role.py)
-                raise leader.damaged_read(exc) from None
-            raise
+            # Retriable while another replica's copy can serve it (leader_role.py, follower_role.py).
+            raise leader.damaged_read(exc) from None
         if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:

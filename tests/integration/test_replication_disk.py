@@ -3,12 +3,14 @@
 - A follower whose disk fills (a small tmpfs mounted at its replica directory) leaves the
   ISR while the leader goes on acknowledging acks="all" sends (min.insync.replicas=2 still
   met); once space returns it catches up and rejoins the ISR, holding the leader's records.
-- A follower whose segment has a corrupt batch in its middle (found when it recovers after
-  a crash) copies the damaged range again from the leader instead of keeping a hole.
-- A leader whose segment has a corrupt batch in its middle, restarted (in place by Ray, or
-  created again by the controller), hands the leadership to an undamaged in-sync replica (or
-  comes back as a follower) and copies the damaged range again: consumers read every
-  acknowledged record, with no hole and no CorruptRecordError.
+- A follower with corrupt batches in the middle of its segments copies them again from the
+  leader instead of keeping a hole: one found when it recovers after a crash, one in a sealed
+  segment found by a follower read (which gets a retriable NotLeaderError meanwhile).
+- A leader whose segment has a corrupt batch in its middle, found when Ray restarts it in
+  place, comes back as a follower (elected away) and copies the damaged range again.
+- A leader that finds a corrupt batch of a sealed segment on a consumer's read answers it
+  retriably, the controller hands the leadership to an undamaged in-sync replica, and the
+  consumer reads everything there, seeing no CorruptRecordError; the old leader re-copies.
 - A leader whose disk fills gives the producer DiskFullError (retriable), keeps everything
   acknowledged, and takes writes again once space returns.
 
@@ -27,7 +29,7 @@ import ray
 
 import rayka
 from rayka import TopicPartition
-from rayka.errors import DiskFullError
+from rayka.errors import DiskFullError, NotLeaderError
 from rayka.testing import consume_all, wait_for
 
 LAG_MS = 2000
@@ -200,28 +202,51 @@ def test_a_follower_out_of_disk_leaves_the_isr_and_rejoins_once_space_returns(mo
     _check_everything(cluster, topic, acked)
 
 
-def test_a_followers_corrupt_batch_found_on_recovery_is_copied_again_from_the_leader(cluster, admin):
+def _replica_read(cluster, topic, replica, offset, end):
+    """Read ``[offset, end)`` from one replica as an in-sync follower serves a consumer (KIP-392);
+    the next offset."""
+    handle = _replica(cluster, topic, replica)
+    while offset < end:
+        answer = ray.get(handle.fetch.remote(offset, 10_000, 1 << 20, 0, False, -1, True), timeout=10)
+        assert answer.next_offset > offset, answer
+        offset = answer.next_offset
+    return offset
+
+
+def test_a_followers_corrupt_batches_found_on_recovery_or_read_are_copied_again_from_the_leader(cluster, admin):
     topic = "follower-scar"
-    admin.create_topic(topic, partitions=1, replication_factor=3, config=REPLICATED)
+    # A long lag time keeps the killed follower in the ISR, so it serves follower reads when back.
+    config = {**REPLICATED, "replica.lag.time.max.ms": 30_000, "segment.bytes": 16 * 1024}
+    admin.create_topic(topic, partitions=1, replication_factor=3, config=config)
     _in_sync(admin, topic)
     acked: dict[int, bytes] = {}
-    _produce_one_batch_each(cluster, topic, [_value(i) for i in range(40)], acked)
-    wait_for(lambda: _status(cluster, topic, 2).log_end_offset == 40, 30, what="replica 2 has every record")
+    _produce_one_batch_each(cluster, topic, [_value(i) for i in range(60)], acked)
+    wait_for(lambda: _status(cluster, topic, 2).log_end_offset == 60, 30, what="replica 2 has every record")
 
     _kill(cluster, topic, 2, no_restart=True)  # the controller creates it again in place
-    _corrupt_batch(_replica_dir(cluster, topic, 2), _value(15))
-    healed = wait_for(lambda: (s := _status(cluster, topic, 2)) is not None and s.role == "follower"
-                      and s.log_end_offset == 40 and not s.damaged and s, 30, what="replica 2 back, undamaged")
-    assert healed.log_end_offset == 40
-    _in_sync(admin, topic)
-    assert _partition(admin, topic).damaged_offsets == ()
-    _produce(cluster, topic, [_value(i) for i in range(40, 60)], acked)
-    wait_for(lambda: _status(cluster, topic, 2).log_end_offset == 60, 30, what="replica 2 copies new records")
+    # Its disk damages a batch of a sealed segment (checked only when read) and one in the middle
+    # of the active segment (checked when it recovers).
+    _corrupt_batch(_replica_dir(cluster, topic, 2), _value(7))
+    _corrupt_batch(_replica_dir(cluster, topic, 2), _value(54))
+    wait_for(lambda: (s := _status(cluster, topic, 2)) is not None and s.role == "follower"
+             and s.log_end_offset == 60 and not s.damaged, 30, what="replica 2 back, undamaged")
+    assert _partition(admin, topic).isr == (0, 1, 2)
+    rows = _records(cluster, topic, 2)
+    assert rows[54] == (54, _value(54)), "the damage found on recovery was copied again"
+    assert rows[7] != (7, _value(7)), "the damage in the sealed segment is not found yet"
+
+    # A read from the follower meets it: a retriable error, and the follower copies it again.
+    with pytest.raises(NotLeaderError, match="copy is damaged"):
+        _replica_read(cluster, topic, 2, 0, 60)
+    wait_for(lambda: (s := _status(cluster, topic, 2)) is not None and s.log_end_offset == 60 and not s.damaged
+             and _records(cluster, topic, 2) == sorted(acked.items()), 30, what="replica 2 copied offset 7 again")
+    assert _replica_read(cluster, topic, 2, 0, 60) == 60
+    _produce(cluster, topic, [_value(i) for i in range(60, 80)], acked)
+    wait_for(lambda: _status(cluster, topic, 2).log_end_offset == 80, 30, what="replica 2 copies new records")
     _check_everything(cluster, topic, acked)
 
 
-@pytest.mark.parametrize("in_place", [True, False], ids=["restarted-by-ray", "recreated-by-controller"])
-def test_a_leaders_corrupt_batch_moves_the_leadership_and_is_copied_again(cluster, admin, in_place):
+def test_a_leaders_corrupt_batch_found_on_recovery_moves_the_leadership_and_is_copied_again(cluster, admin):
     topic = "leader-scar"
     admin.create_topic(topic, partitions=1, replication_factor=3, config=REPLICATED)
     _in_sync(admin, topic)
@@ -232,13 +257,9 @@ def test_a_leaders_corrupt_batch_moves_the_leadership_and_is_copied_again(cluste
     wait_for(lambda: all(_status(cluster, topic, r).log_end_offset == 40 for r in (1, 2)), 30,
              what="the followers have every record")
 
-    if in_place:
-        # Damaged under the running leader (its disk went bad), found when Ray restarts it.
-        _corrupt_batch(_replica_dir(cluster, topic, 0), _value(15))
-        _kill(cluster, topic, 0, no_restart=False)
-    else:
-        _kill(cluster, topic, 0, no_restart=True)
-        _corrupt_batch(_replica_dir(cluster, topic, 0), _value(15))
+    # Damaged under the running leader (its disk went bad), found when Ray restarts it in place.
+    _corrupt_batch(_replica_dir(cluster, topic, 0), _value(15))
+    _kill(cluster, topic, 0, no_restart=False)
 
     def settled():
         part = _partition(admin, topic)
