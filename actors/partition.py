@@ -39,7 +39,7 @@ import ray
 from rayka.actors.replication import Replication
 from rayka.config import INLINE_BYTES_MAX as _INLINE_BYTES, TopicConfig
 from rayka.coordinator.election import PartitionState
-from rayka.errors import NotLeaderError, OffsetOutOfRangeError
+from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec
@@ -174,7 +174,9 @@ class PartitionActor:
         OffsetOutOfRangeError. The answer's ``payload`` is the stored IPC messages back to back,
         as ``bytes`` when small, else a tuple of zero-copy Arrow buffers; its ``schema`` is the
         log's serialised Arrow schema when ``with_schema`` (a consumer asks once), else None;
-        its ``replica_id`` is this replica's.
+        its ``replica_id`` is this replica's. Damaged offsets met by the read of a replicated partition
+        answer NotLeaderError (retriable) while another replica's copy can serve them (leader_role.py,
+        follower_role.py), else CorruptRecordError.
         """
         plog = self._ready()
         self._used()
@@ -203,6 +205,9 @@ class PartitionActor:
             if not follower:
                 raise
             raise self._not_here(offset, plog) from None  # retention here ran ahead of the leader's
+        except CorruptRecordError as exc:
+            # Retriable while another replica's copy can serve it (leader_role.py, follower_role.py).
+            raise reader.damaged_read(exc) from None
         if follower and (reader.stopped or self._replication.role is not reader):
             # A new role may have truncated the log under this read: what was read is not served.
             raise NotLeaderError(f"replica {rid} of {self._topic}-{self._partition} changed its role during a "

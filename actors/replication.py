@@ -111,13 +111,7 @@ class Replication:
                     threading.Thread(target=self._isr_loop, args=(role,), daemon=True,
                                      name=f"rayka-isr-{self.name}").start()
             elif state.leader is not None:
-                if plog.damaged_offsets:
-                    # Holes (corrupt batches) are copied again from the leader, with all after them.
-                    first = min(first for first, _ in plog.damaged_offsets)
-                    log.warning("replica %s: offsets from %d on are copied again from the leader (damaged here)",
-                                self.name, first)
-                    plog.truncate_to(first)
-                    plog.damaged_offsets = []
+                # Its holes (corrupt batches) are copied again from the leader (follower_role.py).
                 role = FollowerRole(plog, state, self.replica_id, self._fetcher(state.leader), name=self.name)
                 self.role = role
                 threading.Thread(target=role.run, daemon=True, name=f"rayka-follow-{self.name}").start()

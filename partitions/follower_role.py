@@ -11,7 +11,10 @@ fetch with a replica id, and KIP-595's diverging-epoch check inside the fetch):
   (divergence.truncation_for) and fetch again, so a returning old leader drops exactly
   its divergent tail, never by the high watermark alone;
 - out of range below the leader's log start (retention ran there): start the log
-  again at the leader's start (a new or long-gone replica).
+  again at the leader's start (a new or long-gone replica);
+- damaged offsets in its own log (corrupt batches found when the log opened, or by a
+  read since): before the next fetch, truncate to the first of them and copy everything
+  from there again, rather than keep a hole the leader's copy can fill.
 
 The leader's high watermark (HW) comes with every answer; the follower's is the
 leader's as far as its own log goes (replica_set.follower_high_watermark), what a
@@ -38,6 +41,7 @@ from collections.abc import Callable
 
 from ..coordinator.clock import MonotonicClock
 from ..coordinator.election import PartitionState
+from ..errors import CorruptRecordError, NotLeaderError
 from ..messages import ReplicaFetchRequest, ReplicaFetchResponse
 from .divergence import out_of_range_reset, truncation_for
 from .epoch_cache import EpochEndOffset
@@ -122,6 +126,13 @@ class FollowerRole:
             return self._hw_moved.wait_for(lambda: self._hw > offset or self._stop.is_set(), timeout_s) and \
                 self._hw > offset
 
+    def damaged_read(self, exc: CorruptRecordError) -> Exception:
+        """The error for a consumer whose read from this follower (KIP-392) met damaged offsets
+        (``exc``; the log noted them): NotLeaderError (retriable), as the next fetch copies them
+        again from the leader (:meth:`_repair`)."""
+        return NotLeaderError(f"this follower's copy is damaged ({exc}); it copies those offsets again from "
+                              "the leader: retry, or read from the leader")
+
     def run(self) -> None:
         """Fetch and apply until :meth:`stop`."""
         failures = 0
@@ -143,6 +154,8 @@ class FollowerRole:
     def step(self) -> int:
         """One fetch and what it brings; the number of records copied."""
         plog = self._log
+        if plog.damaged_offsets:
+            self._repair()
         reads = self._read_at is not None and self._clock() - self._read_at <= READS_RECENT_MS
         request = ReplicaFetchRequest(self.replica_id, plog.log_end_offset, plog.latest_epoch, self.leader_epoch,
                                       self._max_bytes, self._max_wait_ms, self._hw if reads else -1)
@@ -177,6 +190,17 @@ class FollowerRole:
                 self._hw = hw
                 self._hw_moved.notify_all()
         return plog.log_end_offset - before
+
+    def _repair(self) -> None:
+        """Cut the log at its first damaged offset (the rest is fetched again from the leader)."""
+        plog = self._log
+        first = min(first for first, _ in plog.damaged_offsets)
+        log.warning("follower %s (replica %d): offsets from %d on are damaged here; copying them again from "
+                    "the leader", self._name, self.replica_id, first)
+        plog.truncate_to(first)
+        plog.damaged_offsets = []
+        with self._hw_moved:
+            self._hw = min(self._hw, plog.log_end_offset)  # reads of it stop where its records do
 
 
 def _has_bytes(payload) -> bool:

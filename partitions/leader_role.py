@@ -12,7 +12,12 @@ several threads of the partition actor need around those rules:
   gives the change to send (a new one, or the pending one again when the last answer was
   unknown), :meth:`isr_committed` / :meth:`isr_rejected` / :meth:`adopt` take the answer;
 - :meth:`resign` ends the role (another replica leads, or the coordinator fenced this
-  one): every waiter wakes with NotLeaderError, and the role refuses everything after.
+  one): every waiter wakes with NotLeaderError, and the role refuses everything after;
+- :meth:`damaged_read` says what a consumer whose read met damaged offsets in this
+  leader's log gets: NotLeaderError (retriable) while another in-sync replica holds those
+  offsets and for :data:`DAMAGE_HANDOVER_MS` after the damage was first met, as the
+  controller meanwhile moves the leadership to an undamaged in-sync replica (the
+  consumer's retry reads there); after that, the CorruptRecordError itself.
 
 An append's acks="all" wait ends with the HW past it, or NotEnoughReplicasError when it
 committed with fewer in-sync replicas than ``min.insync.replicas``, or, at its timeout,
@@ -28,15 +33,19 @@ import time
 from collections.abc import Callable
 
 from ..coordinator.election import AlterPartitionRequest, PartitionState
-from ..errors import NotEnoughReplicasError, NotLeaderError
+from ..coordinator.clock import SystemClock
+from ..errors import CorruptRecordError, NotEnoughReplicasError, NotLeaderError
 from ..messages import ReplicaFetchRequest, ReplicaFetchResponse
 from .divergence import diverging_epoch
 from .replica_set import ReplicaSet, check_leader_epoch
 
-__all__ = ["LeaderRole", "serve_replica_fetch", "INLINE_PAYLOAD_BYTES"]
+__all__ = ["LeaderRole", "serve_replica_fetch", "INLINE_PAYLOAD_BYTES", "DAMAGE_HANDOVER_MS"]
 
 #: A follower fetch answer smaller than this is joined into one bytes object (inline in Ray's reply).
 INLINE_PAYLOAD_BYTES = 64 * 1024
+#: How long a leader that met damaged offsets answers reads of them retriably, waiting for the
+#: controller (a check every 0.5 s) to hand the leadership to an undamaged in-sync replica.
+DAMAGE_HANDOVER_MS = 10_000
 
 
 class LeaderRole:
@@ -52,9 +61,11 @@ class LeaderRole:
                  clock: Callable[[], int] | None = None):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._clock = clock or SystemClock()
+        self._damage_met_ms: int | None = None  # when a read first met damage in this role
         self._set = ReplicaSet(state, replica_id, log_end, min(high_watermark, log_end), log_end,
                                min_insync_replicas=min_insync_replicas, lag_time_max_ms=lag_time_max_ms,
-                               clock=clock)
+                               clock=self._clock)
         self.replica_id = replica_id
         self.leader_epoch = state.leader_epoch
         self._resigned: str | None = None
@@ -151,6 +162,22 @@ class LeaderRole:
                 if remaining <= 0:
                     return
                 self._changed.wait(remaining)
+
+    def damaged_read(self, exc: CorruptRecordError) -> Exception:
+        """The error to answer a consumer whose read met damaged offsets (``exc``) in this leader's
+        log. Reads stop at the HW, below which every ISR member holds every record: with another
+        in-sync replica, NotLeaderError (retriable) for DAMAGE_HANDOVER_MS from the first damaged
+        read, while the controller hands the leadership to an undamaged one; else ``exc``."""
+        with self._lock:
+            now = self._clock()
+            if self._damage_met_ms is None:
+                self._damage_met_ms = now
+            others = [r for r in self._set.isr if r != self.replica_id]
+            if not others or now - self._damage_met_ms > DAMAGE_HANDOVER_MS:
+                return exc
+        return NotLeaderError(
+            f"this leader's copy is damaged ({exc}); in-sync replica(s) {others} hold those offsets and "
+            "the leadership moves to an undamaged one: ask the coordinator for the partition's leader and retry")
 
     # -- ISR changes (one thread) -------------------------------------------------------------
 

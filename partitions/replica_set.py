@@ -9,7 +9,9 @@ every record below its fetch offset, so that is its log end offset, LEO). From t
   LEO at that moment; one whose offset reached the leader's LEO as of its previous
   fetch was caught up at that previous fetch (Kafka's ``lastCaughtUpTimeMs``). A
   follower not caught up for ``lag_time_max_ms`` (``replica.lag.time.max.ms``) is
-  out of sync: :meth:`out_of_sync`.
+  out of sync: :meth:`out_of_sync`. So is, at once, one whose fetch offset fell below the
+  high watermark: it cut records every ISR member must hold (damaged batches it copies
+  again, a tail a crash lost), so it must not stay electable until it holds them again.
 - **back in sync**: a follower outside the ISR whose LEO reached the high watermark
   and the start offset of this leader's epoch (so it has truncated by epoch and holds
   this epoch's records): :meth:`caught_up`.
@@ -154,9 +156,11 @@ class ReplicaSet:
     # -- ISR changes -----------------------------------------------------------------------
 
     def out_of_sync(self) -> list[int]:
-        """Committed ISR members (not the leader) not caught up within ``lag_time_max_ms``."""
+        """Committed ISR members (not the leader) not caught up within ``lag_time_max_ms``, or whose
+        log end fell below the high watermark."""
         now = self._clock()
-        return [r for r in self._isr if r != self.replica_id and not self._caught_up(self._followers[r], now)]
+        return [r for r in self._isr if r != self.replica_id and (
+            not self._caught_up(f := self._followers[r], now) or 0 <= f.leo < self._hw)]
 
     def caught_up(self) -> list[int]:
         """Replicas outside the committed ISR whose LEO reached the HW and this epoch's start."""

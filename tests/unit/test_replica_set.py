@@ -318,3 +318,18 @@ def test_adopt_a_replaced_replica():
     assert not rs.adopt(healed)  # not newer: ignored
     with pytest.raises(FencedLeaderEpochError):
         rs.adopt(healed.replace(leader=1, leader_epoch=3, partition_epoch=9))
+
+
+def test_a_follower_whose_log_end_falls_below_the_hw_leaves_the_isr_at_once():
+    # It truncated records every ISR member must hold (a damaged range it copies again): until it
+    # holds them again it must not be electable, whatever its last caught-up time says.
+    rs, clock = make(log_end=0)
+    rs.on_append(10)
+    rs.on_follower_fetch(1, 10)
+    rs.on_follower_fetch(2, 10)
+    assert rs.high_watermark == 10 and rs.out_of_sync() == []
+    rs.on_follower_fetch(2, 7)
+    assert rs.high_watermark == 10 and rs.out_of_sync() == [2]
+    assert commit(rs, rs.next_isr_change()) is False and rs.isr == (0, 1)
+    rs.on_follower_fetch(2, 10)  # copied again: back in sync
+    assert rs.caught_up() == [2]
