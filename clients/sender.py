@@ -338,7 +338,8 @@ class Sender:
             # A pipelined chunk queued again for a retry may be written already: it stays.
             unsent = [b for b in self._q.unsent_locked() if b.sequence < 0]
             self._q.open.clear()
-            self._q.queued = {tp: kept for tp, q in self._q.queued.items() if (kept := [b for b in q if b.sequence >= 0])}
+            kept = {tp: [b for b in q if b.sequence >= 0] for tp, q in self._q.queued.items()}
+            self._q.queued = {tp: q for tp, q in kept.items() if q}
             for batch in unsent:
                 self._q.buffered -= batch.nbytes
                 self._q.metrics.failed(batch.topic, batch.count)

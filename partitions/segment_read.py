@@ -9,10 +9,10 @@ from the index entry before what they look for.
 Invariants: ``records <= max_records``; ``bytes <= max_bytes``, except that with
 ``must_progress`` at least one record is returned (a single record larger than
 ``max_bytes`` comes alone; with ``whole_batches``, a first stored batch larger than
-``max_bytes`` comes alone and whole, never re-encoded: a follower's copy). Every batch served passed its CRC (scan.py); a hole
-raises CorruptRecordError unless records before it were found, and the read then
-stops before it. Reads only see bytes below the ``limit`` they are given, so they
-may run beside an append.
+``max_bytes`` comes alone and whole, never re-encoded: a follower's copy). Every batch
+served passed its CRC (scan.py); a hole raises CorruptRecordError unless records before
+it were found, and the read then stops before it. Reads only see bytes below the
+``limit`` they are given, so they may run beside an append.
 """
 
 from __future__ import annotations
