@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
 import logging
 import os
@@ -75,7 +76,8 @@ def _malloc_trim():
     max_restarts=-1,
     max_task_retries=0,
     # "append" has threads for acks="all" appends waiting for their followers; appends are
-    # written one at a time under the log's lock, and a producer keeps one in flight per partition.
+    # written one at a time under the log's lock, and a producer keeps one write in flight per
+    # partition (plus up to clients.sender.MAX_ACKING pipelined send_table chunks in wait_acked).
     concurrency_groups={"append": 16, "fetch": 32, "control": 4},
 )
 class PartitionActor:
@@ -140,12 +142,15 @@ class PartitionActor:
 
     @ray.method(concurrency_group="append")
     def append(self, data, producer_id: str | None = None, sequence: int = -1, acks: int = 1,
-               leader_epoch: int = -1) -> AppendResult:
+               leader_epoch: int = -1, wait_acks: bool = True) -> AppendResult:
         """Append one batch (a RecordBatch, Table, or Arrow IPC stream buffer) as the leader.
 
         ``acks`` -1 ("all"): refused before it is written when the ISR is smaller than
         min.insync.replicas, and answered once every in-sync replica has it (the high
-        watermark passed it). ``leader_epoch`` (-1: unchecked) fences a producer whose
+        watermark passed it); with ``wait_acks`` False it is answered once written, with the
+        leader epoch, and the caller waits for the replicas with :meth:`wait_acked` (a
+        producer pipelining its bulk chunks: the next one is written while this one is
+        copied). ``leader_epoch`` (-1: unchecked) fences a producer whose
         metadata is older than this leader, or newer (this replica was deposed)."""
         plog = self._ready()
         self._used()
@@ -157,9 +162,26 @@ class PartitionActor:
             data = ipc.open_stream(data).read_all()
         result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch)
         leader.on_append(plog.log_end_offset)
+        if acks == -1 and not wait_acks:
+            return dataclasses.replace(result, leader_epoch=leader.leader_epoch)
         if acks == -1 and result.count:
             leader.wait_acked(result.last_offset, _ACK_TIMEOUT_S)
         return result
+
+    @ray.method(concurrency_group="append")
+    def wait_acked(self, last_offset: int, leader_epoch: int) -> None:
+        """The acks="all" wait of an append sent with ``wait_acks`` False: returns once every
+        in-sync replica has ``last_offset`` (the high watermark passed it), as ``append`` would
+        have; NotLeaderError when this replica no longer leads at ``leader_epoch``, the epoch the
+        batch was written at (a later epoch may have cut it), NotEnoughReplicasError as append."""
+        self._ready()
+        self._used()
+        leader = self._replication.leader()
+        if leader.leader_epoch != leader_epoch:
+            raise NotLeaderError(
+                f"the batch ending at offset {last_offset} was written at leader epoch {leader_epoch}; this "
+                f"replica now leads at {leader.leader_epoch}, so it may have been cut: send it again")
+        leader.wait_acked(last_offset, _ACK_TIMEOUT_S)
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,

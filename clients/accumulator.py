@@ -54,7 +54,8 @@ class ProduceBatch:
         "topic", "partition", "keys", "values", "timestamps", "headers", "nbytes", "created",
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
         "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
-        "sizes", "record_errors", "positions", "splits", "leader_moved",
+        "sizes", "record_errors", "positions", "splits", "leader_moved", "pipelined", "producer_id",
+        "retry_at", "acked",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
@@ -88,6 +89,12 @@ class ProduceBatch:
         self.record_errors: dict[int, BaseException] | None = None
         self.positions: list[int] | None = None
         self.splits = 0
+        # Pipelined (a send_table chunk with acks="all" and idempotence, Sender): the producer id
+        # it was numbered under, when a retry may go, and its AppendResult once acknowledged.
+        self.pipelined = False
+        self.producer_id: str | None = None
+        self.retry_at = 0.0
+        self.acked = None
 
     def add(self, key, value, timestamp_ms: int, headers, size: int) -> int:
         self.keys.append(key)

@@ -3,7 +3,9 @@
 
 A batch moves ``open`` (growing, per partition) -> ``inflight`` (its append travels; at most
 one per partition) -> ``completing`` (acknowledged or failed, callbacks still running) -> gone.
-A send_table() chunk is built whole and waits in ``queued`` instead of ``open``.
+A send_table() chunk is built whole and waits in ``queued`` instead of ``open``; with acks="all"
+and idempotence it is pipelined: once written it moves from ``inflight`` to ``acking`` (waiting
+for the in-sync replicas), so the next chunk's write may travel meanwhile (Sender).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ class ProduceQueue:
     - ``cv``: the lock (and condition: notified when a batch is added, due, or settled).
     - ``open``: the growing batch of each partition (send() adds records to it).
     - ``queued``: send_table() chunks per partition, handed off, not yet sent.
-    - ``inflight``: the one batch per partition whose append is travelling.
+    - ``inflight``: the one batch per partition whose append (its write) is travelling.
+    - ``acking``: per partition, pipelined batches written and waiting for acks="all", oldest first.
+    - ``stalled``: partitions where a pipelined batch failed: nothing new is written there until
+      nothing of it travels, so the retries go again in sequence order.
     - ``completing``: batches out of ``inflight`` whose callbacks have yet to run.
     - ``sequences`` / ``epochs``: the idempotent sequence of each partition, and how often it
       restarted (the Sender numbers batches; see Sender.restart_sequence).
@@ -39,6 +44,8 @@ class ProduceQueue:
         self.open: dict[TP, ProduceBatch] = {}
         self.queued: dict[TP, list[ProduceBatch]] = {}
         self.inflight: dict[TP, ProduceBatch] = {}
+        self.acking: dict[TP, list[ProduceBatch]] = {}
+        self.stalled: set[TP] = set()
         self.completing: set[ProduceBatch] = set()
         self.sequences: dict[TP, int] = {}
         self.epochs: dict[TP, int] = {}  # bumped when a partition's sequence restarts
@@ -53,4 +60,5 @@ class ProduceQueue:
 
     def pending_locked(self) -> list[ProduceBatch]:
         """Every batch not yet settled with its callbacks run (caller holds ``cv``)."""
-        return self.unsent_locked() + list(self.inflight.values()) + list(self.completing)
+        return (self.unsent_locked() + list(self.inflight.values())
+                + [b for q in self.acking.values() for b in q] + list(self.completing))

@@ -139,7 +139,8 @@ class Producer:
         ``retries``, ``errors`` (records that failed for good), the gauges ``buffered_bytes`` and
         ``batches_in_flight``, and the same counters per topic under ``topics``."""
         with self._queue.cv:
-            return self._queue.metrics.snapshot(buffered_bytes=self._queue.buffered, batches_in_flight=len(self._queue.inflight))
+            in_flight = len(self._queue.inflight) + sum(map(len, self._queue.acking.values()))
+            return self._queue.metrics.snapshot(buffered_bytes=self._queue.buffered, batches_in_flight=in_flight)
 
     def _check_age(self, t: _Topic, timestamp_ms: int) -> None:
         """Warn (once per topic) when a record is older than the topic's retention.ms."""
@@ -275,6 +276,7 @@ class Producer:
                     # flight, instead of happening in the sender when the call is made.
                     payload = stage(payload)
                 batch = ProduceBatch(topic, part, t.value_schema, table=payload)
+                batch.pipelined = True  # a bulk chunk: the Sender pipelines it under acks="all"
             except BaseException:
                 with self._queue.cv:
                     self._queue.buffered -= size

@@ -4,6 +4,15 @@ A Sender is given the producer's :class:`~rayka.clients.produce_queue.ProduceQue
 batches and counters the two share, under its lock) and the producer's metadata lookups; it
 keeps nothing else of the producer. One thread runs :meth:`Sender.run`; completions arrive on
 Ray's callback threads (``_done``).
+
+Pipelining: a send_table() chunk sent with acks="all" and idempotence is written first (the
+partition answers once it holds it) and then waits for the in-sync replicas in a second call
+(``wait_acked``), so the next chunk's write travels while the followers copy this one. Writes
+stay one at a time per partition, in sequence order; at most :data:`MAX_ACKING` chunks wait
+per partition. A pipelined chunk that fails goes back to the front of its partition's queue
+and the partition stalls: nothing more is written there until nothing of it travels, then the
+chunks go again in sequence order (each under the producer id it was numbered with), so a
+retry never lands after a later chunk, and a written one is answered as a duplicate.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ from rayka.errors import (FencedLeaderEpochError, NotLeaderError, PartitionUnava
 __all__ = ["Sender"]
 
 log = logging.getLogger(__name__)
+
+#: Pipelined chunks written and waiting for acks="all", per partition, at most (Kafka allows
+#: up to 5 requests in flight per connection with idempotence).
+MAX_ACKING = 4
 
 
 class Sender:
@@ -47,21 +60,43 @@ class Sender:
         self._topic = topic
         self._cached_topic = cached_topic
 
+    def _pipelined(self, batch: ProduceBatch) -> bool:
+        return batch.pipelined and self.acks == -1 and self.idempotent
+
+    def _stalled(self, tp: tuple[str, int]) -> bool:
+        """A pipelined chunk of ``tp`` failed: no write there until nothing of it travels."""
+        if tp not in self._q.stalled:
+            return False
+        if tp in self._q.inflight or self._q.acking.get(tp):
+            return True
+        self._q.stalled.discard(tp)
+        return False
+
     def _ready(self, now: float) -> tuple[list[ProduceBatch], float | None]:
-        """Batches to send now (one per idle partition), and how long until the next may be ready."""
+        """Batches to send now (one write per partition), and how long until the next may be ready."""
         out = []
         wake = None
         for tp in list(self._q.queued):
-            if tp not in self._q.inflight:
-                queue = self._q.queued[tp]
-                batch = queue.pop(0)
-                if not queue:
-                    del self._q.queued[tp]
-                out.append(batch)
-                self._q.inflight[tp] = batch
-        for tp, batch in list(self._q.open.items()):
-            if tp in self._q.inflight:
+            if tp in self._q.inflight or self._stalled(tp):
                 continue
+            queue = self._q.queued[tp]
+            batch = queue[0]
+            if self._q.acking.get(tp) and (not self._pipelined(batch) or len(self._q.acking[tp]) >= MAX_ACKING):
+                continue  # woken when a waiting chunk settles
+            if batch.retry_at > now:
+                wake = batch.retry_at - now if wake is None else min(wake, batch.retry_at - now)
+                continue
+            queue.pop(0)
+            if not queue:
+                del self._q.queued[tp]
+            out.append(batch)
+            self._q.inflight[tp] = batch
+        for tp, batch in list(self._q.open.items()):
+            if tp in self._q.inflight or self._q.acking.get(tp) or self._stalled(tp):
+                continue
+            queued = self._q.queued.get(tp)
+            if queued and queued[0].sequence >= 0:
+                continue  # a pipelined chunk's retry goes first
             due = batch.created + self.linger_s
             if self._q.flushing or self._q.closing or batch.nbytes >= self.batch_size or due <= now:
                 del self._q.open[tp]
@@ -78,7 +113,8 @@ class Sender:
                     batches, wake = self._ready(time.monotonic())
                     if batches:
                         break
-                    if self._q.closing and not self._q.open and not self._q.queued and not self._q.inflight:
+                    if (self._q.closing and not self._q.open and not self._q.queued and not self._q.inflight
+                            and not self._q.acking):
                         return
                     self._q.cv.wait(wake)
             for batch in batches:
@@ -100,6 +136,7 @@ class Sender:
                 batch.table = payload  # keep the built payload for retries
                 batch.sequence = self._q.sequences.get(tp, 0)
                 self._q.sequences[tp] = batch.sequence + 1
+                batch.producer_id = self._producer_id(tp)
                 batch.deadline = time.monotonic() + self.delivery_timeout_s
                 batch.attempts = 0
             batch.attempts += 1
@@ -109,25 +146,110 @@ class Sender:
             refresh = batch.attempts > 1 and (batch.attempts % 3 == 0 or batch.leader_moved)
             batch.leader_moved = False
             handle = self._topic(batch.topic, refresh=refresh).handles[batch.partition]
-            call = handle.append(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1,
-                                 -1 if self.acks == -1 else 1)
+            if self._pipelined(batch):
+                call = handle.append(batch.table, batch.producer_id, batch.sequence, -1, wait_acks=False)
+            else:
+                call = handle.append(batch.table, self._producer_id(tp), batch.sequence if self.idempotent else -1,
+                                     -1 if self.acks == -1 else 1)
         except BaseException as exc:  # noqa: BLE001 - the batch's futures carry the error
-            self._done(batch, None, _as_rayka(exc))
+            if self._pipelined(batch):
+                self._pipeline_failed(batch, _as_rayka(exc))
+            else:
+                self._done(batch, None, _as_rayka(exc))
+            return
+        if self._pipelined(batch):
+            call.on_done(lambda result, error: self._written(batch, handle, result, error))
             return
         call.on_done(lambda result, error: self._done(batch, result, error))
         if self.acks == 0:
             batch.complete(-1, -1)
 
-    def _done(self, batch: ProduceBatch, result, error: BaseException | None) -> None:
-        """Completion of one append (runs on a Ray callback thread or the sender): its
-        AppendResult, or the rayka error it failed with."""
+    def _written(self, batch: ProduceBatch, handle, result, error: BaseException | None) -> None:
+        """A pipelined chunk's write answered: it waits for its replicas, and the partition may
+        take the next write."""
+        if error is not None:
+            self._pipeline_failed(batch, error)
+            return
+        tp = (batch.topic, batch.partition)
+        with self._q.cv:
+            if self._q.inflight.get(tp) is batch:
+                del self._q.inflight[tp]
+            self._q.acking.setdefault(tp, []).append(batch)
+            self._q.cv.notify_all()
+        if not result.count:
+            self._acked(batch, result, None)
+            return
+        try:
+            call = handle.wait_acked(result.last_offset, result.leader_epoch)
+        except BaseException as exc:  # noqa: BLE001
+            self._pipeline_failed(batch, _as_rayka(exc))
+            return
+        call.on_done(lambda _, error: self._acked(batch, result, error))
+
+    def _acked(self, batch: ProduceBatch, result, error: BaseException | None) -> None:
+        """A pipelined chunk's replicas answered: settle the chunks acknowledged, oldest first."""
+        if error is not None:
+            self._pipeline_failed(batch, error)
+            return
+        with self._q.cv:
+            batch.acked = result
+            done = self._take_acked_locked((batch.topic, batch.partition))
+        for b in done:
+            self._settle(b, None, b.acked)
+
+    def _take_acked_locked(self, tp: tuple[str, int]) -> list[ProduceBatch]:
+        queue = self._q.acking.get(tp, [])
+        done = []
+        while queue and queue[0].acked is not None:
+            done.append(queue.pop(0))
+        if not queue:
+            self._q.acking.pop(tp, None)
+        return done
+
+    def _pipeline_failed(self, batch: ProduceBatch, error: BaseException) -> None:
+        """A pipelined chunk's write or wait failed: back to the front of its partition's queue
+        (which stalls until nothing of it travels), or done for good."""
+        tp = (batch.topic, batch.partition)
+        retriable = self._retriable(batch, error)
+        with self._q.cv:
+            if self._q.inflight.get(tp) is batch:
+                del self._q.inflight[tp]
+            acking = self._q.acking.get(tp, [])
+            if batch in acking:
+                acking.remove(batch)
+            done = self._take_acked_locked(tp)
+            # Stalled even when it fails for good: the chunks behind it drain before the next write
+            # (under a new producer id), so a retry of theirs cannot land after it.
+            self._q.stalled.add(tp)
+            if retriable:
+                log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
+                self._q.metrics.retried(batch.topic)
+                batch.retry_at = time.monotonic() + self.retry_backoff_s * min(batch.attempts, 10)
+                queue = self._q.queued.setdefault(tp, [])
+                at = 0  # after the numbered chunks before it, before every later one
+                while at < len(queue) and queue[at].sequence >= 0 and not (
+                        queue[at].producer_id == batch.producer_id and queue[at].sequence > batch.sequence):
+                    at += 1
+                queue.insert(at, batch)
+            self._q.cv.notify_all()
+        for b in done:
+            self._settle(b, None, b.acked)
+        if not retriable:
+            self._done(batch, None, error)  # not retriable (or past its deadline): settles it
+
+    def _retriable(self, batch: ProduceBatch, error: BaseException | None) -> bool:
         retriable = error is not None and getattr(error, "retriable", False)
         if isinstance(error, (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError)):
             batch.leader_moved = True
             topic = self._cached_topic(batch.topic)
             # A leader whose node is gone: another replica is elected; ask the coordinator again.
             retriable = retriable or bool(topic is not None and topic.replicated)
-        if retriable and time.monotonic() < batch.deadline:
+        return retriable and time.monotonic() < batch.deadline
+
+    def _done(self, batch: ProduceBatch, result, error: BaseException | None) -> None:
+        """Completion of one append (runs on a Ray callback thread or the sender): its
+        AppendResult, or the rayka error it failed with."""
+        if self._retriable(batch, error):
             log.info("append to %s-%d failed (%s); retrying", batch.topic, batch.partition, error)
             with self._q.cv:
                 self._q.metrics.retried(batch.topic)
@@ -152,7 +274,8 @@ class Sender:
             tp = (batch.topic, batch.partition)
             if error is not None and batch.sequence >= 0:
                 self.restart_sequence(tp)
-            self._q.inflight.pop(tp, None)
+            if self._q.inflight.get(tp) is batch:  # a pipelined chunk settles after the next write left
+                del self._q.inflight[tp]
             self._q.buffered -= batch.nbytes
             if error is None:
                 self._q.metrics.sent(batch.topic, batch.count, batch.nbytes)
@@ -212,9 +335,11 @@ class Sender:
         """close(timeout) ran out: fail what was never handed to a partition (no sequence taken)."""
         with self._q.cv:
             self._q.closing = True
-            unsent = self._q.unsent_locked()
+            # A pipelined chunk queued again for a retry may be written already: it stays.
+            unsent = [b for b in self._q.unsent_locked() if b.sequence < 0]
             self._q.open.clear()
-            self._q.queued.clear()
+            kept = {tp: [b for b in q if b.sequence >= 0] for tp, q in self._q.queued.items()}
+            self._q.queued = {tp: q for tp, q in kept.items() if q}
             for batch in unsent:
                 self._q.buffered -= batch.nbytes
                 self._q.metrics.failed(batch.topic, batch.count)

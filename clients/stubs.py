@@ -239,12 +239,22 @@ class PartitionClient:
             _raise_if_stopped()
             raise
 
-    def append(self, data, producer_id: str | None, sequence: int, acks: int = 1, leader_epoch: int = -1) -> Pending:
+    def append(self, data, producer_id: str | None, sequence: int, acks: int = 1, leader_epoch: int = -1,
+               wait_acks: bool = True) -> Pending:
         """Append one batch (an IPC buffer, bytes, or an ObjectRef of one); answers AppendResult.
-        ``acks`` -1 waits for every in-sync replica; ``leader_epoch`` -1 is not checked."""
+        ``acks`` -1 waits for every in-sync replica, unless ``wait_acks`` is False: then it answers
+        once written (with its leader epoch) and :meth:`wait_acked` waits; ``leader_epoch`` -1 is
+        not checked."""
         if acks == 1 and leader_epoch == -1:  # the common case: Ray sends fewer arguments
             return self._send(self.handle.append, data, producer_id, sequence)
-        return self._send(self.handle.append, data, producer_id, sequence, acks, leader_epoch)
+        if wait_acks:
+            return self._send(self.handle.append, data, producer_id, sequence, acks, leader_epoch)
+        return self._send(self.handle.append, data, producer_id, sequence, acks, leader_epoch, False)
+
+    def wait_acked(self, last_offset: int, leader_epoch: int) -> Pending:
+        """The acks="all" wait of an append sent with ``wait_acks`` False; answers None once every
+        in-sync replica has ``last_offset``."""
+        return self._send(self.handle.wait_acked, last_offset, leader_epoch)
 
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int, with_schema: bool,
               replica_read: bool = False) -> Pending:

@@ -248,7 +248,9 @@ def serve_replica_fetch(plog, leader: LeaderRole, request: ReplicaFetchRequest) 
     if plog.closed or offset >= plog.log_end_offset:
         return ReplicaFetchResponse(b"", leader.high_watermark, plog.log_start_offset, plog.log_end_offset,
                                     isr=leader.isr)
-    result = plog.read(offset, max_records=1 << 40, max_bytes=request.max_bytes)
+    # Whole stored batches: a batch cut to fit max_bytes would be re-encoded (a copy) without its
+    # producer id, sequence and leader epoch, and take two fetches (so two round trips per acks="all" append).
+    result = plog.read(offset, max_records=1 << 40, max_bytes=request.max_bytes, whole_batches=True)
     size = sum(buf.size for buf in result.buffers)
     payload = b"".join(result.buffers) if size < INLINE_PAYLOAD_BYTES else tuple(result.buffers)
     return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset,

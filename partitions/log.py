@@ -298,7 +298,7 @@ class PartitionLog:
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, offset: int, max_records: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES,
-             upto: int | None = None) -> ReadResult:
+             upto: int | None = None, whole_batches: bool = False) -> ReadResult:
         """Records from ``offset`` on: at most ``max_records``, and at most ``max_bytes`` of
         messages unless the first record alone is larger (it then comes alone, so a reader
         always makes progress).
@@ -308,6 +308,9 @@ class PartitionLog:
         Damaged offsets raise CorruptRecordError naming them and where to seek to, unless
         records before them were read: the read then stops just before them. ``upto`` (a
         replica's high watermark, a batch boundary) ends the read there, as if the log did.
+        ``whole_batches`` (a follower's fetch, at a batch start): a first batch larger than
+        ``max_bytes`` comes whole instead of re-encoded to fit, so the copy keeps the stored
+        batch as it is (producer id, sequence, leader epoch), as Kafka's replica fetch does.
         """
         with self._lock:
             self._check_open()
@@ -319,7 +322,7 @@ class PartitionLog:
                 return ReadResult.empty(offset)
         try:
             return read_segments(snapshot, offset, max_records, max_bytes, schema=self.schema,
-                                 directory=self.directory, now_ms=self._clock())
+                                 directory=self.directory, now_ms=self._clock(), whole_batches=whole_batches)
         except FileNotFoundError:
             # Retention deleted a segment between the snapshot and the read.
             check_range(offset, self.log_start_offset, self.log_end_offset)

@@ -43,7 +43,7 @@ class SegmentsSnapshot:
 
 
 def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max_bytes: int, *,
-                  schema: pa.Schema, directory: Path, now_ms: int) -> ReadResult:
+                  schema: pa.Schema, directory: Path, now_ms: int, whole_batches: bool = False) -> ReadResult:
     """Records from ``offset`` (in range) on, across the segments of ``snapshot``, within
     ``max_records`` and ``max_bytes`` (bounds: PartitionLog.read). Marks each segment read at
     ``now_ms`` (idle ones are unmapped by the tick). FileNotFoundError if retention deleted a
@@ -66,7 +66,7 @@ def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max
         seg.last_read_ms = now_ms
         try:
             got = seg.read(next_offset, max_records - records, max_bytes, snapshot.limits[i],
-                           must_progress=not records)
+                           must_progress=not records, whole_batches=whole_batches)
         except CorruptRecordError:
             if records:  # serve what came before the damage; the next read reports it
                 break

@@ -288,7 +288,7 @@ class LogSegment:
         self.file.drop_map()
 
     def read(self, offset: int, max_records: int, max_bytes: int, limit: int, *,
-             must_progress: bool = True) -> ReadResult:
+             must_progress: bool = True, whole_batches: bool = False) -> ReadResult:
         """Records from ``offset`` on, below byte ``limit``, within ``max_records``/``max_bytes``
         (bounds: segment_read.py; format: read_result.py). Served from the tail cache when it
         holds them."""
@@ -298,7 +298,7 @@ class LogSegment:
         if cached is not None:
             return cached
         return segment_read.read_stored(self.file, self.scanner, offset, max_records, max_bytes, limit,
-                                        self.next_offset, must_progress)
+                                        self.next_offset, must_progress, whole_batches)
 
     def offset_for_time(self, timestamp_ms: int, limit: int) -> int | None:
         """The first readable offset whose timestamp is >= ``timestamp_ms``, or None if none here."""

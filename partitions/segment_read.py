@@ -8,10 +8,11 @@ from the index entry before what they look for.
 
 Invariants: ``records <= max_records``; ``bytes <= max_bytes``, except that with
 ``must_progress`` at least one record is returned (a single record larger than
-``max_bytes`` comes alone). Every batch served passed its CRC (scan.py); a hole
-raises CorruptRecordError unless records before it were found, and the read then
-stops before it. Reads only see bytes below the ``limit`` they are given, so they
-may run beside an append.
+``max_bytes`` comes alone; with ``whole_batches``, a first stored batch larger than
+``max_bytes`` comes alone and whole, never re-encoded: a follower's copy). Every batch
+served passed its CRC (scan.py); a hole raises CorruptRecordError unless records before
+it were found, and the read then stops before it. Reads only see bytes below the
+``limit`` they are given, so they may run beside an append.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["read_stored", "offset_for_time"]
 
 
 def read_stored(file: SegmentFile, scanner: SegmentScanner, offset: int, max_records: int, max_bytes: int,
-                limit: int, end_offset: int, must_progress: bool) -> ReadResult:
+                limit: int, end_offset: int, must_progress: bool, whole_batches: bool = False) -> ReadResult:
     """Records from ``offset`` on, read from the file below byte ``limit`` (LogSegment.read has
     tried its tail cache); ``end_offset`` is the segment's next offset. ``max_records`` > 0.
 
@@ -55,7 +56,7 @@ def read_stored(file: SegmentFile, scanner: SegmentScanner, offset: int, max_rec
             elif (h.base_offset >= offset and out.records + h.count <= max_records
                   and out.bytes + step.size <= max_bytes):
                 out.whole(step)  # the common case, inline: a whole batch within the limits
-            elif not _take(file, out, step, offset, max_records, max_bytes, must_progress):
+            elif not _take(file, out, step, offset, max_records, max_bytes, must_progress, whole_batches):
                 break
         if out.records >= max_records:  # before the walk reads (and CRC-checks) one more batch
             break
@@ -63,7 +64,7 @@ def read_stored(file: SegmentFile, scanner: SegmentScanner, offset: int, max_rec
 
 
 def _take(file: SegmentFile, out: "_Gather", msg: codec.Message, offset: int, max_records: int,
-          max_bytes: int, must_progress: bool) -> bool:
+          max_bytes: int, must_progress: bool, whole_batches: bool = False) -> bool:
     """Add ``msg`` (whole, or a compacted slice of it) to ``out``; False if the read ends here
     (the batch did not fit, or only its first records did)."""
     h = msg.header
@@ -71,7 +72,7 @@ def _take(file: SegmentFile, out: "_Gather", msg: codec.Message, offset: int, ma
     rows = min(h.count - skip, max_records - out.records)
     room = max_bytes - out.bytes
     first = must_progress and not out.records
-    if skip == 0 and rows == h.count and msg.size <= room:
+    if skip == 0 and rows == h.count and (msg.size <= room or (first and whole_batches)):
         out.whole(msg)
         return True
     if msg.size > room and not first:

@@ -88,13 +88,16 @@ class FetchResponse:
 @_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Where a batch landed. ``duplicate`` marks an idempotent re-send answered from state."""
+    """Where a batch landed. ``duplicate`` marks an idempotent re-send answered from state;
+    ``leader_epoch`` is the epoch the leader wrote it at, told when the acks="all" wait is
+    asked for apart (``PartitionActor.wait_acked``), else -1."""
 
     base_offset: int
     count: int
     log_append_time_ms: int
     log_start_offset: int
     duplicate: bool = False
+    leader_epoch: int = -1
 
     @property
     def last_offset(self) -> int:

@@ -3,12 +3,15 @@
 The producer needs only ``cluster.topic(name, refresh=)`` -> (TopicMetadata, [PartitionClient]);
 the real stubs (clients/stubs.py) wrap fake handles here, which answer
 ``handle.append.remote(payload, producer_id, sequence).future()``. Each handle runs its
-appends one at a time on its own thread, as the actor's append concurrency group does.
+appends one at a time on its own thread, as the actor's append concurrency group does; an
+acks="all" append's wait for the replicas (``wait_acked``, or inside ``append``) passes
+``ack_gate`` and may be failed with ``fail_acks``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import threading
 import time
 
@@ -51,8 +54,14 @@ class FakePartition:
         self.fail_next: list[BaseException] = []  # errors the next appends raise, in turn
         self.delay_s = 0.0  # added to every append, as an actor call's round trip
         self.append = _Method(self._append, self.pool)
+        self.ack_gate = threading.Event()  # cleared: acks="all" waits hold (followers not copying)
+        self.ack_gate.set()
+        self.fail_acks: list[BaseException] = []  # errors the next acks="all" waits raise, in turn
+        self.acks_waiting = 0  # acks="all" waits in progress now
+        self._count_lock = threading.Lock()
+        self.wait_acked = _Method(self._wait_acked, concurrent.futures.ThreadPoolExecutor(8))
 
-    def _append(self, data, producer_id=None, sequence=-1):
+    def _append(self, data, producer_id=None, sequence=-1, acks=1, leader_epoch=-1, wait_acks=True):
         self.gate.wait(30)
         if self.delay_s:
             time.sleep(self.delay_s)
@@ -61,7 +70,23 @@ class FakePartition:
             raise self.fail_next.pop(0)
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        return self.log.append(data, producer_id=producer_id, sequence=sequence)
+        result = self.log.append(data, producer_id=producer_id, sequence=sequence)
+        if acks == -1 and not wait_acks:
+            return dataclasses.replace(result, leader_epoch=0)
+        if acks == -1:
+            self._wait_acked(result.last_offset, 0)
+        return result
+
+    def _wait_acked(self, last_offset, leader_epoch):
+        with self._count_lock:
+            self.acks_waiting += 1
+        try:
+            self.ack_gate.wait(30)
+            if self.fail_acks:
+                raise self.fail_acks.pop(0)
+        finally:
+            with self._count_lock:
+                self.acks_waiting -= 1
 
     def records(self) -> list[dict]:
         """Every stored record as a dict of its columns, in offset order."""

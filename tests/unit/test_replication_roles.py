@@ -191,3 +191,31 @@ def test_a_fetch_naming_an_older_leader_epoch_is_fenced(replicas):
     newer = ReplicaFetchRequest(2, 0, -1, replicas.leader.leader_epoch + 1, 1 << 20, 0)
     with pytest.raises(NotLeaderError):
         serve_replica_fetch(replicas.logs[1], replicas.leader, newer)
+
+
+def test_a_follower_copies_a_batch_larger_than_its_fetch_bytes_whole_in_one_fetch(tmp_path):
+    """A stored batch over the follower's max_bytes comes whole, not cut and re-encoded: one
+    fetch copies it (one round trip per acks="all" append), and the copy keeps the producer id
+    and sequence, so the follower, once it leads, answers the producer's retry as a duplicate."""
+    clock = ManualClock()
+    logs = [ReplicaLog(tmp_path / f"r{r}", config=TopicConfig()) for r in range(2)]
+    state = PartitionState.initial([0, 1])
+    logs[0].begin_epoch(state.leader_epoch)
+    leader = LeaderRole(state, 0, 0, 0, min_insync_replicas=2, clock=clock)
+    follower = FollowerRole(logs[1], state, 1, lambda req: serve_replica_fetch(logs[0], leader, req),
+                            max_bytes=1024, max_wait_ms=0)
+    try:
+        big = pa.table({"value": pa.array([b"v" * 100] * 200, pa.binary())})  # ~20 KB stored
+        logs[0].append(big, producer_id="p", sequence=0, leader_epoch=state.leader_epoch)
+        leader.on_append(logs[0].log_end_offset)
+        assert follower.step() == 200  # the whole batch in one fetch
+        assert follower.fetches == 1
+        follower.step()  # reports its log end
+        assert leader.high_watermark == 200
+        again = logs[1].append(big, producer_id="p", sequence=0, leader_epoch=state.leader_epoch)
+        assert again.duplicate and again.base_offset == 0
+        assert logs[1].log_end_offset == 200
+        assert records(logs[1]) == records(logs[0])
+    finally:
+        for plog in logs:
+            plog.close()
