@@ -67,20 +67,28 @@ class ControllerLoop:
         refs = {key: h.status.remote() for key, h in handles.items() if h is not None}
         ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=STATUS_TIMEOUT_S)[0]) if refs else ()
         alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-        statuses, reports = {}, []
-        for (topic, p, r) in handles:
-            ref = refs.get((topic, p, r))
-            answered = dead = False
+        statuses, dead = {}, set()
+        for key in handles:
+            ref = refs.get(key)
             if ref is not None and ref in ready:
                 try:
-                    statuses[(topic, p, r)] = ray.get(ref)
-                    answered = True
+                    statuses[key] = ray.get(ref)
                 except ActorDiedError:
-                    dead = True
+                    dead.add(key)
                 except Exception:  # noqa: BLE001 - restarting, or its node is going: not answering
                     pass
+        # The highest HW any replica of a partition reported: a replica whose log ends below it
+        # lacks committed records (it cut them to copy a damaged range again) and must not lead.
+        hw = {}
+        for (topic, p, _), s in statuses.items():
+            hw[(topic, p)] = max(hw.get((topic, p), 0), s.high_watermark)
+        reports = []
+        for (topic, p, r) in handles:
+            status = statuses.get((topic, p, r))
             node = self._meta.get(topic).replica_nodes_of(p).get(r)
-            reports.append(rules.ReplicaReport(topic, p, r, answered, dead, node is None or node in alive_nodes))
+            reports.append(rules.ReplicaReport(
+                topic, p, r, status is not None, (topic, p, r) in dead, node is None or node in alive_nodes,
+                behind_hw=status is not None and status.log_end_offset < hw.get((topic, p), 0)))
         held = self._grace.hold_back(reports)
         self._health.update([r for r in reports if (r.topic, r.partition) not in held])
         for meta in topics:
@@ -167,10 +175,14 @@ class ControllerLoop:
         if leader is None or not leader.damaged:
             return False
         healthy = next((r for r in state.isr if r != state.leader and (s := statuses.get((topic, p, r))) is not None
-                        and not s.damaged and s.leader_epoch == state.leader_epoch), None)
+                        and not s.damaged and s.leader_epoch == state.leader_epoch
+                        and s.log_end_offset >= leader.high_watermark), None)
         if healthy is None:
             return False
+        # The damaged leader leaves the ISR with its leadership: it cuts its log to copy the damaged
+        # range again, and must not be electable until the new leader finds it caught up.
         new = state.replace(leader=healthy, leader_epoch=state.leader_epoch + 1,
+                            isr=tuple(r for r in state.isr if r != state.leader),
                             partition_epoch=state.partition_epoch + 1)
         self._meta.set_partition_state(topic, p, new, expected_partition_epoch=state.partition_epoch)
         log.warning("%s-%d: the leader's log holds damaged batches; replica %d (in sync, undamaged) leads now and "
@@ -184,7 +196,7 @@ class ControllerLoop:
         moved = []
         for p in range(meta.partitions):
             state = meta.state(p)
-            alive = [r for r in state.replicas if (v := self._health.view(topic, p, r)) is not None and v.alive]
+            alive = [r for r in state.replicas if (v := self._health.view(topic, p, r)) is not None and v.electable]
             result = preferred_leader_election(state, alive)
             if result.changed:
                 self._meta.set_partition_state(topic, p, result.state, expected_partition_epoch=state.partition_epoch)

@@ -55,7 +55,7 @@ class ProduceBatch:
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
         "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
         "sizes", "record_errors", "positions", "splits", "leader_moved", "pipelined", "producer_id",
-        "retry_at", "acked",
+        "retry_at", "acked", "numbered",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
@@ -69,6 +69,7 @@ class ProduceBatch:
         self.created = time.monotonic()
         self.table = table
         self.sequence = -1
+        self.numbered = -1  # when it took its sequence number (clients/sender.py): retries keep that order
         self.attempts = 0
         self.leader_moved = False  # the last attempt found another leader: ask for fresh metadata
         self.deadline = 0.0
@@ -133,6 +134,7 @@ class ProduceBatch:
             setattr(self, name, [items[p] for p in keep])
         self.table = None
         self.sequence = -1
+        self.numbered = -1
         self.splits += 1
         return dropped
 

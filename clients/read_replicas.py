@@ -100,7 +100,7 @@ class ReadReplicas:
         self._followers = {k: v for k, v in self._followers.items() if v is not state.read_handle}
         state.read_handle = None
         try:
-            meta, _ = self._cluster.topic(state.tp.topic)
+            meta, _ = self._cluster.topic(state.tp.topic, timeout_s=_METADATA_TIMEOUT_S)
             state.read_replica = meta.state(state.tp.partition).leader
         except RaykaError:
             state.read_replica = None

@@ -17,6 +17,7 @@ retry never lands after a later chunk, and a written one is answered as a duplic
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 #: Pipelined chunks written and waiting for acks="all", per partition, at most (Kafka allows
 #: up to 5 requests in flight per connection with idempotence).
 MAX_ACKING = 4
+_NUMBERED = itertools.count()  # the order chunks take sequence numbers in, across producer ids
 
 
 class Sender:
@@ -137,6 +139,7 @@ class Sender:
                 batch.sequence = self._q.sequences.get(tp, 0)
                 self._q.sequences[tp] = batch.sequence + 1
                 batch.producer_id = self._producer_id(tp)
+                batch.numbered = next(_NUMBERED)
                 batch.deadline = time.monotonic() + self.delivery_timeout_s
                 batch.attempts = 0
             batch.attempts += 1
@@ -226,9 +229,11 @@ class Sender:
                 self._q.metrics.retried(batch.topic)
                 batch.retry_at = time.monotonic() + self.retry_backoff_s * min(batch.attempts, 10)
                 queue = self._q.queued.setdefault(tp, [])
-                at = 0  # after the numbered chunks before it, before every later one
-                while at < len(queue) and queue[at].sequence >= 0 and not (
-                        queue[at].producer_id == batch.producer_id and queue[at].sequence > batch.sequence):
+                # After the chunks numbered before it, before every later one: by when each took its
+                # number, not its sequence, as a chunk retried under an old producer id must still
+                # land before one numbered later under a new id.
+                at = 0
+                while at < len(queue) and queue[at].sequence >= 0 and queue[at].numbered < batch.numbered:
                     at += 1
                 queue.insert(at, batch)
             self._q.cv.notify_all()

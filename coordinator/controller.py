@@ -58,7 +58,10 @@ ReplicaKey = tuple[str, int, int]  # (topic, partition, replica id)
 @dataclass(frozen=True, slots=True)
 class ReplicaReport:
     """One tick's news of one replica: ``answered`` its ping; ``dead``: Ray said its actor died
-    for good (not restarting); ``node_alive``: its node is in Ray's alive nodes."""
+    for good (not restarting); ``node_alive``: its node is in Ray's alive nodes; ``behind_hw``:
+    its log ends below a high watermark another replica of the partition reported (it cut
+    committed records, say to copy a damaged range again), so it must not lead yet even while
+    its committed ISR still names it."""
 
     topic: str
     partition: int
@@ -66,6 +69,7 @@ class ReplicaReport:
     answered: bool
     dead: bool = False
     node_alive: bool = True
+    behind_hw: bool = False
 
     @property
     def key(self) -> ReplicaKey:
@@ -84,11 +88,17 @@ class ReplicaView:
     failing_since_ms: int | None
     dead_since_ms: int | None
     node_gone_since_ms: int | None
+    behind_hw: bool = False
 
     @property
     def alive(self) -> bool:
-        """Eligible for an election: it answered the last ping, lives, and its node is there."""
+        """It answered the last ping, lives, and its node is there."""
         return self.answered and not self.dead and self.node_alive
+
+    @property
+    def electable(self) -> bool:
+        """Eligible for an election: alive, and holding every committed record it reported."""
+        return self.alive and not self.behind_hw
 
 
 class ReplicaHealth:
@@ -114,7 +124,8 @@ class ReplicaHealth:
                 missed=0 if report.answered else (old.missed if old else 0) + 1,
                 failing_since_ms=None if report.answered else _since(old and old.failing_since_ms, now),
                 dead_since_ms=_since(old and old.dead_since_ms, now) if report.dead else None,
-                node_gone_since_ms=None if report.node_alive else _since(old and old.node_gone_since_ms, now))
+                node_gone_since_ms=None if report.node_alive else _since(old and old.node_gone_since_ms, now),
+                behind_hw=report.behind_hw)
         self._views = views
 
     def view(self, topic: str, partition: int, replica: int) -> ReplicaView | None:
@@ -231,7 +242,7 @@ def decide_partition(topic: str, partition: int, state: PartitionState, replica_
         node = replica_nodes.get(r)
         return (node is None or node in alive_nodes) and (views[r] is None or views[r].node_alive)
 
-    alive = [r for r in state.replicas if views[r] is not None and views[r].alive and node_alive(r)]
+    alive = [r for r in state.replicas if views[r] is not None and views[r].electable and node_alive(r)]
     actions: list[Action] = []
     elect = _election(topic, partition, state, views, node_alive, alive, config, leader_failures)
     if elect is not None:

@@ -230,7 +230,7 @@ def test_a_followers_corrupt_batches_found_on_recovery_or_read_are_copied_again_
     _corrupt_batch(_replica_dir(cluster, topic, 2), _value(54))
     wait_for(lambda: (s := _status(cluster, topic, 2)) is not None and s.role == "follower"
              and s.log_end_offset == 60 and not s.damaged, 30, what="replica 2 back, undamaged")
-    _in_sync(admin, topic)  # it left the ISR while it lacked records below the HW, and rejoined
+    _in_sync(admin, topic)  # back in the ISR (leaving it while it lacks records below the HW: test_replica_set.py)
     rows = _records(cluster, topic, 2)
     assert rows[54] == (54, _value(54)), "the damage found on recovery was copied again"
     assert rows[7] != (7, _value(7)), "the damage in the sealed segment is not found yet"

@@ -181,3 +181,21 @@ def test_decide_is_deterministic_over_partitions(clock):
     first = decide(meta.get("t"), health, ["b"], clock(), _never)
     assert first == decide(meta.get("t"), health, ["b"], clock(), _never)
     assert [(type(a).__name__, a.partition) for a in first] == [("Elect", 0), ("Elect", 2)]
+
+
+def test_an_in_sync_replica_whose_log_ends_below_the_hw_is_not_elected(clock):
+    # Replica 1 cut committed records to copy a damaged range again; its committed ISR still
+    # names it, but electing it would lose those records: replica 2 leads instead.
+    meta, health = _topic(), ReplicaHealth(clock)
+    reports = [ReplicaReport("t", 0, 0, answered=False, dead=True),
+               ReplicaReport("t", 0, 1, answered=True, behind_hw=True),
+               ReplicaReport("t", 0, 2, answered=True)]
+    health.update(reports)
+    assert not health.view("t", 0, 1).electable and health.view("t", 0, 1).alive
+    elect = next(a for a in decide(meta.get("t"), health, NODES, clock(), _never) if isinstance(a, Elect))
+    assert elect.new_state.leader == 2 and 1 not in elect.new_state.isr
+    health.update([ReplicaReport("t", 0, 0, answered=False, dead=True),
+                   ReplicaReport("t", 0, 1, answered=True, behind_hw=True),
+                   ReplicaReport("t", 0, 2, answered=False, dead=True)])
+    elect = next((a for a in decide(meta.get("t"), health, NODES, clock(), _never) if isinstance(a, Elect)), None)
+    assert elect is None or elect.new_state.leader is None  # nobody holding every record: nobody leads

@@ -79,3 +79,11 @@ def test_acks_1_and_non_idempotent_producers_keep_one_append_in_flight(fake):
         part.gate.set()
         fut.result(timeout=30)
     assert stored_values(part) == table().column("value").to_pylist()
+
+
+def test_the_pipeline_is_shallower_than_what_a_partition_remembers_per_producer():
+    # A retry is answered as a duplicate only if its batch is among the last KEEP_BATCHES a
+    # partition remembers for the producer: the one in flight plus MAX_ACKING waiting must fit.
+    from rayka.partitions.producer_state import KEEP_BATCHES
+
+    assert MAX_ACKING + 1 <= KEEP_BATCHES
