@@ -35,6 +35,7 @@ _LAZY = {
     "RecordMetadata": "rayka.clients.types",
     "TopicDescription": "rayka.clients.types",
     "TopicPartition": "rayka.clients.types",
+    "read_topic": "rayka.clients.topic_read",
 }
 
 
@@ -75,5 +76,6 @@ __all__ = [
     "TopicPartition",
     "connect",
     "errors",
+    "read_topic",
     "__version__",
 ]
