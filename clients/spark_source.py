@@ -208,7 +208,7 @@ class RaykaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         ends = self.target if self.target is not None else self._ends()
         # a partition added since the query began is read from its first offset
         ends = {p: max(e, begin.get(p, 0)) for p, e in ends.items()}
-        most = limit.maxRows if isinstance(limit, ReadMaxRows) else None
+        most = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         return opts.offsets_to_json(opts.cap_offsets(begin, ends, most))
 
     def reportLatestOffset(self):
