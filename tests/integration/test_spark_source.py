@@ -95,18 +95,30 @@ def test_stream_restarted_from_its_checkpoint_reads_only_new_records(spark, kafk
 
     def run_query():
         stream = (spark.readStream.format("rayka").option("topic", "stream").option("startingOffsets", "earliest")
-                  .option("maxOffsetsPerTrigger", 150).load())
+                  .option("maxOffsetsPerTrigger", 200).load())
         q = (stream.select("partition", "offset", "value").writeStream.format("parquet")
              .option("path", str(tmp_path / "out")).option("checkpointLocation", str(tmp_path / "ck"))
              .trigger(availableNow=True).start())
         q.awaitTermination(120)
         assert q.exception() is None
-        return spark.read.parquet(str(tmp_path / "out"))
+        batches = [b["numInputRows"] for b in q.recentProgress if b["numInputRows"]]
+        return spark.read.parquet(str(tmp_path / "out")), batches
 
     produce(0, 300)
-    first = run_query()
+    first, batches = run_query()
     assert sorted(int(r.value) for r in first.collect()) == list(range(300))
+    assert batches == [200, 100]  # maxOffsetsPerTrigger held, Trigger.AvailableNow went on to the end
     produce(300, 500)
-    second = run_query()
+    second, batches = run_query()
     values = [int(r.value) for r in second.collect()]
-    assert sorted(values) == list(range(500))  # the restart read only the 200 new ones, once
+    assert batches == [200]  # the restart read only the 200 new ones...
+    assert sorted(values) == list(range(500))  # ...and the sink holds each record once
+
+
+def test_bad_options_name_what_is_wrong(spark, kafka_like):
+    from pyspark.errors import PySparkException
+
+    with pytest.raises(PySparkException, match="needs the topic"):
+        spark.read.format("rayka").load()
+    with pytest.raises(PySparkException, match="no option 'startOffsets'"):
+        spark.read.format("rayka").option("topic", "clicks").option("startOffsets", "earliest").load()
