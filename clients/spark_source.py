@@ -244,9 +244,10 @@ class RaykaDataSource(DataSource):
 
     def _settings(self) -> _Settings:
         if getattr(self, "_made", None) is None:
-            topic = self.options.get("topic")
+            options = _options_by_name(dict(self.options.items()))
+            topic = options.get("topic") or options.get("path")
             if not topic:
-                raise ConfigError('the rayka source needs the topic: .option("topic", "clicks")')
+                raise ConfigError('the rayka source needs the topic: .option("topic", "clicks") or .load("clicks")')
             connection = dict(self.defaults)
             for option, kwarg in _CONNECTION_OPTIONS.items():
                 if self.options.get(option):
@@ -264,8 +265,7 @@ class RaykaDataSource(DataSource):
                 raise ConfigError(f"topic {topic!r} has a column type Spark cannot take ({exc}); leave that "
                                   "column out with .option('columns', ...)") from None
             out = to_arrow_schema(spark_schema, timezone="UTC")
-            options = {k: v for k, v in self.options.items()}
-            self._made = _Settings(topic, connection, stored, out, _options_by_name(options))
+            self._made = _Settings(topic, connection, stored, out, options)
         return self._made
 
     def schema(self):
@@ -278,7 +278,7 @@ class RaykaDataSource(DataSource):
         return RaykaStreamReader(self._settings())
 
 
-_KNOWN = ("topic", "startingOffsets", "endingOffsets", "startingTimestamp", "endingTimestamp",
+_KNOWN = ("topic", "path", "startingOffsets", "endingOffsets", "startingTimestamp", "endingTimestamp",
           "maxRecordsPerPartition", "maxOffsetsPerTrigger", "columns", "address", "cluster", "namespace",
           "dataDir")
 
