@@ -32,7 +32,7 @@ from rayka.errors import ConfigError
 
 __all__ = ["EARLIEST", "LATEST", "parse_offsets", "parse_timestamp", "parse_positive_int", "parse_columns",
            "offsets_to_json", "offsets_from_json", "cap_offsets", "to_expression", "checked_expression",
-           "PARTITION_COLUMN"]
+           "PARTITION_COLUMN", "spark_ready"]
 
 EARLIEST, LATEST = -2, -1  # Kafka's markers in per-partition offsets JSON
 PARTITION_COLUMN = "partition"
@@ -209,3 +209,15 @@ def checked_expression(f, schema: pa.Schema) -> pc.Expression | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
         return None
     return expr
+
+
+#: Arrow types Spark has no counterpart for, and the type each is read as (Spark's own choice
+#: for unsigned Parquet columns): every value fits.
+_WIDER = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(),
+          pa.uint64(): pa.decimal128(20, 0), pa.float16(): pa.float32()}
+
+
+def spark_ready(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the top-level columns Spark cannot take (unsigned ints, half floats)
+    widened to a type holding every value."""
+    return pa.schema([f.with_type(_WIDER.get(f.type, f.type)) for f in schema])

@@ -260,7 +260,7 @@ class RaykaDataSource(DataSource):
             wanted = opts.parse_columns(self.options.get("columns"), full.names)
             stored = full if wanted is None else pa.schema([full.field(n) for n in wanted])
             try:
-                spark_schema = from_arrow_schema(stored)
+                spark_schema = from_arrow_schema(opts.spark_ready(stored))
             except Exception as exc:  # noqa: BLE001 - PySpark's own error for a type it lacks
                 raise ConfigError(f"topic {topic!r} has a column type Spark cannot take ({exc}); leave that "
                                   "column out with .option('columns', ...)") from None
@@ -269,7 +269,7 @@ class RaykaDataSource(DataSource):
         return self._made
 
     def schema(self):
-        return from_arrow_schema(self._settings().stored)
+        return from_arrow_schema(opts.spark_ready(self._settings().stored))
 
     def reader(self, schema):
         return RaykaBatchReader(self._settings())

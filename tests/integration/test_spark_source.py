@@ -22,13 +22,14 @@ def kafka_like(ray_session, tmp_path_factory, spark):
         admin = rayka.Admin(cluster)
         admin.create_topic("clicks", partitions=4)
         admin.create_topic("orders", partitions=2,
-                           schema=pa.schema([("amount", pa.int64()), ("item", pa.string())]))
+                           schema=pa.schema([("amount", pa.int64()), ("item", pa.string()), ("qty", pa.uint32())]))
         keys = [f"user-{i % USERS}".encode() for i in range(N)]
         values = [f"{i % USERS}:{i // USERS}".encode() for i in range(N)]
         with rayka.Producer(cluster=cluster) as p:
             p.send_table("clicks", pa.table({"key": keys, "value": values})).result()
             p.send_table("orders", pa.table({"amount": list(range(100)),
-                                             "item": [f"item-{i % 7}" for i in range(100)]})).result()
+                                             "item": [f"item-{i % 7}" for i in range(100)],
+                                             "qty": pa.array([4_000_000_000] * 100, pa.uint32())})).result()
         rayka.spark.register(spark, cluster)
         yield cluster
 
@@ -71,9 +72,11 @@ def test_bounded_offsets_and_split_partitions(spark, kafka_like):
 
 def test_typed_topic_columns_and_pushed_filter(spark, kafka_like):
     df = spark.read.format("rayka").option("topic", "orders").load()
-    assert df.columns == ["partition", "offset", "timestamp_ms", "key", "headers", "amount", "item"]
-    assert dict(df.dtypes)["amount"] == "bigint" and dict(df.dtypes)["item"] == "string"
+    assert df.columns == ["partition", "offset", "timestamp_ms", "key", "headers", "amount", "item", "qty"]
+    types = dict(df.dtypes)
+    assert (types["amount"], types["item"], types["qty"]) == ("bigint", "string", "bigint")  # uint32 widened
     assert df.agg({"amount": "sum"}).first()[0] == sum(range(100))
+    assert df.agg({"qty": "max"}).first()[0] == 4_000_000_000
     picked = df.filter("amount >= 90 AND item = 'item-3' AND partition IN (0, 1)").select("amount")
     assert sorted(r.amount for r in picked.collect()) == [a for a in range(90, 100) if a % 7 == 3]
     plan = picked._jdf.queryExecution().executedPlan().toString()

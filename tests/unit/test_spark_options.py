@@ -96,3 +96,12 @@ def test_filters_rayka_cannot_apply_are_left_to_spark():
     assert o.checked_expression(sds.EqualTo(("amount",), "five"), schema) is None  # wrong literal type
     assert o.checked_expression(sds.In(("amount",), (None,)), schema) is None
     assert o.checked_expression(sds.EqualTo(("amount",), None), schema) is None
+
+
+def test_types_spark_lacks_are_widened_so_every_value_fits():
+    schema = pa.schema([("a", pa.uint8()), ("b", pa.uint32()), ("c", pa.uint64()), ("d", pa.float16()),
+                        ("e", pa.string())])
+    wide = o.spark_ready(schema)
+    assert wide.types == [pa.int16(), pa.int64(), pa.decimal128(20, 0), pa.float32(), pa.string()]
+    big = pa.array([2**64 - 1, 0], pa.uint64())
+    assert big.cast(wide.field("c").type).to_pylist()[0] == 2**64 - 1
