@@ -51,7 +51,8 @@ def pieces(table: pa.Table, max_bytes: int = PIECE_BYTES) -> list[pa.Table]:
 
 def to_records(table: pa.Table, key_column: str | None, value_names) -> pa.Table:
     """A block as the table send_table takes: without ``offset`` (the log assigns offsets; a
-    Dataset read from a topic carries them), ``key_column`` as the binary ``key``.
+    Dataset read from a topic carries them), ``key_column`` as the binary ``key`` (replacing a
+    ``key`` column the Dataset had).
     ``value_names``: the topic's value columns (None for a topic of binary ``value``)."""
     if "offset" in table.column_names:
         table = table.drop_columns(["offset"])
@@ -71,8 +72,7 @@ def to_records(table: pa.Table, key_column: str | None, value_names) -> pa.Table
     if key_column == "key":
         return table.set_column(table.column_names.index("key"), "key", col)
     if "key" in table.column_names:
-        raise ConfigError(f"the Dataset has a column 'key' as well as key_column={key_column!r}: drop one "
-                          "(ds.drop_columns(['key']))")
+        table = table.drop_columns(["key"])  # key_column replaces it (a Dataset read from a topic has one)
     keep = key_column in (value_names or ("value",))
     if not keep:
         table = table.drop_columns([key_column])
