@@ -191,21 +191,27 @@ def check_records_per_task(value) -> int:
     return value
 
 
+def datasource_of_ranges(ranges: list[PartitionRange], *, cluster, columns=None, filter=None,
+                         max_records_per_task: int = DEFAULT_RECORDS_PER_TASK):
+    """The TopicDatasource reading exactly ``ranges`` (split to ``max_records_per_task``)."""
+    check_records_per_task(max_records_per_task)
+    _check_filter(filter)
+    if not ranges:
+        raise ConfigError("no partition ranges to read")
+    schema = output_schema(cluster, ranges[0].topic, columns)
+    cols = None if columns is None else list(schema.names)
+    return __getattr__("TopicDatasource")(split_ranges(ranges, max_records_per_task), schema,
+                                          cluster_ref=ClusterRef.of(cluster), columns=cols, filter=filter)
+
+
 def dataset_of_ranges(ranges: list[PartitionRange], *, cluster, columns=None, filter=None,
                       max_records_per_task: int = DEFAULT_RECORDS_PER_TASK, ray_remote_args=None):
     """A Dataset reading exactly ``ranges`` (split to ``max_records_per_task``)."""
     import ray.data
 
-    check_records_per_task(max_records_per_task)
-    _check_filter(filter)
-    topic = ranges[0].topic if ranges else None
-    if topic is None:
-        raise ConfigError("no partition ranges to read")
-    schema = output_schema(cluster, topic, columns)
-    cols = None if columns is None else list(schema.names)
-    pieces = split_ranges(ranges, max_records_per_task)
-    source = __getattr__("TopicDatasource")(pieces, schema, cluster_ref=ClusterRef.of(cluster), columns=cols,
-                                            filter=filter)
+    source = datasource_of_ranges(ranges, cluster=cluster, columns=columns, filter=filter,
+                                  max_records_per_task=max_records_per_task)
+    pieces = source.ranges
     args = dict(read_remote_args(pieces))
     args.update(ray_remote_args or {})
     # One block per read task: Ray Data would otherwise cut a small read into many empty blocks.
@@ -216,6 +222,19 @@ def dataset_of_ranges(ranges: list[PartitionRange], *, cluster, columns=None, fi
         # has no named option yet: it is the one way to place the read.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ray.data.read_datasource(source, override_num_blocks=max(len(pieces), 1), ray_remote_args=args)
+
+
+def topic_datasource(topic: str, start=None, end=None, columns=None, filter=None, *, cluster=None,
+                     max_records_per_task: int = DEFAULT_RECORDS_PER_TASK):
+    """The TopicDatasource :func:`read_topic` reads (its ``ranges``, ``schema`` and read tasks
+    can be looked at before anything is read)."""
+    from rayka.clients.connection import current
+
+    cluster = cluster or current()
+    check_records_per_task(max_records_per_task)
+    _check_filter(filter)
+    return datasource_of_ranges(plan_ranges(topic, start, end, cluster=cluster), cluster=cluster, columns=columns,
+                                filter=filter, max_records_per_task=max_records_per_task)
 
 
 def read_topic(topic: str, start=None, end=None, columns=None, filter=None, *, cluster=None,

@@ -12,11 +12,11 @@ topic read as a stream of bounded Datasets (micro-batches) committed for a consu
 Importing this module does not import Ray Data; the first call does.
 """
 
-from rayka.clients.ray_data_read import read_topic
+from rayka.clients.ray_data_read import read_topic, topic_datasource
 from rayka.clients.ray_data_stream import MicroBatch, TopicStream, stream_topic
 from rayka.clients.ray_data_write import write_topic
 
-__all__ = ["read_topic", "write_topic", "stream_topic", "TopicStream", "MicroBatch", "TopicDatasource",
+__all__ = ["read_topic", "topic_datasource", "write_topic", "stream_topic", "TopicStream", "MicroBatch", "TopicDatasource",
            "TopicDatasink"]
 
 
