@@ -83,7 +83,8 @@ class TopicStream:
 
     def __init__(self, topic: str, *, group_id: str, max_records: int = 100_000, max_wait_s: float = 1.0,
                  columns=None, filter=None, cluster=None, auto_offset_reset: str = "earliest",
-                 max_records_per_task: int = DEFAULT_RECORDS_PER_TASK, **consumer_options):
+                 max_records_per_task: int = DEFAULT_RECORDS_PER_TASK, idle_timeout_s: float | None = None,
+                 **consumer_options):
         from rayka.clients.connection import current
         from rayka.clients.consumer import Consumer
         from rayka.clients.group import ConsumerRebalanceListener
@@ -94,8 +95,11 @@ class TopicStream:
             raise ConfigError(f"max_records must be a whole number >= 1, not {max_records!r}")
         if not max_wait_s >= 0:
             raise ConfigError(f"max_wait_s must be a number of seconds >= 0, not {max_wait_s!r}")
+        if idle_timeout_s is not None and not idle_timeout_s >= 0:
+            raise ConfigError(f"idle_timeout_s must be None or a number of seconds >= 0, not {idle_timeout_s!r}")
         check_records_per_task(max_records_per_task)
         _check_filter(filter)
+        self.idle_timeout_s = idle_timeout_s
         self.topic, self.group_id = topic, group_id
         self.max_records, self.max_wait_s = max_records, float(max_wait_s)
         self.columns, self.filter, self.max_records_per_task = columns, filter, max_records_per_task
@@ -130,7 +134,11 @@ class TopicStream:
         if self._closed:
             raise StopIteration
         self.commit()  # the caller asks for the next: it is done with the last one
-        return self._next_batch()
+        batch = self._next_batch()
+        if batch is None:
+            self.close(commit=False)  # nothing handed out since the commit above
+            raise StopIteration
+        return batch
 
     def __enter__(self) -> "TopicStream":
         return self
@@ -197,9 +205,13 @@ class TopicStream:
                     return ranges
         return None
 
-    def _next_batch(self) -> MicroBatch:
+    def _next_batch(self) -> MicroBatch | None:
         waited_from = time.monotonic()
         while True:
+            # (records that are there are handed out after max_wait_s, before this can run out)
+            idle = time.monotonic() - waited_from - self.max_wait_s
+            if self.idle_timeout_s is not None and idle > self.idle_timeout_s:
+                return None
             owned = self._owned()
             replay = self._start_positions(owned)
             if replay:
@@ -234,7 +246,8 @@ class TopicStream:
 
 def stream_topic(topic: str, group_id: str, max_records: int = 100_000, max_wait_s: float = 1.0,
                  columns=None, filter=None, *, cluster=None, auto_offset_reset: str = "earliest",
-                 max_records_per_task: int = DEFAULT_RECORDS_PER_TASK, **consumer_options) -> TopicStream:
+                 max_records_per_task: int = DEFAULT_RECORDS_PER_TASK, idle_timeout_s: float | None = None,
+                 **consumer_options) -> TopicStream:
     """``topic`` as an endless stream of :class:`MicroBatch` (each a bounded ray.data.Dataset),
     for consumer group ``group_id``; use it as ``with stream_topic(...) as stream: for batch in
     stream: ...``.
@@ -245,8 +258,10 @@ def stream_topic(topic: str, group_id: str, max_records: int = 100_000, max_wait
     when the ``with`` block is left without an exception, or on ``commit()`` (module docs:
     at least once; exactly once into a topic with ``write_topic(..., write_id=batch.id)``).
     ``auto_offset_reset``: where a partition without a committed offset starts ("earliest",
-    "latest"); ``consumer_options`` (``session_timeout_ms`` ...) go to the group Consumer.
+    "latest"); ``idle_timeout_s``: end the iteration once no record came for that long (None:
+    never, a stream); ``consumer_options`` (``session_timeout_ms`` ...) go to the group Consumer.
     """
     return TopicStream(topic, group_id=group_id, max_records=max_records, max_wait_s=max_wait_s, columns=columns,
                        filter=filter, cluster=cluster, auto_offset_reset=auto_offset_reset,
-                       max_records_per_task=max_records_per_task, **consumer_options)
+                       max_records_per_task=max_records_per_task, idle_timeout_s=idle_timeout_s,
+                       **consumer_options)
