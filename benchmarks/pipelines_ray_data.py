@@ -87,7 +87,7 @@ def run(records: int, quick: bool = False) -> list[dict]:
             w.close()
         readers = {
             "rayka.data.read_topic": lambda: rayka.data.read_topic(topic, columns=COLUMNS, cluster=cluster),
-            "ray.data.read_parquet": lambda: ray.data.read_parquet(str(parquet_dir), columns=COLUMNS),
+            "ray.data.read_parquet": lambda: ray.data.read_parquet(str(parquet_dir)),
         }
         for system, read in readers.items():
             seconds, got = _timed(read)
