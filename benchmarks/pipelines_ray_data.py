@@ -5,7 +5,8 @@ into Ray Data with ``rayka.data.read_topic(columns=...)`` and materialized; the 
 written as 4 Parquet files (one per partition's share, snappy, the default) in the same temp
 dir, are read with ``ray.data.read_parquet`` and materialized. Same rows, same columns. Each
 is read once cold (the first read after writing: process and worker start, Ray Data planning,
-the page cache as the write left it), then warm: the best of three. Target: rayka at least as
+the page cache as the write left it), then warm: the best of three, the two interleaved. The
+Parquet files hold exactly these columns, so neither read projects. Target: rayka at least as
 fast as Parquet, warm.
 
     python -m benchmarks.pipelines_ray_data --records 10000000
