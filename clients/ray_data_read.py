@@ -63,8 +63,8 @@ class ClusterRef:
 
 
 def worker_cluster(name: str, namespace: str):
-    """A Cluster for the coordinator named ``name``, made once per process; never starts a
-    coordinator (a worker must not bring up a cluster that was shut down)."""
+    """A Cluster for the coordinator named ``name``, kept per process while that coordinator
+    lives; never starts a coordinator (a task must not bring up a cluster that was shut down)."""
     from rayka.actors import _ray
     from rayka.clients import connection
     from rayka.clients.stubs import CoordinatorClient
@@ -72,18 +72,19 @@ def worker_cluster(name: str, namespace: str):
     mine = connection._current
     if mine is not None and mine.cluster_name == name and mine.namespace == namespace:
         return mine
+    # Looked up by name each time (one GCS call): a cluster shut down and started again under
+    # the same name has a new coordinator, and the cached one's handles would all be dead.
+    handle = _ray.get_actor(_ray.coordinator_name(name), namespace)
+    if handle is None:
+        raise CoordinatorUnavailableError(
+            f"no rayka cluster {name!r} in Ray namespace {namespace!r} (was it shut down while the "
+            "Dataset was read or written?); connect() to a running cluster and make the Dataset again")
     with _clusters_lock:
         found = _clusters.get((name, namespace))
-        if found is not None:
-            return found
-        handle = _ray.get_actor(_ray.coordinator_name(name), namespace)
-        if handle is None:
-            raise CoordinatorUnavailableError(
-                f"no rayka cluster {name!r} in Ray namespace {namespace!r} (was it shut down while the "
-                "Dataset was read or written?); connect() to a running cluster and make the Dataset again")
-        found = connection.Cluster(CoordinatorClient(handle), cluster_name=name, namespace=namespace,
-                                   data_dir="", started_ray=False)
-        _clusters[name, namespace] = found
+        if found is None or found.coordinator.handle._actor_id != handle._actor_id:
+            found = connection.Cluster(CoordinatorClient(handle), cluster_name=name, namespace=namespace,
+                                       data_dir="", started_ray=False)
+            _clusters[name, namespace] = found
         return found
 
 
@@ -200,8 +201,10 @@ def datasource_of_ranges(ranges: list[PartitionRange], *, cluster, columns=None,
         raise ConfigError("no partition ranges to read")
     schema = output_schema(cluster, ranges[0].topic, columns)
     cols = None if columns is None else list(schema.names)
-    return __getattr__("TopicDatasource")(split_ranges(ranges, max_records_per_task), schema,
-                                          cluster_ref=ClusterRef.of(cluster), columns=cols, filter=filter)
+    # Nothing to read still gets one (empty) read task: the Dataset then knows its schema.
+    pieces = split_ranges(ranges, max_records_per_task) or ranges[:1]
+    return __getattr__("TopicDatasource")(pieces, schema, cluster_ref=ClusterRef.of(cluster), columns=cols,
+                                          filter=filter)
 
 
 def dataset_of_ranges(ranges: list[PartitionRange], *, cluster, columns=None, filter=None,

@@ -12,6 +12,7 @@ import pytest
 
 import rayka
 import rayka.data as rd
+from rayka.errors import ConfigError
 from rayka.clients.partitioner import partition_for_key
 from rayka.testing import embedded_cluster
 
@@ -126,3 +127,13 @@ def test_a_write_task_ray_retries_after_it_sent_its_block_writes_no_duplicate(to
     back = rayka.read_topic("retried", cluster=topic)
     assert sorted(back["n"].to_pylist()) == list(range(ROWS))  # each once: the replay was recognised
     assert sink.written == ROWS
+
+
+def test_an_empty_topic_reads_with_its_schema_and_a_wrong_column_fails_before_any_task(topic):
+    rayka.Admin(topic).create_topic("empty", partitions=2, schema=SCHEMA)
+    ds = rd.read_topic("empty", columns=["n"], cluster=topic)
+    assert ds.schema().names == ["n"] and ds.count() == 0 and ds.take_all() == []
+    with pytest.raises(ConfigError, match="no column 'nope'"):
+        rd.read_topic("src", columns=["nope"], cluster=topic)
+    with pytest.raises(ConfigError, match="filter"):
+        rd.read_topic("src", filter="n > 3", cluster=topic)
