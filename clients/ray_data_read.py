@@ -10,7 +10,7 @@ operator runs every ReadTask with the one ``ray_remote_args`` of the read, and t
 input is the ReadTask object the driver put), so a read task cannot be sent to the node of
 its partition's leader. What can be done is done: when every range's leader is on one node
 (one machine, or a topic whose leaders sit together) the whole read is asked to run there
-(a soft NodeAffinity: elsewhere if that node is full), see :func:`read_remote_args`;
+(a soft NodeAffinity: elsewhere when that node has no free CPU), see :func:`read_remote_args`;
 otherwise Ray Data spreads the tasks and each pulls its range from the partition actor.
 """
 
@@ -97,7 +97,9 @@ def read_remote_args(ranges: list[PartitionRange]) -> dict:
         return {}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=nodes.pop(), soft=True)}
+    # soft + spill_on_unavailable: there while it has a free CPU, elsewhere rather than queued.
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=nodes.pop(), soft=True,
+                                                                  _spill_on_unavailable=True)}
 
 
 def output_schema(cluster, topic: str, columns) -> pa.Schema:

@@ -67,7 +67,7 @@ def test_the_read_runs_on_the_leaders_node_when_all_ranges_share_one():
     same = [PartitionRange("t", p, 0, 10, "ab" * 28) for p in range(4)]
     args = read_remote_args(same)
     strategy = args["scheduling_strategy"]
-    assert isinstance(strategy, NodeAffinitySchedulingStrategy) and strategy.soft
+    assert isinstance(strategy, NodeAffinitySchedulingStrategy) and strategy.soft and strategy._spill_on_unavailable
     assert strategy.node_id == "ab" * 28
     assert read_remote_args(same[:2] + [PartitionRange("t", 2, 0, 10, "cd" * 28)]) == {}  # Ray Data spreads
     assert read_remote_args(same[:1] + [PartitionRange("t", 1, 0, 10, None)]) == {}
