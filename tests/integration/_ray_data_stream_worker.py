@@ -5,7 +5,7 @@ after it wrote and logged its KILL_AT-th micro-batch, before that one was commit
 Usage: _ray_data_stream_worker.py ADDRESS CLUSTER SRC DST GROUP LOG KILL_AT
 
 Each micro-batch is logged as "id replayed partition:start:end ..." after it was written. With
-KILL_AT < 0 it runs until no record came for 3 s, then commits and exits 0.
+KILL_AT < 0 it runs until no record came for 1.5 s, then commits and exits 0.
 """
 
 import os
@@ -23,7 +23,7 @@ def main(address, cluster, src, dst, group, log_path, kill_at):
     c = rayka.connect(address=address, cluster_name=cluster)
     ray.data.DataContext.get_current().enable_progress_bars = False
     kill_at = int(kill_at)
-    with rd.stream_topic(src, group_id=group, max_records=100, max_wait_s=0.2, idle_timeout_s=3, cluster=c,
+    with rd.stream_topic(src, group_id=group, max_records=100, max_wait_s=0.2, idle_timeout_s=1.5, cluster=c,
                          session_timeout_ms=2000) as stream:
         for i, batch in enumerate(stream):
             ds = batch.dataset.map_batches(
