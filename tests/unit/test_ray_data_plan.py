@@ -100,3 +100,26 @@ def test_importing_rayka_data_does_not_import_ray_data_and_rayka_alone_imports_n
             "assert not bad, bad; rayka.data.read_topic; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_rerun_under_the_same_producer_id_writes_nothing_twice_and_another_id_does(tmp_path, monkeypatch):
+    # What a retried write task does, without Ray: the same piece sent again by a new Producer
+    # under the same producer_id (sequences from 0 again) is recognised by every partition.
+    from producer_helpers import FakeCluster
+
+    from rayka.clients import bulk
+    from rayka.clients.producer import Producer
+
+    monkeypatch.setattr(bulk, "MAX_CHUNK_BYTES", 4_000)  # several chunks per partition
+    cluster = FakeCluster(tmp_path)
+    try:
+        parts = cluster.create_topic("t", partitions=4)
+        table = pa.table({"value": pa.array([b"v%06d" % i for i in range(2_000)], pa.binary())})
+        for pid in ("w.0.0.0", "w.0.0.0", "w.0.0.1"):
+            with Producer(cluster=cluster, producer_id=pid) as producer:
+                assert producer.producer_id == pid
+                producer.send_table("t", table).result()
+        stored = sorted(r["value"] for p in parts for r in p.records())
+        assert stored == sorted(table["value"].to_pylist() * 2)  # the rerun added nothing; the other id did
+    finally:
+        cluster.close()
