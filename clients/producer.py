@@ -55,6 +55,7 @@ from rayka.clients.stubs import stage
 from rayka.clients.serde import check_bytes, check_row, table_from
 from rayka.errors import (
     BufferFullError,
+    ConfigError,
     InvalidCallError,
     KafkaTimeoutError,
     OldTimestampWarning,
@@ -96,15 +97,24 @@ class Producer:
     The options and their defaults are :class:`rayka.config.ProducerConfig`'s fields (read back
     as ``producer.config``). Any other keyword (a Kafka setting such as ``bootstrap_servers``)
     raises ConfigError naming what rayka does instead. ``metrics()`` gives the producer's counters.
+
+    ``producer_id``: the idempotence id, instead of a random one, for a writer that may run
+    again (a retried Ray task): the same id sending the same batches, numbered again from 0
+    per partition, is answered as the duplicate it is, so the rerun writes nothing twice (see
+    rayka.data.write_topic). Two live producers must never share one.
     """
 
-    def __init__(self, *, cluster: Cluster | None = None, **options):
+    def __init__(self, *, cluster: Cluster | None = None, producer_id: str | None = None, **options):
         self.config = config = producer_config(options)
+        if producer_id is not None and (not isinstance(producer_id, str) or not producer_id):
+            raise ConfigError(f"producer_id must be a non-empty string, not {producer_id!r}")
+        if producer_id is not None and not config.idempotent:
+            raise ConfigError("producer_id= needs idempotent=True: without idempotence no id is sent")
         self.acks = config.acks
         self.linger_s = config.linger_ms / 1000.0
         self.batch_size = config.batch_size
         self.idempotent = config.idempotent
-        self.producer_id = uuid.uuid4().hex if config.idempotent else None
+        self.producer_id = (producer_id or uuid.uuid4().hex) if config.idempotent else None
         self.buffer_memory = config.buffer_memory
         self.max_block_s = config.max_block_ms / 1000.0
         self.delivery_timeout_s = config.delivery_timeout_ms / 1000.0
