@@ -20,6 +20,8 @@ directly and move whole Arrow record batches.
 # (benchmarks/cli_latency.py), loads nothing but this file.
 _LAZY = {
     "errors": None,  # the submodule rayka.errors
+    "data": None,  # the submodule rayka.data (Ray Data loads on its first call)
+    "spark": None,  # the submodule rayka.spark (PySpark loads when register() is called)
     "TopicConfig": "rayka.config",
     "Admin": "rayka.clients.admin",
     "Cluster": "rayka.clients.connection",

@@ -1,5 +1,6 @@
 """The notebooks run top to bottom in a real kernel attached to the test session's Ray, and
-their outputs have the shape of the ones stored with them (numbers and paths may differ).
+their outputs have the shape of the ones stored with them (numbers and paths may differ) and
+say what _notebook_checks.py asks of each (the numbers match what the notebook produced).
 
 To refresh the stored outputs after changing a notebook: ``python tests/integration/test_notebooks.py``.
 """
@@ -14,6 +15,8 @@ from nbclient import NotebookClient
 
 import rayka
 from rayka.actors import _ray
+
+from _notebook_checks import CHECKS
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
@@ -65,6 +68,9 @@ def test_notebook_runs_top_to_bottom_with_the_stored_outputs_shape(path, ray_ses
     ran = execute(nbformat.read(path, as_version=4), tmp_path)
     assert not warnings_in(ran)
     assert shape(ran) == shape(stored)
+    check = CHECKS.get(path.name)
+    if check is not None:
+        check(ran)
     coordinator = _ray.get_actor(_ray.coordinator_name(name), "rayka")
     assert coordinator is not None, "the notebook should have used the test session's Ray"
     # Tear the notebook's rayka cluster down whole: coordinator and partition actors.
