@@ -184,19 +184,29 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
                max_bytes: int = FETCH_BYTES) -> Iterator[pa.RecordBatch]:
     """The records of ``rng`` as record batches in offset order, with just ``columns`` (all of
     the stored layout when None: offset, timestamp_ms, key, headers, then value or the topic's
-    value columns) and just the rows ``filter`` keeps. A leader that moves or restarts during
-    the read is followed (for up to a minute); damage raises CorruptRecordError."""
+    value columns) and just the rows ``filter`` keeps. Both are applied inside the partition
+    (partitions/pushdown.py): only those columns are read from its segments and only the kept
+    rows are shipped. A leader that moves or restarts during the read is followed (for up to a
+    minute); damage raises CorruptRecordError."""
     from rayka.clients.connection import current
+    from rayka.partitions.records import log_schema
 
     cluster = cluster or current()
     _check_filter(filter)
-    offset, schema, cols = rng.start, None, None
+    cols = None
+    if columns is not None:
+        meta, _ = cluster.topic(rng.topic)
+        cols = _check_columns(log_schema(meta.value_schema), columns)  # before any fetch is sent
+    pushed = cols is not None or filter is not None
+    offset, schema = rng.start, None
     deadline = None
     while offset < rng.end:
         _, handles = cluster.topic(rng.topic, refresh=deadline is not None)
         try:
-            answer = handles[rng.partition].fetch(offset, min(rng.end - offset, FETCH_RECORDS), max_bytes, 0,
-                                                  schema is None).result()
+            args = (offset, min(rng.end - offset, FETCH_RECORDS), max_bytes, 0, schema is None)
+            call = handles[rng.partition].fetch(*args, columns=cols, filter=filter) if pushed \
+                else handles[rng.partition].fetch(*args)
+            answer = call.result()
         except (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError):
             deadline = deadline or time.monotonic() + _RETRY_S
             if time.monotonic() > deadline:
@@ -206,22 +216,21 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
         deadline = None
         if answer.schema is not None:
             schema = ipc.read_schema(pa.py_buffer(answer.schema))
-            cols = _check_columns(schema, columns)
-        if not answer.records:
+        if answer.next_offset <= offset:
             break  # retention deleted the rest meanwhile, or the log was cut
         payload = answer.payload
         for buf in (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload:
             for msg in codec.iter_messages(buf):
-                first, nxt = msg.header.base_offset, msg.header.next_offset
-                if nxt <= offset or first >= rng.end:
-                    continue
                 batch = codec.decode(msg, schema)
-                lo, hi = max(offset - first, 0), min(rng.end, nxt) - first
-                batch = batch.slice(lo, hi - lo)
-                if filter is not None:
-                    batch = batch.filter(filter)
-                if cols is not None:
-                    batch = batch.select(cols)
+                if pushed:
+                    # One message of kept rows, all in [offset, rng.end): its offsets may jump (a filter).
+                    batch = batch.select(cols) if cols is not None else batch
+                else:
+                    first, nxt = msg.header.base_offset, msg.header.next_offset
+                    if nxt <= offset or first >= rng.end:
+                        continue
+                    lo, hi = max(offset - first, 0), min(rng.end, nxt) - first
+                    batch = batch.slice(lo, hi - lo)
                 if batch.num_rows:
                     yield batch
         offset = answer.next_offset

@@ -54,6 +54,7 @@ __all__ = [
     "decode",
     "find_header",
     "checksum_passes",
+    "trim_nested",
 ]
 
 HEADER_KEY = "rayka.batch"
@@ -229,12 +230,12 @@ def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, sta
     """A new message holding rows ``start .. start + rows - 1`` of a stored one, with its own
     header and CRC (base and count of the slice; no producer id, so it never feeds
     idempotence state). Costs one copy of those rows."""
-    part = _trim_nested(decode(message, schema).slice(start, rows))
+    part = trim_nested(decode(message, schema).slice(start, rows))
     max_ts = pc.max(part.column(1)).as_py()
     return encode_batch(part, schema_size=schema_size, max_timestamp_ms=max_ts, append_ms=message.header.append_ms)
 
 
-def _trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
+def trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
     """``batch`` with its nested columns copied down to their rows. The IPC writer trims sliced
     flat columns itself but not every nested one: a slice of 10 rows of the usual all-null
     ``headers`` map, cut from a 50,000-row batch, was written with the parent's 400 KB of offsets."""
