@@ -133,6 +133,7 @@ class PartitionActor:
     def _release_memory(self) -> None:
         self._released = True
         self._opener.log.release_memory()
+        pushdown.release_scratch()
         gc.collect()
         pa.default_memory_pool().release_unused()
         self._trim()
@@ -235,7 +236,7 @@ class PartitionActor:
             if pushed is not None:
                 result = pushdown.pushed_read(
                     lambda o, r, b: plog.read(o, max_records=r, max_bytes=b, upto=hw), offset, max_records,
-                    max_bytes, pushed, plog.schema)
+                    max_bytes, pushed, plog.schema, pushdown.scratch())
             else:
                 result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
         except OffsetOutOfRangeError:

@@ -342,22 +342,26 @@ class Fetcher:
         return added
 
     def _take_pushed(self, state: PartitionState, answer) -> int:
-        """A pushed-down answer: one message of the kept rows (offsets may jump), or none, and
+        """A pushed-down answer: messages of the kept rows (offsets may jump), or none, and
         ``next_offset`` past what the partition scanned, which the position reaches once the
         rows before it were handed out (a filter that keeps nothing still moves it on)."""
         start, nxt, added = answer.offset, answer.next_offset, 0
         payload = answer.payload
+        batches = []
         for buf in (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload:
             self.metrics.bytes_fetched += buf.size
             for msg in codec.iter_messages(buf):
                 self.metrics.batches_fetched += 1
                 batch = codec.decode(msg, state.schema)
                 if batch.num_rows:
-                    state.buffered.append(batch)
-                    state.ends.append(nxt)
-                    state.buffered_records += batch.num_rows
-                    state.buffered_bytes += batch.nbytes
-                    added += batch.num_rows
+                    batches.append(batch)
+        for i, batch in enumerate(batches):
+            state.buffered.append(batch)
+            # One message per stored batch: the last one's end is where the partition's scan ended.
+            state.ends.append(nxt if i == len(batches) - 1 else batch.column(0)[-1].as_py() + 1)
+            state.buffered_records += batch.num_rows
+            state.buffered_bytes += batch.nbytes
+            added += batch.num_rows
         if nxt > start:
             if not added:
                 if state.ends:

@@ -48,6 +48,7 @@ __all__ = [
     "encode_batch",
     "EncodeBuffer",
     "encode_slice",
+    "encode_batches",
     "message_size_at",
     "read_message_at",
     "iter_messages",
@@ -201,6 +202,44 @@ def encode_batch(
     message = data.slice(schema_size)
     return EncodedBatch(message.slice(0, head_len).to_pybytes(), body, _replace_crc(header, crc), message,
                         transient=scratch is not None and size <= scratch.max_bytes)
+
+
+def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | None" = None) -> pa.Buffer:
+    """``parts``, ``(batch, max_timestamp_ms, append_ms)`` tuples of batches of one schema (offsets
+    in column 0, in order), as record-batch messages back to back in one buffer, each with its
+    own header and CRC (no producer id), written in one pass: no batch is concatenated first.
+    Their offsets need not be consecutive (a filtered read): each header's base is the batch's
+    first offset and its count the rows. With ``scratch``, valid until the next encode into it."""
+    schema = parts[0][0].schema
+    headers = [BatchHeader(0, batch.column(0)[0].as_py(), batch.num_rows, max_ts, append_ms, None, -1)
+               for batch, max_ts, append_ms in parts]
+
+    def write(sink) -> None:
+        writer = ipc.new_stream(sink, schema)
+        for (batch, _, _), header in zip(parts, headers):
+            writer.write_batch(batch, custom_metadata={HEADER_KEY: header.text(_PLACEHOLDER)})
+
+    mock = pa.MockOutputStream()
+    write(mock)
+    size = mock.size()
+    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
+    write(pa.FixedSizeBufferWriter(target))
+    view = memoryview(target).cast("B")
+    position = schema_size
+    prefix = len(_PREFIXES[FORMAT_VERSION])
+    for header in headers:
+        meta_len = int.from_bytes(view[position + 4 : position + 8], "little")
+        head = bytes(view[position + 8 : position + 8 + meta_len])
+        at = head.find(header.text(_PLACEHOLDER))
+        if at < 0:
+            raise AssertionError("batch header not found in the message metadata")
+        body_size = ipc.read_message(target.slice(position, size - position)).body.size
+        body = target.slice(position + 8 + meta_len, body_size)
+        crc = zlib.crc32(body, zlib.crc32(head))
+        start = position + 8 + at + prefix
+        view[start : start + 8] = b"%08x" % crc
+        position += 8 + meta_len + body_size
+    return target.slice(schema_size, position - schema_size)
 
 
 class EncodeBuffer:

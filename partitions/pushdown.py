@@ -8,11 +8,15 @@ batches as a full read does (:meth:`PartitionLog.read`), then, batch by batch:
 - keeps the rows at or past the asked offset for which ``filter`` (a
   ``pyarrow.compute`` expression) is true, looking only at the columns the filter
   names, and then only the asked ``columns`` of them, with ``offset`` always first;
-- gathers the kept rows of every batch scanned and encodes them as **one fresh
-  message** with its own rayka header and CRC (codec.encode_batch), whose schema is
-  ``offset`` and the asked columns. Its header's ``base`` is the first kept offset and
-  ``count`` the rows kept: offsets inside it need not be consecutive (a filter drops
-  rows), so a reader takes them from the ``offset`` column, never from the header.
+- encodes the kept rows of each stored batch as a **fresh message** with its own rayka
+  header and CRC, all of them back to back in one buffer written in one pass
+  (codec.encode_batches; no concatenation first), their schema ``offset`` and the asked
+  columns. A header's ``base`` is the first kept offset and ``count`` the rows kept:
+  offsets inside it need not be consecutive (a filter drops rows), so a reader takes them
+  from the ``offset`` column, never from the header; its ``maxts`` is the stored batch's
+  (a bound). The buffer is a reused per-thread scratch in the actor (:func:`scratch`):
+  fresh memory is slow to touch on these VMs (codec.EncodeBuffer), and Ray copies a
+  method's answer out before that thread runs the next call.
 
 So the column pages a read does not need are never read from disk, and the answer carries
 only what was kept. ``next_offset`` is past every offset scanned, whether or not a row
@@ -53,7 +57,8 @@ import pyarrow.compute as pc
 from ..errors import ConfigError, CorruptRecordError
 from . import codec
 
-__all__ = ["Pushdown", "PushedRead", "ReadCounters", "pushed_read", "read_log", "cached", "SCAN_FACTOR", "OFFSET"]
+__all__ = ["Pushdown", "PushedRead", "ReadCounters", "pushed_read", "read_log", "cached", "scratch",
+           "release_scratch", "SCAN_FACTOR", "OFFSET"]
 
 OFFSET = "offset"
 #: A pushed-down read scans at most this many times ``max_bytes`` of stored messages per call.
@@ -138,9 +143,9 @@ def cached(log_schema: pa.Schema, columns, filter) -> Pushdown:
 
 @dataclass(frozen=True, slots=True)
 class PushedRead:
-    """The answer of a pushed-down read: ``message`` (one encoded message of the kept rows, or
-    None when none was kept), ``rows`` kept, ``next_offset`` past every offset scanned, and
-    the bytes it read from segments and ships."""
+    """The answer of a pushed-down read: ``message`` (the kept rows as fresh messages back to
+    back, one per stored batch that kept any, or None when none was kept), ``rows`` kept,
+    ``next_offset`` past every offset scanned, and the bytes it read from segments and ships."""
 
     offset: int
     message: pa.Buffer | None
@@ -156,13 +161,13 @@ def _column_bytes(column) -> int:
 
 
 def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushdown,
-                log_schema: pa.Schema) -> PushedRead:
+                log_schema: pa.Schema, scratch: codec.EncodeBuffer | None = None) -> PushedRead:
     """The rows of ``spec`` from ``offset`` on. ``read(offset, max_records, max_bytes)`` is the
     log's full read (a ReadResult, bounded by what readers may see); its errors at ``offset``
-    propagate, damage met later stops the read before it."""
+    propagate, damage met later stops the read before it. With ``scratch`` (:func:`scratch`),
+    the answer's buffer is valid only until the next read into it."""
     parts: list[pa.RecordBatch] = []
     rows = scanned = touched = kept_bytes = 0
-    max_ts, append_ms = -1, 0
     position, start_offset = offset, -1
     while scanned < max_records and kept_bytes < max_bytes and touched < SCAN_FACTOR * max_bytes:
         try:
@@ -191,20 +196,17 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
                 touched += sum(_column_bytes(batch.column(c)) for c in spec.needed)
                 if part.num_rows:
                     part = part.select(spec.columns)
-                    parts.append(part)
+                    parts.append((part, h.max_timestamp_ms, h.append_ms))  # the stored batch's, a bound
                     rows += part.num_rows
                     kept_bytes += part.nbytes
-                    max_ts = max(max_ts, h.max_timestamp_ms)
-                    append_ms = max(append_ms, h.append_ms)
         scanned += result.next_offset - position
         position = result.next_offset
     if not parts:
         return PushedRead(offset, None, 0, position, touched, 0, start_offset)
-    batch = parts[0] if len(parts) == 1 else pa.concat_batches(parts)
-    batch = codec.trim_nested(batch)  # a slice of a nested column would ship its parent's buffers
-    encoded = codec.encode_batch(batch, schema_size=_schema_size(spec.schema), max_timestamp_ms=max_ts,
-                                 append_ms=append_ms)
-    return PushedRead(offset, encoded.message, rows, position, touched, encoded.size, start_offset)
+    # Nested columns sliced from a stored batch would ship their parent's buffers: trim them.
+    parts = [(codec.trim_nested(b), ts, ms) for b, ts, ms in parts]
+    out = codec.encode_batches(parts, schema_size=_schema_size(spec.schema), scratch=scratch)
+    return PushedRead(offset, out, rows, position, touched, out.size, start_offset)
 
 
 def read_log(plog, offset: int, max_records: int, max_bytes: int, columns=None, filter=None,
@@ -213,6 +215,27 @@ def read_log(plog, offset: int, max_records: int, max_bytes: int, columns=None, 
     spec = cached(plog.schema, columns, filter)
     return pushed_read(lambda o, r, b: plog.read(o, max_records=r, max_bytes=b, upto=upto), offset, max_records,
                        max_bytes, spec, plog.schema)
+
+
+_SCRATCH_LOCK = threading.Lock()
+_SCRATCH: dict[int, codec.EncodeBuffer] = {}
+
+
+def scratch() -> codec.EncodeBuffer:
+    """This thread's reused encode buffer for pushed-down answers (each fetch thread has one)."""
+    key = threading.get_ident()
+    buf = _SCRATCH.get(key)
+    if buf is None:
+        with _SCRATCH_LOCK:
+            buf = _SCRATCH[key] = codec.EncodeBuffer()
+    return buf
+
+
+def release_scratch() -> None:
+    """Forget every thread's encode buffer (an idle partition gives its memory back); a read
+    using one keeps it until it is done."""
+    with _SCRATCH_LOCK:
+        _SCRATCH.clear()
 
 
 _SCHEMA_SIZES: dict[str, int] = {}

@@ -27,14 +27,17 @@ def wide_rows(start: int, n: int) -> pa.Table:
 
 
 def decoded(answer, spec):
-    """The one message of a pushed-down answer, CRC-checked and decoded (None: nothing kept)."""
+    """The messages of a pushed-down answer, each CRC-checked, decoded as one batch (None:
+    nothing kept)."""
     if answer.message is None:
         return None
-    (msg,) = list(codec.iter_messages(answer.message))
-    msg.verify()
-    b = codec.decode(msg, spec.schema)
-    assert msg.header.base_offset == b.column(0)[0].as_py() and msg.header.count == b.num_rows
-    return b
+    parts = []
+    for msg in codec.iter_messages(answer.message):
+        msg.verify()  # each fresh message carries its own valid header and CRC
+        b = codec.decode(msg, spec.schema)
+        assert msg.header.base_offset == b.column(0)[0].as_py() and msg.header.count == b.num_rows
+        parts.append(b)
+    return pa.concat_batches(parts)
 
 
 @pytest.fixture
