@@ -166,10 +166,10 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
     log's full read (a ReadResult, bounded by what readers may see); its errors at ``offset``
     propagate, damage met later stops the read before it. With ``scratch`` (:func:`scratch`),
     the answer's buffer is valid only until the next read into it."""
-    parts: list[pa.RecordBatch] = []
-    rows = scanned = touched = kept_bytes = 0
+    parts: list[tuple[pa.RecordBatch, int, int]] = []
+    rows = scanned = touched = kept_bytes = stored = 0
     position, start_offset = offset, -1
-    while scanned < max_records and kept_bytes < max_bytes and touched < SCAN_FACTOR * max_bytes:
+    while scanned < max_records and kept_bytes < max_bytes and stored < SCAN_FACTOR * max_bytes:
         try:
             result = read(position, max_records - scanned, max_bytes)
         except CorruptRecordError:
@@ -180,6 +180,7 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
             start_offset = result.log_start_offset
         if not result.records:
             break
+        stored += result.bytes
         for buf in result.buffers:
             for msg in codec.iter_messages(buf):
                 h = msg.header

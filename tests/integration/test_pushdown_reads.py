@@ -94,8 +94,12 @@ def test_bad_columns_and_filters_are_refused(wide):
     cluster, _ = wide
     with pytest.raises(ConfigError, match="no column 'nope'"):
         rayka.read_topic("wide", columns=["nope"], cluster=cluster)
+    with pytest.raises(ConfigError, match="does not apply"):  # checked by the partition
+        rayka.read_topic("wide", filter=pc.field("missing") > 3, cluster=cluster)
     with pytest.raises(ConfigError, match="pyarrow.compute expression"):
         rayka.Consumer("wide", filter="n > 3", cluster=cluster)
+    with pytest.raises(ConfigError, match="does not apply"):
+        rayka.Consumer("wide", filter=pc.field("missing") > 3, cluster=cluster)
     with pytest.raises(ConfigError, match="no column 'nope'"):
         rayka.Consumer("wide", columns=["nope"], cluster=cluster)
 
