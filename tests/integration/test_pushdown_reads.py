@@ -179,3 +179,45 @@ def test_polars_and_duckdb_read_the_results(wide):
     assert pdf.height == N and pdf["n"].sum() == sum(range(N))
     assert duckdb.sql("SELECT count(DISTINCT partition), sum(f1) FROM polled").fetchall() == [(
         PARTITIONS, float(sum(j * 10 + 1 for j in range(N))))]
+
+
+def test_a_follower_serves_a_pushed_down_replica_read(wide):
+    """An in-sync follower answers a consumer's replica read with columns and a filter (KIP-392
+    reads, clients/read_replicas.py), the rows the leader would give; its own replication
+    fetches stay whole stored batches."""
+    import ray
+
+    from rayka.clients.stubs import PartitionClient
+
+    cluster, _ = wide
+    admin = rayka.Admin(cluster)
+    admin.create_topic("wide-rf2", partitions=1, replication_factor=2, schema=SCHEMA,
+                       config={"replica.placement": "colocate", "min.insync.replicas": 2})
+    with rayka.Producer(cluster=cluster, acks="all") as p:
+        p.send_table("wide-rf2", rows(500)).result()
+    meta, (leader,) = cluster.topic("wide-rf2", refresh=True)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["name"].endswith(f":p:{meta.topic_id}:0.r1")]
+    assert len(names) == 1, names
+    follower = PartitionClient(ray.get_actor(names[0], namespace="rayka"))
+    flt = pc.field("n") >= 490
+
+    def answer():
+        try:
+            got = follower.fetch(0, 1000, 1 << 20, 0, True, replica_read=True, columns=["n"], filter=flt).result()
+        except rayka.errors.NotLeaderError:
+            return None  # not in sync yet, or its HW not there yet
+        return got if got.next_offset == 500 else None
+
+    got = wait_for(answer, timeout_s=30, what="the follower's pushed-down answer")
+    assert got.records == 10 and got.replica_id == 1
+    from rayka.partitions import codec
+    import pyarrow.ipc as ipc
+
+    schema = ipc.read_schema(pa.py_buffer(got.schema))
+    payload = got.payload if isinstance(got.payload, tuple) else (pa.py_buffer(got.payload),)
+    batches = [codec.decode(m, schema) for buf in payload for m in codec.iter_messages(buf)]
+    assert schema.names == ["offset", "n"]
+    assert [n for b in batches for n in b.column("n").to_pylist()] == list(range(490, 500))
+    lead = leader.fetch(0, 1000, 1 << 20, 0, True, columns=["n"], filter=flt).result()
+    assert lead.records == 10 and lead.next_offset == 500
