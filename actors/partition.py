@@ -43,7 +43,7 @@ from rayka.coordinator.election import PartitionState
 from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
-from rayka.partitions import codec
+from rayka.partitions import codec, pushdown
 from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.follower_role import FollowerRole
@@ -106,6 +106,7 @@ class PartitionActor:
                                         replica_id, lambda: self._config)
         # An unreplicated partition leads at once; a replica waits for the controller to name its role.
         self._initial_state = PartitionState.from_dict(initial_state) if initial_state else None
+        self._reads = pushdown.ReadCounters()  # bytes read and shipped by fetches (stats)
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="rayka-tick", daemon=True)
         self._ticker.start()
@@ -132,6 +133,7 @@ class PartitionActor:
     def _release_memory(self) -> None:
         self._released = True
         self._opener.log.release_memory()
+        pushdown.release_scratch()
         gc.collect()
         pa.default_memory_pool().release_unused()
         self._trim()
@@ -185,7 +187,8 @@ class PartitionActor:
 
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
-              with_schema: bool = True, leader_epoch: int = -1, replica_read: bool = False) -> FetchResponse:
+              with_schema: bool = True, leader_epoch: int = -1, replica_read: bool = False,
+              columns: list[str] | None = None, filter=None) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
         ``replica_read``: this replica may answer as an in-sync follower (KIP-392: a consumer
@@ -199,6 +202,12 @@ class PartitionActor:
         its ``replica_id`` is this replica's. Damaged offsets met by the read of a replicated partition
         answer NotLeaderError (retriable) while another replica's copy can serve them (leader_role.py,
         follower_role.py), else CorruptRecordError.
+
+        ``columns`` / ``filter`` (a ``pyarrow.compute`` expression): a pushed-down read
+        (partitions/pushdown.py). The payload is then one fresh message of the kept rows, its
+        columns ``offset`` and ``columns`` (all stored ones when None), ``schema`` (when asked)
+        that message's schema, ``records`` the rows kept and ``next_offset`` past every offset
+        scanned, a row kept or not. A bad column or filter raises ConfigError.
         """
         plog = self._ready()
         self._used()
@@ -214,7 +223,9 @@ class PartitionActor:
         if max_wait_ms > 0 and offset >= reader.high_watermark:
             reader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()
-        schema = plog.schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
+        pushed = None if columns is None and filter is None else pushdown.cached(plog.schema, columns, filter)
+        shipped_schema = plog.schema if pushed is None else pushed.schema
+        schema = shipped_schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
         if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
             return FetchResponse.empty(offset, schema)
@@ -222,7 +233,12 @@ class PartitionActor:
         if hw <= offset <= plog.log_end_offset:  # consumers see only what every in-sync replica has
             return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema, rid)
         try:
-            result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
+            if pushed is not None:
+                result = pushdown.pushed_read(
+                    lambda o, r, b: plog.read(o, max_records=r, max_bytes=b, upto=hw), offset, max_records,
+                    max_bytes, pushed, plog.schema, pushdown.scratch())
+            else:
+                result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
         except OffsetOutOfRangeError:
             if not follower:
                 raise
@@ -234,7 +250,17 @@ class PartitionActor:
             # A new role may have truncated the log under this read: what was read is not served.
             raise NotLeaderError(f"replica {rid} of {self._topic}-{self._partition} changed its role during a "
                                  "replica read; read from the leader")
-        if sum(buf.size for buf in result.buffers) < _INLINE_BYTES:
+        if pushed is not None:
+            self._reads.pushed(result)
+            if result.message is None:
+                payload = b""
+            else:
+                payload = result.message.to_pybytes() if result.bytes_shipped < _INLINE_BYTES else (result.message,)
+            return FetchResponse(result.offset, payload, result.rows, result.next_offset,
+                                 plog.log_start_offset, hw, schema, rid)
+        size = sum(buf.size for buf in result.buffers)
+        self._reads.full(size)
+        if size < _INLINE_BYTES:
             payload = b"".join(result.buffers)
         else:
             payload = result.buffers
@@ -300,6 +326,7 @@ class PartitionActor:
             node_id=ray.get_runtime_context().get_node_id(), recovered_batches=plog.recovered_batches,
             truncated_bytes=plog.truncated_bytes,
             damaged_offsets=tuple(tuple(r) for r in plog.damaged_offsets),  # each hole kept in place
+            reads=self._reads.as_dict(),
         )
 
     @ray.method(concurrency_group="control")

@@ -26,12 +26,12 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from rayka.clients.consumer_options import consumer_configs
+from rayka.clients.consumer_options import consumer_configs, pushed_schema
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.positions import Positions, reset_out_of_range
 from rayka.clients.read_replicas import ReadReplicas
-from rayka.clients.record_views import empty_table, to_records, to_table
+from rayka.clients.record_views import empty_table, projected_records, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
 from rayka.errors import ConfigError, ConsumerClosedError
 
@@ -56,6 +56,8 @@ class Consumer:
       one on a node of that ``rayka-zone``, else from the leader (Kafka's KIP-392; see
       clients/read_replicas.py). Positions, offset look-ups and commits still go to the leader
       and the coordinator; ``metrics()["read_replicas"]`` shows which replica answered.
+    - ``columns`` / ``filter`` (a ``pyarrow.compute`` expression): pushed down into the partitions
+      (consumer_options.pushed_schema says what poll and poll_batch then return).
     - with a ``group_id``: ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_poll_interval_ms``,
       ``partition_assignment_strategy``, ``group_instance_id``, ``listener`` and
       ``default_api_timeout_ms`` (60 s: how long a synchronous commit waits out a coordinator restart).
@@ -90,7 +92,9 @@ class Consumer:
             on_out_of_range=functools.partial(reset_out_of_range, config.auto_offset_reset),
             refresh_handle=lambda tp: self._cluster.topic(tp.topic, refresh=True, timeout_s=0.2)[1][tp.partition],
             read_replicas=None if config.client_rack is None else ReadReplicas(self._cluster, config.client_rack),
+            columns=config.columns, filter=config.filter,
         )
+        self._pushed: dict[str, pa.Schema] = {}  # per topic, the schema pushed-down fetches answer in
         self._value_columns: dict[str, list[str] | None] = {}
         self._group = None
         if group_config is not None:
@@ -112,6 +116,8 @@ class Consumer:
         group, the group's share of them; ``listener`` hears about rebalances."""
         self._check_open()
         if self._group is not None:
+            for topic in topics or []:
+                self._check_pushdown(topic)  # bad columns fail here, not at the first poll
             if listener is not None:
                 self._group.listener = listener
             self._group.subscribe(topics, pattern)
@@ -149,6 +155,7 @@ class Consumer:
                 new[tp] = PartitionState(tp, handles[tp.partition])
                 if tp.topic not in self._value_columns:
                     schema = meta.value_schema
+                    self._check_pushdown(tp.topic, meta)
                     self._value_columns[tp.topic] = None if schema is None else schema.names
         self._fetcher.states = new
 
@@ -284,11 +291,14 @@ class Consumer:
 
     def poll_batch(self, timeout_ms: float = 1000, max_records: int = 100_000) -> pa.Table:
         """Up to ``max_records`` records as one Arrow table (columns topic, partition, offset,
-        timestamp_ms, key, headers, value or the topic's value columns)."""
+        timestamp_ms, key, headers, value or the topic's value columns; with ``columns=``,
+        topic, partition, offset and those columns in the order given)."""
         table = to_table(self._gather(timeout_ms, max_records))
         return table if table is not None else self._empty_table()
 
     def _empty_table(self) -> pa.Table:
+        for schema in self._pushed.values():
+            return empty_table(None, schema)
         for topic, cols in self._value_columns.items():
             if cols is not None:
                 meta, _ = self._cluster.topic(topic)
@@ -296,7 +306,16 @@ class Consumer:
         return empty_table(None)
 
     def _to_records(self, tp: TopicPartition, batch: pa.RecordBatch) -> list[Record]:
+        if self._fetcher.pushdown:
+            return projected_records(tp, batch, self._value_columns.get(tp.topic), self._key_de, self._value_de)
         return to_records(tp, batch, self._value_columns.get(tp.topic), self._key_de, self._value_de)
+
+    def _check_pushdown(self, topic: str, meta=None) -> None:
+        """ConfigError unless ``columns`` and ``filter`` apply to ``topic``; remembers the schema its
+        pushed-down fetches answer in (``offset`` then the columns asked)."""
+        if self._fetcher.pushdown and topic not in self._pushed:
+            meta = meta or self._cluster.topic(topic, refresh=True)[0]
+            self._pushed[topic] = pushed_schema(meta.value_schema, self._fetcher.columns, self._fetcher.filter)
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()

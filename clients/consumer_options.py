@@ -11,7 +11,7 @@ from rayka.clients.kafka_names import unknown_option_error
 from rayka.config import ConsumerConfig, GroupConfig, option_names
 from rayka.errors import ConfigError
 
-__all__ = ["CONSUMER_OPTIONS", "GROUP_OPTIONS", "consumer_configs"]
+__all__ = ["CONSUMER_OPTIONS", "GROUP_OPTIONS", "consumer_configs", "pushed_schema"]
 
 #: The keywords only a Consumer with a group_id takes.
 GROUP_OPTIONS = tuple(n for n in option_names(GroupConfig) if n != "group_id")
@@ -34,3 +34,20 @@ def consumer_configs(options: dict[str, Any]) -> tuple[ConsumerConfig, GroupConf
     config = ConsumerConfig(**{k: v for k, v in options.items() if k != "group_id" and k not in GROUP_OPTIONS})
     group = None if group_id is None else GroupConfig(group_id=group_id, **group_options)
     return config, group
+
+
+def pushed_schema(value_schema, columns, flt):
+    """The schema a Consumer's pushed-down fetches of a topic of ``value_schema`` answer in, or
+    ConfigError when ``columns`` or ``flt`` do not apply to the topic.
+
+    With ``columns`` / ``filter`` the partitions read and ship only those columns and the
+    records the filter keeps (partitions/pushdown.py); positions and commits still move past
+    the records dropped. ``poll_batch`` has topic, partition, then ``offset`` (always: positions
+    are tracked from it) and the columns asked, in order. ``poll`` Records have None for a field
+    not asked for; ``value`` is a dict of the value columns asked (a typed topic), the ``value``
+    bytes if asked (an untyped one), else None.
+    """
+    from rayka.partitions.pushdown import Pushdown
+    from rayka.partitions.records import log_schema
+
+    return Pushdown.of(log_schema(value_schema), columns, flt).schema

@@ -70,7 +70,7 @@ class PartitionState:
                  "buffered_records", "buffered_bytes", "paused", "high_watermark", "log_start_offset",
                  "retry_at", "schema", "lookup", "lookup_since", "unavailable", "failures", "error",
                  "error_offset", "open_error", "read_handle", "read_replica", "rechoose_at", "inflight_follower",
-                 "served_by")
+                 "served_by", "ends")
 
     def __init__(self, tp: TopicPartition, handle):
         self.tp = tp
@@ -99,10 +99,14 @@ class PartitionState:
         self.rechoose_at = 0.0  # when to choose the read replica again
         self.inflight_follower = False  # the fetch in flight went to ``read_handle``
         self.served_by: int | None = None  # the replica that answered the last fetch
+        # Pushed-down fetches: where each buffered batch's fetch ended (a filter drops records,
+        # so the position after a batch is the fetch's next_offset, not its last offset + 1).
+        self.ends: deque[int] = deque()
 
     def seek(self, offset: int) -> None:
         self.position = self.fetch_offset = offset
         self.buffered.clear()
+        self.ends.clear()
         self.buffered_records = self.buffered_bytes = 0
         self.inflight = None  # a fetch still travelling is now stale; its answer is dropped
         self.lookup = None  # so is a position look-up: the user's seek wins
@@ -113,8 +117,10 @@ class PartitionState:
         out = []
         while self.buffered and limit > 0:
             batch = self.buffered[0]
+            end = None
             if batch.num_rows <= limit:
                 self.buffered.popleft()
+                end = self.ends.popleft() if self.ends else None
             else:
                 self.buffered[0] = batch.slice(limit)
                 batch = batch.slice(0, limit)
@@ -123,7 +129,7 @@ class PartitionState:
             # Bytes leave in proportion to records: exact enough for a bound, no per-slice sizing.
             self.buffered_bytes -= self.buffered_bytes * batch.num_rows // self.buffered_records
             self.buffered_records -= batch.num_rows
-            self.position = batch.column(0)[-1].as_py() + 1
+            self.position = end if end is not None else batch.column(0)[-1].as_py() + 1
         if not self.buffered_records:
             self.buffered_bytes = 0
         return out
@@ -133,7 +139,8 @@ class Fetcher:
     """Drives fetches for a set of partitions; hands out decoded record batches."""
 
     def __init__(self, *, max_wait_ms: int, max_partition_records: int, max_partition_bytes: int,
-                 max_buffered_records: int, on_out_of_range, refresh_handle=None, read_replicas=None):
+                 max_buffered_records: int, on_out_of_range, refresh_handle=None, read_replicas=None,
+                 columns=None, filter=None):
         self.max_wait_ms = max_wait_ms
         self.max_partition_records = max_partition_records
         self.max_partition_bytes = max_partition_bytes
@@ -141,6 +148,9 @@ class Fetcher:
         self._on_out_of_range = on_out_of_range  # callback(state, error) -> None (resets or raises)
         self._refresh_handle = refresh_handle  # callback(tp) -> a fresh partition actor handle
         self._read_replicas = read_replicas  # a read_replicas.ReadReplicas (client_rack), or None: the leader
+        # Pushed down into the partitions (None, None: the usual fetch, whole stored batches).
+        self.columns, self.filter = (None if columns is None else list(columns)), filter
+        self.pushdown = columns is not None or filter is not None
         self.pending_open_errors: list[LogOpenError] = []  # raised by poll(), one a call
         self.states: dict[TopicPartition, PartitionState] = {}
         self.metrics = FetchMetrics()
@@ -221,8 +231,14 @@ class Fetcher:
                 s.inflight_follower = s.read_handle is not None
                 args = (s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
                         s.schema is None)
-                s.inflight = s.read_handle.fetch(*args, replica_read=True) if s.inflight_follower \
-                    else s.handle.fetch(*args)
+                handle = s.read_handle if s.inflight_follower else s.handle
+                if self.pushdown:
+                    s.inflight = handle.fetch(*args, replica_read=s.inflight_follower, columns=self.columns,
+                                              filter=self.filter)
+                elif s.inflight_follower:
+                    s.inflight = handle.fetch(*args, replica_read=True)
+                else:
+                    s.inflight = handle.fetch(*args)
 
     def buffered(self) -> int:
         return sum(s.buffered_records for s in self.states.values() if not s.paused)
@@ -298,6 +314,8 @@ class Fetcher:
             return 0
         state.high_watermark = answer.high_watermark
         state.log_start_offset = answer.log_start_offset
+        if self.pushdown:
+            return self._take_pushed(state, answer)
         start = answer.offset
         added = 0
         payload = answer.payload
@@ -318,6 +336,39 @@ class Fetcher:
                 added += batch.num_rows
         if answer.records:
             state.fetch_offset = answer.next_offset
+        self.metrics.records_fetched += added
+        if state.inflight_follower:
+            self.metrics.records_fetched_from_followers += added
+        return added
+
+    def _take_pushed(self, state: PartitionState, answer) -> int:
+        """A pushed-down answer: messages of the kept rows (offsets may jump), or none, and
+        ``next_offset`` past what the partition scanned, which the position reaches once the
+        rows before it were handed out (a filter that keeps nothing still moves it on)."""
+        start, nxt, added = answer.offset, answer.next_offset, 0
+        payload = answer.payload
+        batches = []
+        for buf in (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload:
+            self.metrics.bytes_fetched += buf.size
+            for msg in codec.iter_messages(buf):
+                self.metrics.batches_fetched += 1
+                batch = codec.decode(msg, state.schema)
+                if batch.num_rows:
+                    batches.append(batch)
+        for i, batch in enumerate(batches):
+            state.buffered.append(batch)
+            # One message per stored batch: the last one's end is where the partition's scan ended.
+            state.ends.append(nxt if i == len(batches) - 1 else batch.column(0)[-1].as_py() + 1)
+            state.buffered_records += batch.num_rows
+            state.buffered_bytes += batch.nbytes
+            added += batch.num_rows
+        if nxt > start:
+            if not added:
+                if state.ends:
+                    state.ends[-1] = nxt  # handed out with the last buffered batch
+                elif state.position == start:
+                    state.position = nxt  # nothing kept, nothing waiting: the position moves at once
+            state.fetch_offset = nxt
         self.metrics.records_fetched += added
         if state.inflight_follower:
             self.metrics.records_fetched_from_followers += added

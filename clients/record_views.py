@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from rayka.clients.types import Record, TopicPartition
 
-__all__ = ["to_records", "to_table", "empty_table"]
+__all__ = ["to_records", "projected_records", "to_table", "empty_table"]
 
 
 def to_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] | None, key_de,
@@ -36,6 +36,30 @@ def to_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] 
     return [Record(topic, partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
 
 
+def projected_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] | None, key_de,
+                      value_de) -> list[Record]:
+    """Records of a pushed-down fetch's batch (``offset`` then the columns asked): a field not
+    asked for is None; ``value`` is a dict of the value columns asked (typed topic), or the
+    ``value`` column (untyped), or None."""
+    n, names = batch.num_rows, batch.schema.names
+    none = [None] * n
+
+    def col(name):
+        return batch.column(name).to_pylist() if name in names else none
+
+    keys, stamps, values = col("key"), col("timestamp_ms"), col("value") if value_cols is None else none
+    headers = [dict(h) if h is not None else None for h in col("headers")]
+    if value_cols is not None:
+        asked = [c for c in value_cols if c in names]
+        values = batch.select(asked).to_pylist() if asked else none
+    if key_de is not None:
+        keys = [key_de(k) if k is not None else None for k in keys]
+    if value_de is not None and value_cols is None:
+        values = [value_de(v) if v is not None else None for v in values]
+    offsets = batch.column(0).to_numpy().tolist()
+    return [Record(tp.topic, tp.partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+
+
 def to_table(drained) -> pa.Table | None:
     """``[(state, [batch, ...]), ...]`` as one table with ``topic`` and ``partition`` columns in
     front (zero-copy for the batches' own columns); None if nothing was drained."""
@@ -52,10 +76,12 @@ def to_table(drained) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
 
 
-def empty_table(value_schema: pa.Schema | None) -> pa.Table:
-    """An empty poll's table, with the columns a poll of a topic of ``value_schema`` has."""
+def empty_table(value_schema: pa.Schema | None, schema: pa.Schema | None = None) -> pa.Table:
+    """An empty poll's table, with the columns a poll of a topic of ``value_schema`` has (or, given
+    ``schema``, those of a pushed-down fetch)."""
     from rayka.partitions.records import log_schema
 
-    schema = log_schema(value_schema) if value_schema is not None else log_schema()
+    if schema is None:
+        schema = log_schema(value_schema) if value_schema is not None else log_schema()
     return (schema.empty_table().add_column(0, "partition", pa.array([], pa.int32()))
             .add_column(0, "topic", pa.array([], pa.dictionary(pa.int32(), pa.string()))))

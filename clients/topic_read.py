@@ -29,7 +29,12 @@ __all__ = ["PartitionRange", "plan_ranges", "split_ranges", "read_range", "read_
 
 #: Records asked for per fetch of a bounded read, and bytes.
 FETCH_RECORDS = 262_144
+#: Records per fetch of a pushed-down read: its rows are narrower (or fewer), so a fetch covers
+#: more offsets for the same bytes shipped (max_bytes bounds those), and pays its call once.
+PUSHED_FETCH_RECORDS = 4 * FETCH_RECORDS
 FETCH_BYTES = 32 * 1024 * 1024
+#: Partitions :func:`read_topic` reads at the same time.
+READ_THREADS = 8
 _RETRY_S = 60.0  # a leader that moves (or restarts) mid-read is waited for this long
 
 
@@ -184,19 +189,30 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
                max_bytes: int = FETCH_BYTES) -> Iterator[pa.RecordBatch]:
     """The records of ``rng`` as record batches in offset order, with just ``columns`` (all of
     the stored layout when None: offset, timestamp_ms, key, headers, then value or the topic's
-    value columns) and just the rows ``filter`` keeps. A leader that moves or restarts during
-    the read is followed (for up to a minute); damage raises CorruptRecordError."""
+    value columns) and just the rows ``filter`` keeps. Both are applied inside the partition
+    (partitions/pushdown.py): only those columns are read from its segments and only the kept
+    rows are shipped. A leader that moves or restarts during the read is followed (for up to a
+    minute); damage raises CorruptRecordError."""
     from rayka.clients.connection import current
+    from rayka.partitions.records import log_schema
 
     cluster = cluster or current()
     _check_filter(filter)
-    offset, schema, cols = rng.start, None, None
+    cols = None
+    if columns is not None:
+        meta, _ = cluster.topic(rng.topic)
+        cols = _check_columns(log_schema(meta.value_schema), columns)  # before any fetch is sent
+    pushed = cols is not None or filter is not None
+    offset, schema = rng.start, None
     deadline = None
     while offset < rng.end:
         _, handles = cluster.topic(rng.topic, refresh=deadline is not None)
         try:
-            answer = handles[rng.partition].fetch(offset, min(rng.end - offset, FETCH_RECORDS), max_bytes, 0,
-                                                  schema is None).result()
+            args = (offset, min(rng.end - offset, PUSHED_FETCH_RECORDS if pushed else FETCH_RECORDS), max_bytes, 0,
+                    schema is None)
+            call = handles[rng.partition].fetch(*args, columns=cols, filter=filter) if pushed \
+                else handles[rng.partition].fetch(*args)
+            answer = call.result()
         except (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError):
             deadline = deadline or time.monotonic() + _RETRY_S
             if time.monotonic() > deadline:
@@ -206,22 +222,21 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
         deadline = None
         if answer.schema is not None:
             schema = ipc.read_schema(pa.py_buffer(answer.schema))
-            cols = _check_columns(schema, columns)
-        if not answer.records:
+        if answer.next_offset <= offset:
             break  # retention deleted the rest meanwhile, or the log was cut
         payload = answer.payload
         for buf in (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload:
             for msg in codec.iter_messages(buf):
-                first, nxt = msg.header.base_offset, msg.header.next_offset
-                if nxt <= offset or first >= rng.end:
-                    continue
                 batch = codec.decode(msg, schema)
-                lo, hi = max(offset - first, 0), min(rng.end, nxt) - first
-                batch = batch.slice(lo, hi - lo)
-                if filter is not None:
-                    batch = batch.filter(filter)
-                if cols is not None:
-                    batch = batch.select(cols)
+                if pushed:
+                    # One message of kept rows, all in [offset, rng.end): its offsets may jump (a filter).
+                    batch = batch.select(cols) if cols is not None else batch
+                else:
+                    first, nxt = msg.header.base_offset, msg.header.next_offset
+                    if nxt <= offset or first >= rng.end:
+                        continue
+                    lo, hi = max(offset - first, 0), min(rng.end, nxt) - first
+                    batch = batch.slice(lo, hi - lo)
                 if batch.num_rows:
                     yield batch
         offset = answer.next_offset
@@ -230,16 +245,30 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
 def read_topic(topic: str, start=None, end=None, columns=None, filter=None, *, cluster=None) -> pa.Table:
     """Every record of ``topic`` between ``start`` and ``end`` (see :func:`plan_ranges`) as one
     ``pyarrow.Table``, partition by partition in offset order, with just ``columns`` and the
-    rows ``filter`` keeps (pushed down to the partitions)."""
+    rows ``filter`` keeps (pushed down to the partitions). The partitions are read in parallel
+    (up to :data:`READ_THREADS` at once)."""
     from rayka.clients.connection import current
 
     cluster = cluster or current()
     _check_filter(filter)
-    batches, schema = [], None
-    for rng in plan_ranges(topic, start, end, cluster=cluster):
-        for batch in read_range(rng, columns=columns, filter=filter, cluster=cluster):
-            batches.append(batch)
-            schema = schema or batch.schema
+    ranges = [r for r in plan_ranges(topic, start, end, cluster=cluster) if r.records]
+    if columns is not None and ranges:
+        _empty_schema(cluster, topic, columns)  # a bad column fails once, before any thread starts
+
+    def one(rng: PartitionRange) -> list[pa.RecordBatch]:
+        return list(read_range(rng, columns=columns, filter=filter, cluster=cluster))
+
+    # The partitions are read at once, one thread each (they wait on their actors, GIL released),
+    # so several partition actors work together; the table keeps partition order.
+    if len(ranges) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(ranges), READ_THREADS)) as pool:
+            per_range = list(pool.map(one, ranges))
+    else:
+        per_range = [one(r) for r in ranges]
+    batches = [b for part in per_range for b in part]
+    schema = batches[0].schema if batches else None
     if schema is None:
         schema = _empty_schema(cluster, topic, columns)
     return pa.Table.from_batches(batches, schema=schema)

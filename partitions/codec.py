@@ -48,12 +48,14 @@ __all__ = [
     "encode_batch",
     "EncodeBuffer",
     "encode_slice",
+    "encode_batches",
     "message_size_at",
     "read_message_at",
     "iter_messages",
     "decode",
     "find_header",
     "checksum_passes",
+    "trim_nested",
 ]
 
 HEADER_KEY = "rayka.batch"
@@ -202,6 +204,44 @@ def encode_batch(
                         transient=scratch is not None and size <= scratch.max_bytes)
 
 
+def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | None" = None) -> pa.Buffer:
+    """``parts``, ``(batch, max_timestamp_ms, append_ms)`` tuples of batches of one schema (offsets
+    in column 0, in order), as record-batch messages back to back in one buffer, each with its
+    own header and CRC (no producer id), written in one pass: no batch is concatenated first.
+    Their offsets need not be consecutive (a filtered read): each header's base is the batch's
+    first offset and its count the rows. With ``scratch``, valid until the next encode into it."""
+    schema = parts[0][0].schema
+    headers = [BatchHeader(0, batch.column(0)[0].as_py(), batch.num_rows, max_ts, append_ms, None, -1)
+               for batch, max_ts, append_ms in parts]
+
+    def write(sink) -> None:
+        writer = ipc.new_stream(sink, schema)
+        for (batch, _, _), header in zip(parts, headers):
+            writer.write_batch(batch, custom_metadata={HEADER_KEY: header.text(_PLACEHOLDER)})
+
+    mock = pa.MockOutputStream()
+    write(mock)
+    size = mock.size()
+    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
+    write(pa.FixedSizeBufferWriter(target))
+    view = memoryview(target).cast("B")
+    position = schema_size
+    prefix = len(_PREFIXES[FORMAT_VERSION])
+    for header in headers:
+        meta_len = int.from_bytes(view[position + 4 : position + 8], "little")
+        head = bytes(view[position + 8 : position + 8 + meta_len])
+        at = head.find(header.text(_PLACEHOLDER))
+        if at < 0:
+            raise AssertionError("batch header not found in the message metadata")
+        body_size = ipc.read_message(target.slice(position, size - position)).body.size
+        body = target.slice(position + 8 + meta_len, body_size)
+        crc = zlib.crc32(body, zlib.crc32(head))
+        start = position + 8 + at + prefix
+        view[start : start + 8] = b"%08x" % crc
+        position += 8 + meta_len + body_size
+    return target.slice(schema_size, position - schema_size)
+
+
 class EncodeBuffer:
     """A reusable, growing buffer to encode large batches into (not thread-safe).
 
@@ -229,12 +269,12 @@ def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, sta
     """A new message holding rows ``start .. start + rows - 1`` of a stored one, with its own
     header and CRC (base and count of the slice; no producer id, so it never feeds
     idempotence state). Costs one copy of those rows."""
-    part = _trim_nested(decode(message, schema).slice(start, rows))
+    part = trim_nested(decode(message, schema).slice(start, rows))
     max_ts = pc.max(part.column(1)).as_py()
     return encode_batch(part, schema_size=schema_size, max_timestamp_ms=max_ts, append_ms=message.header.append_ms)
 
 
-def _trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
+def trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
     """``batch`` with its nested columns copied down to their rows. The IPC writer trims sliced
     flat columns itself but not every nested one: a slice of 10 rows of the usual all-null
     ``headers`` map, cut from a 50,000-row batch, was written with the parent's 400 KB of offsets."""

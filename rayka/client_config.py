@@ -96,6 +96,19 @@ class ProducerConfig:
 CLIENT_RACK_LOCAL = "local"
 
 
+def _check_pushdown(columns, flt) -> None:
+    if columns is not None:
+        if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not columns \
+                or not all(isinstance(c, str) for c in columns):
+            raise ConfigError(f"columns must be a non-empty list of column names, got {columns!r}")
+    if flt is not None:
+        import pyarrow.compute as pc  # only a consumer that filters pays for the import here
+
+        if not isinstance(flt, pc.Expression):
+            raise ConfigError("filter takes a pyarrow.compute expression such as pc.field('amount') > 10, "
+                              f"not {type(flt).__name__}")
+
+
 def _check_client_rack(value) -> None:
     if value is None:
         return
@@ -129,6 +142,11 @@ class ConsumerConfig:
       ``rayka-zone`` is that string, else the leader. A follower serves only up to the high
       watermark it learned; when it cannot serve, the consumer reads from the leader until it
       chooses again (clients/read_replicas.py).
+    - ``columns`` (None: all) and ``filter`` (None: every record, else a ``pyarrow.compute``
+      expression such as ``pc.field("amount") > 10``): pushed down into the partitions
+      (partitions/pushdown.py): only those stored columns are read and shipped, only the
+      records the filter keeps. Positions and commits still move past the records dropped.
+      Column names are checked against each topic when it is subscribed or assigned.
 
     Counts are whole numbers >= 1, times finite ms >= 0, flags bools, deserializers callables.
     """
@@ -145,8 +163,11 @@ class ConsumerConfig:
     consumer_timeout_ms: float | None = None
     on_partitions_unavailable: Any = None
     client_rack: str | None = None
+    columns: Any = None
+    filter: Any = None
 
     def __post_init__(self) -> None:
+        _check_pushdown(self.columns, self.filter)
         _check_flag("enable_auto_commit", self.enable_auto_commit)
         _check_client_rack(self.client_rack)
         _check_millis("auto_commit_interval_ms", self.auto_commit_interval_ms)

@@ -68,6 +68,9 @@ class FetchResponse:
     consumer asks once per partition), else None. ``records`` is
     ``next_offset - offset`` (0: nothing new). ``replica_id``: the replica that answered
     (the leader, or an in-sync follower for a replica read; -1: not known).
+    A pushed-down fetch (``columns=``/``filter=``, partitions/pushdown.py) answers one fresh
+    message of the kept rows (columns ``offset`` and those asked), ``schema`` being its
+    schema, ``records`` the rows kept (0 possible) and ``next_offset`` where to resume.
     """
 
     offset: int
@@ -110,7 +113,8 @@ class PartitionStats:
     """What ``Admin.describe_topic`` shows of one partition.
 
     ``damaged_offsets`` holds ``(first, last)`` of each damaged run kept in place;
-    ``recovered_batches`` and ``truncated_bytes`` are what the last recovery found.
+    ``recovered_batches`` and ``truncated_bytes`` are what the last recovery found; ``reads``
+    counts the bytes fetches read from segments and shipped, full and pushed down.
     """
 
     log_start_offset: int
@@ -121,6 +125,9 @@ class PartitionStats:
     recovered_batches: int = 0
     truncated_bytes: int = 0
     damaged_offsets: tuple[tuple[int, int], ...] = ()
+    #: Fetch counters since the actor started: ``full_fetches``, ``full_read_bytes``,
+    #: ``full_shipped_bytes`` and the same three for ``pushdown_`` reads (partitions/pushdown.py).
+    reads: dict | None = None
 
 
 class LogBounds(NamedTuple):
