@@ -134,6 +134,10 @@ class Message:
 
     def verify(self) -> None:
         """Raise CorruptRecordError unless the CRC matches the stored bytes."""
+        if self.header.crc < 0:
+            raise CorruptRecordError(
+                f"batch at byte {self.position} (offsets {self.header.base_offset}.."
+                f"{self.header.last_offset}) carries no checksum: it is a read answer, never stored data")
         if _crc(self.header, self.metadata, self.message.body) != self.header.crc:
             raise CorruptRecordError(
                 f"batch at byte {self.position} (offsets {self.header.base_offset}.."
@@ -204,12 +208,16 @@ def encode_batch(
                         transient=scratch is not None and size <= scratch.max_bytes)
 
 
-def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | None" = None) -> pa.Buffer:
+def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | None" = None,
+                   checksum: bool = True) -> pa.Buffer:
     """``parts``, ``(batch, max_timestamp_ms, append_ms)`` tuples of batches of one schema (offsets
     in column 0, in order), as record-batch messages back to back in one buffer, each with its
     own header and CRC (no producer id), written in one pass: no batch is concatenated first.
     Their offsets need not be consecutive (a filtered read): each header's base is the batch's
-    first offset and its count the rows. With ``scratch``, valid until the next encode into it."""
+    first offset and its count the rows. With ``scratch``, valid until the next encode into it.
+    ``checksum`` False leaves the CRC digits ``--------`` (a read answer that no reader checks:
+    computing it was half the cost of a pushed-down read); such a message never verifies, so it
+    can never pass for stored data."""
     schema = parts[0][0].schema
     headers = [BatchHeader(0, batch.column(0)[0].as_py(), batch.num_rows, max_ts, append_ms, None, -1)
                for batch, max_ts, append_ms in parts]
@@ -224,6 +232,8 @@ def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | No
     size = mock.size()
     target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
     write(pa.FixedSizeBufferWriter(target))
+    if not checksum:
+        return target.slice(schema_size, size - schema_size)
     view = memoryview(target).cast("B")
     position = schema_size
     prefix = len(_PREFIXES[FORMAT_VERSION])
@@ -306,7 +316,7 @@ def _crc(header: BatchHeader, metadata: bytes, body: pa.Buffer) -> int:
 
 
 _HEADER_RE = re.compile(
-    rb"rayka:v(\d);crc=([0-9a-f]{8});base=(-?\d+);count=(\d+);maxts=(-?\d+);append=(-?\d+);"
+    rb"rayka:v(\d);crc=([0-9a-f]{8}|-{8});base=(-?\d+);count=(\d+);maxts=(-?\d+);append=(-?\d+);"
     rb"pid=([^;]*);seq=(-?\d+)(?:;le=(\d+))?"
 )
 
@@ -325,7 +335,7 @@ def _parse_header(metadata: bytes, position: int) -> BatchHeader:
     except UnicodeDecodeError as exc:
         raise CorruptRecordError(f"batch at byte {position} has a malformed header: {exc}") from None
     return BatchHeader(
-        crc=int(m[2], 16),
+        crc=-1 if m[2] == _PLACEHOLDER else int(m[2], 16),  # -1: a read answer's, unchecked
         base_offset=int(m[3]),
         count=int(m[4]),
         max_timestamp_ms=int(m[5]),
@@ -350,7 +360,7 @@ def find_header(data: bytes) -> tuple[int, BatchHeader] | None:
             except UnicodeDecodeError:
                 pid = None
             if pid is not None:
-                return at, BatchHeader(int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]),
+                return at, BatchHeader(-1 if m[2] == _PLACEHOLDER else int(m[2], 16), int(m[3]), int(m[4]), int(m[5]), int(m[6]),
                                        None if pid == "-" else pid, int(m[8]), int(m[1]),
                                        int(m[9]) if m[9] is not None and int(m[1]) >= 3 else 0)
         at = data.find(_VERSION_MARK, at + 1)
@@ -362,7 +372,7 @@ def checksum_passes(header: BatchHeader, metadata: bytes, body) -> bool:
     whose header is ``header``: its CRC, computed as :meth:`Message.verify` does."""
     if header.version == 2 and metadata.find(_PREFIXES[2]) < 0:
         return False
-    return _crc(header, metadata, body) == header.crc
+    return header.crc >= 0 and _crc(header, metadata, body) == header.crc
 
 
 def _frame_at(buf: pa.Buffer, position: int) -> tuple[ipc.Message, int]:
