@@ -266,7 +266,8 @@ def export_topic(topic: str, dest, *, format: str = "parquet", start=None, end=N
             written = writer.commit(source, partition_by, new_state, covered)
             result.rows += source.rows
             result.bytes += written
-            result.commits += 1
+            if source.rows or format == "parquet":  # Delta and Iceberg skip a commit of no rows
+                result.commits += 1
             for p, (lo, hi) in covered.items():
                 old = result.ranges.get(p)
                 result.ranges[p] = (lo if old is None else old[0], hi)

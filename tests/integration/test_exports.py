@@ -119,3 +119,22 @@ def test_parquet_by_date_with_columns_and_filter(topic, tmp_path):
     assert sorted(got.column("value").to_pylist()) == sorted(want.column("value").to_pylist())
     with pytest.raises(ConfigError, match="filter="):
         rayka.export_topic(name, dest, cluster=cluster, partition_by="date", columns=["offset", "value"])
+
+
+def test_delta_export_read_by_deltalake_and_resumed(topic, tmp_path):
+    from deltalake import DeltaTable
+
+    cluster, name = topic
+    dest = tmp_path / "delta"
+    res = rayka.export_topic(name, dest, format="delta", cluster=cluster, commit_records=1000)
+    assert res.commits >= 2 and res.bytes > 0
+    check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
+    history = DeltaTable(str(dest)).history()
+    state = json.loads(history[0]["rayka.export"])
+    assert state["next"] == {str(p): e for p, (_, e) in res.ranges.items()}
+    produce(cluster, name, 10**5, 10**5 + 200)
+    more = rayka.export_topic(name, dest, format="delta", cluster=cluster, commit_records=1000)
+    assert more.rows == 200 and more.commits == 1
+    check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
+    with pytest.raises(ConfigError, match="partition_by='partition'"):
+        rayka.export_topic(name, dest, format="delta", cluster=cluster, partition_by=None)
