@@ -138,3 +138,85 @@ def test_delta_export_read_by_deltalake_and_resumed(topic, tmp_path):
     check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
     with pytest.raises(ConfigError, match="partition_by='partition'"):
         rayka.export_topic(name, dest, format="delta", cluster=cluster, partition_by=None)
+
+
+KILL_CHILD = r"""
+import sys, time
+import rayka
+from rayka.clients import export
+
+address, cluster, topic, dest, fmt = sys.argv[1:6]
+read = export.read_range
+
+
+def slow_read(*args, **kwargs):  # slows the export down so the kill lands in the middle of a commit
+    for batch in read(*args, **kwargs):
+        yield batch
+        time.sleep(0.1)
+
+
+export.read_range = slow_read
+rayka.connect(address=address, cluster_name=cluster)
+rayka.export_topic(topic, dest, format=fmt, commit_records=500, progress=False)
+"""
+BIG = 12_000
+
+
+@pytest.fixture(scope="module")
+def big(topic):
+    cluster, _ = topic
+    rayka.Admin(cluster).create_topic("big", partitions=3)
+    produce_big = [(lo, lo + 1000) for lo in range(0, BIG, 1000)]
+    for lo, hi in produce_big:
+        produce(cluster, "big", lo, hi)
+    return cluster, "big"
+
+
+def commits_made(fmt, dest):
+    if fmt == "parquet":
+        return len(list(Path(dest, "_rayka_export").glob("manifest-*.json")))
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(str(dest)) and DeltaTable(str(dest)).version() + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_sigkill_mid_export_then_rerun_exports_every_row_once(big, ray_session, tmp_path, fmt):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from rayka.testing import wait_for
+
+    cluster, name = big
+    dest = tmp_path / fmt
+    err = tmp_path / "child.err"
+    with open(err, "w") as err_file:
+        child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, ray_session, cluster.cluster_name, name,
+                                  str(dest), fmt], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=err_file)
+    try:
+        def first_commit():
+            assert child.poll() is None, f"the export ended before it was killed:\n{err.read_text()[-3000:]}"
+            return commits_made(fmt, dest) >= 1
+        wait_for(first_commit, timeout_s=60, what="the first commit of the export")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    made = commits_made(fmt, dest)
+    assert 1 <= made < BIG // 500, f"{made} commits: the kill did not land mid-way"
+    res = rayka.export_topic(name, dest, format=fmt, cluster=cluster, commit_records=500)
+    assert 0 < res.rows < BIG
+    if fmt == "parquet":
+        got = duck(f"select * from read_parquet('{dest}/**/*.parquet', hive_partitioning=true)").to_pylist()
+        assert sorted(committed_files(dest)) == sorted(str(p) for p in dest.rglob("*.parquet"))
+        assert not list((dest / "_rayka_export" / "tmp").iterdir())
+    else:
+        from deltalake import DeltaTable
+
+        got = DeltaTable(str(dest)).to_pyarrow_table().to_pylist()
+    check_rows(got, cluster, name)
