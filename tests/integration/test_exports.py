@@ -220,3 +220,25 @@ def test_sigkill_mid_export_then_rerun_exports_every_row_once(big, ray_session, 
 
         got = DeltaTable(str(dest)).to_pyarrow_table().to_pylist()
     check_rows(got, cluster, name)
+
+
+def test_cli_export_prints_what_it_exported_and_resumes(topic, ray_session, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cluster, name = topic
+    dest = tmp_path / "cli"
+    env = dict(os.environ, RAYKA_CLUSTER=cluster.cluster_name)
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "rayka.cli", "--address", ray_session, "export", name, str(dest),
+           "--until", "100", "--columns", "offset,value", "--partition-by", "none"]
+    out = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    lines = out.stdout.decode().splitlines()
+    assert lines[0].startswith(f"exported 300 row(s) (") and "as parquet in 1 commit(s), 300 offset(s)" in lines[0]
+    assert lines[1:] == [f"  partition {p}: offsets 0..99" for p in range(3)]
+    got = duck(f"select * from read_parquet('{dest}/*.parquet')")
+    assert got.column_names == ["offset", "value"] and got.num_rows == 300
+    out = subprocess.run(cmd[:-4] + ["--partition-by", "none"], env=env, capture_output=True, timeout=120)
+    assert out.returncode == 1 and b"error: " in out.stderr and b"columns=['offset', 'value']" in out.stderr
