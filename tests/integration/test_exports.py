@@ -175,13 +175,24 @@ def big(topic):
 def commits_made(fmt, dest):
     if fmt == "parquet":
         return len(list(Path(dest, "_rayka_export").glob("manifest-*.json")))
+    if fmt == "iceberg":
+        from pyiceberg.exceptions import NoSuchTableError
+
+        from rayka.clients.export_iceberg import open_catalog, table_identifier
+
+        if not Path(dest, "catalog.db").exists():
+            return 0
+        try:
+            return len(open_catalog(str(dest)).load_table(table_identifier("big")).snapshots())
+        except NoSuchTableError:
+            return 0
     from deltalake import DeltaTable
 
     return DeltaTable.is_deltatable(str(dest)) and DeltaTable(str(dest)).version() + 1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+@pytest.mark.parametrize("fmt", ["parquet", "delta", "iceberg"])
 def test_sigkill_mid_export_then_rerun_exports_every_row_once(big, ray_session, tmp_path, fmt):
     import os
     import signal
@@ -215,10 +226,14 @@ def test_sigkill_mid_export_then_rerun_exports_every_row_once(big, ray_session, 
         got = duck(f"select * from read_parquet('{dest}/**/*.parquet', hive_partitioning=true)").to_pylist()
         assert sorted(committed_files(dest)) == sorted(str(p) for p in dest.rglob("*.parquet"))
         assert not list((dest / "_rayka_export" / "tmp").iterdir())
-    else:
+    elif fmt == "delta":
         from deltalake import DeltaTable
 
         got = DeltaTable(str(dest)).to_pyarrow_table().to_pylist()
+    else:
+        from rayka.clients.export_iceberg import open_catalog, table_identifier
+
+        got = open_catalog(str(dest)).load_table(table_identifier(name)).scan().to_arrow().to_pylist()
     check_rows(got, cluster, name)
 
 
@@ -242,3 +257,26 @@ def test_cli_export_prints_what_it_exported_and_resumes(topic, ray_session, tmp_
     assert got.column_names == ["offset", "value"] and got.num_rows == 300
     out = subprocess.run(cmd[:-4] + ["--partition-by", "none"], env=env, capture_output=True, timeout=120)
     assert out.returncode == 1 and b"error: " in out.stderr and b"columns=['offset', 'value']" in out.stderr
+
+
+def test_iceberg_export_read_by_a_pyiceberg_scan_and_resumed(topic, tmp_path):
+    from rayka.clients.export_iceberg import open_catalog, table_identifier
+
+    cluster, name = topic
+    dest = tmp_path / "ice"
+    res = rayka.export_topic(name, dest, format="iceberg", cluster=cluster, commit_records=1500)
+    assert res.commits >= 2 and res.bytes > 0
+
+    def scanned():
+        table = open_catalog(str(dest)).load_table(table_identifier(name))
+        return table, table.scan().to_arrow().to_pylist()
+
+    table, rows = scanned()
+    check_rows(rows, cluster, name)
+    assert [f.name for f in table.spec().fields] == ["partition"]
+    state = json.loads(table.current_snapshot().summary.additional_properties["rayka.export"])
+    assert state["next"] == {str(p): e for p, (_, e) in res.ranges.items()}
+    produce(cluster, name, 2 * 10**5, 2 * 10**5 + 100)
+    more = rayka.export_topic(name, dest, format="iceberg", cluster=cluster)
+    assert more.rows == 100 and more.commits == 1
+    check_rows(scanned()[1], cluster, name)
