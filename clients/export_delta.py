@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rayka.clients.export import STATE_KEY, CommitInput, ExportState, date_of
+from rayka.clients.export_base import STATE_KEY, CommitInput, ExportState, date_of
 
 __all__ = ["DeltaExport"]
 

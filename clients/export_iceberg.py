@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rayka.clients.export import STATE_KEY, CommitInput, ExportState
+from rayka.clients.export_base import STATE_KEY, CommitInput, ExportState
 from rayka.clients.export_delta import with_partition_column
 
 __all__ = ["IcebergExport", "open_catalog", "table_identifier"]

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rayka.clients.export import CommitInput, ExportState, date_of
+from rayka.clients.export_base import CommitInput, ExportState, date_of
 from rayka.errors import ConfigError
 
 __all__ = ["ParquetExport", "committed_files", "manifests"]

@@ -143,10 +143,10 @@ def test_delta_export_read_by_deltalake_and_resumed(topic, tmp_path):
 KILL_CHILD = r"""
 import sys, time
 import rayka
-from rayka.clients import export
+from rayka.clients import topic_read
 
 address, cluster, topic, dest, fmt = sys.argv[1:6]
-read = export.read_range
+read = topic_read.read_range
 
 
 def slow_read(*args, **kwargs):  # slows the export down so the kill lands in the middle of a commit
@@ -155,7 +155,7 @@ def slow_read(*args, **kwargs):  # slows the export down so the kill lands in th
         time.sleep(0.1)
 
 
-export.read_range = slow_read
+topic_read.read_range = slow_read
 rayka.connect(address=address, cluster_name=cluster)
 rayka.export_topic(topic, dest, format=fmt, commit_records=500, progress=False)
 """
