@@ -104,12 +104,13 @@ def test_parquet_orphans_of_a_crashed_commit_are_hidden_and_removed(topic, tmp_p
     assert manifest["state"]["next"] == {"0": 200, "1": 200, "2": 200}
 
 
-def test_parquet_by_date_with_columns_and_filter(topic, tmp_path):
+def test_parquet_by_date_with_columns_and_filter(topic, tmp_path, capsys):
     cluster, name = topic
     dest = tmp_path / "bydate"
     flt = pc.field("key") == b"k3"
     res = rayka.export_topic(name, dest, cluster=cluster, partition_by="date", columns=["offset", "value"],
-                             filter=flt)
+                             filter=flt, progress=True)
+    assert f"export {name}" in capsys.readouterr().err  # the tqdm bar
     want = rayka.read_topic(name, cluster=cluster, filter=flt)
     assert res.rows == want.num_rows
     days = [p.name for p in dest.iterdir() if p.name.startswith("date=")]
@@ -138,6 +139,21 @@ def test_delta_export_read_by_deltalake_and_resumed(topic, tmp_path):
     check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
     with pytest.raises(ConfigError, match="partition_by='partition'"):
         rayka.export_topic(name, dest, format="delta", cluster=cluster, partition_by=None)
+
+
+def test_delta_by_date_with_columns_and_filter(topic, tmp_path):
+    from deltalake import DeltaTable
+
+    cluster, name = topic
+    flt = pc.field("key") == b"k2"
+    res = rayka.export_topic(name, tmp_path / "d", format="delta", cluster=cluster, partition_by="date",
+                             columns=["offset", "value"], filter=flt)
+    want = rayka.read_topic(name, cluster=cluster, filter=flt)
+    table = DeltaTable(str(tmp_path / "d"))
+    got = table.to_pyarrow_table()
+    assert res.rows == want.num_rows == got.num_rows
+    assert sorted(got.column_names) == ["date", "offset", "value"] and table.metadata().partition_columns == ["date"]
+    assert sorted(got.column("value").to_pylist()) == sorted(want.column("value").to_pylist())
 
 
 KILL_CHILD = r"""

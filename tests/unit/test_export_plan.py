@@ -59,3 +59,24 @@ def test_state_round_trips_and_damage_is_a_clear_error():
     assert back.next_offsets == {0: 5, 3: 7} and back.options == {"topic": "t"}
     with pytest.raises(ConfigError, match="cannot be read"):
         ExportState.from_json("{not json")
+
+
+def test_dates_are_utc_days_of_timestamp_ms():
+    import pyarrow as pa
+
+    from rayka.clients.export_base import date_of
+
+    day = 1_796_169_600_000  # 2026-12-02T00:00:00Z
+    batch = pa.record_batch({"timestamp_ms": pa.array([day - 1, day, day + 86_399_999], pa.int64())})
+    assert date_of(batch).to_pylist() == ["2026-12-01", "2026-12-02", "2026-12-02"]
+
+
+def test_cli_bounds_are_offsets_or_iso_times_and_bad_ones_are_refused():
+    from click.testing import CliRunner
+
+    from rayka.cli import cli
+
+    out = CliRunner().invoke(cli, ["export", "t", "/tmp/x", "--from", "yesterday"])
+    assert out.exit_code == 2 and "ISO 8601" in out.output
+    out = CliRunner().invoke(cli, ["export", "t", "/tmp/x", "--columns", " , "])
+    assert out.exit_code == 2 and "name at least one column" in out.output
