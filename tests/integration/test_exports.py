@@ -296,3 +296,26 @@ def test_iceberg_export_read_by_a_pyiceberg_scan_and_resumed(topic, tmp_path):
     more = rayka.export_topic(name, dest, format="iceberg", cluster=cluster)
     assert more.rows == 100 and more.commits == 1
     check_rows(scanned()[1], cluster, name)
+
+
+def test_offsets_deleted_by_retention_before_export_are_an_error_or_skipped_and_counted(topic, tmp_path):
+    from rayka.clients.topic_read import plan_ranges
+    from rayka.errors import OffsetOutOfRangeError
+    from rayka.testing import wait_for
+
+    cluster, _ = topic
+    admin = rayka.Admin(cluster)
+    admin.create_topic("ret", partitions=1, config={"segment.bytes": 4096})
+    produce(cluster, "ret", 0, 100)
+    dest = tmp_path / "ret"
+    assert rayka.export_topic("ret", dest, cluster=cluster).rows == 100
+    admin.alter_topic_config("ret", {"retention.bytes": 8192})
+    for lo in range(100, 2100, 100):  # small sends: many small segments to delete
+        produce(cluster, "ret", lo, lo + 100)
+    log_start = wait_for(lambda: (s := plan_ranges("ret", cluster=cluster)[0].start) > 100 and s,
+                         timeout_s=30, what="retention to delete the first segments")
+    with pytest.raises(OffsetOutOfRangeError, match=rf"ret-0: the export stopped at offset 100 .*starts at {log_start}"):
+        rayka.export_topic("ret", dest, cluster=cluster)
+    res = rayka.export_topic("ret", dest, cluster=cluster, skip_lost=True)
+    assert res.lost[0] >= log_start - 100 > 0 and res.ranges[0][0] >= log_start
+    assert "skipped (deleted by retention)" in str(res)
