@@ -168,32 +168,35 @@ def export_topic(topic: str, dest, *, format: str = "parquet", start=None, end=N
     cluster = cluster or current()
     options = options_of(topic, format, columns, filter, partition_by)
     writer = _writer_for(format, dest, topic, catalog)
-    state = writer.recover()
-    if state is not None:
-        check_options(dest, state.options, options)
-    planned = plan_ranges(topic, start if state is None else None, end, cluster=cluster)
-    ranges, lost = resume_ranges(topic, planned, None if state is None else state.next_offsets,
-                                 skip_lost=skip_lost)
-    next_offsets = dict(state.next_offsets) if state is not None else {}
-    for r in ranges:
-        next_offsets.setdefault(r.partition, r.start)
-    result = ExportResult(format, dest, topic, lost=lost)
-    todo = [r for r in ranges if r.records]
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    with progress_bar(enabled, total=sum(r.records for r in todo), unit="rec", desc=f"export {topic}") as bar:
-        for pieces in plan_commits(todo, commit_records):
-            covered = {p.partition: (p.start, p.end) for p in pieces}
-            for p in pieces:
-                next_offsets[p.partition] = p.end
-            source = CommitInput(pieces, columns, filter, partition_by, cluster, bar)
-            new_state = ExportState(options, dict(next_offsets))
-            written = writer.commit(source, partition_by, new_state, covered)
-            result.rows += source.rows
-            result.bytes += written
-            if source.rows or format == "parquet":  # Delta and Iceberg skip a commit of no rows
-                result.commits += 1
-            for p, (lo, hi) in covered.items():
-                old = result.ranges.get(p)
-                result.ranges[p] = (lo if old is None else old[0], hi)
+    try:
+        state = writer.recover()
+        if state is not None:
+            check_options(dest, state.options, options)
+        planned = plan_ranges(topic, start if state is None else None, end, cluster=cluster)
+        ranges, lost = resume_ranges(topic, planned, None if state is None else state.next_offsets,
+                                     skip_lost=skip_lost)
+        next_offsets = dict(state.next_offsets) if state is not None else {}
+        for r in ranges:
+            next_offsets.setdefault(r.partition, r.start)
+        result = ExportResult(format, dest, topic, lost=lost)
+        todo = [r for r in ranges if r.records]
+        enabled = sys.stderr.isatty() if progress is None else bool(progress)
+        with progress_bar(enabled, total=sum(r.records for r in todo), unit="rec", desc=f"export {topic}") as bar:
+            for pieces in plan_commits(todo, commit_records):
+                covered = {p.partition: (p.start, p.end) for p in pieces}
+                for p in pieces:
+                    next_offsets[p.partition] = p.end
+                source = CommitInput(pieces, columns, filter, partition_by, cluster, bar)
+                new_state = ExportState(options, dict(next_offsets))
+                written = writer.commit(source, partition_by, new_state, covered)
+                result.rows += source.rows
+                result.bytes += written
+                if source.rows or format == "parquet":  # Delta and Iceberg skip a commit of no rows
+                    result.commits += 1
+                for p, (lo, hi) in covered.items():
+                    old = result.ranges.get(p)
+                    result.ranges[p] = (lo if old is None else old[0], hi)
+    finally:
+        getattr(writer, "close", lambda: None)()
     result.seconds = time.monotonic() - began
     return result

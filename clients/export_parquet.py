@@ -19,6 +19,7 @@ one that crashed before. Readers that want exactly the committed files use
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
@@ -104,9 +105,28 @@ class ParquetExport:
         self.meta = self.dest / META_DIR
         self.tmp = self.meta / TMP_DIR
         self.seq = 0
+        self._lock = None
+
+    def _take_lock(self) -> None:
+        # Two runs at once would delete each other's uncommitted files: one at a time per dest.
+        self.meta.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.meta / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another export to {self.dest} is running; wait for it to end") from None
+        self._lock = fd
+
+    def close(self) -> None:
+        """Let the next export to this destination in (the lock also ends with the process)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def recover(self) -> ExportState | None:
         """Finish or undo what a crashed run left, and return the last commit's state."""
+        self._take_lock()
         done = manifests(self.dest)
         named = set()
         for m in done:

@@ -102,6 +102,16 @@ def test_parquet_orphans_of_a_crashed_commit_are_hidden_and_removed(topic, tmp_p
     assert not orphan.exists()
     manifest = json.loads(sorted((dest / "_rayka_export").glob("manifest-*.json"))[-1].read_text())
     assert manifest["state"]["next"] == {"0": 200, "1": 200, "2": 200}
+    from rayka.clients.export_parquet import ParquetExport
+
+    running = ParquetExport(str(dest))
+    running.recover()  # as a run in progress holds it
+    try:
+        with pytest.raises(ConfigError, match="another export to .* is running"):
+            rayka.export_topic(name, dest, cluster=cluster)
+    finally:
+        running.close()
+    assert rayka.export_topic(name, dest, cluster=cluster, end=201).rows == 3
 
 
 def test_parquet_by_date_with_columns_and_filter(topic, tmp_path, capsys):
