@@ -38,6 +38,7 @@ _LAZY = {
     "TopicDescription": "rayka.clients.types",
     "TopicPartition": "rayka.clients.types",
     "read_topic": "rayka.clients.topic_read",
+    "export_topic": "rayka.clients.export",
 }
 
 
@@ -78,6 +79,7 @@ __all__ = [
     "TopicPartition",
     "connect",
     "errors",
+    "export_topic",
     "read_topic",
     "__version__",
 ]
