@@ -1,9 +1,10 @@
 """The shared local runtime: one detached loopback Ray head per data dir, in separate OS processes.
 
-Every test runs rayka in subprocesses with a fresh HOME (so a fresh Ray token) and
-its own data dir; none of them touches the test session's in-process Ray. Each
-test's teardown runs ``rayka runtime stop`` and then ends whatever is left of the
-heads it started (found by their Ray temp dir, never by name).
+Every test runs rayka in subprocesses with a fresh HOME (so a fresh Ray token) and a
+data dir of its own, or (``shared_env``: the tests that need a running runtime but not
+a fresh one) the module's one; none of them touches the test session's in-process Ray.
+Teardown runs ``rayka runtime stop`` and then ends whatever is left of the heads
+started (found by their Ray temp dir, never by name).
 """
 
 import json
