@@ -67,6 +67,19 @@ def cli(args, env, stdin=None, timeout=90):
     return subprocess.run(RAYKA + args, input=stdin, env=env, capture_output=True, timeout=timeout)
 
 
+def at_once(commands, env, timeout=90):
+    """Run ``commands`` (argument lists, each a whole command line) at the same time: their
+    CompletedProcesses, in order. For checks that only read what the runtime holds."""
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [subprocess.CompletedProcess(c, p.returncode, o, e) for c, p, (o, e) in zip(commands, procs, outs)]
+
+
 def assert_quiet(out, max_lines=20):
     text = (out.stdout + out.stderr).decode()
     assert out.returncode == 0, text
@@ -154,38 +167,40 @@ def test_start_attach_status_stop_and_a_stale_file(local_envs):
     assert again.stdout.startswith(b"already running") and runtime.read(data_dir).pid == info.pid
 
     assert_quiet(cli(["topics", "create", "orders", "-p", "2"], env))
-    attach = subprocess.run(WORKER[:1] + ["-c", "import rayka; c = rayka.connect(); print(c.runtime.pid)"],
-                            env=env, capture_output=True, timeout=60)
+    # Five processes that only read (or, the fourth, fail to write) at once: a client attaches,
+    # another runs its own Ray on the data dir, three ask the CLI.
+    attach, own, status, st, config = at_once([
+        WORKER[:1] + ["-c", "import rayka; c = rayka.connect(); print(c.runtime.pid)"],
+        WORKER[:1] + ["-c", "import rayka\ntry:\n    rayka.connect(runtime='process', num_cpus=1)\n"
+                      "    with rayka.Producer() as p:\n"
+                      "        p.send('orders', value=b'x', partition=0).get(60)\n"
+                      "except rayka.errors.RaykaError as e:\n    print(type(e).__name__, e)"],
+        RAYKA + ["runtime", "status"], RAYKA + ["runtime", "status", "--json"],
+        RAYKA + ["topics", "config", "orders", "--json"]], env)
     assert attach.returncode == 0 and int(attach.stdout) == info.pid, attach.stderr.decode()
 
     # A process that runs its own Ray on the same data dir cannot take the partitions' locks:
     # one clear line naming the holder and the fix, no restart loop.
-    own = subprocess.run(WORKER[:1] + ["-c", "import rayka\ntry:\n    rayka.connect(runtime='process', num_cpus=1)\n"
-                                       "    with rayka.Producer() as p:\n"
-                                       "        p.send('orders', value=b'x', partition=0).get(60)\n"
-                                       "except rayka.errors.RaykaError as e:\n    print(type(e).__name__, e)"],
-                         env=env, capture_output=True, timeout=90)
     assert own.stdout.startswith(b"LogDirLockedError partition directory"), own.stdout + own.stderr[-3000:]
     assert b"held by pid" in own.stdout and b"rayka runtime stop" in own.stdout
     assert len(own.stdout.splitlines()) == 1 and b"Traceback" not in own.stderr, own.stderr[-3000:]
 
-    status = assert_quiet(cli(["runtime", "status"], env))
+    status = assert_quiet(status)
     assert info.address in status and f"pid {info.pid}" in status
     assert "topics       1 (orders)" in status and "2 partition(s) alive" in status
-    st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env), max_lines=60))
+    st = json.loads(assert_quiet(st, max_lines=60))
     assert (st["running"], st["pid"], st["address"], st["topics"]) == (True, info.pid, info.address, ["orders"])
     assert st["partitions_alive"] == 2 and st["clusters"] == ["default"]
-    config = json.loads(assert_quiet(cli(["topics", "config", "orders", "--json"], env), max_lines=60))
+    config = json.loads(assert_quiet(config, max_lines=60))
     assert config["retention.ms"] is not None and "max.message.bytes" in config
 
     stopped = cli(["runtime", "stop"], env)
     assert assert_quiet(stopped, max_lines=1).startswith("stopped the runtime")
     assert ended(info.pid) and head_pids(data_dir) == []
     assert not Path(data_dir, "runtime.json").exists() and not Path(info.temp_dir).exists()
-    out = cli(["runtime", "status"], env)
+    out, as_json = at_once([RAYKA + ["runtime", "status"], RAYKA + ["runtime", "status", "--json"]], env)
     assert out.returncode == 1 and b"no rayka runtime is running" in out.stdout
-    out = cli(["runtime", "status", "--json"], env)
-    assert out.returncode == 1 and json.loads(out.stdout)["running"] is False
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["running"] is False
 
     # A runtime.json left by a head that died is replaced; the topics are still in the data dir.
     Path(data_dir, "runtime.json").write_text(json.dumps({**json.loads(info.to_json()), "pid": 999999}))
