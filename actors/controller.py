@@ -82,10 +82,12 @@ class ControllerLoop:
         hw = {}
         for (topic, p, _), s in statuses.items():
             hw[(topic, p)] = max(hw.get((topic, p), 0), s.high_watermark)
-        reports = []
+        reports, nodes_of = [], {}  # one lookup of a partition's replica nodes per tick, not per replica
         for (topic, p, r) in handles:
             status = statuses.get((topic, p, r))
-            node = self._meta.get(topic).replica_nodes_of(p).get(r)
+            if (topic, p) not in nodes_of:
+                nodes_of[(topic, p)] = self._meta.get(topic).replica_nodes_of(p)
+            node = nodes_of[(topic, p)].get(r)
             reports.append(rules.ReplicaReport(
                 topic, p, r, status is not None, (topic, p, r) in dead, node is None or node in alive_nodes,
                 behind_hw=status is not None and status.log_end_offset < hw.get((topic, p), 0)))

@@ -123,7 +123,7 @@ class ReplicaActors:
         """Tell every replica of a replicated topic its partition's state (and wait for them)."""
         handles = self.handles(meta)
         refs = [h.become.remote(meta.state(p).to_dict()) for (p, _), h in handles.items()
-                if h is not None and len(meta.state(p).replicas) > 1]
+                if h is not None and meta.replicated(p)]
         ray.get(refs)
 
     def forget(self, meta, keep=()) -> None:

@@ -1,4 +1,5 @@
-"""The rayka CLI, run in subprocesses: embedded across invocations, and against --address."""
+"""The rayka CLI, run in subprocesses: embedded across invocations (one script process per
+command), and against --address (a test's commands in one child process, ``_cli_batch``)."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import rayka
+from _cli_batch import run_batch
 
 RAYKA = [sys.executable, "-m", "rayka.cli"]
 
@@ -55,21 +57,23 @@ def test_cli_against_an_address_shares_the_cluster(ray_session, tmp_path):
     env = dict(os.environ, RAYKA_CLUSTER=name, RAYKA_DATA_DIR=str(tmp_path / "data"))
     env.pop("RAY_ADDRESS", None)
     base = ["--address", ray_session]
-    assert run(base + ["topics", "create", "shared", "-p", "1", "-c", "retention.ms=60000"], env).returncode == 0
-    out = run(base + ["produce", "shared"], env, stdin=b"one\ntwo\nthree\n")
-    assert out.returncode == 0, out.stderr.decode()
+    created, produced, consumed, listing, escape, missing = run_batch(
+        [(base + ["topics", "create", "shared", "-p", "1", "-c", "retention.ms=60000"], None),
+         (base + ["produce", "shared"], b"one\ntwo\nthree\n"),
+         (base + ["consume", "shared", "--from-beginning", "--max", "3", "--print-offset"], None),
+         (base + ["topics", "list"], None), (base + ["topics", "create", "../escape"], None),
+         (base + ["produce", "missing"], b"x\n")], env)
+    assert created.returncode == 0, created.stderr.decode()
+    assert produced.returncode == 0, produced.stderr.decode()
     cluster = rayka.connect(cluster_name=name)
     try:
         desc = rayka.Admin(cluster).describe_topic("shared")
         assert desc.messages == 3 and desc.config["retention.ms"] == 60000
-        out = run(base + ["consume", "shared", "--from-beginning", "--max", "3", "--print-offset"], env)
-        assert out.stdout.decode().splitlines() == ["0:0\tone", "0:1\ttwo", "0:2\tthree"]
-        assert run(base + ["topics", "list"], env).stdout.decode().split() == ["shared"]
-        out = run(base + ["topics", "create", "../escape"], env)
-        assert out.returncode == 1 and b"error: topic name" in out.stderr
+        assert consumed.stdout.decode().splitlines() == ["0:0\tone", "0:1\ttwo", "0:2\tthree"]
+        assert listing.stdout.decode().split() == ["shared"]
+        assert escape.returncode == 1 and b"error: topic name" in escape.stderr
         assert not (tmp_path / "escape").exists()
-        out = run(base + ["produce", "missing"], env, stdin=b"x\n")
-        assert out.returncode == 1 and b"does not exist" in out.stderr
+        assert missing.returncode == 1 and b"does not exist" in missing.stderr
         assert run(base + ["topics", "delete", "shared"], env).returncode == 0
         assert rayka.Admin(cluster).list_topics() == []
     finally:
@@ -87,18 +91,20 @@ def test_cli_groups_list_describe_reset_delete(ray_session, tmp_path):
         with rayka.Producer(cluster=cluster) as p:
             for i in range(10):
                 p.send("gt", value=b"%d" % i, partition=i % 2)
-        out = run(base + ["consume", "gt", "--group", "cg", "--from-beginning", "--max", "10", "--timeout-ms", "20000"], env)
+        commands = [["consume", "gt", "--group", "cg", "--from-beginning", "--max", "10", "--timeout-ms", "20000"],
+                    ["groups", "list"], ["groups", "describe", "cg"], ["groups", "reset-offsets", "cg", "--to", "earliest"],
+                    ["groups", "describe", "cg"], ["groups", "delete", "cg"], ["groups", "list"],
+                    ["groups", "describe", "cg"]]
+        out, listing, desc, reset, reset_desc, deleted, after, gone = run_batch([(base + c, None) for c in commands],
+                                                                                 env)
         assert out.returncode == 0 and len(out.stdout.splitlines()) == 10, out.stderr.decode()
-        listing = run(base + ["groups", "list"], env).stdout.decode()
-        assert listing.split()[0] == "cg"
-        desc = run(base + ["groups", "describe", "cg"], env).stdout.decode()
+        assert listing.stdout.decode().split()[0] == "cg"
+        desc = desc.stdout.decode()
         assert "total lag 0" in desc and "committed" in desc
-        out = run(base + ["groups", "reset-offsets", "cg", "--to", "earliest"], env)
-        assert out.returncode == 0, out.stderr.decode()
-        assert "total lag 10" in run(base + ["groups", "describe", "cg"], env).stdout.decode()
-        assert run(base + ["groups", "delete", "cg"], env).returncode == 0
-        assert run(base + ["groups", "list"], env).stdout.decode().strip() == ""
-        out = run(base + ["groups", "describe", "cg"], env)
-        assert out.returncode == 1 and b"does not exist" in out.stderr
+        assert reset.returncode == 0, reset.stderr.decode()
+        assert "total lag 10" in reset_desc.stdout.decode()
+        assert deleted.returncode == 0
+        assert after.stdout.decode().strip() == ""
+        assert gone.returncode == 1 and b"does not exist" in gone.stderr
     finally:
         cluster.shutdown(delete_data=True)

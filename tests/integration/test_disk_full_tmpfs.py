@@ -23,6 +23,8 @@ from rayka.errors import DiskFullError
 
 from rayka.testing import wait_for
 
+from _outcomes import sort_outcomes
+
 
 TMPFS_MIB = 16
 VALUE_BYTES = 1024
@@ -115,12 +117,7 @@ def test_a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers(full_clus
             futures = [(v, p.send("full", value=v)) for v in map(_value, range(n, n + 256))]
             n += 256
             p.flush()
-            for v, f in futures:
-                if f.exception() is None:
-                    acked[f.result().offset] = v
-                else:
-                    errors.append(f.exception())
-                    failed.add(v)
+            errors += sort_outcomes(futures, acked, failed)
     assert errors and acked, "the disk never filled"
     assert all(isinstance(e, DiskFullError) for e in errors), errors[:3]
     err = errors[0]

@@ -32,6 +32,8 @@ from rayka import TopicPartition
 from rayka.errors import DiskFullError, NotLeaderError
 from rayka.testing import consume_all, wait_for
 
+from _outcomes import sort_outcomes
+
 LAG_MS = 2000
 REPLICATED = {"replica.placement": "colocate", "min.insync.replicas": 2, "replica.lag.time.max.ms": LAG_MS}
 TMPFS_MIB = 8
@@ -287,13 +289,7 @@ def test_a_leader_out_of_disk_refuses_clearly_keeps_everything_and_takes_writes_
     with rayka.Producer(cluster=cluster, acks="all", delivery_timeout_ms=1500, retry_backoff_ms=50) as producer:
         futures = [(v, producer.send(topic, value=v, partition=0)) for v in (_value(i, 1000) for i in range(200, 300))]
         producer.flush()
-        errors = []
-        for v, f in futures:
-            if f.exception() is None:
-                acked[f.result().offset] = v
-            else:
-                errors.append(f.exception())
-                failed.add(v)
+        errors = sort_outcomes(futures, acked, failed)
     assert errors, "the leader's disk never filled"
     assert all(isinstance(e, DiskFullError) and e.retriable for e in errors), errors[:3]
     assert str(_replica_dir(cluster, topic, 0)) in str(errors[0])
