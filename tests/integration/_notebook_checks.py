@@ -18,7 +18,7 @@ def output_text(nb) -> str:
                 out.append(o.text)
             elif o.output_type == "execute_result":
                 out.append(o.data.get("text/plain", ""))
-    return "".join(out)
+    return "\n".join(out)
 
 
 def figures(nb) -> int:
