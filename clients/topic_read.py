@@ -219,11 +219,21 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
                 raise
             time.sleep(0.2)  # backoff before asking the coordinator for the new leader
             continue
-        deadline = None
         if answer.schema is not None:
             schema = ipc.read_schema(pa.py_buffer(answer.schema))
         if answer.next_offset <= offset:
-            break  # retention deleted the rest meanwhile, or the log was cut
+            # Nothing at an offset below the end the plan saw: a partition closing, or a new leader
+            # whose high watermark has not yet reached the old one's. Never end the range early (an
+            # export would commit offsets it did not write): ask again, then fail clearly.
+            deadline = deadline or time.monotonic() + _RETRY_S
+            if time.monotonic() > deadline:
+                raise PartitionUnavailableError(
+                    f"{rng.topic}-{rng.partition} answers no records at offset {offset} although the read "
+                    f"was planned up to {rng.end} (its high watermark is {answer.high_watermark}); the log "
+                    "may have been cut by an unclean leader election: plan the read again")
+            time.sleep(0.2)
+            continue
+        deadline = None
         payload = answer.payload
         for buf in (pa.py_buffer(payload),) if isinstance(payload, bytes) else payload:
             for msg in codec.iter_messages(buf):

@@ -32,3 +32,68 @@ def test_ranges_split_into_pieces_that_cover_each_offset_once():
     assert sum(r.records for r in pieces) == sum(r.records for r in ranges) == 35
     with pytest.raises(ConfigError):
         split_ranges(ranges, 0)
+
+
+class _Answer:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _Partition:
+    """A partition stub over a real PartitionLog whose first ``empty`` fetches answer nothing, as
+    a closing partition or a new leader whose HW lags does."""
+
+    def __init__(self, log, empty: int):
+        self.log, self.empty, self.calls = log, empty, 0
+
+    def fetch(self, offset, max_records, max_bytes, max_wait_ms, with_schema):
+        from rayka.messages import FetchResponse
+
+        self.calls += 1
+        schema = self.log.schema.serialize().to_pybytes() if with_schema else None
+        if self.calls <= self.empty:
+            return _Answer(FetchResponse.empty(offset, schema))
+        r = self.log.read(offset, max_records=max_records, max_bytes=max_bytes)
+        return _Answer(FetchResponse(r.offset, b"".join(r.buffers), r.records, r.next_offset, r.log_start_offset,
+                                     self.log.log_end_offset, schema, 0))
+
+
+class _Cluster:
+    def __init__(self, partition):
+        self.partition = partition
+
+    def topic(self, name, refresh=False):
+        return None, [self.partition]
+
+
+def _log(tmp_path, clock, n):
+    import pyarrow as pa
+
+    from rayka.partitions.log import PartitionLog
+
+    log = PartitionLog(tmp_path, clock=clock)
+    log.append(pa.table({"value": pa.array([b"v%d" % i for i in range(n)], pa.binary())}))
+    return log
+
+
+def test_a_fetch_that_answers_nothing_before_the_planned_end_is_asked_again(tmp_path, clock, monkeypatch):
+    from rayka.clients import topic_read
+
+    monkeypatch.setattr(topic_read.time, "sleep", lambda s: None)
+    part = _Partition(_log(tmp_path, clock, 95), empty=3)
+    got = [b for batch in topic_read.read_range(PartitionRange("t", 0, 0, 95), cluster=_Cluster(part))
+           for b in batch.column("offset").to_pylist()]
+    assert got == list(range(95))  # not cut short by the empty answers (an export would commit a gap)
+
+
+def test_a_partition_that_never_answers_up_to_the_plan_fails_clearly(tmp_path, clock, monkeypatch):
+    from rayka.clients import topic_read
+    from rayka.errors import PartitionUnavailableError
+
+    monkeypatch.setattr(topic_read, "_RETRY_S", 0.05)
+    part = _Partition(_log(tmp_path, clock, 10), empty=0)
+    with pytest.raises(PartitionUnavailableError, match="planned up to 20"):
+        list(topic_read.read_range(PartitionRange("t", 0, 0, 20), cluster=_Cluster(part)))
