@@ -165,7 +165,9 @@ def to_expression(f) -> pc.Expression | None:
         return col.is_valid()
     value = f.value
     if kind == "In":
-        values = [v for v in value if v is not None]
+        if any(v is None for v in value):
+            return None  # x IN (1, NULL) is null, never false, where x != 1: left to Spark
+        values = list(value)
         if not values:
             return None
         # isin says False for a null row, where Spark's IN says null: keep null nulls, so that
@@ -201,6 +203,8 @@ def checked_expression(f, schema: pa.Schema) -> pc.Expression | None:
     left for Spark instead of failing the read)."""
     if not _columns_of(f) <= set(schema.names):
         return None
+    if any(pa.types.is_floating(schema.field(c).type) for c in _columns_of(f)):
+        return None  # Spark orders NaN above every number and NaN = NaN; Arrow does neither
     expr = to_expression(f)
     if expr is None:
         return None

@@ -96,6 +96,12 @@ def test_filters_rayka_cannot_apply_are_left_to_spark():
     assert o.checked_expression(sds.EqualTo(("amount",), "five"), schema) is None  # wrong literal type
     assert o.checked_expression(sds.In(("amount",), (None,)), schema) is None
     assert o.checked_expression(sds.EqualTo(("amount",), None), schema) is None
+    # NOT (x IN (1, NULL)) keeps nothing in Spark (the IN is null where x != 1): not pushed.
+    assert o.checked_expression(sds.Not(sds.In(("amount",), (1, None))), schema) is None
+    # Spark ranks NaN above every number (and NaN = NaN); Arrow's comparisons do not: not pushed.
+    floats = pa.schema([("score", pa.float64())])
+    assert o.checked_expression(sds.GreaterThan(("score",), 1.0), floats) is None
+    assert o.checked_expression(sds.EqualTo(("score",), float("nan")), floats) is None
 
 
 def test_types_spark_lacks_are_widened_so_every_value_fits():
