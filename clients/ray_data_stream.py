@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
 from rayka.clients.ray_data_read import DEFAULT_RECORDS_PER_TASK, check_records_per_task, dataset_of_ranges
 from rayka.clients.topic_read import PartitionRange, _check_filter
 from rayka.clients.types import OffsetAndMetadata, TopicPartition
-from rayka.errors import ConfigError
+from rayka.errors import CommitFailedError, ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["stream_topic", "TopicStream", "MicroBatch", "batch_id", "allot"]
 
@@ -151,8 +154,21 @@ class TopicStream:
         batch, self._pending = self._pending, None
         if batch is None:
             return
-        self._consumer.commit({TopicPartition(r.topic, r.partition): OffsetAndMetadata(r.end, "")
-                               for r in batch.ranges})
+        # Only partitions still this member's: a rebalance during the processing gave the others
+        # to a member that reads them again from the last commit (at least once), and a commit
+        # naming them would be refused whole.
+        owned = self._consumer.assignment()
+        offsets = {TopicPartition(r.topic, r.partition): OffsetAndMetadata(r.end, "") for r in batch.ranges}
+        offsets = {tp: o for tp, o in offsets.items() if tp in owned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group moved on (a rebalance, or processing past max.poll.interval.ms): the new
+            # owners read these records again; the stream goes on with what it is given next.
+            log.warning("micro-batch %s was processed but its offsets could not be committed (%s); "
+                        "its records will be read again", batch.id, exc)
 
     def close(self, commit: bool = True) -> None:
         """Leave the group; with ``commit``, commit the last micro-batch first."""

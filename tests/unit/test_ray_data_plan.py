@@ -12,7 +12,7 @@ from rayka.clients.ray_data_stream import allot, batch_id
 from rayka.clients.ray_data_write import PIECE_BYTES, piece_producer_id, pieces, to_records
 from rayka.clients.bulk import MAX_CHUNK_BYTES
 from rayka.clients.topic_read import PartitionRange
-from rayka.errors import ConfigError
+from rayka.errors import CommitFailedError, ConfigError
 from rayka.partitions.producer_state import KEEP_BATCHES
 
 
@@ -123,3 +123,56 @@ def test_a_rerun_under_the_same_producer_id_writes_nothing_twice_and_another_id_
         assert stored == sorted(table["value"].to_pylist() * 2)  # the rerun added nothing; the other id did
     finally:
         cluster.close()
+
+
+class _GroupStub:
+    """The two calls TopicStream.commit makes of its group Consumer."""
+
+    def __init__(self, owned, refuse=False):
+        self.owned, self.refuse, self.commits = set(owned), refuse, []
+
+    def assignment(self):
+        return set(self.owned)
+
+    def commit(self, offsets):
+        if self.refuse:
+            raise CommitFailedError("the group rebalanced")
+        self.commits.append(dict(offsets))
+
+
+def _stream_with(consumer, ranges):
+    from rayka.clients.ray_data_stream import MicroBatch, TopicStream
+
+    stream = TopicStream.__new__(TopicStream)  # only commit() is exercised: no group, no cluster
+    stream._consumer, stream._pending = consumer, MicroBatch("b1", ranges, None, False)
+    return stream
+
+
+def test_a_micro_batch_commit_after_a_rebalance_names_only_the_partitions_still_owned():
+    from rayka.clients.types import TopicPartition
+
+    ranges = [PartitionRange("t", 0, 0, 10), PartitionRange("t", 1, 5, 9), PartitionRange("t", 2, 3, 4)]
+    group = _GroupStub({TopicPartition("t", 0), TopicPartition("t", 2)})
+    stream = _stream_with(group, ranges)
+    stream.commit()
+    assert len(group.commits) == 1
+    assert {tp.partition: o.offset for tp, o in group.commits[0].items()} == {0: 10, 2: 4}
+    stream.commit()  # already committed: nothing more
+    assert len(group.commits) == 1
+
+
+def test_a_micro_batch_commit_refused_by_the_group_warns_and_the_stream_goes_on(caplog):
+    from rayka.clients.types import TopicPartition
+
+    group = _GroupStub({TopicPartition("t", 0)}, refuse=True)
+    stream = _stream_with(group, [PartitionRange("t", 0, 0, 10)])
+    with caplog.at_level("WARNING", logger="rayka.clients.ray_data_stream"):
+        stream.commit()
+    assert "b1" in caplog.text and "read again" in caplog.text
+    assert stream._pending is None
+
+
+def test_a_micro_batch_none_of_whose_partitions_are_still_owned_commits_nothing():
+    group = _GroupStub(set())
+    _stream_with(group, [PartitionRange("t", 0, 0, 10)]).commit()
+    assert group.commits == []
