@@ -3,7 +3,9 @@ state a commit records, and the lazily read input of one commit."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,10 +16,39 @@ from rayka.clients import topic_read
 from rayka.clients.topic_read import PartitionRange
 from rayka.errors import ConfigError
 
-__all__ = ["STATE_KEY", "ExportState", "CommitInput", "date_of"]
+__all__ = ["STATE_KEY", "ExportState", "CommitInput", "ExportLock", "date_of"]
 
 #: The key under which a commit's metadata carries the export state (Delta, Iceberg).
 STATE_KEY = "rayka.export"
+
+
+class ExportLock:
+    """One export at a time per destination, among the processes of this machine: an
+    ``flock`` on a file, which also ends with the process that held it (a killed run never
+    leaves it stuck). Two runs at once would each write the same offsets (Delta and Iceberg
+    appends do not conflict with each other) or delete each other's uncommitted files."""
+
+    def __init__(self, path, dest: str):
+        self.path, self.dest, self._fd = path, dest, None
+
+    def take(self) -> None:
+        """Hold the lock, or raise ConfigError at once if another export holds it."""
+        if self._fd is not None:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another export to {self.dest} is running; wait for it to end") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the next export to this destination in."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass

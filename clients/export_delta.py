@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rayka.clients.export_base import STATE_KEY, CommitInput, ExportState, date_of
+from rayka.clients.export_base import STATE_KEY, CommitInput, ExportLock, ExportState, date_of
 
 __all__ = ["DeltaExport"]
 
@@ -34,11 +34,18 @@ class DeltaExport:
 
     def __init__(self, dest: str):
         self.dest = dest
+        # A name Delta readers and vacuum pass over (it starts with "_").
+        self._lock = ExportLock(str(Path(dest) / "_rayka_export.lock"), dest)
+
+    def close(self) -> None:
+        """Let the next export to this table in."""
+        self._lock.release()
 
     def recover(self) -> ExportState | None:
         """The state of the newest commit an export made, or None for a new table."""
         from deltalake import DeltaTable
 
+        self._lock.take()
         if not DeltaTable.is_deltatable(self.dest):
             return None
         for entry in DeltaTable(self.dest).history():  # newest first

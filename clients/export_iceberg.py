@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rayka.clients.export_base import STATE_KEY, CommitInput, ExportState
+from rayka.clients.export_base import STATE_KEY, CommitInput, ExportLock, ExportState
 from rayka.clients.export_delta import with_partition_column
 
 __all__ = ["IcebergExport", "open_catalog", "table_identifier"]
@@ -50,11 +50,17 @@ class IcebergExport:
         self.identifier = self.options.get("identifier") or table_identifier(topic)
         self.catalog = open_catalog(dest, self.options)
         self.table = None
+        self._lock = ExportLock(str(Path(dest).resolve() / f"_rayka_export-{self.identifier}.lock"), dest)
+
+    def close(self) -> None:
+        """Let the next export to this table in."""
+        self._lock.release()
 
     def recover(self) -> ExportState | None:
         """The state of the newest snapshot an export made, or None for a new table."""
         from pyiceberg.exceptions import NoSuchTableError
 
+        self._lock.take()
         try:
             self.table = self.catalog.load_table(self.identifier)
         except NoSuchTableError:

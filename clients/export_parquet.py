@@ -19,7 +19,6 @@ one that crashed before. Readers that want exactly the committed files use
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import uuid
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rayka.clients.export_base import CommitInput, ExportState, date_of
+from rayka.clients.export_base import CommitInput, ExportLock, ExportState, date_of
 from rayka.errors import ConfigError
 
 __all__ = ["ParquetExport", "committed_files", "manifests"]
@@ -105,28 +104,15 @@ class ParquetExport:
         self.meta = self.dest / META_DIR
         self.tmp = self.meta / TMP_DIR
         self.seq = 0
-        self._lock = None
-
-    def _take_lock(self) -> None:
-        # Two runs at once would delete each other's uncommitted files: one at a time per dest.
-        self.meta.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.meta / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(f"another export to {self.dest} is running; wait for it to end") from None
-        self._lock = fd
+        self._lock = ExportLock(str(self.meta / "lock"), str(self.dest))
 
     def close(self) -> None:
         """Let the next export to this destination in (the lock also ends with the process)."""
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        self._lock.release()
 
     def recover(self) -> ExportState | None:
         """Finish or undo what a crashed run left, and return the last commit's state."""
-        self._take_lock()
+        self._lock.take()
         done = manifests(self.dest)
         named = set()
         for m in done:
@@ -181,10 +167,13 @@ class ParquetExport:
                 f.close()
         except BaseException:
             for f in files.values():
+                # Every file is removed even when closing one fails (a full disk); the error
+                # raised is the one that stopped the commit.
                 try:
                     f.writer.close()
-                finally:
-                    f.tmp.unlink(missing_ok=True)
+                except Exception:
+                    pass
+                f.tmp.unlink(missing_ok=True)
             raise
         entries = [{"path": f.rel, "tmp": f.tmp.name, "rows": f.rows, "bytes": f.tmp.stat().st_size}
                    for f in files.values()]

@@ -149,6 +149,18 @@ def test_delta_export_read_by_deltalake_and_resumed(topic, tmp_path):
     check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
     with pytest.raises(ConfigError, match="partition_by='partition'"):
         rayka.export_topic(name, dest, format="delta", cluster=cluster, partition_by=None)
+    from rayka.clients.export_delta import DeltaExport
+
+    running = DeltaExport(str(dest))
+    running.recover()  # as a run in progress holds it: a second append would write the same offsets again
+    try:
+        with pytest.raises(ConfigError, match="another export to .* is running"):
+            rayka.export_topic(name, dest, format="delta", cluster=cluster)
+    finally:
+        running.close()
+    produce(cluster, name, 10**5 + 200, 10**5 + 203)
+    assert rayka.export_topic(name, dest, format="delta", cluster=cluster).rows == 3
+    check_rows(DeltaTable(str(dest)).to_pyarrow_table().to_pylist(), cluster, name)
 
 
 def test_delta_by_date_with_columns_and_filter(topic, tmp_path):
@@ -306,6 +318,15 @@ def test_iceberg_export_read_by_a_pyiceberg_scan_and_resumed(topic, tmp_path):
     more = rayka.export_topic(name, dest, format="iceberg", cluster=cluster)
     assert more.rows == 100 and more.commits == 1
     check_rows(scanned()[1], cluster, name)
+    from rayka.clients.export_iceberg import IcebergExport
+
+    running = IcebergExport(str(dest), name, {})
+    running.recover()
+    try:
+        with pytest.raises(ConfigError, match="another export to .* is running"):
+            rayka.export_topic(name, dest, format="iceberg", cluster=cluster)
+    finally:
+        running.close()
 
 
 def test_offsets_deleted_by_retention_before_export_are_an_error_or_skipped_and_counted(topic, tmp_path):

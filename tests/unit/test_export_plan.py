@@ -1,5 +1,6 @@
 """The pure parts of rayka.export_topic: commit planning, resume, option checks, state text."""
 
+import pyarrow as pa
 import pytest
 
 from rayka.clients.export import (ExportState, check_options, options_of, plan_commits, resume_ranges)
@@ -80,3 +81,43 @@ def test_cli_bounds_are_offsets_or_iso_times_and_bad_ones_are_refused():
     assert out.exit_code == 2 and "ISO 8601" in out.output
     out = CliRunner().invoke(cli, ["export", "t", "/tmp/x", "--columns", " , "])
     assert out.exit_code == 2 and "name at least one column" in out.output
+
+
+def test_one_export_lock_holder_per_destination_and_the_next_gets_it_after_release(tmp_path):
+    from rayka.clients.export_base import ExportLock
+
+    first, second = ExportLock(str(tmp_path / "d" / "_lock"), "d"), ExportLock(str(tmp_path / "d" / "_lock"), "d")
+    first.take()
+    first.take()  # the holder taking it again is a no-op, not a deadlock
+    with pytest.raises(ConfigError, match="another export to d is running"):
+        second.take()
+    first.release()
+    second.take()
+    second.release()
+
+
+def test_a_parquet_commit_that_fails_leaves_no_temp_file_and_raises_the_first_error(tmp_path):
+    from rayka.clients.export_base import ExportState
+    from rayka.clients.export_parquet import ParquetExport
+
+    class Boom(Exception):
+        pass
+
+    class Source:
+        def batches(self):
+            for p in range(2):
+                yield PartitionRange("t", p, 0, 1), pa.record_batch({"offset": [p]})
+            raise Boom("the disk is full")
+
+        def output(self, batch):
+            return batch
+
+    export = ParquetExport(str(tmp_path / "dest"))
+    export.recover()
+    try:
+        with pytest.raises(Boom, match="the disk is full"):
+            export.commit(Source(), "partition", ExportState({}, {}), {0: (0, 1), 1: (0, 1)})
+    finally:
+        export.close()
+    assert list((tmp_path / "dest" / "_rayka_export" / "tmp").iterdir()) == []
+    assert not list((tmp_path / "dest").glob("partition=*/*.parquet"))
