@@ -25,7 +25,10 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-def _batch(n, start=0, ts=1_000):
+NOW = int(time.time() * 1000)
+
+
+def _batch(n, start=0, ts=NOW):
     schema = input_schema()
     return pa.RecordBatch.from_pydict({
         "timestamp_ms": [ts + i for i in range(n)],
@@ -49,7 +52,7 @@ def test_backend_topics_records_and_offsets(backend, admin):
         assert len(meta.topic_id) == 16 and meta.config["retention.ms"] == "3600000"
         assert await backend.topic("no-such-topic") is None
         first = await backend.append("gw-t", 1, _batch(5), None, -1, 1)
-        second = await backend.append("gw-t", 1, _batch(3, start=5, ts=2_000), None, -1, -1)
+        second = await backend.append("gw-t", 1, _batch(3, start=5, ts=NOW + 1_000), None, -1, -1)
         assert (first.base_offset, first.count, second.base_offset, second.count) == (0, 5, 5, 3)
         fetched = await backend.fetch("gw-t", 1, 0, 1 << 20, 100)
         assert (fetched.offset, fetched.next_offset, fetched.high_watermark) == (0, 8, 8) and fetched.schema
@@ -57,9 +60,9 @@ def test_backend_topics_records_and_offsets(backend, admin):
         assert empty.records == 0
         assert tuple(await backend.offsets("gw-t", 1)) == (0, 8)
         assert tuple(await backend.offsets("gw-t", 0)) == (0, 0)
-        hit = await backend.offset_for_time("gw-t", 1, 2_001)
-        assert (hit.offset, hit.timestamp_ms) == (6, 2_001)
-        assert await backend.offset_for_time("gw-t", 1, 10_000) is None
+        hit = await backend.offset_for_time("gw-t", 1, NOW + 1_001)
+        assert (hit.offset, hit.timestamp_ms) == (6, NOW + 1_001)
+        assert await backend.offset_for_time("gw-t", 1, NOW + 60_000) is None
         assert (await backend.describe_topic_config("gw-t"))["retention.ms"] == "3600000"
         await backend.create_partitions("gw-t", 3)
         assert len((await backend.topic("gw-t")).partitions) == 3
@@ -109,7 +112,8 @@ def _connects(port, deadline_s=20.0):
     return False
 
 
-def test_start_places_a_gateway_per_node_and_stop_leaves_none(cluster):
+def test_start_places_a_gateway_per_node_and_stop_leaves_none(cluster, admin):
+    admin.create_topic("gw-nodes", partitions=2)
     started = rayka.gateway.start(port=0, cluster=cluster)
     try:
         assert len(started) == len(_ray.alive_node_ids()) == len(_gateways(cluster))
@@ -117,9 +121,14 @@ def test_start_places_a_gateway_per_node_and_stop_leaves_none(cluster):
         assert host == "127.0.0.1" and port > 0
         assert _connects(port)
         assert rayka.gateway.start(port=0, cluster=cluster) == started  # one per node: kept
-        backend = RayBackend.from_cluster(cluster, port=1)
-        brokers = _run(backend.brokers())
-        assert (bid, host, port) in [(b.node_id, b.host, b.port) for b in brokers]
+        # A gateway on another (made-up) node sees the actor's broker and sends clients there.
+        elsewhere = RayBackend(cluster.coordinator, cluster_name=cluster.cluster_name, namespace=cluster.namespace,
+                               node_id="f" * 56, port=1)
+        brokers = _run(elsewhere.brokers())
+        assert [(b.node_id, b.host, b.port) for b in brokers] == sorted([(bid, host, port), (elsewhere.broker_id,
+                                                                                            "127.0.0.1", 1)])
+        meta = _run(elsewhere.topic("gw-nodes"))
+        assert {p.leader for p in meta.partitions} == {bid}
     finally:
         assert rayka.gateway.stop(cluster=cluster) == len(started)
     deadline = time.monotonic() + 20
