@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ray
 
-__all__ = ["coordinator_name", "partition_name", "get_actor", "kill", "alive_node_ids", "node_zones"]
+__all__ = ["coordinator_name", "partition_name", "get_actor", "kill", "alive_node_ids", "node_zones", "gateway_prefix",
+           "gateway_name", "named_actors"]
 
 
 def coordinator_name(cluster: str) -> str:
@@ -60,3 +61,18 @@ def node_zones() -> dict[str, str]:
         if zone:
             zones[n["NodeID"]] = zone
     return zones
+
+
+def gateway_prefix(cluster: str) -> str:
+    """Every Kafka gateway actor of ``cluster`` is named this prefix plus its node's id (12 hex)."""
+    return f"rayka:{cluster}:gateway:"
+
+
+def gateway_name(cluster: str, node_id: str) -> str:
+    return f"{gateway_prefix(cluster)}{node_id[:12]}"
+
+
+def named_actors(prefix: str, namespace: str) -> list[str]:
+    """Names of the alive named actors of ``namespace`` that start with ``prefix``, sorted."""
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == namespace and a["name"].startswith(prefix))

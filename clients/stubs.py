@@ -31,8 +31,8 @@ from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDir
 from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult, OffsetReset,
                             TopicConfigInfo)
 
-__all__ = ["PartitionClient", "CoordinatorClient", "Pending", "wait_first", "gather", "stage", "is_staged", "unwrap",
-           "resolve"]
+__all__ = ["PartitionClient", "CoordinatorClient", "GatewayClient", "Pending", "wait_first", "gather", "stage",
+           "is_staged", "unwrap", "resolve", "settle"]
 
 
 # -- Ray's errors, rayka's errors ---------------------------------------------------------------
@@ -213,6 +213,17 @@ def stage(payload):
 def is_staged(data) -> bool:
     """Whether ``data`` is a payload :func:`stage` returned."""
     return isinstance(data, ray.ObjectRef)
+
+
+async def settle(pending: Pending):
+    """The answer of a call in flight, awaited without blocking the asyncio loop (the Kafka
+    gateway serves every connection on one), or the rayka error the call raised."""
+    import asyncio
+
+    try:
+        return await asyncio.wrap_future(pending.ref.future())
+    except RayError as exc:
+        raise _rayka(unwrap(exc, pending.what), pending.what) from None
 
 
 # -- the stubs ------------------------------------------------------------------------------------
@@ -409,3 +420,20 @@ class CoordinatorClient:
 
     def reset_offsets(self, group_id: str, to, topics: list[str] | None) -> OffsetReset:
         return self._call(self.handle.reset_offsets, group_id, to, topics)
+
+
+class GatewayClient:
+    """Calls to one Kafka gateway actor (actors/gateway.py)."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def address(self) -> Pending:
+        """Answers ``(broker_id, host, port)``: the broker this gateway advertises."""
+        return Pending(self.handle.address.remote(), "gateway")
+
+    def stop(self) -> Pending:
+        """Close its listening socket and connections; answers None."""
+        return Pending(self.handle.stop.remote(), "gateway")

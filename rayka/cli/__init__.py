@@ -20,7 +20,8 @@ import click
 
 from rayka.cli.base import ProduceFailed, _on_sigint, _on_sigterm, _signalled, _Terminated, cli
 # The commands register themselves on ``cli`` when their modules load.
-from rayka.cli import export_commands, group_commands, record_commands, runtime_commands, topic_commands  # noqa: F401
+from rayka.cli import export_commands, gateway_commands, group_commands, record_commands, runtime_commands  # noqa: F401
+from rayka.cli import topic_commands  # noqa: F401
 from rayka.cli.topic_commands import human_bytes
 from rayka.errors import RaykaError
 
