@@ -381,4 +381,5 @@ def status(data_dir: str | os.PathLike) -> dict | None:
         "coordinators": sorted(a["Name"].split(":")[1] for a in rayka_actors
                                if a["Name"].endswith(":coordinator")),
         "drivers": len(drivers),
+        "gateways": sum(1 for a in rayka_actors if ":gateway:" in a["Name"]),
     }

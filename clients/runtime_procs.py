@@ -116,13 +116,19 @@ _states: dict[str, object] = {}  # one GCS connection per head, reused by the wa
 
 
 def idle_drivers(address: str) -> int:
-    """How many drivers (processes that called ray.init) are attached to the head now."""
+    """How many users the head has now: drivers attached (processes that called ray.init)
+    plus alive Kafka gateway actors (their clients are no Ray drivers, so a gateway keeps
+    the runtime in use)."""
     from ray._private.internal_api import get_state_from_address
 
     state = _states.get(address)
     if state is None:
         state = _states[address] = get_state_from_address(address)
-    return sum(1 for j in state.job_table() if not j["IsDead"])
+    drivers = sum(1 for j in state.job_table() if not j["IsDead"])
+    if drivers:
+        return drivers
+    return sum(1 for a in state.actor_table(None).values()
+               if a.get("State") == "ALIVE" and ":gateway:" in (a.get("Name") or ""))
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -69,7 +69,7 @@ def runtime_status(ctx, as_json):
                     "uptime_s": round(st["uptime_s"], 1), "owner": info.owner, "clients": st["drivers"],
                     "idle_timeout_s": info.idle_timeout_s, "topics": sorted(topics),
                     "partitions_alive": st["partitions_alive"], "actors_alive": st["actors_alive"],
-                    "clusters": st["coordinators"]})
+                    "clusters": st["coordinators"], "kafka_gateways": st["gateways"]})
         return
     idle = "off" if info.idle_timeout_s is None else f"{info.idle_timeout_s:g}s"
     click.echo(f"running      {info.address}  pid {info.pid}  up {_uptime(st['uptime_s'])}")
@@ -80,20 +80,36 @@ def runtime_status(ctx, as_json):
                                                   + (", ..." if len(topics) > 8 else "") + ")" if topics else ""))
     click.echo(f"actors       {st['partitions_alive']} partition(s) alive, {st['actors_alive']} actor(s) in all; "
                f"rayka clusters: {', '.join(st['coordinators']) or '-'}")
+    if st["gateways"]:
+        click.echo(f"kafka        {st['gateways']} Kafka gateway actor(s) alive")
 
 
 @runtime.command("start")
 @connection_options
 @click.option("--idle-timeout", default=None, callback=_parse_idle,
               help="Stop the runtime after no client was attached for this long (30m, 90s, 2h).")
+@click.option("--kafka-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the Kafka protocol: a gateway per node on 127.0.0.1:PORT (PORT+1, ... "
+                   "for further nodes; 0: free ports).")
 @click.pass_context
-def runtime_start(ctx, idle_timeout):
-    """Start the shared local runtime of the data dir (or show the running one)."""
+def runtime_start(ctx, idle_timeout, kafka_port):
+    """Start the shared local runtime of the data dir (or show the running one).
+
+    With ``--kafka-port`` the runtime also gets a Kafka endpoint (``rayka.gateway.start``):
+    Kafka clients then use ``bootstrap.servers=127.0.0.1:PORT``. A runtime with a gateway
+    counts as in use, so an idle timeout does not stop it under its Kafka clients.
+    """
     from rayka.clients import runtime as local
 
     info, started = local.start(_data_dir(ctx), num_cpus=_obj(ctx)["num_cpus"], idle_timeout_s=idle_timeout)
     idle = "" if info.idle_timeout_s is None else f", idle timeout {info.idle_timeout_s:g}s"
     click.echo(f"{'started' if started else 'already running'}: {info.address} (pid {info.pid}{idle})")
+    if kafka_port is not None:
+        import rayka.gateway
+        from rayka.cli.base import _connect
+
+        gateways = rayka.gateway.start(port=kafka_port, cluster=_connect(ctx))
+        click.echo("Kafka gateway: bootstrap.servers=" + ",".join(f"{h}:{p}" for _, h, p in gateways))
 
 
 @runtime.command("stop")

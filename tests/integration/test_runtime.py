@@ -426,3 +426,46 @@ def test_idle_timeout_stops_the_runtime_only_when_no_client_is_attached(shared_e
     wait_for(lambda: not Path(data_dir, "runtime.json").exists(), 40, what="the idle runtime to stop")
     wait_for(lambda: ended(info.pid), 20, what="the head to exit")
     assert head_pids(data_dir) == []
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kafka_port_gives_the_runtime_a_kafka_endpoint_that_keeps_it_in_use(local_envs):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    env = local_envs()
+    data_dir = env["RAYKA_DATA_DIR"]
+    port = _free_port()
+    out = cli(["runtime", "start", "--num-cpus", "2", "--idle-timeout", "2s", "--kafka-port", str(port)], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Kafka gateway: bootstrap.servers=127.0.0.1:{port}".encode() in out.stdout, out.stdout
+    assert_quiet(cli(["topics", "create", "kafka-in", "-p", "1"], env))
+    bootstrap = f"127.0.0.1:{port}"
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    acked = [producer.send("kafka-in", value=f"v{i}".encode(), key=b"k").get(30).offset for i in range(50)]
+    producer.close()
+    assert acked == list(range(50))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=20000)
+    consumer.assign([TopicPartition("kafka-in", 0)])
+    consumer.seek_to_beginning()
+    got = []
+    for m in consumer:
+        got.append((m.offset, m.value))
+        if len(got) == 50:
+            break
+    consumer.close()
+    assert got == [(i, f"v{i}".encode()) for i in range(50)]
+    st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env), max_lines=60))
+    assert st["kafka_gateways"] == 1
+    # No Ray driver is attached now, only the gateway: the idle watcher (2 s) must leave it running.
+    info = runtime.read(data_dir)
+    idle_from = time.monotonic()
+    wait_for(lambda: time.monotonic() - idle_from > 4, 10, what="twice the idle timeout with only the gateway")
+    assert runtime.find(data_dir) is not None and runtime.read(data_dir).pid == info.pid
+    assert assert_quiet(cli(["runtime", "stop"], env), max_lines=1).startswith("stopped the runtime")
