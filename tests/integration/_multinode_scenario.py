@@ -43,6 +43,8 @@ def main(data_dir: str) -> None:
     )
     c.close()
 
+    report.update(_through_kafka_gateways(rc, leaders))
+
     worker_ids = {w.node_id: w for w in workers}
     lost = next(p for p, leader in enumerate(leaders) if leader in worker_ids)
     cluster.remove_node(worker_ids[leaders[lost]])
@@ -55,15 +57,15 @@ def main(data_dir: str) -> None:
         survivors = [part for part, leader in enumerate(leaders) if leader != leaders[lost]]
         ok = True
         for part in survivors:
-            ok &= p.send("spread", value=b"after", partition=part).result(timeout=60).offset == 1000
+            ok &= p.send("spread", value=b"after", partition=part).result(timeout=60).offset == 1100  # 1000 native + 100 through Kafka
         report["survivors_ok"] = ok
     c = rayka.Consumer(auto_offset_reset="earliest")
     c.assign([TopicPartition("spread", part) for part in survivors])
     tail = []
     deadline = time.monotonic() + 60
-    while len(tail) < 1001 * len(survivors) and time.monotonic() < deadline:
+    while len(tail) < 1101 * len(survivors) and time.monotonic() < deadline:
         tail += c.poll(timeout_ms=500, max_records=5000)
-    report["survivors_ok"] = report["survivors_ok"] and len(tail) == 1001 * len(survivors)
+    report["survivors_ok"] = report["survivors_ok"] and len(tail) == 1101 * len(survivors)
     c.close()
     gone = sorted(set(range(6)) - set(survivors))
     report["gone"] = gone
@@ -73,7 +75,7 @@ def main(data_dir: str) -> None:
         started = time.monotonic()
         c = rayka.Consumer("spread", auto_offset_reset="earliest", **options)
         got = []
-        while len(got) < 1001 * len(survivors) and time.monotonic() - started < 20:
+        while len(got) < 1101 * len(survivors) and time.monotonic() - started < 20:
             got += c.poll(timeout_ms=500, max_records=5000)
         report[f"{kind}_read"] = len(got)
         report[f"{kind}_partitions"] = sorted({r.partition for r in got})
@@ -87,6 +89,46 @@ def main(data_dir: str) -> None:
     print(json.dumps(report), flush=True)
     ray.shutdown()
     cluster.shutdown()
+
+
+def _through_kafka_gateways(rc, leaders) -> dict:
+    """A gateway per node: Kafka metadata names each node's gateway as a broker and each
+    partition's leader as the broker of its actor's node; a Kafka producer and consumer
+    (confluent-kafka) work through them. Stopped again before the node loss."""
+    import rayka.gateway
+    from confluent_kafka import Consumer, Producer, TopicPartition as KafkaTP
+    from confluent_kafka.admin import AdminClient
+
+    from rayka.clients.gateway_backend import broker_id
+
+    out = {}
+    gateways = rayka.gateway.start(port=0, cluster=rc)
+    try:
+        bootstrap = ",".join(f"{h}:{p}" for _, h, p in gateways)
+        meta = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"}).list_topics(timeout=30)
+        out["kafka_brokers"] = sorted(meta.brokers)
+        out["gateway_brokers"] = sorted(b for b, _, _ in gateways)
+        out["kafka_leaders"] = [meta.topics["spread"].partitions[p].leader for p in range(6)]
+        out["node_brokers"] = [broker_id(node) for node in leaders]
+        acked, errors = [], []
+        producer = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+        for i in range(600):
+            producer.produce("spread", value=b"k%d" % i, partition=i % 6,
+                             on_delivery=lambda e, m: errors.append(e) if e else acked.append((m.partition(),
+                                                                                                 m.offset())))
+        producer.flush(60)
+        out["kafka_acked"], out["kafka_errors"] = len(acked), [str(e) for e in errors[:3]]
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
+                             "broker.address.family": "v4"})
+        consumer.assign([KafkaTP("spread", p, 1000) for p in range(6)])
+        got, deadline = [], time.monotonic() + 60
+        while len(got) < 600 and time.monotonic() < deadline:
+            got += [(m.partition(), m.offset()) for m in consumer.consume(1000, timeout=0.5) if m.error() is None]
+        consumer.close()
+        out["kafka_read_back"] = sorted(got) == sorted(acked) and len(got) == 600
+    finally:
+        rayka.gateway.stop(cluster=rc)
+    return out
 
 
 if __name__ == "__main__":

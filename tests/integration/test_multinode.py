@@ -30,13 +30,18 @@ def test_partitions_spread_over_nodes_and_a_lost_node_fails_only_its_partitions(
     assert report["distinct_leaders"] >= 2, "partitions should spread over the nodes"
     assert report["consumed"] == report["produced"] == 6000
     assert report["order_ok"]
+    # Through the Kafka gateways (one per node): every node's gateway is a broker, and each
+    # partition's leader is the broker of the node its actor runs on.
+    assert report["kafka_brokers"] == report["gateway_brokers"] and len(report["kafka_brokers"]) == 3
+    assert report["kafka_leaders"] == report["node_brokers"]
+    assert report["kafka_acked"] == 600 and report["kafka_errors"] == [] and report["kafka_read_back"]
     # After the node holding partition `lost` is removed:
     assert report["lost_partition_error"] == "PartitionUnavailableError"
     assert report["survivors_ok"], "partitions on the remaining nodes must keep working"
     # Consumers created after the loss read every survivor and report the lost partitions.
     survivors = sorted(set(range(6)) - set(report["gone"]))
     for kind in ("plain", "group"):
-        assert report[f"{kind}_read"] == 1001 * len(survivors), (kind, report)
+        assert report[f"{kind}_read"] == 1101 * len(survivors), (kind, report)
         assert report[f"{kind}_partitions"] == survivors, (kind, report)
         assert report[f"{kind}_unavailable"] == report["gone"], (kind, report)
     assert report["described_unavailable"] == report["gone"] and report["described_error"]
