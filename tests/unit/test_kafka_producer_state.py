@@ -233,3 +233,20 @@ def test_kafka_producer_state_survives_restart(tmp_path, clock, how):
         reopened.append(batch([b"old"]), producer_id=K(5, 0), sequence=1)
     assert reopened.append(batch([b"y"]), producer_id=K(5, 1), sequence=seq).base_offset == end
     assert reopened.log_end_offset == end + 1
+
+
+def test_a_follower_copy_keeps_kafka_state_for_a_failover(tmp_path, clock):
+    """append_replicated keeps pid and sequence: the follower, once it leads, answers a Kafka
+    producer's retry as a duplicate and still fences its older epoch."""
+    from rayka.partitions.replicated_log import ReplicaLog
+
+    leader, follower = ReplicaLog(tmp_path / "l", clock=clock), ReplicaLog(tmp_path / "f", clock=clock)
+    leader.append(batch([b"old"]), producer_id=K(8, 0), sequence=0)
+    first = leader.append(batch([b"a", b"b"]), producer_id=K(8, 1), sequence=0)
+    read = leader.read(0, max_records=100)
+    assert follower.append_replicated(list(read.buffers)) == leader.log_end_offset == 3
+    again = follower.append(batch([b"a", b"b"]), producer_id=K(8, 1), sequence=0)
+    assert again.duplicate and (again.base_offset, again.count) == (first.base_offset, 2)
+    with pytest.raises(InvalidProducerEpochError):
+        follower.append(batch([b"old"]), producer_id=K(8, 0), sequence=1)
+    assert follower.append(batch([b"c"]), producer_id=K(8, 1), sequence=2).base_offset == 3
