@@ -74,8 +74,9 @@ def kafka_producer_id(pid: int, epoch: int) -> str:
 
 
 def parse_kafka_producer_id(producer_id: str | None) -> tuple[int, int] | None:
-    """``(pid, epoch)`` of an id built by :func:`kafka_producer_id`; None for any other id (rayka's
-    own producers, whose ids are never of that exact shape: they are uuid hex or user-chosen)."""
+    """``(pid, epoch)`` of an id built by :func:`kafka_producer_id`; None for any other id. rayka's
+    own producers use uuid hex ids, never of this shape; a ``Producer(producer_id=...)`` chosen
+    by hand in this exact shape would be taken for a Kafka producer."""
     if producer_id is None:
         return None
     m = _KAFKA_ID.fullmatch(producer_id)
