@@ -32,6 +32,7 @@ from rayka.coordinator.group_service import GroupService
 from rayka.coordinator.metadata import MAX_PARTITIONS, ClusterMetadata, MetadataStore, METADATA_FILE
 from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
+from rayka.coordinator.producer_ids import ProducerIdManager
 from rayka.coordinator.reassignment import check_target
 from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
@@ -61,6 +62,7 @@ class CoordinatorActor:
         self._data_dir = str(Path(data_dir).resolve())
         Path(self._data_dir).mkdir(parents=True, exist_ok=True)
         self._meta = ClusterMetadata(MetadataStore(Path(self._data_dir) / METADATA_FILE))
+        self._producer_ids = ProducerIdManager(self._meta)
         self._lock = threading.RLock()
         self._replicas = ReplicaActors(cluster, namespace, self._data_dir, self._lock)
         self._node_id = ray.get_runtime_context().get_node_id()
@@ -317,6 +319,12 @@ class CoordinatorActor:
 
     def reset_offsets(self, group_id, to, topics=None) -> OffsetReset:
         return self._groups.reset_offsets(group_id, to, topics)
+
+    # -- producers ----------------------------------------------------------------------------
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A Kafka producer's ``(producer_id, epoch)``: unique across restarts (coordinator/producer_ids.py)."""
+        return self._producer_ids.init_producer_id()
 
     # -- misc ---------------------------------------------------------------------------------
 

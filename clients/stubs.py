@@ -421,6 +421,14 @@ class CoordinatorClient:
     def reset_offsets(self, group_id: str, to, topics: list[str] | None) -> OffsetReset:
         return self._call(self.handle.reset_offsets, group_id, to, topics)
 
+    # -- producers
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A new Kafka producer ``(producer_id, epoch)`` (InitProducerId): a non-negative int64 id never
+        handed out before, even by an earlier coordinator, and epoch 0. A retry after a lost answer
+        gets another id; the one lost is never used."""
+        return self._call(self.handle.init_producer_id)
+
 
 class GatewayClient:
     """Calls to one Kafka gateway actor (actors/gateway.py)."""

@@ -153,7 +153,7 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             if producer_id is not None and sequence >= 0:
-                earlier = self._producers.check(producer_id, sequence)
+                earlier = self._producers.check(producer_id, sequence, prepared.num_rows)
                 if earlier is not None:
                     return AppendResult(earlier.base_offset, earlier.count, earlier.append_ms,
                                         self.log_start_offset, duplicate=True)

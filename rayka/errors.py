@@ -28,6 +28,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   └── RuntimeStoppedError      ... it was stopped (rayka runtime stop) under this process
     ├── DuplicateSequenceError       an idempotent retry of a batch already written (internal)
     ├── OutOfOrderSequenceError      a gap in an idempotent producer's sequence numbers
+    ├── InvalidProducerEpochError    a Kafka producer's batch from an epoch a newer one fenced
     ├── BufferFullError              producer buffer_memory stayed full past max_block_ms
     ├── ProducerClosedError
     ├── InvalidCallError             a call that cannot work where it was made (flush() in a callback)
@@ -79,6 +80,7 @@ __all__ = [
     "RuntimeStoppedError",
     "DuplicateSequenceError",
     "OutOfOrderSequenceError",
+    "InvalidProducerEpochError",
     "BufferFullError",
     "ProducerClosedError",
     "InvalidCallError",
@@ -292,6 +294,12 @@ class DuplicateSequenceError(RaykaError):
 
 class OutOfOrderSequenceError(RaykaError):
     """An idempotent producer's batch skipped sequence numbers."""
+
+
+class InvalidProducerEpochError(RaykaError):
+    """A Kafka producer's batch carries an older epoch than the partition knows for its producer
+    id: a newer instance of that producer (InitProducerId again) fenced it. Not retriable; Kafka's
+    INVALID_PRODUCER_EPOCH."""
 
 
 class BufferFullError(RaykaError):
