@@ -108,6 +108,9 @@ class Producer:
         self.config = config = producer_config(options)
         if producer_id is not None and (not isinstance(producer_id, str) or not producer_id):
             raise ConfigError(f"producer_id must be a non-empty string, not {producer_id!r}")
+        if isinstance(producer_id, str) and producer_id.startswith("kafka:"):
+            raise ConfigError(f"producer_id {producer_id!r}: ids starting 'kafka:' are the Kafka gateway's "
+                              "(Kafka's record-sequence rules apply to them); choose another")
         if producer_id is not None and not config.idempotent:
             raise ConfigError("producer_id= needs idempotent=True: without idempotence no id is sent")
         self.acks = config.acks

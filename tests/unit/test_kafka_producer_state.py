@@ -250,3 +250,11 @@ def test_a_follower_copy_keeps_kafka_state_for_a_failover(tmp_path, clock):
     with pytest.raises(InvalidProducerEpochError):
         follower.append(batch([b"old"]), producer_id=K(8, 0), sequence=1)
     assert follower.append(batch([b"c"]), producer_id=K(8, 1), sequence=2).base_offset == 3
+
+
+def test_a_rayka_producer_cannot_take_a_kafka_shaped_id():
+    import rayka
+    from rayka.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="kafka:"):
+        rayka.Producer(producer_id=kafka_producer_id(7, 0))
