@@ -2,37 +2,34 @@
 
 Beside rayka's own groups (``groups``: the coordinator assigns), Kafka clients assign
 partitions themselves: the coordinator picks a leader and a protocol (assignor) every
-member supports, hands the leader every member's subscription metadata, and passes the
-leader's assignment to each member. Same state table (``group_state``), generations,
-sessions and committed offsets as rayka's groups; every call is short and non-blocking,
-so the gateway polls a "pending" answer (every 20-50 ms) until it is done:
+member supports, gives the leader every member's metadata, and passes the leader's
+assignment on. Same state table (``group_state``), generations, sessions and committed
+offsets as rayka's groups; every call is short and non-blocking, so the gateway polls a
+PENDING answer (every 20-50 ms) until it is done:
 
 1. ``join`` -> PENDING (with the member's id, new on a first join) while the rebalance
-   gathers members: it completes when every known member joined, or at the rebalance
-   timeout (dropping the others). Then the generation is one more, the group is
-   CompletingRebalance (Kafka's AwaitingSync) and each member gets OK: generation,
-   protocol name, leader id; the leader also gets every member's metadata.
-   A known member joining again with the same protocols while the group is
-   CompletingRebalance or Stable gets the current generation (the leader rejoining a
-   Stable group, or anyone with new protocols, starts a rebalance), as Kafka does.
-2. ``sync`` -> the leader's stores every member's assignment and makes the group
-   Stable; a follower's is PENDING until then. RebalanceInProgressError while the group
-   is PreparingRebalance; IllegalGenerationError for another generation.
-3. ``heartbeat`` -> OK, REBALANCE (Kafka's REBALANCE_IN_PROGRESS: join again), or raises.
-4. ``leave`` by member id or (static members, KIP-345) by ``group.instance.id``;
-   ``tick`` evicts members whose session timed out, ends overdue rebalances, and
-   restarts a rebalance whose leader did not sync within the rebalance timeout.
-5. ``validate_commit``: the member and generation must be current (Kafka checks no
-   more); RebalanceInProgressError while CompletingRebalance.
+   gathers members; it completes when every known member joined, or at the rebalance
+   timeout (dropping the others): generation + 1, CompletingRebalance (Kafka's
+   AwaitingSync), and OK with the generation, protocol name and leader id (the leader
+   also gets every member's metadata). A known member joining again with the same
+   protocols while CompletingRebalance or Stable gets the current generation; the leader
+   rejoining a Stable group, or anyone with new protocols, starts a rebalance (as Kafka).
+2. ``sync`` -> the leader's stores every member's assignment and makes the group Stable;
+   a follower's is PENDING until then. RebalanceInProgressError while PreparingRebalance.
+3. ``heartbeat`` -> OK, or REBALANCE (Kafka's REBALANCE_IN_PROGRESS: join again).
+4. ``leave`` by member id or (static members, KIP-345) by ``group.instance.id``; ``tick``
+   evicts members past their session timeout, ends overdue rebalances, and restarts one
+   whose leader did not sync within the rebalance timeout.
+5. ``validate_commit``: member and generation must be current (Kafka checks no more);
+   RebalanceInProgressError while CompletingRebalance.
 
-Static members: a join with no member id and a known ``instance_id`` takes the old
-member's place under a new member id, with no rebalance if the group is Stable and its
-protocols are unchanged; the old id is fenced (FencedInstanceIdError for anything it
-sends), as is any member id that is not the instance id's current member.
-
-Invariant (checked on the leader's sync): no partition is given to two members in one
-generation (from the decoded ``assigned``; InvalidAssignmentError otherwise). Not
-thread-safe: GroupService holds a lock around each call.
+Errors: IllegalGenerationError (another generation), UnknownMemberError. Static members:
+a join with no member id and a known ``instance_id`` takes the old member's place under a
+new id, with no rebalance if the group is Stable and its protocols are unchanged; the old
+id is fenced (FencedInstanceIdError for all it sends), as is any member id that is not its
+instance id's current member. Invariant (checked on the leader's sync): no partition goes
+to two members in one generation (InvalidAssignmentError). Not thread-safe: GroupService
+holds a lock around each call.
 """
 
 from __future__ import annotations
@@ -81,11 +78,11 @@ class KafkaGroup:
 
     @classmethod
     def from_snapshot(cls, group_id: str, clock: Clock, snap: KafkaGroupSnapshot, *, generation: int = 0,
-                      partitions: dict[str, int]) -> KafkaGroup:
+                      partitions: dict[str, int], initial_delay_ms: int = 0) -> KafkaGroup:
         """The group ``snap`` recorded, back after a coordinator restart. Born Stable in the
         recorded generation if it was Stable then, else it starts a rebalance at once (members
         learn it from their next heartbeat). Each member's session starts now."""
-        group = cls(group_id, clock, generation=max(generation, snap.generation))
+        group = cls(group_id, clock, generation=max(generation, snap.generation), initial_delay_ms=initial_delay_ms)
         group.partitions = dict(partitions)
         group.protocol_type, group.protocol = snap.protocol_type, snap.protocol
         now = clock()
@@ -276,9 +273,6 @@ class KafkaGroup:
                 return KafkaSyncResult(JoinStatus.PENDING, b"", self.protocol)
             checked = check_assignment(self.group_id, self.generation, self.members, assignments or {},
                                        assigned or {})
-            ignored = sorted(set(assignments or ()) - set(self.members))
-            if ignored:
-                log.info("kafka group %s: assignment for unknown member(s) %s ignored", self.group_id, ignored)
             for mid, m in self.members.items():
                 m.assignment, m.assigned = checked[mid]
             self._transition_to(GroupState.STABLE)
@@ -408,9 +402,5 @@ class KafkaGroup:
         return {
             "group_id": self.group_id, "state": self._state.value, "protocol": self.protocol,
             "protocol_type": self.protocol_type, "generation": self.generation, "leader": self.leader,
-            "members": [{"member_id": m.member_id, "instance_id": m.instance_id,
-                         "topics": sorted({t for t, _ in m.assigned}), "assignment": list(m.assigned),
-                         "client_id": m.client_id, "client_host": m.client_host,
-                         "metadata": m.metadata(self.protocol), "assignment_bytes": m.assignment}
-                        for m in self.members.values()],
+            "members": [m.describe(self.protocol) for m in self.members.values()],
         }

@@ -7,6 +7,7 @@ leader's assignment (no partition given to two members) before anything is store
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from ..errors import ConfigError, InconsistentGroupProtocolError, InvalidAssignm
 
 __all__ = ["KafkaMember", "check_protocols", "check_timeout", "select_protocol", "check_assignment",
            "MAX_PROTOCOLS", "MAX_TIMEOUT_MS"]
+
+log = logging.getLogger(__name__)
 
 MAX_PROTOCOLS = 32  # protocols (assignors) one member may offer
 MAX_TIMEOUT_MS = 2**31 - 1  # Kafka's timeouts are int32
@@ -40,6 +43,13 @@ class KafkaMember:
 
     def metadata(self, protocol: str | None) -> bytes:
         return next((meta for name, meta in self.protocols if name == protocol), b"")
+
+    def describe(self, protocol: str | None) -> dict:
+        """The member as ``describe_group`` shows it (topics: those of its partitions)."""
+        return {"member_id": self.member_id, "instance_id": self.instance_id,
+                "topics": sorted({t for t, _ in self.assigned}), "assignment": list(self.assigned),
+                "client_id": self.client_id, "client_host": self.client_host,
+                "metadata": self.metadata(protocol), "assignment_bytes": self.assignment}
 
 
 def check_protocols(protocols) -> tuple[tuple[str, bytes], ...]:
@@ -101,4 +111,7 @@ def check_assignment(group_id: str, generation: int, member_ids, assignments, as
                     f"generation {generation}; its assignor is broken. Nothing was assigned")
             owners[tp] = mid
         out[mid] = (bytes(raw), tuple(tps))
+    ignored = sorted(set(assignments) - set(out))
+    if ignored:
+        log.info("group %s: the leader's assignment for unknown member(s) %s ignored", group_id, ignored)
     return out

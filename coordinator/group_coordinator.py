@@ -81,8 +81,11 @@ class GroupCoordinator:
     """All groups: join/heartbeat/leave/commit/fetch, listing, deletion and resets."""
 
     def __init__(self, store: OffsetStore, clock: Clock, partitions: Callable[[], dict[str, int]],
-                 *, restore_members: bool = False):
+                 *, restore_members: bool = False, kafka_initial_delay_ms: int = 0):
         self.store = store
+        # Kafka's group.initial.rebalance.delay.ms: how long a Kafka group starting from Empty
+        # waits for more members before its first generation (fewer rebalances as a fleet starts).
+        self.kafka_initial_delay_ms = kafka_initial_delay_ms
         self.clock = clock
         self._partitions = partitions  # topic -> partition count, now
         self.groups: dict[str, Group | KafkaGroup] = {}
@@ -100,7 +103,8 @@ class GroupCoordinator:
         generation = self.store.generation(group_id)
         if KafkaGroupSnapshot.is_one(stored):
             return KafkaGroup.from_snapshot(group_id, self.clock, KafkaGroupSnapshot.from_dict(stored),
-                                            generation=generation, partitions=self._partitions())
+                                            generation=generation, partitions=self._partitions(),
+                                            initial_delay_ms=self.kafka_initial_delay_ms)
         snap = GroupSnapshot.from_dict(stored, group_id)
         if snap is None:
             return None
@@ -130,7 +134,9 @@ class GroupCoordinator:
                 f"group {group_id!r} has {len(group.members)} member(s) using {theirs} group protocol; this member "
                 f"uses {mine}. rayka Consumers and Kafka clients cannot share a group: use another group id, "
                 "or stop the group's members first")
-        fresh = kind(group_id, self.clock, generation=max(group.generation, self.store.generation(group_id)))
+        generation = max(group.generation, self.store.generation(group_id))
+        fresh = (KafkaGroup(group_id, self.clock, generation=generation, initial_delay_ms=self.kafka_initial_delay_ms)
+                 if kind is KafkaGroup else Group(group_id, self.clock, generation=generation))
         fresh.partitions = self._partitions()
         self.groups[group_id] = fresh
         return fresh
@@ -194,7 +200,7 @@ class GroupCoordinator:
         return answer
 
     def _kafka(self, group_id: str, member_id) -> KafkaGroup:
-        group = self._group(group_id)
+        group = self.groups.get(group_id)  # not created: a stray call must not make a group appear
         if not isinstance(group, KafkaGroup):
             raise UnknownMemberError(f"member {member_id} is not in group {group_id!r} (it has no Kafka client "
                                      "members); join again without a member id")

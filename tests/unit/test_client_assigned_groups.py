@@ -368,3 +368,26 @@ def test_kafka_groups_make_the_awaiting_sync_moves_through_the_table(monkeypatch
     group.tick()  # evicted while AwaitingSync
     assert group.state is S.EMPTY
     assert {(S.COMPLETING_REBALANCE, S.PREPARING_REBALANCE), (S.COMPLETING_REBALANCE, S.EMPTY)} <= seen
+
+
+def test_the_initial_rebalance_delay_gathers_a_starting_fleet_into_one_generation():
+    clock = ManualClock()
+    coord = GroupCoordinator(OffsetStore(None), clock, lambda: {"t": 2}, kafka_initial_delay_ms=3000)
+    a = coord.kafka_join("g", None, None, "consumer", PROTOS, 10_000, 5000)
+    b = coord.kafka_join("g", None, None, "consumer", PROTOS, 10_000, 5000)
+    assert a.status is b.status is PENDING
+    clock.advance(2999)
+    assert coord.kafka_join("g", a.member_id, None, "consumer", PROTOS, 10_000, 5000).status is PENDING
+    clock.advance(1)
+    coord.tick()  # the delay is over and everyone has joined: generation 1 with both
+    ja = coord.kafka_join("g", a.member_id, None, "consumer", PROTOS, 10_000, 5000)
+    assert ja.status is OK and ja.generation == 1 and len(ja.members) == 2
+
+
+def test_stray_kafka_calls_for_an_unknown_group_make_no_group():
+    coord = GroupCoordinator(OffsetStore(None), ManualClock(), lambda: {"t": 2})
+    for call in (lambda: coord.kafka_heartbeat("nope", "m", 1, None), lambda: coord.kafka_leave("nope", "m", None),
+                 lambda: coord.kafka_sync("nope", "m", 1, None, {}, {})):
+        with pytest.raises(UnknownMemberError):
+            call()
+    assert coord.list() == []
