@@ -41,7 +41,8 @@ from ..clock import Clock
 from ..errors import (ConfigError, FencedInstanceIdError, IllegalGenerationError, InconsistentGroupProtocolError,
                       RebalanceInProgressError, UnknownMemberError)
 from ..messages import HeartbeatStatus, JoinStatus, KafkaJoinResult, KafkaSyncResult
-from .client_members import KafkaMember, check_assignment, check_protocols, check_timeout, select_protocol
+from .client_members import (KafkaMember, check_assignment, check_names, check_protocols, check_timeout,
+                             select_protocol)
 from .group_snapshot import KafkaGroupSnapshot, KafkaMemberSnapshot
 from .group_state import GroupState, is_transition_valid
 
@@ -170,8 +171,9 @@ class KafkaGroup:
         protocols = check_protocols(protocols)
         check_timeout("session_timeout_ms", session_timeout_ms)
         check_timeout("rebalance_timeout_ms", rebalance_timeout_ms)
-        if not isinstance(protocol_type, str):
-            raise ConfigError(f"protocol_type must be a str, got {protocol_type!r}")
+        check_names(protocol_type=protocol_type, client_id=client_id, client_host=client_host)
+        if instance_id is not None and not (isinstance(instance_id, str) and instance_id):
+            raise ConfigError(f"group.instance.id must be None or a non-empty str, got {instance_id!r}")
         now = self.clock()
         if not member_id:
             static = self._by_instance(instance_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, InconsistentGroupProtocolError, InvalidAssignmentError
 
-__all__ = ["KafkaMember", "check_protocols", "check_timeout", "select_protocol", "check_assignment",
+__all__ = ["KafkaMember", "check_names", "check_protocols", "check_timeout", "select_protocol", "check_assignment",
            "MAX_PROTOCOLS", "MAX_TIMEOUT_MS"]
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,13 @@ def check_protocols(protocols) -> tuple[tuple[str, bytes], ...]:
     if bad:
         raise ConfigError(f"the metadata of protocol(s) {bad} must be bytes")
     return tuple((name, bytes(meta)) for name, meta in pairs)
+
+
+def check_names(**values) -> None:
+    """ConfigError unless each value (protocol type, client id, client host) is a str."""
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a str, got {value!r}")
 
 
 def check_timeout(name: str, value) -> None:

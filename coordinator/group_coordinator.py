@@ -57,6 +57,11 @@ def reset_targets(to, topic: str, bounds: list[tuple[int, int]], times: list | N
     return out
 
 
+def _commit_row(row) -> bool:
+    return (isinstance(row, (list, tuple)) and len(row) in (3, 4) and isinstance(row[0], str)
+            and isinstance(row[1], int) and not isinstance(row[1], bool) and row[1] >= 0)
+
+
 def lag_partitions(info: dict) -> tuple[dict, set]:
     """(owner of each assigned partition, every partition a group reads or committed) of a
     ``describe()`` answer: the rows ``lag_rows`` gives, and whose bounds it needs."""
@@ -227,6 +232,9 @@ class GroupCoordinator:
                      offsets: list) -> None:
         """A Kafka client's commit: ``[(topic, partition, offset, metadata or None)]``, checked as
         Kafka does (member, instance id, generation), into the same durable store."""
+        if not isinstance(offsets, (list, tuple)) or not all(_commit_row(row) for row in offsets):
+            raise ConfigError(f"group {group_id}: offsets must be (topic, partition, offset, metadata or None) "
+                              f"rows, got {offsets!r:.200}")
         group = self._group(group_id)
         tps = [(row[0], row[1]) for row in offsets]
         if isinstance(group, KafkaGroup):

@@ -4,10 +4,12 @@ commit, fetch and describe (with lag), as the gateway will drive it."""
 import time
 
 import pytest
+import ray
 
 import rayka
 from rayka.errors import FencedInstanceIdError, GroupNotEmptyError, IllegalGenerationError
 from rayka.messages import JoinStatus
+from rayka.testing import wait_for
 
 PROTOS = [("range", b"sub-range"), ("roundrobin", b"sub-rr")]
 
@@ -76,3 +78,21 @@ def test_kafka_group_join_sync_commit_fetch_and_describe(cluster, admin):
     coord.kafka_leave_group("kg", b, None)
     assert admin.reset_offsets("kg", "latest") == {rayka.TopicPartition("kt", 0): 5, rayka.TopicPartition("kt", 1): 5}
     assert [(g.group_id, g.protocol_type) for g in coord.list_groups()] == [("kg", "consumer")]
+
+
+def test_a_kafka_group_rides_through_a_coordinator_restart(cluster, admin):
+    admin.create_topic("kr", partitions=2)
+    coord = cluster.coordinator
+    a = coord.kafka_join_group("kr-g", None, "i-a", "consumer", PROTOS, 30_000, 10_000, "kafka-python", "/h")
+    assert a.ok
+    coord.kafka_sync_group("kr-g", a.member_id, 1, "i-a", {a.member_id: b"asg"}, {a.member_id: [("kr", 0), ("kr", 1)]})
+    coord.kafka_commit_offsets("kr-g", a.member_id, 1, "i-a", [("kr", 0, 0, "before")])
+    before = coord.instance_id()
+    ray.kill(coord.handle, no_restart=False)  # Ray restarts it; the new one restores the group
+    wait_for(lambda: coord.instance_id() != before, timeout_s=60, what="the coordinator to restart")
+    assert coord.kafka_heartbeat("kr-g", a.member_id, 1, "i-a") == "ok"  # same member, same generation
+    assert coord.kafka_sync_group("kr-g", a.member_id, 1, "i-a", {}).assignment == b"asg"
+    info = coord.describe_group("kr-g")
+    assert (info.state, info.protocol_type, info.protocol) == ("Stable", "consumer", "range")
+    assert info.members[0].assignment == (("kr", 0), ("kr", 1)) and info.members[0].client_id == "kafka-python"
+    assert coord.fetch_offsets("kr-g", [("kr", 0)], True) == [(0, "before")]

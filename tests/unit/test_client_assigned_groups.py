@@ -293,8 +293,9 @@ def test_commits_are_fenced_by_member_instance_and_generation():
     with pytest.raises(FencedInstanceIdError):
         coord.kafka_commit("g", a, 1, None, [("t", 0, 99, None)])
     coord.kafka_commit("g", b, 1, "i-a", [("t", 0, 6, "meta")])
-    with pytest.raises(ConfigError):
-        coord.kafka_commit("g", b, 1, "i-a", [("t", 0, -4, None)])
+    for bad in ([("t", 0, -4, None)], [("t", "0", 4, None)], [("t", 0)], "t-0=4", [("t", 0, 4, 5)]):
+        with pytest.raises(ConfigError):
+            coord.kafka_commit("g", b, 1, "i-a", bad)
     assert coord.fetch("g", [("t", 0)], with_metadata=True) == [(6, "meta")]
 
 
@@ -344,7 +345,8 @@ def test_a_leader_giving_one_partition_to_two_members_is_refused_and_nothing_is_
 
 @pytest.mark.parametrize("kw", [dict(protocols=[]), dict(protocols=[("range", "text")]),
                                 dict(protocols=[("", b"")]), dict(protocols=[("r", b""), ("r", b"")]),
-                                dict(protocols=None), dict(session=0), dict(rebalance="5s")])
+                                dict(protocols=None), dict(session=0), dict(rebalance="5s"),
+                                dict(instance=""), dict(ptype=None)])
 def test_bad_join_arguments_get_a_config_error_and_change_nothing(kw):
     group, _ = make()
     with pytest.raises(ConfigError):
