@@ -86,6 +86,7 @@ class KafkaGroup:
         group = cls(group_id, clock, generation=max(generation, snap.generation), initial_delay_ms=initial_delay_ms)
         group.partitions = dict(partitions)
         group.protocol_type, group.protocol = snap.protocol_type, snap.protocol
+        group._fenced = dict(snap.fenced)
         now = clock()
         for m in snap.members:
             group.members[m.member_id] = KafkaMember(
@@ -106,7 +107,7 @@ class KafkaGroup:
         return KafkaGroupSnapshot(self.generation, self._state, self.protocol_type, self.protocol, self.leader, tuple(
             KafkaMemberSnapshot(m.member_id, m.instance_id, m.client_id, m.client_host, m.session_timeout_ms,
                                 m.rebalance_timeout_ms, m.protocols, m.assignment, m.assigned)
-            for m in self.members.values()))
+            for m in self.members.values()), tuple(self._fenced.items()))
 
     # -- state machine --------------------------------------------------------------------------
 

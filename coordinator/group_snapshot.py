@@ -27,11 +27,13 @@ understood" and lets the members rejoin instead of misreading it::
      "leader": "rdkafka-9c1e...",
      "members": [{"id": "rdkafka-9c1e...", "inst": null, "cid": "rdkafka", "host": "/127.0.0.1",
                   "st": 45000, "rt": 300000, "protos": [["range", "<base64>"]],
-                  "asg": "<base64>", "parts": [["clicks", 0]]}]}
+                  "asg": "<base64>", "parts": [["clicks", 0]]}],
+     "fenced": [["rdkafka-77ab...", "host-1"]]}
 
 ``protos`` is what the member joined with (protocol name, metadata), ``asg`` the
 assignment bytes the leader gave it in generation ``gen`` and ``parts`` the same,
-decoded (what describe_group shows and who owns what).
+decoded (what describe_group shows and who owns what); ``fenced`` the replaced static
+members' old ids with their instance ids (still fenced after a restart).
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ class KafkaGroupSnapshot:
     protocol: str | None
     leader: str | None
     members: tuple[KafkaMemberSnapshot, ...]
+    fenced: tuple[tuple[str, str], ...] = ()  # (old member id, instance id), oldest first
 
     @staticmethod
     def is_one(stored: dict) -> bool:
@@ -169,13 +172,15 @@ class KafkaGroupSnapshot:
     def to_dict(self) -> dict:
         """The JSON-able dict kept in the offset store (the format above)."""
         return {"v": KAFKA_VERSION, "gen": self.generation, "state": self.state.value, "ptype": self.protocol_type,
-                "protocol": self.protocol, "leader": self.leader, "members": [m.to_dict() for m in self.members]}
+                "protocol": self.protocol, "leader": self.leader, "members": [m.to_dict() for m in self.members],
+                "fenced": [list(pair) for pair in self.fenced]}
 
     @classmethod
     def from_dict(cls, snap: dict) -> KafkaGroupSnapshot:
         return cls(generation=int(snap["gen"]), state=GroupState(snap["state"]), protocol_type=snap["ptype"],
                    protocol=snap.get("protocol"), leader=snap.get("leader"),
-                   members=tuple(KafkaMemberSnapshot.from_dict(row) for row in snap["members"]))
+                   members=tuple(KafkaMemberSnapshot.from_dict(row) for row in snap["members"]),
+                   fenced=tuple((old, inst) for old, inst in snap.get("fenced", ())))
 
 
 def _b64(data: bytes) -> str:

@@ -273,6 +273,12 @@ def test_snapshot_round_trip_through_a_coordinator_restart(tmp_path):
     third = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 2}, restore_members=True)
     assert third.groups["g"].state is S.PREPARING_REBALANCE and set(third.groups["g"].members) == {a, b}
     assert third.kafka_heartbeat("g", b, 2, None) == "rebalance"
+    # A replaced static member stays fenced across a restart.
+    c = third.kafka_join("g", None, "i-a", "consumer", PROTOS, 1000, 5000).member_id
+    fourth = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 2}, restore_members=True)
+    with pytest.raises(FencedInstanceIdError):
+        fourth.kafka_heartbeat("g", a, 2, None)
+    assert c in fourth.groups["g"].members
     fresh = GroupCoordinator(OffsetStore(path), clock, lambda: {"t": 2})
     assert fresh.describe("g")["members"] == [] and fresh.fetch("g", [("t", 0)]) == [7]
 
