@@ -38,19 +38,19 @@ import logging
 import uuid
 
 from ..clock import Clock
-from ..errors import (ConfigError, FencedInstanceIdError, IllegalGenerationError, InconsistentGroupProtocolError,
-                      RebalanceInProgressError, UnknownMemberError)
+from ..errors import (FencedInstanceIdError, GroupMaxSizeReachedError, IllegalGenerationError,
+                      InconsistentGroupProtocolError, RebalanceInProgressError, UnknownMemberError)
 from ..messages import HeartbeatStatus, JoinStatus, KafkaJoinResult, KafkaSyncResult
-from .client_members import (KafkaMember, check_assignment, check_names, check_protocols, check_timeout,
-                             select_protocol)
-from .group_snapshot import KafkaGroupSnapshot, KafkaMemberSnapshot
+from .client_members import KafkaMember, check_assignment, check_join, select_protocol
+from .group_snapshot import KafkaGroupSnapshot
 from .group_state import GroupState, is_transition_valid
 
-__all__ = ["KafkaGroup", "KafkaMember", "MAX_FENCED"]
+__all__ = ["KafkaGroup", "KafkaMember", "MAX_FENCED", "MAX_MEMBERS"]
 
 log = logging.getLogger(__name__)
 
 MAX_FENCED = 256  # fenced member ids remembered per group (oldest forgotten first)
+MAX_MEMBERS = 1000  # Kafka's group.max.size: joins without a member id cannot grow a group forever
 
 
 class KafkaGroup:
@@ -88,10 +88,7 @@ class KafkaGroup:
         group.protocol_type, group.protocol = snap.protocol_type, snap.protocol
         group._fenced = dict(snap.fenced)
         now = clock()
-        for m in snap.members:
-            group.members[m.member_id] = KafkaMember(
-                m.member_id, m.instance_id, m.client_id, m.client_host, tuple(m.protocols), m.session_timeout_ms,
-                m.rebalance_timeout_ms, now, m.assignment, tuple(m.assigned))
+        group.members = {m.member_id: KafkaMember.from_snapshot(m, now) for m in snap.members}
         if not group.members:
             return group
         group.leader = snap.leader if snap.leader in group.members else next(iter(group.members))
@@ -104,10 +101,8 @@ class KafkaGroup:
 
     def to_snapshot(self) -> KafkaGroupSnapshot:
         """The group's membership, for ``from_snapshot`` after a coordinator restart."""
-        return KafkaGroupSnapshot(self.generation, self._state, self.protocol_type, self.protocol, self.leader, tuple(
-            KafkaMemberSnapshot(m.member_id, m.instance_id, m.client_id, m.client_host, m.session_timeout_ms,
-                                m.rebalance_timeout_ms, m.protocols, m.assignment, m.assigned)
-            for m in self.members.values()), tuple(self._fenced.items()))
+        return KafkaGroupSnapshot(self.generation, self._state, self.protocol_type, self.protocol, self.leader,
+                                  tuple(m.to_snapshot() for m in self.members.values()), tuple(self._fenced.items()))
 
     # -- state machine --------------------------------------------------------------------------
 
@@ -169,12 +164,8 @@ class KafkaGroup:
         """Join (or keep polling a join); see the module docs for the answers."""
         if self._state is GroupState.DEAD:
             raise AssertionError(f"group {self.group_id}: join on a deleted group")
-        protocols = check_protocols(protocols)
-        check_timeout("session_timeout_ms", session_timeout_ms)
-        check_timeout("rebalance_timeout_ms", rebalance_timeout_ms)
-        check_names(protocol_type=protocol_type, client_id=client_id, client_host=client_host)
-        if instance_id is not None and not (isinstance(instance_id, str) and instance_id):
-            raise ConfigError(f"group.instance.id must be None or a non-empty str, got {instance_id!r}")
+        protocols = check_join(instance_id, protocol_type, protocols, session_timeout_ms, rebalance_timeout_ms,
+                               client_id, client_host)
         now = self.clock()
         if not member_id:
             static = self._by_instance(instance_id)
@@ -182,6 +173,9 @@ class KafkaGroup:
             if static is not None:
                 return self._replace_static(static, protocols, session_timeout_ms, rebalance_timeout_ms,
                                             client_id, client_host)
+            if len(self.members) >= MAX_MEMBERS:
+                raise GroupMaxSizeReachedError(f"group {self.group_id} has {len(self.members)} members, its "
+                                               "limit; this join is refused")
             member_id = f"{client_id or 'consumer'}-{uuid.uuid4()}"
             self.members[member_id] = KafkaMember(member_id, instance_id, client_id, client_host, protocols,
                                                   session_timeout_ms, rebalance_timeout_ms, now)

@@ -12,8 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..errors import ConfigError, InconsistentGroupProtocolError, InvalidAssignmentError
+from .group_snapshot import KafkaMemberSnapshot
 
-__all__ = ["KafkaMember", "check_names", "check_protocols", "check_timeout", "select_protocol", "check_assignment",
+__all__ = ["KafkaMember", "check_join", "check_names", "check_protocols", "check_timeout", "select_protocol", "check_assignment",
            "MAX_PROTOCOLS", "MAX_TIMEOUT_MS"]
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ class KafkaMember:
     def metadata(self, protocol: str | None) -> bytes:
         return next((meta for name, meta in self.protocols if name == protocol), b"")
 
+    @classmethod
+    def from_snapshot(cls, snap: KafkaMemberSnapshot, now_ms: int) -> KafkaMember:
+        """The member a snapshot kept; its session starts at ``now_ms`` (the restore)."""
+        return cls(snap.member_id, snap.instance_id, snap.client_id, snap.client_host, tuple(snap.protocols),
+                   snap.session_timeout_ms, snap.rebalance_timeout_ms, now_ms, snap.assignment, tuple(snap.assigned))
+
+    def to_snapshot(self) -> KafkaMemberSnapshot:
+        return KafkaMemberSnapshot(self.member_id, self.instance_id, self.client_id, self.client_host,
+                                   self.session_timeout_ms, self.rebalance_timeout_ms, self.protocols,
+                                   self.assignment, self.assigned)
+
     def describe(self, protocol: str | None) -> dict:
         """The member as ``describe_group`` shows it (topics: those of its partitions)."""
         return {"member_id": self.member_id, "instance_id": self.instance_id,
@@ -68,6 +80,18 @@ def check_protocols(protocols) -> tuple[tuple[str, bytes], ...]:
     if bad:
         raise ConfigError(f"the metadata of protocol(s) {bad} must be bytes")
     return tuple((name, bytes(meta)) for name, meta in pairs)
+
+
+def check_join(instance_id, protocol_type, protocols, session_timeout_ms, rebalance_timeout_ms, client_id,
+               client_host) -> tuple[tuple[str, bytes], ...]:
+    """A join's arguments checked (ConfigError for a bad one); its protocols as a tuple."""
+    checked = check_protocols(protocols)
+    check_timeout("session_timeout_ms", session_timeout_ms)
+    check_timeout("rebalance_timeout_ms", rebalance_timeout_ms)
+    check_names(protocol_type=protocol_type, client_id=client_id, client_host=client_host)
+    if instance_id is not None and not (isinstance(instance_id, str) and instance_id):
+        raise ConfigError(f"group.instance.id must be None or a non-empty str, got {instance_id!r}")
+    return checked
 
 
 def check_names(**values) -> None:

@@ -47,6 +47,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   ├── InconsistentGroupProtocolError  a member's assignor differs from the group's
     │   │   └── InvalidAssignmentError  a Kafka group leader's SyncGroup gave a partition to two members
     │   ├── FencedInstanceIdError    a static member (group.instance.id) replaced by a newer one
+    │   ├── GroupMaxSizeReachedError a join past a Kafka group's member limit
     │   ├── GroupNotEmptyError
     │   └── UnknownGroupError
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
@@ -102,6 +103,7 @@ __all__ = [
     "UnknownGroupError",
     "InvalidAssignmentError",
     "FencedInstanceIdError",
+    "GroupMaxSizeReachedError",
     "NoOffsetForPartitionError",
     "RaykaWarning",
     "OldTimestampWarning",
@@ -405,6 +407,11 @@ class FencedInstanceIdError(GroupError):
     """A static member (``group.instance.id``) whose place a newer member of the same instance id
     took (Kafka's FENCED_INSTANCE_ID): this one is a zombie; stop it (two processes share one
     instance id), or give each process its own ``group.instance.id``."""
+
+
+class GroupMaxSizeReachedError(GroupError):
+    """A new member's join refused: the group has as many members as it may (Kafka's
+    GROUP_MAX_SIZE_REACHED). Stop members that are not needed, or use another group id."""
 
 
 class GroupNotEmptyError(GroupError):

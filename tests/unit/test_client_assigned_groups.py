@@ -3,13 +3,14 @@ clock: joins and syncs, leaders and protocols, rebalances, fencing, snapshots an
 
 import pytest
 
+from rayka.coordinator import client_groups
 from rayka.coordinator.client_groups import KafkaGroup
 from rayka.coordinator.clock import ManualClock
 from rayka.coordinator.group_coordinator import GroupCoordinator
 from rayka.coordinator.group_service import GroupService
 from rayka.coordinator.group_state import GroupState as S
 from rayka.coordinator.offset_store import OffsetStore
-from rayka.errors import (ConfigError, FencedInstanceIdError, GroupNotEmptyError, IllegalGenerationError,
+from rayka.errors import (ConfigError, FencedInstanceIdError, GroupMaxSizeReachedError, GroupNotEmptyError, IllegalGenerationError,
                           InconsistentGroupProtocolError, InvalidAssignmentError, RebalanceInProgressError,
                           UnknownMemberError)
 from rayka.messages import JoinStatus
@@ -399,3 +400,13 @@ def test_stray_kafka_calls_for_an_unknown_group_make_no_group():
         with pytest.raises(UnknownMemberError):
             call()
     assert coord.list() == []
+
+
+def test_a_group_at_its_member_limit_refuses_new_members_but_not_static_ones_coming_back(monkeypatch):
+    monkeypatch.setattr(client_groups, "MAX_MEMBERS", 2)
+    group, _ = make()
+    join(group, instance="i-a")
+    join(group)
+    with pytest.raises(GroupMaxSizeReachedError):
+        join(group)
+    assert join(group, None, instance="i-a").member_id in group.members and len(group.members) == 2
