@@ -37,8 +37,8 @@ from rayka.coordinator.reassignment import check_target
 from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 from rayka.errors import UnknownTopicError
-from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult, OffsetReset,
-                            TopicConfigInfo)
+from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult,
+                            KafkaJoinResult, KafkaSyncResult, OffsetReset, TopicConfigInfo)
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -307,6 +307,29 @@ class CoordinatorActor:
 
     def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
         return self._groups.fetch_offsets(group_id, tps, with_metadata)
+
+    def fetch_all_offsets(self, group_id) -> tuple:
+        return self._groups.fetch_all_offsets(group_id)
+
+    # Kafka's client-assigned protocol (the gateway's calls; coordinator/client_groups.py)
+
+    def kafka_join_group(self, group_id, member_id, instance_id, protocol_type, protocols, session_timeout_ms,
+                         rebalance_timeout_ms, client_id="", client_host="") -> KafkaJoinResult:
+        return self._groups.kafka_join_group(group_id, member_id, instance_id, protocol_type, protocols,
+                                             session_timeout_ms, rebalance_timeout_ms, client_id, client_host)
+
+    def kafka_sync_group(self, group_id, member_id, generation, instance_id, assignments,
+                         assigned=None) -> KafkaSyncResult:
+        return self._groups.kafka_sync_group(group_id, member_id, generation, instance_id, assignments, assigned)
+
+    def kafka_heartbeat(self, group_id, member_id, generation, instance_id=None) -> HeartbeatStatus:
+        return self._groups.kafka_heartbeat(group_id, member_id, generation, instance_id)
+
+    def kafka_leave_group(self, group_id, member_id, instance_id=None) -> None:
+        self._groups.kafka_leave_group(group_id, member_id, instance_id)
+
+    def kafka_commit_offsets(self, group_id, member_id, generation, instance_id, offsets) -> None:
+        self._groups.kafka_commit_offsets(group_id, member_id, generation, instance_id, offsets)
 
     def list_groups(self) -> tuple[GroupListing, ...]:
         return self._groups.list_groups()

@@ -28,8 +28,8 @@ from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorErr
 from rayka.clients import runtime_attach
 from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDirLockedError,
                           PartitionUnavailableError, RaykaError)
-from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult, OffsetReset,
-                            TopicConfigInfo)
+from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult,
+                            KafkaJoinResult, KafkaSyncResult, OffsetReset, TopicConfigInfo)
 
 __all__ = ["PartitionClient", "CoordinatorClient", "GatewayClient", "Pending", "wait_first", "gather", "stage",
            "is_staged", "unwrap", "resolve", "settle"]
@@ -408,6 +408,44 @@ class CoordinatorClient:
     def fetch_offsets(self, group_id: str, tps: list, with_metadata: bool = False) -> list:
         """Per ``(topic, partition)``, its committed offset (or ``(offset, metadata)``), or None."""
         return self._call(self.handle.fetch_offsets, group_id, tps, with_metadata)
+
+    def fetch_all_offsets(self, group_id: str) -> tuple:
+        """Every committed offset of the group: ``((topic, partition), offset, metadata)`` rows, sorted."""
+        return self._call(self.handle.fetch_all_offsets, group_id)
+
+    # -- Kafka's client-assigned groups (the gateway's JoinGroup/SyncGroup/...; each answer is
+    # quick: poll a PENDING one again). A join without a member id that Ray retried after a lost
+    # answer may leave an extra member behind; its session timeout removes it.
+
+    def kafka_join_group(self, group_id: str, member_id: str | None, instance_id: str | None, protocol_type: str,
+                         protocols: list[tuple[str, bytes]], session_timeout_ms: int, rebalance_timeout_ms: int,
+                         client_id: str = "", client_host: str = "", *, retry_s: float = 60.0) -> KafkaJoinResult:
+        return self._call(self.handle.kafka_join_group, group_id, member_id, instance_id, protocol_type,
+                          list(protocols), session_timeout_ms, rebalance_timeout_ms, client_id, client_host,
+                          retry_s=retry_s)
+
+    def kafka_sync_group(self, group_id: str, member_id: str, generation: int, instance_id: str | None,
+                         assignments: dict[str, bytes], assigned: dict[str, list[tuple[str, int]]] | None = None, *,
+                         retry_s: float = 60.0) -> KafkaSyncResult:
+        """``assigned``: each member's partitions, decoded from ``assignments`` (what describe_group shows)."""
+        return self._call(self.handle.kafka_sync_group, group_id, member_id, generation, instance_id, assignments,
+                          assigned, retry_s=retry_s)
+
+    def kafka_heartbeat(self, group_id: str, member_id: str, generation: int, instance_id: str | None = None, *,
+                        retry_s: float = 60.0) -> HeartbeatStatus:
+        """HeartbeatStatus.OK, or REBALANCE (Kafka's REBALANCE_IN_PROGRESS); raises the other errors."""
+        return self._call(self.handle.kafka_heartbeat, group_id, member_id, generation, instance_id, retry_s=retry_s)
+
+    def kafka_leave_group(self, group_id: str, member_id: str | None, instance_id: str | None = None, *,
+                          retry_s: float = 60.0) -> None:
+        """Remove a member by member id, or (a static member) by instance id."""
+        self._call(self.handle.kafka_leave_group, group_id, member_id, instance_id, retry_s=retry_s)
+
+    def kafka_commit_offsets(self, group_id: str, member_id: str | None, generation: int, instance_id: str | None,
+                             offsets: list, *, retry_s: float = 60.0) -> None:
+        """``offsets``: ``(topic, partition, offset, metadata or None)`` rows."""
+        self._call(self.handle.kafka_commit_offsets, group_id, member_id, generation, instance_id, offsets,
+                   retry_s=retry_s)
 
     def list_groups(self) -> tuple[GroupListing, ...]:
         return self._call(self.handle.list_groups)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .group_coordinator import GroupCoordinator, lag_partitions, lag_rows, reset_targets
 from ..messages import (GroupInfo, GroupListing, GroupMemberInfo, GroupPartitionInfo, HeartbeatStatus,
-                        JoinResult, OffsetReset)
+                        JoinResult, KafkaJoinResult, KafkaSyncResult, OffsetReset)
 from ..errors import UnknownGroupError
 
 __all__ = ["GroupService", "PartitionOffsets"]
@@ -76,6 +76,36 @@ class GroupService:
         with self._lock:
             self._groups.commit(group_id, member_id, generation, offsets)
 
+    # -- Kafka's client-assigned protocol (see coordinator/client_groups.py)
+
+    def kafka_join_group(self, group_id, member_id, instance_id, protocol_type, protocols, session_timeout_ms,
+                         rebalance_timeout_ms, client_id="", client_host="") -> KafkaJoinResult:
+        with self._lock:
+            return self._groups.kafka_join(group_id, member_id, instance_id, protocol_type, protocols,
+                                           session_timeout_ms, rebalance_timeout_ms, client_id, client_host)
+
+    def kafka_sync_group(self, group_id, member_id, generation, instance_id, assignments,
+                         assigned=None) -> KafkaSyncResult:
+        with self._lock:
+            return self._groups.kafka_sync(group_id, member_id, generation, instance_id, assignments, assigned)
+
+    def kafka_heartbeat(self, group_id, member_id, generation, instance_id=None) -> HeartbeatStatus:
+        with self._lock:
+            return self._groups.kafka_heartbeat(group_id, member_id, generation, instance_id)
+
+    def kafka_leave_group(self, group_id, member_id, instance_id=None) -> None:
+        with self._lock:
+            self._groups.kafka_leave(group_id, member_id, instance_id)
+
+    def kafka_commit_offsets(self, group_id, member_id, generation, instance_id, offsets) -> None:
+        with self._lock:
+            self._groups.kafka_commit(group_id, member_id, generation, instance_id, offsets)
+
+    def fetch_all_offsets(self, group_id) -> tuple:
+        """Every committed offset of the group: ``((topic, partition), offset, metadata)`` rows."""
+        with self._lock:
+            return self._groups.fetch_all(group_id)
+
     def fetch_offsets(self, group_id, tps, with_metadata: bool = False) -> list:
         with self._lock:
             return self._groups.fetch(group_id, tps, with_metadata)
@@ -83,7 +113,7 @@ class GroupService:
     def list_groups(self) -> tuple[GroupListing, ...]:
         with self._lock:
             listed = self._groups.list()
-        return tuple(GroupListing(g["group_id"], g["state"], g["members"]) for g in listed)
+        return tuple(GroupListing(g["group_id"], g["state"], g["members"], g["protocol_type"]) for g in listed)
 
     def describe_group(self, group_id) -> GroupInfo:
         """Members and, per partition the group reads or committed, its log start/end offsets and lag."""
@@ -92,11 +122,13 @@ class GroupService:
         _, partitions = lag_partitions(info)
         rows = lag_rows(info, self._partitions.bounds(partitions))
         members = tuple(GroupMemberInfo(m["member_id"], m["instance_id"], tuple(m["topics"]),
-                                        tuple(tuple(tp) for tp in m["assignment"])) for m in info["members"])
+                                        tuple(tuple(tp) for tp in m["assignment"]), m.get("client_id", ""),
+                                        m.get("client_host", ""), m.get("metadata", b""),
+                                        m.get("assignment_bytes", b"")) for m in info["members"])
         parts = tuple(GroupPartitionInfo(r["topic"], r["partition"], r["committed"], r["log_start_offset"],
                                          r["end_offset"], r["member"]) for r in rows)
         return GroupInfo(info["group_id"], info["state"], info["protocol"], info["generation"], info["leader"],
-                         members, parts)
+                         members, parts, info["protocol_type"])
 
     def delete_group(self, group_id) -> None:
         with self._lock:

@@ -18,20 +18,39 @@ was last told, ``r`` what it is handing over. A restored member's session starts
 died during the restart is evicted a session timeout later. What a snapshot
 cannot hold (who has joined a rebalance in progress) is rebuilt by starting the
 rebalance again.
+
+A Kafka client-assigned group (``client_groups.KafkaGroup``) is kept in a format of its
+own, marked by its version string, so that code that only knows version 1 logs "not
+understood" and lets the members rejoin instead of misreading it::
+
+    {"v": "kafka-1", "gen": 4, "state": "Stable", "ptype": "consumer", "protocol": "range",
+     "leader": "rdkafka-9c1e...",
+     "members": [{"id": "rdkafka-9c1e...", "inst": null, "cid": "rdkafka", "host": "/127.0.0.1",
+                  "st": 45000, "rt": 300000, "protos": [["range", "<base64>"]],
+                  "asg": "<base64>", "parts": [["clicks", 0]]}],
+     "fenced": [["rdkafka-77ab...", "host-1"]]}
+
+``protos`` is what the member joined with (protocol name, metadata), ``asg`` the
+assignment bytes the leader gave it in generation ``gen`` and ``parts`` the same,
+decoded (what describe_group shows and who owns what); ``fenced`` the replaced static
+members' old ids with their instance ids (still fenced after a restart).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import dataclass
 
 from .group_state import GroupState
 
-__all__ = ["GroupSnapshot", "MemberSnapshot", "VERSION"]
+__all__ = ["GroupSnapshot", "MemberSnapshot", "VERSION", "KafkaGroupSnapshot", "KafkaMemberSnapshot",
+           "KAFKA_VERSION"]
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+KAFKA_VERSION = "kafka-1"
 
 TopicPartition = tuple[str, int]
 
@@ -103,6 +122,69 @@ class GroupSnapshot:
         if any(m.assigned_generation != generation for m in self.members):
             return "a member has no assignment in the current generation"
         return None
+
+
+@dataclass(frozen=True)
+class KafkaMemberSnapshot:
+    """One member of a Kafka client-assigned group as a snapshot keeps it (no clock values)."""
+
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]
+    assignment: bytes
+    assigned: tuple[TopicPartition, ...]
+
+    def to_dict(self) -> dict:
+        return {"id": self.member_id, "inst": self.instance_id, "cid": self.client_id, "host": self.client_host,
+                "st": self.session_timeout_ms, "rt": self.rebalance_timeout_ms,
+                "protos": [[name, _b64(meta)] for name, meta in self.protocols],
+                "asg": _b64(self.assignment), "parts": [list(tp) for tp in self.assigned]}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> KafkaMemberSnapshot:
+        return cls(member_id=row["id"], instance_id=row["inst"], client_id=row["cid"], client_host=row["host"],
+                   session_timeout_ms=int(row["st"]), rebalance_timeout_ms=int(row["rt"]),
+                   protocols=tuple((name, base64.b64decode(meta)) for name, meta in row["protos"]),
+                   assignment=base64.b64decode(row["asg"]), assigned=_tps(row["parts"]))
+
+
+@dataclass(frozen=True)
+class KafkaGroupSnapshot:
+    """A Kafka client-assigned group: ``KafkaGroup.to_snapshot`` gives it, ``from_snapshot`` takes it."""
+
+    generation: int
+    state: GroupState
+    protocol_type: str
+    protocol: str | None
+    leader: str | None
+    members: tuple[KafkaMemberSnapshot, ...]
+    fenced: tuple[tuple[str, str], ...] = ()  # (old member id, instance id), oldest first
+
+    @staticmethod
+    def is_one(stored: dict) -> bool:
+        """Whether a stored snapshot dict is of a Kafka group (its version says so)."""
+        return stored.get("v") == KAFKA_VERSION
+
+    def to_dict(self) -> dict:
+        """The JSON-able dict kept in the offset store (the format above)."""
+        return {"v": KAFKA_VERSION, "gen": self.generation, "state": self.state.value, "ptype": self.protocol_type,
+                "protocol": self.protocol, "leader": self.leader, "members": [m.to_dict() for m in self.members],
+                "fenced": [list(pair) for pair in self.fenced]}
+
+    @classmethod
+    def from_dict(cls, snap: dict) -> KafkaGroupSnapshot:
+        return cls(generation=int(snap["gen"]), state=GroupState(snap["state"]), protocol_type=snap["ptype"],
+                   protocol=snap.get("protocol"), leader=snap.get("leader"),
+                   members=tuple(KafkaMemberSnapshot.from_dict(row) for row in snap["members"]),
+                   fenced=tuple((old, inst) for old, inst in snap.get("fenced", ())))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _tps(rows) -> tuple[TopicPartition, ...]:

@@ -9,13 +9,17 @@ recorded (``Group.from_snapshot``): being born in a state is not a move.
 Moves (the why of each is in the table)::
 
     Empty --> PreparingRebalance --> CompletingRebalance --> Stable
-                ^       |                                      |
-                |       +--> Empty                             |
+                ^       |                  |                   |
+                |       +--> Empty         +--> (client-assigned only) PreparingRebalance, Empty
                 +----------------------------------------------+  (and Stable --> Empty)
     Empty, PreparingRebalance, Stable --> Dead; Dead is final.
 
-CompletingRebalance only lasts while the assignment is computed (the coordinator
-computes it itself, in one call), so nothing leaves it but to Stable.
+In rayka's own (server-side) groups, CompletingRebalance only lasts while the
+assignment is computed (the coordinator computes it itself, in one call), so
+nothing leaves it but to Stable. In a Kafka client-assigned group
+(``client_groups``) it is Kafka's AwaitingSync: it lasts until the leader's
+SyncGroup, and a member that joins, leaves or is evicted meanwhile starts the
+rebalance again (or empties the group).
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ TRANSITIONS: dict[GroupState, dict[GroupState, str]] = {
         _S.DEAD: "the group is deleted",
     },
     _S.COMPLETING_REBALANCE: {
-        _S.STABLE: "the new generation's assignment is made",
+        _S.STABLE: "the new generation's assignment is made (a Kafka group: the leader's SyncGroup)",
+        _S.PREPARING_REBALANCE: "a Kafka group only: a member joins, leaves or is evicted, or the leader "
+                                "did not sync within the rebalance timeout, before the leader's SyncGroup",
+        _S.EMPTY: "a Kafka group only: the last member left or was evicted before the leader's SyncGroup",
     },
     _S.STABLE: {
         _S.PREPARING_REBALANCE: "a member joins, leaves, is evicted or changes its subscription, partitions "

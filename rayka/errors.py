@@ -46,6 +46,9 @@ roll) carry ``retriable = True``, as kafka-python's do.
     │   ├── RebalanceInProgressError
     │   ├── CommitFailedError        a commit refused because the member lost its partitions
     │   ├── InconsistentGroupProtocolError  a member's assignor differs from the group's
+    │   │   └── InvalidAssignmentError  a Kafka group leader's SyncGroup gave a partition to two members
+    │   ├── FencedInstanceIdError    a static member (group.instance.id) replaced by a newer one
+    │   ├── GroupMaxSizeReachedError a join past a Kafka group's member limit
     │   ├── GroupNotEmptyError
     │   └── UnknownGroupError
     └── NoOffsetForPartitionError    auto_offset_reset="none" and no committed offset
@@ -100,6 +103,9 @@ __all__ = [
     "InconsistentGroupProtocolError",
     "GroupNotEmptyError",
     "UnknownGroupError",
+    "InvalidAssignmentError",
+    "FencedInstanceIdError",
+    "GroupMaxSizeReachedError",
     "NoOffsetForPartitionError",
     "RaykaWarning",
     "OldTimestampWarning",
@@ -398,6 +404,22 @@ class CommitFailedError(IllegalGenerationError, UnknownMemberError):
 class InconsistentGroupProtocolError(GroupError):
     """A member asked for a partition assignment strategy the group's members do not use
     (Kafka's INCONSISTENT_GROUP_PROTOCOL); the join is refused and nothing changes."""
+
+
+class InvalidAssignmentError(InconsistentGroupProtocolError):
+    """A Kafka group leader's SyncGroup assignment is not usable (a partition given to two
+    members, or a value of the wrong type); nothing is stored and the group stays as it was."""
+
+
+class FencedInstanceIdError(GroupError):
+    """A static member (``group.instance.id``) whose place a newer member of the same instance id
+    took (Kafka's FENCED_INSTANCE_ID): this one is a zombie; stop it (two processes share one
+    instance id), or give each process its own ``group.instance.id``."""
+
+
+class GroupMaxSizeReachedError(GroupError):
+    """A new member's join refused: the group has as many members as it may (Kafka's
+    GROUP_MAX_SIZE_REACHED). Stop members that are not needed, or use another group id."""
 
 
 class GroupNotEmptyError(GroupError):

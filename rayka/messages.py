@@ -23,6 +23,8 @@ PartitionStats      ``PartitionActor.stats``                    actors/partition
 LogBounds           ``PartitionActor.offsets``                  actors/partition.py
 TimeLookup          ``PartitionActor.offset_for_time``          actors/partition.py
 JoinResult          ``CoordinatorActor.join_group``             coordinator/groups.py
+KafkaJoinResult     ``CoordinatorActor.kafka_join_group``       coordinator/client_groups.py
+KafkaSyncResult     ``CoordinatorActor.kafka_sync_group``       coordinator/client_groups.py
 ClusterInfo         ``CoordinatorActor.info``                   actors/coordinator.py
 GroupListing        ``CoordinatorActor.list_groups`` (tuple)    coordinator/group_service.py
 GroupInfo           ``CoordinatorActor.describe_group``         coordinator/group_service.py
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "TimeLookup", "JoinStatus",
-           "JoinResult", "ClusterInfo", "GroupListing", "GroupMemberInfo", "GroupPartitionInfo", "GroupInfo",
+           "JoinResult", "KafkaJoinResult", "KafkaSyncResult", "ClusterInfo", "GroupListing", "GroupMemberInfo", "GroupPartitionInfo", "GroupInfo",
            "OffsetReset", "TopicConfigInfo", "BudgetInfo", "ReplicaFetchRequest", "ReplicaFetchResponse",
            "ReplicaStatus"]
 
@@ -186,6 +188,47 @@ class JoinResult:
 
 @_pickled_by_fields
 @dataclass(frozen=True, slots=True)
+class KafkaJoinResult:
+    """The answer to a client-assigned (Kafka) ``kafka_join_group``.
+
+    ``PENDING``: the rebalance is still gathering members; ``member_id`` is this member's id
+    (new on a first join: the gateway tells the client, which joins again with it). ``OK``:
+    the new ``generation``, the chosen ``protocol_name`` (the assignor every member supports),
+    the ``leader``'s member id and, for the leader only, every member's
+    ``(member_id, instance_id, metadata)`` with its metadata for the chosen protocol.
+    """
+
+    status: JoinStatus
+    member_id: str
+    generation: int = -1
+    protocol_type: str = ""
+    protocol_name: str | None = None
+    leader: str | None = None
+    members: tuple[tuple[str, str | None, bytes], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is JoinStatus.OK
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class KafkaSyncResult:
+    """The answer to ``kafka_sync_group``: ``PENDING`` until the leader sent the generation's
+    assignment, then (``OK``) this member's assignment bytes as the leader encoded them (b"" if
+    the leader gave it nothing) and the group's protocol name."""
+
+    status: JoinStatus
+    assignment: bytes = b""
+    protocol_name: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is JoinStatus.OK
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
 class ClusterInfo:
     """Who a coordinator is: its rayka cluster name, Ray namespace and data dir."""
 
@@ -204,6 +247,7 @@ class GroupListing:
     group_id: str
     state: str
     members: int
+    protocol_type: str = ""  # "" for rayka's own groups; a Kafka group's ("consumer")
 
     def to_dict(self) -> dict:
         """``{"group_id", "state", "members"}``, as ``Admin.list_groups`` returns it."""
@@ -218,6 +262,11 @@ class GroupMemberInfo:
     instance_id: str | None
     topics: tuple[str, ...]
     assignment: tuple[tuple[str, int], ...]
+    # Kafka (client-assigned) members only: as the client told, and the leader assigned, them.
+    client_id: str = ""
+    client_host: str = ""
+    metadata: bytes = b""
+    assignment_bytes: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +286,9 @@ class GroupPartitionInfo:
 @dataclass(frozen=True, slots=True)
 class GroupInfo:
     """The answer to ``describe_group``: state (a GroupState value), the assignor the members
-    use (None before any joined), generation, leader, members and per-partition offsets."""
+    use (None before any joined), generation, leader, members and per-partition offsets;
+    ``protocol_type`` is "" for rayka's own groups, the Kafka clients' one ("consumer") for a
+    client-assigned group."""
 
     group_id: str
     state: str
@@ -246,6 +297,7 @@ class GroupInfo:
     leader: str | None
     members: tuple[GroupMemberInfo, ...]
     partitions: tuple[GroupPartitionInfo, ...]
+    protocol_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
