@@ -34,8 +34,8 @@ import pyarrow as pa
 
 from rayka.clients.accumulator import to_ipc
 from rayka.clients.stubs import CoordinatorClient, GatewayClient, PartitionClient, gather, settle
-from rayka.errors import (ConfigError, NotLeaderError, PartitionUnavailableError,
-                          RaykaError, RebalanceInProgressError, UnknownTopicError)
+from rayka.errors import (ConfigError, NotLeaderError, PartitionUnavailableError, RebalanceInProgressError,
+                          UnknownTopicError)
 from rayka.gateway.backend import (Broker, GroupDescription, GroupJoin, GroupMember, GroupSync, PartitionMeta,
                                    TopicMeta)
 from rayka.messages import AppendResult, FetchResponse, HeartbeatStatus, LogBounds, TimeLookup
@@ -87,30 +87,6 @@ class _Entry:
         self.meta, self.clients, self.topic, self.fetched = meta, clients, topic, fetched
 
 
-class _KafkaGroupCalls:
-    """The coordinator's client-assigned group and producer-id calls, in one place so that their
-    final names are easy to fix. A coordinator without them gives a clear ConfigError."""
-
-    def __init__(self, coordinator: CoordinatorClient):
-        self._coordinator = coordinator
-
-    def _method(self, name: str):
-        method = getattr(self._coordinator, name, None)
-        if method is None:
-            raise ConfigError(f"this rayka coordinator has no {name}(): Kafka consumer groups and idempotent "
-                              "producers need a rayka with the client-assigned group protocol")
-        return method
-
-    def join(self, *args) -> GroupJoin:
-        return self._method("kafka_join_group")(*args)
-
-    def sync(self, *args) -> GroupSync:
-        return self._method("kafka_sync_group")(*args)
-
-    def init_producer_id(self) -> tuple[int, int]:
-        return tuple(self._method("init_producer_id")())
-
-
 class RayBackend:
     """The Backend of a gateway: ``coordinator`` of rayka cluster ``cluster_name`` (Ray namespace
     ``namespace``); ``node_id`` the Ray node this gateway runs on, ``host``/``port`` what it
@@ -123,7 +99,6 @@ class RayBackend:
         self._node_id = node_id
         self.broker_id = broker_id(node_id)
         self._self = Broker(self.broker_id, host, port)
-        self._groups = _KafkaGroupCalls(coordinator)
         self._topics: dict[str, _Entry] = {}
         self._brokers: tuple[float, list[Broker], set] | None = None
 
@@ -300,58 +275,58 @@ class RayBackend:
         return await self._settle(topic, client.offset_for_time(timestamp_ms))
 
     async def init_producer_id(self) -> tuple[int, int]:
-        return await asyncio.to_thread(self._groups.init_producer_id)
+        return tuple(await self._co(self._coordinator.init_producer_id))
 
-    # -- groups
+    # -- groups (Kafka's client-assigned protocol in the coordinator; each call answers at once,
+    # the protocol core polls a pending join or sync)
 
     async def join_group(self, group_id: str, member_id: str | None, instance_id: str | None,
                          protocol_type: str, protocols: list[tuple[str, bytes]], session_timeout_ms: int,
                          rebalance_timeout_ms: int, client_id: str, client_host: str) -> GroupJoin:
-        return await asyncio.to_thread(self._groups.join, group_id, member_id, instance_id, protocol_type,
-                                       list(protocols), session_timeout_ms, rebalance_timeout_ms, client_id,
-                                       client_host)
+        got = await self._co(self._coordinator.kafka_join_group, group_id, member_id or None, instance_id,
+                             protocol_type, [(n, bytes(m)) for n, m in protocols], session_timeout_ms,
+                             rebalance_timeout_ms, client_id, client_host)
+        return GroupJoin(not got.ok, got.member_id, got.generation, got.protocol_name, got.leader, got.members)
 
     async def sync_group(self, group_id: str, member_id: str, generation: int, instance_id: str | None,
-                         assignments: dict[str, bytes]) -> GroupSync:
-        return await asyncio.to_thread(self._groups.sync, group_id, member_id, generation, instance_id,
-                                       dict(assignments))
+                         assignments: dict[str, bytes],
+                         assigned: dict[str, list[tuple[str, int]]] | None = None) -> GroupSync:
+        got = await self._co(self._coordinator.kafka_sync_group, group_id, member_id, generation, instance_id,
+                             {m: bytes(a) for m, a in assignments.items()}, assigned)
+        return GroupSync(not got.ok, got.assignment, got.protocol_name)
 
     async def heartbeat(self, group_id: str, member_id: str, generation: int, instance_id: str | None) -> None:
-        status = await self._co(self._coordinator.heartbeat, group_id, member_id, generation)
+        status = await self._co(self._coordinator.kafka_heartbeat, group_id, member_id, generation, instance_id)
         if status == HeartbeatStatus.REBALANCE:
             raise RebalanceInProgressError(f"group {group_id!r} is rebalancing: join it again")
 
-    async def leave_group(self, group_id: str, member_id: str, instance_id: str | None) -> None:
-        await self._co(self._coordinator.leave_group, group_id, member_id)
+    async def leave_group(self, group_id: str, member_id: str | None, instance_id: str | None) -> None:
+        await self._co(self._coordinator.kafka_leave_group, group_id, member_id or None, instance_id)
 
     async def commit_offsets(self, group_id: str, member_id: str | None, generation: int,
-                             offsets: list[tuple[str, int, int, str | None]]) -> None:
-        rows = [(t, p, o, m or "") for t, p, o, m in offsets]
-        await self._co(self._coordinator.commit_offsets, group_id, member_id or None, generation, rows)
+                             offsets: list[tuple[str, int, int, str | None]],
+                             instance_id: str | None = None) -> None:
+        rows = [(t, p, o, m) for t, p, o, m in offsets]
+        await self._co(self._coordinator.kafka_commit_offsets, group_id, member_id or None, generation,
+                       instance_id, rows)
 
     async def fetch_offsets(self, group_id: str, tps: list[tuple[str, int]] | None
                             ) -> dict[tuple[str, int], tuple[int, str | None]]:
         if tps is None:  # every partition the group committed
-            try:
-                info = await self._co(self._coordinator.describe_group, group_id)
-            except RaykaError as exc:
-                if type(exc).__name__ == "UnknownGroupError":
-                    return {}
-                raise
-            tps = [(r.topic, r.partition) for r in info.partitions if r.committed is not None]
+            rows = await self._co(self._coordinator.fetch_all_offsets, group_id)
+            return {tuple(tp): (offset, metadata or None) for tp, offset, metadata in rows}
         tps = [tuple(tp) for tp in tps]
         got = await self._co(self._coordinator.fetch_offsets, group_id, tps, True)
         return {tp: (c[0], c[1] or None) for tp, c in zip(tps, got) if c is not None}
 
     async def list_groups(self) -> list[tuple[str, str, str]]:
+        """``(group_id, protocol_type, state)``; rayka's own groups are listed as "consumer" groups."""
         listed = await self._co(self._coordinator.list_groups)
-        return [(g.group_id, "consumer", g.state) for g in listed]
+        return [(g.group_id, g.protocol_type or "consumer", g.state) for g in listed]
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         info = await self._co(self._coordinator.describe_group, group_id)
-        members = tuple(GroupMember(m.member_id, m.instance_id, getattr(m, "client_id", "") or "",
-                                    getattr(m, "client_host", "") or "", getattr(m, "metadata", b"") or b"",
-                                    getattr(m, "assignment_bytes", b"") or b"")
-                        for m in info.members)
-        return GroupDescription(info.group_id, info.state, "consumer", info.protocol or "", members)
-
+        members = tuple(GroupMember(m.member_id, m.instance_id, m.client_id, m.client_host, m.metadata,
+                                    m.assignment_bytes) for m in info.members)
+        return GroupDescription(info.group_id, info.state, info.protocol_type or "consumer", info.protocol or "",
+                                members)
