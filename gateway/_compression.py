@@ -38,7 +38,7 @@ def compress(codec: str, data) -> bytes:
             parts += (struct.pack(">i", len(block)), block)
         return b"".join(parts)
     if codec == "lz4":
-        c = cramjam.lz4.Compressor(block_linked=False, content_checksum=False)
+        c = cramjam.lz4.Compressor(level=1, block_linked=False, content_checksum=False)  # fast mode, as librdkafka
         c.compress(data if isinstance(data, bytes) else bytes(data))  # it takes bytes only
         return bytes(c.finish())
     if codec == "zstd":

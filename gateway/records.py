@@ -42,7 +42,7 @@ import crc32c
 import numpy as np
 import pyarrow as pa
 
-from ..errors import CorruptRecordError, SchemaMismatchError
+from ..errors import ConfigError, CorruptRecordError, InvalidRecordError, SchemaMismatchError
 from ..partitions.records import HEADERS_TYPE, input_schema
 from . import _record_kernels as k
 from ._compression import CODEC_IDS, CODEC_NAMES, compress, decompress
@@ -223,10 +223,11 @@ def encode_batch(batch: pa.RecordBatch | pa.Table, *, log_append_time: bool = Fa
     (offsets must increase; gaps are allowed, as Kafka allows them); baseTimestamp is the
     first timestamp, maxTimestamp the largest. No producer: id -1, epoch -1, sequence -1.
     Raises SchemaMismatchError for a batch in another layout (or with a null offset or
-    timestamp), ValueError for decreasing offsets or an unknown ``compression``.
+    timestamp), InvalidRecordError for offsets that do not increase or span over 2**31,
+    ConfigError for an unknown ``compression``.
     """
     if compression is not None and compression not in CODEC_IDS:
-        raise ValueError(f"unknown compression {compression!r}; use None or one of "
+        raise ConfigError(f"unknown compression {compression!r}; use None or one of "
                          f"{sorted(n for n in CODEC_IDS if n)}")
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else None
@@ -237,9 +238,9 @@ def encode_batch(batch: pa.RecordBatch | pa.Table, *, log_append_time: bool = Fa
     ts = _int64_column(batch, "timestamp_ms")
     off_delta = offsets - offsets[0]
     if n > 1 and not bool(np.all(offsets[1:] > offsets[:-1])):
-        raise ValueError("offsets of a batch to encode must increase")
+        raise InvalidRecordError("offsets of a batch to encode must increase")
     if off_delta[-1] >= 2**31:
-        raise ValueError(f"offsets span {int(off_delta[-1])}, more than a RecordBatch's int32 deltas")
+        raise InvalidRecordError(f"offsets span {int(off_delta[-1])}, more than a RecordBatch's int32 deltas")
     base_ts = int(ts[0])
     ts_delta = ts - base_ts
     key = _binary_parts(_column(batch, "key", pa.binary()))
