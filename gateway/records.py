@@ -47,7 +47,7 @@ from ..partitions.records import HEADERS_TYPE, input_schema
 from . import _record_kernels as k
 from ._compression import CODEC_IDS, CODEC_NAMES, compress, decompress
 
-__all__ = ["DecodedBatch", "decode_batches", "encode_batch", "encode_batches"]
+__all__ = ["DecodedBatch", "decode_batches", "encode_batch", "encode_batches", "warm_up"]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_BYTES = _HEADER.size  # 61
@@ -142,7 +142,7 @@ def _decode_one(view: memoryview, pos: int) -> DecodedBatch:
             section = decompress(codec, section)
         except CorruptRecordError as exc:
             raise _corrupt(pos, str(exc)) from None
-    buf = np.frombuffer(section, dtype=np.uint8)
+    buf = _ro(np.frombuffer(section, dtype=np.uint8))
     if count < 0 or count > len(buf) // _MIN_RECORD_BYTES:
         raise _corrupt(pos, f"recordCount {count} does not fit a {len(buf)}-byte records section")
     batch = _records(buf, count, base_ts, pos, last_offset_delta)
@@ -296,32 +296,60 @@ def _int64_column(batch: pa.RecordBatch, name: str) -> np.ndarray:
 
 
 _EMPTY_OFFSETS = np.zeros(1, np.int32)
+_EMPTY_OFFSETS.flags.writeable = False
 _EMPTY_DATA = np.empty(0, np.uint8)
+_EMPTY_DATA.flags.writeable = False
+
+
+def warm_up() -> None:
+    """Compile every kernel now (or load it from numba's on-disk cache: well under a second).
+
+    A fresh machine compiles for a few seconds on the first call; the gateway calls this when
+    it starts so that no client request pays it.
+    """
+    from ..partitions.records import log_schema
+
+    sample = pa.RecordBatch.from_pydict(
+        {"offset": [0, 1], "timestamp_ms": [0, 1], "key": [b"k", None],
+         "headers": [[("h", b"v")], None], "value": [b"v", None]}, schema=log_schema(None))
+    decode_batches(encode_batch(sample))
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``. numba compiles one specialisation per argument type, and
+    writable and read-only arrays are different types: whether a buffer is writable depends
+    on where it came from (bytes or bytearray, a pyarrow buffer over numpy or not), so every
+    array a kernel only reads is passed read-only, and each kernel compiles exactly once."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _binary_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets, validity mask, data) of a binary/string array; offsets index the whole data
-    buffer (a sliced array's offsets are not rebased, nor need they be)."""
+    """(offsets, validity mask, data) of a binary/string array, read-only; offsets index the
+    whole data buffer (a sliced array's offsets are not rebased, nor need they be)."""
     n = len(arr)
     if n == 0:
-        return _EMPTY_OFFSETS, np.ones(0, np.bool_), _EMPTY_DATA
+        return _EMPTY_OFFSETS, _ro(np.ones(0, np.bool_)), _EMPTY_DATA
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, np.int32, count=n + 1, offset=arr.offset * 4)
     data = _EMPTY_DATA if data_buf is None else np.frombuffer(data_buf, np.uint8)
-    return offsets, _valid(arr), data
+    return _ro(offsets), _valid(arr), _ro(data)
 
 
 def _valid(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
-        return np.ones(len(arr), np.bool_)
-    return arr.is_valid().to_numpy(zero_copy_only=False)
+        return _ro(np.ones(len(arr), np.bool_))
+    return _ro(arr.is_valid().to_numpy(zero_copy_only=False))
 
 
 def _header_parts(arr: pa.MapArray):
     n = len(arr)
     if arr.null_count == n:  # no record has headers: nothing of the children is read
-        none = _EMPTY_OFFSETS, np.ones(0, np.bool_), _EMPTY_DATA
-        return np.zeros(n + 1, np.int32), np.zeros(n, np.bool_), none, none
+        none = _EMPTY_OFFSETS, _ro(np.ones(0, np.bool_)), _EMPTY_DATA
+        return _ro(np.zeros(n + 1, np.int32)), _ro(np.zeros(n, np.bool_)), none, none
     entries = arr.values
-    return (arr.offsets.to_numpy(), _valid(arr), _binary_parts(entries.field(0)),
+    return (_ro(arr.offsets.to_numpy()), _valid(arr), _binary_parts(entries.field(0)),
             _binary_parts(entries.field(1)))

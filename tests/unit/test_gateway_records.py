@@ -336,3 +336,31 @@ def test_encode_refuses_bad_batches():
     bad_ts = stored(ROWS[:1]).set_column(1, "timestamp_ms", pa.array([None], pa.int64()))
     with pytest.raises(SchemaMismatchError, match="nulls"):
         encode_batch(bad_ts)
+
+
+def test_each_kernel_compiles_once_whatever_the_buffers():
+    """bytes, bytearray and memoryview input, pyarrow arrays over numpy or not, headers or none:
+    one numba specialisation per kernel, so no input pays a second compile."""
+    from rayka.gateway import _record_kernels as k
+
+    wire = encode_batch(stored(ROWS))
+    decode_batches(wire), decode_batches(bytearray(wire)), decode_batches(memoryview(wire))
+    decode_batches(encode_batch(stored(ROWS), compression="gzip"))
+    n = 10
+    values = np.full(n * 4, 7, np.uint8)
+    over_numpy = pa.RecordBatch.from_arrays(
+        [pa.array(np.arange(n)), pa.array(np.arange(n)), pa.nulls(n, pa.binary()), pa.nulls(n, HEADERS_TYPE),
+         pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(np.arange(0, 4 * n + 1, 4, dtype=np.int32)),
+                                                pa.py_buffer(values)])], schema=log_schema(None))
+    decode_batches(encode_batch(over_numpy))
+    for name in ("parse_records", "gather", "gather_headers", "record_sizes", "write_records"):
+        assert len(getattr(k, name).signatures) == 1, (name, getattr(k, name).signatures)
+
+
+def test_warm_up_compiles_every_kernel():
+    from rayka.gateway import _record_kernels as k
+    from rayka.gateway.records import warm_up
+
+    warm_up()
+    for name in ("parse_records", "gather", "gather_headers", "record_sizes", "write_records"):
+        assert getattr(k, name).signatures, name
