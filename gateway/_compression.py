@@ -15,8 +15,9 @@ from __future__ import annotations
 import struct
 
 import cramjam
+import numpy as np
 
-from ..errors import CorruptRecordError
+from ..errors import CorruptRecordError, RecordTooLargeError
 
 __all__ = ["CODEC_IDS", "CODEC_NAMES", "compress", "decompress"]
 
@@ -48,29 +49,61 @@ def compress(codec: str, data) -> bytes:
     raise ValueError(f"unknown codec {codec!r}; use one of {sorted(n for n in CODEC_IDS if n)}")
 
 
-def decompress(codec: str, data) -> memoryview:
-    """``data`` decompressed; CorruptRecordError when it is not valid ``codec`` data."""
+def decompress(codec: str, data, max_bytes: int) -> memoryview:
+    """``data`` decompressed, at most ``max_bytes`` of it (a small batch can inflate a
+    thousandfold: the bound is enforced while decompressing, not after).
+
+    Raises CorruptRecordError when ``data`` is not valid ``codec`` data and
+    RecordTooLargeError when it decompresses to more than ``max_bytes``.
+    """
     try:
         if codec == "snappy":
-            out = _snappy(memoryview(data).cast("B"))
-        elif codec == "gzip":
-            out = cramjam.gzip.decompress(data)
-        elif codec == "lz4":
-            out = cramjam.lz4.decompress(data)
-        elif codec == "zstd":
-            out = cramjam.zstd.decompress(data)
-        else:
+            return memoryview(_snappy(memoryview(data).cast("B"), max_bytes))
+        into = _INTO.get(codec)
+        if into is None:
             raise ValueError(f"unknown codec {codec!r}")
-    except CorruptRecordError:
+        return _bounded(into, codec, data, max_bytes)
+    except (CorruptRecordError, RecordTooLargeError):
         raise
     except Exception as exc:  # cramjam.DecompressionError and friends: any failure is corrupt input
         raise CorruptRecordError(f"{codec} decompression failed: {exc}") from None
-    return memoryview(out).cast("B")
 
 
-def _snappy(view: memoryview):
+_INTO = {"gzip": cramjam.gzip.decompress_into, "lz4": cramjam.lz4.decompress_into,
+         "zstd": cramjam.zstd.decompress_into}
+_FIRST_GUESS_BYTES = 1 << 20
+_GUESS_RATIO = 16
+_OUTPUT_FULL = "failed to write whole buffer"  # cramjam's error when the output is too small
+
+
+def _bounded(into, codec: str, data, max_bytes: int) -> memoryview:
+    # A first output buffer sized for usual ratios (allocating max_bytes for every batch costs an
+    # mmap of it); one retry at the limit when the data inflates more.
+    size = min(max_bytes + 1, max(_FIRST_GUESS_BYTES, _GUESS_RATIO * len(data)))
+    while True:
+        out = np.empty(size, np.uint8)
+        try:
+            n = into(data, out)
+        except cramjam.DecompressionError as exc:
+            if _OUTPUT_FULL not in str(exc):
+                raise
+            if size <= max_bytes:
+                size = max_bytes + 1
+                continue
+            n = size
+        if n > max_bytes:
+            raise _too_large(codec, max_bytes)
+        return memoryview(out[:n])
+
+
+def _too_large(codec: str, max_bytes: int) -> RecordTooLargeError:
+    return RecordTooLargeError(f"{codec} records decompress to more than {max_bytes} bytes, "
+                               "the limit for one request's batches", max_message_bytes=max_bytes)
+
+
+def _snappy(view: memoryview, max_bytes: int):
     if bytes(view[:8]) != XERIAL_MAGIC:
-        return cramjam.snappy.decompress_raw(view)
+        return _snappy_block(view, max_bytes)
     if len(view) < 16:
         raise CorruptRecordError("xerial snappy header truncated")
     parts = []
@@ -82,6 +115,14 @@ def _snappy(view: memoryview):
         pos += 4
         if n < 0 or n > len(view) - pos:
             raise CorruptRecordError(f"xerial snappy block of {n} bytes at byte {pos} runs past the data")
-        parts.append(bytes(cramjam.snappy.decompress_raw(view[pos:pos + n])))
+        parts.append(_snappy_block(view[pos:pos + n], max_bytes))
+        max_bytes -= len(parts[-1])
         pos += n
     return b"".join(parts)
+
+
+def _snappy_block(view: memoryview, max_bytes: int) -> bytes:
+    # a raw snappy block starts with its uncompressed length: checked before inflating
+    if cramjam.snappy.decompress_raw_len(view) > max_bytes:
+        raise _too_large("snappy", max_bytes)
+    return bytes(cramjam.snappy.decompress_raw(view))

@@ -42,7 +42,7 @@ import crc32c
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ConfigError, CorruptRecordError, InvalidRecordError, SchemaMismatchError
+from ..errors import ConfigError, CorruptRecordError, InvalidRecordError, RecordTooLargeError, SchemaMismatchError
 from ..partitions.records import HEADERS_TYPE, input_schema
 from . import _record_kernels as k
 from ._compression import CODEC_IDS, CODEC_NAMES, compress, decompress
@@ -94,19 +94,30 @@ class DecodedBatch:
     batch: pa.RecordBatch
 
 
-def decode_batches(data: bytes | bytearray | memoryview) -> list[DecodedBatch]:
+#: decode_batches' default bound on the records of one call, decompressed: over a request's
+#: 100 MiB (socket.request.max.bytes), so only batches that inflate are ever refused by it
+MAX_DECODED_BYTES = 256 * 1024 * 1024
+
+
+def decode_batches(data: bytes | bytearray | memoryview, *,
+                   max_bytes: int = MAX_DECODED_BYTES) -> list[DecodedBatch]:
     """Decode every RecordBatch v2 in ``data`` (a Produce request's records for one partition).
 
     Raises CorruptRecordError (wrong magic, bad CRC, lengths past the buffer, a malformed
     record, an unknown codec, a failed decompression, a record count that does not match)
-    naming the batch's byte position and what was wrong; nothing is returned then.
+    naming the batch's byte position and what was wrong, and RecordTooLargeError when the
+    records sections, decompressed, add up to more than ``max_bytes``; nothing is returned
+    then.
     """
     view = memoryview(data).cast("B")
     total = len(view)
     out: list[DecodedBatch] = []
     pos = 0
+    left = max_bytes
     while pos < total:
-        out.append(_decode_one(view, pos))
+        decoded, section_bytes = _decode_one(view, pos, left, max_bytes)
+        out.append(decoded)
+        left -= section_bytes
         pos += 12 + _HEADER.unpack_from(view, pos)[1]
     return out
 
@@ -115,20 +126,22 @@ def _corrupt(pos: int, what: str) -> CorruptRecordError:
     return CorruptRecordError(f"record batch at byte {pos}: {what}")
 
 
-def _decode_one(view: memoryview, pos: int) -> DecodedBatch:
-    left = len(view) - pos
-    if left < 17:
-        raise _corrupt(pos, f"{left} bytes left, too few for a batch header")
+def _decode_one(view: memoryview, pos: int, left: int, max_bytes: int) -> tuple[DecodedBatch, int]:
+    """The batch at ``pos`` and the size of its records section (decompressed), which must
+    be at most ``left`` (of the call's ``max_bytes``)."""
+    remaining = len(view) - pos
+    if remaining < 17:
+        raise _corrupt(pos, f"{remaining} bytes left, too few for a batch header")
     magic = view[pos + 16]
     if magic != 2:
         raise _corrupt(pos, f"magic {magic}, only RecordBatch v2 (magic 2) is accepted")
-    if left < HEADER_BYTES:
-        raise _corrupt(pos, f"{left} bytes left, fewer than the {HEADER_BYTES}-byte batch header")
+    if remaining < HEADER_BYTES:
+        raise _corrupt(pos, f"{remaining} bytes left, fewer than the {HEADER_BYTES}-byte batch header")
     (base_offset, batch_length, leader_epoch, _, crc, attributes, last_offset_delta, base_ts,
      max_ts, producer_id, producer_epoch, base_sequence, count) = _HEADER.unpack_from(view, pos)
     end = pos + 12 + batch_length
     if batch_length < HEADER_BYTES - 12 or end > len(view):
-        raise _corrupt(pos, f"batchLength {batch_length} does not fit the {left} bytes left")
+        raise _corrupt(pos, f"batchLength {batch_length} does not fit the {remaining} bytes left")
     actual = crc32c.crc32c(view[pos + _CRC_START:end])
     if actual != crc:
         raise _corrupt(pos, f"CRC-32C mismatch (stored {crc:#010x}, computed {actual:#010x})")
@@ -139,9 +152,13 @@ def _decode_one(view: memoryview, pos: int) -> DecodedBatch:
     section = view[pos + HEADER_BYTES:end]
     if codec is not None:
         try:
-            section = decompress(codec, section)
+            section = decompress(codec, section, left)
         except CorruptRecordError as exc:
             raise _corrupt(pos, str(exc)) from None
+        except RecordTooLargeError:
+            raise _too_large(pos, f"its {codec} records inflate past", left, max_bytes) from None
+    elif len(section) > left:
+        raise _too_large(pos, f"its {len(section)} bytes of records are over", left, max_bytes)
     buf = _ro(np.frombuffer(section, dtype=np.uint8))
     if count < 0 or count > len(buf) // _MIN_RECORD_BYTES:
         raise _corrupt(pos, f"recordCount {count} does not fit a {len(buf)}-byte records section")
@@ -151,7 +168,13 @@ def _decode_one(view: memoryview, pos: int) -> DecodedBatch:
         last_offset_delta=last_offset_delta, base_timestamp=base_ts, max_timestamp=max_ts,
         producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=base_sequence,
         record_count=count, compression=codec, log_append_time=bool(attributes & 8),
-        transactional=bool(attributes & 16), control=bool(attributes & 32), batch=batch)
+        transactional=bool(attributes & 16), control=bool(attributes & 32), batch=batch), len(buf)
+
+
+def _too_large(pos: int, what: str, left: int, max_bytes: int) -> RecordTooLargeError:
+    return RecordTooLargeError(
+        f"record batch at byte {pos}: {what} the {left} bytes left of the {max_bytes}-byte limit "
+        "on one call's records (decode_batches' max_bytes)", max_message_bytes=max_bytes)
 
 
 def _records(buf: np.ndarray, n: int, base_ts: int, pos: int, last_offset_delta: int) -> pa.RecordBatch:

@@ -16,7 +16,8 @@ import kafka.codec
 import kafka.record.default_records as kdr
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
-from rayka.errors import ConfigError, CorruptRecordError, InvalidRecordError, SchemaMismatchError
+from rayka.errors import (ConfigError, CorruptRecordError, InvalidRecordError, RecordTooLargeError,
+                          SchemaMismatchError)
 from rayka.gateway._compression import XERIAL_MAGIC
 from rayka.gateway.records import DecodedBatch, decode_batches, encode_batch, encode_batches
 from rayka.partitions.records import HEADERS_TYPE, input_schema, log_schema
@@ -386,3 +387,18 @@ def test_warm_up_compiles_every_kernel():
     warm_up()
     for name in ("parse_records", "gather", "gather_headers", "record_sizes", "write_records"):
         assert getattr(k, name).signatures, name
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_decompression_is_bounded(codec):
+    """A batch that inflates past decode_batches' max_bytes is refused while inflating (a small
+    request must not take gigabytes); the bound counts all batches of the call together."""
+    rows = [(0, None, None, b"\x00" * 100_000) for _ in range(30)]  # 3 MB of zeros
+    wire = encode_batch(stored(rows), compression=codec)
+    assert len(decode_batches(wire, max_bytes=3_100_000)) == 1
+    with pytest.raises(RecordTooLargeError, match="2000000-byte limit") as info:
+        decode_batches(wire, max_bytes=2_000_000)
+    assert info.value.max_message_bytes == 2_000_000
+    with pytest.raises(RecordTooLargeError):
+        decode_batches(wire + wire, max_bytes=5_000_000)
+    assert len(decode_batches(wire + wire, max_bytes=7_000_000)) == 2
