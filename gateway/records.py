@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, CorruptRecordError, InvalidRecordError, RecordTooLargeError, SchemaMismatchError
-from ..partitions.records import HEADERS_TYPE, input_schema
+from ..partitions.records import HEADERS_TYPE, input_schema, log_schema
 from . import _record_kernels as k
 from ._compression import CODEC_IDS, CODEC_NAMES, compress, decompress
 
@@ -54,6 +54,7 @@ HEADER_BYTES = _HEADER.size  # 61
 _CRC_START = 21  # attributes .. end
 _MIN_RECORD_BYTES = 7  # length, attributes, timestamp, offset, key, value, header count
 _INPUT_SCHEMA = input_schema(None)
+_LOG_SCHEMA = log_schema(None)
 
 _ERRORS = {
     k.ERR_VARINT_OVERRUN: "a varint runs off the end of its record",
@@ -180,19 +181,21 @@ def _too_large(pos: int, what: str, left: int, max_bytes: int) -> RecordTooLarge
 def _records(buf: np.ndarray, n: int, base_ts: int, pos: int, last_offset_delta: int) -> pa.RecordBatch:
     if len(buf) >= 2**31:
         raise _corrupt(pos, f"records section of {len(buf)} bytes is over 2 GiB")
-    ts = np.empty(n, np.int64)
-    off = np.empty(n, np.int64)
-    key_pos, key_len, val_pos, val_len, hdr_pos, hdr_count = (np.empty(n, np.int64) for _ in range(6))
-    err, err_pos, index, key_bytes, val_bytes, n_headers, hkey_bytes, hval_bytes = k.parse_records(
-        buf, n, ts, off, key_pos, key_len, val_pos, val_len, hdr_pos, hdr_count)
+    ts = np.empty(n, np.int64)  # its own array: the batch keeps it, and nothing else of these
+    scratch = np.empty((7, n), np.int64)
+    off, key_pos, key_len, val_pos, val_len, hdr_pos, hdr_count = scratch
+    (err, err_pos, index, key_bytes, val_bytes, n_headers, hkey_bytes, hval_bytes, key_nulls,
+     val_nulls) = k.parse_records(buf, n, base_ts, ts, off, key_pos, key_len, val_pos, val_len, hdr_pos, hdr_count)
     if err:
         raise _corrupt(pos, f"record {index} (byte {err_pos} of the records section): {_ERRORS[err]}")
     if n and off[-1] != last_offset_delta:
         raise _corrupt(pos, f"the last record's offsetDelta {off[-1]} is not lastOffsetDelta {last_offset_delta}")
-    ts += base_ts
     headers = _headers(buf, n, hdr_pos, hdr_count, n_headers, hkey_bytes, hval_bytes, pos)
-    columns = [pa.array(ts), _gathered(buf, key_pos, key_len, key_bytes), headers,
-               _gathered(buf, val_pos, val_len, val_bytes)]
+    key_off, val_off = np.empty((2, n + 1), np.int32)
+    key_data, val_data = np.empty(key_bytes, np.uint8), np.empty(val_bytes, np.uint8)
+    k.gather_kv(buf, key_pos, key_len, key_off, key_data, val_pos, val_len, val_off, val_data)
+    columns = [pa.array(ts), _binary(n, key_len, key_nulls, key_off, key_data), headers,
+               _binary(n, val_len, val_nulls, val_off, val_data)]
     return pa.RecordBatch.from_arrays(columns, schema=_INPUT_SCHEMA)
 
 
@@ -203,13 +206,10 @@ def _validity(lens: np.ndarray) -> tuple[pa.Buffer | None, int]:
     return pa.py_buffer(np.packbits(lens >= 0, bitorder="little")), nulls
 
 
-def _gathered(buf, pos, lens, nbytes, typ=pa.binary()) -> pa.Array:
-    offsets = np.empty(len(lens) + 1, np.int32)
-    data = np.empty(nbytes, np.uint8)
-    k.gather(buf, pos, lens, offsets, data)
-    validity, nulls = _validity(lens)
-    return pa.Array.from_buffers(typ, len(lens), [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-                                 null_count=nulls)
+def _binary(n: int, lens: np.ndarray, nulls: int, offsets: np.ndarray, data: np.ndarray,
+            typ: pa.DataType = pa.binary()) -> pa.Array:
+    validity = pa.py_buffer(np.packbits(lens >= 0, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
 
 
 def _headers(buf, n, hdr_pos, hdr_count, n_headers, hkey_bytes, hval_bytes, pos) -> pa.Array:
@@ -257,24 +257,26 @@ def encode_batch(batch: pa.RecordBatch | pa.Table, *, log_append_time: bool = Fa
     if batch is None or batch.num_rows == 0:
         return b""
     n = batch.num_rows
-    offsets = _int64_column(batch, "offset")
-    ts = _int64_column(batch, "timestamp_ms")
-    off_delta = offsets - offsets[0]
-    if n > 1 and not bool(np.all(offsets[1:] > offsets[:-1])):
-        raise InvalidRecordError("offsets of a batch to encode must increase")
-    if off_delta[-1] >= 2**31:
-        raise InvalidRecordError(f"offsets span {int(off_delta[-1])}, more than a RecordBatch's int32 deltas")
-    base_ts = int(ts[0])
-    ts_delta = ts - base_ts
-    key = _binary_parts(_column(batch, "key", pa.binary()))
-    value = _binary_parts(_column(batch, "value", pa.binary()))
-    m_off, m_valid, hkey, hval = _header_parts(_column(batch, "headers", HEADERS_TYPE))
+    if batch.schema.equals(_LOG_SCHEMA):  # the usual case: skip the lookups and casts
+        off_col, ts_col, key_col, hdr_col, val_col = batch.columns
+    else:
+        off_col, ts_col = (_column(batch, name, pa.int64()) for name in ("offset", "timestamp_ms"))
+        key_col, val_col = (_column(batch, name, pa.binary()) for name in ("key", "value"))
+        hdr_col = _column(batch, "headers", HEADERS_TYPE)
+    offsets, ts = _int64s(off_col, "offset"), _int64s(ts_col, "timestamp_ms")
+    key, value = _binary_parts(key_col), _binary_parts(val_col)
+    m_off, m_valid, hkey, hval = _header_parts(hdr_col)
     sizes = np.empty(n, np.int64)
-    total = k.record_sizes(ts_delta, off_delta, key[0], key[1], value[0], value[1],
-                           m_off, m_valid, hkey[0], hval[0], hval[1], sizes)
+    total, max_ts, bad = k.record_sizes(offsets, ts, key[0], key[1], value[0], value[1],
+                                        m_off, m_valid, hkey[0], hval[0], hval[1], sizes)
+    if bad >= 0:
+        raise InvalidRecordError(
+            f"offset {int(offsets[bad])} (row {bad}) of a batch to encode does not increase from the one "
+            f"before or lies 2**31 or more past the first ({int(offsets[0])}): a RecordBatch's offset "
+            "deltas are increasing int32s")
     start = HEADER_BYTES if compression is None else 0
     out = np.empty(start + total, np.uint8)
-    end = k.write_records(out, start, sizes, ts_delta, off_delta, *key, *value,
+    end = k.write_records(out, start, sizes, offsets, ts, *key, *value,
                           m_off, m_valid, hkey[0], hkey[2], *hval)
     assert end == start + total, (end, start, total)
     if compression is not None:
@@ -283,7 +285,7 @@ def encode_batch(batch: pa.RecordBatch | pa.Table, *, log_append_time: bool = Fa
         out[HEADER_BYTES:] = payload
     attributes = CODEC_IDS[compression] | (8 if log_append_time else 0)
     _HEADER.pack_into(out, 0, int(offsets[0]), len(out) - 12, partition_leader_epoch, 2, 0, attributes,
-                      int(off_delta[-1]), base_ts, int(ts.max()), -1, -1, -1, n)
+                      int(offsets[-1] - offsets[0]), int(ts[0]), max_ts, -1, -1, -1, n)
     struct.pack_into(">I", out, 17, crc32c.crc32c(out[_CRC_START:]))
     return out.tobytes()
 
@@ -311,11 +313,12 @@ def _column(batch: pa.RecordBatch, name: str, typ: pa.DataType) -> pa.Array:
         raise SchemaMismatchError(f"column {name!r} has type {col.type}, not {typ}") from None
 
 
-def _int64_column(batch: pa.RecordBatch, name: str) -> np.ndarray:
-    col = _column(batch, name, pa.int64())
+def _int64s(col: pa.Array, name: str) -> np.ndarray:
     if col.null_count:
         raise SchemaMismatchError(f"column {name!r} of a batch to encode has {col.null_count} nulls")
-    return col.to_numpy()
+    a = np.frombuffer(col.buffers()[1], np.int64, count=len(col), offset=col.offset * 8)
+    a.flags.writeable = False  # see _ro
+    return a
 
 
 _EMPTY_OFFSETS = np.zeros(1, np.int32)
@@ -330,11 +333,9 @@ def warm_up() -> None:
     A fresh machine compiles for a few seconds on the first call; the gateway calls this when
     it starts so that no client request pays it.
     """
-    from ..partitions.records import log_schema
-
     sample = pa.RecordBatch.from_pydict(
         {"offset": [0, 1], "timestamp_ms": [0, 1], "key": [b"k", None],
-         "headers": [[("h", b"v")], None], "value": [b"v", None]}, schema=log_schema(None))
+         "headers": [[("h", b"v")], None], "value": [b"v", None]}, schema=_LOG_SCHEMA)
     decode_batches(encode_batch(sample))
 
 
@@ -362,10 +363,23 @@ def _binary_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _ro(offsets), _valid(arr), _ro(data)
 
 
+_TRUE = np.ones(0, np.bool_)
+
+
 def _valid(arr: pa.Array) -> np.ndarray:
+    """The validity of ``arr`` as a read-only bool array (a slice of a shared all-true one
+    when it has no nulls, the usual case)."""
+    global _TRUE
+    n = len(arr)
     if arr.null_count == 0:
-        return _ro(np.ones(len(arr), np.bool_))
-    return _ro(arr.is_valid().to_numpy(zero_copy_only=False))
+        if len(_TRUE) < n:
+            grown = np.ones(max(n, 2 * len(_TRUE), 4096), np.bool_)
+            grown.flags.writeable = False
+            _TRUE = grown
+        return _TRUE[:n]
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    valid.flags.writeable = False
+    return valid
 
 
 def _header_parts(arr: pa.MapArray):

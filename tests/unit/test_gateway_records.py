@@ -352,8 +352,19 @@ def test_random_bytes_and_random_records_sections_raise_only_corrupt_record():
 def test_encode_refuses_bad_batches():
     with pytest.raises(SchemaMismatchError, match="'offset'"):
         encode_batch(pa.RecordBatch.from_pydict({"value": [b"x"]}))
-    with pytest.raises(InvalidRecordError, match="increase"):
+    with pytest.raises(InvalidRecordError, match="row 1"):
         encode_batch(stored(ROWS[:2], offsets=[5, 5]))
+    with pytest.raises(InvalidRecordError, match="row 2"):
+        encode_batch(stored(ROWS[:3], offsets=[5, 6, 4]))
+    with pytest.raises(InvalidRecordError, match="2\\*\\*31"):
+        encode_batch(stored(ROWS[:2], offsets=[0, 2**31]))
+    assert decode_batches(encode_batch(stored(ROWS[:2], offsets=[0, 2**31 - 1])))[0].last_offset_delta == 2**31 - 1
+    # another layout is cast: large_binary values, int32 timestamps
+    other = stored(ROWS)
+    other = other.set_column(4, "value", other.column(4).cast(pa.large_binary()))
+    other = other.set_column(1, "timestamp_ms", pa.array([r[0] % 2**31 for r in ROWS], pa.int32()))
+    [d] = decode_batches(encode_batch(other))
+    assert d.batch.column("value").to_pylist() == [r[3] for r in ROWS]
     with pytest.raises(ConfigError, match="compression"):
         encode_batch(stored(ROWS), compression="brotli")
     bad_ts = stored(ROWS[:1]).set_column(1, "timestamp_ms", pa.array([None], pa.int64()))
@@ -376,7 +387,7 @@ def test_each_kernel_compiles_once_whatever_the_buffers():
          pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(np.arange(0, 4 * n + 1, 4, dtype=np.int32)),
                                                 pa.py_buffer(values)])], schema=log_schema(None))
     decode_batches(encode_batch(over_numpy))
-    for name in ("parse_records", "gather", "gather_headers", "record_sizes", "write_records"):
+    for name in ("parse_records", "gather_kv", "gather_headers", "record_sizes", "write_records"):
         assert len(getattr(k, name).signatures) == 1, (name, getattr(k, name).signatures)
 
 
@@ -385,7 +396,7 @@ def test_warm_up_compiles_every_kernel():
     from rayka.gateway.records import warm_up
 
     warm_up()
-    for name in ("parse_records", "gather", "gather_headers", "record_sizes", "write_records"):
+    for name in ("parse_records", "gather_kv", "gather_headers", "record_sizes", "write_records"):
         assert getattr(k, name).signatures, name
 
 
