@@ -1,8 +1,8 @@
 """RecordBatch v2 codec speed: records/s for decode and encode of 100k 100-byte records.
 
 ``python -m benchmarks.gateway_codec`` prints one table: warm decode and encode, uncompressed
-and lz4 (one batch of 100k records, and the same records as 100 batches of 1,000, as clients
-send them), then the first call in a fresh process: with numba's on-disk cache empty (the
+and lz4 (one batch of 100k records, and the same records as 100 batches of 1,000 and 1,000 of
+100, as clients send them: the per-batch cost shows), then the first call in a fresh process: with numba's on-disk cache empty (the
 compile, paid once per machine) and with it filled (every later process). Takes ~15 s.
 """
 
@@ -63,19 +63,18 @@ def _first_call(cache_dir: str) -> float:
 
 def main() -> None:
     """Print the table."""
-    from rayka.gateway.records import decode_batches, encode_batch, encode_batches
+    from rayka.gateway.records import decode_batches, encode_batches
 
     batch = make_batch()
-    small = [batch.slice(i, 1000) for i in range(0, N, 1000)]
     rows = []
     for codec in (None, "lz4"):
-        wire = encode_batch(batch, compression=codec)
-        wire_small = encode_batches(small, compression=codec)
-        decode_batches(wire)  # warm
-        rows.append((f"decode 1x{N}", codec, _best(lambda: decode_batches(wire), 5)))
-        rows.append(("decode 100x1000", codec, _best(lambda: decode_batches(wire_small), 5)))
-        rows.append((f"encode 1x{N}", codec, _best(lambda: encode_batch(batch, compression=codec), 5)))
-        rows.append(("encode 100x1000", codec, _best(lambda: encode_batches(small, compression=codec), 5)))
+        for size in (N, 1000, 100):
+            parts = [batch.slice(i, size) for i in range(0, N, size)]
+            wire = encode_batches(parts, compression=codec)
+            decode_batches(wire)  # warm
+            label = f"{N // size}x{size}"
+            rows.append((f"decode {label}", codec, _best(lambda: decode_batches(wire), 5)))
+            rows.append((f"encode {label}", codec, _best(lambda: encode_batches(parts, compression=codec), 5)))
     print(f"{'operation':<18} {'codec':<6} {'ms':>8} {'records/s':>12}")
     for name, codec, secs in rows:
         print(f"{name:<18} {codec or 'none':<6} {secs * 1e3:8.1f} {N / secs:12,.0f}")
