@@ -24,7 +24,11 @@ the loops are numba-compiled (``@njit(cache=True)``: pure Python source, a wheel
 extension module to build in CI and the editable install unchanged; compiled once per
 machine, cached next to the module). Python does one step per *batch* (header, CRC,
 codec) and builds Arrow arrays straight from the offset/data buffers the loops fill.
-``benchmarks/gateway_codec.py`` measures it.
+``benchmarks/gateway_codec.py`` measures it: on the 2-core box, 100-byte records decode at
+~11M/s and encode at ~10M/s in 100k-record batches, ~7M/s in 1,000-record ones, ~2M/s in
+100-record ones (per-batch cost, ~45 us); the first call of a process loads the compiled
+loops from numba's cache (~1 s with the imports), or compiles them once per machine (~7 s;
+:func:`warm_up` lets the gateway pay that at start).
 
 Decoding choices: a record with no headers gets a null ``headers`` (as rayka's own producer
 stores it), one with headers a map in wire order, duplicate keys kept. Header keys must be
