@@ -91,12 +91,17 @@ def parse_request(frame: bytes) -> Request:
         raise UnsupportedApiError(f"{klass.__name__} v{version} is not served (offered: v{lo}-v{hi})")
     try:
         data = io.BytesIO(frame)
-        header = RequestHeader.decode(data, flexible=klass.flexible_version_q(version))
-        body = klass.decode(memoryview(frame)[data.tell():], version=version)
-    except ProtocolError:
-        raise
+        flexible = klass.flexible_version_q(version)
+        header = RequestHeader.decode(data, flexible=flexible)
+        # The codec's compiled decoder (what ``klass.decode`` calls) also tells where the body
+        # ended: bytes past it mean the frame is not the request it claims to be.
+        decoder = klass._struct.compiled_decode_from(version, compact=flexible, tagged=flexible, data_class=klass)
+        body, end = decoder(memoryview(frame), data.tell())
     except Exception as exc:  # the codec raises struct.error, ValueError, UnicodeError, IndexError...
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {type(exc).__name__}: {exc}") from None
+    if end != len(frame):
+        raise ProtocolError(f"{klass.__name__} v{version} does not decode: {len(frame) - end} bytes past its end")
+    body._version = version
     return Request(api_key, version, correlation_id, header.client_id, body, len(frame))
 
 
