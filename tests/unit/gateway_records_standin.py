@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
-from kafka.record.memory_records import MemoryRecords
 
 from rayka.errors import CorruptRecordError
 from rayka.partitions.records import input_schema
