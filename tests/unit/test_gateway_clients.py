@@ -106,3 +106,56 @@ def test_aiokafka_produce_and_consume():
         got = asyncio.run(run())
         assert [(m.offset, m.key, m.value, list(m.headers)) for m in got] == [
             (i, b"k", b"v%d" % i, [("x", b"y")]) for i in range(5)]
+
+
+def test_kafka_python_manual_assignment_seek_by_offset_and_time():
+    from kafka.structs import TopicPartition
+
+    with GatewayThread() as gw:
+        gw.call(gw.backend.create_topic("m", 1, 1, {}))
+        producer = kafka.KafkaProducer(bootstrap_servers=gw.bootstrap, acks=1)
+        for i in range(10):
+            producer.send("m", value=b"%d" % i, timestamp_ms=1_000_000 + 1000 * i)
+        producer.flush(10)
+        producer.close(5)
+        tp = TopicPartition("m", 0)
+        consumer = kafka.KafkaConsumer(bootstrap_servers=gw.bootstrap, enable_auto_commit=False,
+                                       fetch_max_wait_ms=100)
+        consumer.assign([tp])
+        assert consumer.beginning_offsets([tp]) == {tp: 0}
+        assert consumer.end_offsets([tp]) == {tp: 10}
+        found = consumer.offsets_for_times({tp: 1_004_500})[tp]
+        assert (found.offset, found.timestamp) == (5, 1_005_000)
+        consumer.seek(tp, 7)
+        assert [r.value for r in _poll_until(consumer, 3)] == [b"7", b"8", b"9"]
+        consumer.seek(tp, found.offset)
+        got = _poll_until(consumer, 5)
+        assert [(r.offset, r.timestamp) for r in got] == [(i, 1_000_000 + 1000 * i) for i in range(5, 10)]
+        consumer.close()
+
+
+def test_kafka_python_admin_configs_partitions_and_groups():
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+
+    with GatewayThread() as gw:
+        admin = kafka.KafkaAdminClient(bootstrap_servers=gw.bootstrap, request_timeout_ms=10000)
+        admin.create_topics([kafka.admin.NewTopic("c", 1, 1, topic_configs={"retention.ms": "1000"})])
+        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "c")], config_filter="all")
+        assert res["topic"]["c"]["retention.ms"]["value"] == "1000"
+        admin.create_partitions({"c": NewPartitions(total_count=3)})
+        assert len(gw.backend.topics["c"]) == 3
+        consumer = kafka.KafkaConsumer("c", bootstrap_servers=gw.bootstrap, group_id="adm",
+                                       auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                       metadata_max_age_ms=1000)
+        deadline = time.monotonic() + 20
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=100)
+        assert len(consumer.assignment()) == 3
+        consumer.commit({tp: kafka.OffsetAndMetadata(0, "", -1) for tp in consumer.assignment()})
+        assert "adm" in repr(admin.list_groups())
+        desc = admin.describe_groups(["adm"])
+        assert "Stable" in repr(desc) and "adm" in repr(desc)
+        offsets = admin.list_group_offsets({"adm": None})["adm"]
+        assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 0, 1: 0, 2: 0}
+        consumer.close()
+        admin.close()
