@@ -67,6 +67,7 @@ class Code:
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45
     DUPLICATE_SEQUENCE_NUMBER = 46
     INVALID_PRODUCER_EPOCH = 47
+    KAFKA_STORAGE_ERROR = 56
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
     FENCED_LEADER_EPOCH = 74
@@ -103,7 +104,7 @@ _TABLE: tuple[tuple[type, int], ...] = (
     (E.InvalidRecordError, Code.INVALID_RECORD),
     (E.ConfigError, Code.INVALID_CONFIG),
     (ProtocolError, Code.INVALID_REQUEST),
-    (E.LogWriteError, Code.NOT_LEADER_OR_FOLLOWER),  # retriable: the client retries elsewhere/later
+    (E.LogWriteError, Code.KAFKA_STORAGE_ERROR),  # retriable: the client refreshes metadata and retries
 )
 
 # Errors Kafka names that rayka raises under names defined elsewhere (a fenced static member, a

@@ -38,6 +38,7 @@ _LTopic = ListOffsetsResponse.ListOffsetsTopicResponse
 _LPart = _LTopic.ListOffsetsPartitionResponse
 _INVALID_REQUIRED_ACKS = 21
 _EARLIEST, _LATEST, _MAX_TIMESTAMP = -2, -1, -3
+_EMPTY_FETCH_WAIT_MS_MAX = 30_000
 
 
 class _Refused(Exception):
@@ -185,6 +186,10 @@ async def fetch(conn, request):
             return exc
 
     deadline = time.monotonic() + max(0, body.max_wait_ms) / 1000
+    if not asked and body.min_bytes > 0:
+        # Nothing asked (a client keeping its fetch loop alive): no data can come, so wait as Kafka
+        # does rather than answer at once into a busy loop.
+        await asyncio.sleep(min(max(0, body.max_wait_ms), _EMPTY_FETCH_WAIT_MS_MAX) / 1000)
     for i, a in zip(pending, await asyncio.gather(*(ask(i, 0) for i in pending))):
         answers[i] = a
     got = sum(_size(a) for a in answers if a is not None and not isinstance(a, Exception))

@@ -125,7 +125,7 @@ def test_describe_configs(version):
     (E.CommitFailedError("x"), 22), (E.OutOfOrderSequenceError("x"), 45), (E.DuplicateSequenceError("x"), 46),
     (E.TopicExistsError("x"), 36), (E.NotEnoughReplicasError("x"), 19), (E.KafkaTimeoutError("x"), 7),
     (E.InconsistentGroupProtocolError("x"), 23), (E.UnknownGroupError("x"), 69), (E.GroupNotEmptyError("x"), 68),
-    (ProtocolError("x"), 42), (type("FencedInstanceIdError", (E.GroupError,), {})("x"), 82),
+    (ProtocolError("x"), 42), (E.DiskFullError("x"), 56), (E.PartitionUnavailableError("x"), 6), (type("FencedInstanceIdError", (E.GroupError,), {})("x"), 82),
     (type("InvalidProducerEpochError", (E.RaykaError,), {})("x"), 47),
     (type("NotCoordinatorError", (E.RaykaError,), {})("x"), 16),
 ])

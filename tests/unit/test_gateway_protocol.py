@@ -344,3 +344,17 @@ def test_init_producer_id(version):
     assert resp.error_code == 0 and resp.producer_id >= 0 and resp.producer_epoch == 0
     resp = run(call(conn, InitProducerIdRequest[version](transactional_id="tx", transaction_timeout_ms=1000)))
     assert resp.error_code == Code.INVALID_REQUEST
+
+
+def test_fetch_of_no_partitions_waits_max_wait():
+    _, conn = setup()
+
+    async def go():
+        t0 = time.monotonic()
+        req = FetchRequest[11](replica_id=-1, max_wait_ms=200, min_bytes=1, max_bytes=2**20, isolation_level=0,
+                               session_id=0, session_epoch=-1, topics=[], forgotten_topics_data=[], rack_id="")
+        resp = await call(conn, req)
+        return resp, time.monotonic() - t0
+
+    resp, took = run(go())
+    assert resp.responses == [] and 0.15 <= took < 3
