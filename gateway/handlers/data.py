@@ -82,8 +82,8 @@ def _decode_partition(name, meta, partition, data):
         raise _Refused(Code.INVALID_RECORD, "null records")
     try:
         batches = kafka_records.decode_batches(data)
-    except E.CorruptRecordError as exc:
-        raise _Refused(Code.CORRUPT_MESSAGE, error_message(exc)) from None
+    except E.RaykaError as exc:  # CorruptRecordError (CORRUPT_MESSAGE), RecordTooLargeError (inflated past limits)
+        raise _Refused(error_code(exc, f"decoding records for {name}-{partition}"), error_message(exc)) from None
     for b in batches:
         if b.transactional or b.control:
             raise _Refused(Code.INVALID_RECORD, "transactional batches are not supported by the gateway")
@@ -139,8 +139,13 @@ async def _append_partition(conn, meta, name, index, work, acks):
         return index, error_code(exc, f"appending to {name}-{index}"), -1, -1, -1, error_message(exc)
     if first is None:
         return index, 0, -1, -1, -1, None
-    append_time = first.log_append_time_ms if meta.config.get("message.timestamp.type") == "LogAppendTime" else -1
+    append_time = first.log_append_time_ms if _log_append_time(meta) else -1
     return index, 0, first.base_offset, append_time, first.log_start_offset, None
+
+
+def _log_append_time(meta) -> bool:
+    """Whether the topic stamps records with the broker's time (Kafka's LogAppendTime)."""
+    return str(meta.config.get("message.timestamp.type", "CreateTime")) == "LogAppendTime"
 
 
 def _produce_answer(request, topics):
@@ -197,7 +202,7 @@ async def fetch(conn, request):
     idle = [i for i in pending if not isinstance(answers[i], Exception) and not answers[i].records]
     if got < body.min_bytes and wait_ms > 0 and idle:
         await _long_poll(answers, idle, ask, wait_ms, body.min_bytes - got)
-    return await _fetch_answer(conn, request, asked, answers, body.max_bytes)
+    return await _fetch_answer(request, asked, metas, answers, body.max_bytes)
 
 
 async def _long_poll(answers, idle, ask, wait_ms, want_bytes):
@@ -221,7 +226,7 @@ async def _long_poll(answers, idle, ask, wait_ms, want_bytes):
             task.cancel()
 
 
-async def _fetch_answer(conn, request, asked, answers, max_bytes):
+async def _fetch_answer(request, asked, metas, answers, max_bytes):
     by_topic: dict[str, list] = {}
     total = 0
     for (name, index, offset, part_max), a in zip(asked, answers):
@@ -241,7 +246,8 @@ async def _fetch_answer(conn, request, asked, answers, max_bytes):
             data = b""
             try:
                 batches = stored_batches(a) if a.records else []
-                data = kafka_records.encode_batches(batches) if batches else b""
+                data = kafka_records.encode_batches(batches, log_append_time=_log_append_time(metas[name])) \
+                    if batches else b""
                 code = 0
             except E.RaykaError as exc:
                 code = error_code(exc, f"encoding {name}-{index}")

@@ -68,7 +68,8 @@ def decode_batches(data) -> list[DecodedBatch]:
     return out
 
 
-def encode_batches(batches: list[pa.RecordBatch]) -> bytes:
+def encode_batches(batches: list[pa.RecordBatch], *, log_append_time: bool = False, compression=None,
+                   partition_leader_epoch: int = -1) -> bytes:
     out = bytearray()
     for batch in batches:
         cols = batch.to_pydict()

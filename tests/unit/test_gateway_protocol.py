@@ -358,3 +358,15 @@ def test_fetch_of_no_partitions_waits_max_wait():
 
     resp, took = run(go())
     assert resp.responses == [] and 0.15 <= took < 3
+
+
+def test_produce_to_a_log_append_time_topic_answers_the_append_time():
+    backend, conn = setup()
+    backend.meta_extra["t"]["config"] = {"message.timestamp.type": "LogAppendTime"}
+    before = int(time.time() * 1000)
+    [p] = run(call(conn, produce_req(8, [(0, kafka_batch([b"x"]))]))).responses[0].partition_responses
+    assert p.error_code == 0 and p.log_append_time_ms >= before
+    [p] = run(call(conn, produce_req(8, [(1, kafka_batch([b"x"]))], topic="t"))).responses[0].partition_responses
+    backend.meta_extra["t"]["config"] = {}
+    [p] = run(call(conn, produce_req(8, [(0, kafka_batch([b"y"]))]))).responses[0].partition_responses
+    assert p.log_append_time_ms == -1
