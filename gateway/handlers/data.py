@@ -15,8 +15,11 @@ then keeps its first, empty answer and its bounds).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+
+import pyarrow as pa
 
 from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 from kafka.protocol.producer import ProduceResponse
@@ -100,6 +103,9 @@ async def produce(conn, request):
                                                    for p in t.partition_data]) for t in body.topic_data])
     if body.transactional_id is not None:
         msg = "transactional producers are not supported by the gateway"
+        if acks == 0:
+            log.warning("gateway: acks=0 produce from %s refused: %s", conn.peer, msg)
+            return None
         return _produce_answer(request, [(t.name, [(p.index, Code.INVALID_REQUEST, -1, -1, -1, msg)
                                                    for p in t.partition_data]) for t in body.topic_data])
     metas = await _topics(conn, [t.name for t in body.topic_data])
@@ -130,6 +136,10 @@ async def _append_partition(conn, meta, name, index, work, acks):
     if isinstance(work, _Refused):
         return index, work.code, -1, -1, -1, str(work)
     first = None
+    if len(work) > 1 and all(b.producer_id < 0 for b in work):
+        # Kafka appends a partition's batches of one request together: one append, so a failure
+        # leaves none of them written (idempotent batches go one by one: each has its sequence).
+        work = [dataclasses.replace(work[0], batch=pa.concat_batches([b.batch for b in work]))]
     try:
         for b in work:
             pid = f"kafka:{b.producer_id}:{b.producer_epoch}" if b.producer_id >= 0 else None

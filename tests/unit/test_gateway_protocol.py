@@ -370,3 +370,20 @@ def test_produce_to_a_log_append_time_topic_answers_the_append_time():
     backend.meta_extra["t"]["config"] = {}
     [p] = run(call(conn, produce_req(8, [(0, kafka_batch([b"y"]))]))).responses[0].partition_responses
     assert p.log_append_time_ms == -1
+
+
+def test_produce_several_batches_of_a_partition_are_one_append():
+    backend, conn = setup()
+    records = kafka_batch([b"a", b"b"]) + kafka_batch([b"c"])
+    [p] = run(call(conn, produce_req(8, [(0, records)]))).responses[0].partition_responses
+    assert (p.error_code, p.base_offset) == (0, 0)
+    assert [c[3] for c in backend.calls if c[0] == "append"] == [3]
+    assert values_in(backend, "t", 0) == [b"a", b"b", b"c"]
+
+
+def test_produce_acks_0_never_answers_even_when_refused():
+    _, conn = setup()
+    req = produce_req(8, [(0, kafka_batch([b"x"]))], acks=0)
+    req.transactional_id = "tx"
+    assert run(conn.handle(frame(req))) is None
+    assert run(conn.handle(frame(produce_req(8, [(0, b"junk")], acks=0)))) is None
