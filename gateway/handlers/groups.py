@@ -29,7 +29,8 @@ log = logging.getLogger("rayka.gateway")
 
 _INVALID_GROUP_ID = 24
 _DEFAULT_REBALANCE_MS = 60_000
-_MAX_HOLD_MS = 300_000  # a held JoinGroup/SyncGroup never outlives this, whatever the client asked
+_MAX_HOLD_MS = 300_000
+_JOIN_MARGIN_MS = 1_000  # a held JoinGroup/SyncGroup never outlives this, whatever the client asked
 
 
 def _rebalance_ms(conn, group_id: str) -> int:
@@ -50,7 +51,10 @@ async def join_group(conn, request):
     instance = b.group_instance_id if v >= 5 else None
     protocols = [(p.name, bytes(p.metadata)) for p in b.protocols]
     member = b.member_id or None
-    deadline = time.monotonic() + min(max(rebalance_ms, 0), _MAX_HOLD_MS) / 1000
+    # Held a little past the rebalance timeout: the coordinator completes the rebalance at that
+    # timeout (dropping members that did not rejoin), and this join should get that answer.
+    hold_ms = min(max(rebalance_ms, 0), _MAX_HOLD_MS)
+    deadline = time.monotonic() + (hold_ms + min(hold_ms, _JOIN_MARGIN_MS)) / 1000
     while True:
         try:
             j = await conn.backend.join_group(b.group_id, member, instance, b.protocol_type, protocols,
