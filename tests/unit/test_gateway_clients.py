@@ -184,3 +184,34 @@ def test_confluent_kafka_compressed_batches(codec):
                 got.append((m.offset(), m.key(), m.value()))
         c.close()
         assert got == [(i, b"k%d" % i, b"value-%d " % i * 5) for i in range(200)]
+
+
+def test_confluent_kafka_two_consumers_share_a_group():
+    ck = pytest.importorskip("confluent_kafka")
+    with GatewayThread() as gw:
+        gw.call(gw.backend.create_topic("g4", 4, 1, {}))
+        p = ck.Producer({"bootstrap.servers": gw.bootstrap})
+        for i in range(40):
+            p.produce("g4", value=b"%d" % i, partition=i % 4)
+        assert p.flush(20) == 0
+        conf = {"bootstrap.servers": gw.bootstrap, "group.id": "pair", "auto.offset.reset": "earliest",
+                "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 200,
+                "fetch.wait.max.ms": 50, "partition.assignment.strategy": "range"}
+        consumers = [ck.Consumer(conf), ck.Consumer(conf)]
+        for c in consumers:
+            c.subscribe(["g4"])
+        seen: dict[bytes, int] = {}
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            for n, c in enumerate(consumers):
+                m = c.poll(0.05)
+                if m is not None and m.error() is None:
+                    seen[m.value()] = n
+            split = [len(c.assignment()) for c in consumers]
+            if len(seen) == 40 and split == [2, 2]:
+                break
+        split = [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+        for c in consumers:
+            c.close()
+        assert len(seen) == 40
+        assert sorted(split) == [[0, 1], [2, 3]]
