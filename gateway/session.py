@@ -102,13 +102,14 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                            broker_id: int, options: GatewayOptions) -> None:
     """Serve one client connection until it closes or misbehaves (then log and close).
 
-    Frames are read ahead into a bounded queue while earlier ones are handled; answers are
-    written in request order."""
+    Frames are read ahead (bounded: ``options.max_in_flight`` frames and about one
+    ``max_request_bytes`` of them) while earlier ones are handled; answers are written in
+    request order."""
     peername = writer.get_extra_info("peername")
     host = peername[0] if isinstance(peername, tuple) and peername else ""
     peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) and len(peername) >= 2 else str(peername)
     conn = Connection(backend, broker_id=broker_id, options=options, client_host=host, peer=peer)
-    frames: asyncio.Queue = asyncio.Queue(maxsize=options.max_in_flight)
+    frames = _ReadAhead(options.max_in_flight, options.max_request_bytes)
     reading = asyncio.create_task(_read_frames(reader, frames, options.max_request_bytes))
     try:
         while True:
@@ -123,6 +124,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             except ProtocolError as exc:
                 log.warning("gateway: closing connection from %s (client %s): %s", conn.peer, conn.client_id, exc)
                 break
+            finally:
+                frames.done(frame)
             if answer is not None:
                 writer.write(answer)
                 await writer.drain()
@@ -142,10 +145,45 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             pass
 
 
-async def _read_frames(reader: asyncio.StreamReader, frames: asyncio.Queue, max_bytes: int) -> None:
+class _ReadAhead:
+    """The frames read but not yet handled: at most ``max_frames``, and no new frame is read while
+    those held add up to ``max_bytes`` or more (so one connection holds about two of its largest
+    requests in memory, not ``max_frames`` of them). Items: frames, then None (the client
+    closed) or the exception that ended reading."""
+
+    def __init__(self, max_frames: int, max_bytes: int):
+        self._items: asyncio.Queue = asyncio.Queue(maxsize=max_frames)
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def room(self) -> None:
+        """Wait until another frame may be read."""
+        await self._room.wait()
+
+    async def put(self, item) -> None:
+        if isinstance(item, bytes):
+            self._bytes += len(item)
+            if self._bytes >= self._max_bytes:
+                self._room.clear()
+        await self._items.put(item)
+
+    async def get(self):
+        return await self._items.get()
+
+    def done(self, frame: bytes) -> None:
+        """``frame`` was handled: its bytes no longer count."""
+        self._bytes -= len(frame)
+        if self._bytes < self._max_bytes:
+            self._room.set()
+
+
+async def _read_frames(reader: asyncio.StreamReader, frames: _ReadAhead, max_bytes: int) -> None:
     """Put each frame on ``frames``, then None at the client's close, or the error that ends it."""
     try:
         while True:
+            await frames.room()  # before reading: a paused connection holds no further bytes
             frame = await wire.read_frame(reader, max_bytes)
             await frames.put(frame)
             if frame is None:

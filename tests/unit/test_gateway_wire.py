@@ -285,3 +285,23 @@ def test_fuzz_connection_handle_fixed_seed():
     assert outcomes["closed"] > 100 and outcomes["answer"] > 50, outcomes
     stored = {v for p in range(2) for v in values_in(backend, "t", p)}
     assert stored <= valid_values, stored - valid_values  # only whole, checksummed batches were appended
+
+
+def test_read_ahead_is_bounded_by_frames_and_bytes():
+    from rayka.gateway.session import _ReadAhead
+
+    async def go():
+        ra = _ReadAhead(max_frames=3, max_bytes=100)
+        await asyncio.wait_for(ra.room(), 1)
+        await ra.put(b"x" * 60)
+        await asyncio.wait_for(ra.room(), 1)
+        await ra.put(b"y" * 60)  # 120 >= 100: no room for a third read
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ra.room(), 0.05)
+        first = await ra.get()
+        ra.done(first)
+        await asyncio.wait_for(ra.room(), 1)  # 60 left: room again
+        await ra.put(None)  # the end always fits
+        assert [await ra.get(), await ra.get()] == [b"y" * 60, None]
+
+    run(go())
