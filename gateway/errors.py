@@ -20,7 +20,7 @@ import logging
 
 from .. import errors as E
 
-__all__ = ["ProtocolError", "FrameTooLargeError", "UnsupportedApiError", "error_code", "Code"]
+__all__ = ["ProtocolError", "FrameTooLargeError", "UnsupportedApiError", "Code", "error_code", "error_message"]
 
 log = logging.getLogger("rayka.gateway")
 

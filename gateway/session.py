@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from . import wire
 from .backend import Backend
 from .errors import ProtocolError
+from .handlers import HANDLERS
 
 __all__ = ["GatewayOptions", "Connection", "serve_connection"]
 
@@ -88,8 +89,6 @@ class Connection:
 
         Raises ProtocolError (and its subclasses) for a frame that must close the
         connection."""
-        from .handlers import HANDLERS
-
         request = wire.parse_request(frame)
         self.requests += 1
         if request.client_id is not None:

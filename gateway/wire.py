@@ -101,7 +101,6 @@ def parse_request(frame: bytes) -> Request:
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {type(exc).__name__}: {exc}") from None
     if end != len(frame):
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {len(frame) - end} bytes past its end")
-    body._version = version
     return Request(api_key, version, correlation_id, header.client_id, body, len(frame))
 
 
