@@ -215,3 +215,29 @@ def test_confluent_kafka_two_consumers_share_a_group():
             c.close()
         assert len(seen) == 40
         assert sorted(split) == [[0, 1], [2, 3]]
+
+
+def test_kafka_python_and_aiokafka_idempotent_producers():
+    aiokafka = pytest.importorskip("aiokafka")
+    import asyncio
+
+    with GatewayThread() as gw:
+        gw.call(gw.backend.create_topic("i", 1, 1, {}))
+        producer = kafka.KafkaProducer(bootstrap_servers=gw.bootstrap, enable_idempotence=True, acks="all")
+        metas = [producer.send("i", value=b"kp%d" % i).get(10) for i in range(3)]
+        producer.close(5)
+
+        async def aio():
+            prod = aiokafka.AIOKafkaProducer(bootstrap_servers=gw.bootstrap, enable_idempotence=True)
+            await prod.start()
+            try:
+                return [await prod.send_and_wait("i", b"ak%d" % i) for i in range(3)]
+            finally:
+                await prod.stop()
+
+        aio_metas = asyncio.run(aio())
+        assert [m.offset for m in metas + aio_metas] == list(range(6))
+        ids = [c[4] for c in gw.backend.calls if c[0] == "append"]
+        assert len(ids) == 6 and all(i and i.startswith("kafka:") for i in ids)
+        assert len(set(ids)) == 2  # one id per producer, its sequences checked by the partition
+        assert [c[5] for c in gw.backend.calls if c[0] == "append"] == [0, 1, 2, 0, 1, 2]
