@@ -25,6 +25,9 @@ _Partition = _Topic.MetadataResponsePartition
 _LEADER_NOT_AVAILABLE = 5
 _TOPIC_RESOURCE, _BROKER_RESOURCE = 2, 4
 _COORDINATOR_GROUP = 0
+# A bound on one topic's partitions asked through the gateway (each is an actor); rayka's partition
+# budget may refuse fewer.
+MAX_PARTITIONS = 100_000
 
 
 def _api_keys():
@@ -134,9 +137,9 @@ async def create_topics(conn, request):
         parts = conn.options.default_partitions if t.num_partitions == -1 else t.num_partitions
         rf = 1 if t.replication_factor == -1 else t.replication_factor
         try:
-            if parts < 1:
+            if not 1 <= parts <= MAX_PARTITIONS:
                 return Result(name=t.name, error_code=Code.INVALID_PARTITIONS,
-                              error_message=f"num_partitions must be >= 1, got {parts}")
+                              error_message=f"num_partitions must be 1..{MAX_PARTITIONS}, got {parts}")
             if rf < 1:
                 return Result(name=t.name, error_code=Code.INVALID_REPLICATION_FACTOR,
                               error_message=f"replication_factor must be >= 1, got {rf}")
@@ -182,6 +185,9 @@ async def create_partitions(conn, request):
             meta = await conn.backend.topic(t.name)
             if meta is None:
                 raise E.UnknownTopicError(f"topic {t.name!r} does not exist")
+            if t.count > MAX_PARTITIONS:
+                return Result(name=t.name, error_code=Code.INVALID_PARTITIONS,
+                              error_message=f"count must be at most {MAX_PARTITIONS}, got {t.count}")
             if t.count <= len(meta.partitions):
                 return Result(name=t.name, error_code=Code.INVALID_PARTITIONS,
                               error_message=f"topic {t.name!r} has {len(meta.partitions)} partitions; "

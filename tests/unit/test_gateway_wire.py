@@ -12,7 +12,9 @@ import struct
 import pytest
 from gateway_client import decode, frame, kafka_batch, read_kafka_records, values_in
 from gateway_fakes import FakeBackend
-from kafka.protocol.consumer import FetchRequest, JoinGroupRequest, ListOffsetsRequest, OffsetCommitRequest
+from kafka.protocol.admin import CreateTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest
+from kafka.protocol.consumer import (FetchRequest, HeartbeatRequest, JoinGroupRequest, ListOffsetsRequest,
+                                     OffsetCommitRequest, SyncGroupRequest)
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest
 from kafka.protocol.producer import ProduceRequest
 
@@ -209,7 +211,17 @@ def _seeds():
     J = JoinGroupRequest
     T = OffsetCommitRequest.OffsetCommitRequestTopic
     LT = ListOffsetsRequest.ListOffsetsTopic
+    CT = CreateTopicsRequest.CreatableTopic
     return [
+        frame(CreateTopicsRequest[4](topics=[CT(name="new", num_partitions=2, replication_factor=1, assignments=[],
+                                                configs=[])], timeout_ms=10, validate_only=False)),
+        frame(SyncGroupRequest[3](group_id="g", generation_id=1, member_id="m", group_instance_id=None,
+                                  assignments=[SyncGroupRequest.SyncGroupRequestAssignment(member_id="m",
+                                                                                         assignment=b"\0\0")])),
+        frame(HeartbeatRequest[3](group_id="g", generation_id=1, member_id="m", group_instance_id=None)),
+        frame(DescribeGroupsRequest[4](groups=["g"], include_authorized_operations=False)),
+        frame(DescribeConfigsRequest[2](resources=[DescribeConfigsRequest.DescribeConfigsResource(
+            resource_type=2, resource_name="t", configuration_keys=None)], include_synonyms=False)),
         frame(ApiVersionsRequest[3](client_software_name="fuzz", client_software_version="1")),
         frame(MetadataRequest[8](topics=[MetadataRequest.MetadataRequestTopic(name="t")])),
         frame(MetadataRequest[1](topics=None)),
@@ -259,7 +271,7 @@ def test_fuzz_connection_handle_fixed_seed():
     async def go():
         await backend.create_topic("t", 2, 1, {})
         seeds = _seeds()
-        for i in range(600):
+        for i in range(1000):
             data = _mutate(rng, rng.choice(seeds)) if i % 10 else bytes(rng.randrange(256)
                                                                         for _ in range(rng.randint(0, 40)))
             conn = Connection(backend, broker_id=0, options=GatewayOptions(group_poll_ms=5))
