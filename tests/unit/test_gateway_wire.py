@@ -317,3 +317,22 @@ def test_read_ahead_is_bounded_by_frames_and_bytes():
         assert [await ra.get(), await ra.get()] == [b"y" * 60, None]
 
     run(go())
+
+
+def test_an_internal_error_closes_the_connection_with_its_traceback_logged(caplog):
+    class Broken(FakeBackend):
+        async def brokers(self):
+            raise RuntimeError("backend bug")
+
+    async def go():
+        async with Server(Broken()) as srv:
+            reader, writer = await srv.connect()
+            writer.write(sized(frame(MetadataRequest[8](topics=None))))
+            await writer.drain()
+            was_closed = await closed(reader)
+            writer.close()
+            return was_closed
+
+    with caplog.at_level(logging.ERROR, logger="rayka.gateway"):
+        assert run(go())
+    assert "internal error" in caplog.text and "backend bug" in caplog.text
