@@ -16,7 +16,6 @@ connection is closed before its bytes are read. A frame that does not decode is 
 from __future__ import annotations
 
 import asyncio
-import io
 import struct
 from dataclasses import dataclass
 
@@ -65,6 +64,13 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int = MAX_REQUEST_
         raise ProtocolError(f"client disconnected inside a request ({len(exc.partial)} of {size} bytes)") from None
 
 
+def _header_decoder(flexible: bool):
+    # Request header v1 (client id a nullable string) or v2 (plus tagged fields; the client id
+    # stays a non-compact string so that a server can read it before it knows the version).
+    version = RequestHeader._flexible_versions[0] if flexible else RequestHeader._valid_versions[0]
+    return RequestHeader._struct.compiled_decode_from(version, compact=False, tagged=flexible, data_class=RequestHeader)
+
+
 def peek_header(frame: bytes) -> tuple[int, int, int]:
     """``(api_key, api_version, correlation_id)`` of a frame, without decoding the rest."""
     if len(frame) < _HEAD.size:
@@ -90,13 +96,14 @@ def parse_request(frame: bytes) -> Request:
         lo, hi = apis.VERSIONS[api_key]
         raise UnsupportedApiError(f"{klass.__name__} v{version} is not served (offered: v{lo}-v{hi})")
     try:
-        data = io.BytesIO(frame)
+        # The codec's compiled decoders (what ``klass.decode`` calls) read a memoryview in place
+        # and tell where they stopped: bytes past the body mean the frame is not the request it
+        # claims to be.
+        view = memoryview(frame)
         flexible = klass.flexible_version_q(version)
-        header = RequestHeader.decode(data, flexible=flexible)
-        # The codec's compiled decoder (what ``klass.decode`` calls) also tells where the body
-        # ended: bytes past it mean the frame is not the request it claims to be.
+        header, at = _header_decoder(flexible)(view, 0)
         decoder = klass._struct.compiled_decode_from(version, compact=flexible, tagged=flexible, data_class=klass)
-        body, end = decoder(memoryview(frame), data.tell())
+        body, end = decoder(view, at)
     except Exception as exc:  # the codec raises struct.error, ValueError, UnicodeError, IndexError...
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {type(exc).__name__}: {exc}") from None
     if end != len(frame):
