@@ -71,6 +71,7 @@ class Code:
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
     FENCED_LEADER_EPOCH = 74
+    GROUP_MAX_SIZE_REACHED = 81
     FENCED_INSTANCE_ID = 82
     INVALID_RECORD = 87
 
@@ -107,10 +108,11 @@ _TABLE: tuple[tuple[type, int], ...] = (
     (E.LogWriteError, Code.KAFKA_STORAGE_ERROR),  # retriable: the client refreshes metadata and retries
 )
 
-# Errors Kafka names that rayka raises under names defined elsewhere (a fenced static member, a
-# stale producer epoch) are matched by class name, so the gateway needs no import of them.
+# Errors of rayka.errors that other parts add (a fenced static member, a full group, a stale
+# producer epoch) are matched by class name, so this table needs no import that may not exist yet.
 _BY_NAME = {
     "FencedInstanceIdError": Code.FENCED_INSTANCE_ID,
+    "GroupMaxSizeReachedError": Code.GROUP_MAX_SIZE_REACHED,
     "InvalidProducerEpochError": Code.INVALID_PRODUCER_EPOCH,
     "ProducerFencedError": Code.INVALID_PRODUCER_EPOCH,
     "InvalidPartitionsError": Code.INVALID_PARTITIONS,

@@ -128,6 +128,7 @@ def test_describe_configs(version):
     (ProtocolError("x"), 42), (E.DiskFullError("x"), 56), (E.PartitionUnavailableError("x"), 6), (type("FencedInstanceIdError", (E.GroupError,), {})("x"), 82),
     (type("InvalidProducerEpochError", (E.RaykaError,), {})("x"), 47),
     (type("NotCoordinatorError", (E.RaykaError,), {})("x"), 16),
+    (type("GroupMaxSizeReachedError", (E.GroupError,), {})("x"), 81),
 ])
 def test_error_codes(exc, code):
     assert error_code(exc) == code
