@@ -1,4 +1,5 @@
-"""Real Kafka clients (kafka-python 3.0.12) against the gateway's protocol core over the fake backend."""
+"""Real Kafka clients (kafka-python 3.0.12, confluent-kafka, aiokafka) against the gateway's protocol core over the
+fake backend (no Ray): serve_connection on 127.0.0.1, clients in this process."""
 
 from __future__ import annotations
 
