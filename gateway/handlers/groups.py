@@ -188,8 +188,9 @@ async def offset_commit(conn, request):
         for name, index, _, _ in offsets:
             codes[(name, index)] = code
     return response(request, throttle_time_ms=0, topics=[
-        Topic(name=t.name, partitions=[Part(partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
-                                       for p in t.partitions])
+        Topic(name=t.name, partitions=[
+            Part(partition_index=p.partition_index, error_code=codes[(t.name, p.partition_index)])
+            for p in t.partitions])
         for t in b.topics])
 
 

@@ -86,7 +86,8 @@ class FakeBackend:
             return None
         node = self.broker_list[0].node_id
         extra = self.meta_extra.get(name, {})
-        return TopicMeta(name, b"\1" * 16, tuple(PartitionMeta(i, node, 0, (node,), (node,)) for i in range(len(parts))),
+        parts = tuple(PartitionMeta(i, node, 0, (node,), (node,)) for i in range(len(parts)))
+        return TopicMeta(name, b"\1" * 16, parts,
                          typed=extra.get("typed", False), config=extra.get("config", {}))
 
     async def create_topic(self, name, partitions, replication_factor, config):

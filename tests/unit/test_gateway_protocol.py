@@ -39,7 +39,8 @@ def setup(partitions=2, **options):
 
 def produce_req(version, parts, acks=-1, topic="t"):
     return ProduceRequest[version](transactional_id=None, acks=acks, timeout_ms=1000,
-                                   topic_data=[PD(name=topic, partition_data=[PP(index=i, records=r) for i, r in parts])])
+                                   topic_data=[PD(name=topic, partition_data=[PP(index=i, records=r)
+                                                                              for i, r in parts])])
 
 
 def fetch_req(version, parts, max_wait_ms=0, min_bytes=0, max_bytes=2**20, topic="t"):

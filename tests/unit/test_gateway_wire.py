@@ -38,7 +38,8 @@ def sized(data: bytes) -> bytes:
 
 def produce(values, acks=1, partition=0):
     return ProduceRequest[8](transactional_id=None, acks=acks, timeout_ms=1000,
-                             topic_data=[PD(name="t", partition_data=[PP(index=partition, records=kafka_batch(values))])])
+                             topic_data=[PD(name="t", partition_data=[
+                                 PP(index=partition, records=kafka_batch(values))])])
 
 
 def fetch(offset=0, max_wait_ms=0):
