@@ -4,10 +4,14 @@ Each API is offered from the lowest version any of librdkafka 2.16, kafka-python
 3.0.12, aiokafka 0.14 or kcat sends (clients pick the highest version both sides
 know) up to the highest the handlers implement. The codec (kafka-python's
 ``kafka.protocol``, generated from Kafka's JSON specs) reads and writes every
-version, flexible ones (tagged fields, compact strings) included; what limits a
-range here is the semantics: Produce below v3 and Fetch below v4 carry the old
-message sets (magic 0/1) that the gateway does not speak, Fetch v13+ names topics
-by id only, and newer group versions add steps (KIP-848) the handlers lack.
+version, flexible ones (tagged fields, compact strings) included, so each range
+ends at least at the API's first flexible version when its fields mean the same
+there. What limits a range is the semantics: Produce below v3 and Fetch below v4
+carry the old message sets (magic 0/1) the gateway does not speak; Produce v10+,
+Fetch v13+ and Metadata v10+ bring topic ids and leader hints (rayka's topic ids
+are not stable Kafka uuids yet); JoinGroup v7+/SyncGroup v5+ add protocol checks
+and reasons; ListOffsets v7+ the max-timestamp lookup; InitProducerId v3+ epoch
+bumps; OffsetFetch v8+ batched groups.
 """
 
 from __future__ import annotations
@@ -47,25 +51,25 @@ class ApiKey:
 
 # api key -> (min, max) offered
 VERSIONS: dict[int, tuple[int, int]] = {
-    ApiKey.PRODUCE: (3, 8),
-    ApiKey.FETCH: (4, 11),
-    ApiKey.LIST_OFFSETS: (1, 5),
-    ApiKey.METADATA: (0, 8),
-    ApiKey.OFFSET_COMMIT: (2, 7),
+    ApiKey.PRODUCE: (3, 9),
+    ApiKey.FETCH: (4, 12),
+    ApiKey.LIST_OFFSETS: (1, 6),
+    ApiKey.METADATA: (0, 9),
+    ApiKey.OFFSET_COMMIT: (2, 8),
     ApiKey.OFFSET_FETCH: (1, 7),
     ApiKey.FIND_COORDINATOR: (0, 4),
-    ApiKey.JOIN_GROUP: (0, 5),
-    ApiKey.HEARTBEAT: (0, 3),
-    ApiKey.LEAVE_GROUP: (0, 3),
-    ApiKey.SYNC_GROUP: (0, 3),
-    ApiKey.DESCRIBE_GROUPS: (0, 4),
-    ApiKey.LIST_GROUPS: (0, 2),
+    ApiKey.JOIN_GROUP: (0, 6),
+    ApiKey.HEARTBEAT: (0, 4),
+    ApiKey.LEAVE_GROUP: (0, 4),
+    ApiKey.SYNC_GROUP: (0, 4),
+    ApiKey.DESCRIBE_GROUPS: (0, 5),
+    ApiKey.LIST_GROUPS: (0, 3),
     ApiKey.API_VERSIONS: (0, 3),
-    ApiKey.CREATE_TOPICS: (0, 4),
-    ApiKey.DELETE_TOPICS: (0, 3),
-    ApiKey.INIT_PRODUCER_ID: (0, 1),
-    ApiKey.DESCRIBE_CONFIGS: (0, 2),
-    ApiKey.CREATE_PARTITIONS: (0, 1),
+    ApiKey.CREATE_TOPICS: (0, 5),
+    ApiKey.DELETE_TOPICS: (0, 4),
+    ApiKey.INIT_PRODUCER_ID: (0, 2),
+    ApiKey.DESCRIBE_CONFIGS: (0, 4),
+    ApiKey.CREATE_PARTITIONS: (0, 2),
 }
 
 

@@ -14,6 +14,7 @@ from kafka.protocol.admin import (CreatePartitionsRequest, CreateTopicsRequest, 
 from kafka.protocol.metadata import FindCoordinatorRequest
 
 from rayka import errors as E
+from rayka.gateway import apis
 from rayka.gateway.errors import Code, ProtocolError, error_code
 from rayka.gateway.session import Connection, GatewayOptions
 
@@ -51,7 +52,7 @@ def test_find_coordinator_v4_batched_keys():
 # -- topic admin
 
 
-@pytest.mark.parametrize("version", [0, 4])
+@pytest.mark.parametrize("version", sorted({0, 4, apis.VERSIONS[19][1]}))
 def test_create_topics(version):
     backend, conn = setup()
     CT = CreateTopicsRequest.CreatableTopic
@@ -73,7 +74,7 @@ def test_create_topics(version):
     assert ("create_topic", "a", 3, 1, {"retention.ms": "1000"}) in backend.calls
 
 
-@pytest.mark.parametrize("version", [0, 3])
+@pytest.mark.parametrize("version", sorted({0, 3, apis.VERSIONS[20][1]}))
 def test_delete_topics(version):
     backend, conn = setup()
     resp = run(call(conn, DeleteTopicsRequest[version](topic_names=["t", "nope"], timeout_ms=1000)))
@@ -81,7 +82,7 @@ def test_delete_topics(version):
     assert "t" not in backend.topics
 
 
-@pytest.mark.parametrize("version", [0, 1])
+@pytest.mark.parametrize("version", sorted({0, 1, apis.VERSIONS[37][1]}))
 def test_create_partitions(version):
     backend, conn = setup(partitions=2)
     CPT = CreatePartitionsRequest.CreatePartitionsTopic
@@ -96,7 +97,7 @@ def test_create_partitions(version):
     assert resp.results[0].error_code == Code.INVALID_PARTITIONS
 
 
-@pytest.mark.parametrize("version", [0, 1, 2])
+@pytest.mark.parametrize("version", sorted({0, 1, 2, apis.VERSIONS[32][1]}))
 def test_describe_configs(version):
     backend, conn = setup()
     backend.meta_extra["t"]["config"] = {"cleanup.policy": "delete"}

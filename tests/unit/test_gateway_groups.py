@@ -12,6 +12,7 @@ from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
 from kafka.protocol.consumer import (ConsumerProtocolAssignment, HeartbeatRequest, JoinGroupRequest,
                                      LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest)
 
+from rayka.gateway import apis
 from rayka.gateway.errors import Code
 from rayka.gateway.handlers.groups import decode_assignment
 from rayka.gateway.session import Connection, GatewayOptions
@@ -71,7 +72,8 @@ async def form_group(c1, c2, version=5, sync_version=3):
     return leader, follower
 
 
-@pytest.mark.parametrize("version, sync_version", [(0, 0), (1, 1), (3, 2), (5, 3)])
+@pytest.mark.parametrize("version, sync_version", sorted({(0, 0), (1, 1), (3, 2), (5, 3),
+                                                          (apis.VERSIONS[11][1], apis.VERSIONS[14][1])}))
 def test_join_and_sync_two_members(version, sync_version):
     backend, (c1, c2) = conns()
     leader, follower = run(form_group(c1, c2, version, sync_version))
@@ -81,14 +83,15 @@ def test_join_and_sync_two_members(version, sync_version):
         assert ("join_group", "g", None, "i1") in backend.calls
 
 
-def test_heartbeat_and_its_errors():
+@pytest.mark.parametrize("hb_version", sorted({0, 3, apis.VERSIONS[12][1]}))
+def test_heartbeat_and_its_errors(hb_version):
     backend, (c1, c2) = conns()
 
     async def go():
         leader, follower = await form_group(c1, c2)
 
         async def hb(member, generation):
-            return (await call(c1, HeartbeatRequest[3](group_id="g", generation_id=generation, member_id=member,
+            return (await call(c1, HeartbeatRequest[hb_version](group_id="g", generation_id=generation, member_id=member,
                                                        group_instance_id=None))).error_code
 
         ok = await hb(leader.member_id, 2)
@@ -102,14 +105,15 @@ def test_heartbeat_and_its_errors():
     assert run(go()) == (0, Code.ILLEGAL_GENERATION, Code.UNKNOWN_MEMBER_ID, Code.REBALANCE_IN_PROGRESS)
 
 
-def test_leave_group_v0_and_v3_batched():
+@pytest.mark.parametrize("batched", sorted({3, apis.VERSIONS[13][1]}))
+def test_leave_group_v0_and_v3_batched(batched):
     backend, (c1, c2) = conns()
 
     async def go():
         leader, follower = await form_group(c1, c2)
         r0 = await call(c1, LeaveGroupRequest[0](group_id="g", member_id="nobody"))
         M = LeaveGroupRequest.MemberIdentity
-        r3 = await call(c1, LeaveGroupRequest[3](group_id="g", members=[
+        r3 = await call(c1, LeaveGroupRequest[batched](group_id="g", members=[
             M(member_id=leader.member_id, group_instance_id=None), M(member_id="ghost", group_instance_id=None),
             M(member_id=follower.member_id, group_instance_id=None)]))
         return r0, r3
@@ -163,7 +167,7 @@ def test_decode_assignment():
     assert decode_assignment(b"\x00\x00\xff\xff\xff\x7f") is None  # not a ConsumerProtocolAssignment
 
 
-@pytest.mark.parametrize("version", [2, 5, 7])
+@pytest.mark.parametrize("version", sorted({2, 5, 7, apis.VERSIONS[8][1]}))
 def test_offset_commit_and_fetch(version):
     backend, (c1, c2) = conns()
     T = OffsetCommitRequest.OffsetCommitRequestTopic
@@ -186,10 +190,11 @@ def test_offset_commit_and_fetch(version):
                                                                     committed_leader_epoch=-1,
                                                                     committed_metadata=None)])]))
         FT = OffsetFetchRequest.OffsetFetchRequestTopic
-        fetched = await call(c1, OffsetFetchRequest[version](group_id="g", topics=[
+        fv = min(version, apis.VERSIONS[9][1])
+        fetched = await call(c1, OffsetFetchRequest[fv](group_id="g", topics=[
             FT(name="t", partition_indexes=[0, 1, 2])]))
-        every = await call(c1, OffsetFetchRequest[version](group_id="g", topics=None))
-        unknown = await call(c1, OffsetFetchRequest[version](group_id="never", topics=[
+        every = await call(c1, OffsetFetchRequest[fv](group_id="g", topics=None))
+        unknown = await call(c1, OffsetFetchRequest[fv](group_id="never", topics=[
             FT(name="t", partition_indexes=[0])]))
         return commit, stale, fetched, every, unknown
 
@@ -215,7 +220,7 @@ def test_simple_commit_without_a_group_member():
     assert backend.offsets_committed[("solo", "t", 2)] == (3, "")
 
 
-@pytest.mark.parametrize("version", [0, 2])
+@pytest.mark.parametrize("version", sorted({0, 2, apis.VERSIONS[16][1]}))
 def test_list_groups(version):
     backend, (c1, c2) = conns()
     run(form_group(c1, c2))
@@ -223,7 +228,7 @@ def test_list_groups(version):
     assert (r.error_code, [(g.group_id, g.protocol_type) for g in r.groups]) == (0, [("g", "consumer")])
 
 
-@pytest.mark.parametrize("version", [0, 4])
+@pytest.mark.parametrize("version", sorted({0, 4, apis.VERSIONS[15][1]}))
 def test_describe_groups(version):
     backend, (c1, c2) = conns()
     leader, follower = run(form_group(c1, c2))
