@@ -9,7 +9,7 @@ ends at least at the API's first flexible version when its fields mean the same
 there. What limits a range is the semantics: Produce below v3 and Fetch below v4
 carry the old message sets (magic 0/1) the gateway does not speak; Metadata v10+,
 Fetch v13+ and Produce v13 move to topic ids (the handlers go by topic name), Produce
-v10+ and Fetch v12+ to leader hints; JoinGroup v7+/SyncGroup v5+ add protocol checks
+v10+ to leader hints (Fetch v12 has them as optional tags: unsent); JoinGroup v7+/SyncGroup v5+ add protocol checks
 and reasons; ListOffsets v7+ the max-timestamp lookup; InitProducerId v3+ epoch
 bumps; OffsetFetch v8+ batched groups.
 """
