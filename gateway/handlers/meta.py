@@ -83,8 +83,11 @@ async def metadata(conn, request):
     else:
         names = [t.name for t in body.topics]
         allow_create = request.api_version < 4 or body.allow_auto_topic_creation
+    every = body.topics is None or (request.api_version == 0 and not body.topics)
     brokers = await backend.brokers()
     found = await asyncio.gather(*(_topic_meta(conn, n, allow_create) for n in names))
+    if every:  # a topic deleted since it was listed is left out, not answered as unknown
+        names, found = [n for n, f in zip(names, found) if f[1] is not None], [f for f in found if f[1] is not None]
     return response(
         request, throttle_time_ms=0,
         brokers=[_Broker(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack) for b in brokers],
