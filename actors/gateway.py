@@ -117,6 +117,9 @@ class GatewayActor:
         if handle is None:
             raise ConfigError(f"rayka cluster {cluster!r} has no coordinator in namespace {namespace!r}; "
                               "connect to it (rayka.connect) before starting its gateway")
+        from rayka.gateway import records
+
+        records.warm_up()  # compile (or load from numba's cache) the record loops before any client
         node_id = ray.get_runtime_context().get_node_id()
         backend = RayBackend(CoordinatorClient(handle), cluster_name=cluster, namespace=namespace, node_id=node_id,
                              host=options.advertised_host or host, port=port)

@@ -24,6 +24,7 @@ import pyarrow as pa
 from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 from kafka.protocol.producer import ProduceResponse
 
+from .. import records
 from ... import errors as E
 from ..stored import stored_batches
 from .common import Code, error_code, error_message, response
@@ -41,14 +42,6 @@ _LPart = _LTopic.ListOffsetsPartitionResponse
 _INVALID_REQUIRED_ACKS = 21
 _EARLIEST, _LATEST, _MAX_TIMESTAMP = -2, -1, -3
 _EMPTY_FETCH_WAIT_MS_MAX = 30_000
-
-
-def _codec():
-    """``rayka.gateway.records`` (RecordBatch v2 <-> Arrow), imported on first use so the rest of
-    the gateway imports even where that module is not installed yet."""
-    from .. import records
-
-    return records
 
 
 class _Refused(Exception):
@@ -91,7 +84,7 @@ def _decode_partition(name, meta, partition, data):
     if data is None:
         raise _Refused(Code.INVALID_RECORD, "null records")
     try:
-        batches = _codec().decode_batches(data)
+        batches = records.decode_batches(data)
     except E.RaykaError as exc:  # CorruptRecordError (CORRUPT_MESSAGE), RecordTooLargeError (inflated past limits)
         raise _Refused(error_code(exc, f"decoding records for {name}-{partition}"), error_message(exc)) from None
     for b in batches:
@@ -263,7 +256,7 @@ async def _fetch_answer(request, asked, metas, answers, max_bytes):
             data = b""
             try:
                 batches = stored_batches(a) if a.records else []
-                data = _codec().encode_batches(batches, log_append_time=_log_append_time(metas[name])) \
+                data = records.encode_batches(batches, log_append_time=_log_append_time(metas[name])) \
                     if batches else b""
                 code = 0
             except E.RaykaError as exc:

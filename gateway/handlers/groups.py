@@ -11,7 +11,6 @@ waiting connection waits.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 
@@ -103,7 +102,8 @@ async def sync_group(conn, request):
     deadline = time.monotonic() + min(_rebalance_ms(conn, b.group_id), _MAX_HOLD_MS) / 1000
     while True:
         try:
-            s = await _sync(conn.backend, b.group_id, b.member_id, b.generation_id, instance, assignments, assigned)
+            s = await conn.backend.sync_group(b.group_id, b.member_id, b.generation_id, instance, assignments,
+                                             assigned=assigned)
         except E.RaykaError as exc:
             return response(request, throttle_time_ms=0, error_code=error_code(exc, "in SyncGroup"), assignment=b"")
         if not s.pending:
@@ -112,21 +112,6 @@ async def sync_group(conn, request):
         if time.monotonic() >= deadline:
             return response(request, throttle_time_ms=0, error_code=Code.REBALANCE_IN_PROGRESS, assignment=b"")
         await asyncio.sleep(conn.options.group_poll_ms / 1000)
-
-
-def _takes_assigned(method) -> bool:
-    try:
-        return "assigned" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-async def _sync(backend, group_id, member_id, generation, instance, assignments, assigned):
-    # ``assigned`` was added to Backend.sync_group with these handlers: a backend written before
-    # it still works (it decodes the assignment bytes itself, or does without).
-    if _takes_assigned(backend.sync_group):
-        return await backend.sync_group(group_id, member_id, generation, instance, assignments, assigned=assigned)
-    return await backend.sync_group(group_id, member_id, generation, instance, assignments)
 
 
 async def heartbeat(conn, request):
@@ -181,7 +166,8 @@ async def offset_commit(conn, request):
         generation = b.generation_id_or_member_epoch
         member = b.member_id or None
         try:
-            await conn.backend.commit_offsets(b.group_id, member, generation, offsets)
+            instance = b.group_instance_id if request.api_version >= 7 else None
+            await conn.backend.commit_offsets(b.group_id, member, generation, offsets, instance)
             code = 0
         except E.RaykaError as exc:
             code = error_code(exc, "in OffsetCommit")

@@ -30,7 +30,10 @@ def gateway(ctx, host, port, auto_create_topics, advertised_host):
     from rayka.clients.gateway_backend import RayBackend
     from rayka.gateway.session import GatewayOptions
 
+    from rayka.gateway import records
+
     cluster = _connect(ctx)
+    records.warm_up()  # compile the record loops before any client waits on them
     options = GatewayOptions(auto_create_topics=auto_create_topics, advertised_host=advertised_host or host)
     backend = RayBackend.from_cluster(cluster, host=options.advertised_host, port=port)
     server = GatewayServer(backend, host, port, options)

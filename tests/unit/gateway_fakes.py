@@ -21,10 +21,6 @@ from rayka.messages import AppendResult, FetchResponse, LogBounds, TimeLookup
 from rayka.partitions import codec
 from rayka.partitions.records import log_schema
 
-import gateway_records_standin
-
-gateway_records_standin.install()
-
 _SCHEMA = log_schema()
 _SCHEMA_SIZE = len(codec.schema_message(_SCHEMA))
 
@@ -270,7 +266,7 @@ class FakeBackend:
         else:
             g.state, g.generation = "Empty", g.generation + 1
 
-    async def commit_offsets(self, group_id, member_id, generation, offsets):
+    async def commit_offsets(self, group_id, member_id, generation, offsets, instance_id=None):
         self.calls.append(("commit_offsets", group_id, member_id, generation, list(offsets)))
         g = self.groups.get(group_id)
         if member_id is not None or generation >= 0:

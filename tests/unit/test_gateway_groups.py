@@ -241,16 +241,3 @@ def test_describe_groups(version):
     if version >= 4:
         assert sorted(m.group_instance_id for m in g.members) == ["i1", "i2"]
     assert never.group_state == "Dead"
-
-
-def test_a_backend_without_the_assigned_parameter_still_syncs():
-    class OldBackend(FakeBackend):
-        async def sync_group(self, group_id, member_id, generation, instance_id, assignments):
-            return await FakeBackend.sync_group(self, group_id, member_id, generation, instance_id, assignments)
-
-    backend = OldBackend()
-    asyncio.run(backend.create_topic("t", 4, 1, {}))
-    c1, c2 = (Connection(backend, broker_id=0, options=GatewayOptions(group_poll_ms=5)) for _ in range(2))
-    leader, follower = run(form_group(c1, c2))
-    syncs = [c[5] for c in backend.calls if c[0] == "sync_group"]
-    assert len(syncs) >= 2 and set(syncs) == {None}
