@@ -16,6 +16,7 @@ connection is closed before its bytes are read. A frame that does not decode is 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from kafka.protocol.api_header import RequestHeader
 
 from . import apis
 from .errors import FrameTooLargeError, ProtocolError, UnsupportedApiError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Request", "read_frame", "parse_request", "encode_response", "MAX_REQUEST_BYTES"]
 
@@ -97,8 +100,7 @@ def parse_request(frame: bytes) -> Request:
         raise UnsupportedApiError(f"{klass.__name__} v{version} is not served (offered: v{lo}-v{hi})")
     try:
         # The codec's compiled decoders (what ``klass.decode`` calls) read a memoryview in place
-        # and tell where they stopped: bytes past the body mean the frame is not the request it
-        # claims to be.
+        # and tell where they stopped.
         view = memoryview(frame)
         flexible = klass.flexible_version_q(version)
         header, at = _header_decoder(flexible)(view, 0)
@@ -106,8 +108,13 @@ def parse_request(frame: bytes) -> Request:
         body, end = decoder(view, at)
     except Exception as exc:  # the codec raises struct.error, ValueError, UnicodeError, IndexError...
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {type(exc).__name__}: {exc}") from None
-    if end != len(frame):
+    if end != len(frame) and not flexible:
         raise ProtocolError(f"{klass.__name__} v{version} does not decode: {len(frame) - end} bytes past its end")
+    if end < len(frame):
+        # A flexible version's bytes after the body are ignored: librdkafka 2.16's all-topics
+        # Metadata v9 carries one, and refusing it would cut off every librdkafka admin client.
+        log.debug("%s v%d from %s: %d bytes after the body ignored", klass.__name__, version, header.client_id,
+                  len(frame) - end)
     return Request(api_key, version, correlation_id, header.client_id, body, len(frame))
 
 

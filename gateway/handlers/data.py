@@ -237,21 +237,23 @@ async def _long_poll(answers, idle, ask, wait_ms, want_bytes):
 
 
 async def _fetch_answer(request, asked, metas, answers, max_bytes):
+    # Error entries carry empty records, never null: librdkafka refuses a null record set
+    # ("invalid MessageSetSize -1"), and Kafka brokers send an empty one.
     by_topic: dict[str, list] = {}
     total = 0
     for (name, index, offset, part_max), a in zip(asked, answers):
         if isinstance(a, _Refused):
             entry = _FPart(partition_index=index, error_code=a.code, high_watermark=-1, last_stable_offset=-1,
-                           log_start_offset=-1, aborted_transactions=None, preferred_read_replica=-1, records=None)
+                           log_start_offset=-1, aborted_transactions=None, preferred_read_replica=-1, records=b"")
         elif isinstance(a, E.OffsetOutOfRangeError):
             entry = _FPart(partition_index=index, error_code=Code.OFFSET_OUT_OF_RANGE,
                            high_watermark=a.log_end_offset, last_stable_offset=a.log_end_offset,
                            log_start_offset=a.log_start_offset, aborted_transactions=None,
-                           preferred_read_replica=-1, records=None)
+                           preferred_read_replica=-1, records=b"")
         elif isinstance(a, Exception):
             entry = _FPart(partition_index=index, error_code=error_code(a, f"fetching {name}-{index}"),
                            high_watermark=-1, last_stable_offset=-1, log_start_offset=-1,
-                           aborted_transactions=None, preferred_read_replica=-1, records=None)
+                           aborted_transactions=None, preferred_read_replica=-1, records=b"")
         else:
             data = b""
             try:

@@ -151,7 +151,7 @@ def test_manual_assignment_seeks_by_offset_and_by_time(gw):
     cluster, bootstrap = gw
     topic = _topic("seek")
     rayka.Admin(cluster).create_topic(topic, partitions=1)
-    base = 1_700_000_000_000
+    base = (int(time.time()) - 3600) * 1000  # recent: retention (7 days) would delete older records
     _produce(_producer(bootstrap), topic, [{"value": f"s{i}".encode(), "partition": 0, "timestamp": base + 1000 * i}
                                           for i in range(100)])
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,

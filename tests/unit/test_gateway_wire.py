@@ -337,3 +337,19 @@ def test_an_internal_error_closes_the_connection_with_its_traceback_logged(caplo
     with caplog.at_level(logging.ERROR, logger="rayka.gateway"):
         assert run(go())
     assert "internal error" in caplog.text and "backend bug" in caplog.text
+
+
+def test_bytes_after_a_request_body_are_ignored_as_librdkafka_sends_them():
+    # librdkafka 2.16's all-topics Metadata v9, as captured from its admin client: one byte after
+    # the body's tagged fields. Refusing it cut every librdkafka admin client off.
+    captured = bytes.fromhex("0003000900000005000772646b61666b61000000000001000000")
+    request = wire.parse_request(captured)
+    assert (request.api_key, request.api_version, request.correlation_id) == (3, 9, 5)
+    assert request.body.topics is None and request.client_id == "rdkafka"
+    backend = FakeBackend()
+    run(backend.create_topic("t", 2, 1, {}))
+    answer = run(Connection(backend, broker_id=0).handle(captured))
+    assert struct.unpack(">i", answer[:4])[0] == len(answer) - 4
+    assert struct.unpack(">i", answer[4:8])[0] == 5  # the correlation id: answered, not closed
+    with pytest.raises(ProtocolError):
+        wire.parse_request(captured[:-4])  # a body cut short still does not decode
