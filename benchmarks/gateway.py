@@ -39,7 +39,7 @@ _PACED = r"""
 import sys, time
 from confluent_kafka import Producer
 bootstrap, topic, rate, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": 1, "broker.address.family": "v4"})
+p = Producer({"bootstrap.servers": bootstrap, "acks": 1, "broker.address.family": "v4"})  # linger.ms 5
 pad = b"x" * 92
 def paced(rate, seconds):
     start, sent, total = time.perf_counter(), 0, int(rate * seconds)
@@ -87,12 +87,16 @@ def kafka_produce(bootstrap: str, topic: str, total: int) -> Row:
     return Row("confluent-kafka", "produce via gateway, 1 partition, acks=1", n, dt, 100)
 
 
-def kafka_consume(bootstrap: str, topic: str, total: int) -> Row:
+#: librdkafka's consumer queue: with its defaults (queued.min.messages 100,000) a fetch of more
+#: than that many 100-byte records parks the partition for fetch.queue.backoff.ms (1 s).
+_TUNED_CONSUMER = {"queued.min.messages": 1_000_000, "max.partition.fetch.bytes": 4 * 2**20}
+
+
+def kafka_consume(bootstrap: str, topic: str, total: int, tuned: bool) -> Row:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                  "fetch.max.bytes": 64 * 2**20, "max.partition.fetch.bytes": 16 * 2**20,
-                  "queued.max.messages.kbytes": 256 * 1024, **_KAFKA})
+                  **(_TUNED_CONSUMER if tuned else {}), **_KAFKA})
     c.assign([TopicPartition(topic, 0, 0)])
     t0 = time.perf_counter()
     n = 0
@@ -100,7 +104,8 @@ def kafka_consume(bootstrap: str, topic: str, total: int) -> Row:
         n += sum(1 for m in c.consume(num_messages=10_000, timeout=1.0) if m.error() is None)
     dt = time.perf_counter() - t0
     c.close()
-    return Row("confluent-kafka", "consume via gateway (consume(10000))", n, dt, 100)
+    return Row("confluent-kafka", f"consume via gateway ({'4 MiB fetches' if tuned else 'librdkafka defaults'})",
+               n, dt, 100, note="queued.min.messages=1000000, max.partition.fetch.bytes=4MiB" if tuned else "")
 
 
 def kafka_cold(bootstrap: str, topic: str) -> list[Row]:
@@ -152,7 +157,7 @@ def kafka_latency(bootstrap: str, topic: str, rate: int, seconds: float) -> Row:
     c.close()
     p50, p99, p999 = percentiles(lat)
     return Row("confluent-kafka", f"end-to-end at {rate:,}/s via gateway", len(lat), dt, 100, p50, p99, p999,
-               note=f"producer in its own process, linger.ms=0; {len(lat):,}/{sent or 0:,} received")
+               note=f"producer in its own process, linger.ms=5 (librdkafka's default); {len(lat):,}/{sent or 0:,} received")
 
 
 def run(quick: bool) -> list[Row]:
@@ -187,7 +192,8 @@ def run(quick: bool) -> list[Row]:
         t = topic()
         step(kafka_produce(bootstrap, t, total))
         step(compare.rayka_poll_batch(t, total))
-        step(kafka_consume(bootstrap, t, total))
+        step(kafka_consume(bootstrap, t, total, tuned=False))
+        step(kafka_consume(bootstrap, t, total, tuned=True))
         step(compare.rayka_latency(admin, cluster, 10_000, lat_s))
         step(kafka_latency(bootstrap, topic(), 10_000, lat_s))
     finally:
@@ -203,7 +209,8 @@ def main(argv=None) -> int:
     rows = run(args.quick)
     by = {r.workload: r for r in rows}
     produce = by["produce via gateway, 1 partition, acks=1"].msgs_per_s
-    consume = by["consume via gateway (consume(10000))"].msgs_per_s
+    consume = max(by["consume via gateway (librdkafka defaults)"].msgs_per_s,
+                  by["consume via gateway (4 MiB fetches)"].msgs_per_s)
     verdict = (f"confluent-kafka via the gateway: produce {produce:,.0f} msg/s (target >= 300,000: "
                f"{'met' if produce >= 300_000 else 'NOT met'}), consume {consume:,.0f} msg/s (target >= 500,000: "
                f"{'met' if consume >= 500_000 else 'NOT met'})")
