@@ -143,7 +143,11 @@ def kafka_latency(bootstrap: str, topic: str, rate: int, seconds: float) -> Row:
     t0 = time.perf_counter()
     deadline = time.monotonic() + seconds * 3 + 30
     while time.monotonic() < deadline:
-        msgs = [m for m in c.consume(num_messages=10_000, timeout=0.1) if m.error() is None]
+        # consume(n, timeout) waits until n records or the timeout: poll() hands out the first
+        # record as soon as it is there, then consume(timeout=0) what else has arrived.
+        first = c.poll(0.1)
+        got = [first, *c.consume(num_messages=10_000, timeout=0)] if first is not None else []
+        msgs = [m for m in got if m.error() is None]
         now = time.time_ns()
         stamps = np.array([int.from_bytes(m.value()[:8], "little") for m in msgs], dtype=np.int64)
         lat.extend(((now - stamps[stamps > 0]) / 1e6).tolist())
