@@ -197,6 +197,6 @@ def export_topic(topic: str, dest, *, format: str = "parquet", start=None, end=N
                     old = result.ranges.get(p)
                     result.ranges[p] = (lo if old is None else old[0], hi)
     finally:
-        getattr(writer, "close", lambda: None)()
+        writer.close()
     result.seconds = time.monotonic() - began
     return result
