@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import PartitionBudget
-from ..errors import ConfigError, PartitionBudgetError
+from ..errors import ConfigError, InvalidReplicationFactorError, PartitionBudgetError
 from .budget import MiB, check_partition_budget, node_limit
 from .metadata import partition_dir
 from .placement import room_by_node
@@ -76,10 +76,10 @@ def place_replicas(budget: PartitionBudget, node_memory_bytes: Mapping[str, floa
     first new partition (add_partitions continues the rotation); ``elsewhere``: replicas on no
     alive node. Nothing is placed if any replica cannot be."""
     if replication_factor < 1:
-        raise ConfigError(f"replication_factor must be >= 1, got {replication_factor}")
+        raise InvalidReplicationFactorError(f"replication_factor must be >= 1, got {replication_factor}")
     alive = sorted(node_memory_bytes)
     if len(alive) < replication_factor and not colocate:
-        raise ConfigError(
+        raise InvalidReplicationFactorError(
             f"{action} refused, nothing was created: replication_factor={replication_factor} puts each replica "
             f"of a partition on its own Ray node, and {len(alive)} node(s) are alive. Add Ray nodes, lower "
             "replication_factor, or set the topic config replica.placement=colocate to let replicas share "

@@ -77,8 +77,14 @@ class Code:
 
 
 # Most specific first: CommitFailedError is both an IllegalGenerationError and an
-# UnknownMemberError, and Kafka clients rejoin on ILLEGAL_GENERATION.
+# UnknownMemberError, and Kafka clients rejoin on ILLEGAL_GENERATION. NOT_COORDINATOR is never
+# answered: every gateway is the coordinator of every group (their state is in rayka's
+# coordinator actor), and that actor restarting is COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
 _TABLE: tuple[tuple[type, int], ...] = (
+    (E.InvalidReplicationFactorError, Code.INVALID_REPLICATION_FACTOR),  # a ConfigError
+    (E.FencedInstanceIdError, Code.FENCED_INSTANCE_ID),
+    (E.GroupMaxSizeReachedError, Code.GROUP_MAX_SIZE_REACHED),
+    (E.InvalidProducerEpochError, Code.INVALID_PRODUCER_EPOCH),
     (E.UnknownTopicError, Code.UNKNOWN_TOPIC_OR_PARTITION),
     (E.UnknownPartitionError, Code.UNKNOWN_TOPIC_OR_PARTITION),
     (E.OffsetOutOfRangeError, Code.OFFSET_OUT_OF_RANGE),
@@ -108,26 +114,8 @@ _TABLE: tuple[tuple[type, int], ...] = (
     (E.LogWriteError, Code.KAFKA_STORAGE_ERROR),  # retriable: the client refreshes metadata and retries
 )
 
-# Errors of rayka.errors that other parts add (a fenced static member, a full group, a stale
-# producer epoch) are matched by class name, so this table needs no import that may not exist yet.
-_BY_NAME = {
-    "FencedInstanceIdError": Code.FENCED_INSTANCE_ID,
-    "GroupMaxSizeReachedError": Code.GROUP_MAX_SIZE_REACHED,
-    "InvalidProducerEpochError": Code.INVALID_PRODUCER_EPOCH,
-    "ProducerFencedError": Code.INVALID_PRODUCER_EPOCH,
-    "InvalidPartitionsError": Code.INVALID_PARTITIONS,
-    "InvalidReplicationFactorError": Code.INVALID_REPLICATION_FACTOR,
-    "NotCoordinatorError": Code.NOT_COORDINATOR,
-    "CoordinatorLoadInProgressError": Code.COORDINATOR_LOAD_IN_PROGRESS,
-}
-
-
 def error_code(exc: BaseException, context: str = "") -> int:
     """The Kafka error code for ``exc``; UNKNOWN_SERVER_ERROR (-1), logged, for anything else."""
-    for klass in type(exc).__mro__:
-        code = _BY_NAME.get(klass.__name__)
-        if code is not None:
-            return code
     for klass, code in _TABLE:
         if isinstance(exc, klass):
             return code

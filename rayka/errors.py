@@ -8,6 +8,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
 
     RaykaError
     ├── ConfigError                  bad configuration value or unknown key
+    │   └── InvalidReplicationFactorError  more replicas than nodes to put them on, or < 1
     ├── InvalidTopicError            topic name breaks Kafka's naming rule
     ├── PartitionBudgetError         a create_topic/add_partitions past the nodes' memory budget
     ├── TopicExistsError
@@ -64,6 +65,7 @@ from rayka._diskspace import describe_write_failure
 __all__ = [
     "RaykaError",
     "ConfigError",
+    "InvalidReplicationFactorError",
     "InvalidTopicError",
     "PartitionBudgetError",
     "TopicExistsError",
@@ -141,6 +143,10 @@ class _KeyErrorMessage(KeyError):
 
 class ConfigError(RaykaError, ValueError):
     """A configuration value is invalid or a key is unknown."""
+
+
+class InvalidReplicationFactorError(ConfigError):
+    """A replication factor below 1, or above the Ray nodes alive to hold each replica on its own."""
 
 
 class InvalidTopicError(RaykaError, ValueError):

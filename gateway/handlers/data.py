@@ -42,6 +42,11 @@ _LPart = _LTopic.ListOffsetsPartitionResponse
 _INVALID_REQUIRED_ACKS = 21
 _EARLIEST, _LATEST, _MAX_TIMESTAMP = -2, -1, -3
 _EMPTY_FETCH_WAIT_MS_MAX = 30_000
+#: The longest a Fetch waits for min_bytes, whatever max_wait_ms a client asks (fetch.wait.max.ms
+#: is 500 ms in librdkafka and the Java client).
+MAX_WAIT_MS = 30_000
+#: A Fetch's long poll asks each partition for at most this long at a time.
+LONG_POLL_SLICE_MS = 250
 
 
 class _Refused(Exception):
@@ -193,47 +198,59 @@ async def fetch(conn, request):
             continue
         pending.append(i)
 
-    async def ask(i, wait_ms):
-        name, index, offset, max_bytes = asked[i]
+    async def ask(i, offset, wait_ms):
+        name, index, _, max_bytes = asked[i]
         try:
             return await conn.backend.fetch(name, index, offset, max(1, max_bytes), wait_ms)
         except E.RaykaError as exc:
             return exc
 
-    deadline = time.monotonic() + max(0, body.max_wait_ms) / 1000
+    wait_ms = min(max(0, body.max_wait_ms), MAX_WAIT_MS)
+    deadline = time.monotonic() + wait_ms / 1000
     if not asked and body.min_bytes > 0:
         # Nothing asked (a client keeping its fetch loop alive): no data can come, so wait as Kafka
         # does rather than answer at once into a busy loop.
-        await asyncio.sleep(min(max(0, body.max_wait_ms), _EMPTY_FETCH_WAIT_MS_MAX) / 1000)
-    for i, a in zip(pending, await asyncio.gather(*(ask(i, 0) for i in pending))):
+        await asyncio.sleep(min(wait_ms, _EMPTY_FETCH_WAIT_MS_MAX) / 1000)
+    for i, a in zip(pending, await asyncio.gather(*(ask(i, asked[i][2], 0) for i in pending))):
         answers[i] = a
-    got = sum(_size(a) for a in answers if a is not None and not isinstance(a, Exception))
-    wait_ms = int((deadline - time.monotonic()) * 1000)
-    idle = [i for i in pending if not isinstance(answers[i], Exception) and not answers[i].records]
-    if got < body.min_bytes and wait_ms > 0 and idle:
-        await _long_poll(answers, idle, ask, wait_ms, body.min_bytes - got)
+    # Until min_bytes are there (an error answers at once, as Kafka does), wait for records on
+    # every asked partition from where its answer ended, in slices of LONG_POLL_SLICE_MS.
+    while pending and not any(isinstance(answers[i], Exception) for i in pending):
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if sum(_size(answers[i]) for i in pending) >= body.min_bytes or left_ms <= 0:
+            break
+        resume = {i: answers[i].next_offset if answers[i].records else asked[i][2] for i in pending}
+        for i, a in await _records_coming(ask, resume, min(left_ms, LONG_POLL_SLICE_MS)):
+            if isinstance(a, Exception) or not answers[i].records:
+                answers[i] = a  # asked from the fetch offset itself: the whole answer
+            else:  # more behind what it had: read the partition again from the fetch offset
+                answers[i] = await ask(i, asked[i][2], 0)
     return await _fetch_answer(request, asked, metas, answers, body.max_bytes)
 
 
-async def _long_poll(answers, idle, ask, wait_ms, want_bytes):
-    """Ask the ``idle`` partitions again, waiting up to ``wait_ms``; stop once ``want_bytes`` came."""
-    tasks = {asyncio.ensure_future(ask(i, wait_ms)): i for i in idle}
-    deadline = time.monotonic() + wait_ms / 1000
+async def _records_coming(ask, resume: dict[int, int], wait_ms: int) -> list:
+    """Long-poll each partition ``i`` from ``resume[i]`` for up to ``wait_ms``; ``(i, answer)`` of
+    those that got records or failed, as soon as one did ([] when the wait passed with none).
+
+    The waits still running are cancelled here, but the partition calls behind them run on
+    until their own ``wait_ms``: a slice bounds how long an abandoned wait holds a partition's
+    fetch thread (a client gone, or another partition answered first)."""
+    tasks = {asyncio.ensure_future(ask(i, offset, wait_ms)): i for i, offset in resume.items()}
+    found: list = []
     try:
-        while tasks and want_bytes > 0:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            done, _ = await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        while tasks and not found:
+            done, _ = await asyncio.wait(tasks, timeout=wait_ms / 1000 + 5, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # the backend did not end its wait: answer with what there is
             for task in done:
                 i = tasks.pop(task)
                 a = task.result()
                 if isinstance(a, Exception) or a.records:
-                    answers[i] = a
-                    want_bytes -= 0 if isinstance(a, Exception) else _size(a)
+                    found.append((i, a))
     finally:
         for task in tasks:
             task.cancel()
+    return found
 
 
 async def _fetch_answer(request, asked, metas, answers, max_bytes):

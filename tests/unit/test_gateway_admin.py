@@ -127,10 +127,10 @@ def test_describe_configs(version):
     (E.TopicExistsError("x"), 36), (E.NotEnoughReplicasError("x"), 19), (E.KafkaTimeoutError("x"), 7),
     (E.InconsistentGroupProtocolError("x"), 23), (E.UnknownGroupError("x"), 69), (E.GroupNotEmptyError("x"), 68),
     (ProtocolError("x"), 42), (E.DiskFullError("x"), 56), (E.PartitionUnavailableError("x"), 6),
-    (type("FencedInstanceIdError", (E.GroupError,), {})("x"), 82),
-    (type("InvalidProducerEpochError", (E.RaykaError,), {})("x"), 47),
-    (type("NotCoordinatorError", (E.RaykaError,), {})("x"), 16),
-    (type("GroupMaxSizeReachedError", (E.GroupError,), {})("x"), 81),
+    (E.FencedInstanceIdError("x"), 82),
+    (E.InvalidProducerEpochError("x"), 47),
+    (E.GroupMaxSizeReachedError("x"), 81),
+    (E.InvalidReplicationFactorError("x"), 38),  # a ConfigError, whose own code is INVALID_CONFIG
 ])
 def test_error_codes(exc, code):
     assert error_code(exc) == code

@@ -392,3 +392,47 @@ def test_produce_acks_0_never_answers_even_when_refused():
     req.transactional_id = "tx"
     assert run(conn.handle(frame(req))) is None
     assert run(conn.handle(frame(produce_req(8, [(0, b"junk")], acks=0)))) is None
+
+
+def test_fetch_waits_for_min_bytes_even_when_some_records_are_there():
+    backend, conn = setup()
+    _fill(conn, [[b"early"]], partition=0)
+
+    async def go():
+        async def later():
+            await asyncio.sleep(0.1)
+            await backend.append("t", 0, _input_batch([b"L" * 3000]), None, -1, 1)
+
+        t0 = time.monotonic()
+        task = asyncio.ensure_future(later())
+        resp = await call(conn, fetch_req(11, [(0, 0, 2**20), (1, 0, 2**20)], max_wait_ms=5000, min_bytes=2000))
+        await task
+        return resp, time.monotonic() - t0
+
+    resp, took = run(go())
+    parts = {p.partition_index: p for p in resp.responses[0].partitions}
+    assert [r[3] for r in read_kafka_records(parts[0].records)] == [b"early", b"L" * 3000]
+    assert 0.09 <= took < 4.0
+
+
+def test_fetch_long_poll_asks_each_partition_in_slices():
+    backend, conn = setup()
+    t0 = time.monotonic()
+    resp = run(call(conn, fetch_req(11, [(0, 0, 2**20), (1, 0, 2**20)], max_wait_ms=1200, min_bytes=1)))
+    took = time.monotonic() - t0
+    waits = [c[4] for c in backend.calls if c[0] == "fetch"]
+    assert resp.responses[0].partitions[0].records == b"" and 1.1 <= took < 5
+    # An abandoned wait (the client gone, or another partition answered) holds a partition's
+    # fetch thread at most one slice: never the client's whole max_wait_ms.
+    assert max(waits) <= 250 and len([w for w in waits if w > 0]) >= 8
+
+
+def test_fetch_answers_an_error_at_once_without_waiting_for_min_bytes():
+    backend, conn = setup()
+    _fill(conn, [[b"a"]], partition=0)
+    t0 = time.monotonic()
+    resp = run(call(conn, fetch_req(11, [(0, 7, 2**20), (1, 0, 2**20)], max_wait_ms=3000, min_bytes=1)))
+    took = time.monotonic() - t0
+    parts = {p.partition_index: p for p in resp.responses[0].partitions}
+    assert parts[0].error_code == 1 and parts[0].high_watermark == 1  # OFFSET_OUT_OF_RANGE, with the range
+    assert took < 1.0
