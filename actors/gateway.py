@@ -13,7 +13,8 @@ their names (``RayBackend.brokers``).
 Ports: :func:`start_gateways` gives the i-th alive node (sorted by node id at start
 time) ``port + i``, so several Ray nodes on one machine (ray.cluster_utils.Cluster) do
 not collide; ``port=0`` gives each an ephemeral port. A restarted actor binds the
-port it was created with.
+port it was created with, or (``port=0``) the port its first start got, which the actor keeps
+in Ray's internal KV until :func:`stop_gateways`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["GatewayActor", "GatewayServer", "start_gateways", "stop_gateways"]
 log = logging.getLogger(__name__)
 
 _BIND_TIMEOUT_S = 30.0
+_KV_NAMESPACE = "rayka"
 
 
 class GatewayServer:
@@ -123,8 +125,21 @@ class GatewayActor:
         node_id = ray.get_runtime_context().get_node_id()
         backend = RayBackend(CoordinatorClient(handle), cluster_name=cluster, namespace=namespace, node_id=node_id,
                              host=options.advertised_host or host, port=port)
-        self._server = GatewayServer(backend, host, port, options)
-        self._server.start()
+        name = ray.get_runtime_context().get_actor_name() or ""
+        remembered = _remembered_port(name) if port == 0 else 0
+        if remembered:  # a restart by Ray binds the port its first start got: clients still know it
+            try:
+                self._server = GatewayServer(backend, host, remembered, options)
+                self._server.start()
+            except ConfigError as exc:  # taken meanwhile: serve on a new port rather than not at all
+                log.warning("Kafka gateway: port %d of its first start is taken (%s): binding a free one",
+                            remembered, exc)
+                remembered = 0
+        if not remembered:
+            self._server = GatewayServer(backend, host, port, options)
+            self._server.start()
+        if name:
+            _remember_port(name, self._server.address()[2])
         log.info("Kafka gateway of %s listening on %s:%d", cluster, *self._server.address()[1:])
 
     def address(self) -> tuple[int, str, int]:
@@ -135,12 +150,36 @@ class GatewayActor:
         self._server.stop()
 
 
+def _port_key(name: str) -> bytes:
+    return f"{name}:port".encode()
+
+
+def _remembered_port(name: str) -> int:
+    """The port the gateway actor ``name`` bound first (0 if none): kept in Ray's internal KV."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    got = _internal_kv_get(_port_key(name), namespace=_KV_NAMESPACE) if name else None
+    return int(got) if got else 0
+
+
+def _remember_port(name: str, port: int) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    _internal_kv_put(_port_key(name), str(port).encode(), overwrite=True, namespace=_KV_NAMESPACE)
+
+
+def _forget_port(name: str) -> None:
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(_port_key(name), namespace=_KV_NAMESPACE)
+
+
 def start_gateways(cluster: str, namespace: str, host: str, port: int, options) -> list[tuple[int, str, int]]:
     """A gateway on every alive node that has none (see the module docs for the ports);
     ``(broker_id, host, port)`` of every gateway of ``cluster``, sorted by broker id."""
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ConfigError(f"port must be 0..65535, got {port!r}")
-    handles = []
+    handles, created = [], []
     for i, node in enumerate(_ray.alive_node_ids()):
         name = _ray.gateway_name(cluster, node)
         handle = _ray.get_actor(name, namespace)
@@ -149,13 +188,15 @@ def start_gateways(cluster: str, namespace: str, host: str, port: int, options) 
                 name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
             ).remote(cluster, namespace, host, port + i if port else 0, options)
+            created.append(handle)
         handles.append(handle)
     out = []
     try:
         for h in handles:
             out.append(tuple(ray.get(h.address.remote(), timeout=60)))
     except ray.exceptions.RayActorError as exc:
-        stop_gateways(cluster, namespace)
+        for h in created:  # the gateways that were running before this call keep serving
+            _ray.kill(h)
         cause = str(exc).splitlines()
         detail = next((line for line in cause if "ConfigError" in line), cause[0] if cause else "")
         raise ConfigError(f"a Kafka gateway could not start: {detail}") from None
@@ -173,4 +214,6 @@ def stop_gateways(cluster: str, namespace: str) -> int:
         pass
     for h in handles:
         _ray.kill(h)
+    for name in names:  # a gateway started later on port 0 gets a fresh port
+        _forget_port(name)
     return len(names)

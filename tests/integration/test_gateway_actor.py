@@ -162,3 +162,37 @@ def test_cli_gateway_serves_in_the_foreground_until_sigterm(ray_session, tmp_pat
         out, err = proc.communicate(timeout=60)
     assert f"127.0.0.1:{port}".encode() in out, out + err
     assert proc.returncode == 143, err
+
+
+def _api_versions_answered(port) -> bool:
+    """An ApiVersions v0 request on a fresh connection gets its answer (correlation id 7)."""
+    import struct
+
+    frame = struct.pack(">hhih", 18, 0, 7, 1) + b"t"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        head = s.recv(8, socket.MSG_WAITALL)
+    return len(head) == 8 and struct.unpack(">i", head[4:])[0] == 7
+
+
+def test_a_gateway_killed_by_sigkill_comes_back_on_the_same_port(cluster):
+    import signal
+
+    started = rayka.gateway.start(port=0, cluster=cluster)
+    try:
+        _, _, port = started[0]
+        [name] = _gateways(cluster)
+        handle = _ray.get_actor(name, cluster.namespace)
+        pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=10) != pid:
+                    break
+            except ray.exceptions.RayError:  # restarting
+                time.sleep(0.2)
+        assert _connects(port) and _api_versions_answered(port)
+        assert ray.get(handle.address.remote(), timeout=30)[2] == port
+    finally:
+        rayka.gateway.stop(cluster=cluster)
