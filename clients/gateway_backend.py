@@ -27,8 +27,10 @@ unavailable or unknown-topic errors, so the next request reads it again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 METADATA_TTL_S = 5.0
 #: Seconds the list of gateways (brokers) and alive nodes is served from the cache.
 BROKERS_TTL_S = 2.0
+#: Threads for coordinator calls (each blocks while the coordinator restarts).
+COORDINATOR_THREADS = 16
 #: Records per fetch call: the partition bounds a read by bytes; this only caps a huge one.
 FETCH_MAX_RECORDS = 1_000_000
 #: How long a partition's actor gets to tell its node when the metadata's node is gone.
@@ -100,6 +104,8 @@ class RayBackend:
         self.broker_id = broker_id(node_id)
         self._self = Broker(self.broker_id, host, port)
         self._topics: dict[str, _Entry] = {}
+        self._lookups: dict[str, asyncio.Future] = {}
+        self._threads = ThreadPoolExecutor(max_workers=COORDINATOR_THREADS, thread_name_prefix="rayka-gateway")
         self._brokers: tuple[float, list[Broker], set] | None = None
 
     @classmethod
@@ -118,8 +124,10 @@ class RayBackend:
         self._brokers = None
 
     async def _co(self, method, *args):
-        """A coordinator call off the loop (it blocks while it waits and retries)."""
-        return await asyncio.to_thread(method, *args)
+        """A coordinator call off the loop (it blocks while it waits and retries), on this
+        backend's own threads: held JoinGroup/SyncGroup polls and a restarting coordinator do
+        not take the threads that metadata lookups on the produce/fetch path need."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(method, *args))
 
     # -- cluster and topics
 
@@ -171,6 +179,14 @@ class RayBackend:
         entry = self._topics.get(name)
         if entry is not None and not refresh and time.monotonic() - entry.fetched < METADATA_TTL_S:
             return entry
+        # One lookup per topic at a time: the requests that find the entry expired together share it.
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            lookup = self._lookups[name] = asyncio.ensure_future(self._look_up(name))
+            lookup.add_done_callback(lambda _, name=name: self._lookups.pop(name, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, name: str) -> _Entry:
         try:
             meta, clients = await self._co(self._coordinator.topic, name)
         except UnknownTopicError:

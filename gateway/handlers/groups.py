@@ -218,8 +218,11 @@ async def list_groups(conn, request):
         groups = await conn.backend.list_groups()
     except E.RaykaError as exc:
         return response(request, throttle_time_ms=0, error_code=error_code(exc, "in ListGroups"), groups=[])
+    # v4+: the states asked for (none: every group); each answer carries its state.
+    wanted = {x.lower() for x in (request.body.states_filter or ())} if request.api_version >= 4 else set()
     return response(request, throttle_time_ms=0, error_code=0, groups=[
-        ListGroupsResponse.ListedGroup(group_id=g, protocol_type=t, group_state=s) for g, t, s in groups])
+        ListGroupsResponse.ListedGroup(group_id=g, protocol_type=t, group_state=s) for g, t, s in groups
+        if not wanted or s.lower() in wanted])
 
 
 async def describe_groups(conn, request):

@@ -157,7 +157,16 @@ async def create_topics(conn, request):
                 await conn.backend.create_topic(t.name, parts, rf, config)
         except E.RaykaError as exc:
             return Result(name=t.name, error_code=error_code(exc, "in CreateTopics"), error_message=error_message(exc))
-        return Result(name=t.name, error_code=0, error_message=None)
+        # v5+ answers what was created: the partitions, the replication factor and the topic's config.
+        created = dict(num_partitions=parts, replication_factor=rf)
+        if request.api_version >= 5 and not body.validate_only:
+            try:
+                described = await conn.backend.describe_topic_config(t.name)
+            except E.RaykaError:  # deleted again meanwhile: the creation itself succeeded
+                described = {}
+            created["configs"] = [Result.CreatableTopicConfigs(name=k, value=v, read_only=False, config_source=1,
+                                                               is_sensitive=False) for k, v in sorted(described.items())]
+        return Result(name=t.name, error_code=0, error_message=None, **created)
 
     results = await asyncio.gather(*(one(t) for t in body.topics))
     return response(request, throttle_time_ms=0, topics=list(results))

@@ -94,7 +94,7 @@ class FakeBackend:
         if name in self.topics:
             raise E.TopicExistsError(f"topic {name!r} already exists")
         if replication_factor > len(self.broker_list):
-            raise type("InvalidReplicationFactorError", (E.ConfigError,), {})(
+            raise E.InvalidReplicationFactorError(
                 f"replication factor {replication_factor} > {len(self.broker_list)} brokers")
         self.topics[name] = [FakePartition() for _ in range(partitions)]
         self.meta_extra[name] = {"config": dict(config)}

@@ -72,6 +72,10 @@ def test_create_topics(version):
                      "z": Code.INVALID_PARTITIONS, "d": 0, "r": Code.INVALID_REPLICATION_FACTOR}
     assert len(backend.topics["a"]) == 3 and len(backend.topics["d"]) == 1
     assert ("create_topic", "a", 3, 1, {"retention.ms": "1000"}) in backend.calls
+    if version >= 5:  # what was created, as the topic now is
+        a = next(t for t in resp.topics if t.name == "a")
+        assert (a.num_partitions, a.replication_factor) == (3, 1)
+        assert {c.name: c.value for c in a.configs}["retention.ms"] == "1000"
 
 
 @pytest.mark.parametrize("version", sorted({0, 3, apis.VERSIONS[20][1]}))

@@ -11,7 +11,7 @@ from gateway_server import GatewayThread
 kafka = pytest.importorskip("kafka")
 
 
-def _poll_until(consumer, want: int, timeout_s: float = 20.0) -> list:
+def _poll_until(consumer, want: int, timeout_s: float = 60.0) -> list:
     got, deadline = [], time.monotonic() + timeout_s
     while len(got) < want and time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=200).values():

@@ -226,6 +226,10 @@ def test_list_groups(version):
     run(form_group(c1, c2))
     r = run(call(c1, ListGroupsRequest[version]()))
     assert (r.error_code, [(g.group_id, g.protocol_type) for g in r.groups]) == (0, [("g", "consumer")])
+    if version >= 4:  # states_filter: only the groups in one of those states
+        state = r.groups[0].group_state
+        assert [g.group_id for g in run(call(c1, ListGroupsRequest[version](states_filter=[state]))).groups] == ["g"]
+        assert run(call(c1, ListGroupsRequest[version](states_filter=["Dead"]))).groups == []
 
 
 @pytest.mark.parametrize("version", sorted({0, 4, apis.VERSIONS[15][1]}))
