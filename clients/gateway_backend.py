@@ -277,10 +277,10 @@ class RayBackend:
                                                        -1 if acks == -1 else 1, leader_epoch))
 
     async def fetch(self, topic: str, partition: int, offset: int, max_bytes: int,
-                    max_wait_ms: int) -> FetchResponse:
+                    max_wait_ms: int, leader_epoch: int = -1) -> FetchResponse:
         client = await self._partition(topic, partition)
         return await self._settle(topic, client.fetch(offset, FETCH_MAX_RECORDS, max_bytes, max(0, max_wait_ms),
-                                                      True))
+                                                      True, leader_epoch=leader_epoch))
 
     async def offsets(self, topic: str, partition: int) -> LogBounds:
         client = await self._partition(topic, partition)

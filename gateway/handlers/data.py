@@ -184,6 +184,8 @@ async def fetch(conn, request):
     ``min_bytes``; per-partition and total ``max_bytes`` hold past the first batch."""
     body = request.body
     asked = [(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes) for t in body.topics for p in t.partitions]
+    # v9+: the leader epoch the client last saw (-1: unchecked); an older one is FENCED_LEADER_EPOCH.
+    epochs = [p.current_leader_epoch if request.api_version >= 9 else -1 for t in body.topics for p in t.partitions]
     metas = await _topics(conn, [a[0] for a in asked])
     answers: list = [None] * len(asked)
     pending = []
@@ -201,7 +203,7 @@ async def fetch(conn, request):
     async def ask(i, offset, wait_ms):
         name, index, _, max_bytes = asked[i]
         try:
-            return await conn.backend.fetch(name, index, offset, max(1, max_bytes), wait_ms)
+            return await conn.backend.fetch(name, index, offset, max(1, max_bytes), wait_ms, epochs[i])
         except E.RaykaError as exc:
             return exc
 

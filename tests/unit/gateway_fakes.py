@@ -60,6 +60,7 @@ class FakeBackend:
         self.groups: dict[str, FakeGroup] = {}
         self.offsets_committed: dict[tuple[str, str, int], tuple[int, str | None]] = {}
         self.calls: list[tuple] = []
+        self.leader_epoch = 0  # every partition's, as Metadata tells it
         self._pids = itertools.count(1000)
         self.clock = time.monotonic
 
@@ -145,9 +146,11 @@ class FakeBackend:
         p.changed = asyncio.Event()
         return res
 
-    async def fetch(self, topic, partition, offset, max_bytes, max_wait_ms):
+    async def fetch(self, topic, partition, offset, max_bytes, max_wait_ms, leader_epoch=-1):
         self.calls.append(("fetch", topic, partition, offset, max_wait_ms))
         p = self._part(topic, partition)
+        if 0 <= leader_epoch < self.leader_epoch:
+            raise E.FencedLeaderEpochError(f"leader epoch {leader_epoch} is older than {self.leader_epoch}")
         if not p.start <= offset <= p.end:
             raise E.OffsetOutOfRangeError(f"offset {offset} outside [{p.start}, {p.end}]",
                                           log_start_offset=p.start, log_end_offset=p.end)

@@ -436,3 +436,16 @@ def test_fetch_answers_an_error_at_once_without_waiting_for_min_bytes():
     parts = {p.partition_index: p for p in resp.responses[0].partitions}
     assert parts[0].error_code == 1 and parts[0].high_watermark == 1  # OFFSET_OUT_OF_RANGE, with the range
     assert took < 1.0
+
+
+def test_fetch_with_an_older_leader_epoch_is_fenced():
+    backend, conn = setup()
+    _fill(conn, [[b"a"]], partition=0)
+    backend.leader_epoch = 3  # a new leader since the client read the metadata
+    req = fetch_req(11, [(0, 0, 2**20)])
+    req.topics[0].partitions[0].current_leader_epoch = 2
+    resp = run(call(conn, req))
+    assert resp.responses[0].partitions[0].error_code == Code.FENCED_LEADER_EPOCH
+    req.topics[0].partitions[0].current_leader_epoch = 3
+    resp = run(call(conn, req))
+    assert resp.responses[0].partitions[0].error_code == 0 and resp.responses[0].partitions[0].records
