@@ -25,6 +25,7 @@ from kafka.protocol.consumer import FetchResponse, ListOffsetsResponse
 from kafka.protocol.producer import ProduceResponse
 
 from .. import records
+from ...partitions.producer_state import kafka_producer_id
 from ... import errors as E
 from ..stored import stored_batches
 from .common import Code, error_code, error_message, response
@@ -147,7 +148,10 @@ async def _append_partition(conn, meta, name, index, work, acks):
         work = [dataclasses.replace(work[0], batch=pa.concat_batches([b.batch for b in work]))]
     try:
         for b in work:
-            pid = f"kafka:{b.producer_id}:{b.producer_epoch}" if b.producer_id >= 0 else None
+            if b.producer_id >= 0 and b.producer_epoch < 0:
+                raise E.InvalidProducerEpochError(f"batch of producer {b.producer_id} has epoch "
+                                                  f"{b.producer_epoch}: an idempotent batch needs its epoch")
+            pid = kafka_producer_id(b.producer_id, b.producer_epoch) if b.producer_id >= 0 else None
             res = await conn.backend.append(name, index, b.batch, pid, b.base_sequence if pid else -1, acks)
             first = first or res
     except E.RaykaError as exc:
