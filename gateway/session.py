@@ -6,7 +6,12 @@ It reads frames ahead (a client keeps several requests in flight: up to
 :meth:`Connection.handle` in arrival order, writing each answer before the next
 request is handled, so answers leave in request order and a connection's produce
 requests reach the partitions in the order the client sent them (as a Kafka broker
-handles one request of a connection at a time). A long-polling Fetch or a JoinGroup
+handles one request of a connection at a time). One exception keeps that order: Produce
+requests that queued up behind the one being handled are handled with it
+(:meth:`Connection.handle_run`), each partition's batches of all of them in one append in
+request order, each request answered with its own offsets: a request waits for its
+partitions' appends, and without this a client sending more requests than that allows
+(librdkafka sends one per ``linger.ms``) would only queue. A long-polling Fetch or a JoinGroup
 waiting for the rebalance holds only its own connection: other connections are other
 tasks of the loop.
 
@@ -19,6 +24,7 @@ appended, nothing half-written reaches a log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass
 
@@ -26,10 +32,14 @@ from . import wire
 from .backend import Backend
 from .errors import ProtocolError
 from .handlers import HANDLERS
+from .handlers.data import produce_run
 
 __all__ = ["GatewayOptions", "Connection", "serve_connection"]
 
 log = logging.getLogger("rayka.gateway")
+
+#: The most Produce requests of one connection appended together.
+MAX_PRODUCE_RUN = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +107,31 @@ class Connection:
         return None if body is None else wire.encode_response(request, body)
 
 
+    async def handle_run(self, frames: list[bytes]) -> tuple[list[bytes | None], ProtocolError | None]:
+        """``(answers, error)`` for ``frames``: one request, or Produce requests that queued up on
+        this connection (their partitions' batches appended together, each answered on its own).
+        ``error``: a frame that must close the connection; the answers are those of the frames
+        before it."""
+        if len(frames) == 1:
+            try:
+                return [await self.handle(frames[0])], None
+            except ProtocolError as exc:
+                return [], exc
+        requests, error = [], None
+        for frame in frames:
+            try:
+                requests.append(wire.parse_request(frame))
+            except ProtocolError as exc:
+                error = exc
+                break
+        for request in requests:
+            self.requests += 1
+            if request.client_id is not None:
+                self.client_id = request.client_id
+        bodies = await produce_run(self, requests) if requests else []
+        return [None if body is None else wire.encode_response(r, body) for r, body in zip(requests, bodies)], error
+
+
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: Backend, *,
                            broker_id: int, options: GatewayOptions) -> None:
     """Serve one client connection until it closes or misbehaves (then log and close).
@@ -118,16 +153,21 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if isinstance(frame, BaseException):
                 log.warning("gateway: closing connection from %s: %s", conn.peer, frame)
                 break
+            run = [frame]
+            while _is_produce(frame) and len(run) < MAX_PRODUCE_RUN and frames.next_is_produce():
+                run.append(await frames.get())  # Produce requests that queued up: appended together
             try:
-                answer = await conn.handle(frame)
-            except ProtocolError as exc:
-                log.warning("gateway: closing connection from %s (client %s): %s", conn.peer, conn.client_id, exc)
-                break
+                answers, error = await conn.handle_run(run)
             finally:
-                frames.done(frame)
-            if answer is not None:
-                writer.write(answer)
-                await writer.drain()
+                for f in run:
+                    frames.done(f)
+            for answer in answers:
+                if answer is not None:
+                    writer.write(answer)
+            await writer.drain()
+            if error is not None:
+                log.warning("gateway: closing connection from %s (client %s): %s", conn.peer, conn.client_id, error)
+                break
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         log.info("gateway: connection from %s lost: %r", conn.peer, exc)
     except asyncio.CancelledError:
@@ -145,17 +185,24 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 class _ReadAhead:
-    """The frames read but not yet handled: at most ``max_frames``, and no new frame is read while
-    those held add up to ``max_bytes`` or more (so one connection holds about two of its largest
-    requests in memory, not ``max_frames`` of them). Items: frames, then None (the client
-    closed) or the exception that ended reading."""
+    """The frames read but not yet handled: no new frame is read while ``max_frames`` wait, or
+    while those held add up to ``max_bytes`` or more (so one connection holds about two of its
+    largest requests in memory, not ``max_frames`` of them). Items: frames, then None (the
+    client closed) or the exception that ended reading."""
 
     def __init__(self, max_frames: int, max_bytes: int):
-        self._items: asyncio.Queue = asyncio.Queue(maxsize=max_frames)
-        self._max_bytes = max_bytes
+        self._items: collections.deque = collections.deque()
+        self._max_frames, self._max_bytes = max_frames, max_bytes
         self._bytes = 0
+        self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+
+    def _update(self) -> None:
+        if self._bytes >= self._max_bytes or len(self._items) >= self._max_frames:
+            self._room.clear()
+        else:
+            self._room.set()
 
     async def room(self) -> None:
         """Wait until another frame may be read."""
@@ -164,18 +211,30 @@ class _ReadAhead:
     async def put(self, item) -> None:
         if isinstance(item, bytes):
             self._bytes += len(item)
-            if self._bytes >= self._max_bytes:
-                self._room.clear()
-        await self._items.put(item)
+        self._items.append(item)
+        self._ready.set()
+        self._update()
 
     async def get(self):
-        return await self._items.get()
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        self._update()
+        return item
+
+    def next_is_produce(self) -> bool:
+        """Whether a Produce frame waits (it may join the run of the one being handled)."""
+        return bool(self._items) and isinstance(self._items[0], bytes) and _is_produce(self._items[0])
 
     def done(self, frame: bytes) -> None:
         """``frame`` was handled: its bytes no longer count."""
         self._bytes -= len(frame)
-        if self._bytes < self._max_bytes:
-            self._room.set()
+        self._update()
+
+
+def _is_produce(frame: bytes) -> bool:
+    return len(frame) >= 2 and frame[0] == 0 and frame[1] == 0  # api key 0
 
 
 async def _read_frames(reader: asyncio.StreamReader, frames: _ReadAhead, max_bytes: int) -> None:

@@ -30,7 +30,7 @@ from ... import errors as E
 from ..stored import stored_batches
 from .common import Code, error_code, error_message, response
 
-__all__ = ["produce", "fetch", "list_offsets", "init_producer_id"]
+__all__ = ["produce", "produce_run", "fetch", "list_offsets", "init_producer_id"]
 
 log = logging.getLogger("rayka.gateway")
 
@@ -99,24 +99,30 @@ def _decode_partition(name, meta, partition, data):
     return batches
 
 
-async def produce(conn, request):
-    """Append each partition's batches; no answer for acks=0."""
+def _refused_whole(conn, request):
+    """The answer to a Produce refused as a whole (bad acks, a transactional id), or None when it
+    is not (``(False, None)`` for an acks=0 one: no answer)."""
     body = request.body
     acks = body.acks
     if acks not in (0, 1, -1):
-        return _produce_answer(request, [(t.name, [(p.index, _INVALID_REQUIRED_ACKS, -1, -1, -1,
-                                                    f"acks must be 0, 1 or -1, got {acks}")
-                                                   for p in t.partition_data]) for t in body.topic_data])
+        return True, _produce_answer(request, [(t.name, [(p.index, _INVALID_REQUIRED_ACKS, -1, -1, -1,
+                                                          f"acks must be 0, 1 or -1, got {acks}")
+                                                         for p in t.partition_data]) for t in body.topic_data])
     if body.transactional_id is not None:
         msg = "transactional producers are not supported by the gateway"
         if acks == 0:
             log.warning("gateway: acks=0 produce from %s refused: %s", conn.peer, msg)
-            return None
-        return _produce_answer(request, [(t.name, [(p.index, Code.INVALID_REQUEST, -1, -1, -1, msg)
-                                                   for p in t.partition_data]) for t in body.topic_data])
+            return True, None
+        return True, _produce_answer(request, [(t.name, [(p.index, Code.INVALID_REQUEST, -1, -1, -1, msg)
+                                                         for p in t.partition_data]) for t in body.topic_data])
+    return False, None
+
+
+async def _plan(conn, request) -> tuple[dict, list]:
+    """``(metas, [(topic, partition, decoded batches or _Refused)])``: every partition decoded
+    before any append starts (a partition whose bytes do not decode is refused alone)."""
+    body = request.body
     metas = await _topics(conn, [t.name for t in body.topic_data])
-    # Decode everything first: a partition whose bytes do not decode is refused alone, and no
-    # append starts before every partition was read.
     plan = []
     for t in body.topic_data:
         for p in t.partition_data:
@@ -124,9 +130,22 @@ async def produce(conn, request):
                 plan.append((t.name, p.index, _decode_partition(t.name, metas[t.name], p.index, p.records)))
             except _Refused as exc:
                 plan.append((t.name, p.index, exc))
-    results = await asyncio.gather(*(_append_partition(conn, metas.get(n), n, i, work, acks)
+    return metas, plan
+
+
+async def produce(conn, request):
+    """Append each partition's batches; no answer for acks=0."""
+    refused, answer = _refused_whole(conn, request)
+    if refused:
+        return answer
+    metas, plan = await _plan(conn, request)
+    results = await asyncio.gather(*(_append_partition(conn, metas.get(n), n, i, work, request.body.acks)
                                      for n, i, work in plan))
-    if acks == 0:
+    return _produce_results(conn, request, plan, results)
+
+
+def _produce_results(conn, request, plan, results):
+    if request.body.acks == 0:
         for (name, index, _), res in zip(plan, results):
             if res[1]:
                 log.warning("gateway: acks=0 produce to %s-%d from %s failed: %s", name, index, conn.peer, res[5])
@@ -135,6 +154,67 @@ async def produce(conn, request):
     for (name, _, _), res in zip(plan, results):
         by_topic.setdefault(name, []).append(res)
     return _produce_answer(request, list(by_topic.items()))
+
+
+async def produce_run(conn, requests: list) -> list:
+    """Answers (None for acks=0) to Produce ``requests`` that queued up on one connection, in
+    their order, with each partition's plain batches of all of them in one append.
+
+    A connection's produce requests are answered one after another, and each waits for its
+    partitions' appends; a client that sends more requests than that allows (librdkafka: one
+    per ``linger.ms``) would queue. So what queued is appended together, in request order, and
+    each request is answered with its own records' offsets. Idempotent batches (each has its
+    sequence), requests with different acks, and anything refused as a whole go the one-by-one way."""
+    if (len(requests) == 1 or len({r.body.acks for r in requests}) > 1
+            or any(r.body.acks not in (0, 1, -1) or r.body.transactional_id is not None for r in requests)):
+        return [await produce(conn, r) for r in requests]
+    plans = [await _plan(conn, r) for r in requests]
+    if any(b.producer_id >= 0 for _, plan in plans for _, _, work in plan if not isinstance(work, _Refused)
+           for b in work):
+        return [await _finish_one(conn, r, metas, plan) for r, (metas, plan) in zip(requests, plans)]
+    acks = requests[0].body.acks
+    spots: dict[tuple[str, int], list[tuple[int, int]]] = {}  # partition -> [(request, plan index)]
+    for k, (_, plan) in enumerate(plans):
+        for j, (name, index, work) in enumerate(plan):
+            if not isinstance(work, _Refused):
+                spots.setdefault((name, index), []).append((k, j))
+    results = [[None] * len(plan) for _, plan in plans]
+    for k, (_, plan) in enumerate(plans):
+        for j, (_, index, work) in enumerate(plan):
+            if isinstance(work, _Refused):
+                results[k][j] = (index, work.code, -1, -1, -1, str(work))
+
+    async def append_together(key, where):
+        name, index = key
+        meta = plans[where[0][0]][0].get(name)
+        works = [plans[k][1][j][2] for k, j in where]
+        batches = [b.batch for work in works for b in work if b.batch.num_rows]
+        if len(where) == 1 or not batches:
+            for (k, j), work in zip(where, works):
+                results[k][j] = await _append_partition(conn, meta, name, index, work, acks)
+            return
+        try:
+            res = await conn.backend.append(name, index, pa.concat_batches(batches), None, -1, acks)
+        except E.RaykaError:  # one request's records may be at fault: each on its own, in order
+            for (k, j), work in zip(where, works):
+                results[k][j] = await _append_partition(conn, meta, name, index, work, acks)
+            return
+        append_time = res.log_append_time_ms if _log_append_time(meta) else -1
+        base = res.base_offset
+        for (k, j), work in zip(where, works):
+            rows = sum(b.batch.num_rows for b in work)
+            results[k][j] = (index, 0, base if rows else -1, append_time if rows else -1,
+                             res.log_start_offset if rows else -1, None)
+            base += rows
+
+    await asyncio.gather(*(append_together(key, where) for key, where in spots.items()))
+    return [_produce_results(conn, r, plan, res) for r, (_, plan), res in zip(requests, plans, results)]
+
+
+async def _finish_one(conn, request, metas, plan):
+    results = await asyncio.gather(*(_append_partition(conn, metas.get(n), n, i, work, request.body.acks)
+                                     for n, i, work in plan))
+    return _produce_results(conn, request, plan, results)
 
 
 async def _append_partition(conn, meta, name, index, work, acks):

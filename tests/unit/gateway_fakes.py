@@ -22,6 +22,8 @@ from rayka.partitions import codec
 from rayka.partitions.records import log_schema
 
 _SCHEMA = log_schema()
+#: A value the fake's append refuses (with everything appended with it).
+POISON = b"\x00poison"
 _SCHEMA_SIZE = len(codec.schema_message(_SCHEMA))
 
 
@@ -128,6 +130,8 @@ class FakeBackend:
     async def append(self, topic, partition, batch, producer_id, sequence, acks, leader_epoch=-1):
         self.calls.append(("append", topic, partition, batch.num_rows, producer_id, sequence, acks))
         p = self._part(topic, partition)
+        if POISON in batch.column("value").to_pylist():  # a record the log refuses, whole append
+            raise E.InvalidRecordError("a poisoned record: nothing of this append is written")
         if producer_id is not None:
             nxt, last = p.sequences.get(producer_id, (0, None))
             if last is not None and sequence == nxt - last.count:

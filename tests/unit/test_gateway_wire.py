@@ -19,7 +19,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, 
 from kafka.protocol.producer import ProduceRequest
 
 from rayka.gateway import wire
-from rayka.gateway.errors import FrameTooLargeError, ProtocolError
+from rayka.gateway.errors import Code, FrameTooLargeError, ProtocolError
 from rayka.gateway.session import Connection, GatewayOptions, serve_connection
 
 PD = ProduceRequest.TopicProduceData
@@ -353,3 +353,61 @@ def test_bytes_after_a_request_body_are_ignored_as_librdkafka_sends_them():
     assert struct.unpack(">i", answer[4:8])[0] == 5  # the correlation id: answered, not closed
     with pytest.raises(ProtocolError):
         wire.parse_request(captured[:-4])  # a body cut short still does not decode
+
+
+def _produce_frame(values, correlation_id, partition=0, records=None):
+    req = produce(values, partition=partition)
+    if records is not None:
+        req.topic_data[0].partition_data[0].records = records
+    return frame(req, correlation_id)
+
+
+def _answers(answers):
+    """Per answer: (correlation id, error code, base offset) of its one partition."""
+    out = []
+    for answer in answers:
+        resp = decode(produce([b""]), answer)
+        part = resp.responses[0].partition_responses[0]
+        out.append((resp.header.correlation_id, part.error_code, part.base_offset))
+    return out
+
+
+def test_produce_requests_that_queued_up_are_appended_together_and_answered_each():
+    backend = FakeBackend()
+    run(backend.create_topic("t", 2, 1, {}))
+    conn = Connection(backend, broker_id=0)
+    good = [_produce_frame([b"r%d-%d" % (k, i) for i in range(3)], 10 + k) for k in range(5)]
+    bad = bytearray(kafka_batch([b"torn"]))
+    bad[-1] ^= 0xFF  # the CRC no longer matches
+    torn = _produce_frame([b""], 20, records=bytes(bad))
+    answers, error = run(conn.handle_run(good[:3] + [torn] + good[3:]))
+    assert error is None
+    assert _answers(answers) == [(10, 0, 0), (11, 0, 3), (12, 0, 6), (20, Code.CORRUPT_MESSAGE, -1),
+                                       (13, 0, 9), (14, 0, 12)]
+    appends = [c for c in backend.calls if c[0] == "append"]
+    assert [(c[2], c[3]) for c in appends] == [(0, 15)]  # one append of the five requests' records
+    assert values_in(backend, "t", 0) == [b"r%d-%d" % (k, i) for k in range(5) for i in range(3)]
+
+
+def test_a_refused_append_of_a_run_is_retried_request_by_request():
+    from gateway_fakes import POISON
+
+    backend = FakeBackend()
+    run(backend.create_topic("t", 1, 1, {}))
+    conn = Connection(backend, broker_id=0)
+    frames = [_produce_frame([b"a0", b"a1"], 1), _produce_frame([POISON], 2), _produce_frame([b"c0"], 3)]
+    answers, error = run(conn.handle_run(frames))
+    assert error is None
+    assert _answers(answers) == [(1, 0, 0), (2, Code.INVALID_RECORD, -1), (3, 0, 2)]
+    assert values_in(backend, "t", 0) == [b"a0", b"a1", b"c0"]  # nothing of the refused one, order kept
+
+
+def test_a_frame_that_does_not_decode_ends_a_run_after_the_ones_before_it():
+    backend = FakeBackend()
+    run(backend.create_topic("t", 1, 1, {}))
+    conn = Connection(backend, broker_id=0)
+    broken = _produce_frame([b"x"], 2)[:-7]
+    answers, error = run(conn.handle_run([_produce_frame([b"first"], 1), broken, _produce_frame([b"never"], 3)]))
+    assert isinstance(error, ProtocolError)
+    assert _answers(answers) == [(1, 0, 0)]
+    assert values_in(backend, "t", 0) == [b"first"]
