@@ -252,6 +252,11 @@ def acks1_window(cluster, workers, report):
                 os.kill(pid, signal.SIGCONT)
         wait_until(lambda: admin.describe_topic(topic).partitions[0].leader_replica in followers, 30,
                    f"{topic}: a follower leads")
+        # The new leader serves up to its high watermark: a follower paused before it learned that
+        # record 0 was committed serves nothing until the other one fetched from it (on a busy
+        # machine that comes after the election). Read back once record 0 is served again.
+        wait_until(lambda: (admin.list_offsets(topic).get(0) or (0, 0))[1] >= 1, 30,
+                   f"{topic}: the new leader serves the record every replica had")
         result = check(history, read_back(topic, 1))
         report[f"acks_{acks}"] = verdict(result)
 
