@@ -43,7 +43,7 @@ from ..errors import (FencedInstanceIdError, GroupMaxSizeReachedError, IllegalGe
 from ..messages import HeartbeatStatus, JoinStatus, KafkaJoinResult, KafkaSyncResult
 from .client_members import KafkaMember, check_assignment, check_join, select_protocol
 from .group_snapshot import KafkaGroupSnapshot
-from .group_state import GroupState, is_transition_valid
+from .group_state import GroupState, GroupStateMachine
 
 __all__ = ["KafkaGroup", "KafkaMember", "MAX_FENCED", "MAX_MEMBERS"]
 
@@ -53,7 +53,7 @@ MAX_FENCED = 256  # fenced member ids remembered per group (oldest forgotten fir
 MAX_MEMBERS = 1000  # Kafka's group.max.size: joins without a member id cannot grow a group forever
 
 
-class KafkaGroup:
+class KafkaGroup(GroupStateMachine):
     """One client-assigned consumer group's membership and generations (see the module docs)."""
 
     def __init__(self, group_id: str, clock: Clock, *, generation: int = 0, initial_delay_ms: int = 0):
@@ -105,19 +105,6 @@ class KafkaGroup:
                                   tuple(m.to_snapshot() for m in self.members.values()), tuple(self._fenced.items()))
 
     # -- state machine --------------------------------------------------------------------------
-
-    @property
-    def state(self) -> GroupState:
-        """The group's state; it changes only through ``_transition_to`` (see ``group_state``)."""
-        return self._state
-
-    def _transition_to(self, target: GroupState) -> None:
-        if self._state is target:
-            return
-        if not is_transition_valid(self._state, target):
-            raise AssertionError(f"group {self.group_id}: illegal transition {self._state.value} -> "
-                                 f"{target.value} (not in group_state.TRANSITIONS)")
-        self._state = target
 
     def _prepare_rebalance(self, reason: str) -> None:
         if self._state is GroupState.DEAD:

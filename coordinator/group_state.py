@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["GroupState", "TRANSITIONS", "is_transition_valid"]
+__all__ = ["GroupState", "GroupStateMachine", "TRANSITIONS", "is_transition_valid"]
 
 
 class GroupState(enum.Enum):
@@ -70,3 +70,26 @@ TRANSITIONS: dict[GroupState, dict[GroupState, str]] = {
 def is_transition_valid(source: GroupState, target: GroupState) -> bool:
     """Whether a group may move from ``source`` to ``target`` (a move in :data:`TRANSITIONS`)."""
     return target in TRANSITIONS[source]
+
+
+class GroupStateMachine:
+    """A group's state, for rayka's own groups and Kafka's client-assigned ones alike: read as
+    ``state``, changed only by ``_transition_to``, which refuses a move not in TRANSITIONS.
+    The subclass sets ``group_id`` and the starting ``_state``."""
+
+    group_id: str
+    _state: GroupState
+
+    @property
+    def state(self) -> GroupState:
+        """The group's state; it changes only through ``_transition_to``."""
+        return self._state
+
+    def _transition_to(self, target: GroupState) -> None:
+        """Move to ``target`` (staying is no move); a move not in the table is a bug, refused."""
+        if self._state is target:
+            return
+        if not is_transition_valid(self._state, target):
+            raise AssertionError(f"group {self.group_id}: illegal transition {self._state.value} -> "
+                                 f"{target.value} (not in group_state.TRANSITIONS)")
+        self._state = target

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from ..clock import Clock
 from .assignment import Subscription, get_assignor, settle_claims
 from .group_snapshot import GroupSnapshot, MemberSnapshot
-from .group_state import GroupState, is_transition_valid
+from .group_state import GroupState, GroupStateMachine, is_transition_valid
 from ..errors import IllegalGenerationError, InconsistentGroupProtocolError, UnknownMemberError
 from ..messages import HeartbeatStatus, JoinResult, JoinStatus
 
@@ -72,7 +72,7 @@ class Member:
     revoking: list = field(default_factory=list)  # held legitimately, to hand over; nobody has them yet
 
 
-class Group:
+class Group(GroupStateMachine):
     """One consumer group's membership and generations."""
 
     def __init__(self, group_id: str, clock: Clock, *, generation: int = 0):
@@ -130,20 +130,6 @@ class Group:
             for m in self.members.values()))
 
     # -- state machine --------------------------------------------------------------------------
-
-    @property
-    def state(self) -> GroupState:
-        """The group's state; it changes only through ``_transition_to`` (see ``group_state``)."""
-        return self._state
-
-    def _transition_to(self, target: GroupState) -> None:
-        """Move to ``target`` (staying is no move); a move not in the table is a bug, refused."""
-        if self._state is target:
-            return
-        if not is_transition_valid(self._state, target):
-            raise AssertionError(f"group {self.group_id}: illegal transition {self._state.value} -> "
-                                 f"{target.value} (not in group_state.TRANSITIONS)")
-        self._state = target
 
     def _prepare_rebalance(self, reason: str) -> None:
         if self.state is GroupState.DEAD:
