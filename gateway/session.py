@@ -99,13 +99,15 @@ class Connection:
 
         Raises ProtocolError (and its subclasses) for a frame that must close the
         connection."""
+        request = self._parse(frame)
+        return _framed(request, await HANDLERS[request.api_key](self, request))
+
+    def _parse(self, frame: bytes) -> wire.Request:
         request = wire.parse_request(frame)
         self.requests += 1
         if request.client_id is not None:
             self.client_id = request.client_id
-        body = await HANDLERS[request.api_key](self, request)
-        return None if body is None else wire.encode_response(request, body)
-
+        return request
 
     async def handle_run(self, frames: list[bytes]) -> tuple[list[bytes | None], ProtocolError | None]:
         """``(answers, error)`` for ``frames``: one request, or Produce requests that queued up on
@@ -120,16 +122,16 @@ class Connection:
         requests, error = [], None
         for frame in frames:
             try:
-                requests.append(wire.parse_request(frame))
+                requests.append(self._parse(frame))
             except ProtocolError as exc:
                 error = exc
                 break
-        for request in requests:
-            self.requests += 1
-            if request.client_id is not None:
-                self.client_id = request.client_id
         bodies = await produce_run(self, requests) if requests else []
-        return [None if body is None else wire.encode_response(r, body) for r, body in zip(requests, bodies)], error
+        return [_framed(r, body) for r, body in zip(requests, bodies)], error
+
+
+def _framed(request: wire.Request, body) -> bytes | None:
+    return None if body is None else wire.encode_response(request, body)
 
 
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: Backend, *,

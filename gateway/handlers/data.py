@@ -99,23 +99,25 @@ def _decode_partition(name, meta, partition, data):
     return batches
 
 
-def _refused_whole(conn, request):
-    """The answer to a Produce refused as a whole (bad acks, a transactional id), or None when it
-    is not (``(False, None)`` for an acks=0 one: no answer)."""
+def _refused_as_a_whole(body) -> bool:
+    """Bad acks or a transactional id: the whole Produce is refused."""
+    return body.acks not in (0, 1, -1) or body.transactional_id is not None
+
+
+def _refusal(conn, request):
+    """The answer to a Produce refused as a whole (None for an acks=0 one)."""
     body = request.body
     acks = body.acks
     if acks not in (0, 1, -1):
-        return True, _produce_answer(request, [(t.name, [(p.index, _INVALID_REQUIRED_ACKS, -1, -1, -1,
-                                                          f"acks must be 0, 1 or -1, got {acks}")
-                                                         for p in t.partition_data]) for t in body.topic_data])
-    if body.transactional_id is not None:
-        msg = "transactional producers are not supported by the gateway"
-        if acks == 0:
-            log.warning("gateway: acks=0 produce from %s refused: %s", conn.peer, msg)
-            return True, None
-        return True, _produce_answer(request, [(t.name, [(p.index, Code.INVALID_REQUEST, -1, -1, -1, msg)
-                                                         for p in t.partition_data]) for t in body.topic_data])
-    return False, None
+        return _produce_answer(request, [(t.name, [(p.index, _INVALID_REQUIRED_ACKS, -1, -1, -1,
+                                                    f"acks must be 0, 1 or -1, got {acks}")
+                                                   for p in t.partition_data]) for t in body.topic_data])
+    msg = "transactional producers are not supported by the gateway"
+    if acks == 0:
+        log.warning("gateway: acks=0 produce from %s refused: %s", conn.peer, msg)
+        return None
+    return _produce_answer(request, [(t.name, [(p.index, Code.INVALID_REQUEST, -1, -1, -1, msg)
+                                               for p in t.partition_data]) for t in body.topic_data])
 
 
 async def _plan(conn, request) -> tuple[dict, list]:
@@ -135,13 +137,9 @@ async def _plan(conn, request) -> tuple[dict, list]:
 
 async def produce(conn, request):
     """Append each partition's batches; no answer for acks=0."""
-    refused, answer = _refused_whole(conn, request)
-    if refused:
-        return answer
-    metas, plan = await _plan(conn, request)
-    results = await asyncio.gather(*(_append_partition(conn, metas.get(n), n, i, work, request.body.acks)
-                                     for n, i, work in plan))
-    return _produce_results(conn, request, plan, results)
+    if _refused_as_a_whole(request.body):
+        return _refusal(conn, request)
+    return await _finish_one(conn, request, *await _plan(conn, request))
 
 
 def _produce_results(conn, request, plan, results):
@@ -165,8 +163,8 @@ async def produce_run(conn, requests: list) -> list:
     per ``linger.ms``) would queue. So what queued is appended together, in request order, and
     each request is answered with its own records' offsets. Idempotent batches (each has its
     sequence), requests with different acks, and anything refused as a whole go the one-by-one way."""
-    if (len(requests) == 1 or len({r.body.acks for r in requests}) > 1
-            or any(r.body.acks not in (0, 1, -1) or r.body.transactional_id is not None for r in requests)):
+    if len(requests) == 1 or len({r.body.acks for r in requests}) > 1 or any(_refused_as_a_whole(r.body)
+                                                                           for r in requests):
         return [await produce(conn, r) for r in requests]
     plans = [await _plan(conn, r) for r in requests]
     if any(b.producer_id >= 0 for _, plan in plans for _, _, work in plan if not isinstance(work, _Refused)
@@ -182,30 +180,29 @@ async def produce_run(conn, requests: list) -> list:
     for k, (_, plan) in enumerate(plans):
         for j, (_, index, work) in enumerate(plan):
             if isinstance(work, _Refused):
-                results[k][j] = (index, work.code, -1, -1, -1, str(work))
+                results[k][j] = _refused_entry(index, work)
 
     async def append_together(key, where):
         name, index = key
         meta = plans[where[0][0]][0].get(name)
         works = [plans[k][1][j][2] for k, j in where]
         batches = [b.batch for work in works for b in work if b.batch.num_rows]
-        if len(where) == 1 or not batches:
-            for (k, j), work in zip(where, works):
-                results[k][j] = await _append_partition(conn, meta, name, index, work, acks)
-            return
-        try:
-            res = await conn.backend.append(name, index, pa.concat_batches(batches), None, -1, acks)
-        except E.RaykaError:  # one request's records may be at fault: each on its own, in order
-            for (k, j), work in zip(where, works):
-                results[k][j] = await _append_partition(conn, meta, name, index, work, acks)
-            return
-        append_time = res.log_append_time_ms if _log_append_time(meta) else -1
-        base = res.base_offset
+        if len(where) > 1 and batches:
+            try:
+                res = await conn.backend.append(name, index, pa.concat_batches(batches), None, -1, acks)
+            except E.RaykaError:
+                pass  # one request's records may be at fault: each on its own, in order, below
+            else:
+                append_time = res.log_append_time_ms if _log_append_time(meta) else -1
+                base = res.base_offset
+                for (k, j), work in zip(where, works):
+                    rows = sum(b.batch.num_rows for b in work)
+                    results[k][j] = (index, 0, base if rows else -1, append_time if rows else -1,
+                                     res.log_start_offset if rows else -1, None)
+                    base += rows
+                return
         for (k, j), work in zip(where, works):
-            rows = sum(b.batch.num_rows for b in work)
-            results[k][j] = (index, 0, base if rows else -1, append_time if rows else -1,
-                             res.log_start_offset if rows else -1, None)
-            base += rows
+            results[k][j] = await _append_partition(conn, meta, name, index, work, acks)
 
     await asyncio.gather(*(append_together(key, where) for key, where in spots.items()))
     return [_produce_results(conn, r, plan, res) for r, (_, plan), res in zip(requests, plans, results)]
@@ -217,10 +214,14 @@ async def _finish_one(conn, request, metas, plan):
     return _produce_results(conn, request, plan, results)
 
 
+def _refused_entry(index, refused):
+    return index, refused.code, -1, -1, -1, str(refused)
+
+
 async def _append_partition(conn, meta, name, index, work, acks):
     """``(index, code, base_offset, log_append_time_ms, log_start_offset, message)``."""
     if isinstance(work, _Refused):
-        return index, work.code, -1, -1, -1, str(work)
+        return _refused_entry(index, work)
     first = None
     if len(work) > 1 and all(b.producer_id < 0 for b in work):
         # Kafka appends a partition's batches of one request together: one append, so a failure

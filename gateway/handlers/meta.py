@@ -164,8 +164,9 @@ async def create_topics(conn, request):
                 described = await conn.backend.describe_topic_config(t.name)
             except E.RaykaError:  # deleted again meanwhile: the creation itself succeeded
                 described = {}
-            created["configs"] = [Result.CreatableTopicConfigs(name=k, value=v, read_only=False, config_source=1,
-                                                               is_sensitive=False) for k, v in sorted(described.items())]
+            created["configs"] = [
+                Result.CreatableTopicConfigs(name=k, value=v, read_only=False, config_source=1, is_sensitive=False)
+                for k, v in sorted(described.items())]
         return Result(name=t.name, error_code=0, error_message=None, **created)
 
     results = await asyncio.gather(*(one(t) for t in body.topics))
