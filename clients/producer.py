@@ -48,6 +48,7 @@ from rayka.clients.record_checks import (
     check_timestamp,
     check_topic,
 )
+from rayka.partitions.producer_state import KAFKA_ID_PREFIX
 from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
@@ -108,9 +109,9 @@ class Producer:
         self.config = config = producer_config(options)
         if producer_id is not None and (not isinstance(producer_id, str) or not producer_id):
             raise ConfigError(f"producer_id must be a non-empty string, not {producer_id!r}")
-        if isinstance(producer_id, str) and producer_id.startswith("kafka:"):
-            raise ConfigError(f"producer_id {producer_id!r}: ids starting 'kafka:' are the Kafka gateway's "
-                              "(Kafka's record-sequence rules apply to them); choose another")
+        if isinstance(producer_id, str) and producer_id.startswith(KAFKA_ID_PREFIX):
+            raise ConfigError(f"producer_id {producer_id!r}: ids starting {KAFKA_ID_PREFIX!r} are the Kafka "
+                              "gateway's (Kafka's record-sequence rules apply to them); choose another")
         if producer_id is not None and not config.idempotent:
             raise ConfigError("producer_id= needs idempotent=True: without idempotence no id is sent")
         self.acks = config.acks

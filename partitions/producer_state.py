@@ -50,7 +50,7 @@ from ..errors import DuplicateSequenceError, InvalidProducerEpochError, InvalidR
 from .atomic_file import atomic_write
 
 __all__ = ["ProducerStateTable", "BatchRecord", "KEEP_BATCHES", "PRODUCER_EXPIRY_MS", "kafka_producer_id",
-           "parse_kafka_producer_id", "KAFKA_SEQUENCE_MODULUS"]
+           "parse_kafka_producer_id", "KAFKA_SEQUENCE_MODULUS", "KAFKA_ID_PREFIX"]
 
 KEEP_BATCHES = 5
 #: How long a producer not seen is remembered (Kafka's transactional.id.expiration.ms: 1 day).
@@ -59,6 +59,8 @@ PRODUCER_EXPIRY_MS = 24 * 3600 * 1000
 KAFKA_SEQUENCE_MODULUS = 2**31
 _MAX_KAFKA_PID = 2**63 - 1
 _MAX_KAFKA_EPOCH = 2**15 - 1  # an int16
+#: What every Kafka producer's id starts with (rayka.Producer refuses ids starting so).
+KAFKA_ID_PREFIX = "kafka:"
 _KAFKA_ID = re.compile(r"kafka:(0|[1-9][0-9]{0,18}):(0|[1-9][0-9]{0,4})")
 
 
@@ -70,14 +72,14 @@ def kafka_producer_id(pid: int, epoch: int) -> str:
     for name, value, top in (("producer id", pid, _MAX_KAFKA_PID), ("producer epoch", epoch, _MAX_KAFKA_EPOCH)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
             raise InvalidRecordError(f"a Kafka {name} must be an integer in 0..{top}, got {value!r}")
-    return f"kafka:{pid}:{epoch}"
+    return f"{KAFKA_ID_PREFIX}{pid}:{epoch}"
 
 
 def parse_kafka_producer_id(producer_id: str | None) -> tuple[int, int] | None:
     """``(pid, epoch)`` of an id built by :func:`kafka_producer_id`; None for any other id. rayka's
     own producers use uuid hex ids, never of this shape; a ``Producer(producer_id=...)`` chosen
     by hand in this exact shape would be taken for a Kafka producer."""
-    if producer_id is None:
+    if producer_id is None or not producer_id.startswith(KAFKA_ID_PREFIX):  # rayka's own: no regex per append
         return None
     m = _KAFKA_ID.fullmatch(producer_id)
     if m is None:
