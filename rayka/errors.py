@@ -16,6 +16,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── UnknownPartitionError
     ├── RecordTooLargeError          a record over max.message.bytes; its batch is rejected whole
     ├── SchemaMismatchError          a value that does not fit the topic's Arrow schema
+    │   └── IncompatibleSchemaError  a schema change its topic's schema.compatibility refuses
     ├── InvalidRecordError           a send()/send_table() argument of the wrong type or out of
     │                                range (a TypeError and a ValueError); refused alone, in the call
     ├── InputFormatError             a line or file for `rayka produce` is not in its stated format
@@ -73,6 +74,7 @@ __all__ = [
     "UnknownPartitionError",
     "RecordTooLargeError",
     "SchemaMismatchError",
+    "IncompatibleSchemaError",
     "InvalidRecordError",
     "InputFormatError",
     "OffsetOutOfRangeError",
@@ -199,6 +201,21 @@ class RecordTooLargeError(RaykaError):
 
 class SchemaMismatchError(RaykaError, TypeError):
     """A value does not fit the topic's Arrow schema; nothing of its batch was appended."""
+
+
+class IncompatibleSchemaError(SchemaMismatchError):
+    """A new schema version its topic's ``schema.compatibility`` mode refuses; nothing changed.
+
+    The message lists every offending field and why; ``mode`` is the mode it was checked under
+    and ``incompatibilities`` the problems found (coordinator.schema_compat.Incompatibility).
+    """
+
+    _fields = ("mode", "incompatibilities")
+
+    def __init__(self, message: str, *, mode: str = "", incompatibilities: tuple = ()):
+        super().__init__(message)
+        self.mode = mode
+        self.incompatibilities = tuple(incompatibilities)
 
 
 class InvalidRecordError(RaykaError, TypeError, ValueError):
