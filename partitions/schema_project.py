@@ -115,4 +115,8 @@ def _project_list(array: pa.Array, typ: pa.DataType) -> pa.Array:
 def _project_map(array: pa.MapArray, typ: pa.MapType) -> pa.Array:
     keys = _project(array.keys, typ.key_field)
     items = _project(array.items, typ.item_field)
-    return pa.MapArray.from_arrays(array.offsets, keys, items, type=typ, mask=_mask(array))
+    # MapArray.from_arrays refuses a mask beside sliced offsets; rebuilding around the map's own
+    # validity and offsets buffers (and its offset) needs neither a mask nor a copy of them.
+    entries = pa.StructArray.from_arrays([keys, items], fields=[typ.key_field, typ.item_field])
+    return pa.Array.from_buffers(typ, len(array), array.buffers()[:2], null_count=array.null_count,
+                                 offset=array.offset, children=[entries])
