@@ -17,6 +17,8 @@ The result's schema metadata is the reader's: the batch is now in the reader's s
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow as pa
 
 from ..errors import SchemaMismatchError
@@ -39,9 +41,9 @@ def project_batch(batch: pa.RecordBatch, reader: pa.Schema) -> pa.RecordBatch:
             f"reader schema fields {clash} are rayka's reserved columns {RESERVED_COLUMNS}; "
             "pass the topic's value schema, without them"
         )
-    names = batch.schema.names
     value_fields = [f for f in batch.schema if f.name not in RESERVED_COLUMNS]
-    dup = sorted({f.name for f in value_fields if names.count(f.name) > 1})
+    index = {f.name: i for i, f in enumerate(batch.schema)}
+    dup = sorted(n for n, c in Counter(f.name for f in value_fields).items() if c > 1)
     if dup:
         raise SchemaMismatchError(f"batch has value columns {dup} more than once; it cannot be read by name")
     issues = read_issues(value_fields, reader)
@@ -54,9 +56,8 @@ def project_batch(batch: pa.RecordBatch, reader: pa.Schema) -> pa.RecordBatch:
             fields.append(f)
             columns.append(batch.column(i))
     for r in reader:
-        if r.name in names:
-            i = names.index(r.name)
-            columns.append(_project(batch.column(i), r))
+        if r.name in index:
+            columns.append(_project(batch.column(index[r.name]), r))
         else:
             columns.append(_missing(r, batch.num_rows))
         fields.append(r)

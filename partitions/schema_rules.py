@@ -38,7 +38,9 @@ __all__ = [
 
 #: Field metadata key of a field's default: UTF-8 JSON text that ``pyarrow.scalar(value, type)``
 #: accepts for the field's type (numbers, strings, booleans, lists for list types, objects for
-#: structs). JSON ``null`` is a null default, allowed only on a nullable field.
+#: structs; a binary field's default is therefore UTF-8 text). JSON ``null`` is a null default,
+#: allowed only on a nullable field. A default fills a field that a batch's writer did not have;
+#: it never replaces nulls that a writer wrote.
 DEFAULT_METADATA_KEY = b"rayka.default"
 
 _SIGNED = (pa.int8(), pa.int16(), pa.int32(), pa.int64())
@@ -198,6 +200,8 @@ def _read_type(w: pa.DataType, r: pa.DataType, path: str) -> list[FieldIssue]:
                 + _read_field(w.item_field, r.item_field, path + "{value}"))
     if w.equals(r) or widens(w, r):
         return []
+    if pa.types.is_fixed_size_list(w) and pa.types.is_fixed_size_list(r):
+        return [FieldIssue(path, f"changes type from {w} to {r}; a fixed-size list is read only unchanged")]
     if ws or rs or _children(w) or _children(r):
         return [FieldIssue(path, f"changes type from {w} to {r}; a nested type is read only as the "
                                  "same kind (struct, list/large_list, map) with readable children")]

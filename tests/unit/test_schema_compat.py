@@ -261,3 +261,10 @@ def test_incompatible_schema_error_is_a_schema_mismatch_and_pickles_whole():
     back = pickle.loads(pickle.dumps(info.value))
     assert type(back) is IncompatibleSchemaError and str(back) == str(info.value)
     assert back.mode == "FULL" and back.incompatibilities == info.value.incompatibilities
+
+
+def test_a_fixed_size_list_is_read_only_unchanged():
+    old = s(f("v", pa.list_(pa.int32(), 3)))
+    assert check_compatible(old, [old], "FULL") == []
+    [issue] = check_compatible(s(f("v", pa.list_(pa.int64(), 3))), [old], "BACKWARD")
+    assert issue.field == "v" and "fixed-size list" in issue.reason
