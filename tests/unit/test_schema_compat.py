@@ -212,7 +212,8 @@ def test_nullable_may_not_become_non_nullable_but_the_reverse_is_fine():
 
 def test_an_added_non_nullable_field_needs_a_usable_default():
     old = s(f("x", pa.int8()))
-    assert check_compatible(s(f("x", pa.int8()), f("y", pa.int32(), nullable=False, default=7)), [old], "BACKWARD") == []
+    new = s(f("x", pa.int8()), f("y", pa.int32(), nullable=False, default=7))
+    assert check_compatible(new, [old], "BACKWARD") == []
     for bad, why in [(None, "null"), ("seven", "does not fit"), (2 ** 40, "does not fit")]:
         new = s(f("x", pa.int8()), f("y", pa.int32(), nullable=False, default=bad))
         found = check_compatible(new, [old], "BACKWARD")

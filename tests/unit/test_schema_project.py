@@ -10,7 +10,7 @@ from rayka.coordinator.schema_compat import check_compatible
 from rayka.errors import SchemaMismatchError
 from rayka.partitions.records import RESERVED_COLUMNS, log_schema, prepare_batch
 from rayka.partitions.schema_project import project_batch
-from rayka.partitions.schema_rules import DEFAULT_METADATA_KEY
+from rayka.partitions.schema_rules import DEFAULT_METADATA_KEY, WIDENINGS
 
 
 def f(name, typ, nullable=True, default=...):
@@ -160,3 +160,19 @@ def test_a_batch_with_a_value_column_twice_is_refused():
     batch = pa.RecordBatch.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])
     with pytest.raises(SchemaMismatchError, match="more than once"):
         project_batch(batch, pa.schema([f("a", pa.int64())]))
+
+
+@pytest.mark.parametrize("writer, reader", sorted(WIDENINGS, key=str), ids=str)
+def test_every_widening_projects_to_the_same_values(writer, reader):
+    values = pa.array([0, 1, None], pa.int8()).cast(writer) if writer not in (pa.string(), pa.binary()) \
+        else pa.array(["a", None, ""], writer)
+    out = project_batch(pa.record_batch([values], names=["x"]), pa.schema([f("x", reader)])).column("x")
+    assert out.type == reader and out.cast(writer).equals(values)
+
+
+@pytest.mark.parametrize("writer, reader", [(pa.int64(), pa.int32()), (pa.string(), pa.binary()),
+                                            (pa.int64(), pa.float64()), (pa.float64(), pa.float32())], ids=str)
+def test_what_compatibility_refuses_projection_refuses(writer, reader):
+    batch = pa.record_batch([pa.array([1], pa.int8()).cast(writer)], names=["x"])
+    with pytest.raises(SchemaMismatchError, match="'x' changes type"):
+        project_batch(batch, pa.schema([f("x", reader)]))
