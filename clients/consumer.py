@@ -33,7 +33,7 @@ from rayka.clients.positions import Positions, reset_out_of_range
 from rayka.clients.read_replicas import ReadReplicas
 from rayka.clients.record_views import empty_table, projected_records, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
-from rayka.errors import ConfigError, ConsumerClosedError
+from rayka.errors import ConfigError, ConsumerClosedError, DeserializationError
 
 __all__ = ["Consumer"]
 
@@ -272,11 +272,7 @@ class Consumer:
         to). Partitions that cannot be reached are skipped and reported (``unavailable()``).
         """
         drained = self._gather(timeout_ms, max_records or self.max_poll_records)
-        records: list[Record] = []
-        for state, batches in drained:
-            for batch in batches:
-                records.extend(self._to_records(state.tp, batch))
-        return records
+        return [r for _, recs in self._decoded(drained) for r in recs]
 
     def poll_by_partition(self, timeout_ms: float = 1000,
                           max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
@@ -284,9 +280,38 @@ class Consumer:
         ``poll`` shape); partitions with no new record are left out."""
         drained = self._gather(timeout_ms, max_records or self.max_poll_records)
         out: dict[TopicPartition, list[Record]] = {}
+        for tp, recs in self._decoded(drained):
+            if recs:
+                out.setdefault(tp, []).extend(recs)
+        return out
+
+    def _decoded(self, drained) -> list:
+        """``[(tp, records), ...]`` of the drained batches. A record its deserializer cannot decode
+        (DeserializationError) ends its partition's records there and leaves the position at it, as
+        Kafka does: the records before it and the other partitions' are returned. When nothing of
+        its partition comes before it, the error is raised and every other partition drained is
+        moved back to its first record drained, so no record is skipped unseen."""
+        out, failed = [], []
         for state, batches in drained:
             for batch in batches:
-                out.setdefault(state.tp, []).extend(self._to_records(state.tp, batch))
+                try:
+                    out.append((state.tp, self._to_records(state.tp, batch)))
+                except DeserializationError as exc:
+                    out.append((state.tp, exc.records))
+                    self.seek(state.tp, exc.offset)
+                    failed.append(exc)
+                    break
+        for exc in failed:
+            tp = TopicPartition(exc.topic, exc.partition)
+            if not any(recs for t, recs in out if t == tp):
+                firsts: dict = {}
+                for state, batches in drained:
+                    if state.tp != tp and batches and state.tp not in firsts:
+                        firsts[state.tp] = batches[0].column(0)[0].as_py()
+                for other, offset in firsts.items():
+                    if other not in {TopicPartition(e.topic, e.partition) for e in failed}:
+                        self.seek(other, offset)
+                raise exc
         return out
 
     def poll_batch(self, timeout_ms: float = 1000, max_records: int = 100_000) -> pa.Table:

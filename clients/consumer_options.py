@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rayka.clients.kafka_names import unknown_option_error
+from rayka.clients.serializers import deserializer
 from rayka.config import ConsumerConfig, GroupConfig, option_names
 from rayka.errors import ConfigError
 
@@ -31,7 +32,13 @@ def consumer_configs(options: dict[str, Any]) -> tuple[ConsumerConfig, GroupConf
     group_options = {k: v for k, v in options.items() if k in GROUP_OPTIONS}
     if group_options and group_id is None:
         raise ConfigError(f"options {sorted(group_options)} need a group_id")
-    config = ConsumerConfig(**{k: v for k, v in options.items() if k != "group_id" and k not in GROUP_OPTIONS})
+    own = {k: v for k, v in options.items() if k != "group_id" and k not in GROUP_OPTIONS}
+    if own.get("allow_pickle", False) not in (True, False):
+        raise ConfigError(f"allow_pickle must be True or False, got {own['allow_pickle']!r}")
+    for name in ("key_deserializer", "value_deserializer"):
+        if name in own:  # a format name ("json", ...) becomes its Deserializer; "pickle" only when allowed
+            own[name] = deserializer(name, own[name], own.get("allow_pickle", False))
+    config = ConsumerConfig(**own)
     group = None if group_id is None else GroupConfig(group_id=group_id, **group_options)
     return config, group
 

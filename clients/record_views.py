@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayka.clients.types import Record, TopicPartition
+from rayka.errors import DeserializationError
 
 __all__ = ["to_records", "projected_records", "to_table", "empty_table"]
 
@@ -29,11 +30,13 @@ def to_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] 
         values = batch.column(4).to_pylist()
     else:
         values = batch.select(value_cols).to_pylist()
+    bad = None
     if key_de is not None:
-        keys = [key_de(k) if k is not None else None for k in keys]
+        keys, bad = _decode(key_de, keys, "key", tp, offsets)
     if value_de is not None:
-        values = [value_de(v) if v is not None else None for v in values]
-    return [Record(topic, partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+        values, bad_v = _decode(value_de, values, "value", tp, offsets)
+        bad = _first(bad, bad_v)
+    return _records(tp, offsets, stamps, keys, values, headers, bad)
 
 
 def projected_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] | None, key_de,
@@ -52,12 +55,61 @@ def projected_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: lis
     if value_cols is not None:
         asked = [c for c in value_cols if c in names]
         values = batch.select(asked).to_pylist() if asked else none
-    if key_de is not None:
-        keys = [key_de(k) if k is not None else None for k in keys]
-    if value_de is not None and value_cols is None:
-        values = [value_de(v) if v is not None else None for v in values]
     offsets = batch.column(0).to_numpy().tolist()
-    return [Record(tp.topic, tp.partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+    bad = None
+    if key_de is not None and "key" in names:
+        keys, bad = _decode(key_de, keys, "key", tp, offsets)
+    if value_de is not None and value_cols is None and "value" in names:
+        values, bad_v = _decode(value_de, values, "value", tp, offsets)
+        bad = _first(bad, bad_v)
+    return _records(tp, offsets, stamps, keys, values, headers, bad)
+
+
+def _decode(fn, items: list, what: str, tp: TopicPartition, offsets: list):
+    """``fn`` applied to each non-null item; on the first failure, the items decoded so far and
+    the DeserializationError naming the record (topic, partition, offset, deserializer)."""
+    out = []
+    append = out.append
+    for i, item in enumerate(items):
+        if item is None:
+            append(None)
+            continue
+        try:
+            append(fn(item))
+        except Exception as exc:  # any deserializer's failure: the user's callable may raise anything
+            from rayka.clients.serializers import describe
+
+            name = describe(fn)
+            off = offsets[i]
+            err = DeserializationError(
+                f"the {what} of {tp.topic}-{tp.partition} at offset {off} ({len(item)} bytes) cannot be "
+                f"decoded by {what}_deserializer {name}: {type(exc).__name__}: {exc}. The records before it "
+                f"were returned; seek(TopicPartition({tp.topic!r}, {tp.partition}), {off + 1}) skips it, or "
+                "read it with another deserializer",
+                topic=tp.topic, partition=tp.partition, offset=off, next_offset=off + 1, deserializer=name)
+            err.__cause__ = exc
+            return out, (i, err)
+    return out, None
+
+
+def _first(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a[0] <= b[0] else b
+
+
+def _records(tp, offsets, stamps, keys, values, headers, bad) -> list[Record]:
+    """The Records; with ``bad`` = (row, error), the error raised carrying the rows before it
+    as ``error.records`` (the consumer hands those out and leaves the position at the row)."""
+    topic, partition = tp
+    if bad is None:
+        return [Record(topic, partition, o, t, k, v, h) for o, t, k, v, h in zip(offsets, stamps, keys, values, headers)]
+    row, err = bad
+    err.records = [Record(topic, partition, o, t, k, v, h)
+                   for o, t, k, v, h in zip(offsets[:row], stamps[:row], keys[:row], values[:row], headers[:row])]
+    raise err
 
 
 def to_table(drained) -> pa.Table | None:

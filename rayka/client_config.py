@@ -59,7 +59,8 @@ class ProducerConfig:
       ``send()`` waits for room.
     - ``delivery_timeout_ms`` (120 s), ``retry_backoff_ms`` (100): how long, and how often, a
       failed batch is retried.
-    - ``key_serializer`` / ``value_serializer`` (None): callables to bytes.
+    - ``key_serializer`` / ``value_serializer`` (None): callables to bytes, or a built-in's name
+      ("str", "json", "pickle", "msgpack"; rayka.clients.serializers).
 
     Byte counts are whole numbers >= 0, times finite numbers of ms >= 0 (not NaN, not inf).
     """
@@ -133,7 +134,9 @@ class ConsumerConfig:
     - ``max_poll_records`` (500): default ``max_records`` of ``poll``.
     - ``max_partition_fetch_records`` (500,000), ``max_partition_fetch_bytes`` (32 MiB): one fetch.
     - ``consumer_timeout_ms`` (None = forever): iteration stops after this long without records.
-    - ``key_deserializer`` / ``value_deserializer`` (None): callables applied to each record's bytes.
+    - ``key_deserializer`` / ``value_deserializer`` (None): callables applied to each record's bytes,
+      or a built-in's name ("str", "json", "msgpack", "pickle"; rayka.clients.serializers).
+    - ``allow_pickle`` (False): needed for a "pickle" deserializer, since unpickling runs code.
     - ``on_partitions_unavailable`` (None): called with the set of TopicPartitions that became
       unreachable.
     - ``client_rack`` (None): where the consumer reads from (Kafka's ``client.rack``, KIP-392).
@@ -165,6 +168,7 @@ class ConsumerConfig:
     client_rack: str | None = None
     columns: Any = None
     filter: Any = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         _check_pushdown(self.columns, self.filter)

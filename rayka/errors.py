@@ -79,6 +79,7 @@ __all__ = [
     "InputFormatError",
     "OffsetOutOfRangeError",
     "CorruptRecordError",
+    "DeserializationError",
     "LogDirLockedError",
     "LogWriteError",
     "DiskFullError",
@@ -254,6 +255,20 @@ class CorruptRecordError(RaykaError):
         super().__init__(message)
         self.first_offset = first_offset
         self.next_offset = next_offset
+
+
+class DeserializationError(RaykaError, ValueError):
+    """A record's key or value could not be decoded by the consumer's deserializer (Kafka's
+    RecordDeserializationException). The records before it were returned; the partition's
+    position is left at ``offset``, so ``seek(tp, next_offset)`` skips the record."""
+
+    _fields = ("topic", "partition", "offset", "next_offset", "deserializer")
+
+    def __init__(self, message: str, *, topic: str = "", partition: int = -1, offset: int = -1,
+                 next_offset: int = -1, deserializer: str = ""):
+        super().__init__(message)
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.next_offset, self.deserializer = next_offset, deserializer
 
 
 class LogDirLockedError(RaykaError):
