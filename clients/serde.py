@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayka.errors import InvalidRecordError, SchemaMismatchError
+from rayka.clients.typed_check import fast_check
 from rayka.partitions.record_size import fixed_bits, scalar_bits
 
 __all__ = ["check_bytes", "check_row", "table_from"]
@@ -30,59 +31,75 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     for under the partition's size rule (rayka.partitions.record_size).
 
     Checked in ``send()``, so a value that does not fit raises there, naming the column,
-    instead of failing the whole batch it would have joined. Each column is converted as
-    the batch will be (pyarrow's converter from Python, to the column's type), and a conversion that would change the
-    value (1.5 into an int column) is refused, as ``send_table`` refuses it.
+    instead of failing the whole batch it would have joined. A value of a plain Python type
+    the column surely takes (an int in range of an int column, a str of a string column, ...)
+    is accepted by a per-type check (``_fast``, no Arrow object built); anything else is
+    converted as the batch will be (pyarrow's converter from Python, to the column's type),
+    and a conversion that would change the value (1.5 into an int column) is refused, as
+    ``send_table`` refuses it. Both paths accept, refuse and count the same
+    (tests/unit/test_typed_check.py compares them).
     """
-    if not isinstance(value, dict):
-        raise InvalidRecordError(
-            f"topic {topic!r} has a value schema; send a dict of its columns "
-            f"({', '.join(schema.names)}), or set value_serializer to build one"
-        )
-    unknown = value.keys() - set(schema.names)
-    if unknown:
+    if type(value) is not dict:
+        if not isinstance(value, dict):
+            raise InvalidRecordError(
+                f"topic {topic!r} has a value schema; send a dict of its columns "
+                f"({', '.join(schema.names)}), a dataclass or a pydantic model, or set value_serializer "
+                "to build one"
+            )
+    fields, names = _fields(schema)
+    if not value.keys() <= names:
+        unknown = value.keys() - names
         raise SchemaMismatchError(
             f"value has columns {sorted(map(repr, unknown))} that topic {topic!r} does not have; "
             f"its value columns are {schema.names} (column names are str)"
         )
     bits = 0
-    for name, typ, nullable, lossy_check, width in _fields(schema):
-        item = value.get(name)
+    get = value.get
+    for name, typ, nullable, lossy_check, width, fast in fields:
+        item = get(name)
         if item is None:
             if not nullable:
                 raise SchemaMismatchError(f"value lacks the non-nullable column {name!r} of topic {topic!r}")
             continue
-        try:
-            # Converted as ProduceBatch.build converts the column (pyarrow's converter from Python).
-            scalar = pa.scalar(item, type=typ)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
-                ArithmeticError) as exc:
-            raise SchemaMismatchError(
-                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} does not fit: {exc}"
-            ) from None
-        if lossy_check and _lossy(item, typ):
-            raise SchemaMismatchError(
-                f"column {name!r} of topic {topic!r} is {typ}; {item!r:.80} would lose its "
-                "fraction: round it first (send_table refuses it too)"
-            )
-        # A fixed-width column's bits are its width (record_size.fixed_bits, looked up once per schema).
-        bits += width if width is not None else scalar_bits(scalar)
+        got = fast(item) if fast is not None else None
+        if got is None:
+            got = _checked_bits(item, name, typ, lossy_check, width, topic)
+        bits += got
     return bits
+
+
+def _checked_bits(item, name: str, typ: pa.DataType, lossy_check: bool, width, topic: str) -> int:
+    """The general path: ``item`` converted by pyarrow as ProduceBatch.build converts it."""
+    try:
+        scalar = pa.scalar(item, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+            ArithmeticError) as exc:
+        raise SchemaMismatchError(
+            f"column {name!r} of topic {topic!r} is {typ}; {type(item).__name__} {item!r:.80} does not fit: {exc}"
+        ) from None
+    if lossy_check and _lossy(item, typ):
+        raise SchemaMismatchError(
+            f"column {name!r} of topic {topic!r} is {typ}; {type(item).__name__} {item!r:.80} would lose its "
+            "fraction: round it first (send_table refuses it too)"
+        )
+    # A fixed-width column's bits are its width (record_size.fixed_bits, looked up once per schema).
+    return width if width is not None else scalar_bits(scalar)
 
 
 _FIELDS: dict = {}
 
 
-def _fields(schema: pa.Schema) -> list:
-    """(name, type, nullable, may be lossy, fixed width in bits or None) per column, computed once per schema (send() runs this)."""
+def _fields(schema: pa.Schema) -> tuple:
+    """Per column (name, type, nullable, may be lossy, fixed width in bits or None, fast check or
+    None), and the set of names; computed once per schema (send() runs this)."""
     cached = _FIELDS.get(id(schema))
     if cached is None or cached[0] is not schema:
         fields = [(f.name, f.type, f.nullable, pa.types.is_integer(f.type) or (
             (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_integer(f.type.value_type)),
-            fixed_bits(f.type)) for f in schema]
+            fixed_bits(f.type), fast_check(f.type)) for f in schema]
         if len(_FIELDS) > 64:
             _FIELDS.clear()
-        cached = _FIELDS[id(schema)] = (schema, fields)
+        cached = _FIELDS[id(schema)] = (schema, (fields, frozenset(schema.names)))
     return cached[1]
 
 
