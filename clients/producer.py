@@ -54,6 +54,7 @@ from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
 from rayka.clients.stubs import stage
 from rayka.clients.serde import check_bytes, check_row, table_from
+from rayka.clients.typed_inputs import as_row
 from rayka.errors import (
     BufferFullError,
     ConfigError,
@@ -180,6 +181,10 @@ class Producer:
              partition: int | None = None) -> FutureRecordMetadata:
         """Queue one record; returns a future of its RecordMetadata.
 
+        ``value``: bytes (or what ``value_serializer`` takes); for a topic with a schema, a dict
+        of its columns, a dataclass instance or a pydantic model (fields by name), checked here
+        (SchemaMismatchError naming the column, its type and what was found).
+
         ``headers``: a dict ``{str: bytes}`` or a list of ``(str, bytes)`` pairs; ``timestamp_ms``:
         an int, 0 <= t < 2**63 (default now); ``partition``: an int (default: the key's partition,
         or the sticky partitioner's for keyless records). An argument that does not fit raises
@@ -208,6 +213,8 @@ class Producer:
                 value = bytes(value)  # a memoryview's len() counts items, not bytes
             value_bits = 8 * len(value) if value is not None else 0
         else:
+            if type(value) is not dict:
+                value = as_row(value)  # a dataclass or pydantic model: its fields by name
             value_bits = check_row(value, t.value_schema, topic)
         header_bytes = 0
         if headers is not None:
@@ -251,7 +258,8 @@ class Producer:
         return FutureRecordMetadata(batch, index, -1 if t.log_append_time else ts)
 
     def send_table(self, topic: str, data, partition: int | None = None) -> TableFuture:
-        """Send a pyarrow Table/RecordBatch or pandas DataFrame in bulk, Arrow end to end.
+        """Send a pyarrow Table/RecordBatch, a pandas or Polars DataFrame, or a list of rows (dicts,
+        dataclasses, pydantic models) in bulk, Arrow end to end.
 
         Columns: ``value`` (or the topic's schema columns), and optional ``key``,
         ``timestamp_ms``, ``headers`` (map<string, binary>), ``partition``. Rows with a

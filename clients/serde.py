@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from rayka.errors import InvalidRecordError, SchemaMismatchError
 from rayka.clients.typed_check import fast_check
+from rayka.clients.typed_inputs import is_rows, table_from_rows
 from rayka.partitions.record_size import fixed_bits, scalar_bits
 
 __all__ = ["check_bytes", "check_row", "table_from"]
@@ -113,9 +114,12 @@ def _lossy(item, typ: pa.DataType) -> bool:
 
 
 def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, pandas DataFrame or dict of columns."""
+    """A pyarrow Table from a Table, RecordBatch, pandas or Polars DataFrame, dict of columns, or
+    list of rows (dicts, dataclasses, pydantic models; clients/typed_inputs.py)."""
     source = "table.schema"
-    if isinstance(data, pa.RecordBatch):
+    if is_rows(data):
+        table = table_from_rows(data, value_schema, topic)
+    elif isinstance(data, pa.RecordBatch):
         table = pa.Table.from_batches([data])
     elif isinstance(data, pa.Table):
         table = data
@@ -124,10 +128,13 @@ def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Tabl
     elif type(data).__module__.startswith("pandas"):
         table = pa.Table.from_pandas(data, preserve_index=False)
         source = "pa.Schema.from_pandas(df, preserve_index=False)"
+    elif type(data).__module__.startswith("polars") and hasattr(data, "to_arrow"):
+        table = data.to_arrow()
+        source = "df.to_arrow().schema"
     else:
         raise TypeError(
-            f"send_table takes a pyarrow Table or RecordBatch, a pandas DataFrame or a dict of "
-            f"columns, not {type(data).__name__}"
+            f"send_table takes a pyarrow Table or RecordBatch, a pandas or Polars DataFrame, a dict of "
+            f"columns or a list of rows (dicts, dataclasses, pydantic models), not {type(data).__name__}"
         )
     if value_schema is None and "value" not in table.column_names:
         others = [c for c in table.column_names if c not in ("key", "timestamp_ms", "headers", "partition")]
