@@ -118,7 +118,7 @@ def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Tabl
     list of rows (dicts, dataclasses, pydantic models; clients/typed_inputs.py)."""
     source = "table.schema"
     if is_rows(data):
-        table = table_from_rows(data, value_schema, topic)
+        table = table_from_rows(data, value_schema, topic, check_row)
     elif isinstance(data, pa.RecordBatch):
         table = pa.Table.from_batches([data])
     elif isinstance(data, pa.Table):

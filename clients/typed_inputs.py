@@ -46,13 +46,12 @@ def is_rows(data) -> bool:
     return isinstance(data, (list, tuple))
 
 
-def table_from_rows(rows, value_schema: pa.Schema | None, topic: str) -> pa.Table:
+def table_from_rows(rows, value_schema: pa.Schema | None, topic: str, check_row) -> pa.Table:
     """A list of rows as a Table. Typed topic: each row is checked as ``send()`` checks it
     (SchemaMismatchError naming the row, the column, its type and what was found), then each
     column is converted as a batch of ``send()``s is. Untyped topic: the rows' keys are the
-    columns (``value`` bytes, and optional ``key``, ``timestamp_ms``, ``headers``, ``partition``)."""
-    from rayka.clients.serde import check_row
-
+    columns (``value`` bytes, and optional ``key``, ``timestamp_ms``, ``headers``, ``partition``).
+    ``check_row`` is serde.check_row (passed in: serde imports this module)."""
     rows = [as_row(r) for r in rows]
     if value_schema is None:
         return pa.Table.from_pylist(rows)

@@ -13,7 +13,7 @@ from rayka.errors import ConfigError
 @pytest.mark.parametrize("option, value", [
     ("max_poll_records", 0), ("max_poll_records", -3), ("max_poll_records", "5"), ("fetch_max_wait_ms", -1),
     ("consumer_timeout_ms", "x"), ("enable_auto_commit", "no"), ("max_partition_fetch_bytes", 0),
-    ("auto_commit_interval_ms", -1), ("fetch_max_wait_ms", float("nan")), ("value_deserializer", "json"),
+    ("auto_commit_interval_ms", -1), ("fetch_max_wait_ms", float("nan")), ("value_deserializer", "yaml"),
 ])
 def test_bad_option_values_are_refused_naming_the_option_before_connecting(option, value):
     # conftest makes any Ray start fail: the check must come first
