@@ -22,6 +22,7 @@ roll) carry ``retriable = True``, as kafka-python's do.
     ├── InputFormatError             a line or file for `rayka produce` is not in its stated format
     ├── OffsetOutOfRangeError        names the valid [log_start, log_end] range
     ├── CorruptRecordError           a batch failed its checksum; nothing corrupt is served
+    ├── DeserializationError         a consumer's deserializer could not decode a record (names it)
     ├── LogDirLockedError            another partition log already owns the partition directory
     ├── LogWriteError                a write to a partition log or coordinator file failed (retriable)
     │   └── DiskFullError            ... because the file system is full (ENOSPC, EDQUOT)

@@ -17,6 +17,9 @@ from rayka.cli.base import (
 __all__ = ["produce", "consume", "tail", "demo"]
 
 
+_FORMATS = ["bytes", "str", "json", "msgpack", "pickle"]
+
+
 def _finite(ctx, param, value):
     if value is not None and value != value:  # NaN passes every range check
         raise click.BadParameter("must be a number, not nan")
@@ -36,6 +39,10 @@ Formats (--format, default raw for stdin, from the suffix for a file):
            an empty cell is null
   parquet  (--file only) the same columns, plus headers as map<string, binary>
 \b
+--key-format/--value-format (untyped topics; default bytes): how the key and value text
+becomes the record's bytes: bytes (as it is), str (UTF-8, checked), json (read as JSON,
+written compact), msgpack or pickle (read as JSON, written in that format).
+\b
 A file is read and checked whole first (a bad line or column sends nothing), then sent
 in bulk with send_table; lines from stdin are sent as they come.
 """
@@ -49,15 +56,20 @@ in bulk with send_table; lines from stdin are sent as they come.
 @click.option("--format", "fmt", type=click.Choice(["raw", "json", "csv", "parquet"]), default=None,
               help="Input format (default: raw for stdin, the file's suffix for --file).")
 @click.option("--key-sep", default=None, help="raw: split each line at the first SEP into key and value.")
+@click.option("--key-format", type=click.Choice(_FORMATS), default="bytes", show_default=True,
+              help="How each key's text is encoded (see above).")
+@click.option("--value-format", type=click.Choice(_FORMATS), default="bytes", show_default=True,
+              help="How each value's text is encoded (see above; untyped topics only).")
 @click.option("--partition", type=click.IntRange(min=0), default=None, help="Send every record to this partition.")
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=5, show_default=True, callback=_finite,
               help="How long a batch waits for more records before it is sent.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: for --file, if stderr is a terminal; for stdin, off).")
 @click.pass_context
-def produce(ctx, topic, path, fmt, key_sep, partition, linger_ms, progress):
+def produce(ctx, topic, path, fmt, key_sep, key_format, value_format, partition, linger_ms, progress):
     import rayka
     from rayka.clients import console, formats
+    from rayka.clients.cli_codecs import produce_codec
 
     if fmt == "parquet" and path is None:
         raise click.UsageError("--format parquet needs --file (Parquet cannot stream from stdin)")
@@ -65,10 +77,19 @@ def produce(ctx, topic, path, fmt, key_sep, partition, linger_ms, progress):
         raise click.UsageError("--key-sep is for --format raw; JSON and CSV name the key field")
     if path is not None and fmt is None:
         fmt = formats.format_of(path)
+    coded = (key_format, value_format) != ("bytes", "bytes")
+    if coded and path is not None and fmt != "raw":
+        raise click.UsageError("--key-format/--value-format apply to records sent one by one (stdin, or "
+                               "--format raw); a file is sent in bulk as its columns are")
     cluster = _connect(ctx)
     meta, _ = cluster.topic(topic, refresh=True)
+    if value_format != "bytes" and meta.value_schema is not None:
+        raise click.UsageError(f"topic {topic} has a schema: its values are columns, not encoded bytes; "
+                               "drop --value-format")
     failed: list[BaseException] = []  # appended from the producer's callback thread
-    with rayka.Producer(linger_ms=linger_ms) as producer:
+    codecs = {"key_serializer": produce_codec(key_format, "--key-format"),
+              "value_serializer": produce_codec(value_format, "--value-format")}
+    with rayka.Producer(linger_ms=linger_ms, **{k: v for k, v in codecs.items() if v is not None}) as producer:
         if path is not None and fmt != "raw":
             source = formats.FileSource(path, meta.value_schema, fmt, topic=topic,
                                         max_message_bytes=meta.topic_config.max_message_bytes)
@@ -100,6 +121,12 @@ def _output_options(command):
         click.option("--print-key", is_flag=True, help="raw: print KEY<sep>VALUE."),
         click.option("--print-offset", is_flag=True, help="raw: print partition:offset before each record."),
         click.option("--key-sep", default="\t", show_default="tab", help="raw: the separator of those fields."),
+        click.option("--key-format", type=click.Choice(_FORMATS), default="bytes", show_default=True,
+                     help="Decode each key with this format and print it as text (JSON for non-strings)."),
+        click.option("--value-format", type=click.Choice(_FORMATS), default="bytes", show_default=True,
+                     help="Decode each value with this format and print it as text (JSON for non-strings)."),
+        click.option("--allow-pickle", is_flag=True,
+                     help="Allow --key-format/--value-format pickle (unpickling runs code: trusted topics only)."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr (default: if it is a terminal and --max is given)."),
     ]):
@@ -128,6 +155,24 @@ def _print_records(ctx, consumer, topic, *, fmt, max_records, timeout_ms, print_
     return seen
 
 
+def _consume_codecs(options: dict) -> dict:
+    """The Consumer's deserializers for --key-format/--value-format (popped from ``options``)."""
+    from rayka.clients.cli_codecs import consume_codec
+    from rayka.errors import ConfigError
+
+    allow = options.pop("allow_pickle")
+    out = {}
+    for what in ("key", "value"):
+        name = options.pop(f"{what}_format")
+        try:
+            codec = consume_codec(name, f"--{what}-format", allow_pickle=allow)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        if codec is not None:
+            out[f"{what}_deserializer"] = codec
+    return out
+
+
 @cli.command()
 @connection_options
 @click.argument("topic")
@@ -142,8 +187,9 @@ def consume(ctx, topic, from_beginning, group_id, client_rack, **options):
     import rayka
 
     _connect(ctx)
+    codecs = _consume_codecs(options)
     consumer = rayka.Consumer(topic, group_id=group_id, auto_offset_reset="earliest" if from_beginning else "latest",
-                              client_rack=client_rack)
+                              client_rack=client_rack, **codecs)
     seen = _print_records(ctx, consumer, topic, group_id=group_id, **options)
     click.echo(f"consumed {seen} record(s) from {topic}", err=True)
 
@@ -164,7 +210,8 @@ def tail(ctx, topic, group_id, **options):
     import rayka
 
     _connect(ctx)
-    consumer = rayka.Consumer(topic, group_id=group_id, auto_offset_reset="latest")
+    codecs = _consume_codecs(options)
+    consumer = rayka.Consumer(topic, group_id=group_id, auto_offset_reset="latest", **codecs)
     if group_id is None:
         consumer.seek_to_end()
 

@@ -136,3 +136,47 @@ def test_an_undecodable_record_is_reported_and_nothing_is_lost(cluster, admin):
     c.seek(tp, error.next_offset)
     assert [r.value for r in consume_all(c, 1)] == [4]
     c.close()
+
+
+def test_cli_key_and_value_formats(ray_session, tmp_path):
+    import json as _json
+    import os
+    import sys
+    import uuid
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _cli_batch import run_batch
+
+    name = f"cs-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, RAYKA_CLUSTER=name, RAYKA_DATA_DIR=str(tmp_path / "data"))
+    env.pop("RAY_ADDRESS", None)
+    cluster = rayka.connect(cluster_name=name, data_dir=tmp_path / "data")
+    try:
+        rayka.Admin(cluster).create_topic("cli_ser", partitions=1)
+        base = ["--address", ray_session]
+        consume = base + ["consume", "cli_ser", "--from-beginning", "--max", "2", "--timeout-ms", "20000",
+                          "--print-key"]
+        outs = run_batch([
+            (base + ["produce", "cli_ser", "--key-sep", "|", "--key-format", "str", "--value-format", "msgpack"],
+             b'k1|{"a": [1, 2]}\nk2|"text"\n'),
+            (base + ["produce", "cli_ser", "--value-format", "json"], b"not json\n"),
+            (consume + ["--value-format", "msgpack"], b""),
+            (consume + ["--value-format", "pickle"], b""),
+            (consume, b""),
+        ], env)
+        assert outs[0].returncode == 0, outs[0].stderr.decode()
+        assert outs[1].returncode != 0 and b"read as JSON" in outs[1].stderr
+        lines = outs[2].stdout.decode().splitlines()
+        assert [line.split("\t") for line in lines] == [["k1", '{"a":[1,2]}'], ["k2", "text"]]
+        assert outs[3].returncode != 0 and b"--allow-pickle" in outs[3].stderr
+        raw = outs[4].stdout.split(b"\n")[0].split(b"\t")[1]
+        assert msgpack_unpack(raw) == {"a": [1, 2]}
+        assert _json  # the printed values above are JSON text
+    finally:
+        cluster.shutdown(delete_data=True)
+
+
+def msgpack_unpack(data):
+    import msgpack
+
+    return msgpack.unpackb(data)
