@@ -8,10 +8,10 @@ take any callable, or one of these names. A name becomes a :class:`Serializer` /
 
 ``"json"`` uses orjson when it is installed, else the standard library's json in its compact
 form (``separators=(",", ":")``, ``ensure_ascii=False``). Both give the same bytes for dicts,
-lists, str, int, bool and None; they differ on floats' spelling in rare cases (orjson prints
-the shortest round-trip form as the stdlib does, but refuses NaN/inf, which the stdlib writes
-as ``NaN``), on ints beyond 64 bits (orjson refuses them), and orjson also encodes datetimes,
-dataclasses and numpy arrays, which the stdlib refuses. Decoding gives equal values either way.
+lists, str, int, bool and None and floats without an exponent; they differ on an exponent's
+spelling (stdlib ``1e-07``, orjson ``1e-7``), on ints beyond 64 bits (orjson refuses them), and
+orjson also encodes datetimes, dataclasses and numpy arrays, which the stdlib refuses. Both
+refuse NaN and infinities (not JSON). Decoding gives equal values either way.
 
 ``"pickle"`` is cloudpickle (functions, lambdas, numpy arrays, dataclasses); a Consumer takes
 it only with ``allow_pickle=True``, since unpickling runs whatever code the bytes name.

@@ -115,3 +115,58 @@ def test_undecodable_value_names_record_and_keeps_those_before():
 def test_undecodable_by_a_callable_names_it():
     with pytest.raises(DeserializationError, match="value_deserializer bytes.decode"):
         to_records(TopicPartition("t", 0), _batch([b"ok", b"\xff"]), None, None, bytes.decode)
+
+
+def test_stdlib_json_fallback_gives_orjson_bytes_for_common_values(monkeypatch):
+    import sys
+
+    from rayka.clients import serializers
+
+    orjson_dumps, orjson_loads = serializers._json_codec()
+    monkeypatch.setitem(sys.modules, "orjson", None)  # as if not installed
+    assert serializers.json_backend() == "json"
+    std_dumps, std_loads = serializers._json_codec()
+    assert std_dumps is not orjson_dumps
+    for v in VALUES["json"] + [{"k": [1.5, -0.25, 10**18]}, {"é": "\u2028"}]:
+        assert std_dumps(v) == orjson_dumps(v), v
+    # The documented difference: an exponent's spelling (1e-07 vs 1e-7); both read back equal.
+    assert (std_dumps(1e-7), orjson_dumps(1e-7)) == (b"1e-07", b"1e-7")
+    assert std_loads(std_dumps(1e-7)) == orjson_loads(orjson_dumps(1e-7)) == 1e-7
+    with pytest.raises(ValueError):
+        std_dumps(float("nan"))  # refused by both, so neither writes what the other cannot read
+
+
+class _FakeConsumer:
+    """What Consumer._decoded uses: _to_records and seek."""
+
+    def __init__(self, fail_at):
+        self.fail_at, self.seeks = fail_at, {}
+
+    def _to_records(self, tp, batch):
+        return to_records(tp, batch, None, None, deserializer("value_deserializer", "json")
+                          if tp == self.fail_at else None)
+
+    def seek(self, tp, offset):
+        self.seeks[tp] = offset
+
+
+class _State:
+    def __init__(self, tp):
+        self.tp = tp
+
+
+def test_poll_returns_records_before_a_bad_one_then_raises_moving_the_others_back():
+    from rayka.clients.consumer import Consumer
+
+    bad, other = TopicPartition("t", 0), TopicPartition("t", 1)
+    fake = _FakeConsumer(bad)
+    drained = [(_State(bad), [_batch([b"1", b"oops"])]), (_State(other), [_batch([b"x", b"y"])])]
+    out = Consumer._decoded(fake, drained)
+    assert [(tp.partition, [r.offset for r in recs]) for tp, recs in out] == [(0, [10]), (1, [10, 11])]
+    assert fake.seeks == {bad: 11}
+    # The next poll starts at the bad record: nothing of its partition before it, so it raises, and
+    # the other partition drained with it goes back to its first record (none is skipped unseen).
+    fake = _FakeConsumer(bad)
+    with pytest.raises(DeserializationError) as info:
+        Consumer._decoded(fake, [(_State(bad), [_batch([b"oops", b"2"])]), (_State(other), [_batch([b"z"])])])
+    assert info.value.offset == 10 and fake.seeks == {bad: 10, other: 10}
