@@ -31,9 +31,9 @@ from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.positions import Positions, reset_out_of_range
 from rayka.clients.read_replicas import ReadReplicas
-from rayka.clients.record_views import empty_table, projected_records, to_records, to_table
+from rayka.clients.record_views import decode_drained, empty_table, projected_records, to_records, to_table
 from rayka.clients.types import OffsetAndMetadata, OffsetAndTimestamp, Record, TopicPartition
-from rayka.errors import ConfigError, ConsumerClosedError, DeserializationError
+from rayka.errors import ConfigError, ConsumerClosedError
 
 __all__ = ["Consumer"]
 
@@ -286,33 +286,9 @@ class Consumer:
         return out
 
     def _decoded(self, drained) -> list:
-        """``[(tp, records), ...]`` of the drained batches. A record its deserializer cannot decode
-        (DeserializationError) ends its partition's records there and leaves the position at it, as
-        Kafka does: the records before it and the other partitions' are returned. When nothing of
-        its partition comes before it, the error is raised and every other partition drained is
-        moved back to its first record drained, so no record is skipped unseen."""
-        out, failed = [], []
-        for state, batches in drained:
-            for batch in batches:
-                try:
-                    out.append((state.tp, self._to_records(state.tp, batch)))
-                except DeserializationError as exc:
-                    out.append((state.tp, exc.records))
-                    self.seek(state.tp, exc.offset)
-                    failed.append(exc)
-                    break
-        for exc in failed:
-            tp = TopicPartition(exc.topic, exc.partition)
-            if not any(recs for t, recs in out if t == tp):
-                firsts: dict = {}
-                for state, batches in drained:
-                    if state.tp != tp and batches and state.tp not in firsts:
-                        firsts[state.tp] = batches[0].column(0)[0].as_py()
-                for other, offset in firsts.items():
-                    if other not in {TopicPartition(e.topic, e.partition) for e in failed}:
-                        self.seek(other, offset)
-                raise exc
-        return out
+        """``[(tp, records), ...]`` of the drained batches (record_views.decode_drained: an
+        undecodable record ends its partition's records there, Kafka's way)."""
+        return decode_drained(drained, self._to_records, self.seek)
 
     def poll_batch(self, timeout_ms: float = 1000, max_records: int = 100_000) -> pa.Table:
         """Up to ``max_records`` records as one Arrow table (columns topic, partition, offset,

@@ -13,7 +13,7 @@ import pyarrow as pa
 from rayka.clients.types import Record, TopicPartition
 from rayka.errors import DeserializationError
 
-__all__ = ["to_records", "projected_records", "to_table", "empty_table"]
+__all__ = ["to_records", "projected_records", "decode_drained", "to_table", "empty_table"]
 
 
 def to_records(tp: TopicPartition, batch: pa.RecordBatch, value_cols: list[str] | None, key_de,
@@ -110,6 +110,38 @@ def _records(tp, offsets, stamps, keys, values, headers, bad) -> list[Record]:
     err.records = [Record(topic, partition, o, t, k, v, h)
                    for o, t, k, v, h in zip(offsets[:row], stamps[:row], keys[:row], values[:row], headers[:row])]
     raise err
+
+
+def decode_drained(drained, to_records, seek) -> list:
+    """``[(tp, records), ...]`` of a poll's drained ``[(state, [batch, ...]), ...]``, made by
+    ``to_records(tp, batch)``. A record its deserializer cannot decode (DeserializationError)
+    ends its partition's records there and the partition is ``seek``-ed to it, as Kafka does:
+    the records before it and the other partitions' are returned. When nothing of its partition
+    comes before it, the error is raised and every other partition drained is moved back to
+    its first record drained, so no record is skipped unseen."""
+    out, failed = [], []
+    for state, batches in drained:
+        for batch in batches:
+            try:
+                out.append((state.tp, to_records(state.tp, batch)))
+            except DeserializationError as exc:
+                out.append((state.tp, exc.records))
+                seek(state.tp, exc.offset)
+                failed.append(exc)
+                break
+    failed_tps = {TopicPartition(e.topic, e.partition) for e in failed}
+    for exc in failed:
+        tp = TopicPartition(exc.topic, exc.partition)
+        if any(recs for t, recs in out if t == tp):
+            continue
+        firsts: dict = {}
+        for state, batches in drained:
+            if state.tp not in failed_tps and batches and state.tp not in firsts:
+                firsts[state.tp] = batches[0].column(0)[0].as_py()
+        for other, offset in firsts.items():
+            seek(other, offset)
+        raise exc
+    return out
 
 
 def to_table(drained) -> pa.Table | None:

@@ -137,7 +137,7 @@ def test_stdlib_json_fallback_gives_orjson_bytes_for_common_values(monkeypatch):
 
 
 class _FakeConsumer:
-    """What Consumer._decoded uses: _to_records and seek."""
+    """What Consumer._decoded hands decode_drained: _to_records and seek."""
 
     def __init__(self, fail_at):
         self.fail_at, self.seeks = fail_at, {}
@@ -156,17 +156,18 @@ class _State:
 
 
 def test_poll_returns_records_before_a_bad_one_then_raises_moving_the_others_back():
-    from rayka.clients.consumer import Consumer
+    from rayka.clients.record_views import decode_drained
 
     bad, other = TopicPartition("t", 0), TopicPartition("t", 1)
     fake = _FakeConsumer(bad)
     drained = [(_State(bad), [_batch([b"1", b"oops"])]), (_State(other), [_batch([b"x", b"y"])])]
-    out = Consumer._decoded(fake, drained)
+    out = decode_drained(drained, fake._to_records, fake.seek)
     assert [(tp.partition, [r.offset for r in recs]) for tp, recs in out] == [(0, [10]), (1, [10, 11])]
     assert fake.seeks == {bad: 11}
     # The next poll starts at the bad record: nothing of its partition before it, so it raises, and
     # the other partition drained with it goes back to its first record (none is skipped unseen).
     fake = _FakeConsumer(bad)
     with pytest.raises(DeserializationError) as info:
-        Consumer._decoded(fake, [(_State(bad), [_batch([b"oops", b"2"])]), (_State(other), [_batch([b"z"])])])
+        decode_drained([(_State(bad), [_batch([b"oops", b"2"])]), (_State(other), [_batch([b"z"])])],
+                       fake._to_records, fake.seek)
     assert info.value.offset == 10 and fake.seeks == {bad: 10, other: 10}
