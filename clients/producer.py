@@ -53,7 +53,7 @@ from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
 from rayka.clients.sender import Sender
 from rayka.clients.stubs import stage
-from rayka.clients.serde import check_bytes, check_row, table_from
+from rayka.clients.serde import check_bytes, check_row, explain_mismatch, table_from
 from rayka.clients.typed_inputs import as_row
 from rayka.errors import (
     BufferFullError,
@@ -63,6 +63,7 @@ from rayka.errors import (
     OldTimestampWarning,
     ProducerClosedError,
     RecordTooLargeError,
+    SchemaMismatchError,
 )
 
 __all__ = ["Producer"]
@@ -281,7 +282,10 @@ class Producer:
         # check them all first, so a bad table is refused whole, with nothing sent.
         stored = log_schema(t.value_schema)
         for _, chunk in chunks:
-            prepare_batch(chunk, stored, now_ms=0, max_message_bytes=t.max_message_bytes)
+            try:
+                prepare_batch(chunk, stored, now_ms=0, max_message_bytes=t.max_message_bytes)
+            except SchemaMismatchError as exc:
+                raise explain_mismatch(chunk, t.value_schema, exc) from None
         batches = []
         for part, chunk in chunks:
             size = chunk.nbytes

@@ -10,7 +10,7 @@ from rayka.clients.typed_check import fast_check
 from rayka.clients.typed_inputs import is_rows, table_from_rows
 from rayka.partitions.record_size import fixed_bits, scalar_bits
 
-__all__ = ["check_bytes", "check_row", "table_from"]
+__all__ = ["check_bytes", "check_row", "table_from", "explain_mismatch"]
 
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -157,3 +157,33 @@ def table_from(data, value_schema: pa.Schema | None, topic: str = "") -> pa.Tabl
                 )
             raise InvalidRecordError(f"the 'value' column must be binary, got {col.type}")
     return table
+
+
+def explain_mismatch(table, value_schema: pa.Schema | None, error: SchemaMismatchError) -> SchemaMismatchError:
+    """``error`` (a column of ``table`` that does not cast to the topic's type) with the first
+    value that does not fit added: its row, Python type and a short repr. Run only on the error
+    path: it casts the column's values one at a time."""
+    if value_schema is None:
+        return error
+    for field in value_schema:
+        if field.name not in table.column_names:
+            continue
+        col = table.column(field.name)
+        if col.type == field.type:
+            continue
+        try:
+            col.cast(field.type)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+        flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        for i in range(min(len(flat), 100_000)):
+            one = flat.slice(i, 1)
+            try:
+                one.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                v = one[0].as_py()
+                return SchemaMismatchError(
+                    f"{error}; the first value that does not fit is row {i}: {type(v).__name__} {v!r:.60}")
+        break
+    return error

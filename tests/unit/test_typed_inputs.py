@@ -98,6 +98,16 @@ def test_a_pandas_column_of_the_wrong_type_is_refused_naming_it():
         _stored(table_from(df, SCHEMA, "t"))
 
 
+def test_a_table_column_that_does_not_cast_names_the_first_value():
+    from rayka.clients.serde import explain_mismatch
+
+    table = pa.Table.from_pylist(_dicts(), schema=SCHEMA).set_column(1, "n", pa.array(["1", "2", "x"]))
+    with pytest.raises(SchemaMismatchError) as info:
+        _stored(table)
+    err = explain_mismatch(table, SCHEMA, info.value)
+    assert "'n'" in str(err) and "int64" in str(err) and "row 2: str 'x'" in str(err)
+
+
 def test_a_model_with_an_unknown_field_is_refused():
     class Other(pydantic.BaseModel):
         name: str
