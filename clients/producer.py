@@ -62,8 +62,7 @@ from rayka.errors import (
     KafkaTimeoutError,
     OldTimestampWarning,
     ProducerClosedError,
-    RecordTooLargeError,
-    SchemaMismatchError,
+    RecordTooLargeError, SchemaMismatchError,
 )
 
 __all__ = ["Producer"]
