@@ -123,3 +123,17 @@ def test_good_compression_config_round_trips():
     assert config.to_dict()["compression.type"] == "zstd"
     assert TopicConfig.from_dict(config.to_dict()) == config
     assert TopicConfig().compression_type == "none" and TopicConfig().compression_level is None
+
+
+def test_a_pushed_down_read_of_a_compressed_log_decodes_only_the_columns_it_needs(tmp_path, clock):
+    log = PartitionLog(tmp_path, config=TopicConfig(compression_type="zstd"), clock=clock)
+    log.append(batch(_events(1000), keys=[b"k%d" % (i % 3) for i in range(1000)]))
+    seg = next(tmp_path.glob("*.arrows"))
+    msg = next(codec.iter_messages(pa.py_buffer(seg.read_bytes()), len(codec.schema_message(log.schema))))
+    assert codec.is_compressed(msg)
+    only = codec.decode_fields(msg, log.schema, codec.schema_message(log.schema), [log.schema.get_field_index("key")])
+    assert only.schema.names == ["key"] and only.num_rows == 1000
+    narrow = pushdown.read_log(log, 0, 10_000, 1 << 30, columns=["offset"])
+    wide = pushdown.read_log(log, 0, 10_000, 1 << 30, columns=["offset", "value"])
+    assert narrow.rows == wide.rows == 1000
+    assert 5 * narrow.bytes_read < wide.bytes_read and 5 * narrow.bytes_shipped < wide.bytes_shipped
