@@ -92,8 +92,8 @@ def numeric_rows(n: int, seed: int = 13) -> pa.Table:
     }, schema=NUMERIC_SCHEMA)
 
 
-def _segment_bytes(data_dir: Path, topic_id: str) -> int:
-    return sum(p.stat().st_size for p in data_dir.rglob("*.arrows") if topic_id in str(p))
+def _segment_bytes(data_dir: Path, topic: str) -> int:
+    return sum(p.stat().st_size for p in (data_dir / "topics" / topic).rglob("*.arrows"))
 
 
 def _send(producer, topic: str, table: pa.Table) -> float:
@@ -122,11 +122,10 @@ def run_compression(click_rows: int = 200_000, numeric_rows_n: int = 1_000_000, 
             for codec in CODECS:
                 topic = f"{data_name.split()[0].lower()}-{codec}"
                 admin.create_topic(topic, partitions=1, schema=schema, config={"compression.type": codec})
-                meta, _ = cluster.topic(topic)
                 with rayka.Producer(cluster=cluster) as producer:
                     settle()
                     cold = _send(producer, topic, table)
-                    disk = _segment_bytes(Path(tmp), meta.topic_id)
+                    disk = _segment_bytes(Path(cluster.data_dir), topic)
                     warm = []
                     for _ in range(repeats):
                         settle()
