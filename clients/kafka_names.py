@@ -27,8 +27,10 @@ _CONNECT = ("rayka has no brokers to list: connect with rayka.connect(address=..
 KAFKA_EQUIVALENTS: dict[str, str] = {
     "bootstrap_servers": _CONNECT,
     "client_id": "rayka does not name clients; remove it",
-    "compression_type": ("rayka does not compress: records are stored as uncompressed Arrow IPC segments "
-                         "(there is no compression.type setting, producer or topic, yet); remove it"),
+    "compression_type": ("compression is a topic config in rayka, not a producer option: set compression.type "
+                         "(none, lz4 or zstd: Arrow IPC buffer compression) at create_topic or with "
+                         "alter_topic_config, and the producer compresses what it ships with the topic's codec; "
+                         "remove it"),
     "request_timeout_ms": "calls go through Ray; remove it",
     "reconnect_backoff_ms": _TRANSPORT,
     "reconnect_backoff_max_ms": _TRANSPORT,

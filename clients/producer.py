@@ -48,6 +48,7 @@ from rayka.clients.record_checks import (
     check_timestamp,
     check_topic,
 )
+from rayka.partitions.codec import write_options
 from rayka.partitions.producer_state import KAFKA_ID_PREFIX
 from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
@@ -70,7 +71,7 @@ __all__ = ["Producer"]
 
 class _Topic:
     __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time",
-                 "retention_ms", "replicated")
+                 "retention_ms", "replicated", "ipc_options")
 
     def __init__(self, meta, handles):
         self.name = meta.name
@@ -82,6 +83,8 @@ class _Topic:
         self.retention_ms = meta.topic_config.retention_ms
         # A replicated partition has another replica to lead it when its leader's node is gone.
         self.replicated = meta.replicated()
+        # The topic's compression.type: batches cross the wire compressed with it.
+        self.ipc_options = write_options(meta.topic_config.compression_type, meta.topic_config.compression_level)
 
 
 class Producer:
@@ -295,7 +298,7 @@ class Producer:
             try:
                 # Serialised here, in the caller's thread: the sender ships chunk k+1 the moment
                 # chunk k is acknowledged, and this copy overlaps the partition's work on chunk k.
-                payload = to_ipc(chunk)
+                payload = to_ipc(chunk, t.ipc_options)
                 if not isinstance(payload, bytes):
                     # Into the object store here too: this copy then also overlaps the append in
                     # flight, instead of happening in the sender when the call is made.

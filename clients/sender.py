@@ -134,7 +134,8 @@ class Sender:
             if batch.sequence < 0:
                 # Built before it takes a number: a batch that cannot be built must not leave
                 # a gap in the sequence (the partition would refuse every later batch).
-                payload = batch.build()
+                known = self._cached_topic(batch.topic)
+                payload = batch.build(getattr(known, "ipc_options", None))  # the topic's compression
                 batch.table = payload  # keep the built payload for retries
                 batch.sequence = self._q.sequences.get(tp, 0)
                 self._q.sequences[tp] = batch.sequence + 1

@@ -22,12 +22,18 @@ the eight digits patched into the serialised bytes in place (the header string
 has a fixed width, so no offset in the flatbuffer moves). A reader recomputes the
 same CRC; a torn or corrupt batch fails it and is never served.
 
+A batch may be written with Arrow IPC buffer compression (lz4 or zstd, topic config
+``compression.type``): the IPC format records the codec in each message, so one file may mix
+codecs and plain ``pyarrow.ipc.open_stream`` reads them all. The header text lives in the
+metadata, which is never compressed; the CRC covers the body as stored (compressed).
+
 v1 batches (older files; ``rayka:v1;crc=...``) covered the header text and the
 body only, not the rest of the flatbuffer; they are still read and checked that way.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass
@@ -56,6 +62,7 @@ __all__ = [
     "find_header",
     "checksum_passes",
     "trim_nested",
+    "write_options",
 ]
 
 HEADER_KEY = "rayka.batch"
@@ -154,6 +161,37 @@ def schema_message(schema: pa.Schema) -> bytes:
     return data[:-8]  # drop the end-of-stream marker so batches can follow
 
 
+@functools.lru_cache(maxsize=32)
+def write_options(compression: str | None, level: int | None = None) -> ipc.IpcWriteOptions | None:
+    """The IPC write options of topic config ``compression.type`` / ``compression.level``:
+    None for "none" (or None), else buffer compression with that codec (``level`` None: its default)."""
+    if compression in (None, "none"):
+        return None
+    return ipc.IpcWriteOptions(compression=pa.Codec(compression, level))
+
+
+def _serialise(write, scratch: "EncodeBuffer | None", options: ipc.IpcWriteOptions | None) -> tuple[pa.Buffer, int]:
+    """(a mutable buffer holding what ``write(sink)`` writes, its size)."""
+    if options is None:
+        # Sized first (a mock stream counts bytes without copying them), then written once into
+        # a buffer of exactly that size: a growing stream would re-allocate and copy as it grows.
+        mock = pa.MockOutputStream()
+        write(mock)
+        size = mock.size()
+        target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
+        write(pa.FixedSizeBufferWriter(target))
+        return target, size
+    # Compressed: sizing first would compress twice. Written once, then copied (the compressed
+    # bytes, the small ones) into a buffer the CRC can be patched into.
+    sink = pa.BufferOutputStream()
+    write(sink)
+    raw = sink.getvalue()
+    size = raw.size
+    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
+    memoryview(target).cast("B")[:size] = memoryview(raw).cast("B")
+    return target, size
+
+
 def encode_batch(
     batch: pa.RecordBatch,
     *,
@@ -165,11 +203,13 @@ def encode_batch(
     scratch: "EncodeBuffer | None" = None,
     leader_epoch: int = 0,
     format_version: int = FORMAT_VERSION,
+    options: ipc.IpcWriteOptions | None = None,
 ) -> EncodedBatch:
     """Serialise ``batch`` (offsets already stamped) with its checksummed header.
 
     With ``scratch``, the message is written into that reused buffer: the result is
-    valid only until the next encode into it (write it out first).
+    valid only until the next encode into it (write it out first). ``options``
+    (:func:`write_options`): the buffer compression of the message body.
     """
     offsets = batch.column(0)
     header = BatchHeader(
@@ -185,13 +225,9 @@ def encode_batch(
     )
     placeholder_text = header.text(_PLACEHOLDER)
     metadata = {HEADER_KEY: placeholder_text}
-    # Sized first (a mock stream counts bytes without copying them), then written once into
-    # a buffer of exactly that size: a growing stream would re-allocate and copy as it grows.
-    mock = pa.MockOutputStream()
-    ipc.new_stream(mock, batch.schema).write_batch(batch, custom_metadata=metadata)
-    size = mock.size()
-    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
-    ipc.new_stream(pa.FixedSizeBufferWriter(target), batch.schema).write_batch(batch, custom_metadata=metadata)
+    target, size = _serialise(
+        lambda sink: ipc.new_stream(sink, batch.schema, options=options).write_batch(batch, custom_metadata=metadata),
+        scratch, options)
     data = target.slice(0, size) if target.size > size else target
     meta_len = int.from_bytes(data.slice(schema_size + 4, 4).to_pybytes(), "little")
     head_len = 8 + meta_len
@@ -209,7 +245,7 @@ def encode_batch(
 
 
 def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | None" = None,
-                   checksum: bool = True) -> pa.Buffer:
+                   checksum: bool = True, options: ipc.IpcWriteOptions | None = None) -> pa.Buffer:
     """``parts``, ``(batch, max_timestamp_ms, append_ms)`` tuples of batches of one schema (offsets
     in column 0, in order), as record-batch messages back to back in one buffer, each with its
     own header and CRC (no producer id), written in one pass: no batch is concatenated first.
@@ -217,21 +253,17 @@ def encode_batches(parts: list, *, schema_size: int, scratch: "EncodeBuffer | No
     first offset and its count the rows. With ``scratch``, valid until the next encode into it.
     ``checksum`` False leaves the CRC digits ``--------`` (a read answer that no reader checks:
     computing it was half the cost of a pushed-down read); such a message never verifies, so it
-    can never pass for stored data."""
+    can never pass for stored data. ``options``: the bodies' buffer compression (:func:`write_options`)."""
     schema = parts[0][0].schema
     headers = [BatchHeader(0, batch.column(0)[0].as_py(), batch.num_rows, max_ts, append_ms, None, -1)
                for batch, max_ts, append_ms in parts]
 
     def write(sink) -> None:
-        writer = ipc.new_stream(sink, schema)
+        writer = ipc.new_stream(sink, schema, options=options)
         for (batch, _, _), header in zip(parts, headers):
             writer.write_batch(batch, custom_metadata={HEADER_KEY: header.text(_PLACEHOLDER)})
 
-    mock = pa.MockOutputStream()
-    write(mock)
-    size = mock.size()
-    target = scratch.take(size) if scratch is not None else pa.allocate_buffer(size)
-    write(pa.FixedSizeBufferWriter(target))
+    target, size = _serialise(write, scratch, options)
     if not checksum:
         return target.slice(schema_size, size - schema_size)
     view = memoryview(target).cast("B")
@@ -275,13 +307,16 @@ class EncodeBuffer:
         return self._buffer
 
 
-def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, start: int, rows: int) -> EncodedBatch:
+def encode_slice(message: "Message", schema: pa.Schema, *, schema_size: int, start: int, rows: int,
+                 options: ipc.IpcWriteOptions | None = None) -> EncodedBatch:
     """A new message holding rows ``start .. start + rows - 1`` of a stored one, with its own
     header and CRC (base and count of the slice; no producer id, so it never feeds
-    idempotence state). Costs one copy of those rows."""
+    idempotence state). Costs one copy of those rows (decompressed if the stored one was
+    compressed; written with ``options``' compression, by default none)."""
     part = trim_nested(decode(message, schema).slice(start, rows))
     max_ts = pc.max(part.column(1)).as_py()
-    return encode_batch(part, schema_size=schema_size, max_timestamp_ms=max_ts, append_ms=message.header.append_ms)
+    return encode_batch(part, schema_size=schema_size, max_timestamp_ms=max_ts, append_ms=message.header.append_ms,
+                        options=options)
 
 
 def trim_nested(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -431,4 +466,47 @@ def decode(message: Message, schema: pa.Schema) -> pa.RecordBatch:
             f"batch at byte {message.position} has {batch.num_rows} rows, its header says "
             f"{message.header.count}"
         )
+    return batch
+
+
+def _table_field(buf: bytes, table: int, index: int) -> int:
+    """Position of field ``index`` of the flatbuffer table at ``table``, or 0 when it is absent."""
+    vtable = table - int.from_bytes(buf[table:table + 4], "little", signed=True)
+    vsize = int.from_bytes(buf[vtable:vtable + 2], "little")
+    at = 4 + 2 * index
+    if at + 2 > vsize:
+        return 0
+    off = int.from_bytes(buf[vtable + at:vtable + at + 2], "little")
+    return table + off if off else 0
+
+
+def is_compressed(message: Message) -> bool:
+    """Whether the message's body carries Arrow IPC buffer compression (its RecordBatch has a
+    ``compression`` entry): read from the flatbuffer, as pyarrow exposes no such property."""
+    meta = message.metadata
+    try:
+        root = int.from_bytes(meta[0:4], "little")
+        header = _table_field(meta, root, 2)  # Message.header
+        if not header:
+            return False
+        batch = header + int.from_bytes(meta[header:header + 4], "little")
+        return _table_field(meta, batch, 3) != 0  # RecordBatch.compression
+    except (IndexError, ValueError):
+        return False
+
+
+def decode_fields(message: Message, schema: pa.Schema, schema_bytes: bytes, fields: list[int]) -> pa.RecordBatch:
+    """The record batch of a message with only the top-level ``fields`` (indices into ``schema``)
+    decoded, in schema order: on a compressed message only those columns are decompressed
+    (measured: 1 of 10 int64 columns, zstd, 200k rows: 3.4 ms against 26 ms for all). Costs a copy of
+    the stored message (its compressed bytes) behind ``schema_bytes`` (:func:`schema_message`)."""
+    stream = pa.py_buffer(b"".join((schema_bytes, message.message.serialize().to_pybytes())))
+    try:
+        reader = ipc.open_stream(stream, options=ipc.IpcReadOptions(included_fields=sorted(fields)))
+        batch = reader.read_next_batch()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorruptRecordError(f"batch at byte {message.position} cannot be decoded: {exc}") from None
+    if batch.num_rows != message.header.count:
+        raise CorruptRecordError(
+            f"batch at byte {message.position} has {batch.num_rows} rows, its header says {message.header.count}")
     return batch

@@ -172,6 +172,8 @@ class PartitionLog:
                 # Bulk batches are written out at once and never cached: encode them into a
                 # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
                 scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None,
+                # Read at each append: alter_topic_config's new codec applies to the next batch.
+                options=codec.write_options(self.config.compression_type, self.config.compression_level),
             )
             self._write(encoded, now, f"appending offsets {base}..{base + prepared.num_rows - 1}")
             self._appended.notify_all()

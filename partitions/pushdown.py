@@ -189,7 +189,12 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
                 h = msg.header
                 if h.next_offset <= position:
                     continue
-                batch = codec.decode(msg, log_schema)
+                if codec.is_compressed(msg):
+                    # Only the columns wanted are decompressed (the others' bytes are skipped).
+                    batch = codec.decode_fields(msg, log_schema, _schema_bytes(log_schema),
+                                                [log_schema.get_field_index(c) for c in spec.needed])
+                else:
+                    batch = codec.decode(msg, log_schema)
                 touched += 8 + len(msg.metadata)
                 skip = max(position - h.base_offset, 0)
                 part = batch.select(spec.needed)
@@ -245,6 +250,17 @@ def release_scratch() -> None:
 
 
 _SCHEMA_SIZES: dict[str, int] = {}
+_SCHEMA_BYTES: dict[str, bytes] = {}
+
+
+def _schema_bytes(schema: pa.Schema) -> bytes:
+    key = schema.to_string()
+    data = _SCHEMA_BYTES.get(key)
+    if data is None:
+        if len(_SCHEMA_BYTES) > 64:
+            _SCHEMA_BYTES.clear()
+        data = _SCHEMA_BYTES[key] = codec.schema_message(schema)
+    return data
 
 
 def _schema_size(schema: pa.Schema) -> int:

@@ -59,11 +59,19 @@ _TOPIC_KEYS = {
     "unclean.leader.election.enable": "unclean_leader_election_enable",
     "replica.placement": "replica_placement",
     "replica.lost.timeout.ms": "replica_lost_timeout_ms",
+    "compression.type": "compression_type",
+    "compression.level": "compression_level",
 }
 
 #: "spread": each replica of a partition on its own Ray node (create_topic refuses with fewer
 #: alive nodes than the replication factor); "colocate": replicas may share a node then.
 REPLICA_PLACEMENTS = ("spread", "colocate")
+
+#: Arrow IPC buffer compression of stored (and shipped) batches: "none", or a codec that Arrow's
+#: IPC format itself records per message, so segments stay readable by plain pyarrow.
+COMPRESSION_TYPES = ("none", "lz4", "zstd")
+#: Kafka codecs Arrow IPC has no place for.
+_KAFKA_ONLY_CODECS = ("gzip", "snappy", "producer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +104,12 @@ class TopicConfig:
       :data:`REPLICA_PLACEMENTS`.
     - ``replica_lost_timeout_ms`` [replica.lost.timeout.ms], default 60000: a replica whose
       node is gone this long is replaced by a new one on another node.
+    - ``compression_type`` [compression.type], "none" (default), "lz4" or "zstd": Arrow IPC
+      buffer compression of each batch written from now on (batches already written stay as
+      they are; every IPC message records its own codec, so one segment may mix them). The
+      producer compresses what it ships with the same codec.
+    - ``compression_level`` [compression.level], default None (the codec's default): a level
+      valid for the codec in Arrow (lz4 1..12, zstd up to 22).
     """
 
     segment_bytes: int = 256 * MiB
@@ -112,6 +126,8 @@ class TopicConfig:
     unclean_leader_election_enable: bool = False
     replica_placement: str = "spread"
     replica_lost_timeout_ms: int = 60_000
+    compression_type: str = "none"
+    compression_level: int | None = None
 
     def __post_init__(self) -> None:
         unclean = self.unclean_leader_election_enable
@@ -153,6 +169,7 @@ class TopicConfig:
             raise ConfigError(f"replica.placement must be one of {REPLICA_PLACEMENTS}, got {self.replica_placement!r}")
         if self.replica_lost_timeout_ms < 0:
             raise ConfigError(f"replica.lost.timeout.ms must be >= 0, got {self.replica_lost_timeout_ms}")
+        _check_compression(self.compression_type, self.compression_level)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | None) -> "TopicConfig":
@@ -173,6 +190,28 @@ class TopicConfig:
 
     def replace(self, **changes: Any) -> "TopicConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _check_compression(kind: Any, level: Any) -> None:
+    if isinstance(kind, str) and kind.lower() in _KAFKA_ONLY_CODECS:
+        raise ConfigError(f"compression.type {kind!r} is a Kafka codec that Arrow IPC does not offer; "
+                          f"Arrow IPC buffer compression offers lz4 and zstd (or none)")
+    if kind not in COMPRESSION_TYPES:
+        raise ConfigError(f"compression.type must be one of {COMPRESSION_TYPES}, got {kind!r}")
+    if level is None:
+        return
+    if not isinstance(level, int) or isinstance(level, bool):
+        raise ConfigError(f"compression.level must be an integer or unset (the codec's default), got {level!r}")
+    if kind == "none":
+        raise ConfigError(f"compression.level {level} needs a compression.type (lz4 or zstd); "
+                          "with none it would mean nothing")
+    # Arrow's own range for the codec: pa.Codec itself accepts any int (zstd 99 acts as 22).
+    import pyarrow as pa
+
+    lo, hi = pa.Codec.minimum_compression_level(kind), pa.Codec.maximum_compression_level(kind)
+    if not lo <= level <= hi:
+        raise ConfigError(f"compression.level {level} is not valid for {kind}: Arrow takes {lo}..{hi} "
+                          "(or leave it unset for the codec's default)")
 
 
 def _kafka_name(field_name: str) -> str:

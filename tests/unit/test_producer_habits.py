@@ -26,7 +26,7 @@ def fake(tmp_path):
 
 @pytest.mark.parametrize("option,match", [
     ({"bootstrap_servers": "localhost:9092"}, r"rayka\.connect\(address=\.\.\.\)"),
-    ({"compression_type": "lz4"}, "does not compress"),
+    ({"compression_type": "lz4"}, "topic config in rayka.*compression.type"),
     ({"retries": 5}, "delivery_timeout_ms"),
     ({"enable_idempotence": True}, "idempotent="),
     ({"max_request_size": 10}, "max.message.bytes"),
