@@ -54,8 +54,10 @@ from .log_read import check_range, merge_run, offset_for_time, read_segments
 from .log_sync import PendingSync
 from .producer_state import BatchRecord
 from .read_result import ReadResult
-from .records import log_schema, prepare_batch, stamp_offsets
+from .records import prepare_batch, stamp_offsets
+from . import schema_versions as schema_versions_file
 from .retention import active_expired, roll_due
+from .schema_versions import SchemaSet
 from .segment_list import SegmentList
 from .tail_cache import TAIL_CACHE_BYTES
 
@@ -78,21 +80,27 @@ class PartitionLog:
         *,
         config: TopicConfig | None = None,
         value_schema: pa.Schema | None = None,
+        schema_versions: dict[int, pa.Schema] | None = None,
         clock: Clock = SystemClock(),
     ):
         self.directory = Path(directory)
         self.config = config or TopicConfig()
-        self.schema = log_schema(value_schema)
-        self._schema_bytes = codec.schema_message(self.schema)
+        # Every value-schema version this log may hold (schema_versions.py): those given (a typed
+        # topic's whole history, else ``value_schema`` alone) and those kept in schemas.json.
+        given = dict(schema_versions) if schema_versions else ({0 if value_schema is None else 1: value_schema})
+        kept = schema_versions_file.load(self.directory)
+        self._schemas = SchemaSet({**given, **kept})
+        if set(given) - set(kept) and len(self._schemas.versions) > 1:
+            schema_versions_file.save(self.directory, {v: self._schemas.value_schema(v)
+                                                       for v in self._schemas.versions})
         self._clock = clock
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
         self._encode_buffer = codec.EncodeBuffer()  # used under the lock, by one append at a time
         self._closed = False
         self._sync = PendingSync(self.directory, self._lock, clock())
-        self._dir_lock, loaded = lock_and_load(self.directory, self._schema_bytes, self.config, clock())
-        self._segments = SegmentList(self.directory, loaded.segments, self._schema_bytes,
-                                     self.config.index_interval_bytes)
+        self._dir_lock, loaded = lock_and_load(self.directory, self._schemas, self.config, clock())
+        self._segments = SegmentList(self.directory, loaded.segments, self.config.index_interval_bytes)
         self._producers = loaded.producers
         self.recovered_batches = loaded.recovered_batches
         self.truncated_bytes = loaded.truncated_bytes
@@ -105,6 +113,28 @@ class PartitionLog:
         except BaseException:
             self._dir_lock.release()
             raise
+
+    # -- schema versions ----------------------------------------------------------------------
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The stored schema of the latest value-schema version this log knows."""
+        return self._schemas.schema(self._schemas.latest)
+
+    @property
+    def schemas(self) -> SchemaSet:
+        """Every schema version this log knows (schema_versions.py)."""
+        return self._schemas
+
+    @property
+    def _schema_bytes(self) -> bytes:
+        return self._schemas.message(self._schemas.latest)
+
+    def add_schema_versions(self, value_schemas: dict[int, pa.Schema]) -> list[int]:
+        """Learn schema versions registered since the log opened (kept in schemas.json first:
+        LogWriteError with nothing learnt if that fails); the versions new to it."""
+        with self._lock:
+            return self._schemas.add(value_schemas, self.directory)
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -132,13 +162,16 @@ class PartitionLog:
     # -- writing ------------------------------------------------------------------------------
 
     def append(self, batch: pa.RecordBatch | pa.Table, *, producer_id: str | None = None,
-               sequence: int = -1, leader_epoch: int = 0) -> AppendResult:
+               sequence: int = -1, leader_epoch: int = 0, schema_version: int | None = None) -> AppendResult:
         """Append a batch (columns value, and optional key, timestamp_ms, headers) as one unit.
 
         Raises RecordTooLargeError or SchemaMismatchError with nothing written.
         With ``producer_id``/``sequence``, a re-sent batch is answered from the
         producer state instead of being written twice. The batch carries ``leader_epoch``
         (replication); a newer one than the epoch cache knows starts there first.
+        ``schema_version`` (None: the latest this log knows) is the value-schema version the
+        batch is checked against and stored under (its segment's; schema_versions.py):
+        SchemaMismatchError for a version the log does not know.
 
         A write that fails (a full disk, an I/O error, here or in the roll before it) raises
         LogWriteError (DiskFullError for ENOSPC/EDQUOT) with nothing of the batch kept: the
@@ -146,8 +179,9 @@ class PartitionLog:
         cache moves, so a retry (same sequence) lands at the same offsets, once.
         """
         now = self._clock()
+        version = self._schemas.check(schema_version)
         prepared = prepare_batch(
-            batch, self.schema, now_ms=now, max_message_bytes=self.config.max_message_bytes,
+            batch, self._schemas.schema(version), now_ms=now, max_message_bytes=self.config.max_message_bytes,
             log_append_time=self.config.message_timestamp_type == "LogAppendTime",
         )
         with self._lock:
@@ -161,12 +195,13 @@ class PartitionLog:
             if prepared.num_rows == 0:
                 return AppendResult(base, 0, now, self.log_start_offset)
             stamped = stamp_offsets(prepared, base)
+            schema_bytes = self._schemas.message(version)
             # A leader calls begin_epoch when it takes over, so this is rare; a log never led (no
             # entries) writing epoch 0 keeps no file (its batches' epoch is implied).
             if leader_epoch > self._epochs.latest_epoch and (leader_epoch > 0 or len(self._epochs)):
                 self._epochs.assign(leader_epoch, base)  # LogWriteError: nothing of the batch written
             encoded = codec.encode_batch(
-                stamped, schema_size=len(self._schema_bytes),
+                stamped, schema_size=len(schema_bytes),
                 max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now,
                 producer_id=producer_id, sequence=sequence, leader_epoch=leader_epoch,
                 # Bulk batches are written out at once and never cached: encode them into a
@@ -175,19 +210,21 @@ class PartitionLog:
                 # Read at each append: alter_topic_config's new codec applies to the next batch.
                 options=codec.write_options(self.config.compression_type, self.config.compression_level),
             )
-            self._write(encoded, now, f"appending offsets {base}..{base + prepared.num_rows - 1}")
+            self._write(encoded, now, f"appending offsets {base}..{base + prepared.num_rows - 1}",
+                        schema_bytes=schema_bytes)
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
 
-    def _write(self, encoded: codec.EncodedBatch, now: int, what: str) -> None:
-        """Write one encoded batch at the log end (rolling first if due) and record its producer
+    def _write(self, encoded: codec.EncodedBatch, now: int, what: str, *, schema_bytes: bytes) -> None:
+        """Write one encoded batch at the log end (rolling first if due, or if the active segment
+        holds another schema version than ``schema_bytes`` says) and record its producer
         sequence; all or nothing (LogWriteError with nothing kept). Caller holds the lock."""
         sync = self.config.flush_policy == "batch"
         header = encoded.header
         try:
             if sync:
                 self._sync.raise_error()  # nothing of this batch is written
-            self._maybe_roll(encoded.size, now)
+            self._maybe_roll(encoded.size, now, schema_bytes)
             self._segments.active.append(encoded, fsync=sync)
         except OSError as exc:
             raise LogWriteError.from_os_error(
@@ -200,8 +237,14 @@ class PartitionLog:
         if sync and self._segments.active.flush_indexes_if_possible():
             self._sync.synced(now)
 
-    def _maybe_roll(self, incoming_bytes: int, now: int) -> None:
+    def _maybe_roll(self, incoming_bytes: int, now: int, schema_bytes: bytes) -> None:
         active = self._segments.active
+        if active.file.schema_bytes != schema_bytes:  # a segment holds batches of one schema version
+            if active.is_empty:
+                self._segments.restart_active(schema_bytes, now)
+            else:
+                self._roll(now, schema_bytes)
+            return
         if active.is_empty:
             return
         too_big = active.size + incoming_bytes > self.config.segment_bytes
@@ -220,14 +263,15 @@ class PartitionLog:
                     raise LogWriteError.from_os_error(exc, self.directory,
                                                       f"rolling partition log {self.directory}") from exc
 
-    def _roll(self, now: int) -> None:
+    def _roll(self, now: int, schema_bytes: bytes | None = None) -> None:
         """Seal the active segment and start the next one. All or nothing: an OSError (the new
         file cannot be created or written, the old one's indexes cannot be written) leaves the
         active segment active and no new file behind."""
         # Under the interval policy the sealed segment is fsynced by the next tick, outside the
         # lock: up to flush.ms of writes to push to disk must not stall the appends waiting.
         # "batch" fsynced every batch already; "never" leaves writing back to the OS.
-        sealed = self._segments.roll(self._clock(), fsync=self.config.flush_policy == "batch")
+        sealed = self._segments.roll(self._clock(), fsync=self.config.flush_policy == "batch",
+                                     schema_bytes=schema_bytes)
         self._sync.rolled(sealed, self.config)
         self._producers.expire(now)
         self._write_producer_snapshot(sealed.next_offset)
@@ -323,7 +367,7 @@ class PartitionLog:
             if max_records <= 0:
                 return ReadResult.empty(offset)
         try:
-            return read_segments(snapshot, offset, max_records, max_bytes, schema=self.schema,
+            return read_segments(snapshot, offset, max_records, max_bytes, schemas=self._schemas,
                                  directory=self.directory, now_ms=self._clock(), whole_batches=whole_batches)
         except FileNotFoundError:
             # Retention deleted a segment between the snapshot and the read.

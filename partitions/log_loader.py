@@ -79,7 +79,7 @@ class LoadedLog:
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def lock_and_load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> tuple[DirLock, LoadedLog]:
+def lock_and_load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> tuple[DirLock, LoadedLog]:
     """Create ``directory`` if needed, take its lock (LogDirLockedError if another log holds it)
     and :func:`load_log` it; the lock is released again if that raises. Opening writes too (a
     new segment, rebuilt indexes): a full disk raises DiskFullError, as for an append."""
@@ -87,7 +87,7 @@ def lock_and_load(directory: Path, schema_bytes: bytes, config: TopicConfig, now
     lock = DirLock(directory)
     lock.acquire()
     try:
-        return lock, load_log(directory, schema_bytes, config, now_ms)
+        return lock, load_log(directory, schemas, config, now_ms)
     except OSError as exc:
         lock.release()
         if exc.errno not in _DISK_FULL:
@@ -98,14 +98,14 @@ def lock_and_load(directory: Path, schema_bytes: bytes, config: TopicConfig, now
         raise
 
 
-def load_log(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
+def load_log(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedLog:
     """Open every segment of ``directory`` and rebuild producer state; remove the clean marker.
 
     Raises LogOpenError (naming the directory, the file, the cause and what to do) when the
     files cannot be opened; nothing is changed on disk then beyond repairs already made.
     """
     try:
-        return _load(directory, schema_bytes, config, now_ms)
+        return _load(directory, schemas, config, now_ms)
     except LogOpenError:
         raise
     except OSError as exc:
@@ -126,7 +126,17 @@ def _open_error(directory: Path, segment: str | None, exc: BaseException) -> Log
         directory=str(directory), cause=cause)
 
 
-def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int) -> LoadedLog:
+def _schema_of(schemas, path: Path) -> bytes:
+    """The schema message the segment at ``path`` starts with: ``schemas`` itself (one schema),
+    or the one a SchemaSet (schema_versions.py) finds for that file."""
+    return schemas if isinstance(schemas, bytes) else schemas.for_file(path)
+
+
+def _new_segment_schema(schemas) -> bytes:
+    return schemas if isinstance(schemas, bytes) else schemas.message(schemas.latest)
+
+
+def _load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedLog:
     marker = directory / CLEAN_SHUTDOWN
     clean = marker.exists()
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
@@ -141,7 +151,8 @@ def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int
     for i, base in enumerate(bases):
         active = i == len(bases) - 1
         try:
-            seg, report = LogSegment.load(directory, base, schema_bytes, config.index_interval_bytes,
+            path = directory / (segment_name(base) + SEGMENT_SUFFIX)
+            seg, report = LogSegment.load(directory, base, _schema_of(schemas, path), config.index_interval_bytes,
                                           recover=active and not clean, active=active, clean=clean,
                                           clean_end=clean_end if active else None,
                                           next_base=None if active else bases[i + 1])
@@ -161,7 +172,8 @@ def _load(directory: Path, schema_bytes: bytes, config: TopicConfig, now_ms: int
         reports[base] = report
         loaded.segments.append(seg)
     if not loaded.segments:
-        loaded.segments.append(LogSegment.create(directory, 0, schema_bytes, config.index_interval_bytes, now_ms))
+        loaded.segments.append(LogSegment.create(directory, 0, _new_segment_schema(schemas),
+                                                 config.index_interval_bytes, now_ms))
     _load_producer_state(directory, loaded, reports)
     marker.unlink(missing_ok=True)
     if loaded.truncated_bytes:

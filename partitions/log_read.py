@@ -16,7 +16,6 @@ import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 
 from ..errors import CorruptRecordError, OffsetOutOfRangeError
 from .read_result import ReadResult
@@ -43,9 +42,11 @@ class SegmentsSnapshot:
 
 
 def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max_bytes: int, *,
-                  schema: pa.Schema, directory: Path, now_ms: int, whole_batches: bool = False) -> ReadResult:
+                  schemas, directory: Path, now_ms: int, whole_batches: bool = False) -> ReadResult:
     """Records from ``offset`` (in range) on, across the segments of ``snapshot``, within
-    ``max_records`` and ``max_bytes`` (bounds: PartitionLog.read). Marks each segment read at
+    ``max_records`` and ``max_bytes`` (bounds: PartitionLog.read), all of one schema version: the
+    read stops before a segment of another (``schemas``, a SchemaSet, names the version of the
+    segments' schema messages; the result's ``schema`` and ``schema_version``). Marks each segment read at
     ``now_ms`` (idle ones are unmapped by the tick). FileNotFoundError if retention deleted a
     segment meanwhile; CorruptRecordError for damage at ``offset``."""
     segments, ends = snapshot.segments, snapshot.ends
@@ -53,8 +54,13 @@ def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max
     records = total = 0
     next_offset = offset
     i = max(bisect.bisect_right(snapshot.bases, offset) - 1, 0)
+    schema_bytes = segments[i].file.schema_bytes if i < len(segments) else None
     while i < len(segments) and records < max_records and next_offset < snapshot.end:
         seg = segments[i]
+        if seg.file.schema_bytes != schema_bytes:
+            if records:
+                break  # one answer, one schema: the next read starts in this segment
+            schema_bytes = seg.file.schema_bytes  # the first segment had nothing past ``offset``
         if next_offset < seg.base_offset:  # a hole left by a damaged segment
             if records:
                 break
@@ -79,8 +85,9 @@ def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max
         if max_bytes <= 0 or next_offset < ends[i]:  # a limit (or damage) stopped it here
             break
         i += 1
-    return ReadResult(offset, tuple(buffers), records, next_offset, total, schema=schema,
-                      log_start_offset=snapshot.start, high_watermark=snapshot.end)
+    version = schemas.version_of(schema_bytes) if schema_bytes is not None else schemas.latest
+    return ReadResult(offset, tuple(buffers), records, next_offset, total, schema=schemas.schema(version),
+                      log_start_offset=snapshot.start, high_watermark=snapshot.end, schema_version=version)
 
 
 def offset_for_time(snapshot: SegmentsSnapshot, timestamp_ms: int) -> int | None:

@@ -45,6 +45,7 @@ class ReadResult:
     schema: pa.Schema | None = None
     log_start_offset: int = -1
     high_watermark: int = -1
+    schema_version: int = 0  # of ``schema`` (schema_versions.py; 0: an untyped topic)
 
     @classmethod
     def empty(cls, offset: int) -> "ReadResult":

@@ -47,7 +47,7 @@ class ReplicaLog(PartitionLog):
             if epoch > self._epochs.latest_epoch:
                 self._epochs.assign(epoch, self.log_end_offset)
 
-    def append_replicated(self, buffers) -> int:
+    def append_replicated(self, buffers, schema_version: int | None = None) -> int:
         """Append a leader's stored batches verbatim (a follower's copy); returns the new log end.
 
         ``buffers``: bytes or a buffer, or a list of them, each holding record-batch messages
@@ -56,7 +56,11 @@ class ReplicaLog(PartitionLog):
         not written; the batches before it in the call stay). Offsets, timestamps, leader
         epochs and producer ids and sequences are kept, so this replica's producer state
         detects duplicates after a failover. A failed write raises LogWriteError as append does.
+        ``schema_version``: the value-schema version of the leader's segment they come from (None:
+        the latest this log knows), kept here too (schema_versions.py; SchemaMismatchError for a
+        version this log does not know).
         """
+        schema_bytes = self._schemas.message(self._schemas.check(schema_version))
         if not isinstance(buffers, (list, tuple)):
             buffers = [buffers]
         with self._lock:
@@ -65,12 +69,12 @@ class ReplicaLog(PartitionLog):
                 for buf in buffers:
                     buf = buf if isinstance(buf, pa.Buffer) else pa.py_buffer(buf)
                     for msg in codec.iter_messages(buf):
-                        self._append_copy(buf, msg)
+                        self._append_copy(buf, msg, schema_bytes)
             finally:
                 self._appended.notify_all()
             return self.log_end_offset
 
-    def _append_copy(self, buf: pa.Buffer, msg: codec.Message) -> None:
+    def _append_copy(self, buf: pa.Buffer, msg: codec.Message, schema_bytes: bytes) -> None:
         header = msg.header
         msg.verify()
         end = self.log_end_offset
@@ -85,7 +89,8 @@ class ReplicaLog(PartitionLog):
                                      buf.slice(msg.position, msg.size))
         if header.leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(header.leader_epoch, header.base_offset)
-        self._write(encoded, now, f"copying offsets {header.base_offset}..{header.last_offset}")
+        self._write(encoded, now, f"copying offsets {header.base_offset}..{header.last_offset}",
+                    schema_bytes=schema_bytes)
 
     def truncate_to(self, offset: int) -> int:
         """Remove every record at and after ``offset`` (a follower's divergent tail), rounded down
@@ -120,13 +125,12 @@ class ReplicaLog(PartitionLog):
         log keeps holding, like its directory lock)."""
         try:
             change(list(self._segments))
-            loaded = load_log(self.directory, self._schema_bytes, self.config, self._clock())
+            loaded = load_log(self.directory, self._schemas, self.config, self._clock())
         except OSError as exc:
             raise LogWriteError.from_os_error(exc, self.directory,
                                               f"truncating partition log {self.directory}") from exc
         self._sync = PendingSync(self.directory, self._lock, self._clock())
-        self._segments = SegmentList(self.directory, loaded.segments, self._schema_bytes,
-                                     self.config.index_interval_bytes)
+        self._segments = SegmentList(self.directory, loaded.segments, self.config.index_interval_bytes)
         self._producers = loaded.producers
         self.damaged_offsets = loaded.damaged_offsets
         self._appended.notify_all()

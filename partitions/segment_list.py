@@ -13,6 +13,8 @@ Not thread-safe: :class:`PartitionLog` calls it under its lock; reads work on a
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from ..config import TopicConfig
@@ -29,13 +31,12 @@ class SegmentList:
     """The segments of a log (loaded by log_loader.py), and what changes them: rolls, retention,
     releasing idle ones."""
 
-    def __init__(self, directory: Path, segments: list[LogSegment], schema_bytes: bytes, index_interval_bytes: int):
+    def __init__(self, directory: Path, segments: list[LogSegment], index_interval_bytes: int):
         if not segments:
             raise ValueError("a log has at least one segment")
         self._directory = directory
         self._segments = segments
         self.bases = [s.base_offset for s in segments]
-        self._schema_bytes = schema_bytes
         self._interval = index_interval_bytes
 
     def __len__(self) -> int:
@@ -71,18 +72,42 @@ class SegmentList:
         """What a read may see now (it then reads without the log's lock)."""
         return SegmentsSnapshot.of(self._segments, self.bases)
 
-    def roll(self, now_ms: int, *, fsync: bool) -> LogSegment:
-        """Seal the active segment and start the next one; return the sealed one. ``fsync``: the
+    def roll(self, now_ms: int, *, fsync: bool, schema_bytes: bytes | None = None) -> LogSegment:
+        """Seal the active segment and start the next one; return the sealed one. The new one starts
+        with ``schema_bytes`` (a new schema version: schema_versions.py), else with the active
+        one's schema. ``fsync``: the
         sealed segment is fsynced first (else the caller sees to it). All or nothing: an OSError
         (the new file cannot be created or written, the old one's indexes cannot be written)
         leaves the active segment active."""
         active = self._segments[-1]
         active.flush(fsync=fsync)
-        new = LogSegment.create(self._directory, active.next_offset, self._schema_bytes, self._interval, now_ms)
+        new = LogSegment.create(self._directory, active.next_offset, schema_bytes or active.file.schema_bytes,
+                                self._interval, now_ms)
         active.seal(fsync=False)  # nothing left to write: only closes the file
         self._segments.append(new)
         self.bases.append(new.base_offset)
         return active
+
+    def restart_active(self, schema_bytes: bytes, now_ms: int) -> None:
+        """Replace the active segment, which must be empty, by an empty one that starts with
+        ``schema_bytes`` (a batch of another schema version arrives at an empty segment; a roll
+        would reuse its base offset, so its name). Created under a temp name and renamed over:
+        an OSError leaves the old one in place."""
+        active = self._segments[-1]
+        assert active.is_empty, "only an empty active segment is replaced"
+        tmp = self._directory / ".schema-restart"
+        tmp.mkdir(exist_ok=True)
+        try:
+            new = LogSegment.create(tmp, active.base_offset, schema_bytes, self._interval, now_ms)
+            new.seal(fsync=True)
+            os.replace(new.path, active.path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        active.close_file()
+        fresh, _ = LogSegment.load(self._directory, active.base_offset, schema_bytes, self._interval,
+                                   recover=True, active=True)
+        fresh.first_append_ms = now_ms
+        self._segments[-1] = fresh
 
     def apply_retention(self, now_ms: int, config: TopicConfig) -> int:
         """Delete the oldest sealed segments past retention.ms or retention.bytes; how many."""

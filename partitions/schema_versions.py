@@ -1,0 +1,181 @@
+"""The value-schema versions a partition log knows, and which one each segment was written under.
+
+A typed topic's schema can evolve (``Admin.evolve_schema``: the coordinator numbers and keeps
+every version). A segment file is one Arrow IPC stream, so it holds batches of one schema:
+the log rolls to a new segment when a batch of another version arrives, and each segment's
+schema message says its version. Version 1 is stored exactly as before versions existed (no
+schema metadata), so older files read unchanged; version ``n >= 2`` carries the schema
+metadata ``rayka.schema_version = n``. A stored batch's version is thus its segment's.
+
+The versions are kept beside the segments in ``schemas.json`` (``{"versions": {n: base64
+of the value schema}}``, rewritten atomically before the first batch of a new version is
+written): Ray restarts a partition actor with the arguments it was first created with,
+which do not name versions registered since, and a segment must never hold a schema the
+log cannot name. An untyped topic has one "version", 0 (the binary ``value`` column).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import LogWriteError, SchemaMismatchError
+from . import codec
+from .atomic_file import atomic_write
+from .records import log_schema
+
+__all__ = ["SCHEMAS_FILE", "VERSION_KEY", "SchemaSet", "stored_schema"]
+
+SCHEMAS_FILE = "schemas.json"
+VERSION_KEY = b"rayka.schema_version"
+
+
+def stored_schema(value_schema: pa.Schema | None, version: int) -> pa.Schema:
+    """The log schema segments of ``version`` are written in (see the module docstring)."""
+    schema = log_schema(value_schema)
+    return schema if version <= 1 else schema.with_metadata({VERSION_KEY: str(version).encode()})
+
+
+class SchemaSet:
+    """Version -> stored schema (and its schema message) of one partition log. Not thread-safe:
+    the log changes it under its lock; readers only look versions up (dict reads)."""
+
+    def __init__(self, value_schemas: dict[int, pa.Schema | None]):
+        if not value_schemas:
+            raise ValueError("a SchemaSet needs at least one version")
+        self._value: dict[int, pa.Schema | None] = {}
+        self._schema: dict[int, pa.Schema] = {}
+        self._bytes: dict[int, bytes] = {}
+        self._by_bytes: dict[bytes, int] = {}
+        for version, schema in sorted(value_schemas.items()):
+            self._put(version, schema)
+
+    @classmethod
+    def single(cls, value_schema: pa.Schema | None) -> "SchemaSet":
+        """A log of one schema: version 1 of a typed topic, version 0 of an untyped one."""
+        return cls({0 if value_schema is None else 1: value_schema})
+
+    def _put(self, version: int, value_schema: pa.Schema | None) -> None:
+        schema = stored_schema(value_schema, version)
+        data = codec.schema_message(schema)
+        self._value[version], self._schema[version], self._bytes[version] = value_schema, schema, data
+        self._by_bytes[data] = version
+
+    # -- looking up --------------------------------------------------------------------------
+
+    @property
+    def latest(self) -> int:
+        return max(self._schema)
+
+    @property
+    def versions(self) -> list[int]:
+        return sorted(self._schema)
+
+    def __contains__(self, version: int) -> bool:
+        return version in self._schema
+
+    def schema(self, version: int) -> pa.Schema:
+        """The stored (log) schema of ``version``."""
+        return self._schema[version]
+
+    def value_schema(self, version: int) -> pa.Schema | None:
+        return self._value[version]
+
+    def message(self, version: int) -> bytes:
+        """The schema message segments of ``version`` start with."""
+        return self._bytes[version]
+
+    def version_of(self, schema_bytes: bytes) -> int:
+        """The version of a segment that starts with ``schema_bytes`` (one of :meth:`message`)."""
+        return self._by_bytes[schema_bytes]
+
+    def check(self, version: int | None) -> int:
+        """``version`` (None: the latest) if the log knows it, else SchemaMismatchError."""
+        if version is None:
+            return self.latest
+        if version not in self._schema:
+            raise SchemaMismatchError(
+                f"schema version {version!r} is unknown to this partition (it knows {self.versions}); "
+                "refresh the topic's metadata, or register the schema with Admin.evolve_schema")
+        return version
+
+    def for_file(self, path: Path) -> bytes:
+        """The schema message the segment file at ``path`` was written with: the known one it
+        starts with; for a damaged start, the one of the same length closest byte for byte (a
+        torn or flipped schema message; recovery.py then checks the batches after it decode
+        with it and writes it back); for a file too short to tell, the latest."""
+        longest = max(len(b) for b in self._bytes.values())
+        try:
+            with open(path, "rb") as f:
+                head = f.read(longest)
+        except OSError:
+            head = b""
+        for data in sorted(self._bytes.values(), key=len, reverse=True):
+            if head.startswith(data):
+                return data
+        same = [d for d in self._bytes.values() if len(d) <= len(head)]
+        if not same:
+            return self._bytes[self.latest]
+        return min(same, key=lambda d: (sum(a != b for a, b in zip(d, head)), -self._by_bytes[d]))
+
+    # -- learning versions ---------------------------------------------------------------------
+
+    def add(self, value_schemas: dict[int, pa.Schema | None], directory: Path | None) -> list[int]:
+        """Learn the versions not known yet, written to ``schemas.json`` in ``directory`` first
+        (LogWriteError, nothing learnt, if that fails); the versions added. A known version
+        given with another schema is a bug of the caller (ValueError): versions never change."""
+        new = {}
+        for version, schema in value_schemas.items():
+            if version in self._value:
+                if not _same(self._value[version], schema):
+                    raise ValueError(f"schema version {version} is already known with another schema")
+            else:
+                new[version] = schema
+        if not new:
+            return []
+        if directory is not None:
+            save(directory, {**self._value, **new})
+        for version, schema in sorted(new.items()):
+            self._put(version, schema)
+        return sorted(new)
+
+
+def _same(a: pa.Schema | None, b: pa.Schema | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and a.equals(b, check_metadata=True))
+
+
+def _encode(schema: pa.Schema | None) -> str | None:
+    return None if schema is None else base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _decode(text: str | None) -> pa.Schema | None:
+    return None if text is None else pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def load(directory: Path) -> dict[int, pa.Schema | None]:
+    """The versions kept in ``directory``'s ``schemas.json`` (none if there is no file). A file
+    that cannot be read is an error (SchemaMismatchError naming it), never ignored: its
+    versions may be the only record of what some segments hold."""
+    path = Path(directory) / SCHEMAS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {int(v): _decode(s) for v, s in data["versions"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as exc:
+        raise SchemaMismatchError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}); restore it from a backup or from the "
+            "topic's schema history (Admin.schema_history)") from exc
+
+
+def save(directory: Path, versions: dict[int, pa.Schema | None]) -> None:
+    path = Path(directory) / SCHEMAS_FILE
+    data = json.dumps({"versions": {str(v): _encode(s) for v, s in sorted(versions.items())}}).encode()
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    except OSError as exc:
+        raise LogWriteError.from_os_error(exc, directory, f"writing schema versions {path}") from exc
