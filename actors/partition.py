@@ -43,11 +43,12 @@ from rayka.coordinator.election import PartitionState
 from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
-from rayka.partitions import codec, pushdown
+from rayka.partitions import codec, pushdown, version_read
 from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.follower_role import FollowerRole
 from rayka.partitions.replicated_log import ReplicaLog
+from rayka.partitions.schema_versions import tagged_version
 from rayka.partitions.log_opener import LogOpener
 
 __all__ = ["PartitionActor", "TICK_INTERVAL_S", "IDLE_RELEASE_S"]
@@ -85,7 +86,7 @@ class PartitionActor:
 
     def __init__(self, directory: str, config: dict, value_schema: pa.Schema | None, topic: str,
                  partition: int, config_version: int = 0, replica_id: int = 0, initial_state: dict | None = None,
-                 namespace: str = "rayka"):
+                 namespace: str = "rayka", schema_versions: dict | None = None):
         self._trim = _malloc_trim()
         self._topic, self._partition, self._directory = topic, partition, directory
         self._owner = ray.get_runtime_context().get_actor_name()  # names the topic's id
@@ -98,7 +99,8 @@ class PartitionActor:
         self._last_used = time.monotonic()
         self._released = False  # opening the log (recovery) may have mapped and cached files
         self._opener = LogOpener(
-            lambda: ReplicaLog(directory, config=self._config, value_schema=value_schema),
+            lambda: ReplicaLog(directory, config=self._config, value_schema=value_schema,
+                               schema_versions=schema_versions),
             directory=directory, name=f"{topic}-{partition}")
         # ``namespace``: where its fellow replicas and the coordinator are named (the runtime
         # context gives the job's namespace, not the actor's).
@@ -162,7 +164,9 @@ class PartitionActor:
             leader.check_acks_all()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch)
+        version = self._known_version(plog, tagged_version(data.schema))  # the producer's, kept with the batch
+        result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch,
+                             schema_version=version)
         leader.on_append(plog.log_end_offset)
         if acks == -1 and not wait_acks:
             return dataclasses.replace(result, leader_epoch=leader.leader_epoch)
@@ -188,7 +192,7 @@ class PartitionActor:
     @ray.method(concurrency_group="fetch")
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int,
               with_schema: bool = True, leader_epoch: int = -1, replica_read: bool = False,
-              columns: list[str] | None = None, filter=None) -> FetchResponse:
+              columns: list[str] | None = None, filter=None, schema_version: int | None = None) -> FetchResponse:
         """Read from ``offset``; at the log end, wait up to ``max_wait_ms`` for new records.
 
         ``replica_read``: this replica may answer as an in-sync follower (KIP-392: a consumer
@@ -208,6 +212,11 @@ class PartitionActor:
         columns ``offset`` and ``columns`` (all stored ones when None), ``schema`` (when asked)
         that message's schema, ``records`` the rows kept and ``next_offset`` past every offset
         scanned, a row kept or not. A bad column or filter raises ConfigError.
+
+        ``schema_version``: the value-schema version to answer in (None: the latest this replica
+        knows; the answer then carries its schema whenever the log holds several versions).
+        Batches stored under another version are projected into it (partitions/version_read.py);
+        SchemaMismatchError for a version that cannot read them, or that the topic does not have.
         """
         plog = self._ready()
         self._used()
@@ -223,20 +232,24 @@ class PartitionActor:
         if max_wait_ms > 0 and offset >= reader.high_watermark:
             reader.wait_for_hw(offset, max_wait_ms / 1000.0)
             self._used()
-        pushed = None if columns is None and filter is None else pushdown.cached(plog.schema, columns, filter)
-        shipped_schema = plog.schema if pushed is None else pushed.schema
+        version = self._known_version(plog, schema_version)
+        reader_schema = plog.schemas.schema(version)
+        pushed = None if columns is None and filter is None else pushdown.cached(reader_schema, columns, filter)
+        shipped_schema = reader_schema if pushed is None else pushed.schema
+        with_schema = with_schema or (schema_version is None and len(plog.schemas.versions) > 1)
         schema = shipped_schema.serialize().to_pybytes() if with_schema else None  # asked for once per consumer
         if plog.closed:
             # Closing or deleted: answer empty rather than leave an error nobody reads.
             return FetchResponse.empty(offset, schema)
         hw = reader.high_watermark
         if hw <= offset <= plog.log_end_offset:  # consumers see only what every in-sync replica has
-            return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema, rid)
+            return FetchResponse(offset, b"", 0, offset, plog.log_start_offset, hw, schema, rid, version)
         try:
             if pushed is not None:
                 result = pushdown.pushed_read(
                     lambda o, r, b: plog.read(o, max_records=r, max_bytes=b, upto=hw), offset, max_records,
-                    max_bytes, pushed, plog.schema, pushdown.scratch())
+                    max_bytes, pushed, reader_schema, pushdown.scratch(), schemas=plog.schemas,
+                    reader_version=version)
             else:
                 result = plog.read(offset, max_records=max_records, max_bytes=max_bytes, upto=hw)
         except OffsetOutOfRangeError:
@@ -257,15 +270,25 @@ class PartitionActor:
             else:
                 payload = result.message.to_pybytes() if result.bytes_shipped < _INLINE_BYTES else (result.message,)
             return FetchResponse(result.offset, payload, result.rows, result.next_offset,
-                                 plog.log_start_offset, hw, schema, rid)
-        size = sum(buf.size for buf in result.buffers)
+                                 plog.log_start_offset, hw, schema, rid, version)
+        buffers = result.buffers
+        if result.records and result.schema_version != version:  # stored under another version
+            buffers = (version_read.project_result(result, plog.schemas, version),)
+        size = sum(buf.size for buf in buffers)
         self._reads.full(size)
         if size < _INLINE_BYTES:
-            payload = b"".join(result.buffers)
+            payload = b"".join(buffers)
         else:
-            payload = result.buffers
+            payload = buffers
         return FetchResponse(result.offset, payload, result.records, result.next_offset, result.log_start_offset,
-                             hw, schema, rid)
+                             hw, schema, rid, version)
+
+    def _known_version(self, plog, version: int | None) -> int:
+        """``version`` (None: the latest this replica knows), learnt from the coordinator first
+        when it was registered since this replica opened its log (kept in schemas.json)."""
+        if version is not None and version not in plog.schemas:
+            plog.add_schema_versions(self._replication.topic_schema_versions())
+        return plog.schemas.check(version)
 
     def _not_here(self, offset: int, plog) -> NotLeaderError:
         return NotLeaderError(

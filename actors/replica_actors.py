@@ -85,6 +85,7 @@ class ReplicaActors:
         return PartitionActor.options(**options).remote(
             str(replica_dir(self._data_dir, meta.name, p, r)), meta.config, meta.value_schema,
             meta.name, p, meta.config_version, r, initial, self._namespace,
+            meta.schema_versions if meta.value_schema is not None else None,
         )
 
     def retire(self, meta, p: int, r: int) -> None:

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 
+import pyarrow as pa
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
@@ -209,6 +210,12 @@ class Replication:
 
     def _coordinator(self):
         return ray.get_actor(self._coordinator_name, namespace=self._namespace)
+
+    def topic_schema_versions(self) -> dict:
+        """Every value-schema version of this topic as the coordinator keeps them (version ->
+        pa.Schema): a batch or a reader named one this replica does not know yet."""
+        infos = ray.get(self._coordinator().schema_versions.remote(self.topic), timeout=CALL_TIMEOUT_S)
+        return {info.version: pa.ipc.read_schema(pa.py_buffer(info.schema)) for info in infos}
 
     def _isr_loop(self, role: LeaderRole) -> None:
         """Send the leader's ISR changes to the coordinator until the role ends."""

@@ -27,6 +27,7 @@ from rayka.clients.types import RecordMetadata
 from rayka.config import INLINE_BYTES_MAX as _SMALL_PAYLOAD
 from rayka.errors import KafkaTimeoutError
 from rayka.partitions.records import HEADERS_TYPE
+from rayka.partitions.schema_versions import tag
 
 __all__ = ["ProduceBatch", "FutureRecordMetadata", "TableFuture", "to_ipc", "in_callback"]
 
@@ -57,12 +58,13 @@ class ProduceBatch:
         "table", "sequence", "attempts", "deadline", "base_offset", "log_append_time", "error",
         "event", "settled", "lock", "has_keys", "has_headers", "value_schema", "callbacks", "count",
         "sizes", "record_errors", "positions", "splits", "leader_moved", "pipelined", "producer_id",
-        "retry_at", "acked", "numbered",
+        "retry_at", "acked", "numbered", "schema_version",
     )
 
     def __init__(self, topic: str, partition: int, value_schema: pa.Schema | None = None,
-                 table: pa.Table | None = None):
+                 table: pa.Table | None = None, schema_version: int | None = None):
         self.topic, self.partition = topic, partition
+        self.schema_version = schema_version  # of value_schema, tagged on what build() ships
         self.keys: list = []
         self.values: list = []
         self.timestamps: list = []
@@ -155,7 +157,7 @@ class ProduceBatch:
         if isinstance(self.table, (pa.Buffer, bytes)) or is_staged(self.table):
             return self.table  # built already (send_table builds in the caller's thread)
         if self.table is not None:
-            return to_ipc(self.table, options)
+            return to_ipc(tag(self.table, self.schema_version), options)
         n = len(self.values)
         arrays = [pa.array(self.timestamps, pa.int64())]
         names = ["timestamp_ms"]
@@ -174,7 +176,7 @@ class ProduceBatch:
                 arrays.append(pa.array([v.get(field.name) for v in self.values], type=field.type))
                 names.append(field.name)
         assert all(len(a) == n for a in arrays)
-        return to_ipc(pa.RecordBatch.from_arrays(arrays, names=names), options)
+        return to_ipc(tag(pa.RecordBatch.from_arrays(arrays, names=names), self.schema_version), options)
 
     def complete(self, base_offset: int, log_append_time: int) -> None:
         self.base_offset, self.log_append_time = base_offset, log_append_time

@@ -154,7 +154,7 @@ class Consumer:
                 meta.check_partition(tp.partition)
                 new[tp] = PartitionState(tp, handles[tp.partition])
                 if tp.topic not in self._value_columns:
-                    schema = meta.value_schema
+                    schema = self._reader_schema(tp.topic, meta)
                     self._check_pushdown(tp.topic, meta)
                     self._value_columns[tp.topic] = None if schema is None else schema.names
         self._fetcher.states = new
@@ -302,8 +302,7 @@ class Consumer:
             return empty_table(None, schema)
         for topic, cols in self._value_columns.items():
             if cols is not None:
-                meta, _ = self._cluster.topic(topic)
-                return empty_table(meta.value_schema)
+                return empty_table(self._reader_schema(topic))
         return empty_table(None)
 
     def _to_records(self, tp: TopicPartition, batch: pa.RecordBatch) -> list[Record]:
@@ -316,7 +315,26 @@ class Consumer:
         pushed-down fetches answer in (``offset`` then the columns asked)."""
         if self._fetcher.pushdown and topic not in self._pushed:
             meta = meta or self._cluster.topic(topic, refresh=True)[0]
-            self._pushed[topic] = pushed_schema(meta.value_schema, self._fetcher.columns, self._fetcher.filter)
+            self._pushed[topic] = pushed_schema(self._reader_schema(topic, meta), self._fetcher.columns,
+                                                self._fetcher.filter)
+
+    def _reader_schema(self, topic: str, meta=None):
+        """The value schema ``topic`` is read in (None: untyped): the version chosen with
+        ``schema_version``, else its latest when first asked; the fetches name that version."""
+        if meta is None:
+            meta = self._cluster.topic(topic)[0]
+        if meta.value_schema is None:
+            return None
+        version = self._fetcher.schema_versions.get(topic)
+        if version is None:
+            chosen = self.config.schema_version
+            version = chosen.get(topic) if isinstance(chosen, dict) else chosen
+            if version is not None and version > meta.schema_version:
+                meta = self._cluster.topic(topic, refresh=True)[0]  # registered since it was cached
+            version = meta.schema_version if version is None else version
+            meta.schema_for(version)  # UnknownSchemaVersionError naming the versions there are
+            self._fetcher.schema_versions[topic] = version
+        return meta.schema_for(version)
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()

@@ -150,6 +150,7 @@ class Fetcher:
         self._read_replicas = read_replicas  # a read_replicas.ReadReplicas (client_rack), or None: the leader
         # Pushed down into the partitions (None, None: the usual fetch, whole stored batches).
         self.columns, self.filter = (None if columns is None else list(columns)), filter
+        self.schema_versions: dict[str, int] = {}  # typed topic -> the value-schema version read in
         self.pushdown = columns is not None or filter is not None
         self.pending_open_errors: list[LogOpenError] = []  # raised by poll(), one a call
         self.states: dict[TopicPartition, PartitionState] = {}
@@ -232,7 +233,11 @@ class Fetcher:
                 args = (s.fetch_offset, self.max_partition_records, self.max_partition_bytes, self.max_wait_ms,
                         s.schema is None)
                 handle = s.read_handle if s.inflight_follower else s.handle
-                if self.pushdown:
+                version = self.schema_versions.get(s.tp.topic)
+                if version is not None:
+                    s.inflight = handle.fetch(*args, replica_read=s.inflight_follower, columns=self.columns,
+                                              filter=self.filter, schema_version=version)
+                elif self.pushdown:
                     s.inflight = handle.fetch(*args, replica_read=s.inflight_follower, columns=self.columns,
                                               filter=self.filter)
                 elif s.inflight_follower:

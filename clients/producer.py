@@ -52,6 +52,7 @@ from rayka.partitions.codec import write_options
 from rayka.partitions.producer_state import KAFKA_ID_PREFIX
 from rayka.partitions.record_size import bytes_record_size
 from rayka.partitions.records import log_schema, prepare_batch
+from rayka.partitions.schema_versions import tag
 from rayka.clients.sender import Sender
 from rayka.clients.stubs import stage
 from rayka.clients.serde import check_bytes, check_row, explain_mismatch, table_from
@@ -71,7 +72,7 @@ __all__ = ["Producer"]
 
 class _Topic:
     __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time",
-                 "retention_ms", "replicated", "ipc_options")
+                 "retention_ms", "replicated", "ipc_options", "schema_version")
 
     def __init__(self, meta, handles):
         self.name = meta.name
@@ -79,6 +80,7 @@ class _Topic:
         self.handles = handles
         self.max_message_bytes = meta.topic_config.max_message_bytes
         self.value_schema = meta.value_schema
+        self.schema_version = meta.schema_version  # the latest it knows: batches are tagged with it
         self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
         self.retention_ms = meta.topic_config.retention_ms
         # A replicated partition has another replica to lead it when its leader's node is gone.
@@ -252,7 +254,8 @@ class Producer:
             tp = (topic, partition)
             batch = self._queue.open.get(tp)
             if batch is None:
-                batch = self._queue.open[tp] = ProduceBatch(topic, partition, t.value_schema)
+                batch = ProduceBatch(topic, partition, t.value_schema, schema_version=t.schema_version)
+                self._queue.open[tp] = batch
                 self._queue.cv.notify()
             index = batch.add(key, value, ts, headers, size)
             self._queue.buffered += size + 16
@@ -298,12 +301,12 @@ class Producer:
             try:
                 # Serialised here, in the caller's thread: the sender ships chunk k+1 the moment
                 # chunk k is acknowledged, and this copy overlaps the partition's work on chunk k.
-                payload = to_ipc(chunk, t.ipc_options)
+                payload = to_ipc(tag(chunk, t.schema_version), t.ipc_options)
                 if not isinstance(payload, bytes):
                     # Into the object store here too: this copy then also overlaps the append in
                     # flight, instead of happening in the sender when the call is made.
                     payload = stage(payload)
-                batch = ProduceBatch(topic, part, t.value_schema, table=payload)
+                batch = ProduceBatch(topic, part, t.value_schema, table=payload, schema_version=t.schema_version)
                 batch.pipelined = True  # a bulk chunk: the Sender pipelines it under acks="all"
             except BaseException:
                 with self._queue.cv:

@@ -268,15 +268,18 @@ class PartitionClient:
         return self._send(self.handle.wait_acked, last_offset, leader_epoch)
 
     def fetch(self, offset: int, max_records: int, max_bytes: int, max_wait_ms: int, with_schema: bool,
-              replica_read: bool = False, columns=None, filter=None, *, leader_epoch: int = -1) -> Pending:
+              replica_read: bool = False, columns=None, filter=None, *, leader_epoch: int = -1,
+              schema_version: int | None = None) -> Pending:
         """Read from ``offset`` (a long poll up to ``max_wait_ms``); answers FetchResponse.
         ``replica_read``: a follower may answer (KIP-392), else only the leader. ``columns`` /
         ``filter``: pushed down into the partition (partitions/pushdown.py); the usual call
         sends neither (fewer arguments to pickle on every fetch). ``leader_epoch``: the epoch the
-        reader last saw (the Kafka gateway's current_leader_epoch); an older one is fenced."""
-        if columns is not None or filter is not None:
+        reader last saw (the Kafka gateway's current_leader_epoch); an older one is fenced.
+        ``schema_version``: the value-schema version to read in (None: the partition's latest;
+        older batches are projected into it)."""
+        if columns is not None or filter is not None or schema_version is not None:
             return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema,
-                              leader_epoch, replica_read, columns, filter)
+                              leader_epoch, replica_read, columns, filter, schema_version)
         if not replica_read and leader_epoch == -1:
             return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema)
         return self._send(self.handle.fetch, offset, max_records, max_bytes, max_wait_ms, with_schema, leader_epoch,

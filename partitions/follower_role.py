@@ -39,6 +39,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+import pyarrow as pa
+
 from ..coordinator.clock import MonotonicClock
 from ..coordinator.election import PartitionState
 from ..errors import CorruptRecordError, NotLeaderError
@@ -183,7 +185,11 @@ class FollowerRole:
             return 0
         before = plog.log_end_offset
         if _has_bytes(answer.payload):
-            plog.append_replicated(answer.payload)
+            version = answer.schema_version
+            if answer.value_schema is not None and version not in plog.schemas:
+                # A version registered since this replica opened: kept before its batches are.
+                plog.add_schema_versions({version: pa.ipc.read_schema(pa.py_buffer(answer.value_schema))})
+            plog.append_replicated(answer.payload, None if version < 0 else version)
         hw = max(self._hw, follower_high_watermark(answer.high_watermark, plog.log_end_offset))
         if hw != self._hw:
             with self._hw_moved:

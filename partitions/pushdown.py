@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError, CorruptRecordError
 from . import codec
+from .version_read import project_batches
 
 __all__ = ["Pushdown", "PushedRead", "ReadCounters", "pushed_read", "read_log", "cached", "scratch",
            "release_scratch", "SCAN_FACTOR", "OFFSET"]
@@ -164,11 +165,14 @@ def _column_bytes(column) -> int:
 
 
 def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushdown,
-                log_schema: pa.Schema, scratch: codec.EncodeBuffer | None = None) -> PushedRead:
+                log_schema: pa.Schema, scratch: codec.EncodeBuffer | None = None, *,
+                schemas=None, reader_version: int | None = None) -> PushedRead:
     """The rows of ``spec`` from ``offset`` on. ``read(offset, max_records, max_bytes)`` is the
     log's full read (a ReadResult, bounded by what readers may see); its errors at ``offset``
     propagate, damage met later stops the read before it. With ``scratch`` (:func:`scratch`),
-    the answer's buffer is valid only until the next read into it."""
+    the answer's buffer is valid only until the next read into it. ``log_schema`` is the
+    stored schema of ``reader_version``; a read of batches of another version (``schemas``,
+    the log's SchemaSet) is projected into it first (version_read.py)."""
     parts: list[tuple[pa.RecordBatch, int, int]] = []
     rows = scanned = touched = kept_bytes = stored = 0
     position, start_offset = offset, -1
@@ -184,6 +188,20 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
         if not result.records:
             break
         stored += result.bytes
+        if schemas is not None and result.schema_version != reader_version:
+            for batch in project_batches(result, schemas, reader_version):
+                touched += sum(_column_bytes(c) for c in batch.columns)
+                part = batch.select(spec.needed)
+                if spec.filter is not None:
+                    part = part.filter(spec.filter)
+                if part.num_rows:
+                    part = part.select(spec.columns)
+                    parts.append((part, pc.max(batch.column(1)).as_py(), 0))
+                    rows += part.num_rows
+                    kept_bytes += part.nbytes
+            scanned += result.next_offset - position
+            position = result.next_offset
+            continue
         for buf in result.buffers:
             for msg in codec.iter_messages(buf):
                 h = msg.header

@@ -27,7 +27,7 @@ from . import codec
 from .atomic_file import atomic_write
 from .records import log_schema
 
-__all__ = ["SCHEMAS_FILE", "VERSION_KEY", "SchemaSet", "stored_schema"]
+__all__ = ["SCHEMAS_FILE", "VERSION_KEY", "SchemaSet", "stored_schema", "tagged_version", "tag"]
 
 SCHEMAS_FILE = "schemas.json"
 VERSION_KEY = b"rayka.schema_version"
@@ -37,6 +37,29 @@ def stored_schema(value_schema: pa.Schema | None, version: int) -> pa.Schema:
     """The log schema segments of ``version`` are written in (see the module docstring)."""
     schema = log_schema(value_schema)
     return schema if version <= 1 else schema.with_metadata({VERSION_KEY: str(version).encode()})
+
+
+def tagged_version(schema: pa.Schema) -> int | None:
+    """The version a producer tagged its batch's schema with (:func:`tag`), or None (untagged:
+    the latest the partition knows)."""
+    metadata = schema.metadata
+    if not metadata or VERSION_KEY not in metadata:
+        return None
+    try:
+        return int(metadata[VERSION_KEY])
+    except ValueError:
+        raise SchemaMismatchError(f"batch schema metadata {VERSION_KEY.decode()}={metadata[VERSION_KEY]!r} "
+                                  "is not a version number") from None
+
+
+def tag(batch, version: int | None):
+    """``batch`` (a RecordBatch or Table) with its schema tagged as written under ``version``
+    (no copy of the data); None or 0 leaves it as it is."""
+    if not version:
+        return batch
+    metadata = dict(batch.schema.metadata or {})
+    metadata[VERSION_KEY] = str(version).encode()
+    return batch.replace_schema_metadata(metadata)
 
 
 class SchemaSet:

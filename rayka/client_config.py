@@ -97,6 +97,14 @@ class ProducerConfig:
 CLIENT_RACK_LOCAL = "local"
 
 
+def _check_schema_version(version) -> None:
+    versions = version.values() if isinstance(version, dict) else [version]
+    for v in versions:
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"schema_version must be a version number >= 1 (or a dict topic -> one), "
+                              f"got {version!r}")
+
+
 def _check_pushdown(columns, flt) -> None:
     if columns is not None:
         if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not columns \
@@ -150,6 +158,10 @@ class ConsumerConfig:
       (partitions/pushdown.py): only those stored columns are read and shipped, only the
       records the filter keeps. Positions and commits still move past the records dropped.
       Column names are checked against each topic when it is subscribed or assigned.
+    - ``schema_version`` (None): the value-schema version a typed topic is read in (an int, or a
+      dict topic -> int). None: the topic's latest when the consumer first assigns it. Records
+      written under other versions are projected into it (added fields as their default or
+      null, widened types); a version that cannot read them raises SchemaMismatchError.
 
     Counts are whole numbers >= 1, times finite ms >= 0, flags bools, deserializers callables.
     """
@@ -169,9 +181,11 @@ class ConsumerConfig:
     columns: Any = None
     filter: Any = None
     allow_pickle: bool = False
+    schema_version: Any = None
 
     def __post_init__(self) -> None:
         _check_pushdown(self.columns, self.filter)
+        _check_schema_version(self.schema_version)
         _check_flag("enable_auto_commit", self.enable_auto_commit)
         _check_client_rack(self.client_rack)
         _check_millis("auto_commit_interval_ms", self.auto_commit_interval_ms)

@@ -73,6 +73,8 @@ class FetchResponse:
     A pushed-down fetch (``columns=``/``filter=``, partitions/pushdown.py) answers one fresh
     message of the kept rows (columns ``offset`` and those asked), ``schema`` being its
     schema, ``records`` the rows kept (0 possible) and ``next_offset`` where to resume.
+    ``schema_version``: the value-schema version the payload is in (the reader's: batches
+    stored under another are projected into it; 0: an untyped topic).
     """
 
     offset: int
@@ -83,6 +85,7 @@ class FetchResponse:
     high_watermark: int
     schema: bytes | None = None
     replica_id: int = -1
+    schema_version: int = 0
 
     @classmethod
     def empty(cls, offset: int, schema: bytes | None = None) -> "FetchResponse":
@@ -384,7 +387,9 @@ class ReplicaFetchResponse:
     (divergence.truncation_for), and the payload is empty. ``out_of_range``: the fetch
     offset is outside the leader's log (below its start after retention), payload empty.
     ``isr``: the leader's committed ISR (a follower serves consumer reads only while it is
-    in it; empty: not told).
+    in it; empty: not told). ``schema_version``: the value-schema version of the payload's
+    batches (one per answer; -1: not told, the latest), and ``value_schema`` that version's
+    serialised value schema when it is above 1 (a follower may not know it yet).
     """
 
     payload: bytes | tuple
@@ -394,6 +399,8 @@ class ReplicaFetchResponse:
     diverging: tuple[int, int] | None = None
     out_of_range: bool = False
     isr: tuple[int, ...] = ()
+    schema_version: int = -1
+    value_schema: bytes | None = None
 
 
 @_pickled_by_fields

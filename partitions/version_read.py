@@ -1,0 +1,73 @@
+"""Serving a read in a reader's schema version: batches stored under another version are projected.
+
+A read (log_read.py) holds batches of one schema version, its segment's. A reader names the
+version it reads in (a consumer: the topic's latest when it started, or one it chose); a
+read of that same version ships the stored messages as they are. One of another version is
+decoded, projected into the reader's schema (schema_project.py: added fields as their
+default or null, safe widening; the files are never rewritten) and shipped as fresh
+messages, without CRC (a read answer, like a pushed-down one: the stored CRC was checked).
+A version the reader's schema cannot read (a field it narrowed, or added without a default
+or nullability, or a writer newer than the reader with a field the reader cannot take)
+raises SchemaMismatchError naming each field, and which version to read in instead.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..errors import SchemaMismatchError
+from . import codec
+from .read_result import ReadResult
+from .schema_project import project_batch
+from .schema_rules import read_issues
+from .schema_versions import SchemaSet
+
+__all__ = ["check_readable", "project_batches", "project_result"]
+
+
+def check_readable(schemas: SchemaSet, writer: int, reader: int) -> None:
+    """SchemaMismatchError unless batches of version ``writer`` can be read in version ``reader``."""
+    w, r = schemas.value_schema(writer), schemas.value_schema(reader)
+    if writer == reader or (w is None and r is None):
+        return
+    issues = read_issues(list(w or []), r or pa.schema([]))
+    if issues:
+        listed = "; ".join(f"{i.path!r} {i.reason}" for i in issues)
+        raise SchemaMismatchError(
+            f"records written under schema version {writer} cannot be read in version {reader}: {listed}; "
+            f"read them in version {max(writer, reader)} or later (Consumer(schema_version=...))")
+
+
+def project_batches(result: ReadResult, schemas: SchemaSet, reader: int) -> list[pa.RecordBatch]:
+    """The records of ``result`` (from its ``offset``) decoded and projected into ``reader``."""
+    check_readable(schemas, result.schema_version, reader)
+    value_schema = schemas.value_schema(reader)
+    out = []
+    for buf in result.buffers:
+        for msg in codec.iter_messages(buf):
+            h = msg.header
+            if h.next_offset <= result.offset:
+                continue
+            batch = codec.decode(msg, result.schema)
+            if h.base_offset < result.offset:
+                batch = batch.slice(result.offset - h.base_offset)
+            projected = project_batch(batch, value_schema)
+            out.append(projected.replace_schema_metadata(schemas.schema(reader).metadata))
+    return out
+
+
+def project_result(result: ReadResult, schemas: SchemaSet, reader: int,
+                   scratch: codec.EncodeBuffer | None = None) -> pa.Buffer:
+    """:func:`project_batches` encoded as record-batch messages back to back (what a fetch ships)."""
+    batches = project_batches(result, schemas, reader)
+    if not batches:
+        return pa.py_buffer(b"")
+    parts = [(codec.trim_nested(b), _max(b), 0) for b in batches]
+    size = len(schemas.message(reader))
+    return codec.encode_batches(parts, schema_size=size, scratch=scratch, checksum=False)
+
+
+def _max(batch: pa.RecordBatch) -> int:
+    import pyarrow.compute as pc
+
+    return pc.max(batch.column(1)).as_py()
