@@ -28,10 +28,11 @@ from functools import lru_cache
 import pyarrow as pa
 
 from ..errors import ConfigError, UnknownSchemaVersionError
+from ..messages import SchemaVersionInfo
 from .schema_compat import ensure_compatible
 
 __all__ = ["encode_schema", "decode_schema", "upgrade", "schema_for", "decode_all", "next_version",
-           "append_version"]
+           "append_version", "version_infos"]
 
 
 def encode_schema(schema: pa.Schema | None) -> str | None:
@@ -75,6 +76,13 @@ def schema_for(meta, version: int) -> pa.Schema:
 def decode_all(meta) -> dict[int, pa.Schema]:
     """Every version number -> its schema, oldest first (empty for an untyped topic)."""
     return {n: decode_schema(b64) for n, b64 in enumerate(meta.schema_versions_b64, start=1)}
+
+
+def version_infos(meta) -> list[SchemaVersionInfo]:
+    """Every version as ``(version, schema bytes, registered_ms)``, oldest first (what the
+    coordinator answers: bytes cross Ray without pickling Arrow objects)."""
+    return [SchemaVersionInfo(n, base64.b64decode(b64), ms)
+            for n, (b64, ms) in enumerate(zip(meta.schema_versions_b64, meta.schema_registered_ms), start=1)]
 
 
 def next_version(meta, new_schema: pa.Schema) -> str | None:
