@@ -34,11 +34,12 @@ from rayka.coordinator.offset_store import OffsetStore
 from rayka.coordinator.placement import partitions_per_node, place_partitions
 from rayka.coordinator.producer_ids import ProducerIdManager
 from rayka.coordinator.reassignment import check_target
+from rayka.coordinator.schema_versions import version_infos
 from rayka.coordinator.replica_placement import COLOCATE, place_replacement, place_replicas
 from rayka.coordinator.topic_config_service import CONFIG_SYNC_S, TopicConfigService
 from rayka.errors import UnknownTopicError
 from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult,
-                            KafkaJoinResult, KafkaSyncResult, OffsetReset, TopicConfigInfo)
+                            KafkaJoinResult, KafkaSyncResult, OffsetReset, SchemaVersionInfo, TopicConfigInfo)
 
 __all__ = ["CoordinatorActor", "start_coordinator"]
 
@@ -211,6 +212,16 @@ class CoordinatorActor:
         self._replicas.announce(meta)
         self._groups.topics_changed()
         return meta
+
+    def evolve_schema(self, topic: str, schema) -> SchemaVersionInfo:
+        """Register ``schema`` (a pa.Schema) as the next value schema version of typed ``topic``
+        (ClusterMetadata.evolve_schema: IncompatibleSchemaError when its schema.compatibility
+        refuses it); the latest version, which is the one given or an equal one already there."""
+        return version_infos(self._meta.evolve_schema(topic, schema))[-1]
+
+    def schema_versions(self, topic: str) -> list[SchemaVersionInfo]:
+        """Every value schema version of ``topic``, oldest first (empty: an untyped topic)."""
+        return version_infos(self._meta.get(topic))
 
     def alter_partition(self, topic: str, topic_id: str, partition: int, request):
         """A leader's ISR change (Kafka's AlterPartition), persisted before it is answered; the

@@ -14,6 +14,7 @@ from rayka.clients.types import (
     GroupPartitionDescription,
     MemberDescription,
     PartitionDescription,
+    SchemaVersion,
     TopicDescription,
     TopicPartition,
 )
@@ -79,7 +80,8 @@ class Admin:
                 log_end_offset=s.log_end_offset, size_bytes=s.size_bytes, segments=s.segments,
                 damaged_offsets=s.damaged_offsets, **replicated,
             ))
-        return TopicDescription(name, parts, meta.replication_factor, dict(meta.config), meta.value_schema)
+        return TopicDescription(name, parts, meta.replication_factor, dict(meta.config), meta.value_schema,
+                                meta.schema_version)
 
     def delete_topic(self, name: str) -> None:
         """Delete the topic, its partition actors and its files."""
@@ -119,6 +121,30 @@ class Admin:
         _, handles = self._cluster.topic(name, refresh=True)  # a new leader since: its handle
         answers = gather([h.offsets() for h in handles], timeout_s=timeout_s)
         return {p: None if isinstance(a, BaseException) else tuple(a) for p, a in enumerate(answers)}
+
+    # -- value schema versions ---------------------------------------------------------------------
+
+    def evolve_schema(self, topic: str, new_schema: pa.Schema) -> SchemaVersion:
+        """Register ``new_schema`` as the next value schema version of typed topic ``topic``
+        (as Confluent Schema Registry registers a subject's new version), kept durably with the
+        topic; producers and consumers that fetch the topic's metadata from now on see it.
+
+        It is checked against the earlier versions under the topic's ``schema.compatibility``
+        config (default BACKWARD; see the README's "Schema evolution"): a refused change raises
+        IncompatibleSchemaError listing every offending field and why, with nothing stored. A
+        schema equal to the latest version (field metadata included) registers nothing and
+        returns that version; an untyped topic raises ConfigError. Returns the new version.
+        """
+        validate_topic_name(topic)
+        info = self._coordinator.evolve_schema(topic, new_schema)
+        self._cluster.forget(topic)
+        return _schema_version(info)
+
+    def schema_history(self, topic: str) -> list[SchemaVersion]:
+        """Every value schema version of ``topic``, oldest first (version 1: the schema it was
+        created with); empty for an untyped topic."""
+        validate_topic_name(topic)
+        return [_schema_version(info) for info in self._coordinator.schema_versions(topic)]
 
     # -- topic config and the partition budget ---------------------------------------------------
 
@@ -185,3 +211,9 @@ class Admin:
         (clamped to each partition's range) or ``{"timestamp_ms": t}``; returns the new offsets."""
         new = self._coordinator.reset_offsets(group_id, to, topics)
         return {TopicPartition(t, p): off for (t, p), off in new.offsets}
+
+
+def _schema_version(info) -> SchemaVersion:
+    """A SchemaVersion from the coordinator's ``(version, schema bytes, registered_ms)``."""
+    schema = pa.ipc.read_schema(pa.py_buffer(info.schema))
+    return SchemaVersion(info.version, schema, info.registered_ms)

@@ -20,7 +20,7 @@ import math
 import pyarrow as pa
 
 __all__ = ["record_json", "raw_line", "TableWriter", "jsonable", "topic_description_json",
-           "group_description_json"]
+           "group_description_json", "schema_fields", "schema_version_json"]
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def topic_description_json(desc) -> dict:
     schema = desc.value_schema
     return {
         "name": desc.name, "replication_factor": desc.replication_factor, "messages": desc.messages,
-        "config": dict(desc.config),
+        "config": dict(desc.config), "schema_version": desc.schema_version,
         "value_schema": None if schema is None else [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
                                                      for f in schema],
         "partitions": [{"partition": p.partition, "leader": p.leader, "log_start_offset": p.log_start_offset,
@@ -161,3 +161,19 @@ def group_description_json(desc) -> dict:
                         "member": p.member} for p in desc.partitions],
         "total_lag": desc.total_lag,
     }
+
+
+def schema_fields(schema: pa.Schema) -> list[dict]:
+    """Each field of a value schema as ``{"name", "type", "nullable", "default"}``; ``default`` is
+    the JSON text of its ``rayka.default`` field metadata, None when it has none."""
+    from rayka.partitions.schema_rules import DEFAULT_METADATA_KEY
+
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable,
+             "default": (f.metadata or {}).get(DEFAULT_METADATA_KEY, b"").decode() or None} for f in schema]
+
+
+def schema_version_json(topic: str, version) -> dict:
+    """A SchemaVersion of ``topic`` as JSON-able data (registered also as ISO 8601 UTC)."""
+    registered = dt.datetime.fromtimestamp(version.registered_ms / 1000, dt.timezone.utc)
+    return {"topic": topic, "version": version.version, "registered_ms": version.registered_ms,
+            "registered": registered.isoformat(timespec="milliseconds"), "fields": schema_fields(version.schema)}

@@ -29,7 +29,7 @@ from rayka.clients import runtime_attach
 from rayka.errors import (CoordinatorUnavailableError, KafkaTimeoutError, LogDirLockedError,
                           PartitionUnavailableError, RaykaError)
 from rayka.messages import (BudgetInfo, ClusterInfo, GroupInfo, GroupListing, HeartbeatStatus, JoinResult,
-                            KafkaJoinResult, KafkaSyncResult, OffsetReset, TopicConfigInfo)
+                            KafkaJoinResult, KafkaSyncResult, OffsetReset, SchemaVersionInfo, TopicConfigInfo)
 
 __all__ = ["PartitionClient", "CoordinatorClient", "GatewayClient", "Pending", "wait_first", "gather", "stage",
            "is_staged", "unwrap", "resolve", "settle"]
@@ -370,6 +370,14 @@ class CoordinatorClient:
 
     def describe_topic_config(self, name: str) -> TopicConfigInfo:
         return self._call(self.handle.describe_topic_config, name)
+
+    def evolve_schema(self, name: str, schema) -> SchemaVersionInfo:
+        """The topic's latest value schema version after registering ``schema`` (a pa.Schema)."""
+        return self._call(self.handle.evolve_schema, name, schema)
+
+    def schema_versions(self, name: str) -> list[SchemaVersionInfo]:
+        """Every value schema version of the topic, oldest first."""
+        return self._call(self.handle.schema_versions, name)
 
     def set_partition_budget(self, changes: dict) -> BudgetInfo:
         return self._call(self.handle.set_partition_budget, changes)

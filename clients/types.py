@@ -1,4 +1,5 @@
-"""The value types users see: TopicPartition, Record, RecordMetadata, OffsetAndTimestamp, descriptions."""
+"""The value types users see: TopicPartition, Record, RecordMetadata, OffsetAndTimestamp, descriptions,
+SchemaVersion."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ __all__ = [
     "MemberDescription",
     "GroupPartitionDescription",
     "GroupDescription",
+    "SchemaVersion",
 ]
 
 
@@ -104,7 +106,8 @@ class TopicDescription:
     partitions: list[PartitionDescription]
     replication_factor: int
     config: dict = field(default_factory=dict)
-    value_schema: Any = None
+    value_schema: Any = None  # the latest value schema (pa.Schema); None: untyped (bytes values)
+    schema_version: int | None = None  # the latest value schema's version number; None: untyped
 
     @property
     def num_partitions(self) -> int:
@@ -124,6 +127,17 @@ class TopicDescription:
     def under_replicated(self) -> list[int]:
         """Numbers of the partitions with fewer in-sync replicas than replicas."""
         return [p.partition for p in self.partitions if p.under_replicated]
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """One value schema version of a typed topic (``Admin.evolve_schema``, ``Admin.schema_history``):
+    its number (1: the schema the topic was created with), the ``pa.Schema`` and when it was
+    registered (ms since the epoch)."""
+
+    version: int
+    schema: Any
+    registered_ms: int
 
 
 @dataclass(frozen=True)

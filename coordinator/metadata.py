@@ -1,9 +1,9 @@
 """Topic metadata: names, partition counts, configs, placement; kept durably in the data dir.
 
 The whole cluster's topic metadata is one small JSON document,
-``<data_dir>/__cluster_metadata.json``, rewritten atomically (temp file, fsync,
-rename, fsync of the directory) on every change, so a restarted coordinator or
-a new embedded session on the same data dir finds every topic again.
+``<data_dir>/__cluster_metadata.json``, rewritten atomically on every change
+(metadata_store.py), so a restarted coordinator or a new embedded session on the
+same data dir finds every topic again.
 
 Replication: per partition, ``states[p]`` is its :class:`~.election.PartitionState`
 (``to_dict``: replicas, leader, ISR, epochs) and ``replica_nodes[p]`` maps each replica id
@@ -12,17 +12,18 @@ node of the partition's current leader (of its first replica while it has none),
 readers that know one replica per partition keep working. A file from before replication
 lacks both and loads as replication factor 1: replica 0 on ``nodes[p]``, leading.
 
+Typed topics keep every value schema version (``schema_versions_b64``, ``schema_registered_ms``;
+``value_schema_b64`` is the latest): schema_versions.py pins the layout and the rules.
+
 Topic names and partition directories: topic_names.py (re-exported here).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import uuid
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -31,12 +32,13 @@ from ..config import TopicConfig
 from ..errors import (
     ConfigError,
     InvalidUpdateVersionError,
-    LogWriteError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
 )
-from ..partitions.atomic_file import atomic_write
+from . import schema_versions as _versions
+from .metadata_store import METADATA_FILE, MetadataStore
+from .schema_versions import encode_schema
 from .topic_names import partition_dir, validate_topic_name
 from .election import AlterPartitionRequest, PartitionState
 from .election import alter_partition as _alter_partition
@@ -47,6 +49,7 @@ __all__ = [
     "validate_topic_name",
     "TopicMetadata",
     "MetadataStore",
+    "METADATA_FILE",
     "ClusterMetadata",
     "partition_dir",
     "MAX_PARTITIONS",
@@ -55,7 +58,6 @@ __all__ = [
 
 
 MAX_PARTITIONS = 10_000
-METADATA_FILE = "__cluster_metadata.json"
 
 
 @dataclass
@@ -75,6 +77,8 @@ class TopicMetadata:
     replica_nodes: list = field(default_factory=list)  # per partition {str(replica id): node id or None}
     next_replica_ids: list = field(default_factory=list)  # per partition: the first replica id never used
     reassignments: dict = field(default_factory=dict)  # str(partition) -> target node ids, while moving
+    schema_versions_b64: list = field(default_factory=list)  # every value schema version, oldest first
+    schema_registered_ms: list = field(default_factory=list)  # when each version was registered
 
     def __post_init__(self) -> None:
         # A file from before replication (or a topic given by nodes only): replica 0 on nodes[p].
@@ -87,6 +91,7 @@ class TopicMetadata:
         for p in range(len(self.next_replica_ids), self.partitions):
             self.next_replica_ids.append(max(PartitionState.from_dict(self.states[p]).replicas) + 1)
         self.config = {**TopicConfig().to_dict(), **self.config}  # keys added since the file was written
+        _versions.upgrade(self)  # a typed topic from before schema versions: its schema is version 1
         check_layout(self.name, self.partitions, self.states, self.replica_nodes)
 
     def state(self, partition: int) -> PartitionState:
@@ -129,9 +134,22 @@ class TopicMetadata:
 
     @property
     def value_schema(self) -> pa.Schema | None:
-        if self.value_schema_b64 is None:
-            return None
-        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.value_schema_b64)))
+        """The latest value schema; None for an untyped (bytes) topic."""
+        return None if self.value_schema_b64 is None else _versions.decode_schema(self.value_schema_b64)
+
+    @property
+    def schema_version(self) -> int | None:
+        """The latest value schema version (1: the schema the topic was created with); None: untyped."""
+        return len(self.schema_versions_b64) or None
+
+    @property
+    def schema_versions(self) -> dict[int, pa.Schema]:
+        """Every value schema version by number, oldest first (empty for an untyped topic)."""
+        return _versions.decode_all(self)
+
+    def schema_for(self, version: int) -> pa.Schema:
+        """The value schema of ``version``; UnknownSchemaVersionError naming the versions there are."""
+        return _versions.schema_for(self, version)
 
     def check_partition(self, partition: int) -> int:
         if not isinstance(partition, int) or not 0 <= partition < self.partitions:
@@ -142,52 +160,12 @@ class TopicMetadata:
         return partition
 
 
-def encode_schema(schema: pa.Schema | None) -> str | None:
-    if schema is None:
-        return None
-    return base64.b64encode(schema.serialize().to_pybytes()).decode()
-
-
-class MetadataStore:
-    """Atomic JSON persistence of the topic table (``None`` path: memory only)."""
-
-    def __init__(self, path: str | Path | None):
-        self.path = Path(path) if path is not None else None
-
-    def load(self) -> dict[str, TopicMetadata]:
-        return self.load_all()[0]
-
-    def load_all(self) -> tuple[dict[str, TopicMetadata], dict]:
-        """(topics, cluster settings such as the partition budget)."""
-        if self.path is None or not self.path.exists():
-            return {}, {}
-        data = json.loads(self.path.read_text())
-        topics = {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
-        return topics, dict(data.get("settings", {}))
-
-    def save(self, topics: dict[str, TopicMetadata], settings: dict | None = None) -> None:
-        """Replace the file with ``topics`` (and cluster ``settings``). A write that fails (a full
-        disk) raises LogWriteError (DiskFullError) with the old file in place and no temp file
-        left behind."""
-        if self.path is None:
-            return
-        document = {"version": 1, "topics": {n: asdict(t) for n, t in topics.items()}}
-        if settings:
-            document["settings"] = settings
-        data = json.dumps(document, indent=1).encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, data)
-        except OSError as exc:
-            raise LogWriteError.from_os_error(exc, self.path.parent,
-                                              f"writing topic metadata {self.path}") from exc
-
-
 class ClusterMetadata:
     """The topic table with its rules; every change is persisted before it returns. Thread-safe."""
 
-    def __init__(self, store: MetadataStore):
+    def __init__(self, store: MetadataStore, clock=None):
         self._store = store
+        self._clock = clock or SystemClock()  # when topics are created and schema versions registered
         self._lock = threading.RLock()
         self._topics, self._settings = store.load_all()
 
@@ -234,7 +212,7 @@ class ClusterMetadata:
             meta = TopicMetadata(
                 name=name, partitions=partitions, replication_factor=replication_factor,
                 config=topic_config.to_dict(), value_schema_b64=encode_schema(value_schema),
-                nodes=[rn["0"] for rn in layout], replica_nodes=layout,
+                nodes=[rn["0"] for rn in layout], replica_nodes=layout, created_ms=self._clock(),
             )
             self._topics[name] = meta
             self._save_or_undo(lambda: self._topics.pop(name))
@@ -369,6 +347,18 @@ class ClusterMetadata:
                 meta.config, meta.config_version = old
 
             self._save_or_undo(undo)
+            return meta
+
+    def evolve_schema(self, name: str, new_schema: pa.Schema) -> TopicMetadata:
+        """Register ``new_schema`` as the next value schema version of typed topic ``name``,
+        checked against the earlier versions under its ``schema.compatibility`` and persisted
+        before it returns. Equal to the latest (field metadata included): the metadata unchanged.
+        Refused (schema_versions.next_version says how) with nothing stored."""
+        with self._lock:
+            meta = self.get(name)
+            encoded = _versions.next_version(meta, new_schema)
+            if encoded is not None:
+                self._save_or_undo(_versions.append_version(meta, encoded, self._clock()))
             return meta
 
     def settings(self) -> dict:

@@ -61,6 +61,7 @@ _TOPIC_KEYS = {
     "replica.lost.timeout.ms": "replica_lost_timeout_ms",
     "compression.type": "compression_type",
     "compression.level": "compression_level",
+    "schema.compatibility": "schema_compatibility",
 }
 
 #: "spread": each replica of a partition on its own Ray node (create_topic refuses with fewer
@@ -110,6 +111,10 @@ class TopicConfig:
       producer compresses what it ships with the same codec.
     - ``compression_level`` [compression.level], default None (the codec's default): a level
       valid for the codec in Arrow (lz4 1..12, zstd up to 22).
+    - ``schema_compatibility`` [schema.compatibility], default "BACKWARD": what a new value
+      schema version of a typed topic must be compatible with (Confluent Schema Registry's
+      modes BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE,
+      NONE; any case, kept upper-case); see :mod:`rayka.coordinator.schema_compat`.
     """
 
     segment_bytes: int = 256 * MiB
@@ -128,6 +133,7 @@ class TopicConfig:
     replica_lost_timeout_ms: int = 60_000
     compression_type: str = "none"
     compression_level: int | None = None
+    schema_compatibility: str = "BACKWARD"
 
     def __post_init__(self) -> None:
         unclean = self.unclean_leader_election_enable
@@ -170,6 +176,10 @@ class TopicConfig:
         if self.replica_lost_timeout_ms < 0:
             raise ConfigError(f"replica.lost.timeout.ms must be >= 0, got {self.replica_lost_timeout_ms}")
         _check_compression(self.compression_type, self.compression_level)
+        if self.schema_compatibility != "BACKWARD":  # the default needs no import of the schema rules
+            from rayka.coordinator.schema_compat import parse_mode
+
+            object.__setattr__(self, "schema_compatibility", parse_mode(self.schema_compatibility).value)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | None) -> "TopicConfig":

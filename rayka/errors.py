@@ -8,7 +8,8 @@ roll) carry ``retriable = True``, as kafka-python's do.
 
     RaykaError
     ├── ConfigError                  bad configuration value or unknown key
-    │   └── InvalidReplicationFactorError  more replicas than nodes to put them on, or < 1
+    │   ├── InvalidReplicationFactorError  more replicas than nodes to put them on, or < 1
+    │   └── UnknownSchemaVersionError  a value schema version the typed topic does not have
     ├── InvalidTopicError            topic name breaks Kafka's naming rule
     ├── PartitionBudgetError         a create_topic/add_partitions past the nodes' memory budget
     ├── TopicExistsError
@@ -68,6 +69,7 @@ __all__ = [
     "RaykaError",
     "ConfigError",
     "InvalidReplicationFactorError",
+    "UnknownSchemaVersionError",
     "InvalidTopicError",
     "PartitionBudgetError",
     "TopicExistsError",
@@ -151,6 +153,18 @@ class ConfigError(RaykaError, ValueError):
 
 class InvalidReplicationFactorError(ConfigError):
     """A replication factor below 1, or above the Ray nodes alive to hold each replica on its own."""
+
+
+class UnknownSchemaVersionError(ConfigError):
+    """A value schema version a typed topic does not have (or any, for an untyped topic);
+    ``version`` is the one asked for, ``versions`` the topic's (1 = oldest)."""
+
+    _fields = ("version", "versions")
+
+    def __init__(self, message: str, *, version: int | None = None, versions: tuple = ()):
+        super().__init__(message)
+        self.version = version
+        self.versions = tuple(versions)
 
 
 class InvalidTopicError(RaykaError, ValueError):

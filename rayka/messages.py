@@ -32,6 +32,8 @@ OffsetReset         ``CoordinatorActor.reset_offsets``          coordinator/grou
 TopicConfigInfo     ``CoordinatorActor.alter/describe_topic_    coordinator/topic_config_service.py
                     config``
 BudgetInfo          ``CoordinatorActor.(set_)partition_budget`` coordinator/topic_config_service.py
+SchemaVersionInfo   ``CoordinatorActor.evolve_schema`` and      actors/coordinator.py
+                    ``schema_versions`` (a list)
 ReplicaFetch*       ``PartitionActor.replica_fetch``            actors/partition.py
 ReplicaStatus       ``PartitionActor.status``                   actors/partition.py
 ==================  ==========================================  =======================
@@ -46,7 +48,7 @@ from typing import Any, NamedTuple
 
 __all__ = ["FetchResponse", "AppendResult", "PartitionStats", "LogBounds", "TimeLookup", "JoinStatus",
            "JoinResult", "KafkaJoinResult", "KafkaSyncResult", "ClusterInfo", "GroupListing", "GroupMemberInfo", "GroupPartitionInfo", "GroupInfo",
-           "OffsetReset", "TopicConfigInfo", "BudgetInfo", "ReplicaFetchRequest", "ReplicaFetchResponse",
+           "OffsetReset", "TopicConfigInfo", "BudgetInfo", "SchemaVersionInfo", "ReplicaFetchRequest", "ReplicaFetchResponse",
            "ReplicaStatus"]
 
 
@@ -141,6 +143,15 @@ class LogBounds(NamedTuple):
 
     log_start_offset: int
     log_end_offset: int
+
+
+class SchemaVersionInfo(NamedTuple):
+    """``(version, schema bytes, registered_ms)``: one value schema version of a typed topic,
+    the schema as ``pa.Schema.serialize()`` bytes (this module imports no Arrow)."""
+
+    version: int
+    schema: bytes
+    registered_ms: int
 
 
 class TimeLookup(NamedTuple):

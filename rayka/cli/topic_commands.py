@@ -1,4 +1,4 @@
-"""``rayka topics ...``: create, list, describe, delete, alter-config and config."""
+"""``rayka topics ...``: create, list, describe, delete, alter-config, config, schema and evolve."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from rayka.cli.base import (
 
 __all__ = ["topics", "human_bytes"]
 
+_SCHEMA_HELP = "Typed values: NAME:TYPE,... in pyarrow's type names (e.g. sym:string,px:double)."
+
 
 @cli.group()
 def topics():
@@ -31,7 +33,7 @@ def topics():
 @click.option("--replication-factor", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("-c", "--config", "config", multiple=True, help="Topic config KEY=VALUE (e.g. retention.ms=3600000).")
 @click.option("--schema", default=None,
-              help="Typed values: NAME:TYPE,... in pyarrow's type names (e.g. sym:string,px:double).")
+              help=_SCHEMA_HELP)
 @click.pass_context
 def topics_create(ctx, name, partitions, replication_factor, config, schema):
     """Create topic NAME."""
@@ -97,6 +99,9 @@ def topics_describe(ctx, name, as_json):
             click.echo(f"partition {p.partition}: offsets {first}..{last} are damaged (reads raise; seek past them)")
     config = {k: v for k, v in sorted(desc.config.items()) if v is not None}
     click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    if desc.schema_version is not None:
+        click.echo(f"value schema: version {desc.schema_version} ({len(desc.value_schema)} fields; "
+                   f"rayka topics schema {desc.name})")
 
 
 def human_bytes(n) -> str:
@@ -201,3 +206,50 @@ def topics_config(ctx, name, as_json):
         _echo_json(dict(sorted(config.items())))
         return
     _table([("key", "value")] + sorted(config.items()))
+
+
+
+@topics.command("schema")
+@connection_options
+@click.argument("name")
+@click.option("--history", is_flag=True, help="Every version, oldest first (default: the latest).")
+@_json_option
+@click.pass_context
+def topics_schema(ctx, name, history, as_json):
+    """Show the value schema of typed topic NAME: its version and fields (name, type, nullable, default)."""
+    versions = _admin(ctx).schema_history(name)
+    shown = versions if history else versions[-1:]
+    if as_json:
+        data = [_render().schema_version_json(name, v) for v in shown]
+        return _echo_json(data if history else (data[0] if data else None))
+    if not versions:
+        click.echo(f"topic {name} is untyped: its values are bytes, it has no value schema")
+        return
+    for i, v in enumerate(shown):
+        info = _render().schema_version_json(name, v)
+        if i:
+            click.echo("")
+        click.echo(f"topic {name}  value schema version {v.version} of {len(versions)}  registered {info['registered']}")
+        _table([("field", "type", "nullable", "default")] + [
+            (f["name"], f["type"], "yes" if f["nullable"] else "no", "-" if f["default"] is None else f["default"])
+            for f in info["fields"]])
+
+
+@topics.command("evolve")
+@connection_options
+@click.argument("name")
+@click.option("--schema", required=True, help=_SCHEMA_HELP + " The whole new schema, as for create.")
+@click.pass_context
+def topics_evolve(ctx, name, schema):
+    """Register a new value schema version of typed topic NAME, checked by its schema.compatibility.
+
+    A change the mode refuses exits with code 1 and lists every offending field.
+    """
+    new = _formats().parse_schema(schema)  # checked before anything connects
+    admin = _admin(ctx)
+    before = admin.schema_history(name)
+    version = admin.evolve_schema(name, new)
+    if before and version.version == before[-1].version:
+        click.echo(f"topic {name}: the schema equals version {version.version}, the latest; nothing registered")
+    else:
+        click.echo(f"topic {name}: registered value schema version {version.version}")

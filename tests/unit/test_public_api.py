@@ -13,7 +13,7 @@ import pytest
 def test_public_names():
     assert set(rayka.__all__) == {
         "Admin", "Cluster", "Consumer", "ConsumerRebalanceListener", "GroupDescription", "OffsetAndMetadata", "OffsetAndTimestamp", "PartitionDescription", "Producer", "Record",
-        "RecordMetadata", "TopicConfig", "TopicDescription", "TopicPartition", "connect", "errors", "export_topic", "read_topic",
+        "RecordMetadata", "SchemaVersion", "TopicConfig", "TopicDescription", "TopicPartition", "connect", "errors", "export_topic", "read_topic",
         "__version__",
     }
     for name in rayka.__all__:
