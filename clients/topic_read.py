@@ -199,9 +199,10 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
     cluster = cluster or current()
     _check_filter(filter)
     cols = None
+    meta, _ = cluster.topic(rng.topic)
     if columns is not None:
-        meta, _ = cluster.topic(rng.topic)
         cols = _check_columns(log_schema(meta.value_schema), columns)  # before any fetch is sent
+    version = meta.schema_version  # every partition answers in the topic's latest (older ones projected)
     pushed = cols is not None or filter is not None
     offset, schema = rng.start, None
     deadline = None
@@ -210,8 +211,8 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
         try:
             args = (offset, min(rng.end - offset, PUSHED_FETCH_RECORDS if pushed else FETCH_RECORDS), max_bytes, 0,
                     schema is None)
-            call = handles[rng.partition].fetch(*args, columns=cols, filter=filter) if pushed \
-                else handles[rng.partition].fetch(*args)
+            call = handles[rng.partition].fetch(*args, columns=cols, filter=filter, schema_version=version) \
+                if pushed or version is not None else handles[rng.partition].fetch(*args)
             answer = call.result()
         except (NotLeaderError, FencedLeaderEpochError, PartitionUnavailableError):
             deadline = deadline or time.monotonic() + _RETRY_S

@@ -231,7 +231,9 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
     if not parts:
         return PushedRead(offset, None, 0, position, touched, 0, start_offset)
     # Nested columns sliced from a stored batch would ship their parent's buffers: trim them.
-    parts = [(codec.trim_nested(b), ts, ms) for b, ts, ms in parts]
+    # The answer's schema (spec.schema) carries no metadata: a stored version's tag must not
+    # make the schema message the encoder writes longer than the one the receiver skips.
+    parts = [(codec.trim_nested(b).replace_schema_metadata(None), ts, ms) for b, ts, ms in parts]
     # No CRC on the answer: no reader checks one (the stored CRC was checked), and computing it
     # was half the time of a pushed-down read.
     out = codec.encode_batches(parts, schema_size=_schema_size(spec.schema), scratch=scratch, checksum=False)
