@@ -133,6 +133,7 @@ class Producer:
         self._value_ser = config.value_serializer
         self._cluster = cluster or current()
         self._topics: dict[str, _Topic] = {}
+        self._schema_checked: dict[str, float] = {}  # topic -> when send() last looked for a newer schema
         self._queue = ProduceQueue()  # shared with the sender: see ProduceQueue for its fields
         self._closed = False
         self._sticky = StickyPartitioner(config.batch_size)
@@ -150,6 +151,17 @@ class Producer:
             meta, handles = self._cluster.topic(name, refresh=refresh)
             topic = self._topics[name] = _Topic(meta, handles)
         return topic
+
+    def _newer_schema(self, t: _Topic) -> _Topic:
+        """``t`` refreshed when the topic has a newer schema version than ``t`` knows (at most one
+        look-up a second per topic); else the SchemaMismatchError being handled is raised again."""
+        now = time.monotonic()
+        if t.value_schema is not None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
+            self._schema_checked[t.name] = now
+            fresh = self._topic(t.name, refresh=True)
+            if fresh.schema_version != t.schema_version:
+                return fresh
+        raise  # noqa: PLE0704 - called in an except block: the mismatch stands
 
     def partitions_for(self, topic: str) -> list[int]:
         return list(range(self._topic(topic, refresh=True).partitions))
@@ -220,7 +232,11 @@ class Producer:
         else:
             if type(value) is not dict:
                 value = as_row(value)  # a dataclass or pydantic model: its fields by name
-            value_bits = check_row(value, t.value_schema, topic)
+            try:
+                value_bits = check_row(value, t.value_schema, topic)
+            except SchemaMismatchError:
+                t = self._newer_schema(t)  # the row may be of a version registered since
+                value_bits = check_row(value, t.value_schema, topic)
         header_bytes = 0
         if headers is not None:
             headers, header_bytes = check_headers(headers)
@@ -253,6 +269,11 @@ class Producer:
                 partition = self._sticky.partition(topic, t.partitions, size + 16)
             tp = (topic, partition)
             batch = self._queue.open.get(tp)
+            if batch is not None and batch.schema_version != t.schema_version:
+                # A row of another schema version cannot join it: it goes as it is, first.
+                del self._queue.open[tp]
+                self._queue.queued.setdefault(tp, []).append(batch)
+                batch = None
             if batch is None:
                 batch = ProduceBatch(topic, partition, t.value_schema, schema_version=t.schema_version)
                 self._queue.open[tp] = batch
@@ -277,7 +298,12 @@ class Producer:
         if partition is not None:
             partition = check_partition_type(partition)  # an int: np.int64(1) answers as 1
             check_partition_range(partition, topic, t.partitions)
-        table = check_table_columns(table_from(data, t.value_schema, topic), topic, t.partitions)
+        try:
+            table = table_from(data, t.value_schema, topic)
+        except SchemaMismatchError:
+            t = self._newer_schema(t)  # the table may be of a version registered since
+            table = table_from(data, t.value_schema, topic)
+        table = check_table_columns(table, topic, t.partitions)
         if "timestamp_ms" in table.column_names and table.num_rows:
             oldest = pc.min(table.column("timestamp_ms")).as_py()
             if oldest is not None:

@@ -162,3 +162,20 @@ def _answers(handle) -> bool:
         return True
     except Exception:  # noqa: BLE001 - still restarting
         return False
+
+
+def test_a_running_producer_takes_up_a_newer_version_and_sends_its_buffered_rows_first(evolved):
+    cluster, admin, _ = evolved
+    admin.create_topic("live", partitions=1, schema=V1)
+    with rayka.Producer(cluster=cluster, linger_ms=60_000, batch_size=1 << 20) as p:
+        first = p.send("live", {"id": 1, "name": "old"})  # held open by the long linger
+        admin.evolve_schema("live", V2)
+        second = p.send("live", {"id": 2, "name": "new", "country": "SE"})  # v2 only: looks the topic up
+        table = p.send_table("live", pa.table({"id": pa.array([3], pa.int64()), "name": ["t"], "country": ["FI"]}))
+        p.flush()
+        assert (first.get(timeout=30).offset, second.get(timeout=30).offset) == (0, 1)
+        assert table.result(timeout=30)[0][1] == 2
+    assert [v for _, v in segment_versions(cluster, "live")] == [1, 2]
+    assert [r.value for r in read_all(cluster, "live", 3)] == [
+        {"id": 1, "name": "old", "country": "NL"}, {"id": 2, "name": "new", "country": "SE"},
+        {"id": 3, "name": "t", "country": "FI"}]
