@@ -127,7 +127,8 @@ class Admin:
     def evolve_schema(self, topic: str, new_schema: pa.Schema) -> SchemaVersion:
         """Register ``new_schema`` as the next value schema version of typed topic ``topic``
         (as Confluent Schema Registry registers a subject's new version), kept durably with the
-        topic; producers and consumers that fetch the topic's metadata from now on see it.
+        topic: from now on the topic's metadata (``describe_topic``'s ``value_schema`` and
+        ``schema_version``) shows it as the latest.
 
         It is checked against the earlier versions under the topic's ``schema.compatibility``
         config (default BACKWARD; see the README's "Schema evolution"): a refused change raises
