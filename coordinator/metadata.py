@@ -167,7 +167,8 @@ class ClusterMetadata:
         self._store = store
         self._clock = clock or SystemClock()  # when topics are created and schema versions registered
         self._lock = threading.RLock()
-        self._topics, self._settings = store.load_all()
+        stored, self._settings = store.load_all()
+        self._topics = {name: TopicMetadata(**fields) for name, fields in stored.items()}
 
     def topics(self) -> list[str]:
         with self._lock:

@@ -26,18 +26,13 @@ class MetadataStore:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path is not None else None
 
-    def load(self) -> dict[str, TopicMetadata]:
-        return self.load_all()[0]
-
-    def load_all(self) -> tuple[dict[str, TopicMetadata], dict]:
-        """(topics, cluster settings such as the partition budget)."""
+    def load_all(self) -> tuple[dict[str, dict], dict]:
+        """(topic name -> its stored fields, cluster settings such as the partition budget);
+        ClusterMetadata makes a TopicMetadata of each topic's fields."""
         if self.path is None or not self.path.exists():
             return {}, {}
-        from .metadata import TopicMetadata  # here: metadata.py imports this module
-
         data = json.loads(self.path.read_text())
-        topics = {name: TopicMetadata(**t) for name, t in data.get("topics", {}).items()}
-        return topics, dict(data.get("settings", {}))
+        return dict(data.get("topics", {})), dict(data.get("settings", {}))
 
     def save(self, topics: dict[str, TopicMetadata], settings: dict | None = None) -> None:
         """Replace the file with ``topics`` (and cluster ``settings``). A write that fails (a full

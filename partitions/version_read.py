@@ -14,6 +14,7 @@ raises SchemaMismatchError naming each field, and which version to read in inste
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import SchemaMismatchError
 from . import codec
@@ -68,6 +69,4 @@ def project_result(result: ReadResult, schemas: SchemaSet, reader: int,
 
 
 def _max(batch: pa.RecordBatch) -> int:
-    import pyarrow.compute as pc
-
     return pc.max(batch.column(1)).as_py()

@@ -66,7 +66,9 @@ class _Cluster:
         self.partition = partition
 
     def topic(self, name, refresh=False):
-        return None, [self.partition]
+        from rayka.coordinator.metadata import TopicMetadata
+
+        return TopicMetadata(name, 1), [self.partition]  # an untyped topic
 
 
 def _log(tmp_path, clock, n):
