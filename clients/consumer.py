@@ -26,7 +26,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from rayka.clients.consumer_options import consumer_configs, pushed_schema
+from rayka.clients.consumer_options import consumer_configs, pushed_schema, reader_schema
 from rayka.clients.connection import Cluster, current
 from rayka.clients.fetcher import Fetcher, PartitionState
 from rayka.clients.positions import Positions, reset_out_of_range
@@ -319,22 +319,9 @@ class Consumer:
                                                 self._fetcher.filter)
 
     def _reader_schema(self, topic: str, meta=None):
-        """The value schema ``topic`` is read in (None: untyped): the version chosen with
-        ``schema_version``, else its latest when first asked; the fetches name that version."""
-        if meta is None:
-            meta = self._cluster.topic(topic)[0]
-        if meta.value_schema is None:
-            return None
-        version = self._fetcher.schema_versions.get(topic)
-        if version is None:
-            chosen = self.config.schema_version
-            version = chosen.get(topic) if isinstance(chosen, dict) else chosen
-            if version is not None and version > meta.schema_version:
-                meta = self._cluster.topic(topic, refresh=True)[0]  # registered since it was cached
-            version = meta.schema_version if version is None else version
-            meta.schema_for(version)  # UnknownSchemaVersionError naming the versions there are
-            self._fetcher.schema_versions[topic] = version
-        return meta.schema_for(version)
+        """The value schema ``topic`` is read in (consumer_options.reader_schema); None: untyped."""
+        return reader_schema(topic, meta or self._cluster.topic(topic)[0], self.config.schema_version,
+                             self._fetcher.schema_versions, lambda: self._cluster.topic(topic, refresh=True)[0])
 
     def __iter__(self) -> Iterator[Record]:
         idle_since = time.monotonic()

@@ -12,7 +12,7 @@ from rayka.clients.serializers import deserializer
 from rayka.config import ConsumerConfig, GroupConfig, option_names
 from rayka.errors import ConfigError
 
-__all__ = ["CONSUMER_OPTIONS", "GROUP_OPTIONS", "consumer_configs", "pushed_schema"]
+__all__ = ["CONSUMER_OPTIONS", "GROUP_OPTIONS", "consumer_configs", "pushed_schema", "reader_schema"]
 
 #: The keywords only a Consumer with a group_id takes.
 GROUP_OPTIONS = tuple(n for n in option_names(GroupConfig) if n != "group_id")
@@ -58,3 +58,22 @@ def pushed_schema(value_schema, columns, flt):
     from rayka.partitions.records import log_schema
 
     return Pushdown.of(log_schema(value_schema), columns, flt).schema
+
+
+def reader_schema(topic: str, meta, chosen, known: dict, refreshed):
+    """The value schema a consumer reads typed ``topic`` in (None: untyped); its version is remembered
+    in ``known`` (topic -> version, what its fetches name): ``chosen`` (the ``schema_version``
+    option: an int, or a dict topic -> int) if given, else the latest of ``meta``. A version
+    above those ``meta`` knows is looked up again (``refreshed()``: the topic's new metadata);
+    one the topic does not have raises UnknownSchemaVersionError naming those it has."""
+    if meta.value_schema is None:
+        return None
+    version = known.get(topic)
+    if version is None:
+        version = chosen.get(topic) if isinstance(chosen, dict) else chosen
+        version = meta.schema_version if version is None else version
+    if version > meta.schema_version:
+        meta = refreshed()  # registered since the metadata was cached
+    schema = meta.schema_for(version)
+    known[topic] = version
+    return schema

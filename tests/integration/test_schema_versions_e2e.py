@@ -171,11 +171,13 @@ def test_a_running_producer_takes_up_a_newer_version_and_sends_its_buffered_rows
         first = p.send("live", {"id": 1, "name": "old"})  # held open by the long linger
         admin.evolve_schema("live", V2)
         second = p.send("live", {"id": 2, "name": "new", "country": "SE"})  # v2 only: looks the topic up
-        table = p.send_table("live", pa.table({"id": pa.array([3], pa.int64()), "name": ["t"], "country": ["FI"]}))
         p.flush()
         assert (first.get(timeout=30).offset, second.get(timeout=30).offset) == (0, 1)
+    admin.evolve_schema("live", V3)
+    with rayka.Producer(cluster=cluster) as p:  # a table of v2 columns goes under v3 (its latest)
+        table = p.send_table("live", pa.table({"id": pa.array([3], pa.int64()), "name": ["t"], "country": ["FI"]}))
         assert table.result(timeout=30)[0][1] == 2
-    assert [v for _, v in segment_versions(cluster, "live")] == [1, 2]
+    assert [v for _, v in segment_versions(cluster, "live")] == [1, 2, 3]
     assert [r.value for r in read_all(cluster, "live", 3)] == [
-        {"id": 1, "name": "old", "country": "NL"}, {"id": 2, "name": "new", "country": "SE"},
-        {"id": 3, "name": "t", "country": "FI"}]
+        {"id": 1, "name": "old", "country": "NL", "score": None}, {"id": 2, "name": "new", "country": "SE", "score": None},
+        {"id": 3, "name": "t", "country": "FI", "score": None}]
