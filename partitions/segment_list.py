@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from ..config import TopicConfig
+from .atomic_file import fsync_directory
 from .log_read import SegmentsSnapshot
 from .retention import deletable_prefix
 from .segment import LogSegment
@@ -101,6 +102,7 @@ class SegmentList:
             new = LogSegment.create(tmp, active.base_offset, schema_bytes, self._interval, now_ms)
             new.seal(fsync=True)
             os.replace(new.path, active.path)
+            fsync_directory(self._directory)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         active.close_file()
