@@ -40,13 +40,12 @@ def check_row(value, schema: pa.Schema, topic: str) -> int:
     ``send_table`` refuses it. Both paths accept, refuse and count the same
     (tests/unit/test_typed_check.py compares them).
     """
-    if type(value) is not dict:
-        if not isinstance(value, dict):
-            raise InvalidRecordError(
-                f"topic {topic!r} has a value schema; send a dict of its columns "
-                f"({', '.join(schema.names)}), a dataclass or a pydantic model, or set value_serializer "
-                "to build one"
-            )
+    if not isinstance(value, dict):
+        raise InvalidRecordError(
+            f"topic {topic!r} has a value schema; send a dict of its columns "
+            f"({', '.join(schema.names)}), a dataclass or a pydantic model, or set value_serializer "
+            "to build one"
+        )
     fields, names = _fields(schema)
     if not value.keys() <= names:
         unknown = value.keys() - names

@@ -3,41 +3,18 @@ built-in serializer round-trips through a partition; a bad value leaves the log 
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import time
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pydantic
 import pytest
 
 import rayka
 from rayka import TopicPartition
 from rayka.errors import DeserializationError, SchemaMismatchError
 from rayka.testing import consume_all
-
-SCHEMA = pa.schema([("name", pa.string()), ("n", pa.int64()), ("score", pa.float64()), ("ok", pa.bool_()),
-                    ("at", pa.timestamp("ms"))])
-AT = dt.datetime(2024, 5, 6, 7, 8, 9)
-
-
-@dataclasses.dataclass
-class Row:
-    name: str
-    n: int
-    score: float
-    ok: bool
-    at: dt.datetime
-
-
-class Model(pydantic.BaseModel):
-    name: str
-    n: int
-    score: float
-    ok: bool
-    at: dt.datetime
+from typed_rows import AT, SCHEMA, Model, Row  # shared with the unit input tests
 
 
 def _row(i):

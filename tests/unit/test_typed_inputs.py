@@ -4,7 +4,6 @@ every kind send_table takes, each accepted by the partition's batch check, and r
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import pandas as pd
 import polars as pl
@@ -16,27 +15,7 @@ from rayka.clients.serde import check_row, table_from
 from rayka.clients.typed_inputs import as_row
 from rayka.errors import SchemaMismatchError
 from rayka.partitions.records import log_schema, prepare_batch
-
-SCHEMA = pa.schema([("name", pa.string()), ("n", pa.int64()), ("score", pa.float64()), ("ok", pa.bool_()),
-                    ("at", pa.timestamp("ms"))])
-AT = dt.datetime(2024, 5, 6, 7, 8, 9)
-
-
-@dataclasses.dataclass
-class Row:
-    name: str
-    n: int
-    score: float
-    ok: bool
-    at: dt.datetime
-
-
-class Model(pydantic.BaseModel):
-    name: str
-    n: int
-    score: float
-    ok: bool
-    at: dt.datetime
+from typed_rows import AT, SCHEMA, Model, Row  # shared with the integration input tests
 
 
 def _dicts(k=3):
