@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..errors import LogWriteError, SchemaMismatchError
+from ..errors import CorruptRecordError, LogOpenError, LogWriteError, SchemaMismatchError
 from . import codec
 from .atomic_file import atomic_write
 from .records import log_schema
@@ -127,22 +127,38 @@ class SchemaSet:
 
     def for_file(self, path: Path) -> bytes:
         """The schema message the segment file at ``path`` was written with: the known one it
-        starts with; for a damaged start, the one of the same length closest byte for byte (a
-        torn or flipped schema message; recovery.py then checks the batches after it decode
-        with it and writes it back); for a file too short to tell, the latest."""
-        longest = max(len(b) for b in self._bytes.values())
+        starts with. A damaged start (a flipped or torn schema message) is told only by its
+        batches: the one version under whose schema the first batch that passes its CRC decodes
+        and validates in full (recovery.py then writes that message back). A file too short to
+        hold a batch takes the latest (nothing is lost by rewriting it). When the batches fit no
+        version, or several (versions whose columns are laid out alike), CorruptRecordError: a
+        guess could serve one field's values as another's."""
         try:
             with open(path, "rb") as f:
-                head = f.read(longest)
+                head = f.read(max(len(b) for b in self._bytes.values()))
         except OSError:
             head = b""
-        for data in sorted(self._bytes.values(), key=len, reverse=True):
-            if head.startswith(data):
-                return data
-        same = [d for d in self._bytes.values() if len(d) <= len(head)]
-        if not same:
+        for message in sorted(self._bytes.values(), key=len, reverse=True):
+            if head.startswith(message):
+                return message
+        try:
+            data = path.read_bytes()  # damaged: only now is the whole file read
+        except OSError:
+            data = head
+        fits, holds_batches = [], False
+        for version, message in self._bytes.items():
+            verdict = _first_batch_fits(data, message, self._schema[version])
+            holds_batches |= verdict is not None
+            if verdict:
+                fits.append(version)
+        if len(fits) == 1:
+            return self._bytes[fits[0]]
+        if not holds_batches:
             return self._bytes[self.latest]
-        return min(same, key=lambda d: (sum(a != b for a, b in zip(d, head)), -self._by_bytes[d]))
+        raise CorruptRecordError(
+            f"segment {path} has a damaged schema message, and its batches "
+            + (f"fit schema versions {sorted(fits)} alike" if fits else "fit no schema version this log knows")
+            + ": its version cannot be told. Move the file aside or restore it from a backup (or from a replica)")
 
     # -- learning versions ---------------------------------------------------------------------
 
@@ -164,6 +180,29 @@ class SchemaSet:
         for version, schema in sorted(new.items()):
             self._put(version, schema)
         return sorted(new)
+
+
+def _first_batch_fits(data: bytes, message: bytes, schema: pa.Schema) -> bool | None:
+    """Whether the first batch of segment bytes ``data`` that passes its CRC, read as if the file
+    started with ``message``, decodes under ``schema`` and validates in full; None if no batch
+    passing its CRC starts where ``message`` would end (nothing to tell by)."""
+    if len(data) <= len(message):
+        return None
+    buf = pa.py_buffer(data)
+    try:
+        for msg in codec.iter_messages(buf, len(message)):
+            try:
+                msg.verify()
+            except CorruptRecordError:
+                continue
+            try:
+                codec.decode(msg, schema).validate(full=True)
+            except (CorruptRecordError, pa.ArrowException):
+                return False
+            return True
+    except CorruptRecordError:
+        pass  # framing broken past the first batches: judged by what came before
+    return None
 
 
 def _same(a: pa.Schema | None, b: pa.Schema | None) -> bool:

@@ -111,6 +111,25 @@ def test_a_damaged_schema_message_is_repaired_with_its_own_version(tmp_path):
     again.close()
 
 
+def test_a_damaged_schema_message_whose_batches_fit_two_versions_is_refused_not_guessed(tmp_path):
+    from rayka.errors import LogOpenError
+
+    b = pa.schema([pa.field("a", pa.int32()), pa.field("b", pa.string())])
+    c = pa.schema([pa.field("a", pa.int32()), pa.field("c", pa.string())])  # laid out as b is
+    log = PartitionLog(tmp_path, schema_versions={1: V1, 2: b, 3: c})
+    log.append(pa.table({"a": pa.array([1], pa.int32()), "b": ["one"]}), schema_version=2)
+    log.append(pa.table({"a": pa.array([2], pa.int32()), "c": ["two"]}))
+    log.close()
+    (path, _) = sorted(tmp_path.glob("*.arrows"))
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside the v2 segment's schema message
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(LogOpenError, match=r"fit schema versions \[2, 3\] alike"):
+        PartitionLog(tmp_path, schema_versions={1: V1, 2: b, 3: c})
+    assert path.read_bytes() == before  # nothing rewritten by a guess
+
+
 def test_reads_are_projected_into_the_readers_version_and_a_narrower_reader_is_refused(tmp_path):
     log = PartitionLog(tmp_path, schema_versions={1: V1, 2: V2, 3: V3})
     log.append(rows(1, 0, 1), schema_version=1)
