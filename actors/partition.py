@@ -40,7 +40,7 @@ import ray
 from rayka.actors.replication import Replication
 from rayka.config import INLINE_BYTES_MAX as _INLINE_BYTES, TopicConfig
 from rayka.coordinator.election import PartitionState
-from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeError
+from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeError, SchemaMismatchError
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec, pushdown, version_read
@@ -164,9 +164,16 @@ class PartitionActor:
             leader.check_acks_all()
         if isinstance(data, (pa.Buffer, bytes)):
             data = ipc.open_stream(data).read_all()
-        version = self._known_version(plog, tagged_version(data.schema))  # the producer's, kept with the batch
-        result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch,
-                             schema_version=version)
+        tagged = tagged_version(data.schema)  # the producer's version, kept with the batch
+        try:
+            result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch,
+                                 schema_version=self._known_version(plog, tagged))
+        except SchemaMismatchError:
+            # An untagged batch (an older client) goes under the latest this replica knows, which may lag
+            # the topic's: learn the versions once and try again.
+            if tagged is not None or not plog.add_schema_versions(self._replication.topic_schema_versions()):
+                raise
+            result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch)
         leader.on_append(plog.log_end_offset)
         if acks == -1 and not wait_acks:
             return dataclasses.replace(result, leader_epoch=leader.leader_epoch)

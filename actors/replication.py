@@ -28,6 +28,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from rayka.coordinator.election import PartitionState
 from rayka.errors import (
+    CoordinatorUnavailableError,
     FencedLeaderEpochError,
     InvalidUpdateVersionError,
     NotLeaderError,
@@ -214,7 +215,14 @@ class Replication:
     def topic_schema_versions(self) -> dict:
         """Every value-schema version of this topic as the coordinator keeps them (version ->
         pa.Schema): a batch or a reader named one this replica does not know yet."""
-        infos = ray.get(self._coordinator().schema_versions.remote(self.topic), timeout=CALL_TIMEOUT_S)
+        try:
+            infos = ray.get(self._coordinator().schema_versions.remote(self.topic), timeout=CALL_TIMEOUT_S)
+        except RaykaError:
+            raise
+        except (RayActorError, GetTimeoutError, ValueError) as exc:  # restarting, or not there yet
+            raise CoordinatorUnavailableError(
+                f"replica {self.name} needs the topic's schema versions and the coordinator did not answer "
+                f"({type(exc).__name__}); try again") from None
         return {info.version: pa.ipc.read_schema(pa.py_buffer(info.schema)) for info in infos}
 
     def _isr_loop(self, role: LeaderRole) -> None:

@@ -63,15 +63,17 @@ def pushed_schema(value_schema, columns, flt):
 def reader_schema(topic: str, meta, chosen, known: dict, refreshed):
     """The value schema a consumer reads typed ``topic`` in (None: untyped); its version is remembered
     in ``known`` (topic -> version, what its fetches name): ``chosen`` (the ``schema_version``
-    option: an int, or a dict topic -> int) if given, else the latest of ``meta``. A version
-    above those ``meta`` knows is looked up again (``refreshed()``: the topic's new metadata);
+    option: an int, or a dict topic -> int) if given, else the topic's latest, looked up afresh
+    (``refreshed()``: its metadata from the coordinator); so is a version above those ``meta`` knows;
     one the topic does not have raises UnknownSchemaVersionError naming those it has."""
     if meta.value_schema is None:
         return None
     version = known.get(topic)
     if version is None:
         version = chosen.get(topic) if isinstance(chosen, dict) else chosen
-        version = meta.schema_version if version is None else version
+        if version is None:
+            meta = refreshed()  # the topic's latest now, not the one this process cached
+            version = meta.schema_version
     if version > meta.schema_version:
         meta = refreshed()  # registered since the metadata was cached
     schema = meta.schema_for(version)

@@ -152,15 +152,33 @@ class Producer:
             topic = self._topics[name] = _Topic(meta, handles)
         return topic
 
+    def _checked_chunks(self, t: _Topic, data, partition: int | None) -> list:
+        """send_table's ``data`` as (partition, chunk) pairs, each checked as the partition will:
+        a rejected chunk would leave the others written, so a bad table is refused whole."""
+        table = check_table_columns(table_from(data, t.value_schema, t.name), t.name, t.partitions)
+        if "timestamp_ms" in table.column_names and table.num_rows:
+            oldest = pc.min(table.column("timestamp_ms")).as_py()
+            if oldest is not None:
+                self._check_age(t, oldest)
+        chunks = list(split_table(table, t.name, t.partitions, partition))
+        stored = log_schema(t.value_schema)
+        for _, chunk in chunks:
+            try:
+                prepare_batch(chunk, stored, now_ms=0, max_message_bytes=t.max_message_bytes)
+            except SchemaMismatchError as exc:
+                raise explain_mismatch(chunk, t.value_schema, exc) from None
+        return chunks
+
     def _newer_schema(self, t: _Topic) -> _Topic:
-        """``t`` refreshed when the topic has a newer schema version than ``t`` knows (at most one
-        look-up a second per topic); else the SchemaMismatchError being handled is raised again."""
+        """``t`` refreshed when the topic has a newer schema version than ``t`` knows (a look-up
+        that found none is not repeated for a second); else the SchemaMismatchError being handled
+        is raised again."""
         now = time.monotonic()
         if t.value_schema is not None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
-            self._schema_checked[t.name] = now
             fresh = self._topic(t.name, refresh=True)
             if fresh.schema_version != t.schema_version:
                 return fresh
+            self._schema_checked[t.name] = now  # nothing newer: bad rows do not ask again at once
         raise  # noqa: PLE0704 - called in an except block: the mismatch stands
 
     def partitions_for(self, topic: str) -> list[int]:
@@ -299,24 +317,10 @@ class Producer:
             partition = check_partition_type(partition)  # an int: np.int64(1) answers as 1
             check_partition_range(partition, topic, t.partitions)
         try:
-            table = table_from(data, t.value_schema, topic)
+            chunks = self._checked_chunks(t, data, partition)
         except SchemaMismatchError:
             t = self._newer_schema(t)  # the table may be of a version registered since
-            table = table_from(data, t.value_schema, topic)
-        table = check_table_columns(table, topic, t.partitions)
-        if "timestamp_ms" in table.column_names and table.num_rows:
-            oldest = pc.min(table.column("timestamp_ms")).as_py()
-            if oldest is not None:
-                self._check_age(t, oldest)
-        chunks = list(split_table(table, t.name, t.partitions, partition))
-        # The partition checks again, but a rejected chunk would leave the others written:
-        # check them all first, so a bad table is refused whole, with nothing sent.
-        stored = log_schema(t.value_schema)
-        for _, chunk in chunks:
-            try:
-                prepare_batch(chunk, stored, now_ms=0, max_message_bytes=t.max_message_bytes)
-            except SchemaMismatchError as exc:
-                raise explain_mismatch(chunk, t.value_schema, exc) from None
+            chunks = self._checked_chunks(t, data, partition)
         batches = []
         for part, chunk in chunks:
             size = chunk.nbytes

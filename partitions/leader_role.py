@@ -254,7 +254,6 @@ def serve_replica_fetch(plog, leader: LeaderRole, request: ReplicaFetchRequest) 
     size = sum(buf.size for buf in result.buffers)
     payload = b"".join(result.buffers) if size < INLINE_PAYLOAD_BYTES else tuple(result.buffers)
     version = result.schema_version
-    value = plog.schemas.value_schema(version) if version > 1 else None
+    value = plog.schemas.serialized(version) if version > 1 and result.records else None
     return ReplicaFetchResponse(payload, leader.high_watermark, result.log_start_offset, plog.log_end_offset,
-                                isr=leader.isr, schema_version=version,
-                                value_schema=None if value is None else value.serialize().to_pybytes())
+                                isr=leader.isr, schema_version=version, value_schema=value)

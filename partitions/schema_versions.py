@@ -26,6 +26,7 @@ from ..errors import CorruptRecordError, LogOpenError, LogWriteError, SchemaMism
 from . import codec
 from .atomic_file import atomic_write
 from .records import log_schema
+from .schema_rules import read_issues
 
 __all__ = ["SCHEMAS_FILE", "VERSION_KEY", "SchemaSet", "stored_schema", "tagged_version", "tag"]
 
@@ -73,6 +74,8 @@ class SchemaSet:
         self._schema: dict[int, pa.Schema] = {}
         self._bytes: dict[int, bytes] = {}
         self._by_bytes: dict[bytes, int] = {}
+        self._read_problems: dict[tuple[int, int], str | None] = {}
+        self._serialized: dict[int, bytes | None] = {}
         for version, schema in sorted(value_schemas.items()):
             self._put(version, schema)
 
@@ -91,10 +94,12 @@ class SchemaSet:
 
     @property
     def latest(self) -> int:
+        """The newest version known."""
         return max(self._schema)
 
     @property
     def versions(self) -> list[int]:
+        """Every version known, oldest first."""
         return sorted(self._schema)
 
     def __contains__(self, version: int) -> bool:
@@ -105,7 +110,26 @@ class SchemaSet:
         return self._schema[version]
 
     def value_schema(self, version: int) -> pa.Schema | None:
+        """The value schema of ``version`` as registered (None: an untyped topic's version 0)."""
         return self._value[version]
+
+    def serialized(self, version: int) -> bytes | None:
+        """``value_schema(version).serialize()`` as bytes (kept: a leader sends it to followers)."""
+        if version not in self._serialized:
+            value = self._value[version]
+            self._serialized[version] = None if value is None else value.serialize().to_pybytes()
+        return self._serialized[version]
+
+    def read_problem(self, writer: int, reader: int) -> str | None:
+        """Why batches of version ``writer`` cannot be read in version ``reader`` (each field and
+        why, schema_rules.py), or None when they can; kept, as versions never change."""
+        key = (writer, reader)
+        if key not in self._read_problems:
+            w, r = self._value[writer], self._value[reader]
+            issues = [] if writer == reader or (w is None and r is None) else \
+                read_issues(list(w or []), r or pa.schema([]))
+            self._read_problems[key] = "; ".join(f"{i.path!r} {i.reason}" for i in issues) or None
+        return self._read_problems[key]
 
     def message(self, version: int) -> bytes:
         """The schema message segments of ``version`` start with."""
@@ -219,8 +243,8 @@ def _decode(text: str | None) -> pa.Schema | None:
 
 def load(directory: Path) -> dict[int, pa.Schema | None]:
     """The versions kept in ``directory``'s ``schemas.json`` (none if there is no file). A file
-    that cannot be read is an error (SchemaMismatchError naming it), never ignored: its
-    versions may be the only record of what some segments hold."""
+    that cannot be read is an error (LogOpenError naming it), never ignored: its versions may be
+    the only record of what some segments hold."""
     path = Path(directory) / SCHEMAS_FILE
     if not path.exists():
         return {}
@@ -228,12 +252,16 @@ def load(directory: Path) -> dict[int, pa.Schema | None]:
         data = json.loads(path.read_text())
         return {int(v): _decode(s) for v, s in data["versions"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as exc:
-        raise SchemaMismatchError(
-            f"{path} cannot be read ({type(exc).__name__}: {exc}); restore it from a backup or from the "
-            "topic's schema history (Admin.schema_history)") from exc
+        cause = f"{type(exc).__name__}: {exc}"
+        raise LogOpenError(
+            f"partition log {directory} cannot be opened: {path} cannot be read ({cause}); move it aside (the "
+            "topic's versions come from the coordinator; Admin.schema_history lists them)",
+            directory=str(directory), cause=cause) from exc
 
 
 def save(directory: Path, versions: dict[int, pa.Schema | None]) -> None:
+    """Replace ``schemas.json`` with ``versions`` (atomic_file.py: LogWriteError, DiskFullError for a
+    full disk, with the old file in place)."""
     path = Path(directory) / SCHEMAS_FILE
     data = json.dumps({"versions": {str(v): _encode(s) for v, s in sorted(versions.items())}}).encode()
     try:

@@ -106,6 +106,16 @@ class LogSegment:
         return seg
 
     @classmethod
+    def adopt(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int, fd: int,
+              now_ms: int) -> "LogSegment":
+        """The empty active segment whose file (just ``schema_bytes``) is open as ``fd`` (append
+        mode), its indexes empty on disk (segment_list.restart_active). Does no I/O."""
+        seg = cls(directory, base_offset, schema_bytes, index_interval_bytes)
+        seg._fd = fd
+        seg.first_append_ms = now_ms
+        return seg
+
+    @classmethod
     def load(cls, directory: Path, base_offset: int, schema_bytes: bytes, index_interval_bytes: int,
              *, recover: bool, active: bool, clean: bool = False,
              clean_end: int | None = None, next_base: int | None = None) -> tuple["LogSegment", RecoveryReport]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from ..config import TopicConfig
@@ -92,24 +91,29 @@ class SegmentList:
     def restart_active(self, schema_bytes: bytes, now_ms: int) -> None:
         """Replace the active segment, which must be empty, by an empty one that starts with
         ``schema_bytes`` (a batch of another schema version arrives at an empty segment; a roll
-        would reuse its base offset, so its name). Created under a temp name and renamed over:
-        an OSError leaves the old one in place."""
+        would reuse its base offset, so its name). The new file is written and opened under a
+        temp name, then renamed over the old one: an OSError before the rename leaves the old
+        segment as it was; after it, only memory changes (the old segment held no batch)."""
         active = self._segments[-1]
         assert active.is_empty, "only an empty active segment is replaced"
-        tmp = self._directory / ".schema-restart"
-        tmp.mkdir(exist_ok=True)
+        tmp = active.path.with_name(active.path.name + ".restart")
+        fd = None
         try:
-            new = LogSegment.create(tmp, active.base_offset, schema_bytes, self._interval, now_ms)
-            new.seal(fsync=True)
-            os.replace(new.path, active.path)
-            fsync_directory(self._directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+            view = memoryview(schema_bytes)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            os.replace(tmp, active.path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_directory(self._directory)
         active.close_file()
-        fresh, _ = LogSegment.load(self._directory, active.base_offset, schema_bytes, self._interval,
-                                   recover=True, active=True)
-        fresh.first_append_ms = now_ms
-        self._segments[-1] = fresh
+        self._segments[-1] = LogSegment.adopt(self._directory, active.base_offset, schema_bytes, self._interval,
+                                              fd, now_ms)
 
     def apply_retention(self, now_ms: int, config: TopicConfig) -> int:
         """Delete the oldest sealed segments past retention.ms or retention.bytes; how many."""

@@ -20,23 +20,20 @@ from ..errors import SchemaMismatchError
 from . import codec
 from .read_result import ReadResult
 from .schema_project import project_batch
-from .schema_rules import read_issues
 from .schema_versions import SchemaSet
 
 __all__ = ["check_readable", "project_batches", "project_result"]
 
 
 def check_readable(schemas: SchemaSet, writer: int, reader: int) -> None:
-    """SchemaMismatchError unless batches of version ``writer`` can be read in version ``reader``."""
-    w, r = schemas.value_schema(writer), schemas.value_schema(reader)
-    if writer == reader or (w is None and r is None):
-        return
-    issues = read_issues(list(w or []), r or pa.schema([]))
-    if issues:
-        listed = "; ".join(f"{i.path!r} {i.reason}" for i in issues)
+    """SchemaMismatchError unless batches of version ``writer`` can be read in version ``reader``,
+    naming each field that cannot and the versions that can read them."""
+    problem = schemas.read_problem(writer, reader)
+    if problem is not None:
+        can = [v for v in schemas.versions if schemas.read_problem(writer, v) is None]
         raise SchemaMismatchError(
-            f"records written under schema version {writer} cannot be read in version {reader}: {listed}; "
-            f"read them in version {max(writer, reader)} or later (Consumer(schema_version=...))")
+            f"records written under schema version {writer} cannot be read in version {reader}: {problem}; "
+            f"read them in version {', '.join(map(str, can))} (Consumer(schema_version=...))")
 
 
 def project_batches(result: ReadResult, schemas: SchemaSet, reader: int) -> list[pa.RecordBatch]:

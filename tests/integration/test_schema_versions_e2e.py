@@ -173,11 +173,11 @@ def test_a_running_producer_takes_up_a_newer_version_and_sends_its_buffered_rows
         second = p.send("live", {"id": 2, "name": "new", "country": "SE"})  # v2 only: looks the topic up
         p.flush()
         assert (first.get(timeout=30).offset, second.get(timeout=30).offset) == (0, 1)
-    admin.evolve_schema("live", V3)
-    with rayka.Producer(cluster=cluster) as p:  # a table of v2 columns goes under v3 (its latest)
-        table = p.send_table("live", pa.table({"id": pa.array([3], pa.int64()), "name": ["t"], "country": ["FI"]}))
+        admin.evolve_schema("live", V3)
+        table = p.send_table("live", pa.table({"id": pa.array([3], pa.int64()), "name": ["t"], "country": ["FI"],
+                                               "score": [2.5]}))  # v3's new column: looks the topic up again
         assert table.result(timeout=30)[0][1] == 2
     assert [v for _, v in segment_versions(cluster, "live")] == [1, 2, 3]
     assert [r.value for r in read_all(cluster, "live", 3)] == [
         {"id": 1, "name": "old", "country": "NL", "score": None}, {"id": 2, "name": "new", "country": "SE", "score": None},
-        {"id": 3, "name": "t", "country": "FI", "score": None}]
+        {"id": 3, "name": "t", "country": "FI", "score": 2.5}]

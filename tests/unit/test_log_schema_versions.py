@@ -149,6 +149,22 @@ def test_reads_are_projected_into_the_readers_version_and_a_narrower_reader_is_r
     log.close()
 
 
+@pytest.mark.parametrize("mode", ["BACKWARD", "FULL_TRANSITIVE", "FORWARD", "NONE"])
+def test_an_older_batch_the_latest_cannot_read_is_refused_where_consumers_read_the_latest(tmp_path, mode):
+    from rayka.config import TopicConfig
+
+    wide, narrow = pa.schema([pa.field("a", pa.int64())]), pa.schema([pa.field("a", pa.int32())])
+    log = PartitionLog(tmp_path, config=TopicConfig(schema_compatibility=mode), schema_versions={1: wide, 2: narrow})
+    old = pa.table({"a": pa.array([1 << 40], pa.int64())})
+    if mode in ("FORWARD", "NONE"):  # consumers stay on older versions there: it is theirs to read
+        assert log.append(old, schema_version=1).count == 1
+    else:
+        with pytest.raises(SchemaMismatchError, match=r"version 1 cannot be read in the topic's latest version 2 \('a'"):
+            log.append(old, schema_version=1)
+        assert log.log_end_offset == 0
+    log.close()
+
+
 def test_a_copy_keeps_the_leaders_version(tmp_path):
     leader = ReplicaLog(tmp_path / "leader", schema_versions={1: V1, 2: V2})
     leader.append(rows(1, 0), schema_version=1)
