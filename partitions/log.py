@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from ..clock import Clock, SystemClock
 from ..config import TopicConfig
 from ..messages import AppendResult
-from ..errors import CorruptRecordError, LogWriteError, RaykaError, SchemaMismatchError
+from ..errors import CorruptRecordError, LogWriteError, RaykaError
 from . import codec
 from .epoch_cache import EpochCache
 from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, lock_and_load
@@ -87,10 +87,7 @@ class PartitionLog:
         self.config = config or TopicConfig()
         # Every value-schema version this log may hold (schema_versions.py): those given (a typed
         # topic's whole history, else ``value_schema`` alone) and those kept in schemas.json.
-        # The coordinator's (given) win over a kept copy: versions never change, it is the record.
-        given = dict(schema_versions) if schema_versions else ({0 if value_schema is None else 1: value_schema})
-        kept = schema_versions_file.load(self.directory)
-        self._schemas = SchemaSet({**kept, **given})
+        self._schemas, unsaved = schema_versions_file.open_set(self.directory, value_schema, schema_versions)
         self._clock = clock
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
@@ -99,9 +96,8 @@ class PartitionLog:
         self._sync = PendingSync(self.directory, self._lock, clock())
         self._dir_lock, loaded = lock_and_load(self.directory, self._schemas, self.config, clock())
         try:
-            if set(given) - set(kept) and len(self._schemas.versions) > 1:  # only while holding the lock
-                schema_versions_file.save(self.directory, {v: self._schemas.value_schema(v)
-                                                           for v in self._schemas.versions})
+            if unsaved:  # written only while holding the directory's lock
+                schema_versions_file.save(self.directory, self._schemas.as_dict())
         except BaseException:
             self._dir_lock.release()
             raise
@@ -184,8 +180,7 @@ class PartitionLog:
         cache moves, so a retry (same sequence) lands at the same offsets, once.
         """
         now = self._clock()
-        version = self._schemas.check(schema_version)
-        self._check_readable_by_latest(version)
+        version = self._schemas.check_append(schema_version, self.config.schema_compatibility)
         prepared = prepare_batch(
             batch, self._schemas.schema(version), now_ms=now, max_message_bytes=self.config.max_message_bytes,
             log_append_time=self.config.message_timestamp_type == "LogAppendTime",
@@ -220,20 +215,6 @@ class PartitionLog:
                         schema_bytes=schema_bytes)
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
-
-    def _check_readable_by_latest(self, version: int) -> None:
-        """Under a compatibility mode whose consumers read in the latest version (BACKWARD, FULL and
-        their transitive forms), a batch of an older version the latest cannot read is refused
-        (SchemaMismatchError, nothing written): default consumers could not get past it."""
-        latest = self._schemas.latest
-        if version == latest or not self.config.schema_compatibility.startswith(("BACKWARD", "FULL")):
-            return
-        problem = self._schemas.read_problem(version, latest)
-        if problem is not None:
-            raise SchemaMismatchError(
-                f"a batch of schema version {version} cannot be read in the topic's latest version {latest} "
-                f"({problem}), which its consumers read in under {self.config.schema_compatibility}: send it "
-                "in a newer version (a Producer created now uses the latest)")
 
     def _write(self, encoded: codec.EncodedBatch, now: int, what: str, *, schema_bytes: bytes) -> None:
         """Write one encoded batch at the log end (rolling first if due, or if the active segment

@@ -184,6 +184,27 @@ class SchemaSet:
             + (f"fit schema versions {sorted(fits)} alike" if fits else "fit no schema version this log knows")
             + ": its version cannot be told. Move the file aside or restore it from a backup (or from a replica)")
 
+    def check_append(self, version: int | None, compatibility: str) -> int:
+        """The version a batch tagged ``version`` is stored under (:meth:`check`). Under a
+        ``schema.compatibility`` whose consumers read in the latest version (BACKWARD, FULL and
+        their transitive forms), an older version the latest cannot read is refused
+        (SchemaMismatchError): default consumers could not get past its batches."""
+        version = self.check(version)
+        latest = self.latest
+        if version == latest or not compatibility.startswith(("BACKWARD", "FULL")):
+            return version
+        problem = self.read_problem(version, latest)
+        if problem is not None:
+            raise SchemaMismatchError(
+                f"a batch of schema version {version} cannot be read in the topic's latest version {latest} "
+                f"({problem}), which its consumers read in under {compatibility}: send it in a newer "
+                "version (a Producer created now uses the latest)")
+        return version
+
+    def as_dict(self) -> dict[int, pa.Schema | None]:
+        """Version -> value schema, for :func:`save`."""
+        return {v: self._value[v] for v in self.versions}
+
     # -- learning versions ---------------------------------------------------------------------
 
     def add(self, value_schemas: dict[int, pa.Schema | None], directory: Path | None) -> list[int]:
@@ -239,6 +260,17 @@ def _encode(schema: pa.Schema | None) -> str | None:
 
 def _decode(text: str | None) -> pa.Schema | None:
     return None if text is None else pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def open_set(directory: Path, value_schema: pa.Schema | None,
+             schema_versions: dict[int, pa.Schema] | None) -> tuple[SchemaSet, bool]:
+    """A log's SchemaSet: the versions it is given (a typed topic's history; else ``value_schema``
+    alone) over those kept in ``schemas.json`` (the coordinator's record wins: versions never
+    change), and whether the file lacks some of them (the log saves it once it holds its lock)."""
+    given = dict(schema_versions) if schema_versions else {0 if value_schema is None else 1: value_schema}
+    kept = load(directory)
+    schemas = SchemaSet({**kept, **given})
+    return schemas, bool(set(given) - set(kept)) and len(schemas.versions) > 1
 
 
 def load(directory: Path) -> dict[int, pa.Schema | None]:
