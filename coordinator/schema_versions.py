@@ -17,7 +17,8 @@ A new version (:func:`next_version`) must pass the topic's ``schema.compatibilit
 against the versions before it (coordinator/schema_compat.py) and be a valid value schema
 (partitions.records.log_schema). One equal to the latest, field metadata included, is not a
 new version (Confluent Schema Registry answers the existing one); one equal to an older
-version is registered again as a new version, if the mode allows it, as Schema Registry does.
+version is registered again as a new version, if the mode allows it (Schema Registry would
+answer the older version: here a topic can go back to an earlier schema as its latest).
 """
 
 from __future__ import annotations
