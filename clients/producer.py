@@ -74,13 +74,14 @@ class _Topic:
     __slots__ = ("name", "partitions", "handles", "max_message_bytes", "value_schema", "log_append_time",
                  "retention_ms", "replicated", "ipc_options", "schema_version")
 
-    def __init__(self, meta, handles):
+    def __init__(self, meta, handles, schema_version: int | None = None):
         self.name = meta.name
         self.partitions = meta.partitions
         self.handles = handles
         self.max_message_bytes = meta.topic_config.max_message_bytes
-        self.value_schema = meta.value_schema
-        self.schema_version = meta.schema_version  # the latest it knows: batches are tagged with it
+        # Batches are tagged with the version written in: the one pinned, else the latest known.
+        self.schema_version = None if meta.value_schema is None else schema_version or meta.schema_version
+        self.value_schema = None if self.schema_version is None else meta.schema_for(self.schema_version)
         self.log_append_time = meta.topic_config.message_timestamp_type == "LogAppendTime"
         self.retention_ms = meta.topic_config.retention_ms
         # A replicated partition has another replica to lead it when its leader's node is gone.
@@ -133,6 +134,7 @@ class Producer:
         self._value_ser = config.value_serializer
         self._cluster = cluster or current()
         self._topics: dict[str, _Topic] = {}
+        self._pinned = config.schema_version  # schema_version: None, a version, or topic -> version
         self._schema_checked: dict[str, float] = {}  # topic -> when send() last looked for a newer schema
         self._queue = ProduceQueue()  # shared with the sender: see ProduceQueue for its fields
         self._closed = False
@@ -149,7 +151,10 @@ class Producer:
         topic = self._topics.get(name)
         if topic is None or refresh:
             meta, handles = self._cluster.topic(name, refresh=refresh)
-            topic = self._topics[name] = _Topic(meta, handles)
+            pinned = self._pinned.get(name) if isinstance(self._pinned, dict) else self._pinned
+            if pinned is not None and meta.value_schema is not None and pinned > meta.schema_version:
+                meta, handles = self._cluster.topic(name, refresh=True)  # registered since it was cached
+            topic = self._topics[name] = _Topic(meta, handles, pinned)  # UnknownSchemaVersionError
         return topic
 
     def _checked_chunks(self, t: _Topic, data, partition: int | None) -> list:
@@ -174,7 +179,8 @@ class Producer:
         that found none is not repeated for a second); else the SchemaMismatchError being handled
         is raised again."""
         now = time.monotonic()
-        if t.value_schema is not None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
+        pinned = self._pinned.get(t.name) if isinstance(self._pinned, dict) else self._pinned
+        if t.value_schema is not None and pinned is None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
             fresh = self._topic(t.name, refresh=True)
             if fresh.schema_version != t.schema_version:
                 return fresh

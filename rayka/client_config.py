@@ -61,6 +61,11 @@ class ProducerConfig:
       failed batch is retried.
     - ``key_serializer`` / ``value_serializer`` (None): callables to bytes, or a built-in's name
       ("str", "json", "pickle", "msgpack"; rayka.clients.serializers).
+    - ``schema_version`` (None): the value-schema version a typed topic is written in (an int, or
+      a dict topic -> int). None: its latest when the producer first sends to it, and a newer
+      one when a row or table of it arrives. A pinned version is checked and tagged as that
+      version (an older one is accepted as long as the topic's compatibility lets its
+      consumers read it).
 
     Byte counts are whole numbers >= 0, times finite numbers of ms >= 0 (not NaN, not inf).
     """
@@ -75,8 +80,10 @@ class ProducerConfig:
     max_block_ms: float = 60_000
     delivery_timeout_ms: float = 120_000
     retry_backoff_ms: float = 100
+    schema_version: Any = None
 
     def __post_init__(self) -> None:
+        _check_schema_version(self.schema_version)
         try:
             code = _ACKS[self.acks]
         except (KeyError, TypeError):

@@ -181,3 +181,21 @@ def test_a_running_producer_takes_up_a_newer_version_and_sends_its_buffered_rows
     assert [r.value for r in read_all(cluster, "live", 3)] == [
         {"id": 1, "name": "old", "country": "NL", "score": None}, {"id": 2, "name": "new", "country": "SE", "score": None},
         {"id": 3, "name": "t", "country": "FI", "score": 2.5}]
+
+
+def test_a_producer_pinned_to_an_older_version_writes_it_and_nothing_else(evolved):
+    cluster, admin, _ = evolved
+    admin.create_topic("pinned", partitions=1, schema=V1)
+    admin.evolve_schema("pinned", V2)
+    with rayka.Producer(cluster=cluster) as p:
+        p.send("pinned", {"id": 1, "name": "new", "country": "SE"}).get(timeout=30)
+    with rayka.Producer(cluster=cluster, schema_version=1) as p:
+        assert p.send("pinned", {"id": 2, "name": "old"}).get(timeout=30).offset == 1
+        with pytest.raises(SchemaMismatchError, match="country"):
+            p.send("pinned", {"id": 3, "name": "x", "country": "FI"})  # not v1's: no look-up when pinned
+    with rayka.Producer(cluster=cluster, schema_version={"pinned": 5}) as p:
+        with pytest.raises(UnknownSchemaVersionError, match="no version 5"):
+            p.send("pinned", {"id": 4, "name": "y"})
+    assert [v for _, v in segment_versions(cluster, "pinned")] == [2, 1]
+    assert [r.value for r in read_all(cluster, "pinned", 2)] == [
+        {"id": 1, "name": "new", "country": "SE"}, {"id": 2, "name": "old", "country": "NL"}]
