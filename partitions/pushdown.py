@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError, CorruptRecordError
 from . import codec
-from .version_read import project_batches
+from .version_read import project_columns
 
 __all__ = ["Pushdown", "PushedRead", "ReadCounters", "pushed_read", "read_log", "cached", "scratch",
            "release_scratch", "SCAN_FACTOR", "OFFSET"]
@@ -189,14 +189,13 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
             break
         stored += result.bytes
         if schemas is not None and result.schema_version != reader_version:
-            for batch in project_batches(result, schemas, reader_version):
-                touched += sum(_column_bytes(c) for c in batch.columns)
-                part = batch.select(spec.needed)
+            for part, max_ts, append_ms in project_columns(result, schemas, reader_version, list(spec.needed)):
+                touched += sum(_column_bytes(c) for c in part.columns)
                 if spec.filter is not None:
                     part = part.filter(spec.filter)
                 if part.num_rows:
                     part = part.select(spec.columns)
-                    parts.append((part, pc.max(batch.column(1)).as_py(), 0))
+                    parts.append((part, max_ts, append_ms))
                     rows += part.num_rows
                     kept_bytes += part.nbytes
             scanned += result.next_offset - position

@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 from ..errors import SchemaMismatchError
 from . import codec
 from .read_result import ReadResult
+from .records import RESERVED_COLUMNS
 from .schema_project import project_batch
 from .schema_versions import SchemaSet
 
-__all__ = ["check_readable", "project_batches", "project_result"]
+__all__ = ["check_readable", "project_batches", "project_result", "project_columns"]
 
 
 def check_readable(schemas: SchemaSet, writer: int, reader: int) -> None:
@@ -51,6 +52,37 @@ def project_batches(result: ReadResult, schemas: SchemaSet, reader: int) -> list
                 batch = batch.slice(result.offset - h.base_offset)
             projected = project_batch(batch, value_schema)
             out.append(projected.replace_schema_metadata(schemas.schema(reader).metadata))
+    return out
+
+
+def project_columns(result: ReadResult, schemas: SchemaSet, reader: int,
+                    needed: list[str]) -> list[tuple[pa.RecordBatch, int, int]]:
+    """The ``needed`` columns (stored names in the reader's version) of ``result``'s records,
+    projected into ``reader``, one ``(batch, max_timestamp_ms, append_ms)`` per stored message
+    (those two from its header): only the writer's columns that map
+    to them are decoded, and of a compressed message only those are decompressed (a pushed-down
+    read of an older version reads no more than one of the reader's own)."""
+    check_readable(schemas, result.schema_version, reader)
+    writer_schema = result.schema
+    reader_value = schemas.value_schema(reader)
+    value_names = [n for n in needed if n not in RESERVED_COLUMNS]
+    reader_part = pa.schema([reader_value.field(n) for n in value_names])
+    take = [writer_schema.get_field_index(n) for n in needed if writer_schema.get_field_index(n) >= 0]
+    take.sort()
+    message = schemas.message(result.schema_version)
+    out = []
+    for buf in result.buffers:
+        for msg in codec.iter_messages(buf):
+            h = msg.header
+            if h.next_offset <= result.offset:
+                continue
+            if codec.is_compressed(msg):
+                batch = codec.decode_fields(msg, writer_schema, message, take)
+            else:
+                batch = codec.decode(msg, writer_schema).select(take)
+            if h.base_offset < result.offset:
+                batch = batch.slice(result.offset - h.base_offset)
+            out.append((project_batch(batch, reader_part).select(needed), h.max_timestamp_ms, h.append_ms))
     return out
 
 

@@ -195,3 +195,31 @@ def test_tags_and_schema_sets():
     s = SchemaSet({1: V1, 2: V2})
     assert s.schema(1).metadata is None and s.schema(2).metadata == {VERSION_KEY: b"2"}
     assert s.version_of(s.message(2)) == 2
+
+
+def test_a_pushed_down_read_of_an_older_version_decodes_only_the_columns_it_needs(tmp_path):
+    import pyarrow.compute as pc
+
+    from rayka.config import TopicConfig
+    from rayka.partitions import pushdown
+
+    old = pa.schema([pa.field("n", pa.int32()), pa.field("text", pa.string())])
+    new = pa.schema([pa.field("n", pa.int64()), pa.field("text", pa.string()), pa.field("extra", pa.string())])
+    log = PartitionLog(tmp_path, config=TopicConfig(compression_type="zstd"), schema_versions={1: old, 2: new})
+    n = 20_000
+    log.append(pa.table({"n": pa.array(range(n), pa.int32()), "text": [f"row {i} " * 20 for i in range(n)]}),
+               schema_version=1)
+
+    def pushed(columns, flt=None):
+        spec = pushdown.cached(log.schemas.schema(2), columns, flt)
+        return pushdown.pushed_read(lambda o, r, b: log.read(o, max_records=r, max_bytes=b), 0, n, 64 << 20, spec,
+                                    log.schemas.schema(2), schemas=log.schemas, reader_version=2)
+
+    narrow, wide = pushed(["n", "extra"], pc.field("n") >= 19_998), pushed(["n", "text", "extra"])
+    assert narrow.rows == 2 and wide.rows == n
+    assert narrow.bytes_read * 5 < wide.bytes_read, (narrow.bytes_read, wide.bytes_read)  # text never decoded
+    (msg,) = list(codec.iter_messages(narrow.message))
+    got = codec.decode(msg, pushdown.cached(log.schemas.schema(2), ["n", "extra"], None).schema)
+    assert got.to_pylist() == [{"offset": 19_998, "n": 19_998, "extra": None}, {"offset": 19_999, "n": 19_999, "extra": None}]
+    assert got.schema.field("n").type == pa.int64()
+    log.close()
