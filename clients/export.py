@@ -104,7 +104,7 @@ def resume_ranges(topic: str, planned: list[PartitionRange], committed: dict[int
                 f"{topic}-{r.partition}: the export already reached offset {nxt} but the log ends at {r.end}; "
                 "was the topic deleted and created again? Export it to a new destination",
                 log_start_offset=r.start, log_end_offset=r.end)
-        out.append(PartitionRange(r.topic, r.partition, min(nxt, r.end), r.end, r.node_id))
+        out.append(PartitionRange(r.topic, r.partition, min(nxt, r.end), r.end, r.node_id, r.schema_version))
     return out, lost
 
 

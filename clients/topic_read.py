@@ -41,13 +41,16 @@ _RETRY_S = 60.0  # a leader that moves (or restarts) mid-read is waited for this
 @dataclass(frozen=True, slots=True)
 class PartitionRange:
     """Offsets ``start .. end - 1`` of one partition of ``topic``; ``node_id`` is the Ray node
-    of the partition's leader when the range was planned (for reading next to the data)."""
+    of the partition's leader when the range was planned (for reading next to the data);
+    ``schema_version`` the value-schema version it is read in (the topic's latest at planning,
+    so every range of a plan reads alike; None: the latest when it is read)."""
 
     topic: str
     partition: int
     start: int
     end: int
     node_id: str | None = None
+    schema_version: int | None = None
 
     @property
     def records(self) -> int:
@@ -142,7 +145,7 @@ def plan_ranges(topic: str, start=None, end=None, *, cluster=None) -> list[Parti
             last = int(hi)
         last = min(last, log_end)
         first = max(first, log_start)
-        ranges.append(PartitionRange(topic, p, first, max(first, last), meta.leader_node(p)))
+        ranges.append(PartitionRange(topic, p, first, max(first, last), meta.leader_node(p), meta.schema_version))
     return ranges
 
 
@@ -154,7 +157,8 @@ def split_ranges(ranges: list[PartitionRange], max_records: int) -> list[Partiti
     out = []
     for r in ranges:
         for lo in range(r.start, r.end, max_records):
-            out.append(PartitionRange(r.topic, r.partition, lo, min(lo + max_records, r.end), r.node_id))
+            out.append(PartitionRange(r.topic, r.partition, lo, min(lo + max_records, r.end), r.node_id,
+                                      r.schema_version))
     return out
 
 
@@ -202,7 +206,8 @@ def read_range(rng: PartitionRange, *, columns=None, filter=None, cluster=None,
     meta, _ = cluster.topic(rng.topic)
     if columns is not None:
         cols = _check_columns(log_schema(meta.value_schema), columns)  # before any fetch is sent
-    version = meta.schema_version  # every partition answers in the topic's latest (older ones projected)
+    # Every partition answers in one version (older batches projected): the plan's, else the latest.
+    version = rng.schema_version if rng.schema_version is not None else meta.schema_version
     pushed = cols is not None or filter is not None
     offset, schema = rng.start, None
     deadline = None
