@@ -116,11 +116,11 @@ class FakeCluster:
         self.topics: dict[str, tuple[TopicMetadata, list[FakePartition]]] = {}
 
     def create_topic(self, name, partitions=1, config=None, schema=None):
-        import base64
+        from rayka.coordinator.metadata import encode_schema
 
-        meta = TopicMetadata(name=name, partitions=partitions, config=dict(config or {}))
-        if schema is not None:
-            meta.value_schema_b64 = base64.b64encode(schema.serialize().to_pybytes()).decode()
+        # As the coordinator stores a typed topic: its schema is version 1.
+        meta = TopicMetadata(name=name, partitions=partitions, config=dict(config or {}),
+                             value_schema_b64=encode_schema(schema))
         cfg = meta.topic_config
         handles = [FakePartition(self.root / name / str(p), cfg, schema) for p in range(partitions)]
         self.topics[name] = (meta, handles)
