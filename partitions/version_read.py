@@ -40,19 +40,18 @@ def check_readable(schemas: SchemaSet, writer: int, reader: int) -> None:
 def project_batches(result: ReadResult, schemas: SchemaSet, reader: int) -> list[pa.RecordBatch]:
     """The records of ``result`` (from its ``offset``) decoded and projected into ``reader``."""
     check_readable(schemas, result.schema_version, reader)
-    value_schema = schemas.value_schema(reader)
-    out = []
+    value_schema, metadata = schemas.value_schema(reader), schemas.schema(reader).metadata
+    return [project_batch(codec.decode(msg, result.schema).slice(skip), value_schema).replace_schema_metadata(metadata)
+            for msg, skip in _messages(result)]
+
+
+def _messages(result: ReadResult):
+    """(message, rows to skip) of each stored message of ``result`` holding records from its offset."""
     for buf in result.buffers:
         for msg in codec.iter_messages(buf):
             h = msg.header
-            if h.next_offset <= result.offset:
-                continue
-            batch = codec.decode(msg, result.schema)
-            if h.base_offset < result.offset:
-                batch = batch.slice(result.offset - h.base_offset)
-            projected = project_batch(batch, value_schema)
-            out.append(projected.replace_schema_metadata(schemas.schema(reader).metadata))
-    return out
+            if h.next_offset > result.offset:
+                yield msg, max(result.offset - h.base_offset, 0)
 
 
 def project_columns(result: ReadResult, schemas: SchemaSet, reader: int,
@@ -71,18 +70,13 @@ def project_columns(result: ReadResult, schemas: SchemaSet, reader: int,
     take.sort()
     message = schemas.message(result.schema_version)
     out = []
-    for buf in result.buffers:
-        for msg in codec.iter_messages(buf):
-            h = msg.header
-            if h.next_offset <= result.offset:
-                continue
-            if codec.is_compressed(msg):
-                batch = codec.decode_fields(msg, writer_schema, message, take)
-            else:
-                batch = codec.decode(msg, writer_schema).select(take)
-            if h.base_offset < result.offset:
-                batch = batch.slice(result.offset - h.base_offset)
-            out.append((project_batch(batch, reader_part).select(needed), h.max_timestamp_ms, h.append_ms))
+    for msg, skip in _messages(result):
+        if codec.is_compressed(msg):
+            batch = codec.decode_fields(msg, writer_schema, message, take)
+        else:
+            batch = codec.decode(msg, writer_schema).select(take)
+        h = msg.header
+        out.append((project_batch(batch.slice(skip), reader_part).select(needed), h.max_timestamp_ms, h.append_ms))
     return out
 
 
