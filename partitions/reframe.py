@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from ..errors import InvalidRecordError
 from . import codec
 
 __all__ = ["ProducedBatch", "read_produced", "encode_reusing"]
@@ -78,24 +79,37 @@ class ProducedBatch:
 def read_produced(data: pa.Buffer | bytes) -> pa.Table | ProducedBatch:
     """The batch of a producer's IPC stream: a :class:`ProducedBatch` when the stream is one
     schema and one record-batch message with a layout :func:`encode_reusing` understands,
-    else the stream read whole as a Table (what ``ipc.open_stream(data).read_all()`` gives)."""
+    else the stream read whole as a Table (what ``ipc.open_stream(data).read_all()`` gives).
+    Every buffer is decompressed here, so a damaged one is refused before anything is written
+    (InvalidRecordError)."""
     buf = pa.py_buffer(data) if isinstance(data, bytes) else data
-    reader = ipc.MessageReader.open_stream(buf)
-    first = reader.read_next_message()
-    second = reader.read_next_message() if first is not None and first.type == "schema" else None
-    if second is None or second.type != "record batch":
-        return ipc.open_stream(buf).read_all()
     try:
-        reader.read_next_message()
-        return ipc.open_stream(buf).read_all()  # more than one batch: the ordinary path
-    except StopIteration:
-        pass
+        return _read(buf)
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidRecordError(
+            f"the produced batch ({buf.size} bytes) is not a readable Arrow IPC stream: {exc}; nothing of it "
+            "was appended. Send it again (a batch damaged on its way), or check what wrote it") from None
+
+
+def _read(buf: pa.Buffer) -> pa.Table | ProducedBatch:
+    reader = ipc.MessageReader.open_stream(buf)
+    first = _next_message(reader)
+    second = _next_message(reader) if first is not None and first.type == "schema" else None
+    if second is None or second.type != "record batch" or _next_message(reader) is not None:
+        return ipc.open_stream(buf).read_all()  # no batch, dictionaries or several batches: the ordinary path
     schema = ipc.read_schema(first)
     metadata = second.metadata.to_pybytes()
     frame = _frame(metadata)
     if frame is None or any(_layout_counts(f.type) is None for f in schema):
         return ipc.open_stream(buf).read_all()
     return ProducedBatch(ipc.read_record_batch(second, schema), metadata, second.body, frame)
+
+
+def _next_message(reader: ipc.MessageReader) -> ipc.Message | None:
+    try:
+        return reader.read_next_message()
+    except StopIteration:
+        return None
 
 
 def encode_reusing(stored: pa.RecordBatch, produced: ProducedBatch, *, schema_size: int, max_timestamp_ms: int,
