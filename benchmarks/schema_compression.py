@@ -13,8 +13,9 @@ Columns: bytes on disk (the sum of the topic's segment files after one copy of t
 sent) and its ratio to ``none``; ``send_table`` throughput (MB/s of the table's Arrow bytes, rows/s)
 and its ratio to ``none``. Each codec gets its cold first call reported on its own row and then
 ``repeats`` timed calls after it (the median); ``benchmarks.common.settle()`` runs before each.
-The producer compresses the batches it ships with the topic's codec and the partition
-decompresses them and compresses again what it stores (offsets are stamped in the partition).
+The producer compresses the batches it ships with the topic's codec; the partition decompresses
+them (to validate them) and stores the producer's compressed buffers as they came, compressing
+only the columns it makes (offsets, and timestamps it fills in: ``partitions/reframe.py``).
 
 Target (issue 13): zstd at least halves the click events on disk while ``send_table`` keeps at
 least 70% of its uncompressed throughput.
