@@ -177,20 +177,16 @@ class PartitionLog:
 
     def _encode(self, stamped: pa.RecordBatch, produced: "reframe.ProducedBatch | None", now: int,
                 producer_id: str | None, sequence: int, leader_epoch: int) -> codec.EncodedBatch:
-        # Read at each append: alter_topic_config's new codec applies to the next batch.
-        compression = self.config.compression_type
-        options = codec.write_options(compression, self.config.compression_level)
-        fields = dict(schema_size=len(self._schema_bytes), max_timestamp_ms=pc.max(stamped.column(1)).as_py(),
-                      append_ms=now, producer_id=producer_id, sequence=sequence, leader_epoch=leader_epoch,
-                      # Bulk batches are written out at once and never cached: encode them into a
-                      # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
-                      scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None)
-        if produced is not None and options is not None:
-            # The producer compressed it already, with this codec: do not compress it twice.
-            encoded = reframe.encode_reusing(stamped, produced, options=options, compression=compression, **fields)
-            if encoded is not None:
-                return encoded
-        return codec.encode_batch(stamped, options=options, **fields)
+        return reframe.encode_stored(
+            stamped, produced, schema_size=len(self._schema_bytes),
+            max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now, producer_id=producer_id,
+            sequence=sequence, leader_epoch=leader_epoch,
+            # Read at each append: alter_topic_config's new codec applies to the next batch.
+            options=codec.write_options(self.config.compression_type, self.config.compression_level),
+            compression=self.config.compression_type,
+            # Bulk batches are written out at once and never cached: encode them into a
+            # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
+            scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None)
 
     def _write(self, encoded: codec.EncodedBatch, now: int, what: str) -> None:
         """Write one encoded batch at the log end (rolling first if due) and record its producer

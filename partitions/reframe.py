@@ -36,7 +36,7 @@ import pyarrow.ipc as ipc
 from ..errors import InvalidRecordError
 from . import codec
 
-__all__ = ["ProducedBatch", "read_produced", "encode_reusing"]
+__all__ = ["ProducedBatch", "read_produced", "encode_reusing", "encode_stored"]
 
 _CODECS = {0: "lz4", 1: "zstd"}  # flatbuffer CompressionType: LZ4_FRAME, ZSTD
 
@@ -194,6 +194,18 @@ def encode_reusing(stored: pa.RecordBatch, produced: ProducedBatch, *, schema_si
     view[start : start + 8] = b"%08x" % crc
     return codec.EncodedBatch(data.slice(0, head_len).to_pybytes(), body, codec._replace_crc(header, crc), data,
                               transient=scratch is not None and size <= scratch.max_bytes)
+
+
+def encode_stored(stored: pa.RecordBatch, produced: ProducedBatch | None, *, options: ipc.IpcWriteOptions | None,
+                  compression: str | None, **fields) -> codec.EncodedBatch:
+    """The message a partition stores for ``stored``: :func:`encode_reusing` when the batch came
+    from a producer (``produced``) and the topic compresses, else :func:`codec.encode_batch`
+    (``fields``: their shared keyword arguments, schema_size, max_timestamp_ms, ...)."""
+    if produced is not None and options is not None:
+        encoded = encode_reusing(stored, produced, options=options, compression=compression, **fields)
+        if encoded is not None:
+            return encoded
+    return codec.encode_batch(stored, options=options, **fields)
 
 
 def _shared_columns(stored: pa.RecordBatch, received: pa.RecordBatch) -> list[int | None]:
