@@ -32,10 +32,12 @@ def _best(fn, runs: int):
 def profile(rows: int = 50_000, runs: int = 15) -> list[dict]:
     """One dict per data set and codec: the milliseconds of each step (see the module docstring)."""
     from rayka.clients.accumulator import to_ipc
+    from rayka.config import TopicConfig
     from rayka.partitions import codec, reframe
     from rayka.partitions.records import log_schema, prepare_batch, stamp_offsets
 
     scratch = codec.EncodeBuffer()
+    max_bytes = TopicConfig().max_message_bytes  # the default topic's: its record-size check
     out = []
     for data, table, value_schema in (("JSON click events", click_events(rows), None),
                                       ("typed numeric rows", numeric_rows(rows), NUMERIC_SCHEMA)):
@@ -44,13 +46,13 @@ def profile(rows: int = 50_000, runs: int = 15) -> list[dict]:
         for kind in ("none", "lz4", "zstd"):
             options = codec.write_options(kind)
             row = {"data": data, "codec": kind, "MB": table.nbytes / 1e6}
-            row["client check"], _ = _best(lambda: prepare_batch(table, schema, now_ms=0, max_message_bytes=1 << 30), runs)
+            row["client check"], _ = _best(lambda: prepare_batch(table, schema, now_ms=0, max_message_bytes=max_bytes), runs)
             row["client to_ipc"], wire = _best(lambda: to_ipc(table, options), runs)
             row["wire MB"] = (wire.size if hasattr(wire, "size") else len(wire)) / 1e6
             row["read"], produced = _best(lambda: reframe.read_produced(wire), runs)
             received = produced.batch if isinstance(produced, reframe.ProducedBatch) else produced
             row["prepare"], prepared = _best(
-                lambda: prepare_batch(received, schema, now_ms=1, max_message_bytes=1 << 30), runs)
+                lambda: prepare_batch(received, schema, now_ms=1, max_message_bytes=max_bytes), runs)
             row["stamp"], stamped = _best(lambda: stamp_offsets(prepared, 0), runs)
             fields = dict(schema_size=schema_size, max_timestamp_ms=1, append_ms=1, scratch=scratch)
             row["encode again"], _ = _best(lambda: codec.encode_batch(stamped, options=options, **fields), runs)
