@@ -18,6 +18,13 @@ TYPED = pa.schema([("user_id", pa.int64()), ("price", pa.float64()), ("note", pa
                    ("tags", pa.list_(pa.string())), ("when", pa.timestamp("ms"))])
 
 
+@pytest.fixture(autouse=True)
+def reuse_every_size(monkeypatch):
+    """The logs here store small batches: let them take the reusing path too (its size floor is
+    pinned by its own test)."""
+    monkeypatch.setattr(reframe, "REUSE_MIN_BYTES", 0)
+
+
 def _events(n, start=0):
     return [json.dumps({"user_id": 1000 + i % 37, "url": f"https://shop.example.com/item/{i % 91}",
                         "ts": 1732480000000 + i}).encode() for i in range(start, start + n)]
@@ -204,3 +211,25 @@ def test_only_the_columns_the_partition_made_are_encoded_again(case, shared):
     stamped = stamp_offsets(prepare_batch(produced.batch, schema, now_ms=7, max_message_bytes=1 << 20), 0)
     source = reframe._shared_columns(stamped, produced.batch)
     assert [schema.names[i] for i, j in enumerate(source) if j is not None] == shared
+
+
+def test_a_batch_under_the_size_floor_is_compressed_again(tmp_path, clock, monkeypatch):
+    """Reusing costs two small IPC writes: under REUSE_MIN_BYTES compressing again is cheaper."""
+    monkeypatch.setattr(reframe, "REUSE_MIN_BYTES", 256 * 1024)
+    values = _events(2000)
+    small = batch(values[:100])
+    assert small.nbytes < reframe.REUSE_MIN_BYTES
+    wire = _wire(small, "zstd", level=9)
+    log = PartitionLog(tmp_path, config=TopicConfig(compression_type="zstd"), clock=clock)
+    log.append(reframe.read_produced(wire))
+    produced = reframe.read_produced(wire)
+    offset, length = produced.buffers()[-1]
+    assert produced.body.slice(offset, length).to_pybytes() not in b"".join(p.read_bytes() for p in tmp_path.glob("*.arrows"))
+    big = pa.concat_tables([batch(values)] * 3).combine_chunks()
+    assert big.nbytes >= reframe.REUSE_MIN_BYTES
+    wire = _wire(big, "zstd", level=9)
+    log.append(reframe.read_produced(wire))
+    produced = reframe.read_produced(wire)
+    offset, length = produced.buffers()[-1]
+    assert produced.body.slice(offset, length).to_pybytes() in b"".join(p.read_bytes() for p in tmp_path.glob("*.arrows"))
+    assert read_all(log)[1] == values[:100] + values * 3
