@@ -233,3 +233,15 @@ def test_a_batch_under_the_size_floor_is_compressed_again(tmp_path, clock, monke
     offset, length = produced.buffers()[-1]
     assert produced.body.slice(offset, length).to_pybytes() in b"".join(p.read_bytes() for p in tmp_path.glob("*.arrows"))
     assert read_all(log)[1] == values[:100] + values * 3
+
+
+@pytest.mark.parametrize("kind", ["lz4", "zstd"])
+def test_what_the_producer_ships_takes_the_reusing_path(kind):
+    """The producer's own wire format (accumulator.to_ipc, used by send_table and the batched
+    send path) is one batch the partition can take apart, with the topic's codec."""
+    from rayka.clients.accumulator import to_ipc
+
+    table = batch(_events(3000), start_ts=1, keys=[b"k"] * 3000)
+    produced = reframe.read_produced(to_ipc(table, codec.write_options(kind)))
+    assert isinstance(produced, reframe.ProducedBatch) and produced.codec == kind
+    assert produced.batch.equals(table.to_batches()[0])
