@@ -46,7 +46,8 @@ def profile(rows: int = 50_000, runs: int = 15) -> list[dict]:
         for kind in ("none", "lz4", "zstd"):
             options = codec.write_options(kind)
             row = {"data": data, "codec": kind, "MB": table.nbytes / 1e6}
-            row["client check"], _ = _best(lambda: prepare_batch(table, schema, now_ms=0, max_message_bytes=max_bytes), runs)
+            row["client check"], _ = _best(
+                lambda: prepare_batch(table, schema, now_ms=0, max_message_bytes=max_bytes), runs)
             row["client to_ipc"], wire = _best(lambda: to_ipc(table, options), runs)
             row["wire MB"] = (wire.size if hasattr(wire, "size") else len(wire)) / 1e6
             row["read"], produced = _best(lambda: reframe.read_produced(wire), runs)

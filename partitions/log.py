@@ -151,8 +151,10 @@ class PartitionLog:
         """
         now = self._clock()
         produced = batch if isinstance(batch, reframe.ProducedBatch) else None
+        if produced is not None:
+            batch = produced.batch  # validated as decoded: the stored columns it keeps are these arrays
         prepared = prepare_batch(
-            produced.batch if produced is not None else batch, self.schema, now_ms=now, max_message_bytes=self.config.max_message_bytes,
+            batch, self.schema, now_ms=now, max_message_bytes=self.config.max_message_bytes,
             log_append_time=self.config.message_timestamp_type == "LogAppendTime",
         )
         with self._lock:

@@ -139,7 +139,8 @@ def encode_reusing(stored: pa.RecordBatch, produced: ProducedBatch, *, schema_si
     _collect(produced.batch.schema, produced.nodes(), produced.buffers(), produced.body,
              {j: i for i, j in enumerate(source) if j is not None}, nodes, buffers)
     fresh = [i for i, j in enumerate(source) if j is None]
-    made = pa.RecordBatch.from_arrays([stored.column(i) for i in fresh], schema=pa.schema([schema.field(i) for i in fresh]))
+    made = pa.RecordBatch.from_arrays([stored.column(i) for i in fresh],
+                                      schema=pa.schema([schema.field(i) for i in fresh]))
     made_message = _write_one(made, options, None)
     made_meta = made_message.metadata.to_pybytes()
     made_frame = _frame(made_meta)
@@ -237,7 +238,8 @@ def _same_array(a: pa.Array, b: pa.Array) -> bool:
         for x, y in zip(ab, bb))
 
 
-def _collect(schema: pa.Schema, all_nodes, all_buffers, body: pa.Buffer, wanted: dict[int, int], nodes, buffers) -> None:
+def _collect(schema: pa.Schema, all_nodes, all_buffers, body: pa.Buffer, wanted: dict[int, int],
+             nodes, buffers) -> None:
     """Append to ``nodes[i]``/``buffers[i]`` the field nodes and buffers of the message's column
     ``j`` for each ``j -> i`` of ``wanted`` (a message lists them column after column, each
     column's children depth first)."""

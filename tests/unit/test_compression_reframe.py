@@ -38,6 +38,10 @@ def _wire(table, kind, level=None):
     return sink.getvalue()
 
 
+def _segment_bytes(path):
+    return b"".join(p.read_bytes() for p in sorted(path.glob("*.arrows")))
+
+
 def _stored_messages(path, schema):
     data = pa.py_buffer(b"".join(p.read_bytes() for p in sorted(path.glob("*.arrows"))))
     return data, list(codec.iter_messages(data, len(codec.schema_message(schema))))
@@ -224,14 +228,14 @@ def test_a_batch_under_the_size_floor_is_compressed_again(tmp_path, clock, monke
     log.append(reframe.read_produced(wire))
     produced = reframe.read_produced(wire)
     offset, length = produced.buffers()[-1]
-    assert produced.body.slice(offset, length).to_pybytes() not in b"".join(p.read_bytes() for p in tmp_path.glob("*.arrows"))
+    assert produced.body.slice(offset, length).to_pybytes() not in _segment_bytes(tmp_path)
     big = pa.concat_tables([batch(values)] * 3).combine_chunks()
     assert big.nbytes >= reframe.REUSE_MIN_BYTES
     wire = _wire(big, "zstd", level=9)
     log.append(reframe.read_produced(wire))
     produced = reframe.read_produced(wire)
     offset, length = produced.buffers()[-1]
-    assert produced.body.slice(offset, length).to_pybytes() in b"".join(p.read_bytes() for p in tmp_path.glob("*.arrows"))
+    assert produced.body.slice(offset, length).to_pybytes() in _segment_bytes(tmp_path)
     assert read_all(log)[1] == values[:100] + values * 3
 
 
