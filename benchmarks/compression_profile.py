@@ -6,8 +6,9 @@ set of that benchmark, every step of its way timed in-process, without Ray (the 
 (``to_ipc``, where it compresses), then the partition's read of the stream (where it
 decompresses: ``reframe.read_produced``), its ``prepare_batch`` and offset stamping, and its
 encode of the stored message two ways: ``codec.encode_batch`` (compressing every column again,
-what the partition did before) and ``reframe.encode_reusing`` (the producer's compressed
-buffers kept, only the columns the partition made compressed), both with the CRC.
+what the partition did before) and ``reframe.encode_stored`` (what it does now: the producer's
+compressed buffers kept, only the columns the partition made compressed; under
+``reframe.REUSE_MIN_BYTES`` it compresses again, as that is cheaper there), both with the CRC.
 """
 
 from __future__ import annotations
