@@ -21,8 +21,13 @@ other offset in the metadata does.
 
 When anything does not fit that shape (a stream of more than one batch, dictionaries, a
 type whose buffer layout is not listed in :func:`_layout_counts`, a producer codec other
-than the topic's), it answers None and the caller encodes the batch the ordinary way.
-Pure logic: no Ray.
+than the topic's), it answers None and the caller encodes the batch the ordinary way
+(:func:`encode_stored` also does for batches under ``REUSE_MIN_BYTES``). Validation is not
+weakened: :func:`read_produced` decompresses every buffer (a damaged one is refused there,
+InvalidRecordError, before anything is written), ``prepare_batch`` checks the decoded batch,
+and a column is reused only when the stored array is that decoded array (same buffers, same
+memory), so the reused compressed bytes are exactly what decompressed into what was checked.
+The stored buffers keep the producer's compression level. Pure logic: no Ray.
 """
 
 from __future__ import annotations
