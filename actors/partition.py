@@ -34,7 +34,6 @@ import threading
 import time
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import ray
 
 from rayka.actors.replication import Replication
@@ -44,6 +43,7 @@ from rayka.errors import CorruptRecordError, NotLeaderError, OffsetOutOfRangeErr
 from rayka.messages import (AppendResult, FetchResponse, LogBounds, PartitionStats, ReplicaFetchRequest,
                             ReplicaFetchResponse, ReplicaStatus, TimeLookup)
 from rayka.partitions import codec, pushdown, version_read
+from rayka.partitions.reframe import ProducedBatch, read_produced
 from rayka.partitions.leader_role import serve_replica_fetch
 from rayka.partitions.config_file import read_config, write_config
 from rayka.partitions.follower_role import FollowerRole
@@ -163,8 +163,9 @@ class PartitionActor:
         if acks == -1:
             leader.check_acks_all()
         if isinstance(data, (pa.Buffer, bytes)):
-            data = ipc.open_stream(data).read_all()
-        tagged = tagged_version(data.schema)  # the producer's version, kept with the batch
+            data = read_produced(data)  # kept with its compressed bytes: stored without compressing twice
+        # The producer's version, kept with the batch.
+        tagged = tagged_version(data.batch.schema if isinstance(data, ProducedBatch) else data.schema)
         try:
             result = plog.append(data, producer_id=producer_id, sequence=sequence, leader_epoch=leader.leader_epoch,
                                  schema_version=self._known_version(plog, tagged))

@@ -11,10 +11,14 @@ codec (topic config ``compression.type``; Ray ``num_cpus=2``, an embedded cluste
 
 Columns: bytes on disk (the sum of the topic's segment files after one copy of the data was
 sent) and its ratio to ``none``; ``send_table`` throughput (MB/s of the table's Arrow bytes, rows/s)
-and its ratio to ``none``. Each codec gets its cold first call reported on its own row and then
-``repeats`` timed calls after it (the median); ``benchmarks.common.settle()`` runs before each.
-The producer compresses the batches it ships with the topic's codec and the partition
-decompresses them and compresses again what it stores (offsets are stamped in the partition).
+and its ratio to ``none``. Each codec gets its cold first call reported on its own row, then
+``repeats`` timed calls (the median), taken round robin over the codecs (none, lz4, zstd, none,
+...) so that a slow spell of a shared machine falls on all of them alike; the throughput ratio
+is the median of each round's ratio to that round's ``none`` call;
+``benchmarks.common.settle()`` runs before each call.
+The producer compresses the batches it ships with the topic's codec; the partition decompresses
+them (to validate them) and stores the producer's compressed buffers as they came, compressing
+only the columns it makes (offsets, and timestamps it fills in: ``partitions/reframe.py``).
 
 Target (issue 13): zstd at least halves the click events on disk while ``send_table`` keeps at
 least 70% of its uncompressed throughput.
@@ -104,7 +108,7 @@ def _send(producer, topic: str, table: pa.Table) -> float:
     return time.perf_counter() - t0
 
 
-def run_compression(click_rows: int = 200_000, numeric_rows_n: int = 1_000_000, repeats: int = 3,
+def run_compression(click_rows: int = 200_000, numeric_rows_n: int = 1_000_000, repeats: int = 5,
                     quick: bool = False) -> list[dict]:
     """Rows of the compression table (see the module's docstring)."""
     import rayka
@@ -118,25 +122,31 @@ def run_compression(click_rows: int = 200_000, numeric_rows_n: int = 1_000_000, 
     with tempfile.TemporaryDirectory(prefix="rayka-compress-") as tmp, embedded_cluster(tmp) as cluster:
         admin = rayka.Admin(cluster)
         for data_name, (table, schema) in sets.items():
+            topics = {codec: f"{data_name.split()[0].lower()}-{codec}" for codec in CODECS}
+            for codec, topic in topics.items():
+                admin.create_topic(topic, partitions=1, schema=schema, config={"compression.type": codec})
+            cold, disk, warm = {}, {}, {codec: [] for codec in CODECS}
+            with rayka.Producer(cluster=cluster) as producer:
+                for codec, topic in topics.items():
+                    settle()
+                    cold[codec] = _send(producer, topic, table)
+                    disk[codec] = _segment_bytes(Path(cluster.data_dir), topic)
+                # Round robin: on a shared machine a slow spell then hits every codec alike,
+                # not only the one whose calls it happens to fall on.
+                for _ in range(repeats):
+                    for codec, topic in topics.items():
+                        settle()
+                        warm[codec].append(_send(producer, topic, table))
             ref: dict | None = None
             for codec in CODECS:
-                topic = f"{data_name.split()[0].lower()}-{codec}"
-                admin.create_topic(topic, partitions=1, schema=schema, config={"compression.type": codec})
-                with rayka.Producer(cluster=cluster) as producer:
-                    settle()
-                    cold = _send(producer, topic, table)
-                    disk = _segment_bytes(Path(cluster.data_dir), topic)
-                    warm = []
-                    for _ in range(repeats):
-                        settle()
-                        warm.append(_send(producer, topic, table))
-                seconds = statistics.median(warm)
-                row = {"data": data_name, "codec": codec, "rows": table.num_rows, "disk_bytes": disk,
-                       "cold_s": cold, "seconds": seconds, "mb_per_s": table.nbytes / seconds / 1e6,
+                seconds = statistics.median(warm[codec])
+                row = {"data": data_name, "codec": codec, "rows": table.num_rows, "disk_bytes": disk[codec],
+                       "cold_s": cold[codec], "seconds": seconds, "mb_per_s": table.nbytes / seconds / 1e6,
                        "rows_per_s": table.num_rows / seconds}
                 ref = ref or row
-                row["disk_ratio"] = disk / ref["disk_bytes"]
-                row["speed_ratio"] = row["mb_per_s"] / ref["mb_per_s"]
+                row["disk_ratio"] = disk[codec] / ref["disk_bytes"]
+                # Each call against the none call of its round: the median of those ratios.
+                row["speed_ratio"] = statistics.median(n / c for n, c in zip(warm["none"], warm[codec]))
                 rows.append(row)
     return rows
 
@@ -164,7 +174,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--click-rows", type=int, default=200_000)
     parser.add_argument("--numeric-rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3, help="timed send_table calls after the cold one")
+    parser.add_argument("--repeats", type=int, default=5, help="timed send_table calls after the cold one")
     parser.add_argument("--quick", action="store_true", help="less memory warming between rows")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}", flush=True)

@@ -25,7 +25,9 @@ same CRC; a torn or corrupt batch fails it and is never served.
 A batch may be written with Arrow IPC buffer compression (lz4 or zstd, topic config
 ``compression.type``): the IPC format records the codec in each message, so one file may mix
 codecs and plain ``pyarrow.ipc.open_stream`` reads them all. The header text lives in the
-metadata, which is never compressed; the CRC covers the body as stored (compressed).
+metadata, which is never compressed; the CRC covers the body as stored (compressed). A batch a
+producer shipped compressed with the topic's codec is stored by ``reframe.encode_reusing``: the
+same message, its producer-compressed buffers kept as they came.
 
 v1 batches (older files; ``rayka:v1;crc=...``) covered the header text and the
 body only, not the rest of the flatbuffer; they are still read and checked that way.

@@ -47,7 +47,7 @@ from ..clock import Clock, SystemClock
 from ..config import TopicConfig
 from ..messages import AppendResult
 from ..errors import CorruptRecordError, LogWriteError, RaykaError
-from . import codec
+from . import codec, reframe
 from .epoch_cache import EpochCache
 from .log_loader import CLEAN_SHUTDOWN, PRODUCER_SNAPSHOT, lock_and_load
 from .log_read import check_range, merge_run, offset_for_time, read_segments
@@ -162,9 +162,13 @@ class PartitionLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, batch: pa.RecordBatch | pa.Table, *, producer_id: str | None = None,
+    def append(self, batch: "pa.RecordBatch | pa.Table | reframe.ProducedBatch", *, producer_id: str | None = None,
                sequence: int = -1, leader_epoch: int = 0, schema_version: int | None = None) -> AppendResult:
         """Append a batch (columns value, and optional key, timestamp_ms, headers) as one unit.
+
+        A :class:`reframe.ProducedBatch` (a producer's IPC stream, ``reframe.read_produced``) is
+        validated like any batch and, when it arrived compressed with the topic's codec, stored
+        with its compressed buffers as they came (only the columns made here are compressed).
 
         Raises RecordTooLargeError or SchemaMismatchError with nothing written.
         With ``producer_id``/``sequence``, a re-sent batch is answered from the
@@ -181,6 +185,9 @@ class PartitionLog:
         """
         now = self._clock()
         version = self._schemas.check_append(schema_version, self.config.schema_compatibility)
+        produced = batch if isinstance(batch, reframe.ProducedBatch) else None
+        if produced is not None:
+            batch = produced.batch  # validated as decoded: the stored columns it keeps are these arrays
         prepared = prepare_batch(
             batch, self._schemas.schema(version), now_ms=now, max_message_bytes=self.config.max_message_bytes,
             log_append_time=self.config.message_timestamp_type == "LogAppendTime",
@@ -201,20 +208,24 @@ class PartitionLog:
             # entries) writing epoch 0 keeps no file (its batches' epoch is implied).
             if leader_epoch > self._epochs.latest_epoch and (leader_epoch > 0 or len(self._epochs)):
                 self._epochs.assign(leader_epoch, base)  # LogWriteError: nothing of the batch written
-            encoded = codec.encode_batch(
-                stamped, schema_size=len(schema_bytes),
-                max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now,
-                producer_id=producer_id, sequence=sequence, leader_epoch=leader_epoch,
-                # Bulk batches are written out at once and never cached: encode them into a
-                # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
-                scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None,
-                # Read at each append: alter_topic_config's new codec applies to the next batch.
-                options=codec.write_options(self.config.compression_type, self.config.compression_level),
-            )
+            encoded = self._encode(stamped, produced, now, producer_id, sequence, leader_epoch, len(schema_bytes))
             self._write(encoded, now, f"appending offsets {base}..{base + prepared.num_rows - 1}",
                         schema_bytes=schema_bytes)
             self._appended.notify_all()
             return AppendResult(base, prepared.num_rows, now, self.log_start_offset)
+
+    def _encode(self, stamped: pa.RecordBatch, produced: "reframe.ProducedBatch | None", now: int,
+                producer_id: str | None, sequence: int, leader_epoch: int, schema_size: int) -> codec.EncodedBatch:
+        return reframe.encode_stored(
+            stamped, produced, schema_size=schema_size,
+            max_timestamp_ms=pc.max(stamped.column(1)).as_py(), append_ms=now, producer_id=producer_id,
+            sequence=sequence, leader_epoch=leader_epoch,
+            # Read at each append: alter_topic_config's new codec applies to the next batch.
+            options=codec.write_options(self.config.compression_type, self.config.compression_level),
+            compression=self.config.compression_type,
+            # Bulk batches are written out at once and never cached: encode them into a
+            # reused buffer (first-touched memory is what a 16 MiB batch costs most here).
+            scratch=self._encode_buffer if stamped.nbytes > TAIL_CACHE_BYTES else None)
 
     def _write(self, encoded: codec.EncodedBatch, now: int, what: str, *, schema_bytes: bytes) -> None:
         """Write one encoded batch at the log end (rolling first if due, or if the active segment
