@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                     f"{'met' if ratio >= TARGET else 'NOT met'}")
     print(send_verdict, flush=True)
     comp_rows = run_compression(50_000 if quick else 200_000, 250_000 if quick else 1_000_000,
-                                repeats=2 if quick else 3, quick=quick)
+                                repeats=2 if quick else 5, quick=quick)
     comp_table, comp_verdict = format_rows(comp_rows), verdict(comp_rows)
     print("\n" + comp_table + "\n" + comp_verdict, flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
