@@ -234,6 +234,9 @@ def connect(
                     ray.init(address=local_runtime.address, **kwargs)
                 _watch_runtime(local_runtime)
         elif address is None:
+            # A Ray of this process's own: never a head that `ray start` left on this machine,
+            # which Ray would otherwise attach to (and refuse num_cpus for).
+            kwargs["address"] = "local"
             if num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             with _quiet_stderr():
