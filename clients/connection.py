@@ -92,7 +92,7 @@ class Cluster:
 
         global _current
         try:
-            self.coordinator.shutdown(delete_data, retry_s=2.0)
+            self._shutdown_coordinator(delete_data)
         except CoordinatorUnavailableError:
             log.warning("coordinator of %s is gone; nothing to close", self.cluster_name)
         finally:
@@ -100,6 +100,24 @@ class Cluster:
             with _lock:
                 if _current is self:
                     _current = None
+
+    def _shutdown_coordinator(self, delete_data: bool) -> None:
+        """The coordinator's shutdown; waited for (2 s) only while Ray restarts the coordinator.
+
+        A restarting coordinator keeps its name; one that is gone for good (killed without a
+        restart) has none, and waiting for it would only spend the 2 s."""
+        from rayka.actors import _ray
+
+        try:
+            self.coordinator.shutdown(delete_data, retry_s=0.0)
+        except CoordinatorUnavailableError:
+            try:
+                restarting = _ray.get_actor(_ray.coordinator_name(self.cluster_name), self.namespace) is not None
+            except Exception:  # noqa: BLE001 - Ray itself is gone (a stopped runtime): so is the coordinator
+                restarting = False
+            if not restarting:
+                raise
+            self.coordinator.shutdown(delete_data, retry_s=2.0)
 
 
 #: Kafka client settings people pass by habit, and what to use in rayka instead.
@@ -216,6 +234,9 @@ def connect(
                     ray.init(address=local_runtime.address, **kwargs)
                 _watch_runtime(local_runtime)
         elif address is None:
+            # A Ray of this process's own: never a head that `ray start` left on this machine,
+            # which Ray would otherwise attach to (and refuse num_cpus for).
+            kwargs["address"] = "local"
             if num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             with _quiet_stderr():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 __all__ = ["pid_alive", "free_ports", "head_processes", "gcs_pid", "kill_head", "kill_pid", "last_log_line",
@@ -86,14 +87,34 @@ def kill_head(temp_dir: str, timeout_s: float = 1.0) -> int:
             proc.terminate()
         except psutil.Error:
             pass
-    _, left = psutil.wait_procs(procs, timeout=timeout_s)
+    left = _wait_ended(procs, timeout_s)
     for proc in left:
         try:
             proc.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(left, timeout=timeout_s)
+    _wait_ended(left, timeout_s)
     return len(procs)
+
+
+def _wait_ended(procs: list, timeout_s: float) -> list:
+    """Wait until every process in ``procs`` has exited (or ``timeout_s`` passed); the ones still
+    running. A zombie has exited: the head's processes are orphans, and the init process of a
+    container may reap them late or never (psutil.wait_procs would wait out its timeout on them)."""
+    import psutil
+
+    def running(proc) -> bool:
+        try:
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + timeout_s
+    left = [p for p in procs if running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if running(p)]
+    return left
 
 
 def kill_pid(pid: int | None) -> None:

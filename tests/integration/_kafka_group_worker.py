@@ -18,7 +18,7 @@ def main() -> None:
     bootstrap, group, topic, out_path = sys.argv[1:5]
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+        "auto.offset.reset": "earliest", "session.timeout.ms": 3000, "heartbeat.interval.ms": 500,
         "partition.assignment.strategy": "range", "broker.address.family": "v4",
     })
     consumer.subscribe([topic])

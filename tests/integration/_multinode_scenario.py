@@ -1,6 +1,10 @@
-"""Child process of test_multinode.py: a 3-node local Ray cluster running rayka.
+"""test_multinode.py's scenario on a 3-node local Ray cluster: single-replica partitions spread
+over the nodes, Kafka gateways on each, then the loss of a worker node.
 
-Prints one JSON line with what it observed. Every loop is bounded in time.
+``run`` is one scenario of ``_replication_scenario.py`` (its child process and 3-node cluster
+serve test_replication.py and test_multinode.py, started once); run by hand, this file starts
+a cluster of its own and prints one JSON line with what it observed. Every loop is bounded
+in time.
 """
 
 import json
@@ -17,11 +21,10 @@ import rayka  # noqa: E402
 from rayka import TopicPartition  # noqa: E402
 
 
-def main(data_dir: str) -> None:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, include_dashboard=False)
+def run(cluster, workers, data_dir: str) -> dict:
+    """The scenario on ``cluster`` (3 nodes alive; ``workers`` its two non-head nodes, one of
+    which it removes for good) with a rayka cluster of its own ("multi", files in ``data_dir``,
+    left connected as the current one); what it observed."""
     report = {"nodes": len([n for n in ray.nodes() if n["Alive"]])}
     rc = rayka.connect(data_dir=data_dir, cluster_name="multi")
     admin = rayka.Admin(rc)
@@ -87,7 +90,15 @@ def main(data_dir: str) -> None:
     report["described_unavailable"] = desc.unavailable
     report["described_error"] = next((p.error for p in desc.partitions if not p.available), None)
     report["list_offsets_none"] = sorted(p for p, v in admin.list_offsets("spread").items() if v is None)
-    print(json.dumps(report), flush=True)
+    return report
+
+
+def main(data_dir: str) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False)
+    print(json.dumps(run(cluster, workers, data_dir)), flush=True)
     ray.shutdown()
     cluster.shutdown()
 

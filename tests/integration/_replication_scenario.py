@@ -27,6 +27,9 @@ Scenarios (each on its own topic):
   pass; a Ray task pinned to that follower's node (not the leader's) reads with
   ``client_rack="local"``: the N records in order and none past the HW, all served by the
   follower on its node (the fetch answers say which replica answered; consumer metrics).
+- ``chaos``: the checker under a loop of faults (replicas, the coordinator, a node).
+- ``multinode``: test_multinode.py's single-replica scenario (``_multinode_scenario.py``),
+  last: one cluster start for both test modules.
 """
 
 import json
@@ -503,6 +506,21 @@ def chaos(cluster, workers, report):
     report["chaos"] = verdict(result)
     report["chaos_unprocessed"] = len(acked - processed)
     report["chaos_errors"] = errors
+
+
+def multinode(cluster, workers, report):
+    """test_multinode.py's scenario (``_multinode_scenario.run``) on this cluster, with a rayka
+    cluster of its own. Last of all: the node it removes stays removed, and it leaves its own
+    rayka cluster as the current one."""
+    import _multinode_scenario
+
+    # The scenarios before are done: their replicas (and their fetch loops) would only load the
+    # two cores under this one.
+    RC.shutdown(delete_data=True)
+    _restore_three_nodes(cluster, workers)
+    wait_until(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 3, 30, "the removed nodes reported dead")
+    report["multinode"] = _multinode_scenario.run(cluster, list(workers.values()),
+                                                  str(Path(RC.data_dir).with_name("multi-data")))
 
 
 def main(data_dir: str, scenarios: list[str]) -> None:

@@ -63,6 +63,8 @@ def test_a_log_that_cannot_open_gives_a_clear_error_and_the_actor_does_not_resta
     assert _pid(handles[0]) == pid  # one process all along: failed, not restart-looping
 
     segment.write_bytes(good)  # the files fixed: the partition opens on a call after REOPEN_INTERVAL_S
+    # ... which its opener is told has passed (its next try moved to now) instead of waiting it out.
+    ray.get(handles[0].__ray_call__.remote(lambda actor: setattr(actor._opener, "_next_try_ms", 0)), timeout=30)
     desc = wait_for(lambda: _describe_or_none(admin), timeout_s=REOPEN_INTERVAL_S + 30, what="reopen")
     assert desc.partitions[0].log_end_offset == 5
     c = rayka.Consumer(cluster=cluster, auto_offset_reset="earliest")

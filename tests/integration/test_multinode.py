@@ -2,30 +2,19 @@
 consumers (also ones created after the loss, plain and in a group) go on with the partitions
 of the other nodes, and Admin describes the lost ones as unavailable.
 
-A multi-node Cluster cannot share a process with the session's ``ray.init``, so
-the scenario runs in a child process (``_multinode_scenario.py``) and reports
-its findings as JSON on its last line of output.
+The scenario (``_multinode_scenario.run``) runs in the child process and on the 3-node
+cluster of test_replication.py's scenarios, last (``scenario_report`` in the conftest: a
+multi-node Cluster cannot share a process with the session's ``ray.init``).
 """
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("_multinode_scenario.py")
-
 
 @pytest.mark.slow
-def test_partitions_spread_over_nodes_and_a_lost_node_fails_only_its_partitions(tmp_path):
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "data")], env=env,
-                         capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+@pytest.mark.scenario("multinode")
+def test_partitions_spread_over_nodes_and_a_lost_node_fails_only_its_partitions(scenario_report):
+    assert "multinode_error" not in scenario_report, scenario_report["multinode_error"] + scenario_report["_log"]
+    report = scenario_report["multinode"]
     assert report["nodes"] == 3
     assert report["distinct_leaders"] >= 2, "partitions should spread over the nodes"
     assert report["consumed"] == report["produced"] == 6000

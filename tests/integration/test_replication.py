@@ -1,35 +1,18 @@
 """Replication and failover under real faults, on a 3-node ray.cluster_utils.Cluster.
 
 The scenarios run in one child process on one cluster (``_replication_scenario.py``: a
-multi-node Cluster cannot share a process with the session's ``ray.init``); each test
-here checks what one of them reported. The checker (rayka.checker) counts an outcome
+multi-node Cluster cannot share a process with the session's ``ray.init``; the conftest's
+``scenario_report`` runs the ones this session's tests mark, test_multinode.py's too); each
+test here checks what one of them reported. The checker (rayka.checker) counts an outcome
 that a RayActorError or a timeout left unknown as indeterminate, never as lost.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).with_name("_replication_scenario.py")
-SCENARIOS = ["failover", "acks1_window", "fencing", "healing", "reassign", "follower_reads", "chaos"]
 
-
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    data = tmp_path_factory.mktemp("replication") / "data"
-    out = subprocess.run([sys.executable, str(SCRIPT), str(data), *SCENARIOS], env=env, capture_output=True,
-                         text=True, timeout=900)
-    lines = [line for line in out.stdout.strip().splitlines() if line.startswith("{")]
-    assert out.returncode == 0 and lines, out.stdout[-3000:] + out.stderr[-5000:]
-    found = json.loads(lines[-1])
-    found["_log"] = out.stderr[-4000:]
-    return found
+@pytest.fixture
+def report(scenario_report):
+    return scenario_report
 
 
 def _no_error(report, name):
@@ -37,6 +20,7 @@ def _no_error(report, name):
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("failover")
 def test_acks_all_loses_nothing_when_a_leaders_node_is_removed(report):
     _no_error(report, "failover")
     result = report["failover"]
@@ -51,6 +35,7 @@ def test_acks_all_loses_nothing_when_a_leaders_node_is_removed(report):
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("acks1_window")
 def test_acks_1_shows_the_loss_window_and_acks_all_closes_it(report):
     _no_error(report, "acks1_window")
     lossy, safe = report["acks_1"], report["acks_all"]
@@ -60,6 +45,7 @@ def test_acks_1_shows_the_loss_window_and_acks_all_closes_it(report):
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("fencing")
 def test_a_deposed_leader_is_fenced_and_truncates_its_divergent_tail(report):
     _no_error(report, "fencing")
     # Refused at once (it already knows it was deposed), or taken but never visible, and gone after.
@@ -73,6 +59,7 @@ def test_a_deposed_leader_is_fenced_and_truncates_its_divergent_tail(report):
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("healing")
 def test_a_lost_replica_is_replaced_and_the_isr_is_full_again(report):
     _no_error(report, "healing")
     assert len(report["heal_replicas"]) == 3 and max(report["heal_replicas"]) >= 3, report
@@ -80,6 +67,7 @@ def test_a_lost_replica_is_replaced_and_the_isr_is_full_again(report):
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("reassign")
 def test_a_reassigned_partition_moves_its_replicas_without_losing_a_record(report):
     _no_error(report, "reassign")
     assert report["reassign_nodes_ok"] and report["reassign_removed"], report
@@ -87,6 +75,7 @@ def test_a_reassigned_partition_moves_its_replicas_without_losing_a_record(repor
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("follower_reads")
 def test_a_consumer_with_client_rack_local_reads_from_the_follower_on_its_node_up_to_the_hw(report):
     _no_error(report, "follower_reads")
     assert report["nearby_acked"] and report["nearby_follower_is_off_the_leaders_node"], report
@@ -101,6 +90,7 @@ def test_a_consumer_with_client_rack_local_reads_from_the_follower_on_its_node_u
 
 
 @pytest.mark.slow
+@pytest.mark.scenario("chaos")
 def test_chaos_loses_nothing_and_group_consumers_process_every_acknowledged_record(report):
     _no_error(report, "chaos")
     result = report["chaos"]

@@ -412,14 +412,14 @@ def test_idle_timeout_stops_the_runtime_only_when_no_client_is_attached(shared_e
                                             "flush=True); sys.stdin.readline()"],
                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert holder.stdout.readline().strip() == b"ready"
-    out = cli(["runtime", "start", "--idle-timeout", "2s"], env)
-    assert out.returncode == 0 and b"already running" in out.stdout and b"idle timeout 2s" in out.stdout, out.stdout
+    out = cli(["runtime", "start", "--idle-timeout", "1s"], env)
+    assert out.returncode == 0 and b"already running" in out.stdout and b"idle timeout 1s" in out.stdout, out.stdout
     info = runtime.read(data_dir)
-    assert info.idle_timeout_s == 2 and psutil.pid_exists(info.watcher_pid)
-    # While the client stays attached for twice the timeout (the watcher looks every 0.5 s), the
+    assert info.idle_timeout_s == 1 and psutil.pid_exists(info.watcher_pid)
+    # While the client stays attached for twice the timeout (the watcher looks every 0.25 s), the
     # runtime keeps running.
     attached_at = time.monotonic()
-    wait_for(lambda: time.monotonic() - attached_at > 4, 10, what="four seconds with a client attached")
+    wait_for(lambda: time.monotonic() - attached_at > 2, 10, what="two seconds with a client attached")
     assert runtime.find(data_dir) is not None, "the runtime stopped while a client was attached"
     holder.communicate(b"\n", timeout=30)
     # Once it is gone, the runtime stops by itself: actors closed, head ended, file removed.
@@ -442,7 +442,7 @@ def test_kafka_port_gives_the_runtime_a_kafka_endpoint_that_keeps_it_in_use(loca
     env = local_envs()
     data_dir = env["RAYKA_DATA_DIR"]
     port = _free_port()
-    out = cli(["runtime", "start", "--num-cpus", "2", "--idle-timeout", "2s", "--kafka-port", str(port)], env)
+    out = cli(["runtime", "start", "--num-cpus", "2", "--idle-timeout", "1s", "--kafka-port", str(port)], env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"Kafka gateway: bootstrap.servers=127.0.0.1:{port}".encode() in out.stdout, out.stdout
     assert_quiet(cli(["topics", "create", "kafka-in", "-p", "1"], env))
@@ -463,9 +463,9 @@ def test_kafka_port_gives_the_runtime_a_kafka_endpoint_that_keeps_it_in_use(loca
     assert got == [(i, f"v{i}".encode()) for i in range(50)]
     st = json.loads(assert_quiet(cli(["runtime", "status", "--json"], env), max_lines=60))
     assert st["kafka_gateways"] == 1
-    # No Ray driver is attached now, only the gateway: the idle watcher (2 s) must leave it running.
+    # No Ray driver is attached now, only the gateway: the idle watcher (1 s) must leave it running.
     info = runtime.read(data_dir)
     idle_from = time.monotonic()
-    wait_for(lambda: time.monotonic() - idle_from > 4, 10, what="twice the idle timeout with only the gateway")
+    wait_for(lambda: time.monotonic() - idle_from > 2, 10, what="twice the idle timeout with only the gateway")
     assert runtime.find(data_dir) is not None and runtime.read(data_dir).pid == info.pid
     assert assert_quiet(cli(["runtime", "stop"], env), max_lines=1).startswith("stopped the runtime")
