@@ -89,8 +89,8 @@ def test_cli_produce_exits_non_zero_when_an_append_fails(cluster, admin, monkeyp
     real_topic = producer_module._Topic
 
     class LaxTopic(real_topic):  # the client believes any size is fine; the partition knows better
-        def __init__(self, meta, handles):
-            super().__init__(meta, handles)
+        def __init__(self, *args):
+            super().__init__(*args)
             self.max_message_bytes = 10**9
 
     monkeypatch.setattr(producer_module, "_Topic", LaxTopic)
