@@ -61,7 +61,7 @@ def runtime_status(ctx, as_json):
         sys.exit(1)
     info = st["info"]
     try:
-        topics = MetadataStore(os.path.join(info.data_dir, METADATA_FILE)).load()
+        topics = MetadataStore(os.path.join(info.data_dir, METADATA_FILE)).load_all()[0]  # name -> stored fields
     except Exception:  # a half-written metadata file must not break status
         topics = {}
     if as_json:
