@@ -9,6 +9,7 @@ from typing import Any
 
 from rayka.clients.kafka_names import unknown_option_error
 from rayka.clients.serializers import deserializer
+from rayka.client_config import schema_version_for
 from rayka.config import ConsumerConfig, GroupConfig, option_names
 from rayka.errors import ConfigError
 
@@ -70,7 +71,7 @@ def reader_schema(topic: str, meta, chosen, known: dict, refreshed):
         return None
     version = known.get(topic)
     if version is None:
-        version = chosen.get(topic) if isinstance(chosen, dict) else chosen
+        version = schema_version_for(chosen, topic)
         if version is None:
             meta = refreshed()  # the topic's latest now, not the one this process cached
             version = meta.schema_version

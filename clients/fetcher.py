@@ -234,12 +234,9 @@ class Fetcher:
                         s.schema is None)
                 handle = s.read_handle if s.inflight_follower else s.handle
                 version = self.schema_versions.get(s.tp.topic)
-                if version is not None:
+                if self.pushdown or version is not None:
                     s.inflight = handle.fetch(*args, replica_read=s.inflight_follower, columns=self.columns,
                                               filter=self.filter, schema_version=version)
-                elif self.pushdown:
-                    s.inflight = handle.fetch(*args, replica_read=s.inflight_follower, columns=self.columns,
-                                              filter=self.filter)
                 elif s.inflight_follower:
                     s.inflight = handle.fetch(*args, replica_read=True)
                 else:

@@ -57,6 +57,7 @@ from rayka.clients.sender import Sender
 from rayka.clients.stubs import stage
 from rayka.clients.serde import check_bytes, check_row, explain_mismatch, table_from
 from rayka.clients.typed_inputs import as_row
+from rayka.client_config import schema_version_for
 from rayka.errors import (
     BufferFullError,
     ConfigError,
@@ -151,7 +152,7 @@ class Producer:
         topic = self._topics.get(name)
         if topic is None or refresh:
             meta, handles = self._cluster.topic(name, refresh=refresh)
-            pinned = self._pinned.get(name) if isinstance(self._pinned, dict) else self._pinned
+            pinned = schema_version_for(self._pinned, name)
             if pinned is not None and meta.value_schema is not None and pinned > meta.schema_version:
                 meta, handles = self._cluster.topic(name, refresh=True)  # registered since it was cached
             topic = self._topics[name] = _Topic(meta, handles, pinned)  # UnknownSchemaVersionError
@@ -179,8 +180,7 @@ class Producer:
         that found none is not repeated for a second); else the SchemaMismatchError being handled
         is raised again."""
         now = time.monotonic()
-        pinned = self._pinned.get(t.name) if isinstance(self._pinned, dict) else self._pinned
-        if t.value_schema is not None and pinned is None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
+        if t.value_schema is not None and schema_version_for(self._pinned, t.name) is None and now - self._schema_checked.get(t.name, 0.0) >= 1.0:
             fresh = self._topic(t.name, refresh=True)
             if fresh.schema_version != t.schema_version:
                 return fresh

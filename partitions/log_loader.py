@@ -54,6 +54,7 @@ from ..config import TopicConfig
 from ..errors import LogOpenError, LogWriteError
 from .dir_lock import DirLock
 from .producer_state import PRODUCER_EXPIRY_MS, ProducerStateTable
+from .schema_versions import SchemaSet
 from .segment import SEGMENT_SUFFIX, LogSegment, RecoveryReport, segment_name
 
 __all__ = ["LoadedLog", "load_log", "lock_and_load", "CLEAN_SHUTDOWN", "PRODUCER_SNAPSHOT",
@@ -79,7 +80,7 @@ class LoadedLog:
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def lock_and_load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> tuple[DirLock, LoadedLog]:
+def lock_and_load(directory: Path, schemas: SchemaSet, config: TopicConfig, now_ms: int) -> tuple[DirLock, LoadedLog]:
     """Create ``directory`` if needed, take its lock (LogDirLockedError if another log holds it)
     and :func:`load_log` it; the lock is released again if that raises. Opening writes too (a
     new segment, rebuilt indexes): a full disk raises DiskFullError, as for an append."""
@@ -98,7 +99,7 @@ def lock_and_load(directory: Path, schemas, config: TopicConfig, now_ms: int) ->
         raise
 
 
-def load_log(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedLog:
+def load_log(directory: Path, schemas: SchemaSet, config: TopicConfig, now_ms: int) -> LoadedLog:
     """Open every segment of ``directory`` and rebuild producer state; remove the clean marker.
 
     Raises LogOpenError (naming the directory, the file, the cause and what to do) when the
@@ -126,17 +127,7 @@ def _open_error(directory: Path, segment: str | None, exc: BaseException) -> Log
         directory=str(directory), cause=cause)
 
 
-def _schema_of(schemas, path: Path) -> bytes:
-    """The schema message the segment at ``path`` starts with: ``schemas`` itself (one schema),
-    or the one a SchemaSet (schema_versions.py) finds for that file."""
-    return schemas if isinstance(schemas, bytes) else schemas.for_file(path)
-
-
-def _new_segment_schema(schemas) -> bytes:
-    return schemas if isinstance(schemas, bytes) else schemas.message(schemas.latest)
-
-
-def _load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedLog:
+def _load(directory: Path, schemas: SchemaSet, config: TopicConfig, now_ms: int) -> LoadedLog:
     marker = directory / CLEAN_SHUTDOWN
     clean = marker.exists()
     bases = sorted(int(p.stem) for p in directory.glob("*" + SEGMENT_SUFFIX) if p.stem.isdigit())
@@ -152,7 +143,7 @@ def _load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedL
         active = i == len(bases) - 1
         try:
             path = directory / (segment_name(base) + SEGMENT_SUFFIX)
-            seg, report = LogSegment.load(directory, base, _schema_of(schemas, path), config.index_interval_bytes,
+            seg, report = LogSegment.load(directory, base, schemas.for_file(path), config.index_interval_bytes,
                                           recover=active and not clean, active=active, clean=clean,
                                           clean_end=clean_end if active else None,
                                           next_base=None if active else bases[i + 1])
@@ -172,7 +163,7 @@ def _load(directory: Path, schemas, config: TopicConfig, now_ms: int) -> LoadedL
         reports[base] = report
         loaded.segments.append(seg)
     if not loaded.segments:
-        loaded.segments.append(LogSegment.create(directory, 0, _new_segment_schema(schemas),
+        loaded.segments.append(LogSegment.create(directory, 0, schemas.message(schemas.latest),
                                                  config.index_interval_bytes, now_ms))
     _load_producer_state(directory, loaded, reports)
     marker.unlink(missing_ok=True)

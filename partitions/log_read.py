@@ -54,7 +54,7 @@ def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max
     records = total = 0
     next_offset = offset
     i = max(bisect.bisect_right(snapshot.bases, offset) - 1, 0)
-    schema_bytes = segments[i].file.schema_bytes if i < len(segments) else None
+    schema_bytes = segments[i].file.schema_bytes  # a log has at least one segment
     while i < len(segments) and records < max_records and next_offset < snapshot.end:
         seg = segments[i]
         if seg.file.schema_bytes != schema_bytes:
@@ -85,7 +85,7 @@ def read_segments(snapshot: SegmentsSnapshot, offset: int, max_records: int, max
         if max_bytes <= 0 or next_offset < ends[i]:  # a limit (or damage) stopped it here
             break
         i += 1
-    version = schemas.version_of(schema_bytes) if schema_bytes is not None else schemas.latest
+    version = schemas.version_of(schema_bytes)
     return ReadResult(offset, tuple(buffers), records, next_offset, total, schema=schemas.schema(version),
                       log_start_offset=snapshot.start, high_watermark=snapshot.end, schema_version=version)
 

@@ -188,43 +188,16 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
         if not result.records:
             break
         stored += result.bytes
-        if schemas is not None and result.schema_version != reader_version:
-            for part, max_ts, append_ms in project_columns(result, schemas, reader_version, list(spec.needed)):
-                touched += sum(_column_bytes(c) for c in part.columns)
-                if spec.filter is not None:
-                    part = part.filter(spec.filter)
-                if part.num_rows:
-                    part = part.select(spec.columns)
-                    parts.append((part, max_ts, append_ms))
-                    rows += part.num_rows
-                    kept_bytes += part.nbytes
-            scanned += result.next_offset - position
-            position = result.next_offset
-            continue
-        for buf in result.buffers:
-            for msg in codec.iter_messages(buf):
-                h = msg.header
-                if h.next_offset <= position:
-                    continue
-                if codec.is_compressed(msg):
-                    # Only the columns wanted are decompressed (the others' bytes are skipped).
-                    batch = codec.decode_fields(msg, log_schema, _schema_bytes(log_schema),
-                                                [log_schema.get_field_index(c) for c in spec.needed])
-                else:
-                    batch = codec.decode(msg, log_schema)
-                touched += 8 + len(msg.metadata)
-                skip = max(position - h.base_offset, 0)
-                part = batch.select(spec.needed)
-                if skip:
-                    part = part.slice(skip)
-                if spec.filter is not None:
-                    part = part.filter(spec.filter)
-                touched += sum(_column_bytes(batch.column(c)) for c in spec.needed)
-                if part.num_rows:
-                    part = part.select(spec.columns)
-                    parts.append((part, h.max_timestamp_ms, h.append_ms))  # the stored batch's, a bound
-                    rows += part.num_rows
-                    kept_bytes += part.nbytes
+        for part, read_bytes, max_ts, append_ms in _needed_columns(result, position, spec, log_schema, schemas,
+                                                                   reader_version):
+            touched += read_bytes
+            if spec.filter is not None:
+                part = part.filter(spec.filter)
+            if part.num_rows:
+                part = part.select(spec.columns)
+                parts.append((part, max_ts, append_ms))  # the stored batch's, a bound
+                rows += part.num_rows
+                kept_bytes += part.nbytes
         scanned += result.next_offset - position
         position = result.next_offset
     if not parts:
@@ -239,12 +212,38 @@ def pushed_read(read, offset: int, max_records: int, max_bytes: int, spec: Pushd
     return PushedRead(offset, out, rows, position, touched, out.size, start_offset)
 
 
+def _needed_columns(result, position: int, spec: Pushdown, log_schema: pa.Schema, schemas, reader_version):
+    """``(columns spec.needed of the records from position, bytes read, max_timestamp_ms, append_ms)``
+    for each stored message of ``result`` that holds any: projected first when it is of another
+    schema version than the reader's (version_read.project_columns)."""
+    if schemas is not None and result.schema_version != reader_version:
+        for part, max_ts, append_ms in project_columns(result, schemas, reader_version, list(spec.needed)):
+            yield part, sum(_column_bytes(c) for c in part.columns), max_ts, append_ms
+        return
+    for buf in result.buffers:
+        for msg in codec.iter_messages(buf):
+            h = msg.header
+            if h.next_offset <= position:
+                continue
+            if codec.is_compressed(msg):
+                # Only the columns wanted are decompressed (the others' bytes are skipped).
+                batch = codec.decode_fields(msg, log_schema, _schema_bytes(log_schema),
+                                            [log_schema.get_field_index(c) for c in spec.needed])
+            else:
+                batch = codec.decode(msg, log_schema)
+            read_bytes = 8 + len(msg.metadata) + sum(_column_bytes(batch.column(c)) for c in spec.needed)
+            skip = max(position - h.base_offset, 0)
+            part = batch.select(spec.needed)
+            yield (part.slice(skip) if skip else part), read_bytes, h.max_timestamp_ms, h.append_ms
+
+
 def read_log(plog, offset: int, max_records: int, max_bytes: int, columns=None, filter=None,
              upto: int | None = None) -> PushedRead:
-    """:func:`pushed_read` of a PartitionLog ``plog`` (its ``read`` and ``schema``), up to ``upto``."""
+    """:func:`pushed_read` of a PartitionLog ``plog`` (its ``read`` and ``schema``), up to ``upto``, in
+    its latest schema version (batches of older ones projected)."""
     spec = cached(plog.schema, columns, filter)
     return pushed_read(lambda o, r, b: plog.read(o, max_records=r, max_bytes=b, upto=upto), offset, max_records,
-                       max_bytes, spec, plog.schema)
+                       max_bytes, spec, plog.schema, schemas=plog.schemas, reader_version=plog.schemas.latest)
 
 
 _SCRATCH_LOCK = threading.Lock()

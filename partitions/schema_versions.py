@@ -16,12 +16,12 @@ log cannot name. An untyped topic has one "version", 0 (the binary ``value`` col
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import pyarrow as pa
 
+from ..coordinator.schema_versions import decode_schema, encode_schema
 from ..errors import CorruptRecordError, LogOpenError, LogWriteError, SchemaMismatchError
 from . import codec
 from .atomic_file import atomic_write
@@ -78,11 +78,6 @@ class SchemaSet:
         self._serialized: dict[int, bytes | None] = {}
         for version, schema in sorted(value_schemas.items()):
             self._put(version, schema)
-
-    @classmethod
-    def single(cls, value_schema: pa.Schema | None) -> "SchemaSet":
-        """A log of one schema: version 1 of a typed topic, version 0 of an untyped one."""
-        return cls({0 if value_schema is None else 1: value_schema})
 
     def _put(self, version: int, value_schema: pa.Schema | None) -> None:
         schema = stored_schema(value_schema, version)
@@ -207,7 +202,7 @@ class SchemaSet:
 
     # -- learning versions ---------------------------------------------------------------------
 
-    def add(self, value_schemas: dict[int, pa.Schema | None], directory: Path | None) -> list[int]:
+    def add(self, value_schemas: dict[int, pa.Schema | None], directory: Path) -> list[int]:
         """Learn the versions not known yet, written to ``schemas.json`` in ``directory`` first
         (LogWriteError, nothing learnt, if that fails); the versions added. A known version
         given with another schema is a bug of the caller (ValueError): versions never change."""
@@ -220,8 +215,7 @@ class SchemaSet:
                 new[version] = schema
         if not new:
             return []
-        if directory is not None:
-            save(directory, {**self._value, **new})
+        save(directory, {**self._value, **new})
         for version, schema in sorted(new.items()):
             self._put(version, schema)
         return sorted(new)
@@ -254,14 +248,6 @@ def _same(a: pa.Schema | None, b: pa.Schema | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and a.equals(b, check_metadata=True))
 
 
-def _encode(schema: pa.Schema | None) -> str | None:
-    return None if schema is None else base64.b64encode(schema.serialize().to_pybytes()).decode()
-
-
-def _decode(text: str | None) -> pa.Schema | None:
-    return None if text is None else pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
 def open_set(directory: Path, value_schema: pa.Schema | None,
              schema_versions: dict[int, pa.Schema] | None) -> tuple[SchemaSet, bool]:
     """A log's SchemaSet: the versions it is given (a typed topic's history; else ``value_schema``
@@ -282,7 +268,7 @@ def load(directory: Path) -> dict[int, pa.Schema | None]:
         return {}
     try:
         data = json.loads(path.read_text())
-        return {int(v): _decode(s) for v, s in data["versions"].items()}
+        return {int(v): None if s is None else decode_schema(s) for v, s in data["versions"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as exc:
         cause = f"{type(exc).__name__}: {exc}"
         raise LogOpenError(
@@ -295,7 +281,7 @@ def save(directory: Path, versions: dict[int, pa.Schema | None]) -> None:
     """Replace ``schemas.json`` with ``versions`` (atomic_file.py: LogWriteError, DiskFullError for a
     full disk, with the old file in place)."""
     path = Path(directory) / SCHEMAS_FILE
-    data = json.dumps({"versions": {str(v): _encode(s) for v, s in sorted(versions.items())}}).encode()
+    data = json.dumps({"versions": {str(v): encode_schema(s) for v, s in sorted(versions.items())}}).encode()
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)

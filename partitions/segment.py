@@ -54,7 +54,7 @@ from .scan import SegmentScanner
 from .segment_file import SEGMENT_SUFFIX, SegmentFile, segment_name
 from .tail_cache import TailCache
 
-__all__ = ["LogSegment", "RecoveryReport", "SEGMENT_SUFFIX", "segment_name"]
+__all__ = ["LogSegment", "RecoveryReport", "SEGMENT_SUFFIX", "segment_name", "write_all"]
 
 class LogSegment:
     """A segment file with its indexes. Create with :meth:`create` or :meth:`load`."""
@@ -94,7 +94,7 @@ class LogSegment:
         # O_APPEND: every write lands at the end of the file whatever happened to an earlier one.
         fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
-            _write_all(fd, [schema_bytes])
+            write_all(fd, [schema_bytes])
             seg.index.clear()
         except BaseException:
             os.close(fd)
@@ -243,7 +243,7 @@ class LogSegment:
         self._repair()
         position = self.size
         try:
-            _write_all(self._fd, [encoded.head, encoded.body])
+            write_all(self._fd, [encoded.head, encoded.body])
             # With O_APPEND the descriptor's offset is the file's end after the write: the batch
             # must have landed exactly at ``position``, or it is not where reads will look for it.
             end = os.lseek(self._fd, 0, os.SEEK_CUR)
@@ -324,7 +324,8 @@ class LogSegment:
         return recovery.checked_headers(self.scanner, self.view(limit), from_offset, limit, self.next_offset)
 
 
-def _write_all(fd: int, buffers: list) -> None:
+def write_all(fd: int, buffers: list) -> None:
+    """Write every byte of ``buffers`` to ``fd`` (``writev`` until nothing is left)."""
     views = [memoryview(b).cast("B") for b in buffers]
     while views:
         written = os.writev(fd, views)

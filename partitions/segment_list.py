@@ -20,7 +20,7 @@ from ..config import TopicConfig
 from .atomic_file import fsync_directory
 from .log_read import SegmentsSnapshot
 from .retention import deletable_prefix
-from .segment import LogSegment
+from .segment import LogSegment, write_all
 
 __all__ = ["SegmentList"]
 
@@ -100,9 +100,7 @@ class SegmentList:
         fd = None
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-            view = memoryview(schema_bytes)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, [schema_bytes])
             os.fsync(fd)
             os.replace(tmp, active.path)
         except BaseException:

@@ -104,6 +104,12 @@ class ProducerConfig:
 CLIENT_RACK_LOCAL = "local"
 
 
+def schema_version_for(option, topic: str) -> int | None:
+    """The ``schema_version`` a Producer or Consumer option (None, a version, or a dict topic ->
+    version) names for ``topic``; None: the topic's latest."""
+    return option.get(topic) if isinstance(option, dict) else option
+
+
 def _check_schema_version(version) -> None:
     versions = version.values() if isinstance(version, dict) else [version]
     for v in versions:

@@ -190,7 +190,7 @@ def test_tags_and_schema_sets():
     assert tag(rows(1, 1), None).schema.metadata is None
     with pytest.raises(SchemaMismatchError, match="not a version number"):
         tagged_version(pa.schema([], metadata={VERSION_KEY: b"x"}))
-    s = SchemaSet.single(None)
+    s = SchemaSet({0: None})  # an untyped log
     assert s.versions == [0] and s.check(None) == 0 and s.schema(0).field("value").type == pa.binary()
     s = SchemaSet({1: V1, 2: V2})
     assert s.schema(1).metadata is None and s.schema(2).metadata == {VERSION_KEY: b"2"}
